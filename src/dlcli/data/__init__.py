@@ -1,0 +1,69 @@
+"""Data: load a source named by the config, split it, and encode it into tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from omegaconf import DictConfig
+
+from dlcli.data.preprocess import TargetScaler, encode_features, encode_targets
+from dlcli.data.split import Split, split_dataset
+from dlcli.factory import call_target
+
+# Config keys of data/ that steer preprocessing rather than the source itself.
+PREPROCESS_KEYS = ("standardize", "standardize_target")
+
+
+@dataclass
+class PreparedData:
+    """Encoded arrays for every row, the split, and what a model needs to know about them."""
+
+    features: np.ndarray  # float32, one row per sample
+    targets: np.ndarray  # int64 class indices or float32 values
+    split: Split
+    task: str
+    name: str
+    input_shape: tuple[int, ...]  # per-sample shape the model sees, e.g. (64,) or (1, 8, 8)
+    num_outputs: int  # classes, or 1 for regression
+    class_names: list[str] | None = None
+    feature_names: list[str] = field(default_factory=list)
+    target_scaler: TargetScaler | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.split.part(name)
+        return self.features[rows], self.targets[rows]
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.task == "classification" else "rmse"
+
+
+def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int) -> PreparedData:
+    """Load, split (seeded, stratified for classification) and encode the configured data."""
+    options = {k: data_cfg[k] for k in PREPROCESS_KEYS if k in data_cfg}
+    raw = call_target(data_cfg, "data", skip=PREPROCESS_KEYS, inject={"seed": seed})
+    stratify = None
+    if raw.task == "classification" and split_cfg.stratify:
+        stratify = np.asarray(raw.targets).astype(str)
+    split = split_dataset(len(raw.targets), float(split_cfg.val), float(split_cfg.test), int(split_cfg.seed), stratify)
+    features, feature_names = encode_features(raw, split.train, bool(options.get("standardize", True)))
+    targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)))
+    if raw.image_shape is not None and int(np.prod(raw.image_shape)) == features.shape[1]:
+        input_shape = tuple(raw.image_shape)
+    else:
+        input_shape = (features.shape[1],)
+    return PreparedData(
+        features=features,
+        targets=targets,
+        split=split,
+        task=raw.task,
+        name=raw.name,
+        input_shape=input_shape,
+        num_outputs=len(class_names) if class_names else 1,
+        class_names=class_names,
+        feature_names=feature_names,
+        target_scaler=scaler,
+        notes=raw.notes,
+    )

@@ -1,0 +1,132 @@
+"""Data sources: each returns a RawData table (features and targets, before any fitting).
+
+A source is named by `data._target_` in the config, so a user's own loader plugs in the same way.
+Preprocessing that learns from the data (standardizing, imputing) happens later, on the train
+split only (see dlcli.data.preprocess), so no statistic leaks from validation or test rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlcli.errors import UserError
+
+TASKS = ("classification", "regression")
+
+
+@dataclass
+class RawData:
+    features: pd.DataFrame | np.ndarray  # a DataFrame keeps column kinds for one-hot encoding
+    targets: np.ndarray
+    task: str
+    name: str
+    image_shape: tuple[int, ...] | None = None  # (C, H, W) when each row is an image
+    feature_scale: float | None = None  # known range of raw features (pixels), instead of standardizing
+    notes: list[str] = field(default_factory=list)
+
+
+SKLEARN_SETS = {
+    # name: (loader name in sklearn.datasets, task)
+    "digits": ("load_digits", "classification"),
+    "iris": ("load_iris", "classification"),
+    "wine": ("load_wine", "classification"),
+    "breast_cancer": ("load_breast_cancer", "classification"),
+    "diabetes": ("load_diabetes", "regression"),
+}
+
+
+def load_sklearn(name: str) -> RawData:
+    """One of scikit-learn's bundled datasets (no download)."""
+    import sklearn.datasets
+
+    if name not in SKLEARN_SETS:
+        raise UserError(f"data.name={name} is not a bundled dataset: choose one of {', '.join(SKLEARN_SETS)}")
+    loader, task = SKLEARN_SETS[name]
+    bunch = getattr(sklearn.datasets, loader)()
+    features = np.asarray(bunch.data, dtype=np.float32)
+    raw = RawData(features=features, targets=np.asarray(bunch.target), task=task, name=name)
+    if name == "digits":
+        # 8x8 grey images with intensities 0..16: keep the image shape for CNNs, scale to [0, 1].
+        raw.image_shape = (1, 8, 8)
+        raw.feature_scale = 16.0
+    return raw
+
+
+def make_linreg_synthetic(
+    w: list[float], b: float, num_samples: int = 1000, noise: float = 0.01, seed: int = 0
+) -> RawData:
+    """y = Xw + b + noise with X ~ N(0, 1): the linear-regression warm-up with a known answer."""
+    if num_samples < 10:
+        raise UserError(f"data.num_samples={num_samples} is too small: use at least 10")
+    rng = np.random.default_rng(seed)
+    weights = np.asarray(w, dtype=np.float64)
+    features = rng.normal(0.0, 1.0, size=(num_samples, len(weights)))
+    targets = features @ weights + b + rng.normal(0.0, noise, size=num_samples)
+    return RawData(
+        features=features.astype(np.float32),
+        targets=targets.astype(np.float32),
+        task="regression",
+        name="linreg_synthetic",
+    )
+
+
+def load_csv(path: str, target: str, task: str = "classification", drop: list[str] | None = None) -> RawData:
+    """A user's table: one column is the target, the others (minus `drop`) are features."""
+    if task not in TASKS:
+        raise UserError(f"data.task={task} is not a task: choose one of {', '.join(TASKS)}")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"data.path={path}: no such file")
+    try:
+        table = pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserError(f"data.path={path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+    if target not in table.columns:
+        raise UserError(
+            f"data.target={target} is not a column of {file.name}: columns are {', '.join(map(str, table.columns))}"
+        )
+    drop = list(drop or [])
+    unknown = [c for c in drop if c not in table.columns]
+    if unknown:
+        raise UserError(f"data.drop lists {', '.join(unknown)}, not columns of {file.name}")
+
+    notes = []
+    missing_target = table[target].isna()
+    if missing_target.any():
+        notes.append(f"dropped {int(missing_target.sum())} rows with no value in target column '{target}'")
+        table = table.loc[~missing_target].reset_index(drop=True)
+    if len(table) < 10:
+        raise UserError(f"data.path={path} has {len(table)} usable rows: need at least 10")
+
+    y = table[target]
+    if task == "regression":
+        numeric = pd.to_numeric(y, errors="coerce")
+        if numeric.isna().any():
+            bad = y[numeric.isna()].iloc[0]
+            raise UserError(
+                f"data.target={target} is not numeric (found {bad!r}), so it cannot be regressed: "
+                "use data.task=classification or a numeric target column"
+            )
+        targets = numeric.to_numpy(dtype=np.float32)
+    else:
+        targets = y.astype(str).to_numpy(dtype=object)
+    features = table.drop(columns=[target, *drop])
+    if features.shape[1] == 0:
+        raise UserError(f"{file.name} has no feature columns left after removing the target and data.drop")
+    for column in features.columns:
+        if not _is_numeric(features[column]):
+            distinct = features[column].nunique()
+            if distinct > 0.5 * len(features) and distinct > 20:
+                notes.append(
+                    f"column '{column}' has {distinct} distinct values and looks like an id: "
+                    f"consider data.drop=[{column}]"
+                )
+    return RawData(features=features, targets=targets, task=task, name=file.stem, notes=notes)
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)

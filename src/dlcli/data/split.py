@@ -1,0 +1,63 @@
+"""Seeded, stratified train/val/test splits, recorded so `dl eval` rebuilds the same test set."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlcli.errors import UserError
+
+PARTS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def part(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def record(self) -> dict:
+        """What split.json holds: sizes and a hash of each part's (sorted) indices."""
+        return {
+            "sizes": {p: int(len(self.part(p))) for p in PARTS},
+            "hashes": {p: index_hash(self.part(p)) for p in PARTS},
+        }
+
+
+def index_hash(indices: np.ndarray) -> str:
+    return hashlib.sha256(np.sort(np.asarray(indices, dtype=np.int64)).tobytes()).hexdigest()[:16]
+
+
+def split_dataset(num_samples: int, val: float, test: float, seed: int, stratify_by: np.ndarray | None = None) -> Split:
+    """Indices of the train, val and test parts; the same inputs always give the same split."""
+    from sklearn.model_selection import train_test_split
+
+    for name, value in (("split.val", val), ("split.test", test)):
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"{name}={value} must be a fraction in [0, 1)")
+    if val <= 0.0:
+        raise UserError("split.val=0 leaves no validation set: model selection needs one (e.g. split.val=0.1)")
+    if val + test >= 1.0:
+        raise UserError(f"split.val + split.test = {val + test:g} leaves nothing to train on: keep the sum below 1")
+    indices = np.arange(num_samples)
+    try:
+        if test > 0:
+            rest, test_idx = train_test_split(indices, test_size=test, random_state=seed, stratify=_labels(stratify_by, indices))
+        else:
+            rest, test_idx = indices, indices[:0]
+        val_share = val / (1.0 - test)
+        train_idx, val_idx = train_test_split(rest, test_size=val_share, random_state=seed, stratify=_labels(stratify_by, rest))
+    except ValueError as exc:
+        detail = str(exc).splitlines()[0]
+        hint = " (set split.stratify=false, or use larger split fractions)" if stratify_by is not None else ""
+        raise UserError(f"cannot split {num_samples} samples with val={val}, test={test}: {detail}{hint}") from None
+    return Split(train=np.sort(train_idx), val=np.sort(val_idx), test=np.sort(test_idx))
+
+
+def _labels(stratify_by: np.ndarray | None, rows: np.ndarray):
+    return None if stratify_by is None else stratify_by[rows]

@@ -1,0 +1,1 @@
+"""The one shared PyTorch engine behind train, eval, sweep and lr-find."""

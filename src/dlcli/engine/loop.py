@@ -1,0 +1,119 @@
+"""The inner loops: one training epoch over in-memory tensors, and batched prediction.
+
+Small data lives on the device as tensors and is batched by indexing a seeded permutation; no
+DataLoader sits between the reader and loss.backward().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepConfig:
+    """How each optimization step is taken."""
+
+    batch_size: int
+    amp: bool = False  # float16 autocast + GradScaler (CUDA only)
+    grad_clip: float | None = None
+    grad_clip_mode: str = "norm"
+
+
+@dataclass
+class EpochResult:
+    loss_sum: float  # summed per-sample loss over the epoch
+    correct: float  # correctly classified samples (classification)
+    count: int
+    finite: bool
+
+
+def autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    step: StepConfig,
+    generator: torch.Generator,
+    scaler: torch.amp.GradScaler | None = None,
+    step_scheduler=None,
+    on_batch: Callable[[int, torch.Tensor], None] | None = None,
+) -> EpochResult:
+    """One pass over (features, targets) in a fresh seeded order; returns device-side sums once."""
+    model.train()
+    device = features.device
+    count = len(features)
+    order = torch.randperm(count, generator=generator).to(device)
+    classify = targets.dtype == torch.long
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    seen = 0
+    for start in range(0, count, step.batch_size):
+        rows = order[start : start + step.batch_size]
+        if len(rows) == 1 and count > 1:
+            break  # a lone trailing sample breaks batch norm and adds only noise
+        x, y = features[rows], targets[rows]
+        with autocast(device, step.amp):
+            outputs = model(x)
+            loss = loss_fn(outputs, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
+            _clip(model, step)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            _clip(model, step)
+            optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
+        batch = len(rows)
+        seen += batch
+        loss_sum += loss.detach().float() * batch
+        if classify:
+            correct += (outputs.detach().argmax(dim=1) == y).sum()
+        if on_batch is not None:
+            on_batch(batch, loss_sum)
+    total = float(loss_sum)  # one device sync per epoch
+    return EpochResult(loss_sum=total, correct=float(correct), count=seen, finite=math.isfinite(total))
+
+
+def _clip(model: nn.Module, step: StepConfig) -> None:
+    if step.grad_clip is None:
+        return
+    if step.grad_clip_mode == "value":
+        nn.utils.clip_grad_value_(model.parameters(), step.grad_clip)
+    else:
+        nn.utils.clip_grad_norm_(model.parameters(), step.grad_clip)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, features: torch.Tensor, batch_size: int, amp: bool = False) -> torch.Tensor:
+    """Model outputs for every row, in order, in eval mode (float32, on the CPU)."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(features), batch_size):
+        with autocast(features.device, amp):
+            outputs.append(model(features[start : start + batch_size]).float().cpu())
+    if not outputs:
+        return torch.empty(0)
+    return torch.cat(outputs)
+
+
+@torch.no_grad()
+def mean_loss(loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    return float(loss_fn(outputs, targets.cpu()))

@@ -1,0 +1,74 @@
+"""Losses and metrics by task. Reported metrics are computed with scikit-learn."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+# Metric names per task: the first is the one model selection uses.
+TASK_METRICS = {"classification": ("accuracy",), "regression": ("rmse", "mae", "r2")}
+HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "mae": False, "r2": True, "loss": False}
+
+
+def loss_function(task: str, label_smoothing: float = 0.0) -> nn.Module:
+    """Cross-entropy on logits for classification (the softmax lives here), MSE for regression."""
+    if task == "classification":
+        return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    return nn.MSELoss()
+
+
+def monitor_mode(monitor: str) -> str:
+    """'max' when a larger value of the monitored metric is better, else 'min'."""
+    metric = monitor.split("_", 1)[1] if "_" in monitor else monitor
+    return "max" if HIGHER_IS_BETTER.get(metric, False) else "min"
+
+
+def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float = 1.0, target_mean: float = 0.0) -> dict:
+    """Task metrics from model outputs; regression values are mapped back to the target's units."""
+    from sklearn import metrics
+
+    if task == "classification":
+        predictions = outputs.argmax(axis=1)
+        return {"accuracy": float(metrics.accuracy_score(targets, predictions))}
+    predicted = outputs.reshape(-1) * target_std + target_mean
+    actual = targets.reshape(-1) * target_std + target_mean
+    return {
+        "rmse": math.sqrt(float(metrics.mean_squared_error(actual, predicted))),
+        "mae": float(metrics.mean_absolute_error(actual, predicted)),
+        "r2": float(metrics.r2_score(actual, predicted)) if len(actual) > 1 else float("nan"),
+    }
+
+
+def classification_report(outputs: np.ndarray, targets: np.ndarray, class_names: list[str]) -> dict:
+    """Per-class precision/recall/F1/support and the confusion matrix (rows: true, cols: predicted)."""
+    from sklearn import metrics
+
+    labels = list(range(len(class_names)))
+    predictions = outputs.argmax(axis=1)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        targets, predictions, labels=labels, zero_division=0
+    )
+    per_class = [
+        {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+    ]
+    matrix = metrics.confusion_matrix(targets, predictions, labels=labels)
+    return {
+        "per_class": per_class,
+        "macro_f1": float(metrics.f1_score(targets, predictions, labels=labels, average="macro", zero_division=0)),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def train_metric(task: str, loss_sum: float, correct: float, count: int, target_std: float) -> float:
+    """The task metric over the batches of an epoch, from sums the loop keeps on the device."""
+    if task == "classification":
+        return correct / count
+    return math.sqrt(max(loss_sum / count, 0.0)) * target_std  # MSE loss: RMSE in target units
+
+
+def as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()

@@ -1,0 +1,21 @@
+"""Schedulers that torch.optim.lr_scheduler composes but does not name."""
+
+from __future__ import annotations
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+from dlcli.errors import UserError
+
+
+def warmup_cosine(optimizer: Optimizer, warmup_epochs: int, epochs: int, start_factor: float = 0.1, eta_min: float = 0.0):
+    """Linear warmup from start_factor*lr to lr over warmup_epochs, then cosine decay to eta_min."""
+    if not 0 <= warmup_epochs < epochs:
+        raise UserError(f"sched.warmup_epochs={warmup_epochs} must be at least 0 and below trainer.epochs={epochs}")
+    if not 0.0 < start_factor <= 1.0:
+        raise UserError(f"sched.start_factor={start_factor} must be in (0, 1]")
+    cosine = CosineAnnealingLR(optimizer, T_max=epochs - warmup_epochs, eta_min=eta_min)
+    if warmup_epochs == 0:
+        return cosine
+    warmup = LinearLR(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup_epochs)
+    return SequentialLR(optimizer, schedulers=[warmup, cosine], milestones=[warmup_epochs])

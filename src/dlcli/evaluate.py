@@ -1,0 +1,78 @@
+"""Evaluate a checkpoint on one split of its run's data: `dl eval` and the end of `dl train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from dlcli.engine.checkpoint import load_checkpoint
+from dlcli.engine.fit import evaluate_outputs
+from dlcli.engine.metrics import as_numpy, classification_report
+from dlcli.errors import UserError
+from dlcli.experiment import Experiment, build_experiment
+from dlcli.plots import plot_confusion_matrix
+from dlcli.runs import find_run, read_json, write_json
+
+SPLITS = ("test", "val", "train")
+CHECKPOINTS = ("best", "last")
+
+
+def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, checkpoint: str) -> dict:
+    """Load checkpoints/<checkpoint>.pt into the experiment's model and report on one split.
+
+    Writes eval-<split>.json (and, for classification, confusion-<split>.png) into the run.
+    """
+    payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
+    session = experiment.session
+    session.model.load_state_dict(payload["model"])
+    features, targets = experiment.tensors(split)
+    if len(features) == 0:
+        raise UserError(f"the {split} split of this run is empty (split.{split}=0): choose another --split")
+    outputs, loss, metrics = evaluate_outputs(session, features, targets)
+    report = {
+        "run": str(run_dir),
+        "split": split,
+        "checkpoint": checkpoint,
+        "epoch": int(payload["state"]["epoch"]),
+        "samples": int(len(features)),
+        "loss": loss,
+        **metrics,
+    }
+    if experiment.data.task == "classification":
+        names = experiment.data.class_names
+        report["class_names"] = names
+        report.update(classification_report(as_numpy(outputs), as_numpy(targets), names))
+        plot_confusion_matrix(
+            report["confusion_matrix"], names, f"{split} split, {checkpoint} checkpoint (epoch {report['epoch']})",
+            run_dir / f"confusion-{split}.png",
+        )
+    write_json(run_dir / f"eval-{split}.json", report)
+    return report
+
+
+def evaluate_run(run_path: str | Path, split: str = "test", checkpoint: str = "best", device: str | None = None) -> dict:
+    """`dl eval`: rebuild the run's exact split from its config and evaluate a checkpoint on it."""
+    if split not in SPLITS:
+        raise UserError(f"--split {split} is not a split: choose one of {', '.join(SPLITS)}")
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
+    run_dir = find_run(run_path)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    if device is not None:
+        cfg.trainer.device = device
+    experiment = build_experiment(cfg)
+    check_same_split(experiment, run_dir)
+    return evaluate_checkpoint(experiment, run_dir, split, checkpoint)
+
+
+def check_same_split(experiment: Experiment, run_dir: Path) -> None:
+    """The rebuilt split must be the recorded one, or the numbers would be about other samples."""
+    recorded = read_json(run_dir / "split.json")
+    rebuilt = experiment.data.split.record()
+    for part, digest in recorded.get("hashes", {}).items():
+        if rebuilt["hashes"].get(part) != digest:
+            raise UserError(
+                f"the {part} split rebuilt from {run_dir / 'config.yaml'} differs from split.json "
+                "(the data or its file changed since the run): cannot reproduce its numbers"
+            )

@@ -1,0 +1,94 @@
+"""Build everything a run needs from a composed config: device, data, model, optimizer, session.
+
+`train`, `eval` and `resume` all go through `build_experiment`, so they see the same split, the
+same model and the same initialization for the same config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+
+from dlcli.data import PreparedData, prepare_data
+from dlcli.engine.device import select_device
+from dlcli.engine.fit import Session
+from dlcli.engine.loop import StepConfig
+from dlcli.engine.metrics import loss_function, monitor_mode
+from dlcli.engine.optim import build_optimizer, build_scheduler
+from dlcli.errors import UserError
+from dlcli.models import build_model
+from dlcli.validate import monitor_for, validate_config
+
+
+@dataclass
+class Experiment:
+    cfg: DictConfig
+    data: PreparedData
+    session: Session
+    notes: list[str]
+
+    def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        features, targets = self.data.part(part)
+        return _to_tensors(features, targets, self.data, self.session.device)
+
+
+def _to_tensors(features, targets, data: PreparedData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows take the data's sample shape (flat rows of image data, e.g. digits, become images)."""
+    x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, *data.input_shape)
+    if data.task == "classification":
+        y = torch.as_tensor(targets, dtype=torch.long)
+    else:
+        y = torch.as_tensor(targets, dtype=torch.float32).reshape(-1, 1)
+    return x.to(device), y.to(device)
+
+
+def build_experiment(cfg: DictConfig) -> Experiment:
+    validate_config(cfg)
+    device = select_device(cfg.trainer.device)
+    notes = []
+    amp = bool(cfg.trainer.amp)
+    if amp and device.type != "cuda":
+        notes.append(f"trainer.amp=true needs CUDA: training in float32 on {device}")
+        amp = False
+    torch.manual_seed(cfg.seed)  # model init, then dropout, repeat for the same seed
+    data = prepare_data(cfg.data, cfg.split, cfg.seed)
+    if len(data.split.val) == 0:
+        raise UserError("the validation split is empty: raise split.val")
+    model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
+    optimizer = build_optimizer(cfg.optim, model)
+    monitor = monitor_for(cfg, data.task)
+    batch_size = int(cfg.trainer.batch_size)
+    steps_per_epoch = math.ceil(len(data.split.train) / batch_size)
+    schedule = build_scheduler(cfg.sched, optimizer, steps_per_epoch, monitor_mode(monitor))
+    early = cfg.trainer.early_stopping
+    train_x, train_y = _to_tensors(*data.part("train"), data, device)
+    val_x, val_y = _to_tensors(*data.part("val"), data, device)
+    scaler = data.target_scaler
+    session = Session(
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        loss_fn=loss_function(data.task, float(cfg.trainer.label_smoothing)),
+        device=device,
+        step=StepConfig(batch_size, amp, cfg.trainer.grad_clip, cfg.trainer.grad_clip_mode),
+        generator=torch.Generator().manual_seed(int(cfg.seed)),
+        train_x=train_x,
+        train_y=train_y,
+        val_x=val_x,
+        val_y=val_y,
+        task=data.task,
+        metric=data.metric,
+        epochs=int(cfg.trainer.epochs),
+        eval_batch_size=int(cfg.trainer.eval_batch_size),
+        monitor=monitor,
+        mode=monitor_mode(monitor),
+        patience=int(early.patience) if early.enabled else None,
+        min_delta=float(early.min_delta),
+        target_mean=scaler.mean if scaler else 0.0,
+        target_std=scaler.std if scaler else 1.0,
+        scaler=torch.amp.GradScaler("cuda") if amp else None,
+    )
+    return Experiment(cfg=cfg, data=data, session=session, notes=notes + data.notes)

@@ -1,0 +1,45 @@
+"""Models: each conf/model option names one of these (or any nn.Module) with `_target_`.
+
+A model class takes `input_shape` and `num_outputs` (both from the data) plus its own settings;
+`build_model` supplies the first two, applies the init scheme and checks the data fits.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from dlcli.errors import UserError
+from dlcli.factory import call_target
+from dlcli.models.cnn import CifarCNN, LeNet
+from dlcli.models.init import initialize
+from dlcli.models.tabular import MLP, LinearRegression, SoftmaxRegression
+
+__all__ = ["build_model", "LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "CifarCNN"]
+
+# Config keys handled here rather than passed to the model's constructor.
+BUILD_KEYS = ("init",)
+
+
+def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Build, initialize and dry-run the configured model on one zero sample of the data's shape."""
+    model = call_target(model_cfg, "model", skip=BUILD_KEYS, input_shape=tuple(input_shape), num_outputs=num_outputs)
+    initialize(model, model_cfg.get("init", "default"))
+    _dry_run(model, model_cfg._target_, input_shape, num_outputs)
+    return model
+
+
+def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outputs: int) -> None:
+    was_training = model.training
+    model.eval()  # batch norm cannot take a batch of one in training mode
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, *input_shape))
+    except RuntimeError as exc:
+        shape = "x".join(map(str, input_shape))
+        raise UserError(f"{name} cannot take input of shape {shape}: {str(exc).splitlines()[0]}") from None
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (1, num_outputs):
+        raise UserError(f"{name} returns shape {tuple(out.shape[1:])} per sample; the data needs ({num_outputs},)")

@@ -1,0 +1,64 @@
+"""Models for flat feature vectors: linear regression, softmax regression, the MLP."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from dlcli.errors import UserError
+from dlcli.models import layers as layers_lib
+
+
+def _flat_size(input_shape: tuple[int, ...]) -> int:
+    return math.prod(input_shape)
+
+
+class LinearRegression(nn.Module):
+    """y = Xw + b."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_outputs: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(_flat_size(input_shape), num_outputs))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SoftmaxRegression(LinearRegression):
+    """Logits = Xw + b; the softmax is inside the cross-entropy loss, never a layer here."""
+
+
+class MLP(nn.Module):
+    """Flatten, then per hidden size: linear, optional batch norm, activation, optional dropout."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_outputs: int,
+        hidden: list[int] = (256,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ):
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise UserError(f"model.dropout={dropout} must be in [0, 1)")
+        if any(int(h) < 1 for h in hidden):
+            raise UserError(f"model.hidden={list(hidden)} must list positive layer sizes")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = _flat_size(input_shape)
+        for size in hidden:
+            layers.append(nn.Linear(width, int(size)))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(int(size)))
+            layers.append(layers_lib.activation(activation))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = int(size)
+        layers.append(nn.Linear(width, num_outputs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+

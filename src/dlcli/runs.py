@@ -1,0 +1,93 @@
+"""The run directory: create it, write its files atomically, read a run back.
+
+runs/<name>/<YYYY-MM-DD_HH-MM-SS>[-N]/ holds config.yaml, overrides.yaml, metrics.csv,
+summary.json, split.json, checkpoints/{best,last}.pt, curves.png and train.log.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+from pathlib import Path
+
+from dlcli.errors import UserError
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_{m}", "val_loss", "val_{m}", "seconds", "samples_per_second")
+
+
+def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = None) -> Path:
+    """A new, empty directory; a second run in the same second gets -1, -2, ..."""
+    parent = Path(runs_dir) / name
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
+    for suffix in range(10_000):
+        path = parent / (stamp if suffix == 0 else f"{stamp}-{suffix}")
+        try:
+            path.mkdir()  # atomic: two processes never get the same directory
+        except FileExistsError:
+            continue
+        (path / "checkpoints").mkdir()
+        return path
+    raise RuntimeError(f"could not create a run directory under {parent}")
+
+
+def write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(_jsonable(data), indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _jsonable(value):
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def metric_columns(metric: str) -> list[str]:
+    return [c.format(m=metric) for c in METRIC_COLUMNS]
+
+
+def write_metrics(path: Path, history: list[dict], metric: str) -> None:
+    """All epochs so far; rewritten whole (atomically) so it always matches the checkpoint."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=metric_columns(metric))
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: row[k] for k in writer.fieldnames})
+    os.replace(temporary, path)
+
+
+def update_summary(run_dir: Path, **fields) -> dict:
+    path = run_dir / "summary.json"
+    summary = read_json(path) if path.exists() else {}
+    summary.update(fields)
+    write_json(path, summary)
+    return summary
+
+
+def find_run(path: str | Path) -> Path:
+    """A run directory given by the user, checked to be one."""
+    run_dir = Path(path).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(f"{path} is not a directory: give a run directory such as runs/train/<timestamp>")
+    missing = [f for f in ("config.yaml", "split.json", "summary.json") if not (run_dir / f).is_file()]
+    if missing:
+        raise UserError(f"{path} is not a dl run directory (no {missing[0]}): give one such as runs/train/<timestamp>")
+    return run_dir
