@@ -36,6 +36,10 @@ def call_target(node: DictConfig, group: str, skip: Iterable[str] = (), inject: 
     """
     if "_target_" not in node or not node._target_:
         raise UserError(f"{group} has no _target_: name the class or function that builds it")
+    missing_values = sorted(OmegaConf.missing_keys(node))
+    if missing_values:
+        key = missing_values[0]  # already the full dotted path, e.g. data.path
+        raise UserError(f"{key} must be set (it has no default): add {key}=... to the command")
     target = resolve_target(node._target_, group)
     kwargs = target_kwargs(node, skip)
     kwargs.update(runtime)

@@ -1,0 +1,172 @@
+import csv
+
+import pytest
+import torch
+
+from conftest import quiet_reporter, read
+from dlcli.config import compose
+from dlcli.engine.checkpoint import load_checkpoint
+from dlcli.engine.device import select_device
+from dlcli.engine.optim import parameter_groups
+from dlcli.engine.progress import Reporter
+from dlcli.errors import UserError
+from dlcli.experiment import build_experiment
+from dlcli.models import MLP
+from dlcli.train import train
+
+
+def test_default_experiment_learns_digits(workdir):
+    result = train(compose(["trainer.progress=false"]), [], quiet_reporter())
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+    assert float(rows[-1]["train_loss"]) < 0.5 * float(rows[0]["train_loss"])
+    assert result.summary["test"]["accuracy"] >= 0.95
+
+
+def test_same_seed_repeats_exactly_and_another_seed_differs(workdir, fast):
+    first = train(fast(), [], quiet_reporter()).summary
+    second = train(fast(), [], quiet_reporter()).summary
+    other = train(fast("seed=1"), [], quiet_reporter()).summary
+    assert first["test"] == second["test"]
+    assert first["best_val_accuracy"] == second["best_val_accuracy"]
+    assert other["test"]["loss"] != first["test"]["loss"]
+
+
+class InterruptAt(Reporter):
+    """Simulates Ctrl-C in the middle of an epoch."""
+
+    def __init__(self, epoch, batch):
+        super().__init__(quiet_reporter().console, show_progress=False)
+        self.at, self.epoch, self.batches = (epoch, batch), 0, 0
+
+    def on_epoch_start(self, epoch):
+        self.epoch, self.batches = epoch, 0
+
+    def on_batch(self, batch_size, loss_sum):
+        self.batches += 1
+        if (self.epoch, self.batches) == self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(workdir):
+    overrides = ["trainer.epochs=5", "model.dropout=0.3", "sched=onecycle", "trainer.progress=false"]
+    reference = train(compose(overrides + ["name=reference"]), [], quiet_reporter())
+    stopped = train(compose(overrides), [], InterruptAt(epoch=3, batch=7))
+    assert stopped.status == "interrupted"
+    assert stopped.summary["epochs_completed"] == 2
+    assert len((stopped.run_dir / "metrics.csv").read_text().strip().splitlines()) == 3
+    assert load_checkpoint(stopped.run_dir / "checkpoints" / "last.pt")["state"]["epoch"] == 2
+    resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
+    assert resumed.status == "completed"
+    assert (resumed.run_dir / "metrics.csv").read_text().splitlines()[1:] != []
+    ref_rows = list(csv.DictReader((reference.run_dir / "metrics.csv").open()))
+    res_rows = list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))
+    for a, b in zip(ref_rows, res_rows, strict=True):
+        assert [a[k] for k in ("epoch", "lr", "train_loss", "val_loss")] == [b[k] for k in ("epoch", "lr", "train_loss", "val_loss")]
+    assert resumed.summary["test"] == reference.summary["test"]
+    ref_weights = load_checkpoint(reference.run_dir / "checkpoints" / "last.pt")["model"]
+    res_weights = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(ref_weights[k], res_weights[k]) for k in ref_weights)
+
+
+def test_resume_refuses_a_completed_run_and_changed_settings(workdir, fast):
+    done = train(fast(), [], quiet_reporter())
+    with pytest.raises(UserError, match="already completed"):
+        train(compose([f"resume={done.run_dir}"]), [f"resume={done.run_dir}"], quiet_reporter())
+    with pytest.raises(UserError, match="cannot apply"):
+        train(compose([f"resume={done.run_dir}", "optim.lr=1"]), [f"resume={done.run_dir}", "optim.lr=1"], quiet_reporter())
+
+
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(workdir):
+    # SGD with momentum at lr 0.1 diverges on diabetes after a good first epoch.
+    result = train(compose(["data=diabetes", "optim.lr=0.1", "trainer.epochs=10", "trainer.progress=false"]), [], quiet_reporter())
+    assert result.status == "failed"
+    assert "optim.lr" in result.summary["message"] and "nan" in result.summary["message"].lower()
+    last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert last["state"]["epoch"] == result.summary["epochs_completed"] >= 1
+    assert all(torch.isfinite(t).all() for t in last["model"].values())
+    assert (result.run_dir / "curves.png").exists()
+
+
+def test_early_stopping_stops_on_a_stalled_validation_metric(workdir):
+    cfg = compose(["trainer.epochs=60", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=2", "trainer.progress=false"])
+    summary = train(cfg, [], quiet_reporter()).summary
+    assert summary["stopped_early"] is True
+    assert summary["epochs_completed"] == summary["best_epoch"] + 2 < 60
+
+
+@pytest.mark.parametrize("sched", ["step", "exponential", "cosine", "linear", "warmup_cosine", "onecycle", "plateau"])
+def test_every_scheduler_changes_or_keeps_lr_as_documented(workdir, fast, sched):
+    result = train(fast(f"sched={sched}", "trainer.epochs=4"), [], quiet_reporter())
+    lrs = [float(r["lr"]) for r in csv.DictReader((result.run_dir / "metrics.csv").open())]
+    assert result.status == "completed"
+    if sched in ("exponential", "cosine", "linear"):
+        assert lrs[-1] < lrs[0]
+    if sched == "onecycle":
+        assert lrs[0] < max(lrs)  # rises from max_lr / 25, then anneals
+    if sched == "warmup_cosine":
+        assert lrs[0] < lrs[1]  # warming up
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+def test_every_optimizer_trains(workdir, fast, optim):
+    summary = train(fast(f"optim={optim}"), [], quiet_reporter()).summary
+    assert summary["status"] == "completed" and summary["test"]["accuracy"] > 0.5
+
+
+def test_weight_decay_skips_biases_and_norms_unless_asked():
+    model = MLP((8,), 2, hidden=[4], batch_norm=True)
+    groups = parameter_groups(model, 0.1, decay_bias_and_norm=False)
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    assert all(p.ndim > 1 for p in groups[0]["params"]) and all(p.ndim == 1 for p in groups[1]["params"])
+    assert len(parameter_groups(model, 0.1, decay_bias_and_norm=True)) == 1
+
+
+@pytest.mark.parametrize("mode", ["norm", "value"])
+def test_gradient_clipping_runs(workdir, fast, mode):
+    result = train(fast("trainer.grad_clip=0.5", f"trainer.grad_clip_mode={mode}", "trainer.label_smoothing=0.1"), [], quiet_reporter())
+    assert result.status == "completed"
+
+
+def test_regression_reports_rmse_mae_r2_in_target_units(workdir):
+    summary = train(compose(["data=linreg_synthetic", "model=linreg", "optim.lr=0.03", "optim.momentum=0", "trainer.batch_size=10", "trainer.epochs=5", "trainer.progress=false"]), [], quiet_reporter()).summary
+    assert summary["monitor"] == "val_rmse"
+    assert summary["test"]["rmse"] < 0.05 and summary["test"]["r2"] > 0.999 and summary["test"]["mae"] < 0.05
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match=r"trainer.device=cuda:1 is not available: this machine has cpu"):
+            select_device("cuda:1")
+    with pytest.raises(UserError, match="is not a device"):
+        select_device("tpu")
+
+
+def test_amp_without_cuda_is_a_note_not_an_error(fast):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    experiment = build_experiment(fast("trainer.amp=true", "trainer.device=cpu"))
+    assert any("amp" in note for note in experiment.notes) and experiment.session.scaler is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_amp_trains_on_cuda(workdir, fast):
+    summary = train(fast("trainer.device=cuda", "trainer.amp=true"), [], quiet_reporter()).summary
+    assert summary["status"] == "completed" and summary["device"].startswith("cuda")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.epochs=0", "trainer.epochs=0 must be at least 1"),
+        ("trainer.batch_size=abc", "trainer.batch_size=abc must be an integer"),
+        ("optim.lr=-1", "optim.lr=-1 must be above 0"),
+        ("trainer.monitor=val_f1", "trainer.monitor=val_f1 is not valid: choose one of auto, val_loss, val_accuracy"),
+        ("trainer.grad_clip_mode=both", "choose one of norm, value"),
+    ],
+)
+def test_bad_values_are_named(override, message):
+    with pytest.raises(UserError) as info:
+        build_experiment(compose([override]))
+    assert message in str(info.value)
