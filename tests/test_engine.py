@@ -41,7 +41,7 @@ class InterruptAt(Reporter):
     def on_epoch_start(self, epoch):
         self.epoch, self.batches = epoch, 0
 
-    def on_batch(self, batch_size, loss_sum):
+    def on_batch(self, batch_size, loss):
         self.batches += 1
         if (self.epoch, self.batches) == self.at:
             raise KeyboardInterrupt

@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-REFRESH_SECONDS = 0.25  # how often the running loss is read back from the device
+REFRESH_SECONDS = 0.25  # how often the bars are updated (and the running loss read off the device)
 
 
 class Reporter:
@@ -56,6 +56,7 @@ class Reporter:
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            refresh_per_second=4,  # redrawing competes with training for the same few cores
         )
         self._progress.start()
         self._epoch_task = self._progress.add_task("epochs", total=epochs, completed=first_epoch - 1, status="")
@@ -73,20 +74,20 @@ class Reporter:
             self._progress.reset(self._batch_task, status="")
             self._progress.update(self._batch_task, description=f"epoch {epoch}")
 
-    def on_batch(self, batch_size: int, loss_sum: torch.Tensor) -> None:
+    def on_batch(self, batch_size: int, loss: torch.Tensor) -> None:
         self._seen += batch_size
         if self._progress is None:
             return
-        self._progress.advance(self._batch_task, batch_size)
         now = time.perf_counter()
         if now - self._last_refresh >= REFRESH_SECONDS:  # reading the loss syncs the device
             self._last_refresh = now
             rate = self._seen / max(now - self._epoch_started, 1e-9)
-            status = f"loss {float(loss_sum) / self._seen:.4f}  {rate:,.0f} samples/s"
-            self._progress.update(self._batch_task, status=status)
+            status = f"batch loss {float(loss):.4f}  {rate:,.0f} samples/s"
+            self._progress.update(self._batch_task, completed=self._seen, status=status)
 
     def on_epoch_end(self, row: dict, epochs: int, metric: str, best: bool) -> None:
         if self._progress is not None:
+            self._progress.update(self._batch_task, completed=self._seen)
             self._progress.update(self._epoch_task, completed=row["epoch"], status=f"val_{metric} {row[f'val_{metric}']:.4f}")
         self.log(format_epoch(row, epochs, metric) + ("  *" if best else ""))
 
