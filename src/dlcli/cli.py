@@ -44,6 +44,9 @@ def handle_errors(command):
         except RunFailed as exc:
             err_console.print(f"failed: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # before a run exists (a started run records it and returns)
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
 
     return wrapper
 
