@@ -124,6 +124,182 @@ def evaluate(
     console.print(f"wrote {Path(report['run']) / ('eval-' + split + '.json')}", markup=False, highlight=False)
 
 
+def split_layers_and_overrides(args: list[str]) -> tuple[list[str], list[str]]:
+    """`conv(6,k=5)` and `flatten` are layers; `model=vgg` (an '=' before any '(') is an override."""
+    layers, overrides = [], []
+    for arg in args:
+        is_override = "=" in arg and ("(" not in arg or arg.index("=") < arg.index("("))
+        (overrides if is_override else layers).append(arg)
+    return layers, overrides
+
+
+@app.command(
+    name="conv-shape",
+    no_args_is_help=True,  # with neither layers nor overrides there is nothing to answer
+    epilog=(
+        "Examples:\n\n"
+        '  dl conv-shape --input 3x32x32 "conv(10,k=5,s=1,p=2)"\n\n'
+        '  dl conv-shape --input 1x28x28 "conv(6,k=5,p=2)" "avgpool(2)" "conv(16,k=5)" "avgpool(2)" flatten "linear(120)" "linear(84)" "linear(10)"\n\n'
+        '  dl conv-shape --input 1x7x7 "conv(1,k=3,s=3)"      (warns: a column and a row are never seen)\n\n'
+        "  dl conv-shape model=lenet data=digits --input 1x28x28\n\n"
+        "Layers: conv(out,k,s=1,p=0|same|valid,d=1,g=1,bias=true), convT(out,k,s,p,op,d,g), "
+        "maxpool(k,s=k,p=0,d=1,ceil_mode=false), avgpool(k,s=k,p=0,ceil_mode=false), adaptiveavgpool(HxW), "
+        "flatten, linear(out) or linear(in,out), bn, dropout(p), relu, sigmoid, tanh, ...; "
+        "non-square sizes as k=3x1."
+    ),
+)
+@handle_errors
+def conv_shape(
+    args: Optional[List[str]] = typer.Argument(None, help="Layers in order, or Hydra overrides naming a model.", show_default=False),
+    input_shape: Optional[str] = typer.Option(None, "--input", help="Input shape CxHxW (e.g. 3x32x32) or a feature count."),
+    config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the shapes as JSON."),
+):
+    """Output shape and parameters of each layer: a layer chain (instant) or a configured model."""
+    from dlcli.tools.layer_spec import parse_shape
+
+    layers, overrides = split_layers_and_overrides(list(args or []))
+    if layers and overrides:
+        raise UserError(f"give either layers or config overrides, not both (layers: {layers[0]}; override: {overrides[0]})")
+    shape = parse_shape(input_shape) if input_shape else None
+    if layers:
+        from dlcli.tools.conv_shape import chain_shapes
+
+        if shape is None:
+            raise UserError("--input is required with a layer chain: e.g. --input 3x32x32")
+        result = chain_shapes(shape, layers).to_dict()
+    else:
+        from dlcli.config import compose
+        from dlcli.tools.param_count import model_summary
+
+        summary = model_summary(compose(overrides, config_dir or []), shape)
+        result = {
+            "input": summary.input,
+            "layers": [{"layer": f"{r.name} ({r.type})", "output": r.output, "params": r.params, "warnings": []} for r in summary.layers],
+            "output": summary.output,
+            "total_params": summary.total,
+        }
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(shape_table(result))
+    for layer in result["layers"]:
+        for warning in layer["warnings"]:
+            err_console.print(f"warning: {layer['layer']}: {warning}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command(
+    name="param-count",
+    epilog=(
+        "Examples:\n\n"
+        "  dl param-count\n\n"
+        "  dl param-count model=lenet --input 1x28x28\n\n"
+        "  dl param-count model=mlp model.freeze=[net.1] --depth 1 --json"
+    ),
+)
+@handle_errors
+def param_count(
+    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    input_shape: Optional[str] = typer.Option(None, "--input", help="Input shape CxHxW or a feature count (default: the data's)."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Group rows by module depth (1 = top-level blocks); default: every leaf layer."),
+    config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+):
+    """Parameters per layer (trainable or frozen), buffers, size, multiply-adds, output shapes."""
+    from dlcli.config import compose
+    from dlcli.tools.layer_spec import parse_shape
+    from dlcli.tools.param_count import model_summary
+
+    shape = parse_shape(input_shape) if input_shape else None
+    summary = model_summary(compose(list(overrides or []), config_dir or []), shape, depth).to_dict()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(param_table(summary))
+    console.print(
+        f"total {summary['total']:,}  trainable {summary['trainable']:,}  non-trainable {summary['non_trainable']:,}  "
+        f"buffers {summary['buffers']:,} (not parameters)  size {summary['size_mb']:.3f} MB ({summary['dtype']})  "
+        f"multiply-adds {summary['macs']:,} per sample  largest layer {summary['largest_layer']}",
+        markup=False, highlight=False, soft_wrap=True,
+    )
+
+
+@app.command(
+    name="lr-find",
+    epilog=(
+        "Examples:\n\n"
+        "  dl lr-find\n\n"
+        "  dl lr-find model=lenet optim=adam --start 1e-6 --end 1 --steps 200\n\n"
+        "  dl train $(dl lr-find --apply)      (train with the suggested rate)"
+    ),
+)
+@handle_errors
+def lr_find(
+    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    start: float = typer.Option(1e-7, "--start", help="First learning rate of the ladder."),
+    end: float = typer.Option(10.0, "--end", help="Last learning rate of the ladder."),
+    steps: int = typer.Option(100, "--steps", help="Mini-batches, one per learning rate."),
+    mode: str = typer.Option("exp", "--mode", help="exp (log-spaced) | linear"),
+    smooth: float = typer.Option(0.98, "--smooth", help="Exponential moving average factor for the loss."),
+    diverge: float = typer.Option(4.0, "--diverge", help="Stop when the smoothed loss exceeds this multiple of the best."),
+    config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
+    name: str = typer.Option("lr_find", "--name", help="Results land in runs/<name>/<timestamp>/."),
+    apply: bool = typer.Option(False, "--apply", help="Print only the override to use, e.g. optim.lr=0.18."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """The learning-rate range test: climb a ladder of rates for a few hundred batches, suggest one."""
+    from dlcli.config import compose
+    from dlcli.runs import read_json
+    from dlcli.tools.lr_find import find_lr
+
+    cfg = compose([*(overrides or []), f"name={name}"], config_dir or [])
+    run_dir, result = find_lr(cfg, start, end, steps, mode, smooth, diverge)
+    report = read_json(run_dir / "lr_find.json")
+    if apply:
+        print(report["override"])
+        return
+    if as_json:
+        print(json.dumps({"run_dir": str(run_dir), **report}, indent=2))
+        return
+    table = Table(title=f"learning-rate suggestions ({report['steps_run']} steps{', stopped at divergence' if result.stopped_early else ''})")
+    table.add_column("rule")
+    table.add_column("lr", justify="right")
+    for rule, lr in result.suggestions.items():
+        table.add_row(rule + (" (suggested)" if rule == "valley" else ""), f"{lr:.3g}")
+    console.print(table)
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"use: dl train {report['override']}    (plot: {run_dir / 'lr_find.png'})", markup=False, highlight=False, soft_wrap=True)
+
+
+def _shape(values) -> str:
+    return "x".join(map(str, values)) if values else "-"
+
+
+def shape_table(result: dict) -> Table:
+    table = Table(title=f"input {_shape(result['input'])} -> output {_shape(result['output'])}, {result['total_params']:,} parameters")
+    warned = any(layer["warnings"] for layer in result["layers"])
+    table.add_column("layer")
+    table.add_column("output", justify="right")
+    table.add_column("params", justify="right")
+    if warned:
+        table.add_column("note", style="yellow")
+    for layer in result["layers"]:
+        note = ["warning (below)" if layer["warnings"] else ""] if warned else []
+        table.add_row(layer["layer"], _shape(layer["output"]), f"{layer['params']:,}", *note)
+    return table
+
+
+def param_table(summary: dict) -> Table:
+    table = Table(title=f"input {_shape(summary['input'])} -> output {_shape(summary['output'])}")
+    for column in ("layer", "type", "output", "params", "trainable", "share", "mult-adds"):
+        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
+    for row in summary["layers"]:
+        table.add_row(row["name"], row["type"], _shape(row["output"]), f"{row['params']:,}", f"{row['trainable']:,}",
+                      f"{row['share']:.1%}", f"{row['macs']:,}")
+    return table
+
+
 def summary_table(run_dir: Path, summary: dict) -> Table:
     table = Table(title=f"{summary.get('status', '?')}: {run_dir}", show_header=True)
     table.add_column("")

@@ -45,3 +45,31 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], title
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], suggestions: dict[str, float],
+                 chosen: str, log_x: bool, path: Path) -> None:
+    """Loss against learning rate, each suggestion marked on the smoothed curve."""
+    import numpy as np
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.plot(lrs, losses, color="tab:gray", alpha=0.35, linewidth=1, label="loss")
+    axis.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="smoothed loss")
+    for (rule, lr), color in zip(suggestions.items(), ("tab:green", "tab:orange", "tab:red")):
+        y = float(np.interp(np.log10(lr), np.log10(lrs), smoothed)) if log_x else float(np.interp(lr, lrs, smoothed))
+        marker = "*" if rule == chosen else "o"
+        axis.plot([lr], [y], marker=marker, markersize=14 if rule == chosen else 9, color=color, linestyle="none",
+                  label=f"{rule}: {lr:.2g}" + (" (suggested)" if rule == chosen else ""))
+    if log_x:
+        axis.set_xscale("log")
+    top = min(max(smoothed[0], min(smoothed)) * 1.5, max(losses))
+    axis.set_ylim(min(losses) * 0.9 if min(losses) > 0 else None, top)
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("training loss")
+    axis.set_title("learning-rate range test")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

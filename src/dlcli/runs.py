@@ -18,7 +18,7 @@ from dlcli.errors import UserError
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_{m}", "val_loss", "val_{m}", "seconds", "samples_per_second")
 
 
-def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = None) -> Path:
+def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = None, checkpoints: bool = True) -> Path:
     """A new, empty directory; a second run in the same second gets -1, -2, ..."""
     parent = Path(runs_dir) / name
     parent.mkdir(parents=True, exist_ok=True)
@@ -29,7 +29,8 @@ def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = No
             path.mkdir()  # atomic: two processes never get the same directory
         except FileExistsError:
             continue
-        (path / "checkpoints").mkdir()
+        if checkpoints:
+            (path / "checkpoints").mkdir()
         return path
     raise RuntimeError(f"could not create a run directory under {parent}")
 

@@ -66,21 +66,7 @@ def train_epoch(
         rows = order[start : start + step.batch_size]
         if len(rows) == 1 and count > 1:
             break  # a lone trailing sample breaks batch norm and adds only noise
-        x, y = features[rows], targets[rows]
-        with autocast(device, step.amp):
-            outputs = model(x)
-            loss = loss_fn(outputs, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
-            _clip(model, step)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            _clip(model, step)
-            optimizer.step()
+        outputs, loss = train_step(model, optimizer, loss_fn, features[rows], targets[rows], step, scaler)
         if step_scheduler is not None:
             step_scheduler.step()
         losses.append(loss.detach())
@@ -95,6 +81,25 @@ def train_epoch(
     loss_sum = float(torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32, device=device))
     correct = float((torch.cat(predicted) == targets[order[:seen]]).sum()) if classify else 0.0
     return EpochResult(loss_sum=loss_sum, correct=correct, count=seen, finite=math.isfinite(loss_sum))
+
+
+def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimization step on one batch: forward, loss, backward, (clip), update."""
+    with autocast(x.device, step.amp):
+        outputs = model(x)
+        loss = loss_fn(outputs, y)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
+        _clip(model, step)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        _clip(model, step)
+        optimizer.step()
+    return outputs, loss
 
 
 def _clip(model: nn.Module, step: StepConfig) -> None:

@@ -19,15 +19,29 @@ from dlcli.models.tabular import MLP, LinearRegression, SoftmaxRegression
 __all__ = ["build_model", "LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "CifarCNN"]
 
 # Config keys handled here rather than passed to the model's constructor.
-BUILD_KEYS = ("init",)
+BUILD_KEYS = ("init", "freeze")
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    """Build, initialize and dry-run the configured model on one zero sample of the data's shape."""
+    """Build, initialize, freeze and dry-run the configured model on one zero sample of the data's shape."""
     model = call_target(model_cfg, "model", skip=BUILD_KEYS, input_shape=tuple(input_shape), num_outputs=num_outputs)
     initialize(model, model_cfg.get("init", "default"))
+    freeze(model, list(model_cfg.get("freeze") or []))
     _dry_run(model, model_cfg._target_, input_shape, num_outputs)
     return model
+
+
+def freeze(model: nn.Module, prefixes: list[str]) -> None:
+    """Stop gradients for parameters under these module names (e.g. `features`, `net.1`)."""
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        matched = [n for n in names if n == prefix or n.startswith(f"{prefix}.")]
+        if not matched:
+            modules = sorted({n.rsplit(".", 1)[0] for n in names})
+            raise UserError(f"model.freeze lists '{prefix}', which matches no module: modules with parameters are {', '.join(modules)}")
+        for name, param in model.named_parameters():
+            if name in matched:
+                param.requires_grad_(False)
 
 
 def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outputs: int) -> None:
@@ -35,7 +49,7 @@ def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outp
     model.eval()  # batch norm cannot take a batch of one in training mode
     try:
         with torch.no_grad():
-            out = model(torch.zeros(1, *input_shape))
+            out = model(torch.zeros(1, *input_shape, device=_device_of(model)))
     except RuntimeError as exc:
         shape = "x".join(map(str, input_shape))
         raise UserError(f"{name} cannot take input of shape {shape}: {str(exc).splitlines()[0]}") from None
@@ -43,3 +57,8 @@ def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outp
         model.train(was_training)
     if tuple(out.shape) != (1, num_outputs):
         raise UserError(f"{name} returns shape {tuple(out.shape[1:])} per sample; the data needs ({num_outputs},)")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")

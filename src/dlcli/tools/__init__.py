@@ -1,0 +1,1 @@
+"""Calculators and helpers: conv-shape, param-count, lr-find."""

@@ -1,0 +1,32 @@
+"""`dl param-count` and `dl conv-shape model=...`: build the configured model on the meta device
+(no memory for weights, no compute) and summarize it layer by layer."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from dlcli.errors import UserError
+from dlcli.tools.model_summary import ModelSummary, summarize
+from dlcli.validate import validate_config
+
+
+def data_signature(cfg: DictConfig, input_shape: tuple[int, ...] | None) -> tuple[tuple[int, ...], int]:
+    """(input shape, outputs) the model is built for: from the data, or --input over it."""
+    from dlcli.data import prepare_data
+
+    data = prepare_data(cfg.data, cfg.split, cfg.seed)
+    return (tuple(input_shape) if input_shape else data.input_shape), data.num_outputs
+
+
+def model_summary(cfg: DictConfig, input_shape: tuple[int, ...] | None = None, depth: int | None = None) -> ModelSummary:
+    import torch
+
+    from dlcli.models import build_model
+
+    validate_config(cfg)
+    if depth is not None and depth < 1:
+        raise UserError(f"--depth {depth} must be at least 1")
+    shape, outputs = data_signature(cfg, input_shape)
+    with torch.device("meta"):
+        model = build_model(cfg.model, shape, outputs)
+    return summarize(model, shape, depth)
