@@ -76,16 +76,22 @@ def test_rules_that_disagree_by_more_than_10x_warn():
 
 @pytest.mark.slow
 def test_suggested_lr_trains_at_least_as_well_as_the_default(workdir):
-    result = run_cli("lr-find", "--json")
+    """The override `--apply` prints, against the default lr, on the default digits MLP.
+
+    One run's test accuracy moves by a sample or two (of 180) with the seed, so both are compared
+    by their mean over four seeds.
+    """
+    result = run_cli("lr-find", "--apply")
     assert result.exit_code == 0, result.output
-    suggested = json.loads(result.stdout)["suggested_lr"]
-    default_lr = compose([]).optim.lr
-    assert suggested != default_lr
-    for seed in (0, 1):
-        common = ["trainer.progress=false", f"seed={seed}"]
-        default = train(compose(common), [], quiet_reporter()).summary["test"]["accuracy"]
-        tuned = train(compose(common + [f"optim.lr={suggested}"]), [], quiet_reporter()).summary["test"]["accuracy"]
-        assert tuned >= default, (seed, suggested, tuned, default)
+    override = result.stdout.strip()
+    assert override.startswith("optim.lr=") and float(override.split("=")[1]) != compose([]).optim.lr
+
+    def mean_accuracy(*overrides):
+        runs = [train(compose(["trainer.progress=false", f"seed={seed}", *overrides]), [], quiet_reporter()) for seed in range(4)]
+        return sum(run.summary["test"]["accuracy"] for run in runs) / len(runs)
+
+    tuned, default = mean_accuracy(override), mean_accuracy()
+    assert tuned >= default, (override, tuned, default)
 
 
 def test_cli_writes_its_files_and_apply_prints_the_override(workdir):

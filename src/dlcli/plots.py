@@ -68,7 +68,7 @@ def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], s
     axis.set_xlabel("learning rate")
     axis.set_ylabel("training loss")
     axis.set_title("learning-rate range test")
-    axis.grid(alpha=0.3, which="both")
+    axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
