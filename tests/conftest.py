@@ -26,6 +26,20 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+def assert_cli_runs_without_torch(*args: str, exit_code: int = 0) -> None:
+    """Run `dl ARGS` in a fresh interpreter and check torch was never imported (instant answers)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dlcli.cli import app; from typer.testing import CliRunner; "
+        f"r = CliRunner().invoke(app, {list(args)!r}); assert r.exit_code == {exit_code}, r.output; "
+        "assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
 def only_run(root: Path, name: str = "train") -> Path:
     runs = sorted((root / "runs" / name).iterdir())
     assert len(runs) == 1, runs

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import quiet_reporter, run_cli
+from conftest import assert_cli_runs_without_torch, quiet_reporter, run_cli
 from dlcli.config import compose
 from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.experiment import build_experiment
@@ -93,13 +93,4 @@ def test_cli_bad_input(workdir, args, message):
 
 
 def test_param_count_help_does_not_import_torch():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; from dlcli.cli import app; from typer.testing import CliRunner; "
-        "r = CliRunner().invoke(app, ['param-count', '--help']); assert r.exit_code == 0; "
-        "assert 'torch' not in sys.modules; print('ok')"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.stdout.strip() == "ok", out.stderr
+    assert_cli_runs_without_torch("param-count", "--help")
