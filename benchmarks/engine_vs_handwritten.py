@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from dlcli.engine.batches import TensorBatches
 from dlcli.engine.loop import StepConfig, train_epoch
 from dlcli.engine.progress import Reporter
 from dlcli.models import MLP
@@ -37,7 +38,8 @@ def engine_epoch(model, optimizer, loss_fn, x, y, batch_size, generator, reporte
     if reporter is None:  # quiet, as `dl train -q` and sweeps run it
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
     reporter.on_epoch_start(1)
-    train_epoch(model, optimizer, loss_fn, x, y, StepConfig(batch_size), generator, on_batch=reporter.on_batch)
+    batches = TensorBatches(x, y).shuffled(batch_size, generator)
+    train_epoch(model, optimizer, loss_fn, batches, StepConfig(batch_size), on_batch=reporter.on_batch)
 
 
 def engine_epoch_with_progress(*args):

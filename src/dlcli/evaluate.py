@@ -26,16 +26,16 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
     payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
     session = experiment.session
     session.model.load_state_dict(payload["model"])
-    features, targets = experiment.tensors(split)
-    if len(features) == 0:
+    data = experiment.batches(split)
+    if len(data) == 0:
         raise UserError(f"the {split} split of this run is empty (split.{split}=0): choose another --split")
-    outputs, loss, metrics = evaluate_outputs(session, features, targets)
+    outputs, targets, loss, metrics = evaluate_outputs(session, data)
     report = {
         "run": str(run_dir),
         "split": split,
         "checkpoint": checkpoint,
         "epoch": int(payload["state"]["epoch"]),
-        "samples": int(len(features)),
+        "samples": int(len(data)),
         "loss": loss,
         **metrics,
     }

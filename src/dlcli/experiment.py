@@ -30,19 +30,9 @@ class Experiment:
     session: Session
     notes: list[str]
 
-    def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
-        features, targets = self.data.part(part)
-        return _to_tensors(features, targets, self.data, self.session.device)
-
-
-def _to_tensors(features, targets, data: PreparedData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows take the data's sample shape (flat rows of image data, e.g. digits, become images)."""
-    x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, *data.input_shape)
-    if data.task == "classification":
-        y = torch.as_tensor(targets, dtype=torch.long)
-    else:
-        y = torch.as_tensor(targets, dtype=torch.float32).reshape(-1, 1)
-    return x.to(device), y.to(device)
+    def batches(self, part: str):
+        """Evaluation batches of one split part, in order."""
+        return self.data.batches(part, self.session.device, training=False)
 
 
 def build_experiment(cfg: DictConfig) -> Experiment:
@@ -64,8 +54,6 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     steps_per_epoch = math.ceil(len(data.split.train) / batch_size)
     schedule = build_scheduler(cfg.sched, optimizer, steps_per_epoch, monitor_mode(monitor))
     early = cfg.trainer.early_stopping
-    train_x, train_y = _to_tensors(*data.part("train"), data, device)
-    val_x, val_y = _to_tensors(*data.part("val"), data, device)
     scaler = data.target_scaler
     session = Session(
         model=model,
@@ -75,10 +63,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         device=device,
         step=StepConfig(batch_size, amp, cfg.trainer.grad_clip, cfg.trainer.grad_clip_mode),
         generator=torch.Generator().manual_seed(int(cfg.seed)),
-        train_x=train_x,
-        train_y=train_y,
-        val_x=val_x,
-        val_y=val_y,
+        train_data=data.batches("train", device, training=True),
+        val_data=data.batches("val", device),
         task=data.task,
         metric=data.metric,
         epochs=int(cfg.trainer.epochs),

@@ -94,7 +94,7 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
     reporter.log(describe(experiment, run_dir))
     fields: dict = {}
     try:
-        reporter.start_progress(session.epochs, state.epoch + 1, len(session.train_x))
+        reporter.start_progress(session.epochs, state.epoch + 1, len(session.train_data))
         fit(session, state, on_epoch_end, on_batch=reporter.on_batch, on_epoch_start=reporter.on_epoch_start)
         reporter.stop_progress()
         if state.stopped_early:

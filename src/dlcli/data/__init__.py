@@ -35,6 +35,23 @@ class PreparedData:
         rows = self.split.part(name)
         return self.features[rows], self.targets[rows]
 
+    def targets_of(self, name: str) -> np.ndarray:
+        return self.targets[self.split.part(name)]
+
+    def batches(self, name: str, device, training: bool = False):
+        """The part as tensors on the device; rows take the sample shape (digits rows become 1x8x8)."""
+        import torch
+
+        from dlcli.engine.batches import TensorBatches
+
+        features, targets = self.part(name)
+        x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, *self.input_shape)
+        if self.task == "classification":
+            y = torch.as_tensor(targets, dtype=torch.long)
+        else:
+            y = torch.as_tensor(targets, dtype=torch.float32).reshape(-1, 1)
+        return TensorBatches(x.to(device), y.to(device))
+
     @property
     def metric(self) -> str:
         return "accuracy" if self.task == "classification" else "rmse"

@@ -14,10 +14,14 @@ from typing import Callable
 import torch
 from torch import nn
 
+from dlcli.engine.batches import LoaderBatches, TensorBatches
 from dlcli.engine.loop import StepConfig, mean_loss, predict, train_epoch
-from dlcli.engine.metrics import as_numpy, score, train_metric
+from dlcli.engine.metrics import as_numpy, score
 from dlcli.engine.optim import Schedule, current_lr
 from dlcli.errors import RunFailed
+
+
+BatchSource = TensorBatches | LoaderBatches
 
 
 class NonFiniteLoss(RunFailed):
@@ -35,10 +39,8 @@ class Session:
     device: torch.device
     step: StepConfig
     generator: torch.Generator  # the shuffling order, saved in checkpoints for exact resume
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
+    train_data: BatchSource
+    val_data: BatchSource
     task: str
     metric: str  # accuracy | rmse
     epochs: int
@@ -81,11 +83,11 @@ class FitState:
         return improved
 
 
-def evaluate_outputs(session: Session, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, float, dict]:
-    """Outputs, loss and task metrics of the current model on (features, targets)."""
-    outputs = predict(session.model, features, session.eval_batch_size, session.step.amp)
+def evaluate_outputs(session: Session, data: BatchSource) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
+    """Outputs, targets, loss and task metrics of the current model on every sample of `data`."""
+    outputs, targets = predict(session.model, data.in_order(session.eval_batch_size), session.step.amp)
     metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean)
-    return outputs, mean_loss(session.loss_fn, outputs, targets), metrics
+    return outputs, targets, mean_loss(session.loss_fn, outputs, targets), metrics
 
 
 def fit(
@@ -101,9 +103,9 @@ def fit(
             on_epoch_start(epoch)
         lr = current_lr(session.optimizer)
         started = time.perf_counter()
+        batches = session.train_data.shuffled(session.step.batch_size, session.generator)
         result = train_epoch(
-            session.model, session.optimizer, session.loss_fn, session.train_x, session.train_y,
-            session.step, session.generator, session.scaler, step_scheduler, on_batch,
+            session.model, session.optimizer, session.loss_fn, batches, session.step, session.scaler, step_scheduler, on_batch
         )
         train_seconds = time.perf_counter() - started
         if not result.finite:
@@ -111,12 +113,13 @@ def fit(
                 f"the training loss became {result.loss_sum} in epoch {epoch}: the run is stopped and "
                 f"the last good checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
             )
-        _, val_loss, val_metrics = evaluate_outputs(session, session.val_x, session.val_y)
+        train_metrics = score(session.task, as_numpy(result.outputs), as_numpy(result.targets), session.target_std, session.target_mean)
+        _, _, val_loss, val_metrics = evaluate_outputs(session, session.val_data)
         row = {
             "epoch": epoch,
             "lr": lr,
             "train_loss": result.loss_sum / result.count,
-            f"train_{session.metric}": train_metric(session.task, result.loss_sum, result.correct, result.count, session.target_std),
+            f"train_{session.metric}": train_metrics[session.metric],
             "val_loss": val_loss,
             f"val_{session.metric}": val_metrics[session.metric],
             "seconds": time.perf_counter() - started,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -28,9 +28,10 @@ class StepConfig:
 @dataclass
 class EpochResult:
     loss_sum: float  # summed per-sample loss over the epoch
-    correct: float  # correctly classified samples (classification)
     count: int
     finite: bool
+    outputs: torch.Tensor | None  # predicted classes (classification) or outputs (regression), CPU
+    targets: torch.Tensor | None
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -43,44 +44,42 @@ def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: nn.Module,
-    features: torch.Tensor,
-    targets: torch.Tensor,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     step: StepConfig,
-    generator: torch.Generator,
     scaler: torch.amp.GradScaler | None = None,
     step_scheduler=None,
     on_batch: Callable[[int, torch.Tensor], None] | None = None,  # (batch size, batch loss)
 ) -> EpochResult:
-    """One pass over (features, targets) in a fresh seeded order.
+    """One pass over `batches` (already shuffled).
 
-    Per batch only the loss and the predicted classes are kept (on the device); they are reduced
-    once at the end, so the loop adds almost nothing to the hand-written forward/backward/step.
+    Per batch only the loss, the outputs (classes for classification) and the targets are kept,
+    on the device; they are reduced once at the end, so the loop adds almost nothing to the
+    hand-written forward/backward/step.
     """
     model.train()
-    device = features.device
-    count = len(features)
-    order = torch.randperm(count, generator=generator).to(device)
-    classify = targets.dtype == torch.long
-    losses, predicted, sizes = [], [], []
-    for start in range(0, count, step.batch_size):
-        rows = order[start : start + step.batch_size]
-        if len(rows) == 1 and count > 1:
-            break  # a lone trailing sample breaks batch norm and adds only noise
-        outputs, loss = train_step(model, optimizer, loss_fn, features[rows], targets[rows], step, scaler)
+    losses, outputs_seen, targets_seen, sizes = [], [], [], []
+    for x, y in batches:
+        outputs, loss = train_step(model, optimizer, loss_fn, x, y, step, scaler)
         if step_scheduler is not None:
             step_scheduler.step()
         losses.append(loss.detach())
-        sizes.append(len(rows))
-        if classify:
-            predicted.append(outputs.detach().argmax(dim=1))
+        sizes.append(len(y))
+        outputs = outputs.detach()
+        outputs_seen.append(outputs.argmax(dim=1) if y.dtype == torch.long else outputs)
+        targets_seen.append(y)
         if on_batch is not None:
-            on_batch(len(rows), loss)
-    seen = sum(sizes)
-    if seen == 0:
-        return EpochResult(loss_sum=0.0, correct=0.0, count=0, finite=True)
+            on_batch(len(y), loss)
+    if not sizes:
+        return EpochResult(loss_sum=0.0, count=0, finite=True, outputs=None, targets=None)
+    device = losses[0].device
     loss_sum = float(torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32, device=device))
-    correct = float((torch.cat(predicted) == targets[order[:seen]]).sum()) if classify else 0.0
-    return EpochResult(loss_sum=loss_sum, correct=correct, count=seen, finite=math.isfinite(loss_sum))
+    return EpochResult(
+        loss_sum=loss_sum,
+        count=sum(sizes),
+        finite=math.isfinite(loss_sum),
+        outputs=torch.cat(outputs_seen).float().cpu(),
+        targets=torch.cat(targets_seen).cpu(),
+    )
 
 
 def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,18 +111,19 @@ def _clip(model: nn.Module, step: StepConfig) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, features: torch.Tensor, batch_size: int, amp: bool = False) -> torch.Tensor:
-    """Model outputs for every row, in order, in eval mode (float32, on the CPU)."""
+def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model outputs and targets for every sample, in order, in eval mode (float32, on the CPU)."""
     model.eval()
-    outputs = []
-    for start in range(0, len(features), batch_size):
-        with autocast(features.device, amp):
-            outputs.append(model(features[start : start + batch_size]).float().cpu())
+    outputs, targets = [], []
+    for x, y in batches:
+        with autocast(x.device, amp):
+            outputs.append(model(x).float().cpu())
+        targets.append(y.cpu())
     if not outputs:
-        return torch.empty(0)
-    return torch.cat(outputs)
+        return torch.empty(0), torch.empty(0)
+    return torch.cat(outputs), torch.cat(targets)
 
 
 @torch.no_grad()
 def mean_loss(loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    return float(loss_fn(outputs, targets.cpu()))
+    return float(loss_fn(outputs, targets))

@@ -31,7 +31,7 @@ def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float
     from sklearn import metrics
 
     if task == "classification":
-        predictions = outputs.argmax(axis=1)
+        predictions = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs  # logits or classes
         return {"accuracy": float(metrics.accuracy_score(targets, predictions))}
     predicted = outputs.reshape(-1) * target_std + target_mean
     actual = targets.reshape(-1) * target_std + target_mean
@@ -61,13 +61,6 @@ def classification_report(outputs: np.ndarray, targets: np.ndarray, class_names:
         "macro_f1": float(metrics.f1_score(targets, predictions, labels=labels, average="macro", zero_division=0)),
         "confusion_matrix": matrix.tolist(),
     }
-
-
-def train_metric(task: str, loss_sum: float, correct: float, count: int, target_std: float) -> float:
-    """The task metric over the batches of an epoch, from sums the loop keeps on the device."""
-    if task == "classification":
-        return correct / count
-    return math.sqrt(max(loss_sum / count, 0.0)) * target_std  # MSE loss: RMSE in target units
 
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -104,13 +104,8 @@ def _climb(session: Session, ladder, smooth, diverge):
 
 def _batches(session: Session):
     """Endless shuffled mini-batches of the train split, drawn with the session's generator."""
-    count = len(session.train_x)
-    size = min(session.step.batch_size, count)
     while True:
-        order = torch.randperm(count, generator=session.generator).to(session.device)
-        for start in range(0, count - size + 1, size):
-            rows = order[start : start + size]
-            yield session.train_x[rows], session.train_y[rows]
+        yield from session.train_data.shuffled(session.step.batch_size, session.generator)
 
 
 def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[dict[str, float], float, list[str]]:

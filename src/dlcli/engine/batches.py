@@ -1,0 +1,90 @@
+"""Where batches come from: tensors on the device (small data) or a DataLoader (large/augmented).
+
+Both give the loop (x, y) pairs on the device: `shuffled` in a seeded order for training,
+`in_order` for evaluation. The shuffling generator is the session's, saved in checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+BatchTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class TensorBatches:
+    """Samples held on the device as tensors, batched by indexing; no DataLoader overhead.
+
+    `transform` runs on each batch on the device (e.g. uint8 -> float, resize, normalize), so
+    images stay compact in memory and are never resized all at once.
+    """
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor, transform: BatchTransform | None = None):
+        self.features, self.targets, self.transform = features, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _batch(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.features[rows]
+        return (self.transform(x) if self.transform is not None else x), self.targets[rows]
+
+    def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = len(self)
+        order = torch.randperm(count, generator=generator).to(self.targets.device)
+        for start in range(0, count, batch_size):
+            rows = order[start : start + batch_size]
+            if len(rows) == 1 and count > 1:
+                return  # a lone trailing sample breaks batch norm and adds only noise
+            yield self._batch(rows)
+
+    def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self), batch_size):
+            yield self._batch(slice(start, start + batch_size))
+
+
+class LoaderBatches:
+    """A Dataset read through a DataLoader with workers, pinned memory and persistent workers."""
+
+    def __init__(self, dataset: Dataset, targets: torch.Tensor, device: torch.device, num_workers: int = 0,
+                 transform: BatchTransform | None = None):
+        self.dataset, self.targets, self.device = dataset, targets, device
+        self.num_workers, self.transform = num_workers, transform
+        self._loaders: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _loader(self, batch_size: int, generator: torch.Generator | None) -> DataLoader:
+        key = (batch_size, generator is not None)
+        if key not in self._loaders:  # kept, so persistent workers survive from epoch to epoch
+            self._loaders[key] = DataLoader(
+                self.dataset,
+                batch_size=batch_size,
+                shuffle=generator is not None,
+                generator=generator,
+                num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.num_workers > 0,
+                drop_last=False,
+            )
+        return self._loaders[key]
+
+    def _to_device(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        return (self.transform(x) if self.transform is not None else x), y
+
+    def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = len(self)
+        for batch in self._loader(batch_size, generator):
+            if len(batch[1]) == 1 and count > 1:
+                return
+            yield self._to_device(batch)
+
+    def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self._loader(batch_size, None):
+            yield self._to_device(batch)
