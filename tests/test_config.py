@@ -27,7 +27,7 @@ def test_scheduler_interpolates_epochs():
 @pytest.mark.parametrize(
     "override, expected",
     [
-        (["model=resnet50x"], "unknown model 'resnet50x': choose one of cifar_cnn, lenet, linreg, mlp, softmax"),
+        (["model=resnet50x"], "unknown model 'resnet50x': choose one of alexnet, cifar_cnn, cnn1d, densenet, googlenet, gru, lenet"),
         (["optim.lrr=0.1"], "unknown config key 'optim.lrr'"),
         (["optim.lr=="], "malformed override 'optim.lr=='"),
         (["optim.lr=0.1,0.2"], "use `dl sweep`"),

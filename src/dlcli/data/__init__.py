@@ -9,10 +9,12 @@ from omegaconf import DictConfig
 
 from dlcli.data.preprocess import TargetScaler, encode_features, encode_targets
 from dlcli.data.split import Split, split_dataset
+from dlcli.errors import UserError
 from dlcli.factory import call_target
 
 # Config keys of data/ that steer preprocessing rather than the source itself.
-PREPROCESS_KEYS = ("standardize", "standardize_target")
+PREPROCESS_KEYS = ("standardize", "standardize_target", "as_sequence")
+IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers")
 
 
 @dataclass
@@ -57,17 +59,26 @@ class PreparedData:
         return "accuracy" if self.task == "classification" else "rmse"
 
 
-def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int) -> PreparedData:
-    """Load, split (seeded, stratified for classification) and encode the configured data."""
-    options = {k: data_cfg[k] for k in PREPROCESS_KEYS if k in data_cfg}
-    raw = call_target(data_cfg, "data", skip=PREPROCESS_KEYS, inject={"seed": seed})
-    stratify = None
-    if raw.task == "classification" and split_cfg.stratify:
-        stratify = np.asarray(raw.targets).astype(str)
-    split = split_dataset(len(raw.targets), float(split_cfg.val), float(split_cfg.test), int(split_cfg.seed), stratify)
+def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
+    """Load, split (seeded, stratified for classification) and encode the configured data.
+
+    Returns PreparedData for tables and ImageData for images; both hand the engine batch sources.
+    """
+    from dlcli.data.images import ImageSet
+
+    options = {k: data_cfg[k] for k in PREPROCESS_KEYS + IMAGE_KEYS if k in data_cfg}
+    raw = call_target(data_cfg, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": seed})
+    split = _split(split_cfg, raw.targets, getattr(raw, "task", "classification"), getattr(raw, "test_rows", None))
+    if isinstance(raw, ImageSet):
+        from dlcli.data.image_data import prepare_images
+
+        return prepare_images(raw, split, options.get("resize"), options.get("normalize", "dataset"),
+                              options.get("augment") or {}, int(options.get("num_workers", 0)))
     features, feature_names = encode_features(raw, split.train, bool(options.get("standardize", True)))
     targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)))
-    if raw.image_shape is not None and int(np.prod(raw.image_shape)) == features.shape[1]:
+    if options.get("as_sequence"):
+        input_shape = (1, features.shape[1])  # each row is a 1-channel signal over its columns
+    elif raw.image_shape is not None and int(np.prod(raw.image_shape)) == features.shape[1]:
         input_shape = tuple(raw.image_shape)
     else:
         input_shape = (features.shape[1],)
@@ -84,3 +95,15 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int) -> Prep
         target_scaler=scaler,
         notes=raw.notes,
     )
+
+
+def _split(split_cfg: DictConfig, targets: np.ndarray, task: str, fixed_test) -> Split:
+    stratify = np.asarray(targets).astype(str) if task == "classification" and split_cfg.stratify else None
+    kfold, fold = split_cfg.get("kfold"), split_cfg.get("fold")
+    if kfold is not None:
+        if not isinstance(kfold, int) or isinstance(kfold, bool) or kfold < 2:
+            raise UserError(f"split.kfold={kfold} must be an integer of at least 2 (or null)")
+        fold = 1 if fold is None else fold
+        if not isinstance(fold, int) or not 1 <= fold <= kfold:
+            raise UserError(f"split.fold={fold} must be between 1 and split.kfold={kfold}")
+    return split_dataset(len(targets), float(split_cfg.val), float(split_cfg.test), int(split_cfg.seed), stratify, fixed_test, kfold, fold)

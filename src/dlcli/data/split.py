@@ -33,25 +33,47 @@ def index_hash(indices: np.ndarray) -> str:
     return hashlib.sha256(np.sort(np.asarray(indices, dtype=np.int64)).tobytes()).hexdigest()[:16]
 
 
-def split_dataset(num_samples: int, val: float, test: float, seed: int, stratify_by: np.ndarray | None = None) -> Split:
-    """Indices of the train, val and test parts; the same inputs always give the same split."""
-    from sklearn.model_selection import train_test_split
+def split_dataset(
+    num_samples: int,
+    val: float,
+    test: float,
+    seed: int,
+    stratify_by: np.ndarray | None = None,
+    fixed_test: np.ndarray | None = None,
+    kfold: int | None = None,
+    fold: int | None = None,
+) -> Split:
+    """Indices of the train, val and test parts; the same inputs always give the same split.
+
+    `fixed_test` keeps a dataset's official test split (then `test` is unused). With `kfold`=K,
+    the samples outside the test part are cut into K folds and fold `fold` (1..K) is validation.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     for name, value in (("split.val", val), ("split.test", test)):
         if not 0.0 <= value < 1.0:
             raise UserError(f"{name}={value} must be a fraction in [0, 1)")
-    if val <= 0.0:
+    if kfold is None and val <= 0.0:
         raise UserError("split.val=0 leaves no validation set: model selection needs one (e.g. split.val=0.1)")
-    if val + test >= 1.0:
+    if fixed_test is None and kfold is None and val + test >= 1.0:
         raise UserError(f"split.val + split.test = {val + test:g} leaves nothing to train on: keep the sum below 1")
     indices = np.arange(num_samples)
     try:
-        if test > 0:
+        if fixed_test is not None:
+            test_idx = np.asarray(fixed_test)
+            rest = np.setdiff1d(indices, test_idx)
+        elif test > 0:
             rest, test_idx = train_test_split(indices, test_size=test, random_state=seed, stratify=_labels(stratify_by, indices))
         else:
             rest, test_idx = indices, indices[:0]
-        val_share = val / (1.0 - test)
-        train_idx, val_idx = train_test_split(rest, test_size=val_share, random_state=seed, stratify=_labels(stratify_by, rest))
+        if kfold is not None:
+            splitter = (StratifiedKFold if stratify_by is not None else KFold)(n_splits=kfold, shuffle=True, random_state=seed)
+            folds = list(splitter.split(rest, _labels(stratify_by, rest)))
+            train_pos, val_pos = folds[fold - 1]
+            train_idx, val_idx = rest[train_pos], rest[val_pos]
+        else:
+            val_share = val if fixed_test is not None else val / (1.0 - test)
+            train_idx, val_idx = train_test_split(rest, test_size=val_share, random_state=seed, stratify=_labels(stratify_by, rest))
     except ValueError as exc:
         detail = str(exc).splitlines()[0]
         hint = " (set split.stratify=false, or use larger split fractions)" if stratify_by is not None else ""

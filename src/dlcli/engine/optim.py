@@ -8,25 +8,59 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from dlcli.errors import UserError
 from dlcli.factory import call_target
 
-OPTIM_KEYS = ("decay_bias_and_norm",)  # handled here, not passed to torch.optim
+OPTIM_KEYS = ("decay_bias_and_norm", "head_lr")  # handled here, not passed to torch.optim
 SCHED_KEYS = ("interval",)
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:
-    """One group with weight decay and one without; 1-D parameters (biases, norm scales) go
-    without unless asked, since decaying them hurts more than it regularizes."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if decay_bias_and_norm or not weight_decay:
-        return [{"params": trainable, "weight_decay": weight_decay}]
-    decay = [p for p in trainable if p.ndim > 1]
-    no_decay = [p for p in trainable if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def head_prefix(model: nn.Module) -> str:
+    """The classifier head: what a model declares (torchvision passthrough), else its last linear layer."""
+    declared = getattr(model, "head_name", None)
+    if declared:
+        return declared
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise UserError(f"optim.head_lr needs a model with a linear head; {type(model).__name__} has none")
+    return linears[-1]
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool, head_lr: float | None = None) -> list[dict]:
+    """Parameter groups for the optimizer.
+
+    Weight decay skips 1-D parameters (biases, norm scales) unless asked, since decaying them hurts
+    more than it regularizes. With `head_lr`, the classifier head gets its own learning rate
+    (fine-tuning: a fresh head learns fast while pretrained layers move slowly).
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    prefix = head_prefix(model) if head_lr is not None else None
+    parts = {"body": [], "head": []}
+    for name, param in named:
+        in_head = prefix is not None and (name == prefix or name.startswith(prefix + "."))
+        parts["head" if in_head else "body"].append(param)
+    groups = []
+    for part, params in parts.items():
+        extra = {"lr": float(head_lr)} if part == "head" and head_lr is not None else {}
+        if not params:
+            continue
+        if decay_bias_and_norm or not weight_decay:
+            groups.append({"params": params, "weight_decay": weight_decay, **extra})
+        else:
+            groups.append({"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, **extra})
+            groups.append({"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, **extra})
+    return [g for g in groups if g["params"]]
 
 
 def build_optimizer(optim_cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, float(optim_cfg.get("weight_decay", 0.0) or 0.0), bool(optim_cfg.get("decay_bias_and_norm", False)))
+    head_lr = optim_cfg.get("head_lr")
+    if head_lr is not None and (isinstance(head_lr, bool) or not isinstance(head_lr, (int, float)) or head_lr <= 0):
+        raise UserError(f"optim.head_lr={head_lr} must be a positive learning rate (or null)")
+    groups = parameter_groups(
+        model, float(optim_cfg.get("weight_decay", 0.0) or 0.0), bool(optim_cfg.get("decay_bias_and_norm", False)), head_lr
+    )
+    if not groups:
+        raise UserError("every parameter is frozen (model.freeze): nothing is left to train")
     return call_target(optim_cfg, "optim", skip=OPTIM_KEYS, params=groups)
 
 

@@ -12,11 +12,19 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.factory import call_target
+from dlcli.models.classic import VGG, AlexNet, NiN
 from dlcli.models.cnn import CifarCNN, LeNet
+from dlcli.models.inception import GoogLeNet
 from dlcli.models.init import initialize
+from dlcli.models.pretrained import TorchvisionModel
+from dlcli.models.resnet import DenseNet, ResNet
+from dlcli.models.sequence import CNN1d, RecurrentClassifier
 from dlcli.models.tabular import MLP, LinearRegression, SoftmaxRegression
 
-__all__ = ["build_model", "LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "CifarCNN"]
+__all__ = [
+    "build_model", "LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "CifarCNN", "AlexNet", "VGG", "NiN",
+    "GoogLeNet", "ResNet", "DenseNet", "TorchvisionModel", "RecurrentClassifier", "CNN1d",
+]
 
 # Config keys handled here rather than passed to the model's constructor.
 BUILD_KEYS = ("init", "freeze")

@@ -60,3 +60,74 @@ def spatial_output(model: str, height: int, width: int, stages: list[tuple[str, 
                 f"kernel at {failed_at}; it needs at least {smallest}x{smallest} input"
             )
     return walk(height)[0], walk(width)[0]
+
+
+def feature_shape(features: nn.Module, input_shape: tuple[int, ...], model: str) -> tuple[int, ...]:
+    """Per-sample output shape of a feature extractor, traced on the meta device (no compute).
+
+    An input that shrinks to nothing is a one-line error naming the smallest square size that
+    works, so the user can set data.resize to it.
+    """
+    import copy
+
+    import torch
+
+    meta = copy.deepcopy(features).to("meta").eval()  # the real weights stay untouched
+
+    def trace(shape) -> tuple[int, ...] | None:
+        try:
+            with torch.no_grad():
+                return tuple(meta(torch.zeros(1, *shape, device="meta")).shape[1:])
+        except RuntimeError:
+            return None
+
+    out = trace(input_shape)
+    if out is not None and all(s > 0 for s in out):
+        return out
+    if len(input_shape) != 3:
+        raise UserError(f"model={model} cannot take input of shape {input_shape}")
+    channels, height, width = input_shape
+    low, high = max(height, width), 1024
+    if trace((channels, high, high)) is None:
+        raise UserError(f"model={model} cannot take {height}x{width} images, nor any size up to {high}x{high}")
+    while low + 1 < high:  # smallest square size that works (the nets shrink monotonically)
+        middle = (low + high) // 2
+        ok = trace((channels, middle, middle))
+        low, high = (low, middle) if ok is not None and all(s > 0 for s in ok) else (middle, high)
+    raise UserError(
+        f"model={model} cannot take {height}x{width} images: they shrink to nothing "
+        f"{_where_it_vanishes(meta, input_shape)}; "
+        f"it needs at least {high}x{high}: set data.resize={high} (or larger)"
+    )
+
+
+def _where_it_vanishes(meta: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """'after the 5th pooling layer (features.14)': walk the leaf layers until the image is gone."""
+    import torch
+
+    x = torch.zeros(1, *input_shape, device="meta")
+    pools = 0
+    for name, layer in meta.named_modules():
+        if any(True for _ in layer.children()):
+            continue
+        is_pool = "Pool" in type(layer).__name__
+        pools += is_pool
+        try:
+            x = layer(x)
+        except RuntimeError:
+            x = None
+        if x is None or (x.dim() >= 3 and min(x.shape[2:]) < 1):
+            kind = f"the {_ordinal(pools)} pooling layer" if is_pool else f"a {type(layer).__name__}"
+            return f"at {kind} (layer {name} of the feature extractor)"
+    return "inside the network"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def flat_features(features: nn.Module, input_shape: tuple[int, ...], model: str) -> int:
+    """How many numbers the feature extractor hands the classifier head, per sample."""
+    import math
+
+    return math.prod(feature_shape(features, input_shape, model))

@@ -1,0 +1,122 @@
+"""Prepared image data: the split, the transforms, and batch sources for the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dlcli.data.images import KNOWN_STATS, ImageSet
+from dlcli.data.split import Split
+from dlcli.data.transforms import Augment, Normalization, batch_transform, channel_stats, sample_transform
+from dlcli.errors import UserError
+
+NORMALIZE = ("dataset", "computed", "none")
+STATS_SAMPLE = 2000  # images read to compute statistics of a folder of files
+
+
+class TransformedSamples(Dataset):
+    """Rows of an ImageSet with a per-sample transform (what DataLoader workers run)."""
+
+    def __init__(self, source: ImageSet, rows: np.ndarray, transform):
+        self.source, self.rows, self.transform = source, rows, transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int):
+        row = int(self.rows[index])
+        if self.source.images is not None:
+            image, label = self.source.images[row], int(self.source.targets[row])
+        else:
+            image, label = self.source.files[row]
+        return self.transform(image), label
+
+
+@dataclass
+class ImageData:
+    source: ImageSet
+    split: Split
+    input_shape: tuple[int, int, int]
+    resize: int | None
+    normalization: Normalization | None
+    augment: Augment
+    num_workers: int
+    notes: list[str] = field(default_factory=list)
+    task: str = "classification"
+    target_scaler: None = None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.source.class_names
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.source.class_names)
+
+    @property
+    def metric(self) -> str:
+        return "accuracy"
+
+    def targets_of(self, part: str) -> np.ndarray:
+        return self.source.targets[self.split.part(part)]
+
+    def batches(self, part: str, device: torch.device, training: bool = False):
+        from dlcli.engine.batches import LoaderBatches, TensorBatches
+
+        rows = self.split.part(part)
+        targets = torch.as_tensor(self.source.targets[rows], dtype=torch.long)
+        augmenting = training and self.augment.active
+        if self.source.images is not None and not augmenting:
+            images = self.source.images[torch.as_tensor(rows, dtype=torch.long)]
+            return TensorBatches(images.to(device), targets.to(device), batch_transform(self.resize, self.normalization))
+        transform = sample_transform(self.input_shape[1:], self.resize, self.normalization, self.augment if augmenting else None)
+        return LoaderBatches(TransformedSamples(self.source, rows, transform), targets, device, self.num_workers)
+
+
+def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augment: dict, num_workers: int) -> ImageData:
+    if resize is not None and (not isinstance(resize, int) or isinstance(resize, bool) or resize < 1):
+        raise UserError(f"data.resize={resize} must be a positive image size in pixels (or null)")
+    if normalize not in NORMALIZE:
+        raise UserError(f"data.normalize={normalize} is not valid: choose one of {', '.join(NORMALIZE)}")
+    if not isinstance(num_workers, int) or num_workers < 0:
+        raise UserError(f"data.num_workers={num_workers} must be 0 or more")
+    try:
+        augmentation = Augment(**(augment or {}))
+    except TypeError:
+        valid = ", ".join(Augment.__dataclass_fields__)
+        raise UserError(f"data.augment has an unknown setting ({', '.join(augment)}): valid settings are {valid}") from None
+    augmentation.validate()
+    if source.image_shape is None and resize is None:
+        raise UserError(f"the images in data.root differ in size: set data.resize=N to bring them all to NxN (e.g. data.resize=64)")
+    channels, height, width = source.image_shape if source.image_shape else (1 if source.files.mode == "L" else 3, resize, resize)
+    input_shape = (channels, resize, resize) if resize else (channels, height, width)
+    notes = list(source.notes)
+    stats = None
+    if normalize == "dataset":
+        if source.name in KNOWN_STATS:
+            stats = Normalization(*KNOWN_STATS[source.name])
+        else:
+            notes.append(f"no published statistics for {source.name}: normalizing with statistics computed from the train split")
+            normalize = "computed"
+    if normalize == "computed":
+        stats = _train_stats(source, split, channels, resize)
+    return ImageData(source, split, input_shape, resize, stats, augmentation, num_workers, notes)
+
+
+def _train_stats(source: ImageSet, split: Split, channels: int, resize: int | None) -> Normalization:
+    rows = split.train
+    if source.images is not None:
+        chunks = (source.images[torch.as_tensor(rows[i : i + 4096], dtype=torch.long)] for i in range(0, len(rows), 4096))
+        return channel_stats(chunks, channels)
+    from torchvision.transforms import v2
+
+    sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), STATS_SAMPLE)).astype(int)]
+    to_size = v2.Resize([resize, resize], antialias=True) if resize else (lambda x: x)
+    return channel_stats((to_size(source.files[int(r)][0]).unsqueeze(0) for r in sample), channels)

@@ -1,0 +1,83 @@
+"""Any torchvision.models constructor by name, ready for fine-tuning.
+
+The classifier head (the last linear layer) is replaced to give the data's class count; weights
+come from a local file or a torchvision weights name; `optim.head_lr` gives the new head its own
+learning rate (see dlcli.engine.optim.parameter_groups) and `model.freeze` freezes the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dlcli.errors import UserError
+from dlcli.models.layers import image_input
+
+
+def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise UserError(f"{type(model).__name__} has no linear classifier head to replace")
+    return linears[-1]
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+class TorchvisionModel(nn.Module):
+    """torchvision.models.<name> with a head for `num_outputs` classes; grey input is repeated
+    to three channels, since torchvision's image models (and their weights) expect RGB."""
+
+    def __init__(self, input_shape, num_outputs: int, name: str = "resnet18", weights: str | None = None):
+        super().__init__()
+        import torchvision.models as tvm
+
+        channels, _, _ = image_input(input_shape, f"torchvision ({name})")
+        available = tvm.list_models(module=tvm)
+        if name not in available:
+            close = [m for m in available if m.startswith(name[:4])][:8] or available[:8]
+            raise UserError(f"model.name={name} is not a torchvision model: e.g. {', '.join(close)} (see torchvision.models.list_models())")
+        self.repeat_grey = channels == 1
+        if channels not in (1, 3):
+            raise UserError(f"model=torchvision needs 1- or 3-channel images, the data has {channels}")
+        weights_name = None if weights is None or Path(str(weights)).expanduser().exists() else str(weights)
+        try:
+            self.net = tvm.get_model(name, weights=weights_name)
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"model.weights={weights} is neither a file nor a weights name of {name}: {str(exc).splitlines()[0]}") from None
+        except OSError as exc:  # download of named weights without a network
+            raise UserError(
+                f"could not download the {weights} weights for {name} ({exc}): download them elsewhere and pass "
+                "model.weights=/path/to/file.pth"
+            ) from None
+        if weights is not None and weights_name is None:
+            self._load_file(Path(str(weights)).expanduser())
+        head_name, head = _last_linear(self.net)
+        if head.out_features != num_outputs:
+            _replace(self.net, head_name, nn.Linear(head.in_features, num_outputs))
+        self.head_name = f"net.{head_name}"  # parameters under this prefix get optim.head_lr
+
+    def _load_file(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"model.weights={path} cannot be read as a state dict: {str(exc).splitlines()[0]}") from None
+        state = state.get("model", state) if isinstance(state, dict) else state
+        head_name, _ = _last_linear(self.net)
+        own = self.net.state_dict()
+        # a head trained for another class count is dropped: it is replaced anyway
+        kept = {k: v for k, v in state.items() if not (k.startswith(head_name + ".") and own.get(k, v).shape != v.shape)}
+        missing, unexpected = self.net.load_state_dict(kept, strict=False)
+        missing = [k for k in missing if not k.startswith(head_name + ".")]
+        if missing or unexpected:
+            raise UserError(f"model.weights={path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+    def forward(self, x):
+        if self.repeat_grey:
+            x = x.expand(-1, 3, -1, -1)
+        return self.net(x)
