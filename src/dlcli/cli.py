@@ -91,6 +91,8 @@ def train(
     result = run_training(composed, overrides, reporter)
     if as_json:
         print(json.dumps({"run_dir": str(result.run_dir), **result.summary}, indent=2))
+    elif not quiet and result.summary.get("kind") == "kfold":
+        console.print(kfold_table(result.run_dir))
     elif not quiet:
         console.print(summary_table(result.run_dir, result.summary))
     if result.status == "interrupted":
@@ -297,6 +299,21 @@ def param_table(summary: dict) -> Table:
     for row in summary["layers"]:
         table.add_row(row["name"], row["type"], _shape(row["output"]), f"{row['params']:,}", f"{row['trainable']:,}",
                       f"{row['share']:.1%}", f"{row['macs']:,}")
+    return table
+
+
+def kfold_table(parent: Path) -> Table:
+    from dlcli.runs import read_json
+
+    report = read_json(parent / "kfold.json")
+    monitor = report["monitor"]
+    table = Table(title=f"{report['folds']}-fold cross-validation: {parent}")
+    for column in ("fold", "status", "best epoch", monitor):
+        table.add_column(column, justify="right")
+    for row in report["per_fold"]:
+        table.add_row(str(row["fold"]), row["status"], str(row["best_epoch"]), _fmt(row[monitor]))
+    if report["mean"] is not None:
+        table.add_row("mean ± std", "", "", f"{report['mean']:.4f} ± {report['std']:.4f}")
     return table
 
 

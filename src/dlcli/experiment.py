@@ -20,7 +20,7 @@ from dlcli.engine.metrics import loss_function, monitor_mode
 from dlcli.engine.optim import build_optimizer, build_scheduler
 from dlcli.errors import UserError
 from dlcli.models import build_model
-from dlcli.validate import monitor_for, validate_config
+from dlcli.validate import metric_for, monitor_for, validate_config
 
 
 @dataclass
@@ -33,6 +33,14 @@ class Experiment:
     def batches(self, part: str):
         """Evaluation batches of one split part, in order."""
         return self.data.batches(part, self.session.device, training=False)
+
+
+def scaler_positive_check(data) -> bool:
+    """Are all train targets, in their own units, positive?"""
+    targets = data.targets_of("train").astype(float)
+    if data.target_scaler is not None:
+        targets = data.target_scaler.inverse(targets)
+    return bool((targets > 0).all())
 
 
 def build_experiment(cfg: DictConfig) -> Experiment:
@@ -50,6 +58,9 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
     optimizer = build_optimizer(cfg.optim, model)
     monitor = monitor_for(cfg, data.task)
+    metric = metric_for(cfg, data.task)
+    if metric == "log_rmse" and scaler_positive_check(data) is False:
+        raise UserError("trainer.metric=log_rmse needs positive targets (it compares logarithms): use rmse or mae")
     batch_size = int(cfg.trainer.batch_size)
     steps_per_epoch = math.ceil(len(data.split.train) / batch_size)
     schedule = build_scheduler(cfg.sched, optimizer, steps_per_epoch, monitor_mode(monitor))
@@ -66,7 +77,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         train_data=data.batches("train", device, training=True),
         val_data=data.batches("val", device),
         task=data.task,
-        metric=data.metric,
+        metric=metric,
         epochs=int(cfg.trainer.epochs),
         eval_batch_size=int(cfg.trainer.eval_batch_size),
         monitor=monitor,

@@ -35,13 +35,24 @@ class TrainResult:
         return self.summary["status"]
 
 
-def train(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter | None = None) -> TrainResult:
-    """Train the composed config in a new run directory (or continue one with resume=RUN_DIR)."""
+def train(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter | None = None, run_dir: Path | None = None) -> TrainResult:
+    """Train the composed config in a new run directory (or continue one with resume=RUN_DIR).
+
+    With split.kfold=K this trains K models, one per fold, under one parent run (dlcli.kfold).
+    `run_dir` names an existing empty directory to use instead of a new timestamped one.
+    """
     reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
     if cfg.get("resume"):
         return resume(cfg, overrides, reporter)
+    if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
+        from dlcli.kfold import train_kfold
+
+        return train_kfold(cfg, overrides, reporter)
     experiment = build_experiment(cfg)  # every input error surfaces here, before runs/ is touched
-    run_dir = create_run_dir(cfg.runs_dir, cfg.name)
+    if run_dir is None:
+        run_dir = create_run_dir(cfg.runs_dir, cfg.name)
+    else:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_text(run_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
     write_json(run_dir / "split.json", split_record(experiment, cfg))
@@ -53,13 +64,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter | N
 
 def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter) -> TrainResult:
     """Continue an interrupted run from checkpoints/last.pt with its saved config."""
+    from dlcli.kfold import is_kfold_parent, resume_kfold
+
+    if is_kfold_parent(cfg.resume):
+        return resume_kfold(cfg, overrides, reporter)
     run_dir = find_run(cfg.resume)
-    extra = [o for o in overrides if o.lstrip("+~").split("=")[0] not in RESUME_OVERRIDES]
-    if extra:
-        raise UserError(
-            f"resume continues {run_dir} with its saved config, so '{extra[0]}' cannot apply: "
-            "drop it, or start a new run"
-        )
+    check_resume_overrides(run_dir, overrides)
     summary = read_json(run_dir / "summary.json")
     if summary.get("status") == "completed":
         raise UserError(f"{run_dir} already completed; nothing to resume (evaluate it with `dl eval {run_dir}`)")
@@ -69,10 +79,18 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter) -> Tra
     experiment = build_experiment(saved)
     check_same_split(experiment, run_dir)
     state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"))
-    write_metrics(run_dir / "metrics.csv", state.history, experiment.data.metric)  # match the checkpoint
+    write_metrics(run_dir / "metrics.csv", state.history, experiment.session.metric)  # match the checkpoint
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
     reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
     return _run(experiment, run_dir, state, reporter)
+
+
+def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
+    extra = [o for o in overrides if o.lstrip("+~").split("=")[0] not in RESUME_OVERRIDES]
+    if extra:
+        raise UserError(
+            f"resume continues {run_dir} with its saved config, so '{extra[0]}' cannot apply: drop it, or start a new run"
+        )
 
 
 def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter) -> TrainResult:
@@ -85,8 +103,8 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
         save_checkpoint(checkpoints / "last.pt", session, state)
         if improved:
             copy_checkpoint(checkpoints / "last.pt", checkpoints / "best.pt")
-        write_metrics(run_dir / "metrics.csv", state.history, data.metric)
-        reporter.on_epoch_end(state.history[-1], session.epochs, data.metric, improved)
+        write_metrics(run_dir / "metrics.csv", state.history, session.metric)
+        reporter.on_epoch_end(state.history[-1], session.epochs, session.metric, improved)
 
     reporter.attach_log(run_dir / "train.log")
     for note in experiment.notes:
@@ -109,7 +127,7 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
         raise
     finally:
         reporter.stop_progress()
-        plot_curves(state.history, data.metric, run_dir / "curves.png")
+        plot_curves(state.history, session.metric, run_dir / "curves.png")
         fields.update(progress_fields(state, session.monitor), wall_seconds=previous_seconds + time.perf_counter() - started, finished_at=_now())
         summary = update_summary(run_dir, **fields)
         if summary["status"] != "completed" and summary.get("message"):
@@ -123,7 +141,7 @@ def _test_once(experiment: Experiment, run_dir: Path, state: FitState) -> dict |
     if len(experiment.data.split.test) == 0 or state.best_epoch == 0:
         return None
     report = evaluate_checkpoint(experiment, run_dir, "test", "best")
-    keep = ("epoch", "samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2")
+    keep = ("epoch", "samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
     return {k: report[k] for k in keep if k in report}
 
 
@@ -172,7 +190,7 @@ def run_facts(experiment: Experiment) -> dict:
         "task": data.task,
         "data": data.name,
         "model": experiment.cfg.model._target_,
-        "metric": data.metric,
+        "metric": experiment.session.metric,
         "monitor": experiment.session.monitor,
         "device": str(experiment.session.device),
         "seed": int(experiment.cfg.seed),

@@ -53,9 +53,18 @@ def validate_config(cfg: DictConfig) -> None:
         raise UserError(f"name={cfg.name} must be a plain directory name (no '/', not empty)")
 
 
+def metric_for(cfg: DictConfig, task: str) -> str:
+    """The task metric reported per epoch: trainer.metric, or the task's first (accuracy, rmse)."""
+    metric = cfg.trainer.get("metric", "auto")
+    if metric == "auto":
+        return TASK_METRICS[task][0]
+    _choice("trainer.metric", metric, ("auto", *TASK_METRICS[task]))
+    return metric
+
+
 def monitor_for(cfg: DictConfig, task: str) -> str:
     """The validation metric that picks the best checkpoint and drives early stopping."""
-    metric = TASK_METRICS[task][0]
+    metric = metric_for(cfg, task)
     allowed = ("val_loss", f"val_{metric}")
     monitor = cfg.trainer.monitor
     if monitor == "auto":

@@ -54,10 +54,6 @@ class PreparedData:
             y = torch.as_tensor(targets, dtype=torch.float32).reshape(-1, 1)
         return TensorBatches(x.to(device), y.to(device))
 
-    @property
-    def metric(self) -> str:
-        return "accuracy" if self.task == "classification" else "rmse"
-
 
 def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
     """Load, split (seeded, stratified for classification) and encode the configured data.

@@ -60,10 +60,6 @@ class ImageData:
     def num_outputs(self) -> int:
         return len(self.source.class_names)
 
-    @property
-    def metric(self) -> str:
-        return "accuracy"
-
     def targets_of(self, part: str) -> np.ndarray:
         return self.source.targets[self.split.part(part)]
 
@@ -111,12 +107,13 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
 
 
 def _train_stats(source: ImageSet, split: Split, channels: int, resize: int | None) -> Normalization:
-    rows = split.train
-    if source.images is not None:
-        chunks = (source.images[torch.as_tensor(rows[i : i + 4096], dtype=torch.long)] for i in range(0, len(rows), 4096))
-        return channel_stats(chunks, channels)
+    """Statistics of the train images as the model sees them (after resizing, which smooths them)."""
     from torchvision.transforms import v2
 
-    sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), STATS_SAMPLE)).astype(int)]
+    rows = split.train
     to_size = v2.Resize([resize, resize], antialias=True) if resize else (lambda x: x)
+    if source.images is not None:
+        chunks = (to_size(source.images[torch.as_tensor(rows[i : i + 4096], dtype=torch.long)]) for i in range(0, len(rows), 4096))
+        return channel_stats(chunks, channels)
+    sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), STATS_SAMPLE)).astype(int)]
     return channel_stats((to_size(source.files[int(r)][0]).unsqueeze(0) for r in sample), channels)

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 # Metric names per task: the first is the one model selection uses.
-TASK_METRICS = {"classification": ("accuracy",), "regression": ("rmse", "mae", "r2")}
-HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "mae": False, "r2": True, "loss": False}
+TASK_METRICS = {"classification": ("accuracy",), "regression": ("rmse", "mae", "r2", "log_rmse")}
+HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "mae": False, "r2": True, "log_rmse": False, "loss": False}
 
 
 def loss_function(task: str, label_smoothing: float = 0.0) -> nn.Module:
@@ -39,7 +39,16 @@ def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float
         "rmse": math.sqrt(float(metrics.mean_squared_error(actual, predicted))),
         "mae": float(metrics.mean_absolute_error(actual, predicted)),
         "r2": float(metrics.r2_score(actual, predicted)) if len(actual) > 1 else float("nan"),
+        "log_rmse": log_rmse(actual, predicted),
     }
+
+
+def log_rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """RMSE between logarithms (relative error, as house-price contests score); predictions below 1
+    are clipped to 1 so the logarithm exists. NaN when a true value is not positive."""
+    if len(actual) == 0 or (actual <= 0).any():
+        return float("nan")
+    return math.sqrt(float(np.mean((np.log(np.clip(predicted, 1.0, None)) - np.log(actual)) ** 2)))
 
 
 def classification_report(outputs: np.ndarray, targets: np.ndarray, class_names: list[str]) -> dict:

@@ -1,0 +1,115 @@
+"""k-fold cross-validation: `split.kfold=K` trains K models under one parent run.
+
+runs/<name>/<timestamp>/ holds config.yaml, overrides.yaml, summary.json and kfold.json (each
+fold's best validation metric and test metrics, with their mean and standard deviation), and one
+ordinary run directory per fold: fold-1/ ... fold-K/. The test split is the same held-out part
+for every fold; only the validation fold moves.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlcli.engine.progress import Reporter
+from dlcli.errors import UserError
+from dlcli.experiment import build_experiment
+from dlcli.runs import create_run_dir, read_json, update_summary, write_json, write_text
+
+
+def _fold_config(cfg: DictConfig, fold: int) -> DictConfig:
+    fold_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    fold_cfg.split.fold = fold
+    fold_cfg.resume = None
+    return fold_cfg
+
+
+def is_kfold_parent(path) -> bool:
+    summary = Path(str(path)).expanduser() / "summary.json"
+    return summary.is_file() and read_json(summary).get("kind") == "kfold"
+
+
+def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter):
+    experiment = build_experiment(_fold_config(cfg, 1))  # input errors surface before runs/ is touched
+    parent = create_run_dir(cfg.runs_dir, cfg.name, checkpoints=False)
+    write_text(parent / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(parent / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    update_summary(parent, kind="kfold", status="running", folds=int(cfg.split.kfold),
+                   metric=experiment.session.metric, monitor=experiment.session.monitor)
+    return _run_folds(parent, cfg, overrides, reporter)
+
+
+def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter):
+    from dlcli.train import check_resume_overrides
+
+    parent = Path(str(cfg.resume)).expanduser()
+    check_resume_overrides(parent, overrides)
+    if read_json(parent / "summary.json").get("status") == "completed":
+        raise UserError(f"{parent} already completed; nothing to resume")
+    saved = OmegaConf.load(parent / "config.yaml")
+    saved.trainer.device, saved.trainer.progress = cfg.trainer.device, cfg.trainer.progress
+    update_summary(parent, status="running")
+    return _run_folds(parent, saved, overrides, reporter)
+
+
+def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter):
+    from dlcli.train import TrainResult, train
+
+    results = []
+    for fold in range(1, int(cfg.split.kfold) + 1):
+        fold_dir = parent / f"fold-{fold}"
+        status = read_json(fold_dir / "summary.json").get("status") if (fold_dir / "summary.json").is_file() else None
+        if status == "completed":
+            result = TrainResult(fold_dir, read_json(fold_dir / "summary.json"))
+        elif status is not None:  # interrupted (or failed): continue it from its last checkpoint
+            resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
+            result = train(resume_cfg, [f"resume={fold_dir}"], reporter)
+        else:
+            if fold_dir.exists():  # created but never started: nothing in it is worth keeping
+                for leftover in sorted(fold_dir.rglob("*"), reverse=True):
+                    leftover.rmdir() if leftover.is_dir() else leftover.unlink()
+                fold_dir.rmdir()
+            fold_dir.mkdir()
+            reporter.log(f"fold {fold}/{cfg.split.kfold}")
+            result = train(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir)
+        results.append(result)
+        if result.status != "completed":
+            break
+    report = aggregate(results, int(cfg.split.kfold))
+    write_json(parent / "kfold.json", report)
+    status = "completed" if len(results) == int(cfg.split.kfold) and all(r.status == "completed" for r in results) else results[-1].status
+    summary = update_summary(parent, status=status, **{k: report[k] for k in ("mean", "std", "test_mean")})
+    if status == "interrupted":
+        summary = update_summary(parent, message=f"interrupted in fold {len(results)}; continue with: dl train resume={parent}")
+    return TrainResult(parent, summary)
+
+
+def aggregate(results, folds: int) -> dict:
+    """Each fold's best validation value and test metrics; mean and standard deviation over folds."""
+    rows = []
+    for index, result in enumerate(results, start=1):
+        summary = result.summary
+        monitor = summary.get("monitor")
+        rows.append({
+            "fold": index,
+            "run_dir": str(result.run_dir),
+            "status": summary.get("status"),
+            "best_epoch": summary.get("best_epoch"),
+            monitor: summary.get(f"best_{monitor}"),
+            "test": summary.get("test"),
+        })
+    monitor = results[0].summary.get("monitor") if results else None
+    values = [row[monitor] for row in rows if row["status"] == "completed" and row[monitor] is not None]
+    metric = results[0].summary.get("metric") if results else None
+    tests = [row["test"][metric] for row in rows if row["status"] == "completed" and row["test"] and metric in row["test"]]
+    return {
+        "folds": folds,
+        "monitor": monitor,
+        "per_fold": rows,
+        "mean": statistics.fmean(values) if values else None,
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None,
+        "test_mean": {metric: statistics.fmean(tests)} if tests else None,
+    }
