@@ -126,6 +126,140 @@ def evaluate(
     console.print(f"wrote {Path(report['run']) / ('eval-' + split + '.json')}", markup=False, highlight=False)
 
 
+sweep_app = typer.Typer(
+    help="Hyper-parameter search over Hydra sweep overrides: parallel, resumable, test split untouched.",
+    no_args_is_help=True,
+)
+app.add_typer(sweep_app, name="sweep")
+
+
+def _sweep(kind: str, overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address,
+           gpus_per_trial, resume, name, config_dir, as_json) -> None:
+    from dlcli.sweep import SweepSettings, run_sweep
+
+    settings = SweepSettings(kind=kind, overrides=list(overrides or []), trials=trials, seed=seed, metric=metric, mode=mode, prune=prune)
+    log = (lambda line: None) if as_json else (lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
+    result = run_sweep(settings, jobs=jobs, threads=threads, fail_fast=fail_fast, backend=backend, address=address,
+                       gpus_per_trial=gpus_per_trial, resume=resume, name=name, config_dirs=[str(d) for d in config_dir or []], log=log)
+    if as_json:
+        print(json.dumps({"sweep_dir": str(result.sweep_dir), **result.summary, "trials": json.loads(result.table.to_json(orient="records"))}, indent=2))
+    else:
+        console.print(sweep_table(result))
+    if result.summary["status"] == "interrupted":
+        raise typer.Exit(130)
+    if result.summary["status"] == "failed":
+        raise typer.Exit(1)
+
+
+SWEEP_OPTIONS = dict(
+    jobs=typer.Option(1, "--jobs", "-j", help="Trials at once (processes locally; one GPU each when there are several)."),
+    threads=typer.Option(None, "--threads", help="CPU threads per trial (default: cores / jobs)."),
+    metric=typer.Option(None, "--metric", help="Validation metric to select on (default: the task's, e.g. val_accuracy)."),
+    mode=typer.Option(None, "--mode", help="min | max (default: from the metric)."),
+    prune=typer.Option("none", "--prune", help="Stop bad trials early: none | median | asha."),
+    fail_fast=typer.Option(False, "--fail-fast", help="Stop the sweep at the first failed trial."),
+    backend=typer.Option("local", "--backend", help="local | ray"),
+    address=typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: start a local Ray instance)."),
+    gpus_per_trial=typer.Option(0.0, "--gpus-per-trial", help="GPUs Ray reserves per trial."),
+    resume=typer.Option(None, "--resume", help="A sweep directory to finish: runs only trials not yet completed."),
+    name=typer.Option("sweep", "--name", help="Sweeps land in runs/sweeps/<name>/<timestamp>/."),
+    config_dir=typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
+    as_json=typer.Option(False, "--json", help="Print the summary and trials as JSON."),
+)
+
+
+@sweep_app.command(
+    "grid",
+    epilog=(
+        "Examples:\n\n"
+        "  dl sweep grid optim.lr=0.3,0.1,0.03 model.hidden=[64],[256] --jobs 2\n\n"
+        "  dl sweep grid model=mlp,softmax 'trainer.batch_size=range(32,129,32)' trainer.epochs=10\n\n"
+        "  dl sweep grid --resume runs/sweeps/sweep/2026-11-24_10-31-07"
+    ),
+)
+@handle_errors
+def sweep_grid(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Sweep overrides (a,b,c  range()  choice()  glob()) and plain ones.", show_default=False),
+    jobs: int = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
+    mode: Optional[str] = SWEEP_OPTIONS["mode"], prune: str = SWEEP_OPTIONS["prune"], fail_fast: bool = SWEEP_OPTIONS["fail_fast"],
+    backend: str = SWEEP_OPTIONS["backend"], address: Optional[str] = SWEEP_OPTIONS["address"],
+    gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
+    name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
+):
+    """Every combination of the swept values."""
+    _sweep("grid", overrides, None, 0, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json)
+
+
+@sweep_app.command(
+    "random",
+    epilog=(
+        "Examples:\n\n"
+        "  dl sweep random 'optim.lr=tag(log,interval(1e-4,1))' 'optim.weight_decay=interval(0,1e-3)' --trials 20\n\n"
+        "  dl sweep random 'trainer.batch_size=int(interval(16,256))' model=mlp,softmax --trials 8 --seed 3 --prune asha"
+    ),
+)
+@handle_errors
+def sweep_random(
+    overrides: Optional[List[str]] = typer.Argument(None, help="interval(a,b), tag(log,interval(a,b)), int(interval(a,b)), choice(), a,b,c and plain overrides.", show_default=False),
+    trials: int = typer.Option(..., "--trials", "-n", help="How many trials to draw."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws: the same seed draws the same trials."),
+    jobs: int = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
+    mode: Optional[str] = SWEEP_OPTIONS["mode"], prune: str = SWEEP_OPTIONS["prune"], fail_fast: bool = SWEEP_OPTIONS["fail_fast"],
+    backend: str = SWEEP_OPTIONS["backend"], address: Optional[str] = SWEEP_OPTIONS["address"],
+    gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
+    name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
+):
+    """Random draws: choice() and lists uniformly, interval() uniformly, tag(log, ...) log-uniformly."""
+    _sweep("random", overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json)
+
+
+@app.command(name="runs", epilog="Examples:\n\n  dl runs\n\n  dl runs runs/sweeps/sweep/2026-11-24_10-31-07 --sort val_accuracy\n\n  dl runs runs/train --json")
+@handle_errors
+def list_runs(
+    directory: Path = typer.Argument(Path("runs"), help="A directory holding runs (searched recursively)."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="Column to sort by (e.g. val_accuracy, test_accuracy)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+):
+    """List runs (or a sweep's trials) as one table: status, metrics, and the config values that differ."""
+    from dlcli.engine.metrics import monitor_mode
+    from dlcli.runs import list_runs as collect
+
+    rows = collect(directory)
+    if sort is not None:
+        columns = sorted({k for row in rows for k in row})
+        if sort not in columns:
+            raise UserError(f"--sort {sort} is not a column: columns are {', '.join(columns)}")
+        descending = monitor_mode(sort.removeprefix("test_").removeprefix("val_")) == "max"
+        rows.sort(key=lambda r: (r.get(sort) is None, -r[sort] if descending and isinstance(r.get(sort), (int, float)) else r.get(sort) if r.get(sort) is not None else 0))
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print(f"no runs under {directory}")
+        return
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    table = Table(title=f"{len(rows)} runs under {directory}")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("run", "status") else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*(_fmt(row.get(c)) if row.get(c) is not None else "-" for c in columns))
+    console.print(table)
+
+
+def sweep_table(result) -> Table:
+    import pandas as pd
+
+    summary, frame = result.summary, result.table
+    metric = summary["metric"]
+    table = Table(title=f"{summary['status']}: {result.sweep_dir} (sorted by {metric}, {summary['mode']})")
+    for column in frame.columns:
+        if column != "message":
+            table.add_column(column, justify="left" if column == "status" else "right")
+    for _, row in frame.iterrows():
+        table.add_row(*("-" if row[c] is None or row[c] is pd.NA or row[c] != row[c] else _fmt(row[c]) for c in frame.columns if c != "message"))
+    return table
+
+
 def split_layers_and_overrides(args: list[str]) -> tuple[list[str], list[str]]:
     """`conv(6,k=5)` and `flatten` are layers; `model=vgg` (an '=' before any '(') is an override."""
     layers, overrides = [], []
@@ -357,7 +491,11 @@ def per_class_table(report: dict) -> Table:
 
 
 def _fmt(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    import numbers
+
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    return f"{value:.4f}" if isinstance(value, numbers.Real) else str(value)
 
 
 def main() -> None:

@@ -11,3 +11,7 @@ class RunFailed(Exception):
     """A run started but could not finish (e.g. the loss became NaN); it is marked failed."""
 
     exit_code = 1
+
+
+class TrialPruned(Exception):
+    """A sweep's pruner stopped this trial early: its run is marked pruned, not failed."""

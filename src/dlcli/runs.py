@@ -92,3 +92,41 @@ def find_run(path: str | Path) -> Path:
     if missing:
         raise UserError(f"{path} is not a dl run directory (no {missing[0]}): give one such as runs/train/<timestamp>")
     return run_dir
+
+
+def list_runs(directory: str | Path) -> list[dict]:
+    """Every run under `directory` (trials of sweeps and k-fold folds included), as flat rows:
+    path, status, metrics, and each config value that is not the same in all of them."""
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise UserError(f"{directory} is not a directory: give one that holds runs, such as runs/ or a sweep")
+    rows, configs = [], []
+    for summary_path in sorted(root.rglob("summary.json")):
+        run_dir = summary_path.parent
+        summary = read_json(summary_path)
+        if summary.get("kind") in ("sweep", "kfold"):
+            continue  # parents: their runs are listed one by one
+        monitor = summary.get("monitor")
+        name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
+        row = {"run": name, "status": summary.get("status"), "epochs": summary.get("epochs_completed"),
+               "best_epoch": summary.get("best_epoch")}
+        if monitor:
+            row[monitor] = summary.get(f"best_{monitor}")
+        for key, value in (summary.get("test") or {}).items():
+            if key not in ("epoch", "samples"):
+                row[f"test_{key}"] = value
+        rows.append(row)
+        if (run_dir / "config.yaml").is_file():  # absent when a trial failed before training began
+            flat = pd.json_normalize(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")), sep=".")
+            configs.append({k: str(v) for k, v in flat.iloc[0].to_dict().items()})
+        else:
+            configs.append({})
+    keys = sorted({k for c in configs for k in c})
+    present = [c for c in configs if c]
+    differing = [k for k in keys if len({c.get(k) for c in present}) > 1 and k not in ("name", "resume")]
+    for row, config in zip(rows, configs):
+        row.update({k: config.get(k) for k in differing})
+    return rows

@@ -8,14 +8,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from dlcli.engine.checkpoint import copy_checkpoint, load_checkpoint, restore, save_checkpoint
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
 from dlcli.engine.progress import Reporter
-from dlcli.errors import UserError
+from dlcli.errors import TrialPruned, UserError
 from dlcli.evaluate import check_same_split, evaluate_checkpoint
 from dlcli.experiment import Experiment, build_experiment
 from dlcli.plots import plot_curves
@@ -35,11 +35,20 @@ class TrainResult:
         return self.summary["status"]
 
 
-def train(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter | None = None, run_dir: Path | None = None) -> TrainResult:
+def train(
+    cfg: DictConfig,
+    overrides: Sequence[str] = (),
+    reporter: Reporter | None = None,
+    run_dir: Path | None = None,
+    evaluate_test: bool = True,
+    after_epoch: Callable[[FitState], None] | None = None,
+) -> TrainResult:
     """Train the composed config in a new run directory (or continue one with resume=RUN_DIR).
 
     With split.kfold=K this trains K models, one per fold, under one parent run (dlcli.kfold).
     `run_dir` names an existing empty directory to use instead of a new timestamped one.
+    Sweeps pass evaluate_test=False (trials never look at the test split) and an `after_epoch`
+    hook that may raise TrialPruned.
     """
     reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
     if cfg.get("resume"):
@@ -59,7 +68,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter | N
     update_summary(run_dir, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0)
     state = FitState()
     save_checkpoint(run_dir / "checkpoints" / "last.pt", experiment.session, state)  # resumable from the start
-    return _run(experiment, run_dir, state, reporter)
+    return _run(experiment, run_dir, state, reporter, evaluate_test, after_epoch)
 
 
 def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter) -> TrainResult:
@@ -93,7 +102,8 @@ def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
         )
 
 
-def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter) -> TrainResult:
+def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool = True,
+         after_epoch: Callable[[FitState], None] | None = None) -> TrainResult:
     session, data = experiment.session, experiment.data
     checkpoints = run_dir / "checkpoints"
     started = time.perf_counter()
@@ -105,6 +115,8 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
             copy_checkpoint(checkpoints / "last.pt", checkpoints / "best.pt")
         write_metrics(run_dir / "metrics.csv", state.history, session.metric)
         reporter.on_epoch_end(state.history[-1], session.epochs, session.metric, improved)
+        if after_epoch is not None:
+            after_epoch(state)
 
     reporter.attach_log(run_dir / "train.log")
     for note in experiment.notes:
@@ -117,11 +129,13 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
         reporter.stop_progress()
         if state.stopped_early:
             reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")
-        fields = {"status": "completed", "test": _test_once(experiment, run_dir, state)}
+        fields = {"status": "completed", "test": _test_once(experiment, run_dir, state) if evaluate_test else None}
     except KeyboardInterrupt:
         fields = {"status": "interrupted", "message": f"interrupted after epoch {state.epoch}; continue with: dl train resume={run_dir}"}
     except NonFiniteLoss as exc:
         fields = {"status": "failed", "message": str(exc)}
+    except TrialPruned as exc:
+        fields = {"status": "pruned", "message": str(exc)}
     except BaseException as exc:
         update_summary(run_dir, status="failed", message=f"{type(exc).__name__}: {exc}")
         raise

@@ -1,0 +1,217 @@
+"""`dl sweep grid|random`: hyper-parameter search that is parallel, resumable and never peeks at
+the test split. Trials are ordinary run directories under <sweep>/trials/<NNN>/; results are saved
+after every trial, so killing the sweep loses no finished trial and --resume runs only the rest."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from omegaconf import OmegaConf
+
+from dlcli.errors import UserError
+from dlcli.runs import create_run_dir, read_json, update_summary, write_json, write_text
+from dlcli.sweep.backends import default_threads, run_in_pool, run_in_process, run_on_ray
+from dlcli.sweep.prune import RULES
+from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
+from dlcli.sweep.space import SearchSpace, grid, parse_space, sample
+from dlcli.sweep.trial import TrialSpec, best_value
+
+KINDS = ("grid", "random")
+BACKENDS = ("local", "ray")
+FINISHED = ("completed", "pruned")  # never re-run on resume
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    summary: dict
+    table: object  # pandas DataFrame of trials, sorted by the metric
+
+
+@dataclass
+class SweepSettings:
+    kind: str
+    overrides: list[str]
+    trials: int | None = None
+    seed: int = 0
+    metric: str | None = None
+    mode: str | None = None
+    prune: str = "none"
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def plan(settings: SweepSettings, config_dirs) -> tuple[SearchSpace, list[dict[str, str]]]:
+    if settings.kind not in KINDS:
+        raise UserError(f"sweep kind {settings.kind} is not known: choose one of {', '.join(KINDS)}")
+    space = parse_space(settings.overrides, config_dirs)
+    if settings.kind == "grid":
+        return space, grid(space)
+    if settings.trials is None:
+        raise UserError("dl sweep random needs --trials N")
+    return space, sample(space, settings.trials, settings.seed)
+
+
+def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[str, str], config_dirs) -> tuple[str, str]:
+    """Default metric: the task's validation metric. Validated on the first trial's config."""
+    from dlcli.config import compose
+    from dlcli.engine.metrics import TASK_METRICS, monitor_mode
+    from dlcli.experiment import build_experiment
+
+    experiment = build_experiment(compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs))
+    task = experiment.data.task
+    metric = settings.metric or f"val_{experiment.session.metric}"
+    allowed = ["val_loss", *(f"val_{m}" for m in TASK_METRICS[task])]
+    if metric not in allowed:
+        raise UserError(f"--metric {metric} is not a validation metric of this {task} task: choose one of {', '.join(allowed)}")
+    if metric != "val_loss" and metric != f"val_{experiment.session.metric}":
+        raise UserError(f"--metric {metric} needs trainer.metric={metric[4:]} so trials record it")
+    mode = settings.mode or monitor_mode(metric)
+    if mode not in ("min", "max"):
+        raise UserError(f"--mode {mode} must be min or max")
+    return metric, mode
+
+
+def run_sweep(
+    settings: SweepSettings,
+    jobs: int = 1,
+    threads: int | None = None,
+    fail_fast: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    gpus_per_trial: float = 0.0,
+    resume: str | Path | None = None,
+    name: str = "sweep",
+    runs_dir: str = "runs",
+    config_dirs: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+) -> SweepResult:
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs} must be at least 1")
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend} is not known: choose one of {', '.join(BACKENDS)}")
+    if settings.prune not in RULES:
+        raise UserError(f"--prune {settings.prune} is not a pruning rule: choose one of {', '.join(RULES)}")
+    config_dirs = [str(Path(d).resolve()) for d in config_dirs]
+    sweep_dir = None
+    if resume is not None:
+        sweep_dir, settings = _resume_settings(Path(resume).expanduser(), settings)
+    space, trials = plan(settings, config_dirs)
+    metric, mode = _metric_and_mode(settings, space, trials[0], config_dirs)
+    settings.metric, settings.mode = metric, mode
+    threads = threads or default_threads(jobs)
+    if sweep_dir is None:
+        sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False)
+        (sweep_dir / "trials").mkdir()
+        write_text(sweep_dir / "sweep.yaml", OmegaConf.to_yaml(OmegaConf.create({
+            **settings.as_dict(),
+            "space": {"fixed": space.fixed, "params": [p.__dict__ for p in space.params]},
+            "trials_planned": len(trials),
+            "command": " ".join(shlex.quote(a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
+        })))
+    update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
+
+    records, specs = _collect(sweep_dir, trials, space, metric, mode, settings.prune, threads, config_dirs)
+    if records:
+        log(f"resuming {sweep_dir}: {len(records)} of {len(trials)} trials already finished")
+    log(f"sweep {sweep_dir}: {len(specs)} trials to run, {jobs} at a time ({backend}), {threads} thread(s) each")
+    failures = []
+
+    def on_result(record: dict) -> bool:
+        records.append(record)
+        write_results(sweep_dir / "results.csv", results_frame(records, space, metric))  # saved trial by trial
+        shown = ", ".join(f"{k}={v}" for k, v in record["params"].items())
+        if record["status"] == "failed":
+            failures.append(record)
+            log(f"trial {record['number']:03d} failed ({shown}): {record['message']}")
+            return not fail_fast
+        value = "-" if record.get("value") is None else f"{record['value']:.4f}"
+        log(f"trial {record['number']:03d} {record['status']} ({shown}): {metric} {value}  {record['seconds']:.1f}s")
+        return True
+
+    status = "completed"
+    try:
+        if backend == "ray":
+            run_on_ray(specs, jobs, address, gpus_per_trial, on_result)
+        elif jobs == 1:
+            run_in_process(specs, on_result)
+        else:
+            import torch
+
+            run_in_pool(specs, jobs, torch.cuda.device_count(), on_result)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    if status == "completed" and fail_fast and failures:
+        status = "failed"
+    return _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log)
+
+
+def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, SweepSettings]:
+    if not (sweep_dir / "sweep.yaml").is_file():
+        raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
+    saved = OmegaConf.to_container(OmegaConf.load(sweep_dir / "sweep.yaml"))
+    settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__})
+    if given.overrides and list(given.overrides) != settings.overrides:
+        raise UserError(f"--resume {sweep_dir} sweeps {' '.join(settings.overrides)}; drop the overrides or start a new sweep")
+    if given.kind != settings.kind:
+        raise UserError(f"--resume {sweep_dir} is a {settings.kind} sweep: use dl sweep {settings.kind} --resume {sweep_dir}")
+    return sweep_dir, settings
+
+
+def _collect(sweep_dir, trials, space, metric, mode, prune, threads, config_dirs) -> tuple[list[dict], list[TrialSpec]]:
+    """Finished trials become records; the rest (never started, interrupted, failed) are re-run
+    from scratch in a clean directory."""
+    records, specs = [], []
+    for number, params in enumerate(trials):
+        trial_dir = sweep_dir / "trials" / f"{number:03d}"
+        summary = read_json(trial_dir / "summary.json") if (trial_dir / "summary.json").is_file() else {}
+        if summary.get("status") in FINISHED:
+            records.append({"number": number, "status": summary["status"], "params": params, "run_dir": str(trial_dir),
+                            "message": summary.get("message"), "seconds": summary.get("wall_seconds") or 0.0,
+                            **best_value(trial_dir / "metrics.csv", metric, mode)})
+            continue
+        if trial_dir.exists():
+            shutil.rmtree(trial_dir)
+        trial_dir.mkdir(parents=True)
+        specs.append(TrialSpec(number, params, space.fixed, str(trial_dir), metric, mode, prune, threads, list(config_dirs)))
+    return records, specs
+
+
+def _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log) -> SweepResult:
+    frame = results_frame(records, space, metric)
+    write_results(sweep_dir / "results.csv", frame)
+    plot_sweep(frame, space, metric, sweep_dir / "sweep.png")
+    counts = frame["status"].value_counts().to_dict()
+    completed = frame[(frame["status"] == "completed") & frame[metric].notna()]
+    fields = {"status": status, "counts": {k: int(v) for k, v in counts.items()}, "best_trial": None}
+    if not completed.empty:
+        best = sorted_by_metric(completed, metric, mode).iloc[0]
+        number = int(best["number"])
+        record = next(r for r in records if r["number"] == number)
+        overrides = [*space.fixed, *(f"{k}={v}" for k, v in record["params"].items())]
+        write_text(sweep_dir / "best.yaml", OmegaConf.to_yaml(OmegaConf.create({"overrides": overrides})))
+        fields.update(best_trial=number, best_overrides=overrides, best_run_dir=record["run_dir"],
+                      **{f"best_{metric}": float(best[metric])})
+        if status == "completed":
+            fields["test"] = _test_best(Path(record["run_dir"]), config_dirs)
+            log(f"best trial {number:03d}: {metric} {float(best[metric]):.4f}; on the held-out test split: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in fields["test"].items() if isinstance(v, float)))
+    summary = update_summary(sweep_dir, **fields)
+    return SweepResult(sweep_dir, summary, sorted_by_metric(frame, metric, mode))
+
+
+def _test_best(trial_dir: Path, config_dirs) -> dict:
+    """The one look at the test split: the best trial's best checkpoint, after every trial is done."""
+    from dlcli.evaluate import evaluate_checkpoint
+    from dlcli.experiment import build_experiment
+
+    cfg = OmegaConf.load(trial_dir / "config.yaml")
+    report = evaluate_checkpoint(build_experiment(cfg), trial_dir, "test", "best")
+    keep = ("samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
+    return {k: report[k] for k in keep if k in report}

@@ -1,0 +1,130 @@
+"""Search spaces from Hydra's override grammar, parsed with Hydra's own parser.
+
+`optim.lr=0.1,0.01`, `model=mlp,lenet`, `range(1,5)`, `choice(a,b)`, `glob(*)` are discrete;
+`interval(a,b)`, `tag(log, interval(a,b))` and `int(interval(a,b))` are continuous (random search
+only). Plain overrides apply to every trial.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from dlcli.errors import UserError
+
+
+@dataclass
+class Param:
+    key: str
+    values: list[str] | None = None  # discrete: the override values, as Hydra would print them
+    low: float | None = None  # continuous bounds
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @property
+    def discrete(self) -> bool:
+        return self.values is not None
+
+
+@dataclass
+class SearchSpace:
+    fixed: list[str] = field(default_factory=list)  # overrides every trial gets
+    params: list[Param] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return [p.key for p in self.params]
+
+    def log_scaled(self, key: str) -> bool:
+        return any(p.key == key and p.log for p in self.params)
+
+
+def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()) -> SearchSpace:
+    """Split overrides into fixed ones and swept parameters (glob needs the config's group options)."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    from dlcli.config import CONFIG_MODULE, search_path
+
+    space = SearchSpace()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+            loader = GlobalHydra.instance().config_loader()
+            for path in search_path(config_dirs):  # ./conf and --config-dir, as for dl train
+                loader.get_search_path().append("dl-user", path)  # lets glob() see user options
+            parser = OverridesParser.create(config_loader=loader)
+            for text in overrides:
+                try:
+                    (override,) = parser.parse_overrides([text])
+                except Exception as exc:
+                    message = str(exc).strip().splitlines()[0]
+                    raise UserError(f"malformed override '{text}': {message}") from None
+                key = override.get_key_element()
+                if not override.is_sweep_override():
+                    space.fixed.append(text)
+                    continue
+                value = override.value()
+                if isinstance(value, IntervalSweep):
+                    integer = isinstance(value.start, int) and isinstance(value.end, int)
+                    low, high = value.start, value.end
+                    if not low < high:
+                        raise UserError(f"'{text}': interval({low}, {high}) needs low < high")
+                    log = "log" in value.tags
+                    if log and low <= 0:
+                        raise UserError(f"'{text}': a log-scaled interval needs a positive lower bound (got {low})")
+                    space.params.append(Param(key, low=low, high=high, log=log, integer=integer))
+                else:
+                    try:
+                        values = list(override.sweep_string_iterator())
+                    except Exception as exc:
+                        raise UserError(f"'{text}': {str(exc).strip().splitlines()[0]}") from None
+                    if not values:
+                        raise UserError(f"'{text}' sweeps over no values")
+                    space.params.append(Param(key, values=values, log="log" in getattr(value, "tags", set())))
+    finally:
+        GlobalHydra.instance().clear()
+    keys = [p.key for p in space.params]
+    duplicated = {k for k in keys if keys.count(k) > 1}
+    if duplicated:
+        raise UserError(f"{sorted(duplicated)[0]} is swept twice: give its values in one override")
+    return space
+
+
+def grid(space: SearchSpace) -> list[dict[str, str]]:
+    """Every combination of the discrete parameters, in the order they were given."""
+    continuous = [p.key for p in space.params if not p.discrete]
+    if continuous:
+        raise UserError(f"grid search cannot enumerate the interval for {continuous[0]}: use `dl sweep random`, or list values")
+    if not space.params:
+        raise UserError("nothing to sweep: give at least one override with several values, e.g. optim.lr=0.1,0.01")
+    return [dict(zip(space.keys, combo)) for combo in itertools.product(*(p.values for p in space.params))]
+
+
+def sample(space: SearchSpace, trials: int, seed: int) -> list[dict[str, str]]:
+    """`trials` random draws; the same seed always gives the same trials."""
+    if trials < 1:
+        raise UserError(f"--trials {trials} must be at least 1")
+    if not space.params:
+        raise UserError("nothing to sweep: give at least one override such as 'optim.lr=tag(log,interval(1e-4,1))'")
+    rng = random.Random(seed)
+    return [{p.key: draw(p, rng) for p in space.params} for _ in range(trials)]
+
+
+def draw(param: Param, rng: random.Random) -> str:
+    if param.discrete:
+        return rng.choice(param.values)
+    if param.log:
+        value = math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
+    else:
+        value = rng.uniform(param.low, param.high)
+    if param.integer:
+        return str(min(int(param.high), max(int(param.low), round(value))))
+    return repr(float(value))

@@ -1,0 +1,81 @@
+"""One trial of a sweep: compose its overrides, train in trials/<NNN>/ (never touching the test
+split), and return a record of how it went. Runs the same in this process, in a process pool, or
+as a Ray task: everything it needs travels in a TrialSpec."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrialSpec:
+    number: int
+    params: dict[str, str]  # the swept values of this trial
+    fixed: list[str]  # overrides shared by every trial
+    trial_dir: str
+    metric: str  # e.g. val_accuracy
+    mode: str  # max | min
+    prune: str = "none"
+    threads: int = 1
+    config_dirs: list[str] = field(default_factory=list)
+    device: str | None = None  # e.g. cuda:1 when each trial gets its own GPU
+
+    @property
+    def overrides(self) -> list[str]:
+        extra = [f"trainer.device={self.device}"] if self.device else []
+        return [*self.fixed, *(f"{k}={v}" for k, v in self.params.items()), "trainer.progress=false", *extra]
+
+
+def run_trial(spec: TrialSpec) -> dict:
+    """Train one trial; failures (bad config, crash, out of memory, divergence) become records."""
+    import io
+
+    import torch
+    from rich.console import Console
+
+    from dlcli.config import compose
+    from dlcli.engine.progress import Reporter
+    from dlcli.errors import RunFailed, UserError
+    from dlcli.runs import update_summary
+    from dlcli.sweep.prune import make_pruner
+    from dlcli.train import train
+
+    torch.set_num_threads(spec.threads)
+    trial_dir = Path(spec.trial_dir)
+    started = time.perf_counter()
+    record = {"number": spec.number, "status": "failed", "params": spec.params, "run_dir": str(trial_dir), "message": None}
+    try:
+        cfg = compose(spec.overrides, spec.config_dirs)
+        pruner = make_pruner(spec.prune, trial_dir.parent, trial_dir, spec.metric, spec.mode)
+        result = train(cfg, spec.overrides, Reporter(Console(file=io.StringIO()), show_progress=False),
+                       run_dir=trial_dir, evaluate_test=False, after_epoch=pruner)
+        record.update(status=result.status, message=result.summary.get("message"))
+    except (UserError, RunFailed) as exc:
+        record["message"] = str(exc)
+    except Exception as exc:  # a crash in one trial must not end the sweep
+        record["message"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if record["status"] == "failed" and not (trial_dir / "summary.json").exists():
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        update_summary(trial_dir, status="failed", message=record["message"])  # errors before training began
+    record["seconds"] = time.perf_counter() - started
+    record.update(best_value(trial_dir / "metrics.csv", spec.metric, spec.mode))
+    record["pid"] = os.getpid()
+    return record
+
+
+def best_value(metrics_csv: Path, metric: str, mode: str) -> dict:
+    """The trial's best value of the sweep metric over its epochs, and the epoch it came at."""
+    try:
+        with metrics_csv.open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get(metric) not in (None, "")]
+    except FileNotFoundError:
+        rows = []
+    if not rows:
+        return {"value": None, "best_epoch": None}
+    pick = max if mode == "max" else min
+    best = pick(rows, key=lambda r: float(r[metric]))
+    return {"value": float(best[metric]), "best_epoch": int(best["epoch"])}
