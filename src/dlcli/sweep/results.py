@@ -16,11 +16,11 @@ def results_frame(records: list[dict], space: SearchSpace, metric: str) -> pd.Da
     rows = []
     for record in sorted(records, key=lambda r: r["number"]):
         row = {"number": record["number"], "status": record["status"]}
-        row.update({key: record["params"].get(key) for key in space.keys})
+        row.update({p.name: record["params"].get(p.key) for p in space.params})
         row.update({metric: record.get("value"), "best_epoch": record.get("best_epoch"),
                     "seconds": round(record.get("seconds") or 0.0, 3), "message": record.get("message") or ""})
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["number", "status", *space.keys, metric, "best_epoch", "seconds", "message"])
+    frame = pd.DataFrame(rows, columns=["number", "status", *space.names, metric, "best_epoch", "seconds", "message"])
     return frame.astype({"number": "int64", "best_epoch": "Int64", metric: "float64"})
 
 
@@ -37,12 +37,12 @@ def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path)
     from dlcli.plots import _pyplot
 
     done = frame[frame[metric].notna()]
-    if done.empty or not space.keys:
+    if done.empty or not space.names:
         return
     plt = _pyplot()
-    columns = len(space.keys)
+    columns = len(space.names)
     figure, axes = plt.subplots(1, columns, figsize=(4.5 * columns, 4), squeeze=False)
-    for axis, key in zip(axes[0], space.keys):
+    for axis, key in zip(axes[0], space.names):
         values = pd.to_numeric(done[key], errors="coerce")
         statuses = done["status"].tolist()
         colors = ["tab:blue" if s == "completed" else "tab:orange" for s in statuses]

@@ -30,6 +30,11 @@ class Param:
     def discrete(self) -> bool:
         return self.values is not None
 
+    @property
+    def name(self) -> str:
+        """The config key without Hydra's +/++ prefix: how results name this column."""
+        return self.key.lstrip("+")
+
 
 @dataclass
 class SearchSpace:
@@ -40,8 +45,12 @@ class SearchSpace:
     def keys(self) -> list[str]:
         return [p.key for p in self.params]
 
-    def log_scaled(self, key: str) -> bool:
-        return any(p.key == key and p.log for p in self.params)
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def log_scaled(self, name: str) -> bool:
+        return any(p.name == name and p.log for p in self.params)
 
 
 def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()) -> SearchSpace:
