@@ -124,6 +124,8 @@ def run_sweep(
     failures = []
 
     def on_result(record: dict) -> bool:
+        if record["status"] == "interrupted":  # Ctrl-C reached the trial first: stop the sweep too
+            raise KeyboardInterrupt
         records.append(record)
         write_results(sweep_dir / "results.csv", results_frame(records, space, metric))  # saved trial by trial
         shown = ", ".join(f"{k}={v}" for k, v in record["params"].items())

@@ -44,8 +44,25 @@ def _run_in_worker(spec: TrialSpec) -> dict:
     return run_trial(spec)
 
 
+def pool_context(threads: int):
+    """Fork when it is safe, spawn otherwise.
+
+    A forked worker starts at once with torch already imported, which is what makes --jobs pay off
+    for small trials. It is safe only on Linux, without CUDA (a CUDA context does not survive
+    fork), and with one thread per trial: a worker that starts an OpenMP pool of its own after
+    the parent's was running can deadlock. Anything else gets fresh (spawned) interpreters.
+    """
+    import sys
+
+    import torch
+
+    if sys.platform == "linux" and threads == 1 and not torch.cuda.is_available():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def run_in_pool(specs: list[TrialSpec], jobs: int, gpus: int, on_result: OnResult) -> None:
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
+    context = pool_context(specs[0].threads if specs else 1)
     slots = context.Queue()
     for slot in range(jobs):
         slots.put(slot)
