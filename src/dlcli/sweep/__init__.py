@@ -151,6 +151,8 @@ def run_sweep(
         status = "interrupted"
     if status == "completed" and fail_fast and failures:
         status = "failed"
+    if status != "completed":
+        log(f"sweep {status}: finished trials are saved; continue with: dl sweep {settings.kind} --resume {sweep_dir}")
     return _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log)
 
 
