@@ -118,6 +118,14 @@ def test_eval_refuses_what_is_not_a_run_or_a_changed_split(workdir):
     assert result.exit_code == 2 and "differs from split.json" in result.stderr
 
 
+def test_runs_sorts_higher_is_better_metrics_first(workdir):
+    for lr in ("0.3", "0.001"):
+        assert run_cli("train", f"optim.lr={lr}", "trainer.epochs=2", "optim.momentum=0").exit_code == 0
+    rows = json.loads(run_cli("runs", "--sort", "test_macro_f1", "--json").stdout)
+    assert rows[0]["test_macro_f1"] >= rows[1]["test_macro_f1"] and rows[0]["optim.lr"] == "0.3"
+    assert run_cli("runs", "--sort", "nope").exit_code == 2
+
+
 def test_help_does_not_import_torch():
     assert_cli_runs_without_torch("--help")
     assert_cli_runs_without_torch("train", "--help")

@@ -164,9 +164,39 @@ def test_amp_trains_on_cuda(workdir, fast):
         ("optim.lr=-1", "optim.lr=-1 must be above 0"),
         ("trainer.monitor=val_f1", "trainer.monitor=val_f1 is not valid: choose one of auto, val_loss, val_accuracy"),
         ("trainer.grad_clip_mode=both", "choose one of norm, value"),
+        ("optim.nesterov=true optim.momentum=0", "optim settings rejected by torch.optim.SGD: Nesterov momentum requires a momentum"),
+        ("optim=adam optim.betas=[2,0.9]", "Invalid beta parameter"),
+        ("model.hidden=64", "model.hidden=64 must be a list of layer sizes, e.g. model.hidden=[64]"),
+        ("sched=step sched.step_size=0", "sched settings fail when stepping"),
+        ("trainer.metric=log_rmse", "trainer.metric=log_rmse is not valid"),
     ],
 )
 def test_bad_values_are_named(override, message):
     with pytest.raises(UserError) as info:
-        build_experiment(compose([override]))
-    assert message in str(info.value)
+        build_experiment(compose(override.split()))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_numeric_run_name(workdir, fast):
+    assert train(fast("name=42", "trainer.epochs=1"), [], quiet_reporter()).run_dir.parent.name == "42"
+
+
+def test_onecycle_peaks_at_each_groups_own_lr(fast):
+    experiment = build_experiment(fast("sched=onecycle", "optim.lr=0.1", "optim.head_lr=0.01"))
+    assert [g["max_lr"] for g in experiment.session.optimizer.param_groups] == [0.1, 0.01]  # body, head
+
+
+def test_nan_validation_loss_is_not_a_best_epoch(workdir):
+    result = train(compose(["trainer.batch_size=4096", "optim.lr=1e30", "trainer.epochs=2", "trainer.progress=false"]), [], quiet_reporter())
+    assert result.status == "failed" and "validation loss became nan" in result.summary["message"]
+    assert result.summary["best_epoch"] is None and not (result.run_dir / "checkpoints" / "best.pt").exists()
+
+
+def test_an_early_stopped_run_resumed_trains_no_further(workdir):
+    cfg = compose(["trainer.epochs=60", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=2", "trainer.progress=false"])
+    done = train(cfg, [], quiet_reporter())
+    summary = read(done.run_dir / "summary.json")
+    summary["status"] = "interrupted"  # as if Ctrl-C came during the final test evaluation
+    (done.run_dir / "summary.json").write_text(__import__("json").dumps(summary))
+    resumed = train(compose([f"resume={done.run_dir}"]), [f"resume={done.run_dir}"], quiet_reporter())
+    assert resumed.status == "completed" and resumed.summary["epochs_completed"] == summary["epochs_completed"]

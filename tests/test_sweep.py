@@ -107,6 +107,28 @@ def test_crashing_diverging_and_misconfigured_trials_are_reported_and_the_sweep_
     assert read(result.sweep_dir / "summary.json")["best_trial"] == 0
 
 
+def test_trials_select_their_checkpoint_on_the_sweep_metric(workdir):
+    result = sweep("optim.lr=0.3,0.03", "trainer.epochs=4", metric="val_loss")
+    for _, row in table(result).iterrows():
+        trial = result.sweep_dir / "trials" / f"{row['number']:03d}"
+        assert read(trial / "summary.json")["monitor"] == "val_loss"
+        assert __import__("torch").load(trial / "checkpoints" / "best.pt", weights_only=True)["state"]["best_epoch"] == row["best_epoch"]
+
+
+def test_kfold_inside_a_sweep_is_refused(workdir):
+    with pytest.raises(UserError, match="split.kfold inside a sweep is not supported"):
+        sweep("optim.lr=0.1,0.2", "split.kfold=2")
+
+
+def test_random_sweep_resumes_without_repeating_its_options(workdir):
+    first = run_cli("sweep", "random", "optim.lr=interval(0.05,0.3)", "--trials", "2", *QUICK)
+    assert first.exit_code == 0
+    directory = next(workdir.glob("runs/sweeps/sweep/*"))
+    again = run_cli("sweep", "random", "--resume", str(directory))
+    assert again.exit_code == 0, again.output
+    assert "2 of 2 trials already finished" in again.stderr
+
+
 def test_fail_fast_stops_at_the_first_failure(workdir):
     result = sweep("optim.lr=1e12,0.1,0.2", *QUICK, fail_fast=True)
     assert result.summary["status"] == "failed" and len(table(result)) == 1

@@ -201,7 +201,7 @@ def sweep_grid(
 @handle_errors
 def sweep_random(
     overrides: Optional[List[str]] = typer.Argument(None, help="interval(a,b), tag(log,interval(a,b)), int(interval(a,b)), choice(), a,b,c and plain overrides.", show_default=False),
-    trials: int = typer.Option(..., "--trials", "-n", help="How many trials to draw."),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", help="How many trials to draw (required unless --resume)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the draws: the same seed draws the same trials."),
     jobs: int = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
     mode: Optional[str] = SWEEP_OPTIONS["mode"], prune: str = SWEEP_OPTIONS["prune"], fail_fast: bool = SWEEP_OPTIONS["fail_fast"],
@@ -229,7 +229,7 @@ def list_runs(
         columns = sorted({k for row in rows for k in row})
         if sort not in columns:
             raise UserError(f"--sort {sort} is not a column: columns are {', '.join(columns)}")
-        descending = monitor_mode(sort.removeprefix("test_").removeprefix("val_")) == "max"
+        descending = monitor_mode(sort) == "max"
         rows.sort(key=lambda r: (r.get(sort) is None, -r[sort] if descending and isinstance(r.get(sort), (int, float)) else r.get(sort) if r.get(sort) is not None else 0))
     if as_json:
         print(json.dumps(rows, indent=2))

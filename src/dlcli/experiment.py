@@ -36,11 +36,11 @@ class Experiment:
 
 
 def scaler_positive_check(data) -> bool:
-    """Are all train targets, in their own units, positive?"""
-    targets = data.targets_of("train").astype(float)
+    """Are all targets, in their own units, at least 1 (log-RMSE clips predictions there)?"""
+    targets = data.targets.astype(float)
     if data.target_scaler is not None:
         targets = data.target_scaler.inverse(targets)
-    return bool((targets > 0).all())
+    return bool((targets >= 1).all())
 
 
 def build_experiment(cfg: DictConfig) -> Experiment:
@@ -60,7 +60,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     monitor = monitor_for(cfg, data.task)
     metric = metric_for(cfg, data.task)
     if metric == "log_rmse" and scaler_positive_check(data) is False:
-        raise UserError("trainer.metric=log_rmse needs positive targets (it compares logarithms): use rmse or mae")
+        raise UserError("trainer.metric=log_rmse needs targets of at least 1, such as prices (it compares logarithms): use rmse or mae")
     batch_size = int(cfg.trainer.batch_size)
     steps_per_epoch = math.ceil(len(data.split.train) / batch_size)
     schedule = build_scheduler(cfg.sched, optimizer, steps_per_epoch, monitor_mode(monitor))

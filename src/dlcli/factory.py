@@ -63,7 +63,11 @@ def call_target(node: DictConfig, group: str, skip: Iterable[str] = (), inject: 
         ]
         if missing:
             raise UserError(f"{group}.{missing[0]} is required by {node._target_}: set it with {group}.{missing[0]}=...")
-    return target(**kwargs)
+    try:
+        return target(**kwargs)
+    except (ValueError, TypeError) as exc:  # the component itself refused these settings
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{group} settings rejected by {node._target_}: {detail}") from None
 
 
 def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:

@@ -5,6 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _save(figure, path: Path) -> None:
+    """Write the figure next to `path`, then move it into place: never a half-written PNG."""
+    import os
+
+    temporary = path.with_name(path.stem + ".tmp" + path.suffix)
+    figure.savefig(temporary, dpi=100)
+    os.replace(temporary, path)
+
+
 def _pyplot():
     import matplotlib
 
@@ -29,7 +38,7 @@ def plot_curves(history: list[dict], metric: str, path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
     plt.close(figure)
 
 
@@ -43,7 +52,7 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], title
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(ax=axis, colorbar=False)
     axis.set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
     plt.close(figure)
 
 
@@ -71,5 +80,5 @@ def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], s
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
     plt.close(figure)

@@ -20,7 +20,7 @@ METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_{m}", "val_loss", "val_{m}
 
 def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = None, checkpoints: bool = True) -> Path:
     """A new, empty directory; a second run in the same second gets -1, -2, ..."""
-    parent = Path(runs_dir) / name
+    parent = Path(str(runs_dir)) / str(name)
     parent.mkdir(parents=True, exist_ok=True)
     stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
     for suffix in range(10_000):

@@ -110,9 +110,11 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
     previous_seconds = read_json(run_dir / "summary.json").get("wall_seconds") or 0.0
 
     def on_epoch_end(state: FitState, improved: bool) -> None:
-        save_checkpoint(checkpoints / "last.pt", session, state)
-        if improved:
-            copy_checkpoint(checkpoints / "last.pt", checkpoints / "best.pt")
+        if improved:  # best.pt first: last.pt must never name a best epoch that best.pt lacks
+            save_checkpoint(checkpoints / "best.pt", session, state)
+            copy_checkpoint(checkpoints / "best.pt", checkpoints / "last.pt")
+        else:
+            save_checkpoint(checkpoints / "last.pt", session, state)
         write_metrics(run_dir / "metrics.csv", state.history, session.metric)
         reporter.on_epoch_end(state.history[-1], session.epochs, session.metric, improved)
         if after_epoch is not None:
@@ -141,9 +143,9 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
         raise
     finally:
         reporter.stop_progress()
-        plot_curves(state.history, session.metric, run_dir / "curves.png")
         fields.update(progress_fields(state, session.monitor), wall_seconds=previous_seconds + time.perf_counter() - started, finished_at=_now())
         summary = update_summary(run_dir, **fields)
+        plot_curves(state.history, session.metric, run_dir / "curves.png")
         if summary["status"] != "completed" and summary.get("message"):
             reporter.log(f"{summary['status']}: {summary['message']}")
         reporter.close()

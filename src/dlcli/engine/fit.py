@@ -98,6 +98,8 @@ def fit(
     on_epoch_start: Callable[[int], None] | None = None,
 ) -> FitState:
     step_scheduler = session.schedule.scheduler if session.schedule.interval == "step" else None
+    if state.stopped_early:  # a resumed run that had already stopped early trains no further
+        return state
     for epoch in range(state.epoch + 1, session.epochs + 1):
         if on_epoch_start is not None:
             on_epoch_start(epoch)
@@ -115,6 +117,11 @@ def fit(
             )
         train_metrics = score(session.task, as_numpy(result.outputs), as_numpy(result.targets), session.target_std, session.target_mean)
         _, _, val_loss, val_metrics = evaluate_outputs(session, session.val_data)
+        if not math.isfinite(val_loss):  # outputs are NaN/inf: this epoch's weights are no good
+            raise NonFiniteLoss(
+                f"the validation loss became {val_loss} after epoch {epoch}: the run is stopped and the last good "
+                f"checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
+            )
         row = {
             "epoch": epoch,
             "lr": lr,

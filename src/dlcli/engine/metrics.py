@@ -10,7 +10,7 @@ from torch import nn
 
 # Metric names per task: the first is the one model selection uses.
 TASK_METRICS = {"classification": ("accuracy",), "regression": ("rmse", "mae", "r2", "log_rmse")}
-HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "mae": False, "r2": True, "log_rmse": False, "loss": False}
+HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "mae": False, "r2": True, "log_rmse": False, "loss": False, "macro_f1": True}
 
 
 def loss_function(task: str, label_smoothing: float = 0.0) -> nn.Module:
@@ -22,7 +22,9 @@ def loss_function(task: str, label_smoothing: float = 0.0) -> nn.Module:
 
 def monitor_mode(monitor: str) -> str:
     """'max' when a larger value of the monitored metric is better, else 'min'."""
-    metric = monitor.split("_", 1)[1] if "_" in monitor else monitor
+    metric = monitor
+    for prefix in ("train_", "val_", "test_", "best_"):
+        metric = metric.removeprefix(prefix)
     return "max" if HIGHER_IS_BETTER.get(metric, False) else "min"
 
 

@@ -98,11 +98,32 @@ def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, moni
     # Values only the run knows: batches per epoch (one-cycle) and whether the monitor is min or max.
     if cfg.get("steps_per_epoch") == "auto":
         cfg["steps_per_epoch"] = steps_per_epoch
+    if cfg.get("max_lr") == "auto":
+        cfg["max_lr"] = [group["lr"] for group in optimizer.param_groups]
     if cfg.get("mode") == "auto":
         cfg["mode"] = monitor_mode
     interval = cfg.get("interval", "epoch")
+    _rehearse(cfg, optimizer)
     scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, optimizer=optimizer)
     return Schedule(scheduler, interval)
+
+
+def _rehearse(cfg: dict, optimizer) -> None:
+    """Step the same scheduler a few times on a stand-in optimizer, so settings that only fail
+    when stepping (step_size=0, say) fail now, before the run directory exists."""
+    import warnings
+
+    groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": group["lr"]} for group in optimizer.param_groups]
+    stand_in = torch.optim.SGD(groups, lr=optimizer.param_groups[0]["lr"], momentum=0.9)
+    scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, optimizer=stand_in)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "step before optimizer.step()": this is a rehearsal
+            for _ in range(3):
+                stand_in.step()
+                scheduler.step(0.0) if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else scheduler.step()
+    except (ValueError, ZeroDivisionError, TypeError, IndexError) as exc:
+        raise UserError(f"sched settings fail when stepping: {str(exc).strip().splitlines()[0] or type(exc).__name__}") from None
 
 
 def current_lr(optimizer) -> float:

@@ -57,6 +57,7 @@ class TorchvisionModel(nn.Module):
             ) from None
         if weights is not None and weights_name is None:
             self._load_file(Path(str(weights)).expanduser())
+        self.has_pretrained_weights = weights is not None
         head_name, head = _last_linear(self.net)
         if head.out_features != num_outputs:
             _replace(self.net, head_name, nn.Linear(head.in_features, num_outputs))

@@ -44,6 +44,8 @@ class MLP(nn.Module):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"model.dropout={dropout} must be in [0, 1)")
+        if not isinstance(hidden, (list, tuple)):
+            raise UserError(f"model.hidden={hidden} must be a list of layer sizes, e.g. model.hidden=[{hidden}]")
         if any(int(h) < 1 for h in hidden):
             raise UserError(f"model.hidden={list(hidden)} must list positive layer sizes")
         layers: list[nn.Module] = [nn.Flatten()]

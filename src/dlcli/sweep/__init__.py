@@ -64,7 +64,10 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
     from dlcli.engine.metrics import TASK_METRICS, monitor_mode
     from dlcli.experiment import build_experiment
 
-    experiment = build_experiment(compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs))
+    cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
+    if cfg.split.get("kfold") is not None:
+        raise UserError("split.kfold inside a sweep is not supported: sweep without k-fold, then cross-validate the best overrides")
+    experiment = build_experiment(cfg)
     task = experiment.data.task
     metric = settings.metric or f"val_{experiment.session.metric}"
     allowed = ["val_loss", *(f"val_{m}" for m in TASK_METRICS[task])]
@@ -94,6 +97,8 @@ def run_sweep(
 ) -> SweepResult:
     if jobs < 1:
         raise UserError(f"--jobs {jobs} must be at least 1")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads} must be at least 1")
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend} is not known: choose one of {', '.join(BACKENDS)}")
     if settings.prune not in RULES:
@@ -102,6 +107,8 @@ def run_sweep(
     sweep_dir = None
     if resume is not None:
         sweep_dir, settings = _resume_settings(Path(resume).expanduser(), settings)
+        saved_dirs = OmegaConf.load(sweep_dir / "sweep.yaml").get("config_dirs") or []
+        config_dirs = config_dirs or [str(d) for d in saved_dirs]
     space, trials = plan(settings, config_dirs)
     metric, mode = _metric_and_mode(settings, space, trials[0], config_dirs)
     settings.metric, settings.mode = metric, mode
@@ -113,6 +120,7 @@ def run_sweep(
             **settings.as_dict(),
             "space": {"fixed": space.fixed, "params": [p.__dict__ for p in space.params]},
             "trials_planned": len(trials),
+            "config_dirs": list(config_dirs),
             "command": " ".join(shlex.quote(a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
         })))
     update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))

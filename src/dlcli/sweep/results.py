@@ -34,7 +34,7 @@ def sorted_by_metric(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFram
 
 def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path) -> None:
     """The metric against each swept parameter; log axes where the parameter is log-scaled."""
-    from dlcli.plots import _pyplot
+    from dlcli.plots import _pyplot, _save
 
     done = frame[frame[metric].notna()]
     if done.empty or not space.names:
@@ -59,7 +59,7 @@ def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path)
         axis.grid(alpha=0.3)
     axes[0][0].set_title("blue: completed, orange: pruned", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
     plt.close(figure)
 
 

@@ -27,7 +27,9 @@ class TrialSpec:
     @property
     def overrides(self) -> list[str]:
         extra = [f"trainer.device={self.device}"] if self.device else []
-        return [*self.fixed, *(f"{k}={v}" for k, v in self.params.items()), "trainer.progress=false", *extra]
+        # the sweep's metric also picks each trial's best checkpoint, the one the test split sees
+        return [*self.fixed, *(f"{k}={v}" for k, v in self.params.items()), "trainer.progress=false",
+                f"trainer.monitor={self.metric}", *extra]
 
 
 def run_trial(spec: TrialSpec) -> dict:
