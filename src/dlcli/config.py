@@ -15,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 from dlcli.errors import UserError
 
 CONFIG_MODULE = "dlcli.conf"
-CONFIG_GROUPS = ("data", "model", "optim", "sched", "trainer", "split", "experiment")
 
 
 def search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:

@@ -104,7 +104,7 @@ def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
 
 def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool = True,
          after_epoch: Callable[[FitState], None] | None = None) -> TrainResult:
-    session, data = experiment.session, experiment.data
+    session = experiment.session
     checkpoints = run_dir / "checkpoints"
     started = time.perf_counter()
     previous_seconds = read_json(run_dir / "summary.json").get("wall_seconds") or 0.0

@@ -37,9 +37,6 @@ class PreparedData:
         rows = self.split.part(name)
         return self.features[rows], self.targets[rows]
 
-    def targets_of(self, name: str) -> np.ndarray:
-        return self.targets[self.split.part(name)]
-
     def batches(self, name: str, device, training: bool = False):
         """The part as tensors on the device; rows take the sample shape (digits rows become 1x8x8)."""
         import torch

@@ -60,9 +60,6 @@ class ImageData:
     def num_outputs(self) -> int:
         return len(self.source.class_names)
 
-    def targets_of(self, part: str) -> np.ndarray:
-        return self.source.targets[self.split.part(part)]
-
     def batches(self, part: str, device: torch.device, training: bool = False):
         from dlcli.engine.batches import LoaderBatches, TensorBatches
 
@@ -90,7 +87,7 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
         raise UserError(f"data.augment has an unknown setting ({', '.join(augment)}): valid settings are {valid}") from None
     augmentation.validate()
     if source.image_shape is None and resize is None:
-        raise UserError(f"the images in data.root differ in size: set data.resize=N to bring them all to NxN (e.g. data.resize=64)")
+        raise UserError("the images in data.root differ in size: set data.resize=N to bring them all to NxN (e.g. data.resize=64)")
     channels, height, width = source.image_shape if source.image_shape else (1 if source.files.mode == "L" else 3, resize, resize)
     input_shape = (channels, resize, resize) if resize else (channels, height, width)
     notes = list(source.notes)

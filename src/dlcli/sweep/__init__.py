@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from omegaconf import OmegaConf
 
 from dlcli.errors import UserError
-from dlcli.runs import create_run_dir, read_json, update_summary, write_json, write_text
+from dlcli.runs import create_run_dir, read_json, update_summary, write_text
 from dlcli.sweep.backends import default_threads, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.prune import RULES
 from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +61,3 @@ def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path)
     _save(figure, path)
     plt.close(figure)
 
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
