@@ -16,6 +16,16 @@ from rich.console import Console
 from rich.table import Table
 
 from dlcli.errors import RunFailed, UserError
+from dlcli.render import (
+    fmt,
+    kfold_table,
+    metrics_table,
+    param_table,
+    per_class_table,
+    shape_table,
+    summary_table,
+    sweep_table,
+)
 
 app = typer.Typer(
     name="dl",
@@ -242,22 +252,8 @@ def list_runs(
     for column in columns:
         table.add_column(column, justify="left" if column in ("run", "status") else "right", overflow="fold")
     for row in rows:
-        table.add_row(*(_fmt(row.get(c)) if row.get(c) is not None else "-" for c in columns))
+        table.add_row(*(fmt(row.get(c)) if row.get(c) is not None else "-" for c in columns))
     console.print(table)
-
-
-def sweep_table(result) -> Table:
-    import pandas as pd
-
-    summary, frame = result.summary, result.table
-    metric = summary["metric"]
-    table = Table(title=f"{summary['status']}: {result.sweep_dir} (sorted by {metric}, {summary['mode']})")
-    for column in frame.columns:
-        if column != "message":
-            table.add_column(column, justify="left" if column == "status" else "right")
-    for _, row in frame.iterrows():
-        table.add_row(*("-" if row[c] is None or row[c] is pd.NA or row[c] != row[c] else _fmt(row[c]) for c in frame.columns if c != "message"))
-    return table
 
 
 def split_layers_and_overrides(args: list[str]) -> tuple[list[str], list[str]]:
@@ -285,7 +281,7 @@ def split_layers_and_overrides(args: list[str]) -> tuple[list[str], list[str]]:
     ),
 )
 @handle_errors
-def conv_shape(
+def convshape_text(
     args: Optional[List[str]] = typer.Argument(None, help="Layers in order, or Hydra overrides naming a model.", show_default=False),
     input_shape: Optional[str] = typer.Option(None, "--input", help="Input shape CxHxW (e.g. 3x32x32) or a feature count."),
     config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
@@ -406,96 +402,6 @@ def lr_find(
     for warning in result.warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"use: dl train {report['override']}    (plot: {run_dir / 'lr_find.png'})", markup=False, highlight=False, soft_wrap=True)
-
-
-def _shape(values) -> str:
-    return "x".join(map(str, values)) if values else "-"
-
-
-def shape_table(result: dict) -> Table:
-    table = Table(title=f"input {_shape(result['input'])} -> output {_shape(result['output'])}, {result['total_params']:,} parameters")
-    warned = any(layer["warnings"] for layer in result["layers"])
-    table.add_column("layer")
-    table.add_column("output", justify="right")
-    table.add_column("params", justify="right")
-    if warned:
-        table.add_column("note", style="yellow")
-    for layer in result["layers"]:
-        note = ["warning (below)" if layer["warnings"] else ""] if warned else []
-        table.add_row(layer["layer"], _shape(layer["output"]), f"{layer['params']:,}", *note)
-    return table
-
-
-def param_table(summary: dict) -> Table:
-    table = Table(title=f"input {_shape(summary['input'])} -> output {_shape(summary['output'])}")
-    for column in ("layer", "type", "output", "params", "trainable", "share", "mult-adds"):
-        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
-    for row in summary["layers"]:
-        table.add_row(row["name"], row["type"], _shape(row["output"]), f"{row['params']:,}", f"{row['trainable']:,}",
-                      f"{row['share']:.1%}", f"{row['macs']:,}")
-    return table
-
-
-def kfold_table(parent: Path) -> Table:
-    from dlcli.runs import read_json
-
-    report = read_json(parent / "kfold.json")
-    monitor = report["monitor"]
-    table = Table(title=f"{report['folds']}-fold cross-validation: {parent}")
-    for column in ("fold", "status", "best epoch", monitor):
-        table.add_column(column, justify="right")
-    for row in report["per_fold"]:
-        table.add_row(str(row["fold"]), row["status"], str(row["best_epoch"]), _fmt(row[monitor]))
-    if report["mean"] is not None:
-        table.add_row("mean ± std", "", "", f"{report['mean']:.4f} ± {report['std']:.4f}")
-    return table
-
-
-def summary_table(run_dir: Path, summary: dict) -> Table:
-    table = Table(title=f"{summary.get('status', '?')}: {run_dir}", show_header=True)
-    table.add_column("")
-    table.add_column("value", justify="right")
-    monitor = summary.get("monitor", "")
-    rows = [
-        ("device", summary.get("device")),
-        ("epochs completed", summary.get("epochs_completed")),
-        ("best epoch", summary.get("best_epoch")),
-        (f"best {monitor}", _fmt(summary.get(f"best_{monitor}"))),
-    ]
-    for key, value in (summary.get("test") or {}).items():
-        if key not in ("epoch", "samples"):
-            rows.append((f"test {key}", _fmt(value)))
-    rows.append(("wall time", f"{summary.get('wall_seconds', 0):.1f}s"))
-    for label, value in rows:
-        table.add_row(label, str(value))
-    return table
-
-
-def metrics_table(report: dict) -> Table:
-    table = Table(title=f"{report['split']} split, {report['checkpoint']} checkpoint (epoch {report['epoch']}, {report['samples']} samples)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in ("loss", "accuracy", "macro_f1", "rmse", "mae", "r2"):
-        if key in report:
-            table.add_row(key, _fmt(report[key]))
-    return table
-
-
-def per_class_table(report: dict) -> Table:
-    table = Table(title="per class")
-    for column in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for row in report["per_class"]:
-        table.add_row(row["class"], _fmt(row["precision"]), _fmt(row["recall"]), _fmt(row["f1"]), str(row["support"]))
-    return table
-
-
-def _fmt(value) -> str:
-    import numbers
-
-    if isinstance(value, numbers.Integral):
-        return str(value)
-    return f"{value:.4f}" if isinstance(value, numbers.Real) else str(value)
 
 
 def main() -> None:
