@@ -133,6 +133,10 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
             reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")
         fields = {"status": "completed", "test": _test_once(experiment, run_dir, state) if evaluate_test else None}
     except KeyboardInterrupt:
+        # Ctrl-C may land between an epoch's bookkeeping and its checkpoint: report (and keep in
+        # metrics.csv) exactly what last.pt holds, which is what a resume continues from.
+        state = FitState(**load_checkpoint(checkpoints / "last.pt")["state"])
+        write_metrics(run_dir / "metrics.csv", state.history, session.metric)
         fields = {"status": "interrupted", "message": f"interrupted after epoch {state.epoch}; continue with: dl train resume={run_dir}"}
     except NonFiniteLoss as exc:
         fields = {"status": "failed", "message": str(exc)}
