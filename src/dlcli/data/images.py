@@ -61,7 +61,10 @@ def load_torchvision(name: str, root: str = "~/.cache/dlcli/datasets", download:
             if name == "cifar10" and verify:
                 hint += " (files that fail the MD5 check also land here: data.verify=false skips it for files you made)"
             raise UserError(f"data={name}: no usable {cls.__name__} files in {where}: {hint}") from None
-        raise UserError(f"data={name}: {str(exc).splitlines()[0]}") from None
+        first = str(exc).strip().splitlines()[0].rstrip(":")
+        raise UserError(
+            f"data={name}: {first} into {folder}: check the network, or copy the files there and set data.download=false"
+        ) from None
     except OSError as exc:  # a download with no network
         raise UserError(f"data={name}: could not download into {folder} ({exc}): download elsewhere and copy it there") from None
     images = [_as_nchw(split.data) for split in (train, test)]
