@@ -35,7 +35,7 @@ class Experiment:
         return self.data.batches(part, self.session.device, training=False)
 
 
-def scaler_positive_check(data) -> bool:
+def targets_at_least_one(data) -> bool:
     """Are all targets, in their own units, at least 1 (log-RMSE clips predictions there)?"""
     targets = data.targets.astype(float)
     if data.target_scaler is not None:
@@ -59,7 +59,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     optimizer = build_optimizer(cfg.optim, model)
     monitor = monitor_for(cfg, data.task)
     metric = metric_for(cfg, data.task)
-    if metric == "log_rmse" and scaler_positive_check(data) is False:
+    if metric == "log_rmse" and not targets_at_least_one(data):
         raise UserError("trainer.metric=log_rmse needs targets of at least 1, such as prices (it compares logarithms): use rmse or mae")
     batch_size = int(cfg.trainer.batch_size)
     steps_per_epoch = math.ceil(len(data.split.train) / batch_size)

@@ -192,17 +192,23 @@ def _check_fits(spec: LayerSpec, size_hw, kernel, pad, dilation) -> None:
             )
 
 
-def _conv(spec: LayerSpec, shape) -> LayerShape:
+def _conv_arguments(spec: LayerSpec, shape, example: str, extra: dict | None = None):
+    """What conv and convT share: input size, options, and checked channels/kernel/stride/dilation/groups."""
     channels_in, height, width = _image(spec, shape)
-    o = _options(spec, ["channels", "kernel"], {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True})
+    o = _options(spec, ["channels", "kernel"], {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True, **(extra or {})})
     if "channels" not in o or "kernel" not in o:
-        raise UserError(f"{spec.text}: give the output channels and kernel, e.g. conv(16,k=3)")
+        raise UserError(f"{spec.text}: give the output channels and kernel, e.g. {example}")
     channels = _positive_int(o["channels"], "channels", spec)
     kernel = _pair(o["kernel"], "kernel", spec, 1)
     stride = _pair(o["stride"], "stride", spec, 1)
     dilation = _pair(o["dilation"], "dilation", spec, 1)
-    groups = _positive_int(o["groups"], "groups", spec)
-    _check_groups(spec, channels_in, channels, groups)
+    _check_groups(spec, channels_in, channels, _positive_int(o["groups"], "groups", spec))
+    return channels_in, height, width, o, channels, kernel, stride, dilation
+
+
+def _conv(spec: LayerSpec, shape) -> LayerShape:
+    channels_in, height, width, o, channels, kernel, stride, dilation = _conv_arguments(spec, shape, "conv(16,k=3)")
+    groups = o["groups"]
     if o["padding"] == "same":
         if stride != (1, 1):
             suggestion = _show(tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation)))
@@ -219,18 +225,12 @@ def _conv(spec: LayerSpec, shape) -> LayerShape:
 
 
 def _conv_transpose(spec: LayerSpec, shape) -> LayerShape:
-    channels_in, height, width = _image(spec, shape)
-    o = _options(spec, ["channels", "kernel"], {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1, "bias": True})
-    if "channels" not in o or "kernel" not in o:
-        raise UserError(f"{spec.text}: give the output channels and kernel, e.g. convT(16,k=2,s=2)")
-    channels = _positive_int(o["channels"], "channels", spec)
-    kernel = _pair(o["kernel"], "kernel", spec, 1)
-    stride = _pair(o["stride"], "stride", spec, 1)
+    channels_in, height, width, o, channels, kernel, stride, dilation = _conv_arguments(
+        spec, shape, "convT(16,k=2,s=2)", {"output_padding": 0}
+    )
+    groups = o["groups"]
     pad = _pair(o["padding"], "padding", spec, 0)
     extra = _pair(o["output_padding"], "output_padding", spec, 0)
-    dilation = _pair(o["dilation"], "dilation", spec, 1)
-    groups = _positive_int(o["groups"], "groups", spec)
-    _check_groups(spec, channels_in, channels, groups)
     for e, s, d in zip(extra, stride, dilation):
         if e >= max(s, d):
             raise UserError(f"{spec.text}: output_padding={e} must be smaller than the stride or dilation (at most {max(s, d) - 1})")

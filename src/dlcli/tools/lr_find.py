@@ -19,9 +19,6 @@ from dlcli.engine.fit import Session
 from dlcli.engine.loop import train_step
 from dlcli.errors import UserError
 
-RULES = ("valley", "steepest", "min_div_10")
-
-
 @dataclass
 class LRFindResult:
     lrs: list[float]
