@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from types import SimpleNamespace
 
 import torch
 from rich.console import Console
 from torch import nn
 
 from dlcli.engine.batches import TensorBatches
+from dlcli.engine.callbacks import CallbackList
 from dlcli.engine.loop import StepConfig, train_epoch
-from dlcli.engine.progress import Reporter
+from dlcli.engine.progress import ProgressBars
 from dlcli.models import MLP
 
 
@@ -34,24 +36,25 @@ def hand_written_epoch(model, optimizer, loss_fn, x, y, batch_size, generator):
         optimizer.step()
 
 
-def engine_epoch(model, optimizer, loss_fn, x, y, batch_size, generator, reporter=None):
-    if reporter is None:  # quiet, as `dl train -q` and sweeps run it
-        reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
-    reporter.on_epoch_start(1)
+def engine_epoch(model, optimizer, loss_fn, x, y, batch_size, generator, bars=None):
+    # quiet (`dl train -q`, sweeps): no callback wants batches, so the loop calls none
+    hooks = CallbackList([bars] if bars is not None else [])
+    hooks.on_epoch_start(1)
     batches = TensorBatches(x, y).shuffled(batch_size, generator)
-    train_epoch(model, optimizer, loss_fn, batches, StepConfig(batch_size), on_batch=reporter.on_batch)
+    train_epoch(model, optimizer, loss_fn, batches, StepConfig(batch_size), on_batch_end=hooks.batch_end)
 
 
-def engine_epoch_with_progress(*args):
+def engine_epoch_with_progress(model, optimizer, loss_fn, x, y, *rest):
     # Live Rich bars on a (fake) terminal, started before the epoch as `dl train` does once per run.
-    reporter = Reporter(Console(file=io.StringIO(), force_terminal=True), show_progress=True)
-    reporter.start_progress(1, 1, len(args[3]))
+    bars = ProgressBars(Console(file=io.StringIO(), force_terminal=True))
+    session = SimpleNamespace(epochs=1, metric="accuracy", train_data=x)
+    bars.on_fit_start(session, SimpleNamespace(epoch=0))
     try:
         started = time.perf_counter()
-        engine_epoch(*args, reporter=reporter)
+        engine_epoch(model, optimizer, loss_fn, x, y, *rest, bars=bars)
         return time.perf_counter() - started
     finally:
-        reporter.stop_progress()
+        bars.on_fit_end(None, "completed")
 
 
 def timed(epoch_fn, x, y, batch_size, features, classes) -> float:

@@ -11,6 +11,16 @@ from dlcli.config import compose
 from dlcli.engine.progress import Reporter
 
 
+@pytest.fixture(autouse=True)
+def no_background_pictures(request, monkeypatch):
+    """Each run's pictures are drawn by a process of their own; only the tests that look at
+    pictures (the `pictures` marker) pay for that on these 2-core machines."""
+    import dlcli.plots
+
+    if request.node.get_closest_marker("pictures") is None:
+        monkeypatch.setattr(dlcli.plots, "drawing_enabled", False)
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Run in an empty directory, as a user would, so runs/ lands there."""
@@ -58,3 +68,15 @@ def fast():
         return compose(["trainer.epochs=3", "trainer.progress=false", *overrides])
 
     return make
+
+
+def wait_for_file(path: Path, timeout: float = 60.0) -> bool:
+    """True once `path` exists (written by another process, such as the picture drawer)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -7,15 +7,18 @@ import sys
 import pytest
 
 from conftest import assert_cli_runs_without_torch, only_run, read, run_cli
+from dlcli.plots import wait_for_pictures
 
 RUN_FILES = {"config.yaml", "overrides.yaml", "metrics.csv", "summary.json", "split.json", "checkpoints", "curves.png", "train.log"}
 
 
+@pytest.mark.pictures
 def test_train_leaves_a_complete_run_directory(workdir):
     result = run_cli("train", "trainer.epochs=3", "--device", "cpu")
     assert result.exit_code == 0, result.output
     run = only_run(workdir)
-    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    wait_for_pictures()  # drawn by a background process once the run ends
+    assert RUN_FILES | {"confusion-test.png", "eval-test.json"} <= {p.name for p in run.iterdir()}
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "samples_per_second"]
@@ -91,6 +94,7 @@ def test_csv_regression_end_to_end(workdir):
     assert summary["monitor"] == "val_rmse" and summary["test"]["r2"] > 0.9
 
 
+@pytest.mark.pictures
 def test_eval_reproduces_the_test_numbers_and_writes_reports(workdir):
     assert run_cli("train", "trainer.epochs=3").exit_code == 0
     run = only_run(workdir)
@@ -100,6 +104,7 @@ def test_eval_reproduces_the_test_numbers_and_writes_reports(workdir):
     assert report["accuracy"] == read(run / "summary.json")["test"]["accuracy"]
     assert len(report["per_class"]) == 10 and len(report["confusion_matrix"]) == 10
     assert sum(map(sum, report["confusion_matrix"])) == 180
+    wait_for_pictures()
     assert (run / "eval-test.json").exists() and (run / "confusion-test.png").exists()
     table = run_cli("eval", str(run), "--split", "val", "--checkpoint", "last")
     assert table.exit_code == 0 and "precision" in table.output and (run / "eval-val.json").exists()

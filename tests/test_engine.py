@@ -5,6 +5,7 @@ import torch
 
 from conftest import quiet_reporter, read
 from dlcli.config import compose
+from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.engine.device import select_device
 from dlcli.engine.optim import parameter_groups
@@ -12,6 +13,7 @@ from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.models import MLP
+from dlcli.plots import wait_for_pictures
 from dlcli.train import train
 
 
@@ -31,17 +33,16 @@ def test_same_seed_repeats_exactly_and_another_seed_differs(workdir, fast):
     assert other["test"]["loss"] != first["test"]["loss"]
 
 
-class InterruptAt(Reporter):
+class InterruptAt(Callback):
     """Simulates Ctrl-C in the middle of an epoch."""
 
     def __init__(self, epoch, batch):
-        super().__init__(quiet_reporter().console, show_progress=False)
         self.at, self.epoch, self.batches = (epoch, batch), 0, 0
 
     def on_epoch_start(self, epoch):
         self.epoch, self.batches = epoch, 0
 
-    def on_batch(self, batch_size, loss):
+    def on_batch_end(self, batch_size, loss):
         self.batches += 1
         if (self.epoch, self.batches) == self.at:
             raise KeyboardInterrupt
@@ -50,7 +51,7 @@ class InterruptAt(Reporter):
 def test_interrupted_run_resumes_to_the_uninterrupted_result(workdir):
     overrides = ["trainer.epochs=5", "model.dropout=0.3", "sched=onecycle", "trainer.progress=false"]
     reference = train(compose(overrides + ["name=reference"]), [], quiet_reporter())
-    stopped = train(compose(overrides), [], InterruptAt(epoch=3, batch=7))
+    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[InterruptAt(epoch=3, batch=7)])
     assert stopped.status == "interrupted"
     assert stopped.summary["epochs_completed"] == 2
     assert len((stopped.run_dir / "metrics.csv").read_text().strip().splitlines()) == 3
@@ -76,14 +77,20 @@ def test_resume_refuses_a_completed_run_and_changed_settings(workdir, fast):
         train(compose([f"resume={done.run_dir}", "optim.lr=1"]), [f"resume={done.run_dir}", "optim.lr=1"], quiet_reporter())
 
 
+@pytest.mark.pictures
 def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(workdir):
     # SGD with momentum at lr 0.1 diverges on diabetes after a good first epoch.
     result = train(compose(["data=diabetes", "optim.lr=0.1", "trainer.epochs=10", "trainer.progress=false"]), [], quiet_reporter())
     assert result.status == "failed"
     assert "optim.lr" in result.summary["message"] and "nan" in result.summary["message"].lower()
     last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
-    assert last["state"]["epoch"] == result.summary["epochs_completed"] >= 1
+    best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
+    assert 1 <= last["state"]["epoch"] <= result.summary["epochs_completed"]  # a whole, resumable epoch
+    assert best["state"]["epoch"] == result.summary["best_epoch"] >= 1
     assert all(torch.isfinite(t).all() for t in last["model"].values())
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+    assert len(rows) == result.summary["epochs_completed"]  # every finished epoch explains the failure
+    wait_for_pictures()
     assert (result.run_dir / "curves.png").exists()
 
 

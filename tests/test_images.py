@@ -131,7 +131,7 @@ def test_kfold_trains_k_runs_and_aggregates(workdir):
 def test_kfold_interrupted_resumes_the_missing_folds(workdir):
     from test_engine import InterruptAt
 
-    stopped = train(compose(["split.kfold=2", "trainer.epochs=3", "trainer.progress=false"]), [], InterruptAt(epoch=2, batch=3))
+    stopped = train(compose(["split.kfold=2", "trainer.epochs=3", "trainer.progress=false"]), [], quiet_reporter(), callbacks=[InterruptAt(epoch=2, batch=3)])
     assert stopped.status == "interrupted" and "resume=" in stopped.summary["message"]
     resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
     assert resumed.status == "completed"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for_file
+
 
 @pytest.mark.slow
 def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
@@ -32,7 +34,7 @@ def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
     assert summary["status"] == "interrupted" and "resume=" in summary["message"]
     completed = summary["epochs_completed"]
     assert len((run / "metrics.csv").read_text().splitlines()) == completed + 1
-    assert (run / "checkpoints" / "last.pt").exists() and (run / "curves.png").exists()
+    assert (run / "checkpoints" / "last.pt").exists() and wait_for_file(run / "curves.png")
     resumed = subprocess.run(
         [sys.executable, "-m", "dlcli", "train", f"resume={run}", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )

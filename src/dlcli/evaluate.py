@@ -11,17 +11,18 @@ from dlcli.engine.fit import evaluate_outputs
 from dlcli.engine.metrics import as_numpy, classification_report
 from dlcli.errors import UserError
 from dlcli.experiment import Experiment, build_experiment
-from dlcli.plots import plot_confusion_matrix
+from dlcli.plots import draw_in_background
 from dlcli.runs import find_run, read_json, write_json
 
 SPLITS = ("test", "val", "train")
 CHECKPOINTS = ("best", "last")
 
 
-def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, checkpoint: str) -> dict:
+def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, checkpoint: str, draw: bool = True) -> dict:
     """Load checkpoints/<checkpoint>.pt into the experiment's model and report on one split.
 
-    Writes eval-<split>.json (and, for classification, confusion-<split>.png) into the run.
+    Writes eval-<split>.json into the run and, for classification with `draw`, has
+    confusion-<split>.png drawn beside it (dlcli.plots).
     """
     payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
     session = experiment.session
@@ -43,11 +44,9 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
         names = experiment.data.class_names
         report["class_names"] = names
         report.update(classification_report(as_numpy(outputs), as_numpy(targets), names))
-        plot_confusion_matrix(
-            report["confusion_matrix"], names, f"{split} split, {checkpoint} checkpoint (epoch {report['epoch']})",
-            run_dir / f"confusion-{split}.png",
-        )
     write_json(run_dir / f"eval-{split}.json", report)
+    if draw and "confusion_matrix" in report:
+        draw_in_background(run_dir, [f"confusion-{split}"])
     return report
 
 

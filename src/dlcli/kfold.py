@@ -32,17 +32,17 @@ def is_kfold_parent(path) -> bool:
     return summary.is_file() and read_json(summary).get("kind") == "kfold"
 
 
-def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter):
+def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = ()):
     experiment = build_experiment(_fold_config(cfg, 1))  # input errors surface before runs/ is touched
     parent = create_run_dir(cfg.runs_dir, cfg.name, checkpoints=False)
     write_text(parent / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_text(parent / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
     update_summary(parent, kind="kfold", status="running", folds=int(cfg.split.kfold),
                    metric=experiment.session.metric, monitor=experiment.session.monitor)
-    return _run_folds(parent, cfg, overrides, reporter)
+    return _run_folds(parent, cfg, overrides, reporter, callbacks)
 
 
-def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter):
+def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = ()):
     from dlcli.train import check_resume_overrides
 
     parent = Path(str(cfg.resume)).expanduser()
@@ -52,10 +52,10 @@ def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter):
     saved = OmegaConf.load(parent / "config.yaml")
     saved.trainer.device, saved.trainer.progress = cfg.trainer.device, cfg.trainer.progress
     update_summary(parent, status="running")
-    return _run_folds(parent, saved, overrides, reporter)
+    return _run_folds(parent, saved, overrides, reporter, callbacks)
 
 
-def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter):
+def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = ()):
     from dlcli.train import TrainResult, train
 
     results = []
@@ -66,7 +66,7 @@ def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter
             result = TrainResult(fold_dir, read_json(fold_dir / "summary.json"))
         elif status is not None:  # interrupted (or failed): continue it from its last checkpoint
             resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
-            result = train(resume_cfg, [f"resume={fold_dir}"], reporter)
+            result = train(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks=callbacks)
         else:
             if fold_dir.exists():  # created but never started: nothing in it is worth keeping
                 for leftover in sorted(fold_dir.rglob("*"), reverse=True):
@@ -74,7 +74,7 @@ def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter
                 fold_dir.rmdir()
             fold_dir.mkdir()
             reporter.log(f"fold {fold}/{cfg.split.kfold}")
-            result = train(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir)
+            result = train(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, callbacks=callbacks)
         results.append(result)
         if result.status != "completed":
             break

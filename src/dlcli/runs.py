@@ -64,15 +64,25 @@ def metric_columns(metric: str) -> list[str]:
     return [c.format(m=metric) for c in METRIC_COLUMNS]
 
 
-def write_metrics(path: Path, history: list[dict], metric: str) -> None:
-    """All epochs so far; rewritten whole (atomically) so it always matches the checkpoint."""
+def write_metrics(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """metrics.csv with exactly these rows, written atomically (a run's start, resume or abnormal end)."""
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=metric_columns(metric))
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        for row in history:
-            writer.writerow({k: row[k] for k in writer.fieldnames})
+        writer.writerows(rows)
     os.replace(temporary, path)
+
+
+def read_metrics(path: Path, up_to: int | None = None) -> list[dict]:
+    """The rows of metrics.csv as numbers (epoch as int), optionally only epochs <= up_to.
+    Floats are written with repr, so they read back bit-identical."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in (None, "")}
+                for row in csv.DictReader(f)]
+    return [row for row in rows if up_to is None or row["epoch"] <= up_to]
 
 
 def update_summary(run_dir: Path, **fields) -> dict:

@@ -6,23 +6,26 @@ import datetime as dt
 import platform
 import subprocess
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlcli.engine.checkpoint import copy_checkpoint, load_checkpoint, restore, save_checkpoint
+from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
+from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, restore
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
+from dlcli.engine.metrics_csv import MetricsCsv
 from dlcli.engine.progress import Reporter
 from dlcli.errors import TrialPruned, UserError
 from dlcli.evaluate import check_same_split, evaluate_checkpoint
 from dlcli.experiment import Experiment, build_experiment
-from dlcli.plots import plot_curves
-from dlcli.runs import create_run_dir, find_run, read_json, update_summary, write_json, write_metrics, write_text
+from dlcli.plots import draw_in_background
+from dlcli.runs import create_run_dir, find_run, read_json, update_summary, write_json, write_text
 
 # Overrides that may accompany resume=RUN_DIR: where and how it runs, not what it computes.
-RESUME_OVERRIDES = ("resume", "trainer.device", "trainer.progress")
+RESUME_OVERRIDES = ("resume", "trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
 
 
 @dataclass
@@ -41,23 +44,24 @@ def train(
     reporter: Reporter | None = None,
     run_dir: Path | None = None,
     evaluate_test: bool = True,
-    after_epoch: Callable[[FitState], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train the composed config in a new run directory (or continue one with resume=RUN_DIR).
 
     With split.kfold=K this trains K models, one per fold, under one parent run (dlcli.kfold).
     `run_dir` names an existing empty directory to use instead of a new timestamped one.
-    Sweeps pass evaluate_test=False (trials never look at the test split) and an `after_epoch`
-    hook that may raise TrialPruned.
+    `callbacks` join the config's own (`callbacks:`) after the built-in ones; sweeps pass
+    evaluate_test=False (trials never look at the test split) and a pruner.
     """
     reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
     if cfg.get("resume"):
-        return resume(cfg, overrides, reporter)
+        return resume(cfg, overrides, reporter, callbacks)
     if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
         from dlcli.kfold import train_kfold
 
-        return train_kfold(cfg, overrides, reporter)
+        return train_kfold(cfg, overrides, reporter, callbacks)
     experiment = build_experiment(cfg)  # every input error surfaces here, before runs/ is touched
+    configured = build_callbacks(cfg.get("callbacks"))
     if run_dir is None:
         run_dir = create_run_dir(cfg.runs_dir, cfg.name)
     else:
@@ -66,32 +70,30 @@ def train(
     write_text(run_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
     write_json(run_dir / "split.json", split_record(experiment, cfg))
     update_summary(run_dir, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0)
-    state = FitState()
-    save_checkpoint(run_dir / "checkpoints" / "last.pt", experiment.session, state)  # resumable from the start
-    return _run(experiment, run_dir, state, reporter, evaluate_test, after_epoch)
+    return _run(experiment, run_dir, FitState(), reporter, evaluate_test, [*configured, *callbacks])
 
 
-def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter) -> TrainResult:
+def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Continue an interrupted run from checkpoints/last.pt with its saved config."""
     from dlcli.kfold import is_kfold_parent, resume_kfold
 
     if is_kfold_parent(cfg.resume):
-        return resume_kfold(cfg, overrides, reporter)
+        return resume_kfold(cfg, overrides, reporter, callbacks)
     run_dir = find_run(cfg.resume)
     check_resume_overrides(run_dir, overrides)
     summary = read_json(run_dir / "summary.json")
     if summary.get("status") == "completed":
         raise UserError(f"{run_dir} already completed; nothing to resume (evaluate it with `dl eval {run_dir}`)")
     saved = OmegaConf.load(run_dir / "config.yaml")
-    saved.trainer.device = cfg.trainer.device
-    saved.trainer.progress = cfg.trainer.progress
+    for key in RESUME_OVERRIDES[1:]:  # how it runs may change; what it computes may not
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
     experiment = build_experiment(saved)
+    configured = build_callbacks(saved.get("callbacks"))
     check_same_split(experiment, run_dir)
     state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"))
-    write_metrics(run_dir / "metrics.csv", state.history, experiment.session.metric)  # match the checkpoint
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
     reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
-    return _run(experiment, run_dir, state, reporter)
+    return _run(experiment, run_dir, state, reporter, True, [*configured, *callbacks])
 
 
 def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
@@ -102,54 +104,50 @@ def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
         )
 
 
-def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool = True,
-         after_epoch: Callable[[FitState], None] | None = None) -> TrainResult:
-    session = experiment.session
-    checkpoints = run_dir / "checkpoints"
+def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
+         callbacks: Sequence[Callback]) -> TrainResult:
+    """Fit with the run directory's callbacks, look at the test split once, write the summary."""
+    session, trainer = experiment.session, experiment.cfg.trainer
     started = time.perf_counter()
     previous_seconds = read_json(run_dir / "summary.json").get("wall_seconds") or 0.0
-
-    def on_epoch_end(state: FitState, improved: bool) -> None:
-        if improved:  # best.pt first: last.pt must never name a best epoch that best.pt lacks
-            save_checkpoint(checkpoints / "best.pt", session, state)
-            copy_checkpoint(checkpoints / "best.pt", checkpoints / "last.pt")
-        else:
-            save_checkpoint(checkpoints / "last.pt", session, state)
-        write_metrics(run_dir / "metrics.csv", state.history, session.metric)
-        reporter.on_epoch_end(state.history[-1], session.epochs, session.metric, improved)
-        if after_epoch is not None:
-            after_epoch(state)
-
+    metrics = MetricsCsv(run_dir / "metrics.csv", session.metric)
+    checkpointer = Checkpointer(run_dir / "checkpoints", session, float(trainer.get("checkpoint_every") or 0.0))
+    if state.epoch == 0 and not (run_dir / "checkpoints" / "last.pt").exists():
+        checkpointer.write_initial(state)  # resumable from the start
     reporter.attach_log(run_dir / "train.log")
     for note in experiment.notes:
         reporter.log(f"note: {note}")
     reporter.log(describe(experiment, run_dir))
-    fields: dict = {}
+    fields: dict = {"status": "failed"}
     try:
-        reporter.start_progress(session.epochs, state.epoch + 1, len(session.train_data))
-        fit(session, state, on_epoch_end, on_batch=reporter.on_batch, on_epoch_start=reporter.on_epoch_start)
-        reporter.stop_progress()
+        fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks])
         if state.stopped_early:
             reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")
         fields = {"status": "completed", "test": _test_once(experiment, run_dir, state) if evaluate_test else None}
     except KeyboardInterrupt:
-        # Ctrl-C may land between an epoch's bookkeeping and its checkpoint: report (and keep in
-        # metrics.csv) exactly what last.pt holds, which is what a resume continues from.
-        state = FitState(**load_checkpoint(checkpoints / "last.pt")["state"])
-        write_metrics(run_dir / "metrics.csv", state.history, session.metric)
-        fields = {"status": "interrupted", "message": f"interrupted after epoch {state.epoch}; continue with: dl train resume={run_dir}"}
-    except NonFiniteLoss as exc:
-        fields = {"status": "failed", "message": str(exc)}
-    except TrialPruned as exc:
-        fields = {"status": "pruned", "message": str(exc)}
+        fields = {"status": "interrupted"}
+    except (NonFiniteLoss, TrialPruned) as exc:
+        fields = {"status": "pruned" if isinstance(exc, TrialPruned) else "failed", "message": str(exc)}
+    except CallbackFailed as exc:
+        reporter.log_only(exc.traceback)
+        fields = {"status": "failed", "message": f"{exc} (traceback in {run_dir / 'train.log'})"}
     except BaseException as exc:
-        update_summary(run_dir, status="failed", message=f"{type(exc).__name__}: {exc}")
+        reporter.log_only(traceback.format_exc())
+        fields = {"status": "failed", "message": f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'train.log'})"}
         raise
     finally:
-        reporter.stop_progress()
-        fields.update(progress_fields(state, session.monitor), wall_seconds=previous_seconds + time.perf_counter() - started, finished_at=_now())
+        if fields["status"] == "interrupted":
+            # Report (and keep in metrics.csv) exactly what last.pt holds: what a resume continues
+            # from. (A failed or pruned run keeps every row: they explain how it ended.)
+            state = checkpointer.saved_state or state
+            metrics.truncate(state.epoch)
+            fields["message"] = f"interrupted after epoch {state.epoch}; continue with: dl train resume={run_dir}"
+        fields.update(progress_fields(state, session.monitor), wall_seconds=previous_seconds + time.perf_counter() - started,
+                      finished_at=_now())
         summary = update_summary(run_dir, **fields)
-        plot_curves(state.history, session.metric, run_dir / "curves.png")
+        if trainer.get("plots", True):
+            tested = fields.get("test") and experiment.data.task == "classification"
+            draw_in_background(run_dir, ["curves", *(["confusion-test"] if tested else [])])
         if summary["status"] != "completed" and summary.get("message"):
             reporter.log(f"{summary['status']}: {summary['message']}")
         reporter.close()
@@ -160,7 +158,7 @@ def _test_once(experiment: Experiment, run_dir: Path, state: FitState) -> dict |
     """The single look at the test split: the best-by-validation checkpoint, after training."""
     if len(experiment.data.split.test) == 0 or state.best_epoch == 0:
         return None
-    report = evaluate_checkpoint(experiment, run_dir, "test", "best")
+    report = evaluate_checkpoint(experiment, run_dir, "test", "best", draw=False)  # drawn with the curves
     keep = ("epoch", "samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
     return {k: report[k] for k in keep if k in report}
 

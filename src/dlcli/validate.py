@@ -43,6 +43,8 @@ def validate_config(cfg: DictConfig) -> None:
     _choice("trainer.amp", cfg.trainer.amp, (True, False))
     _number(cfg, "trainer.early_stopping.patience", integer=True, minimum=1)
     _number(cfg, "trainer.early_stopping.min_delta", minimum=0)
+    _number(cfg, "trainer.checkpoint_every", minimum=0, allow_none=True)  # absent in runs saved before it existed
+    _choice("trainer.plots", cfg.trainer.get("plots", True), (True, False))
     _number(cfg, "optim.lr", minimum=0, exclusive_min=True)
     _number(cfg, "split.val", minimum=0, below=1)
     _number(cfg, "split.test", minimum=0, below=1)

@@ -7,6 +7,7 @@ split only (see dlcli.data.preprocess), so no statistic leaks from validation or
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,29 @@ def make_linreg_synthetic(
         task="regression",
         name="linreg_synthetic",
     )
+
+
+def make_classification_synthetic(
+    num_samples: int = 1000, num_features: int = 20, num_classes: int = 2, informative: int | None = None,
+    class_sep: float = 1.0, seed: int = 0,
+) -> RawData:
+    """Gaussian clusters per class (scikit-learn's make_classification): a classification set of any
+    size and width with no download, for warm-ups, tests and benchmarks."""
+    from sklearn.datasets import make_classification
+
+    for key, value, least in (("num_samples", num_samples, 10), ("num_features", num_features, 1), ("num_classes", num_classes, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UserError(f"data.{key}={value} must be an integer of at least {least}")
+    informative = num_features if informative is None else informative
+    if isinstance(informative, bool) or not isinstance(informative, int) or not 1 <= informative <= num_features:
+        raise UserError(f"data.informative={informative} must be an integer between 1 and data.num_features={num_features}")
+    if num_classes > 2**informative:
+        raise UserError(f"data.num_classes={num_classes} needs more informative features: at least {math.ceil(math.log2(num_classes))}")
+    features, targets = make_classification(
+        n_samples=num_samples, n_features=num_features, n_informative=informative, n_redundant=0, n_repeated=0,
+        n_classes=num_classes, n_clusters_per_class=1, class_sep=class_sep, random_state=seed,
+    )
+    return RawData(features=features.astype(np.float32), targets=targets, task="classification", name="classification_synthetic")
 
 
 def load_csv(path: str, target: str, task: str = "classification", drop: list[str] | None = None) -> RawData:

@@ -2,25 +2,43 @@
 
 Everything saved is a tensor or a plain container, so checkpoints load with
 torch.load(weights_only=True): opening someone's run never executes their pickled code.
+
+When they are written (the `Checkpointer` callback), so that a 3 ms epoch does not pay for a
+full torch.save and nothing per epoch copies the model:
+- an epoch that ends `trainer.checkpoint_every` seconds or more after the last write is written
+  to last.pt at once (and to best.pt first when it is the best so far);
+- a best epoch in between is kept as an in-memory snapshot (its weights could not be recovered
+  later) and written with the next write;
+- the end of the run writes the final epoch (completed), or moves last.pt up to the best snapshot
+  when the live weights are mid-epoch (Ctrl-C, failure);
+- Ctrl-C loses no finished epoch: it stops at once when last.pt is up to date, else the epoch in
+  progress finishes (epochs are short then: that is why last.pt lagged) and is written first;
+- SIGKILL (or a second Ctrl-C) loses at most the epochs since the last write: about
+  `trainer.checkpoint_every` seconds. Resume continues from last.pt and cuts metrics.csv back to it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import shutil
+import time
 from pathlib import Path
 
 import torch
 
+from dlcli.engine.callbacks import Callback
 from dlcli.engine.fit import FitState, Session
 from dlcli.errors import UserError
 
-FORMAT = 1
+FORMAT = 2  # 2: run progress without the per-epoch history (that is metrics.csv)
+READABLE_FORMATS = (1, 2)
 
 
-def save_checkpoint(path: Path, session: Session, state: FitState) -> None:
-    payload = {
+def checkpoint_payload(session: Session, state: FitState) -> dict:
+    """The live state of the run, by reference (torch.save serializes it; `snapshot` copies it)."""
+    return {
         "format": FORMAT,
         "model": session.model.state_dict(),
         "optimizer": session.optimizer.state_dict(),
@@ -33,9 +51,42 @@ def save_checkpoint(path: Path, session: Session, state: FitState) -> None:
             "cuda": torch.cuda.get_rng_state_all() if session.device.type == "cuda" else [],
         },
     }
+
+
+def snapshot(session: Session, state: FitState, reuse: dict | None = None) -> dict:
+    """A copy of the payload that later training steps cannot change. Tensors go to the CPU (where
+    a saved checkpoint lives anyway), so a snapshot never takes accelerator memory; the tensors
+    of `reuse`, an older snapshot no longer needed, are overwritten in place where they fit,
+    which spares an allocation per tensor per epoch."""
+    return _copy(checkpoint_payload(session, state), reuse)
+
+
+def _copy(value, reuse=None):
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        if (isinstance(reuse, torch.Tensor) and reuse.shape == value.shape and reuse.dtype == value.dtype
+                and reuse.device.type == "cpu"):
+            return reuse.copy_(value)
+        return value.clone() if value.device.type == "cpu" else value.to("cpu")
+    if isinstance(value, dict):
+        reuse = reuse if isinstance(reuse, dict) else {}
+        return {k: _copy(v, reuse.get(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        reuse = reuse if isinstance(reuse, (list, tuple)) and len(reuse) == len(value) else [None] * len(value)
+        return type(value)(_copy(v, r) for v, r in zip(value, reuse))
+    if isinstance(value, (int, float, str, bool, type(None))):
+        return value
+    return copy.deepcopy(value)
+
+
+def write_payload(path: Path, payload: dict) -> None:
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
     os.replace(temporary, path)  # never leave a half-written checkpoint
+
+
+def save_checkpoint(path: Path, session: Session, state: FitState) -> None:
+    write_payload(path, checkpoint_payload(session, state))
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
@@ -51,9 +102,14 @@ def load_checkpoint(path: Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UserError(f"checkpoint {path} cannot be read: {str(exc).splitlines()[0]}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise UserError(f"{path} is not a dl checkpoint (format {FORMAT})")
     return payload
+
+
+def saved_state(payload: dict) -> FitState:
+    fields = {k: v for k, v in payload["state"].items() if k in FitState.__dataclass_fields__}
+    return FitState(**fields)  # format 1 also held the history, which now lives in metrics.csv
 
 
 def restore(session: Session, payload: dict) -> FitState:
@@ -67,4 +123,88 @@ def restore(session: Session, payload: dict) -> FitState:
     session.generator.set_state(payload["rng"]["shuffle"])
     if session.device.type == "cuda" and payload["rng"]["cuda"]:
         torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-    return FitState(**payload["state"])
+    return saved_state(payload)
+
+
+class Checkpointer(Callback):
+    """last.pt and best.pt of a run, written at most every `every_seconds` (see the module doc),
+    and the run's Ctrl-C: while it fits, the first Ctrl-C stops at once if last.pt holds the last
+    finished epoch, else lets the epoch in progress finish and writes it first; a second Ctrl-C
+    stops at once."""
+
+    def __init__(self, directory: Path, session: Session, every_seconds: float):
+        self.last, self.best = directory / "last.pt", directory / "best.pt"
+        self.session, self.every_seconds = session, float(every_seconds)
+        self._best_pending: dict | None = None  # a snapshot of a best epoch newer than best.pt
+        self._behind = False  # an epoch finished since last.pt was written
+        self._stop_requested = False
+        self._previous_handler = None
+        self._written_at = time.monotonic()
+        self.saved_state: FitState | None = None  # the progress last.pt holds (known from fit start on)
+
+    def write_initial(self, state: FitState) -> None:
+        """last.pt before the first epoch: a run is resumable from the moment it exists."""
+        save_checkpoint(self.last, self.session, state)
+
+    def on_fit_start(self, session, state) -> None:
+        self._written_at = time.monotonic()
+        self.saved_state = dataclasses.replace(state)  # fit starts from what last.pt holds
+        self._catch_ctrl_c()
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self._stop_requested:  # Ctrl-C during the last epoch, which is now saved
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, state: FitState, row: dict, improved: bool) -> None:
+        if self._stop_requested or time.monotonic() - self._written_at >= self.every_seconds:
+            live = checkpoint_payload(self.session, state)
+            self._write(best=live if improved else self._best_pending, last=live)
+        else:
+            self._behind = True
+            if improved:  # the best weights cannot be recovered later: keep them now
+                self._best_pending = snapshot(self.session, state, reuse=self._best_pending)
+
+    def on_fit_end(self, state: FitState, status: str) -> None:
+        self._release_ctrl_c()
+        if status == "completed":
+            if self._behind or self._best_pending is not None:
+                self._write(best=self._best_pending, last=checkpoint_payload(self.session, state))
+        elif self._best_pending is not None:
+            # The live weights are mid-epoch (or NaN): the newest whole state is the best snapshot,
+            # a complete checkpoint of its epoch, so last.pt moves up to it too.
+            self._write(best=self._best_pending, last=self._best_pending)
+
+    def _write(self, best: dict | None, last: dict) -> None:
+        if best is not None:  # best.pt first: last.pt must never name a best epoch that best.pt lacks
+            write_payload(self.best, best)
+        if last is best:
+            copy_checkpoint(self.best, self.last)
+        else:
+            write_payload(self.last, last)
+        self.saved_state = saved_state(last)
+        self._best_pending, self._behind = None, False
+        self._written_at = time.monotonic()
+
+    # -- Ctrl-C ----------------------------------------------------------------------------------
+    def _catch_ctrl_c(self) -> None:
+        import signal
+        import threading
+
+        # Only the main thread receives signals, and a handler someone else installed stays theirs.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_ctrl_c)
+
+    def _release_ctrl_c(self) -> None:
+        import signal
+
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def _on_ctrl_c(self, signum, frame) -> None:
+        if self._stop_requested or not self._behind:
+            raise KeyboardInterrupt  # a second Ctrl-C, or nothing finished is unsaved: stop now
+        self._stop_requested = True
+        import sys
+
+        sys.stderr.write("\nCtrl-C: finishing this epoch to keep it, then stopping (Ctrl-C again to stop at once)\n")

@@ -1,24 +1,26 @@
 """The epoch loop shared by every command: train, validate, select, stop.
 
 `fit` reads top to bottom: one training epoch, one validation pass, bookkeeping of the best
-epoch, the epoch-level scheduler step, then the caller's `on_epoch_end` (checkpoints, metrics.csv).
+epoch, the epoch-level scheduler step, then the callbacks' `on_epoch_end` (metrics.csv,
+checkpoints, the printed line, pruning, a user's own). Nothing here grows with the epoch count.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from dlcli.engine.batches import LoaderBatches, TensorBatches
-from dlcli.engine.loop import StepConfig, mean_loss, predict, train_epoch
-from dlcli.engine.metrics import as_numpy, score
+from dlcli.engine.callbacks import Callback, CallbackList
+from dlcli.engine.loop import StepConfig, predict, train_epoch
+from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import Schedule, current_lr
-from dlcli.errors import RunFailed
+from dlcli.errors import RunFailed, TrialPruned
 
 
 BatchSource = TensorBatches | LoaderBatches
@@ -42,7 +44,7 @@ class Session:
     train_data: BatchSource
     val_data: BatchSource
     task: str
-    metric: str  # accuracy | rmse
+    metric: str  # accuracy | rmse | ...
     epochs: int
     eval_batch_size: int
     monitor: str  # e.g. val_accuracy
@@ -56,18 +58,17 @@ class Session:
 
 @dataclass
 class FitState:
-    """Progress of a run; saved in every checkpoint so a resumed run continues exactly."""
+    """Progress of a run, saved in every checkpoint so a resumed run continues exactly.
+    Small and fixed in size: the per-epoch rows live in metrics.csv."""
 
     epoch: int = 0  # epochs completed
     best_value: float | None = None
     best_epoch: int = 0
     epochs_without_improvement: int = 0
     stopped_early: bool = False
-    history: list[dict] = field(default_factory=list)  # one metrics.csv row per epoch
 
     def record(self, row: dict, monitor: str, mode: str, min_delta: float) -> bool:
-        """Append the epoch's row; True when it is the best epoch so far on the monitor."""
-        self.history.append(row)
+        """Take in the epoch's row; True when it is the best epoch so far on the monitor."""
         self.epoch = row["epoch"]
         value = row[monitor]
         if self.best_value is None:
@@ -84,59 +85,76 @@ class FitState:
 
 
 def evaluate_outputs(session: Session, data: BatchSource) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
-    """Outputs, targets, loss and task metrics of the current model on every sample of `data`."""
+    """Outputs, targets, loss and task metrics (scikit-learn) on every sample of `data`: for reports."""
     outputs, targets = predict(session.model, data.in_order(session.eval_batch_size), session.step.amp)
     metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean)
-    return outputs, targets, mean_loss(session.loss_fn, outputs, targets), metrics
+    return outputs, targets, float(session.loss_fn(outputs, targets)), metrics
 
 
-def fit(
-    session: Session,
-    state: FitState,
-    on_epoch_end: Callable[[FitState, bool], None],
-    on_batch: Callable[[int, torch.Tensor], None] | None = None,
-    on_epoch_start: Callable[[int], None] | None = None,
-) -> FitState:
+def validate(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation loss and the task metric as 0-d tensors on the device (read once per epoch)."""
+    outputs, targets = predict(session.model, session.val_data.in_order(session.eval_batch_size), session.step.amp,
+                               on_device=True)
+    with torch.no_grad():
+        loss = session.loss_fn(outputs, targets)
+    return loss, epoch_scores(session.task, outputs, targets, session.target_std, session.target_mean)[session.metric]
+
+
+def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -> FitState:
+    """Train from state.epoch + 1 to session.epochs (or an early stop); callbacks see every step."""
+    hooks = CallbackList(callbacks)
     step_scheduler = session.schedule.scheduler if session.schedule.interval == "step" else None
-    if state.stopped_early:  # a resumed run that had already stopped early trains no further
-        return state
-    for epoch in range(state.epoch + 1, session.epochs + 1):
-        if on_epoch_start is not None:
-            on_epoch_start(epoch)
-        lr = current_lr(session.optimizer)
-        started = time.perf_counter()
-        batches = session.train_data.shuffled(session.step.batch_size, session.generator)
-        result = train_epoch(
-            session.model, session.optimizer, session.loss_fn, batches, session.step, session.scaler, step_scheduler, on_batch
-        )
-        train_seconds = time.perf_counter() - started
-        if not result.finite:
-            raise NonFiniteLoss(
-                f"the training loss became {result.loss_sum} in epoch {epoch}: the run is stopped and "
-                f"the last good checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
-            )
-        train_metrics = score(session.task, as_numpy(result.outputs), as_numpy(result.targets), session.target_std, session.target_mean)
-        _, _, val_loss, val_metrics = evaluate_outputs(session, session.val_data)
-        if not math.isfinite(val_loss):  # outputs are NaN/inf: this epoch's weights are no good
-            raise NonFiniteLoss(
-                f"the validation loss became {val_loss} after epoch {epoch}: the run is stopped and the last good "
-                f"checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
-            )
-        row = {
-            "epoch": epoch,
-            "lr": lr,
-            "train_loss": result.loss_sum / result.count,
-            f"train_{session.metric}": train_metrics[session.metric],
-            "val_loss": val_loss,
-            f"val_{session.metric}": val_metrics[session.metric],
-            "seconds": time.perf_counter() - started,
-            "samples_per_second": result.count / train_seconds if train_seconds > 0 else float("nan"),
-        }
-        improved = state.record(row, session.monitor, session.mode, session.min_delta)
-        session.schedule.step_epoch(row[session.monitor])
-        stop = session.patience is not None and state.epochs_without_improvement >= session.patience
-        state.stopped_early = stop and epoch < session.epochs
-        on_epoch_end(state, improved)
-        if stop:
-            break
+    status = "failed"
+    hooks.on_fit_start(session, state)
+    try:
+        first = session.epochs + 1 if state.stopped_early else state.epoch + 1  # a finished early stop stays stopped
+        for epoch in range(first, session.epochs + 1):
+            hooks.on_epoch_start(epoch)
+            lr = current_lr(session.optimizer)
+            started = time.perf_counter()
+            batches = session.train_data.shuffled(session.step.batch_size, session.generator)
+            result = train_epoch(session.model, session.optimizer, session.loss_fn, batches, session.step, session.scaler,
+                                 step_scheduler, hooks.batch_end, hooks.after_backward)
+            train_seconds = time.perf_counter() - started
+            train_metric = epoch_scores(session.task, result.outputs, result.targets, session.target_std,
+                                        session.target_mean)[session.metric]
+            val_loss, val_metric = validate(session)
+            train_loss_sum, train_metric, val_loss, val_metric = torch.stack(
+                [result.loss_sum.double(), train_metric.double(), val_loss.double(), val_metric.double()]).tolist()
+            if not math.isfinite(train_loss_sum):
+                raise NonFiniteLoss(
+                    f"the training loss became {train_loss_sum} in epoch {epoch}: the run is stopped and "
+                    f"the last good checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
+                )
+            if not math.isfinite(val_loss):  # outputs are NaN/inf: this epoch's weights are no good
+                raise NonFiniteLoss(
+                    f"the validation loss became {val_loss} after epoch {epoch}: the run is stopped and the last good "
+                    f"checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
+                )
+            row = {
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": train_loss_sum / result.count,
+                f"train_{session.metric}": train_metric,
+                "val_loss": val_loss,
+                f"val_{session.metric}": val_metric,
+                "seconds": time.perf_counter() - started,
+                "samples_per_second": result.count / train_seconds if train_seconds > 0 else float("nan"),
+            }
+            improved = state.record(row, session.monitor, session.mode, session.min_delta)
+            session.schedule.step_epoch(row[session.monitor])
+            stop = session.patience is not None and state.epochs_without_improvement >= session.patience
+            state.stopped_early = stop and epoch < session.epochs
+            hooks.on_epoch_end(state, row, improved)
+            if stop:
+                break
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except TrialPruned:
+        status = "pruned"
+        raise
+    finally:
+        hooks.on_fit_end(state, status)
     return state

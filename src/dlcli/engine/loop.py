@@ -7,7 +7,6 @@ DataLoader sits between the reader and loss.backward().
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -27,11 +26,10 @@ class StepConfig:
 
 @dataclass
 class EpochResult:
-    loss_sum: float  # summed per-sample loss over the epoch
+    loss_sum: torch.Tensor  # summed per-sample loss over the epoch, 0-d, on the device
     count: int
-    finite: bool
-    outputs: torch.Tensor | None  # predicted classes (classification) or outputs (regression), CPU
-    targets: torch.Tensor | None
+    outputs: torch.Tensor  # predicted classes (classification) or outputs (regression), on the device
+    targets: torch.Tensor
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -48,7 +46,8 @@ def train_epoch(
     step: StepConfig,
     scaler: torch.amp.GradScaler | None = None,
     step_scheduler=None,
-    on_batch: Callable[[int, torch.Tensor], None] | None = None,  # (batch size, batch loss)
+    on_batch_end: Callable[[int, torch.Tensor], None] | None = None,  # (batch size, batch loss)
+    after_backward: Callable[[nn.Module], None] | None = None,
 ) -> EpochResult:
     """One pass over `batches` (already shuffled).
 
@@ -57,46 +56,54 @@ def train_epoch(
     hand-written forward/backward/step.
     """
     model.train()
-    losses, outputs_seen, targets_seen, sizes = [], [], [], []
+    loss_sum, count, outputs_seen, targets_seen = None, 0, [], []
     for x, y in batches:
-        outputs, loss = train_step(model, optimizer, loss_fn, x, y, step, scaler)
+        outputs, loss = train_step(model, optimizer, loss_fn, x, y, step, scaler, after_backward)
         if step_scheduler is not None:
             step_scheduler.step()
-        losses.append(loss.detach())
-        sizes.append(len(y))
+        size = len(y)
+        loss_sum = loss.detach() * size if loss_sum is None else loss_sum.add_(loss.detach(), alpha=size)
+        count += size
         outputs = outputs.detach()
         outputs_seen.append(outputs.argmax(dim=1) if y.dtype == torch.long else outputs)
         targets_seen.append(y)
-        if on_batch is not None:
-            on_batch(len(y), loss)
-    if not sizes:
-        return EpochResult(loss_sum=0.0, count=0, finite=True, outputs=None, targets=None)
-    device = losses[0].device
-    loss_sum = float(torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32, device=device))
+        if on_batch_end is not None:
+            on_batch_end(size, loss)
+    if not count:
+        empty = torch.zeros(0)
+        return EpochResult(loss_sum=torch.zeros(()), count=0, outputs=empty, targets=empty)
     return EpochResult(
-        loss_sum=loss_sum,
-        count=sum(sizes),
-        finite=math.isfinite(loss_sum),
-        outputs=torch.cat(outputs_seen).float().cpu(),
-        targets=torch.cat(targets_seen).cpu(),
+        loss_sum=loss_sum.float(),
+        count=count,
+        outputs=torch.cat(outputs_seen) if len(outputs_seen) > 1 else outputs_seen[0],
+        targets=torch.cat(targets_seen) if len(targets_seen) > 1 else targets_seen[0],
     )
 
 
-def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, after_backward=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimization step on one batch: forward, loss, backward, (clip), update."""
-    with autocast(x.device, step.amp):
+    if step.amp:
+        with autocast(x.device, True):
+            outputs = model(x)
+            loss = loss_fn(outputs, y)
+    else:
         outputs = model(x)
         loss = loss_fn(outputs, y)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
+        scaler.unscale_(optimizer)  # clip (and show callbacks) true gradients, not scaled ones
         _clip(model, step)
+        if after_backward is not None:
+            after_backward(model)
         scaler.step(optimizer)
         scaler.update()
     else:
         loss.backward()
-        _clip(model, step)
+        if step.grad_clip is not None:
+            _clip(model, step)
+        if after_backward is not None:
+            after_backward(model)
         optimizer.step()
     return outputs, loss
 
@@ -111,19 +118,19 @@ def _clip(model: nn.Module, step: StepConfig) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model outputs and targets for every sample, in order, in eval mode (float32, on the CPU)."""
+def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], amp: bool = False,
+            on_device: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model outputs (float32) and targets for every sample, in order, in eval mode; on the CPU
+    unless `on_device` (validation keeps them there and reads back only the scores)."""
     model.eval()
     outputs, targets = [], []
     for x, y in batches:
         with autocast(x.device, amp):
-            outputs.append(model(x).float().cpu())
-        targets.append(y.cpu())
+            out = model(x).float()
+        outputs.append(out if on_device else out.cpu())
+        targets.append(y if on_device else y.cpu())
     if not outputs:
         return torch.empty(0), torch.empty(0)
+    if len(outputs) == 1:
+        return outputs[0], targets[0]
     return torch.cat(outputs), torch.cat(targets)
-
-
-@torch.no_grad()
-def mean_loss(loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    return float(loss_fn(outputs, targets))

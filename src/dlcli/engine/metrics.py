@@ -1,4 +1,8 @@
-"""Losses and metrics by task. Reported metrics are computed with scikit-learn."""
+"""Losses and metrics by task.
+
+Per-epoch metrics are computed with torch where the outputs are (on the device, one sync per
+epoch); the final reports (the test look, `dl eval`) with scikit-learn, the reference.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,31 @@ def monitor_mode(monitor: str) -> str:
     for prefix in ("train_", "val_", "test_", "best_"):
         metric = metric.removeprefix(prefix)
     return "max" if HIGHER_IS_BETTER.get(metric, False) else "min"
+
+
+def epoch_scores(task: str, outputs: torch.Tensor, targets: torch.Tensor, target_std: float = 1.0,
+                 target_mean: float = 0.0) -> dict[str, torch.Tensor]:
+    """The task metrics of one epoch as 0-d tensors on the outputs' device (no sync).
+
+    Classification `outputs` are logits (N, C) or predicted classes (N,). Regression works in
+    float64 in the target's own units, as scikit-learn does, so both agree to rounding.
+    """
+    if task == "classification":
+        predictions = outputs.argmax(dim=1) if outputs.ndim == 2 else outputs
+        return {"accuracy": (predictions == targets).sum(dtype=torch.float64) / max(len(targets), 1)}
+    predicted = outputs.reshape(-1).double() * target_std + target_mean
+    actual = targets.reshape(-1).double() * target_std + target_mean
+    error = predicted - actual
+    residual = (error**2).sum()
+    total = ((actual - actual.mean()) ** 2).sum()
+    nan = torch.full((), float("nan"), dtype=torch.float64, device=actual.device)
+    if len(actual) > 1:  # scikit-learn's r2 with a constant target: 1 when predicted exactly, else 0
+        r2 = torch.where(total > 0, 1 - residual / total.clamp_min(1e-300), (residual == 0).double())
+    else:
+        r2 = nan
+    log_error = torch.log(predicted.clamp_min(1.0)) - torch.log(actual.clamp_min(1e-300))
+    log_rmse_value = torch.where((actual > 0).all(), (log_error**2).mean().sqrt(), nan) if len(actual) else nan
+    return {"rmse": (error**2).mean().sqrt(), "mae": error.abs().mean(), "r2": r2, "log_rmse": log_rmse_value}
 
 
 def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float = 1.0, target_mean: float = 0.0) -> dict:

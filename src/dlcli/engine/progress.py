@@ -1,6 +1,6 @@
-"""What a run prints: Rich progress bars on a terminal, and one line per epoch everywhere.
+"""What a run prints: one line per epoch everywhere, and Rich progress bars on a terminal.
 
-Every line printed also goes to the run's train.log.
+Both are callbacks. Every line printed also goes to the run's train.log.
 """
 
 from __future__ import annotations
@@ -13,40 +13,68 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from dlcli.engine.callbacks import Callback
+
 REFRESH_SECONDS = 0.25  # how often the bars are updated (and the running loss read off the device)
 
 
-class Reporter:
+class Reporter(Callback):
+    """One line per epoch, and every message of the run, on the console and in train.log."""
+
     def __init__(self, console: Console | None = None, show_progress: bool = True):
         self.console = console or Console()
         self.show_progress = show_progress and self.console.is_terminal
         self.log_file: TextIO | None = None
-        self._progress: Progress | None = None
-        self._epoch_task = self._batch_task = None
-        self._last_refresh = 0.0
-        self._seen = 0
-        self._epoch_started = 0.0
+        self._epochs, self._metric = 0, "accuracy"
 
     # -- logging -------------------------------------------------------------------------------
     def attach_log(self, path: Path) -> None:
         self.log_file = path.open("a", encoding="utf-8")
 
     def log(self, message: str, style: str | None = None) -> None:
-        self.console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+        if not self.console.quiet:  # rendering costs even when nothing is shown
+            self.console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
         if self.log_file is not None:
             self.log_file.write(message + "\n")
             self.log_file.flush()
 
+    def log_only(self, text: str) -> None:
+        """Into train.log but not on the console (a traceback the console summarizes in one line)."""
+        if self.log_file is not None:
+            self.log_file.write(text if text.endswith("\n") else text + "\n")
+            self.log_file.flush()
+
     def close(self) -> None:
-        self.stop_progress()
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None
 
-    # -- progress bars ----------------------------------------------------------------------------
-    def start_progress(self, epochs: int, first_epoch: int, samples_per_epoch: int) -> None:
-        if not self.show_progress:
-            return
+    # -- the callback ----------------------------------------------------------------------------
+    def progress_bars(self) -> list[Callback]:
+        """The live bars to run beside this reporter: none unless on a terminal and asked for."""
+        return [ProgressBars(self.console)] if self.show_progress else []
+
+    def on_fit_start(self, session, state) -> None:
+        self._epochs, self._metric = session.epochs, session.metric
+
+    def on_epoch_end(self, state, row: dict, improved: bool) -> None:
+        self.log(format_epoch(row, self._epochs, self._metric) + ("  *" if improved else ""))
+
+
+class ProgressBars(Callback):
+    """Rich progress bars (epochs, and samples within the epoch) while a run trains on a terminal."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self._progress: Progress | None = None
+        self._epoch_task = self._batch_task = None
+        self._last_refresh = 0.0
+        self._seen = 0
+        self._epoch_started = 0.0
+        self._metric = "accuracy"
+
+    def on_fit_start(self, session, state) -> None:
+        self._metric = session.metric
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -59,10 +87,10 @@ class Reporter:
             refresh_per_second=4,  # redrawing competes with training for the same few cores
         )
         self._progress.start()
-        self._epoch_task = self._progress.add_task("epochs", total=epochs, completed=first_epoch - 1, status="")
-        self._batch_task = self._progress.add_task("samples", total=samples_per_epoch, status="")
+        self._epoch_task = self._progress.add_task("epochs", total=session.epochs, completed=state.epoch, status="")
+        self._batch_task = self._progress.add_task("samples", total=len(session.train_data), status="")
 
-    def stop_progress(self) -> None:
+    def on_fit_end(self, state, status: str) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -70,14 +98,11 @@ class Reporter:
     def on_epoch_start(self, epoch: int) -> None:
         self._seen = 0
         self._epoch_started = time.perf_counter()
-        if self._progress is not None:
-            self._progress.reset(self._batch_task, status="")
-            self._progress.update(self._batch_task, description=f"epoch {epoch}")
+        self._progress.reset(self._batch_task, status="")
+        self._progress.update(self._batch_task, description=f"epoch {epoch}")
 
-    def on_batch(self, batch_size: int, loss: torch.Tensor) -> None:
+    def on_batch_end(self, batch_size: int, loss: torch.Tensor) -> None:
         self._seen += batch_size
-        if self._progress is None:
-            return
         now = time.perf_counter()
         if now - self._last_refresh >= REFRESH_SECONDS:  # reading the loss syncs the device
             self._last_refresh = now
@@ -85,11 +110,9 @@ class Reporter:
             status = f"batch loss {float(loss):.4f}  {rate:,.0f} samples/s"
             self._progress.update(self._batch_task, completed=self._seen, status=status)
 
-    def on_epoch_end(self, row: dict, epochs: int, metric: str, best: bool) -> None:
-        if self._progress is not None:
-            self._progress.update(self._batch_task, completed=self._seen)
-            self._progress.update(self._epoch_task, completed=row["epoch"], status=f"val_{metric} {row[f'val_{metric}']:.4f}")
-        self.log(format_epoch(row, epochs, metric) + ("  *" if best else ""))
+    def on_epoch_end(self, state, row: dict, improved: bool) -> None:
+        self._progress.update(self._batch_task, completed=self._seen)
+        self._progress.update(self._epoch_task, completed=row["epoch"], status=f"val_{self._metric} {row[f'val_{self._metric}']:.4f}")
 
 
 def format_epoch(row: dict, epochs: int, metric: str) -> str:

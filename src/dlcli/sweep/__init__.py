@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from omegaconf import OmegaConf
 
 from dlcli.errors import UserError
+from dlcli.plots import draw_in_background
 from dlcli.runs import create_run_dir, read_json, update_summary, write_text
 from dlcli.sweep.backends import default_threads, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.prune import RULES
@@ -208,6 +209,7 @@ def _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log) -
         record = next(r for r in records if r["number"] == number)
         overrides = [*space.fixed, *(f"{k}={v}" for k, v in record["params"].items())]
         write_text(sweep_dir / "best.yaml", OmegaConf.to_yaml(OmegaConf.create({"overrides": overrides})))
+        draw_in_background(Path(record["run_dir"]), ["curves"])
         fields.update(best_trial=number, best_overrides=overrides, best_run_dir=record["run_dir"],
                       **{f"best_{metric}": float(best[metric])})
         if status == "completed":

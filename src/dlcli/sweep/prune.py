@@ -11,6 +11,7 @@ import math
 import statistics
 from pathlib import Path
 
+from dlcli.engine.callbacks import Callback
 from dlcli.errors import TrialPruned, UserError
 
 RULES = ("none", "median", "asha")
@@ -25,11 +26,21 @@ def read_curve(metrics_csv: Path, metric: str) -> list[float]:
         return []
 
 
-class Pruner:
-    """Base: `__call__(state)` after each epoch raises TrialPruned to stop the trial."""
+class Pruner(Callback):
+    """Base: after each epoch, `judge(epoch, value)` raises TrialPruned to stop the trial."""
 
     def __init__(self, trials_dir: Path, own_dir: Path, metric: str, mode: str):
         self.trials_dir, self.own_dir, self.metric, self.mode = trials_dir, own_dir, metric, mode
+        self.own_best = math.nan  # this trial's best value so far, kept as it goes
+
+    def on_epoch_end(self, state, row: dict, improved: bool) -> None:
+        value = row[self.metric]
+        if not math.isnan(value) and (math.isnan(self.own_best) or self.better(value, self.own_best)):
+            self.own_best = value
+        self.judge(row["epoch"], value)
+
+    def judge(self, epoch: int, value: float) -> None:
+        raise NotImplementedError
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.mode == "max" else a < b
@@ -53,11 +64,10 @@ class MedianPruner(Pruner):
         super().__init__(*args)
         self.warmup = warmup
 
-    def __call__(self, state) -> None:
-        epoch = state.epoch
+    def judge(self, epoch: int, value: float) -> None:
         if epoch < self.warmup:
             return
-        own = self.best_so_far([row[self.metric] for row in state.history], epoch)
+        own = self.own_best
         peers = [self.best_so_far(curve, epoch) for curve in self.others() if len(curve) >= epoch]
         peers = [p for p in peers if not math.isnan(p)]
         if len(peers) >= 2 and self.better(median := statistics.median(peers), own):
@@ -78,11 +88,10 @@ class ASHAPruner(Pruner):
             rung *= self.eta
         return rung == epoch
 
-    def __call__(self, state) -> None:
-        epoch = state.epoch
+    def judge(self, epoch: int, value: float) -> None:
         if not self.is_rung(epoch):
             return
-        own = state.history[-1][self.metric]
+        own = value
         values = [curve[epoch - 1] for curve in self.others() if len(curve) >= epoch] + [own]
         values = [v for v in values if not math.isnan(v)]
         if len(values) < self.eta:

@@ -33,14 +33,14 @@ def sorted_by_metric(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFram
 
 def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path) -> None:
     """The metric against each swept parameter; log axes where the parameter is log-scaled."""
-    from dlcli.plots import _pyplot, _save
+    from dlcli.plots import _figure, _save
 
     done = frame[frame[metric].notna()]
     if done.empty or not space.names:
         return
-    plt = _pyplot()
     columns = len(space.names)
-    figure, axes = plt.subplots(1, columns, figsize=(4.5 * columns, 4), squeeze=False)
+    figure = _figure(figsize=(4.5 * columns, 4), layout="tight")
+    axes = figure.subplots(1, columns, squeeze=False)
     for axis, key in zip(axes[0], space.names):
         values = pd.to_numeric(done[key], errors="coerce")
         statuses = done["status"].tolist()
@@ -57,7 +57,5 @@ def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
     axes[0][0].set_title("blue: completed, orange: pruned", fontsize=9)
-    figure.tight_layout()
     _save(figure, path)
-    plt.close(figure)
 

@@ -28,7 +28,8 @@ class TrialSpec:
     def overrides(self) -> list[str]:
         extra = [f"trainer.device={self.device}"] if self.device else []
         # the sweep's metric also picks each trial's best checkpoint, the one the test split sees
-        return [*self.fixed, *(f"{k}={v}" for k, v in self.params.items()), "trainer.progress=false",
+        # trials draw no pictures of their own: the sweep draws sweep.png and the best trial's curves
+        return [*self.fixed, *(f"{k}={v}" for k, v in self.params.items()), "trainer.progress=false", "trainer.plots=false",
                 f"trainer.monitor={self.metric}", *extra]
 
 
@@ -54,7 +55,7 @@ def run_trial(spec: TrialSpec) -> dict:
         cfg = compose(spec.overrides, spec.config_dirs)
         pruner = make_pruner(spec.prune, trial_dir.parent, trial_dir, spec.metric, spec.mode)
         result = train(cfg, spec.overrides, Reporter(Console(file=io.StringIO()), show_progress=False),
-                       run_dir=trial_dir, evaluate_test=False, after_epoch=pruner)
+                       run_dir=trial_dir, evaluate_test=False, callbacks=[pruner] if pruner else [])
         record.update(status=result.status, message=result.summary.get("message"))
     except (UserError, RunFailed) as exc:
         record["message"] = str(exc)
