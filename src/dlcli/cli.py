@@ -105,6 +105,8 @@ def train(
         console.print(kfold_table(result.run_dir))
     elif not quiet:
         console.print(summary_table(result.run_dir, result.summary))
+    if result.status != "completed" and result.summary.get("message"):
+        err_console.print(f"{result.status}: {result.summary['message']}", markup=False, highlight=False, soft_wrap=True)
     if result.status == "interrupted":
         raise typer.Exit(130)
     if result.status == "failed":

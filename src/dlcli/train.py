@@ -149,7 +149,7 @@ def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Repor
             tested = fields.get("test") and experiment.data.task == "classification"
             draw_in_background(run_dir, ["curves", *(["confusion-test"] if tested else [])])
         if summary["status"] != "completed" and summary.get("message"):
-            reporter.log(f"{summary['status']}: {summary['message']}")
+            reporter.log_only(f"{summary['status']}: {summary['message']}")  # the caller shows it (dl train: stderr)
         reporter.close()
     return TrainResult(run_dir, summary)
 

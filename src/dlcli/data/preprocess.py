@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from dlcli.data.sources import RawData, _is_numeric
 
@@ -28,7 +27,7 @@ class TargetScaler:
 
 def encode_features(raw: RawData, train_rows: np.ndarray, standardize: bool) -> tuple[np.ndarray, list[str]]:
     """Features as float32: numeric columns imputed (and standardized), categorical ones one-hot."""
-    if isinstance(raw.features, pd.DataFrame):
+    if not isinstance(raw.features, np.ndarray):  # a pandas table (pandas is imported only for tables)
         return _encode_table(raw.features, train_rows, standardize)
     features = np.asarray(raw.features, dtype=np.float32)
     names = [f"x{i}" for i in range(features.shape[1])]
@@ -41,7 +40,7 @@ def encode_features(raw: RawData, train_rows: np.ndarray, standardize: bool) -> 
     return features.astype(np.float32), names
 
 
-def _encode_table(table: pd.DataFrame, train_rows: np.ndarray, standardize: bool) -> tuple[np.ndarray, list[str]]:
+def _encode_table(table, train_rows: np.ndarray, standardize: bool) -> tuple[np.ndarray, list[str]]:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline

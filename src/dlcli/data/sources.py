@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dlcli.errors import UserError
 
@@ -100,6 +99,8 @@ def make_classification_synthetic(
 
 def load_csv(path: str, target: str, task: str = "classification", drop: list[str] | None = None) -> RawData:
     """A user's table: one column is the target, the others (minus `drop`) are features."""
+    import pandas as pd
+
     if task not in TASKS:
         raise UserError(f"data.task={task} is not a task: choose one of {', '.join(TASKS)}")
     file = Path(path).expanduser()
@@ -152,5 +153,7 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
     return RawData(features=features, targets=targets, task=task, name=file.stem, notes=notes)
 
 
-def _is_numeric(column: pd.Series) -> bool:
+def _is_numeric(column) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)

@@ -100,7 +100,18 @@ class CallbackList:
         self._call("on_epoch_end", state, row, improved)
 
     def on_fit_end(self, state, status: str) -> None:
-        self._call("on_fit_end", state, status)
+        """Every callback's on_fit_end runs (one may release what another holds: a terminal, a
+        signal handler, a file) even when an earlier one raises; the first error is raised after."""
+        first_error = None
+        for callback in self._hooks["on_fit_end"]:
+            try:
+                callback.on_fit_end(state, status)
+            except _PASS_THROUGH as exc:
+                first_error = first_error or exc
+            except Exception as exc:
+                first_error = first_error or CallbackFailed(callback, "on_fit_end", exc)
+        if first_error is not None:
+            raise first_error
 
     @property
     def batch_end(self):

@@ -105,8 +105,8 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
     hooks = CallbackList(callbacks)
     step_scheduler = session.schedule.scheduler if session.schedule.interval == "step" else None
     status = "failed"
-    hooks.on_fit_start(session, state)
     try:
+        hooks.on_fit_start(session, state)
         first = session.epochs + 1 if state.stopped_early else state.epoch + 1  # a finished early stop stays stopped
         for epoch in range(first, session.epochs + 1):
             hooks.on_epoch_start(epoch)

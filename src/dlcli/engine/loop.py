@@ -61,8 +61,8 @@ def train_epoch(
         outputs, loss = train_step(model, optimizer, loss_fn, x, y, step, scaler, after_backward)
         if step_scheduler is not None:
             step_scheduler.step()
-        size = len(y)
-        loss_sum = loss.detach() * size if loss_sum is None else loss_sum.add_(loss.detach(), alpha=size)
+        size, loss = len(y), loss.detach()
+        loss_sum = loss * size if loss_sum is None else loss_sum.add_(loss, alpha=size)
         count += size
         outputs = outputs.detach()
         outputs_seen.append(outputs.argmax(dim=1) if y.dtype == torch.long else outputs)

@@ -1,0 +1,91 @@
+"""Callbacks that tests plug in from config (+callbacks.NAME._target_=callbacks_for_tests.X)."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from dlcli.engine.callbacks import Callback
+
+
+class Recorder(Callback):
+    """Writes every hook call to a JSON file as the run goes (so another process can read it)."""
+
+    def __init__(self, path: str):
+        self.path, self.calls, self.seen = Path(path), [], set()
+
+    def _note(self, *call):
+        self.calls.append(list(call))
+        self.path.write_text(json.dumps(self.calls))
+
+    def on_fit_start(self, session, state):
+        self._note("fit_start", state.epoch)
+
+    def on_epoch_start(self, epoch):
+        self.seen.clear()  # batch hooks are noted once per epoch
+        self._note("epoch_start", epoch)
+
+    def on_after_backward(self, model):
+        if "after_backward" not in self.seen:
+            self.seen.add("after_backward")
+            self._note("after_backward", all(p.grad is not None for p in model.parameters() if p.requires_grad))
+
+    def on_batch_end(self, batch_size, loss):
+        if "batch_end" not in self.seen:
+            self.seen.add("batch_end")
+            self._note("batch_end", batch_size, float(loss) > 0)
+
+    def on_epoch_end(self, state, row, improved):
+        self._note("epoch_end", row["epoch"], state.epoch, improved)
+
+    def on_fit_end(self, state, status):
+        self._note("fit_end", status)
+
+
+class RaiseAt(Callback):
+    """A buggy callback: raises ZeroDivisionError at the end of `epoch`."""
+
+    def __init__(self, epoch: int = 2):
+        self.epoch = epoch
+
+    def on_epoch_end(self, state, row, improved):
+        if row["epoch"] == self.epoch:
+            1 / 0
+
+
+class KillAt(Callback):
+    """SIGKILLs its own process at the end of `epoch` (once: `marker` remembers), after pausing
+    `pause` seconds at the end of `pause_at` so that a checkpoint write falls in between."""
+
+    def __init__(self, epoch: int, marker: str, pause_at: int = 0, pause: float = 0.0):
+        self.epoch, self.marker, self.pause_at, self.pause = epoch, Path(marker), pause_at, pause
+
+    def on_epoch_end(self, state, row, improved):
+        if self.marker.exists():
+            return
+        if row["epoch"] == self.pause_at:
+            time.sleep(self.pause)
+        if row["epoch"] == self.epoch:
+            self.marker.write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CtrlCAt(Callback):
+    """Presses Ctrl-C (a real SIGINT) in the middle of `epoch`."""
+
+    def __init__(self, epoch: int, batch: int = 2):
+        self.epoch, self.batch, self.current, self.seen = epoch, batch, 0, 0
+
+    def on_epoch_start(self, epoch):
+        self.current, self.seen = epoch, 0
+
+    def on_batch_end(self, batch_size, loss):
+        self.seen += 1
+        if (self.current, self.seen) == (self.epoch, self.batch):
+            signal.raise_signal(signal.SIGINT)
+
+
+class NotACallback:
+    def __init__(self):
+        pass
