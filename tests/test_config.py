@@ -13,10 +13,10 @@ def test_defaults_compose_to_the_digits_mlp():
 
 
 def test_overrides_use_hydra_grammar():
-    cfg = compose(["model=lenet", "optim=adam", "optim.lr=0.003", "+extra.note=hi", "~model.init"])
+    cfg = compose(["model=lenet", "optim=adam", "optim.lr=0.003", "+optim.amsgrad=true", "~model.init"])
     assert cfg.model._target_ == "dlcli.models.LeNet"
     assert cfg.optim.lr == 0.003
-    assert cfg.extra.note == "hi"
+    assert cfg.optim.amsgrad is True
     assert "init" not in cfg.model
 
 
@@ -28,7 +28,7 @@ def test_scheduler_interpolates_epochs():
     "override, expected",
     [
         (["model=resnet50x"], "unknown model 'resnet50x': choose one of alexnet, cifar_cnn, cnn1d, densenet, googlenet, gru, lenet"),
-        (["optim.lrr=0.1"], "unknown config key 'optim.lrr'"),
+        (["optim.lrr=0.1"], "optim.lrr is not a setting of torch.optim.SGD: valid settings are dampening"),
         (["optim.lr=="], "malformed override 'optim.lr=='"),
         (["optim.lr=0.1,0.2"], "use `dl sweep`"),
         (["+optim.lr=0.1"], "use key=value to change an existing key"),

@@ -39,6 +39,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 OVERRIDES_HELP = "Hydra overrides: key=value, group=option, +key=value, ~key."
+TRUST_HELP = (
+    "A module whose classes a run directory's config may build, besides dlcli, torch and torchvision "
+    "(repeatable; ./conf/trust.yaml can list them too). Only for runs you trust: building runs their code."
+)
 
 
 def handle_errors(command):
@@ -79,17 +83,22 @@ def train(
     name: Optional[str] = typer.Option(None, "--name", help="Run name: runs land in runs/<name>/<timestamp>/."),
     device: Optional[str] = typer.Option(None, "--device", help="Shortcut for trainer.device=auto|cpu|cuda|cuda:N|mps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or epoch lines."),
+    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ):
     """Train a model: compose the config, fit on the best device, test the best checkpoint once."""
     from dlcli.config import compose, to_yaml
 
     overrides = list(overrides or [])
+    composed = compose(overrides, config_dir or [])
+    # Options are set on the composed config, not spliced into override strings: a name with
+    # spaces or quotes is a value, not Hydra grammar. overrides.yaml still records them.
     if name is not None:
+        composed.name = name
         overrides.append(f"name={name}")
     if device is not None:
+        composed.trainer.device = device
         overrides.append(f"trainer.device={device}")
-    composed = compose(overrides, config_dir or [])
     if cfg:
         console.print(to_yaml(composed), markup=False, highlight=False, soft_wrap=True)
         return
@@ -98,7 +107,7 @@ def train(
 
     quiet = quiet or as_json
     reporter = Reporter(Console(quiet=True) if quiet else console, show_progress=not quiet and composed.trainer.progress)
-    result = run_training(composed, overrides, reporter)
+    result = run_training(composed, overrides, reporter, trust=trust or [])
     if as_json:
         print(json.dumps({"run_dir": str(result.run_dir), **result.summary}, indent=2))
     elif not quiet and result.summary.get("kind") == "kfold":
@@ -123,12 +132,13 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="test | val | train"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: the run's)."),
+    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
     """Evaluate a run's checkpoint on the same split it was trained with."""
     from dlcli.evaluate import evaluate_run
 
-    report = evaluate_run(run_dir, split, checkpoint, device)
+    report = evaluate_run(run_dir, split, checkpoint, device, trust or [])
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -386,7 +396,8 @@ def lr_find(
     from dlcli.runs import read_json
     from dlcli.tools.lr_find import find_lr
 
-    cfg = compose([*(overrides or []), f"name={name}"], config_dir or [])
+    cfg = compose(list(overrides or []), config_dir or [])
+    cfg.name = name  # a value, not Hydra grammar: any name a directory can have
     run_dir, result = find_lr(cfg, start, end, steps, mode, smooth, diverge)
     report = read_json(run_dir / "lr_find.json")
     if apply:

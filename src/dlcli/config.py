@@ -31,30 +31,55 @@ def search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
     return [f"file://{p.resolve()}" for p in dirs]
 
 
+REQUIRED_GROUPS = ("data", "model", "optim")  # a run cannot do without these
+
+
 def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = ()) -> DictConfig:
     """The fully composed (not yet resolved) config for these Hydra overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    from dlcli.conf.schema import register
+
     overrides = list(overrides)
     _check_override_syntax(overrides)
+    register()
     extra = search_path(config_dirs)
-    if extra:
-        overrides.append("hydra.searchpath=[" + ",".join(extra) + "]")
+    hydra_overrides = overrides + (["hydra.searchpath=[" + ",".join(extra) + "]"] if extra else [])
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
-    except Exception as exc:  # Hydra raises several types; all are the user's input here
-        raise UserError(_explain_hydra_error(exc)) from None
+            try:
+                cfg = hydra_compose(config_name="config", overrides=hydra_overrides)
+            except Exception as exc:  # Hydra raises several types; all are the user's input here
+                raise UserError(_explain_hydra_error(exc, overrides, config_dirs)) from None
+            loader = GlobalHydra.instance().config_loader()
+            for group in REQUIRED_GROUPS:
+                if not isinstance(cfg.get(group), DictConfig):
+                    options = ", ".join(sorted(loader.get_group_options(group)))
+                    raise UserError(f"a run needs a {group}, and the overrides removed it: choose one with {group}=NAME ({options})")
     finally:
         GlobalHydra.instance().clear()
+    check_schema_keys(cfg)
     try:
         OmegaConf.resolve(cfg)
     except Exception as exc:
         raise UserError(f"cannot resolve the config: {_first_line(str(exc))}") from None
     return cfg
+
+
+def check_schema_keys(cfg: DictConfig) -> None:
+    """A key added (+key=...) to a node with a fixed schema would never be read: refuse it."""
+    from dlcli.conf.schema import SCHEMA_NODES
+
+    for path, schema in SCHEMA_NODES.items():
+        node = OmegaConf.select(cfg, path) if path else cfg
+        if not isinstance(node, DictConfig):
+            continue
+        for key in node.keys():
+            if key not in schema.__dataclass_fields__:
+                raise UserError(_unknown_key(f"{path}.{key}" if path else str(key), cfg))
 
 
 def to_yaml(cfg: DictConfig) -> str:
@@ -74,6 +99,8 @@ def _check_override_syntax(overrides: Sequence[str]) -> None:
                 f"malformed override '{text}': {_first_line(str(exc))} "
                 "(expected key=value, group=option, +key=value or ~key)"
             ) from None
+        if parsed and not parsed[0].key_or_group:
+            raise UserError(f"malformed override '{text}': nothing before '=' (expected key=value, e.g. trainer.epochs=3)")
         if parsed and parsed[0].is_sweep_override():
             raise UserError(
                 f"override '{text}' is a sweep (several values); `dl train` takes one value "
@@ -86,9 +113,10 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else text.strip()
 
 
-def _explain_hydra_error(exc: Exception) -> str:
+def _explain_hydra_error(exc: Exception, overrides: Sequence[str], config_dirs: Sequence[str | Path]) -> str:
     """Turn Hydra's multi-line messages into one line that says what would be right."""
     from hydra.errors import MissingConfigException
+    from omegaconf.errors import ValidationError
 
     message = str(exc)
     if isinstance(exc, MissingConfigException):
@@ -100,14 +128,70 @@ def _explain_hydra_error(exc: Exception) -> str:
         if group:
             return f"unknown {group} '{option}'"
         return _first_line(message)
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ValidationError) and "Error merging override" in message:
+        override = message.split("Error merging override", 1)[1].strip()
+        return f"{override} {_expected_type(str(cause))}"
     if "Could not override" in message or "not in struct" in message:
         key = message.split("'")[1] if "'" in message else "?"
-        return (
-            f"unknown config key '{key}': check the spelling with `dl train --cfg`, "
-            f"or add a new key with +{key}=..."
-        )
+        others = [o for o in overrides if o.lstrip("+~").split("=")[0] != key]
+        try:
+            context = compose(others, config_dirs)
+        except UserError:
+            context = None
+        return _unknown_key(key, context)
     if "Could not append to config" in message:
         return _first_line(message) + " (use key=value to change an existing key)"
     if "Could not delete" in message:
         return _first_line(message)
     return _first_line(message)
+
+
+def _expected_type(validation_message: str) -> str:
+    """'must be an integer' from OmegaConf's "Value 'x' ... could not be converted to Integer"."""
+    for name, words in (("Integer", "must be an integer"), ("Boolean", "must be true or false"), ("bool", "must be true or false"),
+                        ("Float", "must be a number"), ("String", "must be text")):
+        if name in validation_message:
+            return words
+    return f"has the wrong type: {_first_line(validation_message)}"
+
+
+def _unknown_key(key: str, cfg: DictConfig | None) -> str:
+    """What to say about a key nothing reads: the valid keys of its node and the nearest one;
+    `+key=...` is suggested only where the key would be used (a setting its target accepts)."""
+    import difflib
+
+    from dlcli.conf.schema import SCHEMA_NODES
+
+    parent, _, leaf = key.rpartition(".")
+    elsewhere = [k for k in (_dotted_keys(cfg) if cfg is not None else []) if k.endswith("." + leaf) and k != key]
+
+    def hint(valid) -> str:
+        """The key the user probably meant: the same name under another node, or a near spelling here."""
+        close = elsewhere[:1] or [f"{parent}.{m}" if parent else m for m in difflib.get_close_matches(leaf, list(valid), n=1, cutoff=0.75)]
+        return f"; did you mean {close[0]}?" if close else ""
+
+    if parent in SCHEMA_NODES:
+        fields = list(SCHEMA_NODES[parent].__dataclass_fields__)
+        where = f"{parent} takes" if parent else "the top level takes"
+        return f"unknown config key '{key}': {where} {', '.join(fields)}{hint(fields)}"
+    node = OmegaConf.select(cfg, parent) if cfg is not None and parent else None
+    if isinstance(node, DictConfig) and node.get("_target_"):
+        from dlcli.factory import target_parameters
+
+        params = target_parameters(node, parent)
+        if params is None or leaf in params:
+            return f"{key} is not in the {parent} config; {node._target_} accepts it: add it with +{key}=VALUE"
+        return f"{key} is not a setting of {node._target_}: valid settings are {', '.join(sorted(params))}{hint(params)}"
+    return f"unknown config key '{key}': check the spelling with `dl train --cfg`{hint([])}"
+
+
+def _dotted_keys(node, prefix: str = "") -> list[str]:
+    """Every leaf key of a config, dotted (trainer.early_stopping.patience, model.hidden, ...)."""
+    keys = []
+    for key, value in node.items_ex(resolve=False):
+        if isinstance(value, DictConfig):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
-from omegaconf import OmegaConf
 
-from dlcli.engine.checkpoint import load_checkpoint
+from dlcli.engine.checkpoint import load_checkpoint, load_weights
 from dlcli.engine.fit import evaluate_outputs
 from dlcli.engine.metrics import as_numpy, classification_report
 from dlcli.errors import UserError
 from dlcli.experiment import Experiment, build_experiment
 from dlcli.plots import draw_in_background
-from dlcli.runs import find_run, read_json, write_json
+from dlcli.runs import find_run, load_saved_config, read_json, write_json
 
 SPLITS = ("test", "val", "train")
 CHECKPOINTS = ("best", "last")
@@ -26,7 +26,7 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
     """
     payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
     session = experiment.session
-    session.model.load_state_dict(payload["model"])
+    load_weights(session.model, payload, run_dir / "config.yaml")
     data = experiment.batches(split)
     if len(data) == 0:
         raise UserError(f"the {split} split of this run is empty (split.{split}=0): choose another --split")
@@ -50,14 +50,16 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
     return report
 
 
-def evaluate_run(run_path: str | Path, split: str = "test", checkpoint: str = "best", device: str | None = None) -> dict:
-    """`dl eval`: rebuild the run's exact split from its config and evaluate a checkpoint on it."""
+def evaluate_run(run_path: str | Path, split: str = "test", checkpoint: str = "best", device: str | None = None,
+                 trust: Sequence[str] = ()) -> dict:
+    """`dl eval`: rebuild the run's exact split from its config and evaluate a checkpoint on it.
+    The config may only build trusted classes (dlcli, torch, torchvision, or `trust`)."""
     if split not in SPLITS:
         raise UserError(f"--split {split} is not a split: choose one of {', '.join(SPLITS)}")
     if checkpoint not in CHECKPOINTS:
         raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
     run_dir = find_run(run_path)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = load_saved_config(run_dir, trust)
     if device is not None:
         cfg.trainer.device = device
     experiment = build_experiment(cfg)

@@ -89,3 +89,26 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         scaler=torch.amp.GradScaler("cuda") if amp else None,
     )
     return Experiment(cfg=cfg, data=data, session=session, notes=notes + data.notes)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """The checks `build_experiment` makes before it loads anything: values, types, and every
+    component's settings against its class. Cheap enough to run on every trial of a sweep before
+    the first one starts."""
+    from omegaconf import OmegaConf
+
+    from dlcli.data import IMAGE_KEYS, PREPROCESS_KEYS
+    from dlcli.engine.callbacks import build_callbacks
+    from dlcli.engine.optim import OPTIM_KEYS, SCHED_KEYS
+    from dlcli.factory import prepare_call
+    from dlcli.models import BUILD_KEYS
+
+    validate_config(cfg)
+    prepare_call(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed})
+    prepare_call(cfg.model, "model", skip=BUILD_KEYS, runtime={"input_shape": None, "num_outputs": None})
+    prepare_call(cfg.optim, "optim", skip=OPTIM_KEYS, runtime={"params": None})
+    if cfg.sched.get("_target_"):
+        sched = OmegaConf.create({k: v for k, v in OmegaConf.to_container(cfg.sched, resolve=True).items() if v != "auto"})
+        auto = [k for k, v in cfg.sched.items() if v == "auto"]  # filled in by the run (batches per epoch, ...)
+        prepare_call(sched, "sched", skip=SCHED_KEYS, runtime={"optimizer": None, **{k: None for k in auto}})
+    build_callbacks(cfg.get("callbacks"), check_only=True)

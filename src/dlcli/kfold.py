@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
-from dlcli.runs import create_run_dir, read_json, update_summary, write_json, write_text
+from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, update_summary, write_json, write_text
 
 
 def _fold_config(cfg: DictConfig, fold: int) -> DictConfig:
@@ -34,28 +34,42 @@ def is_kfold_parent(path) -> bool:
 
 def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = ()):
     experiment = build_experiment(_fold_config(cfg, 1))  # input errors surface before runs/ is touched
-    parent = create_run_dir(cfg.runs_dir, cfg.name, checkpoints=False)
-    write_text(parent / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_text(parent / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-    update_summary(parent, kind="kfold", status="running", folds=int(cfg.split.kfold),
-                   metric=experiment.session.metric, monitor=experiment.session.monitor)
-    return _run_folds(parent, cfg, overrides, reporter, callbacks)
+    lock = None
+
+    def populate(directory: Path) -> None:
+        nonlocal lock
+        lock = RunLock(directory).acquire()
+        write_text(directory / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_text(directory / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+        update_summary(directory, kind="kfold", status="running", folds=int(cfg.split.kfold),
+                       metric=experiment.session.metric, monitor=experiment.session.monitor)
+
+    parent = create_run_dir(cfg.runs_dir, cfg.name, checkpoints=False, populate=populate)
+    try:
+        return _run_folds(parent, cfg, overrides, reporter, callbacks)
+    finally:
+        lock.release()
 
 
-def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = ()):
+def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (), trust: Sequence[str] = ()):
     from dlcli.train import check_resume_overrides
 
     parent = Path(str(cfg.resume)).expanduser()
     check_resume_overrides(parent, overrides)
     if read_json(parent / "summary.json").get("status") == "completed":
         raise UserError(f"{parent} already completed; nothing to resume")
-    saved = OmegaConf.load(parent / "config.yaml")
-    saved.trainer.device, saved.trainer.progress = cfg.trainer.device, cfg.trainer.progress
-    update_summary(parent, status="running")
-    return _run_folds(parent, saved, overrides, reporter, callbacks)
+    lock = RunLock(parent).acquire()
+    try:
+        saved = load_saved_config(parent, trust)
+        saved.trainer.device, saved.trainer.progress = cfg.trainer.device, cfg.trainer.progress
+        update_summary(parent, status="running")
+        return _run_folds(parent, saved, overrides, reporter, callbacks, trust)
+    finally:
+        lock.release()
 
 
-def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = ()):
+def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
+               trust: Sequence[str] = ()):
     from dlcli.train import TrainResult, train
 
     results = []
@@ -66,7 +80,7 @@ def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter
             result = TrainResult(fold_dir, read_json(fold_dir / "summary.json"))
         elif status is not None:  # interrupted (or failed): continue it from its last checkpoint
             resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
-            result = train(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks=callbacks)
+            result = train(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks=callbacks, trust=trust)
         else:
             if fold_dir.exists():  # created but never started: nothing in it is worth keeping
                 for leftover in sorted(fold_dir.rglob("*"), reverse=True):

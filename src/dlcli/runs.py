@@ -11,28 +11,78 @@ import datetime as dt
 import json
 import math
 import os
+import shutil
+import socket
+import tempfile
 from pathlib import Path
+from typing import Callable, Sequence
 
 from dlcli.errors import UserError
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_{m}", "val_loss", "val_{m}", "seconds", "samples_per_second")
 
 
-def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = None, checkpoints: bool = True) -> Path:
-    """A new, empty directory; a second run in the same second gets -1, -2, ..."""
+def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = None, checkpoints: bool = True,
+                   populate: Callable[[Path], None] | None = None) -> Path:
+    """A new run directory that appears complete: `populate` writes its first files into a hidden
+    temporary directory beside it, which is then renamed into place. An error or Ctrl-C before
+    that leaves nothing behind. A second run in the same second gets -1, -2, ..."""
     parent = Path(str(runs_dir)) / str(name)
-    parent.mkdir(parents=True, exist_ok=True)
     stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
-    for suffix in range(10_000):
-        path = parent / (stamp if suffix == 0 else f"{stamp}-{suffix}")
-        try:
-            path.mkdir()  # atomic: two processes never get the same directory
-        except FileExistsError:
-            continue
+    created = _make_parents(parent, runs_dir)
+    temporary = reserved = None
+    try:
+        temporary = Path(tempfile.mkdtemp(prefix=f".{stamp}.", suffix=".partial", dir=parent))
         if checkpoints:
-            (path / "checkpoints").mkdir()
-        return path
-    raise RuntimeError(f"could not create a run directory under {parent}")
+            (temporary / "checkpoints").mkdir()
+        if populate is not None:
+            populate(temporary)
+        for suffix in range(10_000):
+            path = parent / (stamp if suffix == 0 else f"{stamp}-{suffix}")
+            try:
+                path.mkdir()  # reserves the name: two processes never get the same directory
+            except FileExistsError:
+                continue
+            reserved = path
+            try:
+                os.rename(temporary, path)  # replaces the empty reservation (POSIX)
+            except OSError:
+                path.rmdir()  # where a rename cannot replace a directory
+                os.rename(temporary, path)
+            return path
+        raise RuntimeError(f"could not create a run directory under {parent}")
+    except BaseException:
+        if reserved is not None and reserved.is_dir() and not any(reserved.iterdir()):
+            reserved.rmdir()
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        for directory in reversed(created):  # the runs/ and runs/<name>/ this call made, if left empty
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        raise
+
+
+def _make_parents(parent: Path, runs_dir) -> list[Path]:
+    """Create runs/<name>/ as needed; the directories made, outermost first. A runs_dir that
+    cannot hold runs is the user's to fix: one line saying why."""
+    missing = [p for p in (*reversed(parent.parents), parent) if not p.exists()]
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(dir=parent, prefix=".probe-"))
+        probe.rmdir()
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"runs_dir={runs_dir} cannot hold runs: {_first_file(parent)} is a file, not a directory: "
+                        "choose another runs_dir=PATH") from None
+    except OSError as exc:
+        raise UserError(f"runs_dir={runs_dir} cannot hold runs: {exc.strerror or exc}: choose a writable runs_dir=PATH") from None
+    return missing
+
+
+def _first_file(path: Path) -> Path:
+    for candidate in (*reversed(path.parents), path):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+    return path
 
 
 def write_text(path: Path, text: str) -> None:
@@ -140,3 +190,105 @@ def list_runs(directory: str | Path) -> list[dict]:
     for row, config in zip(rows, configs):
         row.update({k: config.get(k) for k in differing})
     return rows
+
+
+class RunLock:
+    """Who is training in a run directory right now: a lock on <run>/.lock, held for as long as
+    the run trains. The operating system drops it when that process ends, however it ends
+    (SIGKILL and power loss included), so a run that says `running` but whose lock is free was
+    killed, and a run whose lock is held must not be resumed by a second process."""
+
+    FILE = ".lock"
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / self.FILE
+        self._file = None
+
+    def acquire(self) -> "RunLock":
+        file = self.path.open("a+", encoding="utf-8")
+        if not _lock(file):
+            file.seek(0)
+            owner = file.read().strip() or "another process"
+            file.close()
+            raise UserError(f"{self.path.parent} is still being trained by {owner}: wait for it to finish, or stop it first")
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        file.flush()
+        self._file = file
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the lock
+            self._file = None
+
+
+def is_training(run_dir: Path) -> bool:
+    """Is some process training in this run directory now (does it hold its lock)?"""
+    path = Path(run_dir) / RunLock.FILE
+    if not path.is_file():
+        return False
+    with path.open("a+", encoding="utf-8") as file:
+        return not _lock(file)  # got it: nobody holds it (closing the file lets it go again)
+
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: without advisory locks a run's liveness cannot be known
+    fcntl = None
+
+
+def _lock(file) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def effective_status(run_dir: Path, summary: dict) -> str:
+    """The summary's status, except that a `running` run nobody is training was killed."""
+    status = summary.get("status")
+    if status == "running" and fcntl is not None and not is_training(run_dir):
+        return "killed"
+    return status
+
+
+def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
+    """A run's config.yaml, read back safely: plain YAML (no code), and every `_target_` in it
+    trusted (dlcli, torch, torchvision, or a module in `trust` or ./conf/trust.yaml), so that
+    opening a run someone sent never runs their code."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from dlcli.factory import check_trusted_targets
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as exc:  # a YAML parser or a config error: either way the file is not a config
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a readable config ({detail}): restore it from a copy of the run") from None
+    if not isinstance(cfg, DictConfig) or "trainer" not in cfg or "data" not in cfg:
+        raise UserError(f"{path} is not a dl run config (no data or trainer section): restore it from a copy of the run")
+    check_trusted_targets(cfg, [*trust, *trusted_here()], source=str(path))
+    return cfg
+
+
+def trusted_here() -> list[str]:
+    """Modules the user trusts for every run they open from this directory: ./conf/trust.yaml
+    holding `trust: [mypkg, ...]`."""
+    from omegaconf import OmegaConf
+
+    path = Path.cwd() / "conf" / "trust.yaml"
+    if not path.is_file():
+        return []
+    try:
+        modules = OmegaConf.to_container(OmegaConf.load(path)).get("trust") or []
+    except Exception:
+        raise UserError(f"{path} must hold `trust: [module, ...]`") from None
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise UserError(f"{path} must hold `trust: [module, ...]`")
+    return modules

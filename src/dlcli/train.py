@@ -14,7 +14,7 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
-from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, restore
+from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, restore, save_checkpoint
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
 from dlcli.engine.metrics_csv import MetricsCsv
 from dlcli.engine.progress import Reporter
@@ -22,7 +22,7 @@ from dlcli.errors import TrialPruned, UserError
 from dlcli.evaluate import check_same_split, evaluate_checkpoint
 from dlcli.experiment import Experiment, build_experiment
 from dlcli.plots import draw_in_background
-from dlcli.runs import create_run_dir, find_run, read_json, update_summary, write_json, write_text
+from dlcli.runs import RunLock, create_run_dir, find_run, load_saved_config, read_json, update_summary, write_json, write_text
 
 # Overrides that may accompany resume=RUN_DIR: where and how it runs, not what it computes.
 RESUME_OVERRIDES = ("resume", "trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
@@ -45,55 +45,72 @@ def train(
     run_dir: Path | None = None,
     evaluate_test: bool = True,
     callbacks: Sequence[Callback] = (),
+    trust: Sequence[str] = (),
 ) -> TrainResult:
     """Train the composed config in a new run directory (or continue one with resume=RUN_DIR).
 
     With split.kfold=K this trains K models, one per fold, under one parent run (dlcli.kfold).
     `run_dir` names an existing empty directory to use instead of a new timestamped one.
     `callbacks` join the config's own (`callbacks:`) after the built-in ones; sweeps pass
-    evaluate_test=False (trials never look at the test split) and a pruner.
+    evaluate_test=False (trials never look at the test split) and a pruner. `trust` names modules
+    whose classes a resumed run's saved config may build besides dlcli, torch and torchvision.
     """
     reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
     if cfg.get("resume"):
-        return resume(cfg, overrides, reporter, callbacks)
+        return resume(cfg, overrides, reporter, callbacks, trust)
     if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
         from dlcli.kfold import train_kfold
 
         return train_kfold(cfg, overrides, reporter, callbacks)
     experiment = build_experiment(cfg)  # every input error surfaces here, before runs/ is touched
     configured = build_callbacks(cfg.get("callbacks"))
+    lock = None
+
+    def populate(directory: Path) -> None:
+        """The run's first files, written before it appears: config, split, summary, last.pt."""
+        nonlocal lock
+        (directory / "checkpoints").mkdir(exist_ok=True)
+        lock = RunLock(directory).acquire()  # held across the rename: the lock is on the file, not its path
+        write_text(directory / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_text(directory / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+        write_json(directory / "split.json", split_record(experiment, cfg))
+        update_summary(directory, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0)
+        save_checkpoint(directory / "checkpoints" / "last.pt", experiment.session, FitState())  # resumable from birth
+
     if run_dir is None:
-        run_dir = create_run_dir(cfg.runs_dir, cfg.name)
-    else:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_text(run_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-    write_json(run_dir / "split.json", split_record(experiment, cfg))
-    update_summary(run_dir, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0)
-    return _run(experiment, run_dir, FitState(), reporter, evaluate_test, [*configured, *callbacks])
+        run_dir = create_run_dir(cfg.runs_dir, cfg.name, populate=populate)
+    else:  # a sweep trial's or a fold's directory: its sweep or k-fold parent owns it
+        populate(run_dir)
+    return _run(experiment, run_dir, FitState(), reporter, evaluate_test, [*configured, *callbacks], lock)
 
 
-def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence[Callback] = ()) -> TrainResult:
-    """Continue an interrupted run from checkpoints/last.pt with its saved config."""
+def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence[Callback] = (),
+           trust: Sequence[str] = ()) -> TrainResult:
+    """Continue an interrupted (or killed) run from checkpoints/last.pt with its saved config."""
     from dlcli.kfold import is_kfold_parent, resume_kfold
 
     if is_kfold_parent(cfg.resume):
-        return resume_kfold(cfg, overrides, reporter, callbacks)
+        return resume_kfold(cfg, overrides, reporter, callbacks, trust)
     run_dir = find_run(cfg.resume)
     check_resume_overrides(run_dir, overrides)
     summary = read_json(run_dir / "summary.json")
     if summary.get("status") == "completed":
         raise UserError(f"{run_dir} already completed; nothing to resume (evaluate it with `dl eval {run_dir}`)")
-    saved = OmegaConf.load(run_dir / "config.yaml")
-    for key in RESUME_OVERRIDES[1:]:  # how it runs may change; what it computes may not
-        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
-    experiment = build_experiment(saved)
-    configured = build_callbacks(saved.get("callbacks"))
-    check_same_split(experiment, run_dir)
-    state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"))
+    lock = RunLock(run_dir).acquire()  # refuses a run that another process is still training
+    try:
+        saved = load_saved_config(run_dir, trust)
+        for key in RESUME_OVERRIDES[1:]:  # how it runs may change; what it computes may not
+            OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+        experiment = build_experiment(saved)
+        configured = build_callbacks(saved.get("callbacks"))
+        check_same_split(experiment, run_dir)
+        state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
+    except BaseException:
+        lock.release()
+        raise
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
     reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
-    return _run(experiment, run_dir, state, reporter, True, [*configured, *callbacks])
+    return _run(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock)
 
 
 def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
@@ -105,15 +122,23 @@ def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
 
 
 def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
-         callbacks: Sequence[Callback]) -> TrainResult:
-    """Fit with the run directory's callbacks, look at the test split once, write the summary."""
+         callbacks: Sequence[Callback], lock: RunLock | None = None) -> TrainResult:
+    """Fit with the run directory's callbacks, look at the test split once, write the summary;
+    the run's lock (held since the run was created or resumed) is let go however this ends."""
+    try:
+        return _fit_and_summarize(experiment, run_dir, state, reporter, evaluate_test, callbacks)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
+                       callbacks: Sequence[Callback]) -> TrainResult:
     session, trainer = experiment.session, experiment.cfg.trainer
     started = time.perf_counter()
     previous_seconds = read_json(run_dir / "summary.json").get("wall_seconds") or 0.0
     metrics = MetricsCsv(run_dir / "metrics.csv", session.metric)
     checkpointer = Checkpointer(run_dir / "checkpoints", session, float(trainer.get("checkpoint_every") or 0.0))
-    if state.epoch == 0 and not (run_dir / "checkpoints" / "last.pt").exists():
-        checkpointer.write_initial(state)  # resumable from the start
     reporter.attach_log(run_dir / "train.log")
     for note in experiment.notes:
         reporter.log(f"note: {note}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from omegaconf import DictConfig
 
 from dlcli.engine.metrics import TASK_METRICS
@@ -19,6 +21,8 @@ def _number(cfg: DictConfig, key: str, *, integer: bool = False, minimum: float 
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type:
         raise UserError(f"{key}={value} must be {kind}")
+    if not math.isfinite(value):
+        raise UserError(f"{key}={value} must be a finite number")
     if minimum is not None and (value < minimum or (exclusive_min and value == minimum)):
         relation = "above" if exclusive_min else "at least"
         raise UserError(f"{key}={value} must be {relation} {minimum:g}")

@@ -60,8 +60,18 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
     from dlcli.data.images import ImageSet
 
     options = {k: data_cfg[k] for k in PREPROCESS_KEYS + IMAGE_KEYS if k in data_cfg}
-    raw = call_target(data_cfg, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": seed})
-    split = _split(split_cfg, raw.targets, getattr(raw, "task", "classification"), getattr(raw, "test_rows", None))
+    from dlcli.data.sources import RawData
+
+    raw = call_target(data_cfg, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": seed}, expect=(RawData, ImageSet),
+                      expect_name="data set (dlcli.data.sources.RawData or dlcli.data.images.ImageSet)")
+    task = getattr(raw, "task", "classification")
+    if task == "classification":
+        classes = np.unique(np.asarray(raw.targets).astype(str))
+        if len(classes) < 2:
+            which = f"data.target={data_cfg.target}" if "target" in data_cfg else "the data"
+            raise UserError(f"{which} has only one class ({classes[0] if len(classes) else 'none'}): classification needs "
+                            "at least two (for a numeric target, data.task=regression)")
+    split = _split(split_cfg, raw.targets, task, getattr(raw, "test_rows", None))
     if isinstance(raw, ImageSet):
         from dlcli.data.image_data import prepare_images
 

@@ -104,6 +104,8 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
     if task not in TASKS:
         raise UserError(f"data.task={task} is not a task: choose one of {', '.join(TASKS)}")
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise UserError(f"data.path={path} is a directory, not a CSV file: give the file itself, e.g. data.path={file / 'train.csv'}")
     if not file.is_file():
         raise UserError(f"data.path={path}: no such file")
     try:
@@ -115,6 +117,10 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
             f"data.target={target} is not a column of {file.name}: columns are {', '.join(map(str, table.columns))}"
         )
     drop = list(drop or [])
+    if target in drop:
+        kept = [c for c in drop if c != target]
+        raise UserError(f"data.drop lists the target column {target}, which is never a feature anyway: "
+                        f"use data.drop=[{','.join(kept)}]")
     unknown = [c for c in drop if c not in table.columns]
     if unknown:
         raise UserError(f"data.drop lists {', '.join(unknown)}, not columns of {file.name}")
@@ -142,6 +148,13 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
     features = table.drop(columns=[target, *drop])
     if features.shape[1] == 0:
         raise UserError(f"{file.name} has no feature columns left after removing the target and data.drop")
+    for column in features.columns:
+        if _is_numeric(features[column]) and not features[column].dtype == bool:
+            infinite = np.isinf(features[column].to_numpy(dtype=float, na_value=np.nan))
+            if infinite.any():
+                row = int(np.argmax(infinite)) + 2  # the file's line: 1-based, after the header
+                raise UserError(f"column '{column}' of {file.name} holds an infinite value (line {row}): fix it, "
+                                f"or leave it out with data.drop=[{column}]")
     for column in features.columns:
         if not _is_numeric(features[column]):
             distinct = features[column].nunique()

@@ -127,16 +127,20 @@ class CallbackList:
         return lambda model: self._call("on_after_backward", model)
 
 
-def build_callbacks(node, group: str = "callbacks") -> list[Callback]:
+def build_callbacks(node, group: str = "callbacks", check_only: bool = False) -> list[Callback]:
     """The user's callbacks from the config's `callbacks:` mapping (name -> node with _target_),
-    in the mapping's order. An entry set to null is skipped, so an experiment can switch one off."""
-    from dlcli.factory import call_target
+    in the mapping's order. An entry set to null is skipped, so an experiment can switch one off.
+    With `check_only`, each entry's settings are checked against its class and nothing is built."""
+    from dlcli.factory import call_target, prepare_call
 
     if node is None:
         return []
     callbacks = []
     for name, entry in node.items():
         if entry is None:
+            continue
+        if check_only:
+            prepare_call(entry, f"{group}.{name}")
             continue
         callback = call_target(entry, f"{group}.{name}")
         if not any(_overrides(callback, hook) for hook in HOOKS):

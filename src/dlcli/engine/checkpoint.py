@@ -96,12 +96,24 @@ def copy_checkpoint(source: Path, target: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A dl checkpoint, read with weights_only=True: tensors and plain containers, never code."""
+    import pickle
+    import warnings
+
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"checkpoint {path} cannot be read: {str(exc).splitlines()[0]}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's advice on refusing a file is not for our users
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"checkpoint {path} cannot be read safely: it holds pickled Python objects besides tensors, and dl "
+            "never unpickles those (they can run code); it was not written by dl"
+        ) from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:  # truncated, corrupt or not a torch file
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path} cannot be read: {detail}") from None
     if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise UserError(f"{path} is not a dl checkpoint (format {FORMAT})")
     return payload
@@ -112,9 +124,19 @@ def saved_state(payload: dict) -> FitState:
     return FitState(**fields)  # format 1 also held the history, which now lives in metrics.csv
 
 
-def restore(session: Session, payload: dict) -> FitState:
+def load_weights(model, payload: dict, config_path: Path | str) -> None:
+    """The checkpoint's weights into a model built from the run's config; a config edited since
+    (another width, another model) is the user's to fix, in one line."""
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"the checkpoint does not fit the model built from {config_path} (was it edited?): {detail}") from None
+
+
+def restore(session: Session, payload: dict, config_path: Path | str = "config.yaml") -> FitState:
     """Put the model, optimizer, scheduler, scaler and RNGs back exactly as they were saved."""
-    session.model.load_state_dict(payload["model"])
+    load_weights(session.model, payload, config_path)
     session.optimizer.load_state_dict(payload["optimizer"])
     session.schedule.load_state_dict(payload["scheduler"])
     if session.scaler is not None and payload["scaler"]:
@@ -141,10 +163,6 @@ class Checkpointer(Callback):
         self._previous_handler = None
         self._written_at = time.monotonic()
         self.saved_state: FitState | None = None  # the progress last.pt holds (known from fit start on)
-
-    def write_initial(self, state: FitState) -> None:
-        """last.pt before the first epoch: a run is resumable from the moment it exists."""
-        save_checkpoint(self.last, self.session, state)
 
     def on_fit_start(self, session, state) -> None:
         self._written_at = time.monotonic()
@@ -190,8 +208,11 @@ class Checkpointer(Callback):
         import signal
         import threading
 
-        # Only the main thread receives signals, and a handler someone else installed stays theirs.
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        # Only the main thread receives signals; a process that ignores Ctrl-C keeps ignoring it.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        current = signal.getsignal(signal.SIGINT)
+        if callable(current):  # Python's default (KeyboardInterrupt), or someone's own, which we chain to
             self._previous_handler = signal.signal(signal.SIGINT, self._on_ctrl_c)
 
     def _release_ctrl_c(self) -> None:
@@ -202,6 +223,10 @@ class Checkpointer(Callback):
             self._previous_handler = None
 
     def _on_ctrl_c(self, signum, frame) -> None:
+        import signal
+
+        if self._previous_handler not in (None, signal.default_int_handler):
+            self._previous_handler(signum, frame)  # e.g. a sweep worker's "start no more trials"
         if self._stop_requested or not self._behind:
             raise KeyboardInterrupt  # a second Ctrl-C, or nothing finished is unsaved: stop now
         self._stop_requested = True

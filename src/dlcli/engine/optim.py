@@ -12,6 +12,7 @@ from dlcli.errors import UserError
 from dlcli.factory import call_target
 
 OPTIM_KEYS = ("decay_bias_and_norm", "head_lr")  # handled here, not passed to torch.optim
+SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 SCHED_KEYS = ("interval",)
 
 
@@ -61,7 +62,7 @@ def build_optimizer(optim_cfg: DictConfig, model: nn.Module) -> torch.optim.Opti
     )
     if not groups:
         raise UserError("every parameter is frozen (model.freeze): nothing is left to train")
-    return call_target(optim_cfg, "optim", skip=OPTIM_KEYS, params=groups)
+    return call_target(optim_cfg, "optim", skip=OPTIM_KEYS, expect=torch.optim.Optimizer, params=groups)
 
 
 @dataclass
@@ -104,7 +105,8 @@ def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, moni
         cfg["mode"] = monitor_mode
     interval = cfg.get("interval", "epoch")
     _rehearse(cfg, optimizer)
-    scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, optimizer=optimizer)
+    scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, expect=SCHEDULERS, expect_name="learning-rate scheduler",
+                            optimizer=optimizer)
     return Schedule(scheduler, interval)
 
 
@@ -115,7 +117,8 @@ def _rehearse(cfg: dict, optimizer) -> None:
 
     groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": group["lr"]} for group in optimizer.param_groups]
     stand_in = torch.optim.SGD(groups, lr=optimizer.param_groups[0]["lr"], momentum=0.9)
-    scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, optimizer=stand_in)
+    scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, expect=SCHEDULERS, expect_name="learning-rate scheduler",
+                            optimizer=stand_in)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "step before optimizer.step()": this is a rehearsal

@@ -32,7 +32,8 @@ BUILD_KEYS = ("init", "freeze")
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     """Build, initialize, freeze and dry-run the configured model on one zero sample of the data's shape."""
-    model = call_target(model_cfg, "model", skip=BUILD_KEYS, input_shape=tuple(input_shape), num_outputs=num_outputs)
+    model = call_target(model_cfg, "model", skip=BUILD_KEYS, expect=nn.Module, expect_name="torch.nn.Module",
+                        input_shape=tuple(input_shape), num_outputs=num_outputs)
     scheme = model_cfg.get("init", "default")
     if scheme != "default" and getattr(model, "has_pretrained_weights", False):
         raise UserError(f"model.init={scheme} would overwrite the weights from model.weights: keep model.init=default")
@@ -61,7 +62,7 @@ def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outp
     try:
         with torch.no_grad():
             out = model(torch.zeros(1, *input_shape, device=_device_of(model)))
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+    except RuntimeError as exc:  # torch's shape errors; anything else is a bug and keeps its traceback
         shape = "x".join(map(str, input_shape))
         raise UserError(f"{name} cannot take input of shape {shape}: {str(exc).splitlines()[0]}") from None
     finally:

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from dlcli.errors import UserError
 from dlcli.plots import draw_in_background
-from dlcli.runs import create_run_dir, read_json, update_summary, write_text
+from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, update_summary, write_text
 from dlcli.sweep.backends import default_threads, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.prune import RULES
 from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
@@ -84,7 +84,7 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
 
 def run_sweep(
     settings: SweepSettings,
-    jobs: int = 1,
+    jobs: int | None = None,
     threads: int | None = None,
     fail_fast: bool = False,
     backend: str = "local",
@@ -95,49 +95,74 @@ def run_sweep(
     runs_dir: str = "runs",
     config_dirs: Sequence[str] = (),
     log: Callable[[str], None] = print,
+    trust: Sequence[str] = (),
 ) -> SweepResult:
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs} must be at least 1")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads {threads} must be at least 1")
+    """Run (or with `resume`, finish) a sweep. `jobs` and `threads` default to what the resumed
+    sweep used, else 1 and each job's share of the cores. Every trial's values are checked before
+    the first trial starts; a resumed sweep's saved overrides may only build trusted classes."""
+    for option, value in (("--jobs", jobs), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} {value} must be at least 1")
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend} is not known: choose one of {', '.join(BACKENDS)}")
     if settings.prune not in RULES:
         raise UserError(f"--prune {settings.prune} is not a pruning rule: choose one of {', '.join(RULES)}")
     config_dirs = [str(Path(d).resolve()) for d in config_dirs]
-    sweep_dir = None
+    sweep_dir, lock = None, None
     if resume is not None:
-        sweep_dir, settings = _resume_settings(Path(resume).expanduser(), settings)
-        saved_dirs = OmegaConf.load(sweep_dir / "sweep.yaml").get("config_dirs") or []
-        config_dirs = config_dirs or [str(d) for d in saved_dirs]
-    space, trials = plan(settings, config_dirs)
-    metric, mode = _metric_and_mode(settings, space, trials[0], config_dirs)
-    settings.metric, settings.mode = metric, mode
-    threads = threads or default_threads(jobs)
-    if sweep_dir is None:
-        sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False)
-        (sweep_dir / "trials").mkdir()
-        write_text(sweep_dir / "sweep.yaml", OmegaConf.to_yaml(OmegaConf.create({
-            **settings.as_dict(),
-            "space": {"fixed": space.fixed, "params": [p.__dict__ for p in space.params]},
-            "trials_planned": len(trials),
-            "config_dirs": list(config_dirs),
-            "command": " ".join(shlex.quote(a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
-        })))
-    update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
+        sweep_dir, settings, saved = _resume_settings(Path(resume).expanduser(), settings)
+        config_dirs = config_dirs or [str(d) for d in saved.get("config_dirs") or []]
+        jobs, threads = jobs or saved.get("jobs"), threads or saved.get("threads")
+        lock = RunLock(sweep_dir).acquire()  # one process finishes a sweep at a time
+    try:
+        jobs = jobs or 1
+        space, trials = plan(settings, config_dirs)
+        check_trial_values(space, trials, config_dirs, trusted=trust if resume is not None else None)
+        metric, mode = _metric_and_mode(settings, space, trials[0], config_dirs)
+        settings.metric, settings.mode = metric, mode
+        threads = threads or default_threads(jobs)
+        if sweep_dir is None:
+            def populate(directory: Path) -> None:
+                nonlocal lock
+                lock = RunLock(directory).acquire()
+                (directory / "trials").mkdir()
+                write_text(directory / "sweep.yaml", OmegaConf.to_yaml(OmegaConf.create({
+                    **settings.as_dict(),
+                    "space": {"fixed": space.fixed, "params": [p.__dict__ for p in space.params]},
+                    "trials_planned": len(trials),
+                    "config_dirs": list(config_dirs),
+                    "jobs": jobs,
+                    "threads": threads,
+                    "command": " ".join(shlex.quote(a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
+                })))
+                update_summary(directory, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
 
+            sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False, populate=populate)
+        update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
+        return _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
+                           gpus_per_trial, config_dirs, log, trust)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
+                gpus_per_trial, config_dirs, log, trust) -> SweepResult:
     records, specs = _collect(sweep_dir, trials, space, metric, mode, settings.prune, threads, config_dirs)
     if records:
         log(f"resuming {sweep_dir}: {len(records)} of {len(trials)} trials already finished")
     log(f"sweep {sweep_dir}: {len(specs)} trials to run, {jobs} at a time ({backend}), {threads} thread(s) each")
-    failures = []
+    failures, stopped = [], []
 
     def on_result(record: dict) -> bool:
-        if record["status"] == "interrupted":  # Ctrl-C reached the trial first: stop the sweep too
-            raise KeyboardInterrupt
+        """Record a finished trial (saved at once); False stops the sweep."""
         records.append(record)
         write_results(sweep_dir / "results.csv", results_frame(records, space, metric))  # saved trial by trial
         shown = ", ".join(f"{k}={v}" for k, v in record["params"].items())
+        if record["status"] == "interrupted":  # Ctrl-C reached the trial: the sweep stops too
+            stopped.append(record)
+            log(f"trial {record['number']:03d} interrupted ({shown}): it will run again on --resume")
+            return False
         if record["status"] == "failed":
             failures.append(record)
             log(f"trial {record['number']:03d} failed ({shown}): {record['message']}")
@@ -158,23 +183,51 @@ def run_sweep(
             run_in_pool(specs, jobs, torch.cuda.device_count(), on_result)
     except KeyboardInterrupt:
         status = "interrupted"
+    if stopped:
+        status = "interrupted"
     if status == "completed" and fail_fast and failures:
         status = "failed"
     if status != "completed":
         log(f"sweep {status}: finished trials are saved; continue with: dl sweep {settings.kind} --resume {sweep_dir}")
-    return _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log)
+    return _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, trust)
 
 
-def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, SweepSettings]:
+def check_trial_values(space: SearchSpace, trials: list[dict[str, str]], config_dirs, trusted: Sequence[str] | None = None) -> None:
+    """Every value a swept parameter takes, checked before the first trial starts: composed with
+    the first trial's other values and checked as `dl train` would (types, ranges, choices, each
+    component's settings). Continuous draws are checked at their extremes. With `trusted`, the
+    composed configs may only build trusted classes (a resumed sweep's saved overrides)."""
+    from dlcli.config import compose
+    from dlcli.experiment import check_config
+    from dlcli.factory import check_trusted_targets
+
+    first = trials[0]
+    variants = [dict(first)]
+    for param in space.params:
+        values = list(dict.fromkeys(trial[param.key] for trial in trials))
+        if not param.discrete and len(values) > 2:
+            values = [min(values, key=float), max(values, key=float)]
+        variants += [{**first, param.key: value} for value in values if value != first[param.key]]
+    for params in variants:
+        cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in params.items())], config_dirs)
+        if trusted is not None:
+            check_trusted_targets(cfg, trusted, source="the sweep's overrides")
+        check_config(cfg)
+
+
+def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, SweepSettings, dict]:
     if not (sweep_dir / "sweep.yaml").is_file():
         raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
-    saved = OmegaConf.to_container(OmegaConf.load(sweep_dir / "sweep.yaml"))
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(sweep_dir / "sweep.yaml"))
+    except Exception as exc:
+        raise UserError(f"{sweep_dir / 'sweep.yaml'} is not readable YAML ({str(exc).splitlines()[0]})") from None
     settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__})
     if given.overrides and list(given.overrides) != settings.overrides:
         raise UserError(f"--resume {sweep_dir} sweeps {' '.join(settings.overrides)}; drop the overrides or start a new sweep")
     if given.kind != settings.kind:
         raise UserError(f"--resume {sweep_dir} is a {settings.kind} sweep: use dl sweep {settings.kind} --resume {sweep_dir}")
-    return sweep_dir, settings
+    return sweep_dir, settings, saved
 
 
 def _collect(sweep_dir, trials, space, metric, mode, prune, threads, config_dirs) -> tuple[list[dict], list[TrialSpec]]:
@@ -189,14 +242,13 @@ def _collect(sweep_dir, trials, space, metric, mode, prune, threads, config_dirs
                             "message": summary.get("message"), "seconds": summary.get("wall_seconds") or 0.0,
                             **best_value(trial_dir / "metrics.csv", metric, mode)})
             continue
-        if trial_dir.exists():
+        if trial_dir.exists():  # interrupted or failed: it runs again from scratch (run_trial makes the directory)
             shutil.rmtree(trial_dir)
-        trial_dir.mkdir(parents=True)
         specs.append(TrialSpec(number, params, space.fixed, str(trial_dir), metric, mode, prune, threads, list(config_dirs)))
     return records, specs
 
 
-def _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log) -> SweepResult:
+def _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, trust=()) -> SweepResult:
     frame = results_frame(records, space, metric)
     write_results(sweep_dir / "results.csv", frame)
     plot_sweep(frame, space, metric, sweep_dir / "sweep.png")
@@ -213,19 +265,19 @@ def _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log) -
         fields.update(best_trial=number, best_overrides=overrides, best_run_dir=record["run_dir"],
                       **{f"best_{metric}": float(best[metric])})
         if status == "completed":
-            fields["test"] = _test_best(Path(record["run_dir"]), config_dirs)
+            fields["test"] = _test_best(Path(record["run_dir"]), trust)
             log(f"best trial {number:03d}: {metric} {float(best[metric]):.4f}; on the held-out test split: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in fields["test"].items() if isinstance(v, float)))
     summary = update_summary(sweep_dir, **fields)
     return SweepResult(sweep_dir, summary, sorted_by_metric(frame, metric, mode))
 
 
-def _test_best(trial_dir: Path, config_dirs) -> dict:
+def _test_best(trial_dir: Path, trust: Sequence[str] = ()) -> dict:
     """The one look at the test split: the best trial's best checkpoint, after every trial is done."""
     from dlcli.evaluate import evaluate_checkpoint
     from dlcli.experiment import build_experiment
 
-    cfg = OmegaConf.load(trial_dir / "config.yaml")
+    cfg = load_saved_config(trial_dir, trust)
     report = evaluate_checkpoint(build_experiment(cfg), trial_dir, "test", "best")
     keep = ("samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
     return {k: report[k] for k in keep if k in report}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable
 
@@ -29,16 +30,28 @@ def run_in_process(specs: list[TrialSpec], on_result: OnResult) -> None:
 
 
 _worker_device: str | None = None
+_worker_stopping = False  # set by Ctrl-C: this worker starts no more trials
 
 
 def _init_worker(slots, gpus: int) -> None:
-    """Each pool worker takes a slot; with several GPUs, slot k trains on cuda:(k mod GPUs)."""
+    """Each pool worker takes a slot; with several GPUs, slot k trains on cuda:(k mod GPUs).
+    Ctrl-C (which reaches every process of the terminal's group) makes an idle worker refuse the
+    trials queued for it; a running trial's own handler (dlcli.engine.checkpoint) chains to this
+    one, so the trial stops as interrupted and the worker then refuses the rest too."""
     global _worker_device
     slot = slots.get()
     _worker_device = f"cuda:{slot % gpus}" if gpus > 1 else None
+    signal.signal(signal.SIGINT, _stop_taking_trials)
+
+
+def _stop_taking_trials(signum, frame) -> None:
+    global _worker_stopping
+    _worker_stopping = True
 
 
 def _run_in_worker(spec: TrialSpec) -> dict:
+    if _worker_stopping:
+        return {"number": spec.number, "status": "not started", "params": spec.params}
     if _worker_device is not None and spec.device is None:
         spec.device = _worker_device
     return run_trial(spec)
@@ -62,6 +75,9 @@ def pool_context(threads: int):
 
 
 def run_in_pool(specs: list[TrialSpec], jobs: int, gpus: int, on_result: OnResult) -> None:
+    """Trials in `jobs` worker processes, reported as they finish. On Ctrl-C (KeyboardInterrupt
+    here, re-raised) or when `on_result` stops the sweep, queued trials never start and running
+    ones are interrupted and still reported, so the sweep's files match its trial directories."""
     context = pool_context(specs[0].threads if specs else 1)
     slots = context.Queue()
     for slot in range(jobs):
@@ -70,14 +86,49 @@ def run_in_pool(specs: list[TrialSpec], jobs: int, gpus: int, on_result: OnResul
     pending = {pool.submit(_run_in_worker, spec) for spec in specs}
     try:
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            try:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                _drain(pending, on_result)
+                raise
             for future in done:
-                if not on_result(future.result()):
-                    for other in pending:
-                        other.cancel()
+                record = _record_of(future)
+                if record is not None and not on_result(record):
+                    _drain(pending, on_result)
                     return
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record_of(future) -> dict | None:
+    """The trial's record, or None for a trial that never started."""
+    if future.cancelled():
+        return None
+    record = future.result()
+    return None if record["status"] == "not started" else record
+
+
+def _drain(pending: set, on_result: OnResult) -> None:
+    """Stop: queued trials are cancelled, running ones interrupted, waited for and reported."""
+    for future in pending:
+        future.cancel()  # those still queued in this process
+    _interrupt_workers()  # those running (the terminal's Ctrl-C may not have reached them)
+    for future in wait(pending).done:
+        try:
+            record = _record_of(future)
+        except Exception:  # a worker that died while stopping has nothing to report
+            continue
+        if record is not None:
+            on_result(record)
+
+
+def _interrupt_workers() -> None:
+    """Ctrl-C to this process's worker processes."""
+    for child in multiprocessing.active_children():
+        try:
+            os.kill(child.pid, signal.SIGINT)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def run_on_ray(specs: list[TrialSpec], jobs: int, address: str | None, gpus_per_trial: float, on_result: OnResult) -> None:
@@ -99,15 +150,31 @@ def run_on_ray(specs: list[TrialSpec], jobs: int, address: str | None, gpus_per_
         remote = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
         pending = {remote.remote(spec) for spec in specs}
         while pending:
-            done, rest = ray.wait(list(pending), num_returns=1)
+            try:
+                done, rest = ray.wait(list(pending), num_returns=1)
+            except KeyboardInterrupt:
+                _drain_ray(ray, pending, on_result)
+                raise
             pending = set(rest)
             if not on_result(ray.get(done[0])):
-                for ref in pending:
-                    ray.cancel(ref)
+                _drain_ray(ray, pending, on_result)
                 return
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _drain_ray(ray, pending: set, on_result: OnResult) -> None:
+    """Stop: cancel every pending task (running ones get a KeyboardInterrupt and stop as
+    interrupted) and report those that still return a record."""
+    for ref in pending:
+        ray.cancel(ref)
+    for ref in pending:
+        try:
+            record = ray.get(ref)
+        except Exception:  # cancelled before it started: nothing ran, nothing to report
+            continue
+        on_result(record)
 
 
 def default_threads(jobs: int) -> int:

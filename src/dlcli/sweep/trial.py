@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def run_trial(spec: TrialSpec) -> dict:
 
     torch.set_num_threads(spec.threads)
     trial_dir = Path(spec.trial_dir)
+    trial_dir.mkdir(parents=True, exist_ok=True)  # made when the trial starts: an unstarted trial has none
     started = time.perf_counter()
     record = {"number": spec.number, "status": "failed", "params": spec.params, "run_dir": str(trial_dir), "message": None}
     try:
@@ -57,13 +59,18 @@ def run_trial(spec: TrialSpec) -> dict:
         result = train(cfg, spec.overrides, Reporter(Console(file=io.StringIO()), show_progress=False),
                        run_dir=trial_dir, evaluate_test=False, callbacks=[pruner] if pruner else [])
         record.update(status=result.status, message=result.summary.get("message"))
+    except KeyboardInterrupt:
+        record.update(status="interrupted", message="interrupted before training began")
     except (UserError, RunFailed) as exc:
         record["message"] = str(exc)
-    except Exception as exc:  # a crash in one trial must not end the sweep
-        record["message"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    if record["status"] == "failed" and not (trial_dir / "summary.json").exists():
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        update_summary(trial_dir, status="failed", message=record["message"])  # errors before training began
+    except Exception as exc:  # a crash in one trial must not end the sweep; its traceback goes to its train.log
+        if not (trial_dir / "summary.json").exists():  # it crashed before its run began (a run logs its own)
+            with (trial_dir / "train.log").open("a", encoding="utf-8") as log:
+                log.write(traceback.format_exc())
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        record["message"] = f"{type(exc).__name__}: {first} (traceback in {trial_dir / 'train.log'})"
+    if record["status"] in ("failed", "interrupted") and not (trial_dir / "summary.json").exists():
+        update_summary(trial_dir, status=record["status"], message=record["message"])  # ended before training began
     record["seconds"] = time.perf_counter() - started
     record.update(best_value(trial_dir / "metrics.csv", spec.metric, spec.mode))
     record["pid"] = os.getpid()
