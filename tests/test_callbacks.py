@@ -28,7 +28,7 @@ def metric_rows(run_dir: Path) -> list[list[str]]:
 
 def test_a_callback_from_config_sees_every_hook_in_order(workdir):
     calls_file = workdir / "calls.json"
-    cfg = compose(["trainer.epochs=2", "trainer.progress=false", "+callbacks.rec._target_=callbacks_for_tests.Recorder",
+    cfg = compose(["trainer.epochs=2", "trainer.progress=false", "+callbacks.rec._target_=user_code.Recorder",
                    f"+callbacks.rec.path={calls_file}"])
     result = train(cfg, [], quiet_reporter())
     assert result.status == "completed"
@@ -41,7 +41,7 @@ def test_a_callback_from_config_sees_every_hook_in_order(workdir):
 
 
 def test_a_callback_that_raises_fails_the_run_with_its_traceback_in_train_log(workdir):
-    result = run_cli("train", "trainer.epochs=4", "+callbacks.boom._target_=callbacks_for_tests.RaiseAt", "+callbacks.boom.epoch=2")
+    result = run_cli("train", "trainer.epochs=4", "+callbacks.boom._target_=user_code.RaiseAt", "+callbacks.boom.epoch=2")
     assert result.exit_code == 1
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1 and "RaiseAt.on_epoch_end raised ZeroDivisionError" in message and "train.log" in message
@@ -53,7 +53,7 @@ def test_a_callback_that_raises_fails_the_run_with_its_traceback_in_train_log(wo
 
 
 def test_a_target_that_is_not_a_callback_is_refused_before_the_run(workdir):
-    result = run_cli("train", "+callbacks.x._target_=callbacks_for_tests.NotACallback")
+    result = run_cli("train", "+callbacks.x._target_=user_code.NotACallback")
     assert result.exit_code == 2 and "none of the hooks" in result.stderr and "Traceback" not in result.stderr
     assert not (workdir / "runs").exists()
 
@@ -87,7 +87,7 @@ def test_checkpoints_are_written_at_most_every_interval_and_always_at_the_end(tm
 def test_ctrl_c_finishes_the_epoch_it_would_lose_and_resume_reaches_the_uninterrupted_result(workdir):
     overrides = ["trainer.epochs=5", "model.dropout=0.3", "sched=onecycle", "trainer.progress=false"]
     reference = train(compose(overrides + ["name=reference"]), [], quiet_reporter())
-    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[__import__("callbacks_for_tests").CtrlCAt(epoch=3)])
+    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=3)])
     assert stopped.status == "interrupted" and stopped.summary["epochs_completed"] == 3  # epoch 3 was finished, not lost
     assert load_checkpoint(stopped.run_dir / "checkpoints" / "last.pt")["state"]["epoch"] == 3
     assert len(metric_rows(stopped.run_dir)) == 3
@@ -99,7 +99,7 @@ def test_ctrl_c_finishes_the_epoch_it_would_lose_and_resume_reaches_the_uninterr
 
 def test_ctrl_c_stops_at_once_when_the_last_epoch_is_already_saved(workdir):
     cfg = compose(["trainer.epochs=5", "trainer.progress=false", "trainer.checkpoint_every=0"])
-    stopped = train(cfg, [], quiet_reporter(), callbacks=[__import__("callbacks_for_tests").CtrlCAt(epoch=3)])
+    stopped = train(cfg, [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=3)])
     assert stopped.status == "interrupted" and stopped.summary["epochs_completed"] == 2
 
 
@@ -112,14 +112,14 @@ def test_sigkill_between_two_checkpoint_writes_resumes_to_the_uninterrupted_resu
     reference = dl(*common, "--name", "reference")
     assert reference.returncode == 0, reference.stderr
     # pause 1.2 s after epoch 2 so that last.pt is written once after the start, then die after epoch 6
-    killed = dl(*common, "+callbacks.kill._target_=callbacks_for_tests.KillAt", "+callbacks.kill.epoch=6",
+    killed = dl(*common, "+callbacks.kill._target_=user_code.KillAt", "+callbacks.kill.epoch=6",
                 f"+callbacks.kill.marker={tmp_path / 'killed'}", "+callbacks.kill.pause_at=2", "+callbacks.kill.pause=1.2")
     assert killed.returncode == -9
     run = only_run(tmp_path)
     on_disk = load_checkpoint(run / "checkpoints" / "last.pt")["state"]["epoch"]
     assert 1 <= on_disk < 6 and len(metric_rows(run)) == 6  # metrics.csv ran ahead of last.pt
     assert read(run / "summary.json")["status"] == "running"
-    resumed = dl(f"resume={run}", "--json", "--trust", "callbacks_for_tests")  # its saved config names our callback
+    resumed = dl(f"resume={run}", "--json", "--trust", "user_code")  # its saved config names our callback
     assert resumed.returncode == 0, resumed.stderr
     reference_run = only_run(tmp_path, "reference")
     assert metric_rows(run) == metric_rows(reference_run)
@@ -135,7 +135,7 @@ def test_early_stopping_counts_patience_across_an_interrupt(workdir):
     stop_epoch = reference.summary["epochs_completed"]
     assert reference.summary["stopped_early"] and stop_epoch >= 4
     # Ctrl-C one epoch before the stop: the epochs without improvement so far must carry over
-    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[__import__("callbacks_for_tests").CtrlCAt(epoch=stop_epoch - 1)])
+    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=stop_epoch - 1)])
     assert stopped.status == "interrupted" and stopped.summary["epochs_completed"] == stop_epoch - 1
     resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
     assert resumed.summary["stopped_early"] and resumed.summary["epochs_completed"] == stop_epoch

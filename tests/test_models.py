@@ -52,9 +52,9 @@ def test_softmax_and_linreg_are_single_linear_layers():
 @pytest.mark.parametrize(
     "overrides, shape, message",
     [
-        (["model=lenet"], (1, 8, 8), "model=lenet cannot take 8x8 images: the height shrinks below the kernel at conv2 (5x5); it needs at least 12x12 input"),
+        (["model=lenet"], (1, 8, 8), "model=lenet cannot take 8x8 images: the height shrinks below the kernel at conv2 (5x5); it needs at least 12x12"),
         (["model=lenet"], (4,), "model=lenet needs image-shaped input"),
-        (["model=cifar_cnn"], (3, 8, 8), "it needs at least 12x12 input"),
+        (["model=cifar_cnn"], (3, 8, 8), "it needs at least 12x12"),
         (["+model.widht=3"], (64,), "model.widht is not a setting of dlcli.models.MLP: valid settings are activation, batch_norm, dropout, hidden"),
         (["model.activation=swish"], (64,), "model.activation=swish is not an activation: choose one of relu, sigmoid, tanh, leaky_relu"),
         (["model.init=orthogonal"], (64,), "model.init=orthogonal is not an init scheme"),

@@ -156,13 +156,14 @@ app.add_typer(sweep_app, name="sweep")
 
 
 def _sweep(kind: str, overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address,
-           gpus_per_trial, resume, name, config_dir, as_json) -> None:
+           gpus_per_trial, resume, name, config_dir, as_json, trust) -> None:
     from dlcli.sweep import SweepSettings, run_sweep
 
     settings = SweepSettings(kind=kind, overrides=list(overrides or []), trials=trials, seed=seed, metric=metric, mode=mode, prune=prune)
     log = (lambda line: None) if as_json else (lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
     result = run_sweep(settings, jobs=jobs, threads=threads, fail_fast=fail_fast, backend=backend, address=address,
-                       gpus_per_trial=gpus_per_trial, resume=resume, name=name, config_dirs=[str(d) for d in config_dir or []], log=log)
+                       gpus_per_trial=gpus_per_trial, resume=resume, name=name, config_dirs=[str(d) for d in config_dir or []], log=log,
+                       trust=trust or [])
     if as_json:
         print(json.dumps({"sweep_dir": str(result.sweep_dir), **result.summary, "trials": json.loads(result.table.to_json(orient="records"))}, indent=2))
     else:
@@ -174,8 +175,8 @@ def _sweep(kind: str, overrides, trials, seed, jobs, threads, metric, mode, prun
 
 
 SWEEP_OPTIONS = dict(
-    jobs=typer.Option(1, "--jobs", "-j", help="Trials at once (processes locally; one GPU each when there are several)."),
-    threads=typer.Option(None, "--threads", help="CPU threads per trial (default: cores / jobs)."),
+    jobs=typer.Option(None, "--jobs", "-j", help="Trials at once (processes locally; one GPU each when there are several). Default 1, or what a resumed sweep used."),
+    threads=typer.Option(None, "--threads", help="CPU threads per trial (default: cores / jobs, or what a resumed sweep used)."),
     metric=typer.Option(None, "--metric", help="Validation metric to select on (default: the task's, e.g. val_accuracy)."),
     mode=typer.Option(None, "--mode", help="min | max (default: from the metric)."),
     prune=typer.Option("none", "--prune", help="Stop bad trials early: none | median | asha."),
@@ -187,6 +188,7 @@ SWEEP_OPTIONS = dict(
     name=typer.Option("sweep", "--name", help="Sweeps land in runs/sweeps/<name>/<timestamp>/."),
     config_dir=typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
     as_json=typer.Option(False, "--json", help="Print the summary and trials as JSON."),
+    trust=typer.Option(None, "--trust", help=TRUST_HELP),
 )
 
 
@@ -202,14 +204,15 @@ SWEEP_OPTIONS = dict(
 @handle_errors
 def sweep_grid(
     overrides: Optional[List[str]] = typer.Argument(None, help="Sweep overrides (a,b,c  range()  choice()  glob()) and plain ones.", show_default=False),
-    jobs: int = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
+    jobs: Optional[int] = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
     mode: Optional[str] = SWEEP_OPTIONS["mode"], prune: str = SWEEP_OPTIONS["prune"], fail_fast: bool = SWEEP_OPTIONS["fail_fast"],
     backend: str = SWEEP_OPTIONS["backend"], address: Optional[str] = SWEEP_OPTIONS["address"],
     gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
     name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
+    trust: Optional[List[str]] = SWEEP_OPTIONS["trust"],
 ):
     """Every combination of the swept values."""
-    _sweep("grid", overrides, None, 0, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json)
+    _sweep("grid", overrides, None, 0, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust)
 
 
 @sweep_app.command(
@@ -225,14 +228,15 @@ def sweep_random(
     overrides: Optional[List[str]] = typer.Argument(None, help="interval(a,b), tag(log,interval(a,b)), int(interval(a,b)), choice(), a,b,c and plain overrides.", show_default=False),
     trials: Optional[int] = typer.Option(None, "--trials", "-n", help="How many trials to draw (required unless --resume)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the draws: the same seed draws the same trials."),
-    jobs: int = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
+    jobs: Optional[int] = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
     mode: Optional[str] = SWEEP_OPTIONS["mode"], prune: str = SWEEP_OPTIONS["prune"], fail_fast: bool = SWEEP_OPTIONS["fail_fast"],
     backend: str = SWEEP_OPTIONS["backend"], address: Optional[str] = SWEEP_OPTIONS["address"],
     gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
     name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
+    trust: Optional[List[str]] = SWEEP_OPTIONS["trust"],
 ):
     """Random draws: choice() and lists uniformly, interval() uniformly, tag(log, ...) log-uniformly."""
-    _sweep("random", overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json)
+    _sweep("random", overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust)
 
 
 @app.command(name="runs", epilog="Examples:\n\n  dl runs\n\n  dl runs runs/sweeps/sweep/2026-11-24_10-31-07 --sort val_accuracy\n\n  dl runs runs/train --json")

@@ -7,6 +7,21 @@ class UserError(Exception):
     exit_code = 2
 
 
+class InputTooSmall(UserError):
+    """A model cannot take images this small. The message ends where the fix goes: the caller
+    knows whether the data can be resized (`hint`) and adds the override that works."""
+
+    def __init__(self, message: str, smallest: int):
+        super().__init__(message)
+        self.smallest = smallest
+
+    def with_hint(self, can_resize: bool) -> UserError:
+        if can_resize:
+            return UserError(f"{self}: set data.resize={self.smallest} (or larger)")
+        return UserError(f"{self}: this data cannot be resized; use a model for small inputs (e.g. model=mlp) "
+                         "or image data with larger pictures")
+
+
 class RunFailed(Exception):
     """A run started but could not finish (e.g. the loss became NaN); it is marked failed."""
 

@@ -18,7 +18,7 @@ from dlcli.engine.fit import Session
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.metrics import loss_function, monitor_mode
 from dlcli.engine.optim import build_optimizer, build_scheduler
-from dlcli.errors import UserError
+from dlcli.errors import InputTooSmall, UserError
 from dlcli.models import build_model
 from dlcli.validate import metric_for, monitor_for, validate_config
 
@@ -55,7 +55,10 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     data = prepare_data(cfg.data, cfg.split, cfg.seed)
     if len(data.split.val) == 0:
         raise UserError("the validation split is empty: raise split.val")
-    model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
+    try:
+        model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
+    except InputTooSmall as exc:  # the fix is in the data config, which only this level sees
+        raise exc.with_hint(can_resize="resize" in cfg.data) from None
     optimizer = build_optimizer(cfg.optim, model)
     monitor = monitor_for(cfg, data.task)
     metric = metric_for(cfg, data.task)

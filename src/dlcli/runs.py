@@ -129,10 +129,14 @@ def read_metrics(path: Path, up_to: int | None = None) -> list[dict]:
     Floats are written with repr, so they read back bit-identical."""
     if not path.is_file():
         return []
+    rows = []
     with path.open(newline="", encoding="utf-8") as f:
-        rows = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in (None, "")}
-                for row in csv.DictReader(f)]
-    return [row for row in rows if up_to is None or row["epoch"] <= up_to]
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                rows.append({k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in (None, "")})
+            except (TypeError, ValueError):
+                raise UserError(f"{path} is damaged at line {line}: restore it from a copy of the run") from None
+    return [row for row in rows if up_to is None or row.get("epoch", 0) <= up_to]
 
 
 def update_summary(run_dir: Path, **fields) -> dict:
@@ -154,36 +158,53 @@ def find_run(path: str | Path) -> Path:
     return run_dir
 
 
-def list_runs(directory: str | Path) -> list[dict]:
-    """Every run under `directory` (trials of sweeps and k-fold folds included), as flat rows:
-    path, status, metrics, and each config value that is not the same in all of them."""
+def _flat_config(run_dir: Path) -> dict:
+    """A run's config as dotted keys -> text ({} when it has none, or it is unreadable)."""
     import pandas as pd
     from omegaconf import OmegaConf
 
+    try:
+        flat = pd.json_normalize(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")), sep=".")
+    except Exception:  # absent (a trial that failed before training) or damaged: no columns from it
+        return {}
+    return {k: str(v) for k, v in flat.iloc[0].to_dict().items()}
+
+
+def list_runs(directory: str | Path) -> list[dict]:
+    """Every run under `directory` (trials of sweeps and k-fold folds included), as flat rows:
+    path, status, metrics, and each config value that is not the same in all of them."""
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise UserError(f"{directory} is not a directory: give one that holds runs, such as runs/ or a sweep")
     rows, configs = [], []
     for summary_path in sorted(root.rglob("summary.json")):
         run_dir = summary_path.parent
-        summary = read_json(summary_path)
+        name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
+        try:
+            summary = read_json(summary_path)
+        except (ValueError, OSError):  # torn or edited by hand: list it as such, list the others
+            rows.append({"run": name, "status": "unreadable summary.json"})
+            configs.append({})
+            continue
         if summary.get("kind") in ("sweep", "kfold"):
             continue  # parents: their runs are listed one by one
+        status = effective_status(run_dir, summary)
         monitor = summary.get("monitor")
-        name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-        row = {"run": name, "status": summary.get("status"), "epochs": summary.get("epochs_completed"),
-               "best_epoch": summary.get("best_epoch")}
+        epochs = summary.get("epochs_completed")
+        if status == "killed":  # its summary stopped at the start: the epochs it finished are in metrics.csv
+            try:
+                finished = read_metrics(run_dir / "metrics.csv")
+                epochs = finished[-1]["epoch"] if finished else 0
+            except UserError:
+                epochs = None
+        row = {"run": name, "status": status, "epochs": epochs, "best_epoch": summary.get("best_epoch")}
         if monitor:
             row[monitor] = summary.get(f"best_{monitor}")
         for key, value in (summary.get("test") or {}).items():
             if key not in ("epoch", "samples"):
                 row[f"test_{key}"] = value
         rows.append(row)
-        if (run_dir / "config.yaml").is_file():  # absent when a trial failed before training began
-            flat = pd.json_normalize(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")), sep=".")
-            configs.append({k: str(v) for k, v in flat.iloc[0].to_dict().items()})
-        else:
-            configs.append({})
+        configs.append(_flat_config(run_dir))
     keys = sorted({k for c in configs for k in c})
     present = [c for c in configs if c]
     differing = [k for k in keys if len({c.get(k) for c in present}) > 1 and k not in ("name", "resume")]

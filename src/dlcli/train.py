@@ -157,9 +157,12 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
         reporter.log_only(exc.traceback)
         fields = {"status": "failed", "message": f"{exc} (traceback in {run_dir / 'train.log'})"}
     except BaseException as exc:
-        reporter.log_only(traceback.format_exc())
-        fields = {"status": "failed", "message": f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'train.log'})"}
-        raise
+        if _caused_by_ctrl_c(exc):  # e.g. Ctrl-C inside an import during the test look: an ImportError
+            fields = {"status": "interrupted"}
+        else:
+            reporter.log_only(traceback.format_exc())
+            fields = {"status": "failed", "message": f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'train.log'})"}
+            raise
     finally:
         if fields["status"] == "interrupted":
             # Report (and keep in metrics.csv) exactly what last.pt holds: what a resume continues
@@ -177,6 +180,17 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
             reporter.log_only(f"{summary['status']}: {summary['message']}")  # the caller shows it (dl train: stderr)
         reporter.close()
     return TrainResult(run_dir, summary)
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Did a KeyboardInterrupt start this chain of exceptions (one raised while handling it)?"""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _test_once(experiment: Experiment, run_dir: Path, state: FitState) -> dict | None:

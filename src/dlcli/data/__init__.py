@@ -32,6 +32,7 @@ class PreparedData:
     feature_names: list[str] = field(default_factory=list)
     target_scaler: TargetScaler | None = None
     notes: list[str] = field(default_factory=list)
+    stored_shape: tuple[int, ...] | None = None  # a row's shape before data.resize (digits: 1x8x8)
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self.split.part(name)
@@ -44,12 +45,18 @@ class PreparedData:
         from dlcli.engine.batches import TensorBatches
 
         features, targets = self.part(name)
-        x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, *self.input_shape)
+        x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, *(self.stored_shape or self.input_shape))
         if self.task == "classification":
             y = torch.as_tensor(targets, dtype=torch.long)
         else:
             y = torch.as_tensor(targets, dtype=torch.float32).reshape(-1, 1)
-        return TensorBatches(x.to(device), y.to(device))
+        return TensorBatches(x.to(device), y.to(device), self._resize_batch if self.stored_shape else None)
+
+    def _resize_batch(self, x):
+        """Upsample a batch on the device (bilinear): the set is stored small, each batch grows."""
+        from torch.nn import functional
+
+        return functional.interpolate(x, size=tuple(self.input_shape[1:]), mode="bilinear", align_corners=False)
 
 
 def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
@@ -79,12 +86,21 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
                               options.get("augment") or {}, int(options.get("num_workers", 0)))
     features, feature_names = encode_features(raw, split.train, bool(options.get("standardize", True)))
     targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)))
+    is_image = raw.image_shape is not None and int(np.prod(raw.image_shape)) == features.shape[1]
+    resize = options.get("resize")
+    if resize is not None and (not is_image or options.get("as_sequence")):
+        raise UserError(f"data.resize={resize} needs image data, and {raw.name} is a table of {features.shape[1]} features: drop it")
     if options.get("as_sequence"):
         input_shape = (1, features.shape[1])  # each row is a 1-channel signal over its columns
-    elif raw.image_shape is not None and int(np.prod(raw.image_shape)) == features.shape[1]:
+    elif is_image:
         input_shape = tuple(raw.image_shape)
     else:
         input_shape = (features.shape[1],)
+    stored_shape = None
+    if resize is not None:
+        if isinstance(resize, bool) or not isinstance(resize, int) or resize < 1:
+            raise UserError(f"data.resize={resize} must be a positive image size in pixels (or null)")
+        stored_shape, input_shape = input_shape, (input_shape[0], resize, resize)
     return PreparedData(
         features=features,
         targets=targets,
@@ -97,6 +113,7 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
         feature_names=feature_names,
         target_scaler=scaler,
         notes=raw.notes,
+        stored_shape=stored_shape,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from dlcli.errors import UserError
+from dlcli.errors import InputTooSmall, UserError
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
 POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
@@ -55,9 +55,9 @@ def spatial_output(model: str, height: int, width: int, stages: list[tuple[str, 
         _, failed_at = walk(axis_size)
         if failed_at is not None:
             smallest = next(s for s in range(1, 4096) if walk(s)[1] is None)
-            raise UserError(
+            raise InputTooSmall(
                 f"model={model} cannot take {height}x{width} images: the {axis} shrinks below the "
-                f"kernel at {failed_at}; it needs at least {smallest}x{smallest} input"
+                f"kernel at {failed_at}; it needs at least {smallest}x{smallest}", smallest
             )
     return walk(height)[0], walk(width)[0]
 
@@ -94,10 +94,9 @@ def feature_shape(features: nn.Module, input_shape: tuple[int, ...], model: str)
         middle = (low + high) // 2
         ok = trace((channels, middle, middle))
         low, high = (low, middle) if ok is not None and all(s > 0 for s in ok) else (middle, high)
-    raise UserError(
+    raise InputTooSmall(
         f"model={model} cannot take {height}x{width} images: they shrink to nothing "
-        f"{_where_it_vanishes(meta, input_shape)}; "
-        f"it needs at least {high}x{high}: set data.resize={high} (or larger)"
+        f"{_where_it_vanishes(meta, input_shape)}; it needs at least {high}x{high}", high
     )
 
 

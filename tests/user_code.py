@@ -1,4 +1,5 @@
-"""Callbacks that tests plug in from config (+callbacks.NAME._target_=callbacks_for_tests.X)."""
+"""Classes a user might plug in from config (+callbacks.NAME._target_=user_code.X, model._target_=...),
+used by the tests as a user's own module would be."""
 
 import json
 import os
@@ -89,3 +90,25 @@ class CtrlCAt(Callback):
 class NotACallback:
     def __init__(self):
         pass
+
+
+class BuggyNet:
+    """A user's model with a bug in its constructor."""
+
+    def __init__(self, input_shape, num_outputs, width: int = 8):
+        self.layers = [width] + None  # TypeError: the user's bug, which must keep its traceback
+
+
+class NetThatBreaksInForward(__import__("torch").nn.Module):
+    """A user's model whose forward pass fails once training starts (after the dry run)."""
+
+    def __init__(self, input_shape, num_outputs):
+        super().__init__()
+        import torch
+
+        self.linear = torch.nn.Linear(int(__import__("math").prod(input_shape)), num_outputs)
+
+    def forward(self, x):
+        if self.training:
+            raise ValueError("the user's forward pass has a bug")
+        return self.linear(x.flatten(1))
