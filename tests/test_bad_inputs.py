@@ -122,6 +122,7 @@ CASES = [
     ("step size zero", ["train", "sched=step", "sched.step_size=0"], nothing, "sched"),
     ("runs_dir is a file", ["train", "runs_dir={file}"], a_file, "runs_dir="),
     ("runs_dir under /proc", ["train", "runs_dir=/proc/no/such/runs"], nothing, "runs_dir=/proc/no/such/runs"),
+    ("runs_dir in a system directory", ["train", "runs_dir=/sys/dl-runs"], nothing, "runs_dir=/sys/dl-runs cannot hold runs"),
     ("target that cannot be imported", ["train", "model._target_=nowhere.Net"], nothing, "model._target_=nowhere.Net cannot be imported"),
     ("target that is not a model", ["train", "model._target_=collections.OrderedDict"], nothing, "not a torch.nn.Module"),
     ("data target of the wrong kind", ["train", "data._target_=builtins.dict"], nothing, "data._target_=builtins.dict"),

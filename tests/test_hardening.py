@@ -126,6 +126,19 @@ def test_a_killed_run_shows_as_killed_and_a_live_one_cannot_be_resumed_twice(tmp
     assert json.loads(resumed.stdout)["epochs_completed"] == 400
 
 
+def test_a_read_only_runs_dir_is_a_one_line_error(workdir, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)  # as on a read-only mount: creating anything fails
+    result = run_cli("train", "trainer.epochs=1", "runs_dir=mounted")
+    assert result.exit_code == 2 and "runs_dir=mounted cannot hold runs: Read-only file system" in result.stderr
+    assert not (workdir / "mounted").exists()
+
+
 def test_a_resumed_sweep_keeps_its_jobs_and_threads(workdir):
     from dlcli.sweep import SweepSettings, run_sweep
 

@@ -56,26 +56,30 @@ def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = No
             reserved.rmdir()
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
-        for directory in reversed(created):  # the runs/ and runs/<name>/ this call made, if left empty
-            if directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()
+        _remove_empty(created)  # the runs/ and runs/<name>/ this call made
         raise
 
 
 def _make_parents(parent: Path, runs_dir) -> list[Path]:
     """Create runs/<name>/ as needed; the directories made, outermost first. A runs_dir that
-    cannot hold runs is the user's to fix: one line saying why."""
+    cannot hold runs is the user's to fix: one line saying why, and nothing left behind."""
     missing = [p for p in (*reversed(parent.parents), parent) if not p.exists()]
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        probe = Path(tempfile.mkdtemp(dir=parent, prefix=".probe-"))
-        probe.rmdir()
-    except (FileExistsError, NotADirectoryError):
-        raise UserError(f"runs_dir={runs_dir} cannot hold runs: {_first_file(parent)} is a file, not a directory: "
-                        "choose another runs_dir=PATH") from None
+        Path(tempfile.mkdtemp(dir=parent, prefix=".probe-")).rmdir()
     except OSError as exc:
+        _remove_empty(missing)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            raise UserError(f"runs_dir={runs_dir} cannot hold runs: {_first_file(parent)} is a file, not a directory: "
+                            "choose another runs_dir=PATH") from None
         raise UserError(f"runs_dir={runs_dir} cannot hold runs: {exc.strerror or exc}: choose a writable runs_dir=PATH") from None
     return missing
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for directory in reversed(directories):
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
 
 
 def _first_file(path: Path) -> Path:
