@@ -35,7 +35,8 @@ def test_freezing_shows_as_non_trainable_and_holds_in_training(workdir):
     assert summary.non_trainable == 64 * 256 + 256 and summary.trainable == 256 * 10 + 10
     result = train(compose(["model.freeze=[net.1]", "trainer.epochs=2", "trainer.progress=false", "model.init=normal"]), [], quiet_reporter())
     # build_experiment seeds from the config, so this re-creates the run's initial weights
-    initial = build_experiment(compose(["model.freeze=[net.1]", "model.init=normal"])).session.model.state_dict()
+    # (on the device the run would pick; checkpoints are always read onto the CPU)
+    initial = {k: v.cpu() for k, v in build_experiment(compose(["model.freeze=[net.1]", "model.init=normal"])).session.model.state_dict().items()}
     final = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["model"]
     assert torch.equal(initial["net.1.weight"], final["net.1.weight"])  # frozen
     assert not torch.equal(initial["net.3.weight"], final["net.3.weight"])  # trained
