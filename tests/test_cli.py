@@ -127,7 +127,7 @@ def test_runs_sorts_higher_is_better_metrics_first(workdir):
     for lr in ("0.3", "0.001"):
         assert run_cli("train", f"optim.lr={lr}", "trainer.epochs=2", "optim.momentum=0").exit_code == 0
     rows = json.loads(run_cli("runs", "--sort", "test_macro_f1", "--json").stdout)
-    assert rows[0]["test_macro_f1"] >= rows[1]["test_macro_f1"] and rows[0]["optim.lr"] == "0.3"
+    assert rows[0]["test_macro_f1"] >= rows[1]["test_macro_f1"] and rows[0]["optim.lr"] == 0.3
     assert run_cli("runs", "--sort", "nope").exit_code == 2
 
 

@@ -8,7 +8,7 @@ from torch import nn
 from conftest import assert_cli_runs_without_torch, run_cli
 from dlcli.errors import UserError
 from dlcli.tools.conv_shape import chain_shapes
-from dlcli.tools.layer_spec import parse_layer, parse_shape
+from dlcli.tools.layer_spec import parse_layer, parse_shape, shape_warnings
 
 LENET = ["conv(6,k=5,p=2)", "avgpool(2)", "conv(16,k=5)", "avgpool(2)", "flatten", "linear(120)", "linear(84)", "linear(10)"]
 
@@ -63,6 +63,21 @@ def test_parsing_non_square_kernels_and_words():
     assert parse_shape("3x32x32") == (3, 32, 32) and parse_shape("784") == (784,)
     with pytest.raises(UserError, match="is not a shape"):
         parse_shape("3x32")
+
+
+@pytest.mark.parametrize(
+    "text, suggestion",
+    [("32x32x3", "3x32x32"), ("28x28x1", "1x28x28"), ("224x224x3", "3x224x224"), ("64x48x3", "3x64x48")],
+)
+def test_an_hxwxc_input_is_warned_with_the_cxhxw_spelling(text, suggestion):
+    shape = parse_shape(text)
+    assert shape == tuple(int(p) for p in text.split("x"))  # still read as written: a warning, not an error
+    assert shape_warnings(shape, text) == [f"--input {text} looks like HxWxC; dl reads CxHxW: did you mean --input {suggestion}?"]
+
+
+@pytest.mark.parametrize("text", ["3x32x32", "1x28x28", "512x3x3", "64x1x1", "256x7x7", "8x8x8", "12x12x3", "784", "16x4x1"])
+def test_cxhxw_inputs_and_feature_counts_get_no_shape_warning(text):
+    assert shape_warnings(parse_shape(text), text) == []
 
 
 def _torch_shape(module, shape):

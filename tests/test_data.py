@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,3 +125,52 @@ def test_csv_classification_of_text_labels(table_csv):
 def test_missing_csv_path_names_the_key():
     with pytest.raises(UserError, match=r"data.path must be set"):
         prepared("data=csv")
+
+
+def price_csv(tmp_path, rows: int = 100, whole: bool = False):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"area": rng.normal(100, 20, rows), "rooms": rng.integers(1, 6, rows)})
+    frame["SalePrice"] = 1500 * frame["area"] + 9000 * frame["rooms"] + rng.normal(0, 5000, rows)
+    if whole:
+        frame["SalePrice"] = frame["SalePrice"].round(-2).astype(int)  # whole hundreds: few repeats
+    path = tmp_path / "house.csv"
+    frame.to_csv(path, index=False)
+    return path, frame["SalePrice"].nunique()
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_price_target_is_not_taken_for_hundreds_of_classes(workdir, whole):
+    from conftest import run_cli
+
+    path, distinct = price_csv(workdir, whole=whole)
+    base = ["train", "data=csv", f"data.path={path}", "data.target=SalePrice", "trainer.epochs=2", "trainer.plots=false"]
+    refused = run_cli(*base)
+    assert refused.exit_code == 2, refused.output
+    assert (f"data.target=SalePrice has {distinct} distinct numeric values and looks like a regression target: "
+            "add data.task=regression") in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (workdir / "runs").exists()
+    result = run_cli(*base, "data.task=regression", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "completed"
+
+
+def test_numeric_class_labels_stay_classes(tmp_path):
+    from dlcli.data.sources import load_csv
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "labels.csv"
+    coded = pd.DataFrame({"x": rng.normal(size=100), "label": np.arange(100) % 30, "grade": rng.integers(1, 6, 100)})
+    coded["code"] = rng.choice([101, 205, 310, 412], 100)  # few category codes
+    coded.to_csv(path, index=False)
+    for target, classes in (("label", 30), ("grade", 5), ("code", 4)):
+        raw = load_csv(str(path), target)
+        assert raw.task == "classification" and len(set(raw.targets)) == classes
+
+
+def test_split_errors_list_a_few_classes_and_the_count():
+    with pytest.raises(UserError) as info:
+        split_dataset(300, 0.1, 0.1, seed=0, stratify_by=np.arange(300).astype(float).astype(str))
+    message = str(info.value)
+    assert ", ... (300 in all)]" in message and len(message) < 400
+    assert "set split.stratify=false" in message

@@ -72,6 +72,70 @@ def test_image_folder_with_mixed_sizes_needs_resize(workdir, tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
+def _regrey(folder: Path, mode: str, keep_rgb: int = 0) -> Path:
+    """Re-save the PNGs of an image folder in PIL mode `mode` (grey kinds), all but `keep_rgb` of them."""
+    from PIL import Image
+
+    for index, path in enumerate(sorted(folder.rglob("*.png"))):
+        if index < keep_rgb:
+            continue
+        with Image.open(path) as image:
+            grey = image.convert("L")
+        if mode.startswith("I;16"):
+            grey = Image.fromarray(np.asarray(grey).astype(np.uint16) * 257)  # full 16-bit range
+        elif mode != "L":
+            grey = grey.convert(mode)
+        grey.save(path)
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "I;16", "1"])
+def test_a_folder_of_grey_images_loads_as_one_channel_and_says_so(tmp_path, mode):
+    from dlcli.data.images import load_imagefolder
+
+    folder = _regrey(write_image_folder(tmp_path / "grey", per_class=4), mode)
+    images = load_imagefolder(str(folder))
+    assert images.image_shape == (1, 24, 24)
+    assert images.notes == ["all 12 images are single-channel (grey): loading them as 1 channel; data.grayscale=false loads them as RGB"]
+    pixels, _ = images.files[0]
+    assert pixels.shape == (1, 24, 24) and pixels.dtype == torch.uint8
+    assert int(pixels.min()) < 100 and int(pixels.max()) > 200  # 16-bit grey is scaled, not clipped to white
+    forced = load_imagefolder(str(folder), grayscale=False)
+    assert forced.image_shape == (3, 24, 24) and forced.files[0][0].shape == (3, 24, 24) and forced.notes == []
+
+
+def test_grey_folder_trains_as_1xhxw_and_the_note_reaches_the_run_log(workdir, tmp_path):
+    folder = _regrey(write_image_folder(tmp_path / "grey", per_class=10), "L")
+    cfg = compose(["data=imagefolder", f"data.root={folder}", "data.num_workers=0", *FAST_CNN, "trainer.epochs=1"])
+    experiment = build_experiment(cfg)
+    assert experiment.data.input_shape == (1, 24, 24)
+    x, _ = next(experiment.batches("val").in_order(4))
+    assert x.shape[1:] == (1, 24, 24)
+    result = train(cfg, [], quiet_reporter())
+    assert result.status == "completed"
+    assert "note: all 30 images are single-channel (grey): loading them as 1 channel" in (result.run_dir / "train.log").read_text()
+
+
+def test_rgb_and_mixed_folders_stay_three_channels(tmp_path):
+    from dlcli.data.images import load_imagefolder
+
+    rgb = load_imagefolder(str(write_image_folder(tmp_path / "rgb", per_class=4)))
+    mixed = load_imagefolder(str(_regrey(write_image_folder(tmp_path / "mixed", per_class=4), "L", keep_rgb=1)))
+    for images in (rgb, mixed):
+        assert images.image_shape == (3, 24, 24) and images.notes == [] and images.files[0][0].shape == (3, 24, 24)
+    assert load_imagefolder(str(tmp_path / "rgb"), grayscale=True).image_shape == (1, 24, 24)
+    assert load_imagefolder(str(tmp_path / "rgb"), grayscale="auto").image_shape == (3, 24, 24)
+
+
+def test_an_unknown_grayscale_value_is_a_one_line_error(workdir, tmp_path):
+    folder = _regrey(write_image_folder(tmp_path / "grey", per_class=4), "L")
+    for value in ("maybe", "2"):
+        result = run_cli("train", "data=imagefolder", f"data.root={folder}", f"data.grayscale={value}")
+        assert result.exit_code == 2, result.output
+        assert f"data.grayscale={value} is not valid: choose one of auto|true|false" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (workdir / "runs").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

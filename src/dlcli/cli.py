@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,13 +18,16 @@ from rich.table import Table
 
 from dlcli.errors import RunFailed, UserError
 from dlcli.render import (
+    confusion_table,
     fmt,
+    headline,
     kfold_table,
     metrics_table,
     param_table,
     per_class_table,
     shape_table,
     summary_table,
+    sweep_headline,
     sweep_table,
 )
 
@@ -39,10 +43,27 @@ console = Console()
 err_console = Console(stderr=True)
 
 OVERRIDES_HELP = "Hydra overrides: key=value, group=option, +key=value, ~key."
+MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as the picture
+QUIET_HELP = "No progress bars or per-epoch/per-trial lines: only the line that matters (where the result is, the headline numbers)."
 TRUST_HELP = (
     "A module whose classes a run directory's config may build, besides dlcli, torch and torchvision "
     "(repeatable; ./conf/trust.yaml can list them too). Only for runs you trust: building runs their code."
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dlcli import __version__
+
+        print(f"dl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print dl's version and exit."),
+) -> None:
+    """A command-line experiment runner for deep learning: Hydra configs, one PyTorch engine, every number in runs/."""
 
 
 def handle_errors(command):
@@ -69,10 +90,13 @@ def handle_errors(command):
     epilog=(
         "Examples:\n\n"
         "  dl train\n\n"
-        "  dl train model=lenet optim.lr=0.9 trainer.epochs=10\n\n"
+        "  dl train model=lenet data=fashion_mnist optim.lr=0.9 optim.momentum=0 trainer.epochs=10\n\n"
+        "  dl train model=lenet data.resize=28 model.activation=relu      (LeNet on the bundled 8x8 digits, enlarged)\n\n"
         "  dl train data=csv data.path=house.csv data.target=SalePrice data.task=regression\n\n"
         "  dl train sched=warmup_cosine optim=adamw trainer.early_stopping.enabled=true --device cpu\n\n"
-        "  dl train resume=runs/train/2026-11-24_10-31-07"
+        "  dl train resume=runs/train/2026-11-24_10-31-07\n\n"
+        "  dl train resume=runs/train/2026-11-24_10-31-07 trainer.epochs=40      (a finished run, longer, in a new run)\n\n"
+        "  dl train --overrides-file runs/sweeps/sweep/2026-11-24_10-31-07/best.yaml trainer.epochs=40"
     )
 )
 @handle_errors
@@ -82,14 +106,18 @@ def train(
     config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable); ./conf is always searched."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name: runs land in runs/<name>/<timestamp>/."),
     device: Optional[str] = typer.Option(None, "--device", help="Shortcut for trainer.device=auto|cpu|cuda|cuda:N|mps."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or epoch lines."),
+    overrides_file: Optional[Path] = typer.Option(
+        None, "--overrides-file", help="Overrides from a YAML file (a sweep's best.yaml, a run's overrides.yaml) before those typed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ):
     """Train a model: compose the config, fit on the best device, test the best checkpoint once."""
     from dlcli.config import compose, to_yaml
 
-    overrides = list(overrides or [])
+    from dlcli.config import read_overrides_file
+
+    overrides = [*(read_overrides_file(overrides_file) if overrides_file else []), *(overrides or [])]
     composed = compose(overrides, config_dir or [])
     # Options are set on the composed config, not spliced into override strings: a name with
     # spaces or quotes is a value, not Hydra grammar. overrides.yaml still records them.
@@ -105,11 +133,13 @@ def train(
     from dlcli.engine.progress import Reporter
     from dlcli.train import train as run_training
 
-    quiet = quiet or as_json
-    reporter = Reporter(Console(quiet=True) if quiet else console, show_progress=not quiet and composed.trainer.progress)
+    silent = quiet or as_json
+    reporter = Reporter(Console(quiet=True) if silent else console, show_progress=not silent and composed.trainer.progress)
     result = run_training(composed, overrides, reporter, trust=trust or [])
     if as_json:
         print(json.dumps({"run_dir": str(result.run_dir), **result.summary}, indent=2))
+    elif quiet:
+        print(headline(result.run_dir, result.summary))
     elif not quiet and result.summary.get("kind") == "kfold":
         console.print(kfold_table(result.run_dir))
     elif not quiet:
@@ -133,19 +163,55 @@ def evaluate(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: the run's)."),
     trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the headline metric and the files written."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
     """Evaluate a run's checkpoint on the same split it was trained with."""
+    from dlcli import plots
     from dlcli.evaluate import evaluate_run
 
     report = evaluate_run(run_dir, split, checkpoint, device, trust or [])
     if as_json:
         print(json.dumps(report, indent=2))
         return
+    written = [Path(report["run"]) / f"eval-{split}.json"]
+    if "confusion_matrix" in report and plots.drawing_enabled:
+        written.append(Path(report["run"]) / f"confusion-{split}.png")  # drawn by a background process
+    if quiet:
+        metric = next(k for k in ("accuracy", "rmse") if k in report)
+        print(f"{split} {metric} {fmt(report[metric])} ({checkpoint} checkpoint, {report['samples']} samples)  wrote "
+              + ", ".join(map(str, written)))
+        return
     console.print(metrics_table(report))
     if "per_class" in report:
         console.print(per_class_table(report))
-    console.print(f"wrote {Path(report['run']) / ('eval-' + split + '.json')}", markup=False, highlight=False)
+    if "confusion_matrix" in report and len(report["confusion_matrix"]) <= MAX_CLASSES_IN_TERMINAL:
+        console.print(confusion_table(report))
+    for path in written:
+        console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command(
+    name="inspect",
+    epilog="Examples:\n\n  dl inspect runs/train/2026-11-24_10-31-07\n\n  dl inspect RUN_DIR --checkpoint last --json",
+)
+@handle_errors
+def inspect_run_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by dl train."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """Show what a run's model learned: each parameter's shape, statistics and small tensors' values
+    (a linear model's also in the data's own units)."""
+    from dlcli.tools.inspect_run import inspect_lines, inspect_run
+
+    report = inspect_run(run_dir, checkpoint, trust or [])
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    for line in inspect_lines(report):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 sweep_app = typer.Typer(
@@ -156,16 +222,19 @@ app.add_typer(sweep_app, name="sweep")
 
 
 def _sweep(kind: str, overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address,
-           gpus_per_trial, resume, name, config_dir, as_json, trust) -> None:
+           gpus_per_trial, resume, name, config_dir, as_json, trust, quiet=False) -> None:
     from dlcli.sweep import SweepSettings, run_sweep
 
     settings = SweepSettings(kind=kind, overrides=list(overrides or []), trials=trials, seed=seed, metric=metric, mode=mode, prune=prune)
-    log = (lambda line: None) if as_json else (lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
+    silent = as_json or quiet
+    log = (lambda line: None) if silent else (lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
     result = run_sweep(settings, jobs=jobs, threads=threads, fail_fast=fail_fast, backend=backend, address=address,
                        gpus_per_trial=gpus_per_trial, resume=resume, name=name, config_dirs=[str(d) for d in config_dir or []], log=log,
                        trust=trust or [])
     if as_json:
         print(json.dumps({"sweep_dir": str(result.sweep_dir), **result.summary, "trials": json.loads(result.table.to_json(orient="records"))}, indent=2))
+    elif quiet:
+        print(sweep_headline(result.sweep_dir, result.summary))
     else:
         console.print(sweep_table(result))
     if result.summary["status"] == "interrupted":
@@ -188,6 +257,7 @@ SWEEP_OPTIONS = dict(
     name=typer.Option("sweep", "--name", help="Sweeps land in runs/sweeps/<name>/<timestamp>/."),
     config_dir=typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
     as_json=typer.Option(False, "--json", help="Print the summary and trials as JSON."),
+    quiet=typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     trust=typer.Option(None, "--trust", help=TRUST_HELP),
 )
 
@@ -209,10 +279,10 @@ def sweep_grid(
     backend: str = SWEEP_OPTIONS["backend"], address: Optional[str] = SWEEP_OPTIONS["address"],
     gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
     name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
-    trust: Optional[List[str]] = SWEEP_OPTIONS["trust"],
+    trust: Optional[List[str]] = SWEEP_OPTIONS["trust"], quiet: bool = SWEEP_OPTIONS["quiet"],
 ):
     """Every combination of the swept values."""
-    _sweep("grid", overrides, None, 0, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust)
+    _sweep("grid", overrides, None, 0, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust, quiet)
 
 
 @sweep_app.command(
@@ -233,43 +303,89 @@ def sweep_random(
     backend: str = SWEEP_OPTIONS["backend"], address: Optional[str] = SWEEP_OPTIONS["address"],
     gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
     name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
-    trust: Optional[List[str]] = SWEEP_OPTIONS["trust"],
+    trust: Optional[List[str]] = SWEEP_OPTIONS["trust"], quiet: bool = SWEEP_OPTIONS["quiet"],
 ):
     """Random draws: choice() and lists uniformly, interval() uniformly, tag(log, ...) log-uniformly."""
-    _sweep("random", overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust)
+    _sweep("random", overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust, quiet)
 
 
-@app.command(name="runs", epilog="Examples:\n\n  dl runs\n\n  dl runs runs/sweeps/sweep/2026-11-24_10-31-07 --sort val_accuracy\n\n  dl runs runs/train --json")
+@app.command(
+    name="runs",
+    epilog=(
+        "Examples:\n\n"
+        "  dl runs\n\n"
+        "  dl runs runs/softmax runs/mlp_dropout --sort val_accuracy\n\n"
+        "  dl runs 'runs/sweeps/sweep/*' --columns status,val_accuracy,optim.lr\n\n"
+        "  dl runs runs/train --json"
+    ),
+)
 @handle_errors
 def list_runs(
-    directory: Path = typer.Argument(Path("runs"), help="A directory holding runs (searched recursively)."),
+    directories: Optional[List[str]] = typer.Argument(None, help="Directories holding runs, or patterns (default: runs/); searched recursively.", show_default=False),
     sort: Optional[str] = typer.Option(None, "--sort", help="Column to sort by (e.g. val_accuracy, test_accuracy)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated columns to show (default: those that differ, most useful first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every column of every run as JSON (numbers, booleans and lists typed)."),
 ):
-    """List runs (or a sweep's trials) as one table: status, metrics, and the config values that differ."""
+    """Compare runs (or a sweep's trials) in one table: status, metrics, and the settings that differ."""
+    from dlcli.compare import COMPONENT_GROUPS, cell_text, collect_runs, display_rows, elide, fit_columns, header_text, is_number_column
     from dlcli.engine.metrics import monitor_mode
-    from dlcli.runs import list_runs as collect
 
-    rows = collect(directory)
+    directories = list(directories or ["runs"])
+    runs = collect_runs(directories)
+    rows = runs.rows
+    every = list(dict.fromkeys(k for row in rows for k in row))
     if sort is not None:
-        columns = sorted({k for row in rows for k in row})
-        if sort not in columns:
-            raise UserError(f"--sort {sort} is not a column: columns are {', '.join(columns)}")
+        if sort not in every:
+            raise UserError(f"--sort {sort} is not a column: columns are {', '.join(every)}")
         descending = monitor_mode(sort) == "max"
         rows.sort(key=lambda r: (r.get(sort) is None, -r[sort] if descending and isinstance(r.get(sort), (int, float)) else r.get(sort) if r.get(sort) is not None else 0))
     if as_json:
         print(json.dumps(rows, indent=2))
         return
+    where = ", ".join(directories)
     if not rows:
-        console.print(f"no runs under {directory}")
+        console.print(f"no runs under {where}", markup=False, highlight=False)
         return
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    table = Table(title=f"{len(rows)} runs under {directory}")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("run", "status") else "right", overflow="fold")
-    for row in rows:
-        table.add_row(*(fmt(row.get(c)) if row.get(c) is not None else "-" for c in columns))
+    shown = display_rows(runs)
+    wanted, view = shown.columns, shown.rows
+    if columns is not None:
+        chosen = [c.strip() for c in columns.split(",") if c.strip()]
+        known = list(dict.fromkeys([*every, *wanted]))
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            raise UserError(f"--columns {unknown[0]} is not a column: columns are {', '.join(known)}")
+        wanted = list(dict.fromkeys(["run", *chosen]))
+        view = [{**row, **viewed} for row, viewed in zip(rows, view)]
+    cells = {c: [cell_text(c, row.get(c)) for row in view] for c in wanted}
+    # the run names shorten before the metrics or the components (model=..., data=...) are left out
+    essential = next((i for i, c in enumerate(wanted) if c not in ("run", "status", "metric", "val", "test", *COMPONENT_GROUPS)
+                      and not c.startswith(("val_", "test_"))), len(wanted))
+    kept, left_out, run_width = fit_columns(wanted, cells, console.width, essential) if columns is None else (wanted, [], 10_000)
+    cells["run"] = [elide(name, run_width) for name in cells["run"]]
+    facts = f" ({', '.join(shown.facts)})" if shown.facts else ""
+    title = f"{len(rows)} run{'' if len(rows) == 1 else 's'} under {where}{facts}"
+    table = Table(title=title, min_width=min(len(title), console.width))
+    for column in kept:
+        table.add_column(header_text(column), justify="right" if is_number_column(column) else "left", no_wrap=True, overflow="ellipsis")
+    for i in range(len(rows)):
+        table.add_row(*(cells[c][i] for c in kept))
     console.print(table)
+    if left_out:
+        err_console.print(f"{len(left_out)} more column{'' if len(left_out) == 1 else 's'} differ but do not fit: "
+                          f"{', '.join(left_out)} (choose with --columns, or see all with --json)",
+                          markup=False, highlight=False, soft_wrap=True)
+
+
+def checked_shape(text: Optional[str]):
+    """--input parsed as CxHxW (or a feature count), with a warning when it reads like HxWxC."""
+    from dlcli.tools.layer_spec import parse_shape, shape_warnings
+
+    if not text:
+        return None
+    shape = parse_shape(text)
+    for warning in shape_warnings(shape, text):
+        err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    return shape
 
 
 def split_layers_and_overrides(args: list[str]) -> tuple[list[str], list[str]]:
@@ -309,7 +425,7 @@ def convshape_text(
     layers, overrides = split_layers_and_overrides(list(args or []))
     if layers and overrides:
         raise UserError(f"give either layers or config overrides, not both (layers: {layers[0]}; override: {overrides[0]})")
-    shape = parse_shape(input_shape) if input_shape else None
+    shape = checked_shape(input_shape)
     if layers:
         from dlcli.tools.conv_shape import chain_shapes
 
@@ -355,10 +471,9 @@ def param_count(
 ):
     """Parameters per layer (trainable or frozen), buffers, size, multiply-adds, output shapes."""
     from dlcli.config import compose
-    from dlcli.tools.layer_spec import parse_shape
     from dlcli.tools.param_count import model_summary
 
-    shape = parse_shape(input_shape) if input_shape else None
+    shape = checked_shape(input_shape)
     summary = model_summary(compose(list(overrides or []), config_dir or []), shape, depth).to_dict()
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -377,7 +492,7 @@ def param_count(
     epilog=(
         "Examples:\n\n"
         "  dl lr-find\n\n"
-        "  dl lr-find model=lenet optim=adam --start 1e-6 --end 1 --steps 200\n\n"
+        "  dl lr-find model=lenet data=fashion_mnist optim=adam --start 1e-6 --end 1 --steps 200\n\n"
         "  dl train $(dl lr-find --apply)      (train with the suggested rate)"
     ),
 )
@@ -393,6 +508,7 @@ def lr_find(
     config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
     name: str = typer.Option("lr_find", "--name", help="Results land in runs/<name>/<timestamp>/."),
     apply: bool = typer.Option(False, "--apply", help="Print only the override to use, e.g. optim.lr=0.18."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the line to use and where the plot is (no table, no warnings)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """The learning-rate range test: climb a ladder of rates for a few hundred batches, suggest one."""
@@ -410,6 +526,10 @@ def lr_find(
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), **report}, indent=2))
         return
+    use_line = f"use: dl train {report['override']}    (plot: {run_dir / 'lr_find.png'})"
+    if quiet:
+        print(use_line)
+        return
     table = Table(title=f"learning-rate suggestions ({report['steps_run']} steps{', stopped at divergence' if result.stopped_early else ''})")
     table.add_column("rule")
     table.add_column("lr", justify="right")
@@ -418,10 +538,14 @@ def lr_find(
     console.print(table)
     for warning in result.warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"use: dl train {report['override']}    (plot: {run_dir / 'lr_find.png'})", markup=False, highlight=False, soft_wrap=True)
+    console.print(use_line, markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
+    # Your own modules (mypkg.MyNet, mypkg.MyCallback) are imported from the directory you run dl in,
+    # as `python -m` would; appended, so they never shadow an installed package.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     app(prog_name="dl")
 
 

@@ -31,6 +31,34 @@ def search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
     return [f"file://{p.resolve()}" for p in dirs]
 
 
+def config_directories(config_dirs: Sequence[str | Path] = ()) -> list[Path]:
+    """Where config options live, built-in first: the package's conf/, ./conf, each --config-dir."""
+    import dlcli.conf
+
+    return [Path(dlcli.conf.__file__).parent, *(Path(p.removeprefix("file://")) for p in search_path(config_dirs))]
+
+
+def read_overrides_file(path: str | Path) -> list[str]:
+    """Overrides kept in YAML: a sweep's best.yaml (`overrides: [...]`) or a run's overrides.yaml
+    (a plain list). Plain YAML only: reading it runs nothing."""
+    import yaml
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"--overrides-file {path}: no such file (give a sweep's best.yaml or a run's overrides.yaml)")
+    try:
+        content = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"--overrides-file {path} is not readable YAML ({_first_line(str(exc))})") from None
+    overrides = content.get("overrides") if isinstance(content, dict) else content
+    if content is None:
+        return []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"--overrides-file {path} must hold a list of overrides, or `overrides: [key=value, ...]` as best.yaml does")
+    # a run's own name and resume are where that run lived, not settings to repeat
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume",)]
+
+
 REQUIRED_GROUPS = ("data", "model", "optim")  # a run cannot do without these
 
 

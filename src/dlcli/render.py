@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 
 from rich.table import Table
+
+from dlcli.numbers import setting, short
+
+
+def titled(title: str, **options) -> Table:
+    """A table at least as wide as its title, which would otherwise wrap over the columns."""
+    return Table(title=title, min_width=len(title), **options)
 
 
 def kfold_table(parent: Path) -> Table:
@@ -13,18 +19,56 @@ def kfold_table(parent: Path) -> Table:
 
     report = read_json(parent / "kfold.json")
     monitor = report["monitor"]
-    table = Table(title=f"{report['folds']}-fold cross-validation: {parent}")
+    table = titled(f"{report['folds']}-fold cross-validation: {parent}")
     for column in ("fold", "status", "best epoch", monitor):
         table.add_column(column, justify="right")
     for row in report["per_fold"]:
         table.add_row(str(row["fold"]), row["status"], str(row["best_epoch"]), fmt(row[monitor]))
     if report["mean"] is not None:
-        table.add_row("mean ± std", "", "", f"{report['mean']:.4f} ± {report['std']:.4f}")
+        table.add_row("mean ± std", "", "", f"{short(report['mean'])} ± {short(report['std'])}")
     return table
 
 
+def headline(run_dir: Path, summary: dict) -> str:
+    """The one line a quiet run prints: where it is, how it ended, and its headline numbers."""
+    parts = [f"{summary.get('status', '?')} {run_dir}"]
+    if summary.get("kind") == "kfold":
+        if summary.get("mean") is not None:
+            parts.append(f"{summary.get('monitor', 'metric')} {short(summary['mean'])} ± {short(summary['std'])} over folds")
+        return "  ".join(parts)
+    monitor, metric = summary.get("monitor"), summary.get("metric")
+    if monitor and summary.get(f"best_{monitor}") is not None:
+        parts.append(f"best {monitor} {short(summary[f'best_{monitor}'])} (epoch {summary.get('best_epoch')})")
+    test = summary.get("test") or {}
+    if metric in test:
+        parts.append(f"test {metric} {short(test[metric])}")
+    return "  ".join(parts)
+
+
+def sweep_headline(sweep_dir: Path, summary: dict) -> str:
+    """The one line a quiet sweep prints: where, how it ended, the best trial and its test look."""
+    from dlcli.numbers import setting
+
+    parts = [f"{summary.get('status', '?')} {sweep_dir}"]
+    metric = summary.get("metric")
+    if summary.get("best_trial") is not None:
+        chosen = " ".join(o for o in summary.get("best_overrides") or [])
+        parts.append(f"best trial {summary['best_trial']:03d}: {metric} {short(summary.get(f'best_{metric}'))} ({chosen})")
+    test = summary.get("test") or {}
+    task_metric = next((k for k in ("accuracy", "rmse") if k in test), None)
+    if task_metric:
+        parts.append(f"test {task_metric} {short(test[task_metric])}")
+    return "  ".join(parts)
+
+
+def loss_label(summary_or_report: dict) -> str:
+    """Regression trains on a standardized target: its loss is in those units, not the target's."""
+    return "loss (standardized target)" if summary_or_report.get("loss_units") == "standardized target" else "loss"
+
+
 def summary_table(run_dir: Path, summary: dict) -> Table:
-    table = Table(title=f"{summary.get('status', '?')}: {run_dir}", show_header=True)
+    title = f"{summary.get('status', '?')}: {run_dir}"
+    table = Table(title=title, show_header=True, min_width=len(title))
     table.add_column("")
     table.add_column("value", justify="right")
     monitor = summary.get("monitor", "")
@@ -36,7 +80,7 @@ def summary_table(run_dir: Path, summary: dict) -> Table:
     ]
     for key, value in (summary.get("test") or {}).items():
         if key not in ("epoch", "samples"):
-            rows.append((f"test {key}", fmt(value)))
+            rows.append((f"test {loss_label(summary) if key == 'loss' else key}", fmt(value)))
     rows.append(("wall time", f"{summary.get('wall_seconds', 0):.1f}s"))
     for label, value in rows:
         table.add_row(label, str(value))
@@ -44,12 +88,13 @@ def summary_table(run_dir: Path, summary: dict) -> Table:
 
 
 def metrics_table(report: dict) -> Table:
-    table = Table(title=f"{report['split']} split, {report['checkpoint']} checkpoint (epoch {report['epoch']}, {report['samples']} samples)")
+    title = f"{report['split']} split, {report['checkpoint']} checkpoint (epoch {report['epoch']}, {report['samples']} samples)"
+    table = Table(title=title, min_width=len(title))  # a title wider than the table would wrap
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("loss", "accuracy", "macro_f1", "rmse", "mae", "r2"):
+    for key in ("loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse"):
         if key in report:
-            table.add_row(key, fmt(report[key]))
+            table.add_row(loss_label(report) if key == "loss" else key, fmt(report[key]))
     return table
 
 
@@ -62,10 +107,22 @@ def per_class_table(report: dict) -> Table:
     return table
 
 
+def confusion_table(report: dict) -> Table:
+    """Rows: the true class; columns: the predicted one (as in confusion-<split>.png)."""
+    names, matrix = report["class_names"], report["confusion_matrix"]
+    title = "confusion matrix (rows: true class, columns: predicted)"
+    table = Table(title=title, min_width=len(title))
+    table.add_column("true \\ predicted")
+    for name in names:
+        table.add_column(str(name), justify="right")
+    for name, row in zip(names, matrix):
+        table.add_row(str(name), *(f"[bold]{n}[/bold]" if i == j else str(n) if n else "[dim]0[/dim]"
+                                   for j, n in enumerate(row) for i in [names.index(name)]))
+    return table
+
+
 def fmt(value) -> str:
-    if isinstance(value, numbers.Integral):
-        return str(value)
-    return f"{value:.4f}" if isinstance(value, numbers.Real) else str(value)
+    return short(value)
 
 
 def sweep_table(result) -> Table:
@@ -73,13 +130,25 @@ def sweep_table(result) -> Table:
 
     summary, frame = result.summary, result.table
     metric = summary["metric"]
-    table = Table(title=f"{summary['status']}: {result.sweep_dir} (sorted by {metric}, {summary['mode']})")
+    table = titled(f"{summary['status']}: {result.sweep_dir} (sorted by {metric}, {summary['mode']})")
     for column in frame.columns:
         if column != "message":
             table.add_column(column, justify="left" if column == "status" else "right")
     for _, row in frame.iterrows():
-        table.add_row(*("-" if row[c] is None or row[c] is pd.NA or row[c] != row[c] else fmt(row[c]) for c in frame.columns if c != "message"))
+        # dotted columns are the swept settings (optim.lr=0.01827), the rest are measurements
+        table.add_row(*("-" if row[c] is None or row[c] is pd.NA or row[c] != row[c] else setting(_number_or_text(row[c])) if "." in c else fmt(row[c])
+                        for c in frame.columns if c != "message"))
     return table
+
+
+def _number_or_text(value):
+    """A swept value as typed on the command line ('0.018268998599127650') is shown as a number."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(ch.isdigit() for ch in value) and not value.isdigit() else value
+        except ValueError:
+            return value
+    return value
 
 
 def shape_text(values) -> str:
@@ -101,10 +170,22 @@ def shape_table(result: dict) -> Table:
 
 
 def param_table(summary: dict) -> Table:
+    """Numbers and shapes are never cut: they keep their full width and the layer names fold
+    instead. The trainable column appears only when something is frozen."""
+    rows = summary["layers"]
+    frozen = any(row["trainable"] != row["params"] for row in rows)
+    columns = {
+        "output": [shape_text(row["output"]) for row in rows],
+        "params": [f"{row['params']:,}" for row in rows],
+        **({"trainable": [f"{row['trainable']:,}" for row in rows]} if frozen else {}),
+        "share": [f"{row['share']:.1%}" for row in rows],
+        "mult-adds": [f"{row['macs']:,}" for row in rows],
+    }
     table = Table(title=f"input {shape_text(summary['input'])} -> output {shape_text(summary['output'])}")
-    for column in ("layer", "type", "output", "params", "trainable", "share", "mult-adds"):
-        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
-    for row in summary["layers"]:
-        table.add_row(row["name"], row["type"], shape_text(row["output"]), f"{row['params']:,}", f"{row['trainable']:,}",
-                      f"{row['share']:.1%}", f"{row['macs']:,}")
+    table.add_column("layer", overflow="fold", ratio=2)
+    table.add_column("type", overflow="fold", ratio=1)
+    for header, values in columns.items():
+        table.add_column(header, justify="right", no_wrap=True, min_width=max([len(header), *map(len, values)]))
+    for i, row in enumerate(rows):
+        table.add_row(row["name"], row["type"], *(values[i] for values in columns.values()))
     return table

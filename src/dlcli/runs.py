@@ -162,61 +162,6 @@ def find_run(path: str | Path) -> Path:
     return run_dir
 
 
-def _flat_config(run_dir: Path) -> dict:
-    """A run's config as dotted keys -> text ({} when it has none, or it is unreadable)."""
-    import pandas as pd
-    from omegaconf import OmegaConf
-
-    try:
-        flat = pd.json_normalize(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")), sep=".")
-    except Exception:  # absent (a trial that failed before training) or damaged: no columns from it
-        return {}
-    return {k: str(v) for k, v in flat.iloc[0].to_dict().items()}
-
-
-def list_runs(directory: str | Path) -> list[dict]:
-    """Every run under `directory` (trials of sweeps and k-fold folds included), as flat rows:
-    path, status, metrics, and each config value that is not the same in all of them."""
-    root = Path(directory).expanduser()
-    if not root.is_dir():
-        raise UserError(f"{directory} is not a directory: give one that holds runs, such as runs/ or a sweep")
-    rows, configs = [], []
-    for summary_path in sorted(root.rglob("summary.json")):
-        run_dir = summary_path.parent
-        name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-        try:
-            summary = read_json(summary_path)
-        except (ValueError, OSError):  # torn or edited by hand: list it as such, list the others
-            rows.append({"run": name, "status": "unreadable summary.json"})
-            configs.append({})
-            continue
-        if summary.get("kind") in ("sweep", "kfold"):
-            continue  # parents: their runs are listed one by one
-        status = effective_status(run_dir, summary)
-        monitor = summary.get("monitor")
-        epochs = summary.get("epochs_completed")
-        if status == "killed":  # its summary stopped at the start: the epochs it finished are in metrics.csv
-            try:
-                finished = read_metrics(run_dir / "metrics.csv")
-                epochs = finished[-1]["epoch"] if finished else 0
-            except UserError:
-                epochs = None
-        row = {"run": name, "status": status, "epochs": epochs, "best_epoch": summary.get("best_epoch")}
-        if monitor:
-            row[monitor] = summary.get(f"best_{monitor}")
-        for key, value in (summary.get("test") or {}).items():
-            if key not in ("epoch", "samples"):
-                row[f"test_{key}"] = value
-        rows.append(row)
-        configs.append(_flat_config(run_dir))
-    keys = sorted({k for c in configs for k in c})
-    present = [c for c in configs if c]
-    differing = [k for k in keys if len({c.get(k) for c in present}) > 1 and k not in ("name", "resume")]
-    for row, config in zip(rows, configs):
-        row.update({k: config.get(k) for k in differing})
-    return rows
-
-
 class RunLock:
     """Who is training in a run directory right now: a lock on <run>/.lock, held for as long as
     the run trains. The operating system drops it when that process ends, however it ends

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import shutil
 import subprocess
 import time
 import traceback
@@ -22,7 +23,19 @@ from dlcli.errors import TrialPruned, UserError
 from dlcli.evaluate import check_same_split, evaluate_checkpoint
 from dlcli.experiment import Experiment, build_experiment
 from dlcli.plots import draw_in_background
-from dlcli.runs import RunLock, create_run_dir, find_run, load_saved_config, read_json, update_summary, write_json, write_text
+from dlcli.runs import (
+    RunLock,
+    create_run_dir,
+    find_run,
+    load_saved_config,
+    metric_columns,
+    read_json,
+    read_metrics,
+    update_summary,
+    write_json,
+    write_metrics,
+    write_text,
+)
 
 # Overrides that may accompany resume=RUN_DIR: where and how it runs, not what it computes.
 RESUME_OVERRIDES = ("resume", "trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
@@ -92,10 +105,17 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
     if is_kfold_parent(cfg.resume):
         return resume_kfold(cfg, overrides, reporter, callbacks, trust)
     run_dir = find_run(cfg.resume)
-    check_resume_overrides(run_dir, overrides)
+    longer = [o for o in overrides if o.lstrip("+").split("=")[0] == "trainer.epochs"]
+    check_resume_overrides(run_dir, [o for o in overrides if o not in longer])
     summary = read_json(run_dir / "summary.json")
+    if longer:
+        if summary.get("status") != "completed":
+            raise UserError(f"{run_dir} is {summary.get('status')}: resume it as it was first (dl train resume={run_dir}), "
+                            "then train it longer with trainer.epochs")
+        return continue_longer(cfg, run_dir, overrides, reporter, callbacks, trust)
     if summary.get("status") == "completed":
-        raise UserError(f"{run_dir} already completed; nothing to resume (evaluate it with `dl eval {run_dir}`)")
+        raise UserError(f"{run_dir} already completed; nothing to resume (evaluate it with `dl eval {run_dir}`, "
+                        f"or train it longer in a new run with `dl train resume={run_dir} trainer.epochs=N`)")
     lock = RunLock(run_dir).acquire()  # refuses a run that another process is still training
     try:
         saved = load_saved_config(run_dir, trust)
@@ -111,6 +131,77 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
     reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
     return _run(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock)
+
+
+def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], reporter: Reporter,
+                    callbacks: Sequence[Callback] = (), trust: Sequence[str] = ()) -> TrainResult:
+    """`dl train resume=RUN trainer.epochs=N` on a completed run: a new run directory that starts
+    from the finished run's last.pt (weights, optimizer, RNGs, metrics.csv, best so far) and trains
+    on to epoch N. The finished run stays as it is; the new one records where it started from."""
+    saved = load_saved_config(source, trust)
+    state = saved_state_of(source)
+    epochs, before = int(cfg.trainer.epochs), int(saved.trainer.epochs)
+    if epochs <= state.epoch:
+        raise UserError(f"trainer.epochs={epochs}: {source} already trained {state.epoch} epochs; "
+                        f"to train it longer give more, e.g. trainer.epochs={state.epoch * 2}")
+    if state.stopped_early:
+        raise UserError(f"{source} stopped early at epoch {state.epoch} ({saved.trainer.monitor} no longer improved): "
+                        "training it longer would stop again at once; start a new run instead")
+    planned = _schedule_planned_over_epochs(saved)
+    if planned:
+        raise UserError(f"sched={planned} is planned over the run's {before} epochs, so it cannot simply go on to {epochs}: "
+                        f"start a new run with trainer.epochs={epochs} (schedules that do not depend on the total, "
+                        "such as none, step, exponential and plateau, can be continued)")
+    for key in ("trainer.epochs", *RESUME_OVERRIDES[1:]):
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+    saved.resume = None
+    experiment = build_experiment(saved)
+    check_same_split(experiment, source)
+    configured = build_callbacks(saved.get("callbacks"))
+    typed = OmegaConf.to_container(OmegaConf.load(source / "overrides.yaml")) or []
+    new_overrides = [*(o for o in typed if not str(o).startswith("trainer.epochs=")), *(o for o in overrides if not o.startswith("resume="))]
+    lock = None
+
+    def populate(directory: Path) -> None:
+        nonlocal lock
+        (directory / "checkpoints").mkdir(exist_ok=True)
+        lock = RunLock(directory).acquire()
+        write_text(directory / "config.yaml", OmegaConf.to_yaml(saved, resolve=True))
+        write_text(directory / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(new_overrides)))
+        shutil.copy2(source / "split.json", directory / "split.json")
+        for name in ("last.pt", "best.pt"):
+            if (source / "checkpoints" / name).is_file():
+                shutil.copy2(source / "checkpoints" / name, directory / "checkpoints" / name)
+        rows = read_metrics(source / "metrics.csv", up_to=state.epoch)
+        write_metrics(directory / "metrics.csv", rows, metric_columns(experiment.session.metric))
+        update_summary(directory, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0,
+                       continued_from=str(source), continued_after_epoch=state.epoch)
+
+    run_dir = create_run_dir(saved.runs_dir, saved.name, populate=populate)
+    try:
+        state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
+    except BaseException:
+        lock.release()
+        raise
+    reporter.log(f"continuing {source} after epoch {state.epoch} in a new run, up to epoch {epochs}")
+    return _run(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock)
+
+
+def saved_state_of(run_dir: Path) -> FitState:
+    from dlcli.engine.checkpoint import saved_state
+
+    return saved_state(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
+
+
+def _schedule_planned_over_epochs(cfg: DictConfig) -> str | None:
+    """The name of the run's schedule when its option is defined over trainer.epochs (cosine,
+    linear, onecycle, ...): its state cannot be stretched to a longer run."""
+    from dlcli.compare import config_options, option_name
+
+    node = OmegaConf.to_container(cfg.get("sched")) if cfg.get("sched") is not None else None
+    name = option_name("sched", node)
+    settings = dict(config_options("sched")).get(name, {})
+    return name if any("trainer.epochs" in str(v) for v in settings.values()) else None
 
 
 def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
@@ -207,11 +298,14 @@ def describe(experiment: Experiment, run_dir: Path) -> str:
     sizes = data.split.record()["sizes"]
     params = sum(p.numel() for p in session.model.parameters())
     shape = "x".join(map(str, data.input_shape))
+    units = ""
+    if data.task == "regression" and (session.target_std != 1.0 or session.target_mean != 0.0):
+        units = f"\nloss: on the standardized target (mean 0, std 1); {session.metric}: in the target's own units"
     return (
         f"run {run_dir}\n"
         f"device {session.device}  data {data.name} ({data.task}, input {shape}, {data.num_outputs} outputs; "
         f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']})  "
-        f"model {type(session.model).__name__} ({params:,} parameters)"
+        f"model {type(session.model).__name__} ({params:,} parameters)" + units
     )
 
 
@@ -248,6 +342,9 @@ def run_facts(experiment: Experiment) -> dict:
         "data": data.name,
         "model": experiment.cfg.model._target_,
         "metric": experiment.session.metric,
+        # regression learns on a standardized target: its loss is in those units, its metrics are not
+        "loss_units": "standardized target" if data.task == "regression" and (experiment.session.target_std != 1.0
+                                                                              or experiment.session.target_mean != 0.0) else None,
         "monitor": experiment.session.monitor,
         "device": str(experiment.session.device),
         "seed": int(experiment.cfg.seed),

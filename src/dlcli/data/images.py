@@ -111,14 +111,47 @@ class ImageFiles(Dataset):
         from torchvision.transforms.v2 import functional as F
 
         with Image.open(self.paths[index]) as image:
-            tensor = F.pil_to_tensor(image.convert(self.mode))
+            tensor = F.pil_to_tensor(_eight_bit(image).convert(self.mode))
         return tensor, int(self.labels[index])
 
 
-def load_imagefolder(root: str, grayscale: bool = False) -> ImageSet:
-    """A directory with one sub-folder of images per class (any image size)."""
+# PIL modes with a single channel of values (grey), with or without alpha: "1" is black and white,
+# "I;16*" and "I" are 16-bit grey (PNG, TIFF), "F" is floating-point grey.
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+GRAYSCALE_CHOICES = ("auto", "true", "false")
+
+
+def _eight_bit(image):
+    """16-bit grey images scaled to 8 bits: PIL's own conversion to L or RGB clips them at 255,
+    which turns nearly every pixel white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        from PIL import Image
+
+        pixels = np.asarray(image, dtype=np.int64) >> 8
+        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return image
+
+
+def _grayscale_setting(grayscale) -> bool | None:
+    """data.grayscale as True, False, or None for auto (decide from the images)."""
+    if isinstance(grayscale, bool):
+        return grayscale
+    if isinstance(grayscale, str) and grayscale.strip().lower() in GRAYSCALE_CHOICES:
+        return {"auto": None, "true": True, "false": False}[grayscale.strip().lower()]
+    shown = "null" if grayscale is None else grayscale
+    raise UserError(f"data.grayscale={shown} is not valid: choose one of {'|'.join(GRAYSCALE_CHOICES)} "
+                    "(auto: one channel when every image is grey)")
+
+
+def load_imagefolder(root: str, grayscale: bool | str = "auto") -> ImageSet:
+    """A directory with one sub-folder of images per class (any image size).
+
+    `grayscale`: true loads one grey channel, false three (RGB); auto loads one when every image
+    in the folder is single-channel (grey, black-and-white, 16-bit grey) and says so in a note.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    forced = _grayscale_setting(grayscale)
     folder = Path(str(root)).expanduser()
     if not folder.is_dir():
         raise UserError(f"data.root={root}: no such directory (it should hold one sub-folder of images per class)")
@@ -131,17 +164,27 @@ def load_imagefolder(root: str, grayscale: bool = False) -> ImageSet:
                 labels.append(label)
     if len(classes) < 2 or not paths:
         raise UserError(f"data.root={root} needs at least two class sub-folders with images ({len(classes)} folders, {len(paths)} images found)")
-    sizes = set()
+    sizes, modes = set(), set()
     for path in paths:  # headers only: cheap even for many files
         try:
             with Image.open(path) as image:
                 sizes.add(image.size)
+                modes.add(image.mode)
         except (UnidentifiedImageError, OSError):
             raise UserError(f"{path} is not a readable image: remove it or replace it") from None
-    channels = 1 if grayscale else 3
+    notes = []
+    if forced is None:
+        grey = modes <= GREY_MODES
+        if grey:
+            notes.append(f"all {len(paths)} images are single-channel (grey): loading them as 1 channel; "
+                         "data.grayscale=false loads them as RGB")
+    else:
+        grey = forced
+    channels = 1 if grey else 3
     shape = None
     if len(sizes) == 1:
         width, height = sizes.pop()
         shape = (channels, height, width)
     targets = np.asarray(labels, dtype=np.int64)
-    return ImageSet(name=folder.name, class_names=classes, targets=targets, files=ImageFiles(paths, targets, grayscale), image_shape=shape)
+    return ImageSet(name=folder.name, class_names=classes, targets=targets, files=ImageFiles(paths, targets, grey),
+                    image_shape=shape, notes=notes)

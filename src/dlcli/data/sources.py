@@ -144,6 +144,7 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
             )
         targets = numeric.to_numpy(dtype=np.float32)
     else:
+        _refuse_regression_looking_target(y, target)
         targets = y.astype(str).to_numpy(dtype=object)
     features = table.drop(columns=[target, *drop])
     if features.shape[1] == 0:
@@ -164,6 +165,31 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
                     f"consider data.drop=[{column}]"
                 )
     return RawData(features=features, targets=targets, task=task, name=file.stem, notes=notes)
+
+
+# A numeric classification target with more distinct values than this may look like a regression target.
+MANY_CLASSES = 20
+
+
+def _refuse_regression_looking_target(y, target: str) -> None:
+    """Stop a numeric column of measurements (prices, lengths) from becoming hundreds of classes.
+
+    The rule: more than MANY_CLASSES distinct values, and either some of them are fractional
+    (class labels are whole numbers), or they are whole numbers that are not a label coding
+    0..K-1 or 1..K and there are more of them than 5% of the rows (fewer than 20 rows a class on
+    average, so most "classes" are too rare to learn or stratify). Text labels and compact integer
+    codings of any number of classes are left alone.
+    """
+    if not _is_numeric(y) or y.dtype == bool:
+        return
+    values = np.unique(y.to_numpy(dtype=float))
+    if len(values) <= MANY_CLASSES:
+        return
+    fractional = bool((values != np.round(values)).any())
+    label_coding = values[0] in (0, 1) and values[-1] - values[0] + 1 == len(values)
+    if fractional or (not label_coding and len(values) > 0.05 * len(y)):
+        raise UserError(f"data.target={target} has {len(values)} distinct numeric values and looks like a regression target: "
+                        "add data.task=regression")
 
 
 def _is_numeric(column) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +77,7 @@ def split_dataset(
             val_share = val if fixed_test is not None else val / (1.0 - test)
             train_idx, val_idx = train_test_split(rest, test_size=val_share, random_state=seed, stratify=_labels(stratify_by, rest))
     except ValueError as exc:
-        detail = str(exc).splitlines()[0]
+        detail = _cap_lists(str(exc).splitlines()[0])
         hint = " (set split.stratify=false, or use larger split fractions)" if stratify_by is not None else ""
         raise UserError(f"cannot split {num_samples} samples with val={val}, test={test}: {detail}{hint}") from None
     return Split(train=np.sort(train_idx), val=np.sort(val_idx), test=np.sort(test_idx))
@@ -83,3 +85,25 @@ def split_dataset(
 
 def _labels(stratify_by: np.ndarray | None, rows: np.ndarray):
     return None if stratify_by is None else stratify_by[rows]
+
+
+def listed(items, limit: int = 5) -> str:
+    """Items for a message, never hundreds of them: `a, b, c, d, e, ... (270 in all)`."""
+    items = [str(item) for item in items]
+    if len(items) <= limit:
+        return ", ".join(items)
+    return f"{', '.join(items[:limit])}, ... ({len(items)} in all)"
+
+
+def _cap_lists(message: str, limit: int = 5) -> str:
+    """scikit-learn lists every rare class in its message (`Classes with too few members are:
+    ['101141.0', ...]`): keep the first few and the count."""
+
+    def cap(match: re.Match) -> str:
+        try:
+            items = ast.literal_eval(match.group(0))
+        except (ValueError, SyntaxError):
+            items = [item.strip() for item in match.group(1).split(",")]
+        return f"[{listed(items, limit)}]" if len(items) > limit else match.group(0)
+
+    return re.sub(r"\[([^\[\]]*)\]", cap, message)

@@ -66,12 +66,15 @@ def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float
         return {"accuracy": float(metrics.accuracy_score(targets, predictions))}
     predicted = outputs.reshape(-1) * target_std + target_mean
     actual = targets.reshape(-1) * target_std + target_mean
-    return {
+    scores = {
         "rmse": math.sqrt(float(metrics.mean_squared_error(actual, predicted))),
         "mae": float(metrics.mean_absolute_error(actual, predicted)),
         "r2": float(metrics.r2_score(actual, predicted)) if len(actual) > 1 else float("nan"),
         "log_rmse": log_rmse(actual, predicted),
     }
+    # A metric that does not apply here (r2 of one sample, log_rmse of a target that is not
+    # positive) is left out, so every report and table agrees, rather than shown as nan or null.
+    return {k: v for k, v in scores.items() if math.isfinite(v) or k == "rmse"}
 
 
 def log_rmse(actual: np.ndarray, predicted: np.ndarray) -> float:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dlcli.engine.callbacks import Callback
+from dlcli.numbers import short
 
 REFRESH_SECONDS = 0.25  # how often the bars are updated (and the running loss read off the device)
 
@@ -107,19 +108,19 @@ class ProgressBars(Callback):
         if now - self._last_refresh >= REFRESH_SECONDS:  # reading the loss syncs the device
             self._last_refresh = now
             rate = self._seen / max(now - self._epoch_started, 1e-9)
-            status = f"batch loss {float(loss):.4f}  {rate:,.0f} samples/s"
+            status = f"batch loss {short(float(loss))}  {rate:,.0f} samples/s"
             self._progress.update(self._batch_task, completed=self._seen, status=status)
 
     def on_epoch_end(self, state, row: dict, improved: bool) -> None:
         self._progress.update(self._batch_task, completed=self._seen)
-        self._progress.update(self._epoch_task, completed=row["epoch"], status=f"val_{self._metric} {row[f'val_{self._metric}']:.4f}")
+        self._progress.update(self._epoch_task, completed=row["epoch"], status=f"val_{self._metric} {short(row[f'val_{self._metric}'])}")
 
 
 def format_epoch(row: dict, epochs: int, metric: str) -> str:
     width = len(str(epochs))
     return (
         f"epoch {row['epoch']:>{width}}/{epochs}  lr {row['lr']:.3g}  "
-        f"train_loss {row['train_loss']:.4f}  train_{metric} {row[f'train_{metric}']:.4f}  "
-        f"val_loss {row['val_loss']:.4f}  val_{metric} {row[f'val_{metric}']:.4f}  "
+        f"train_loss {short(row['train_loss'])}  train_{metric} {short(row[f'train_{metric}'])}  "
+        f"val_loss {short(row['val_loss'])}  val_{metric} {short(row[f'val_{metric}'])}  "
         f"{row['seconds']:.2f}s  {row['samples_per_second']:,.0f} samples/s"
     )

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from omegaconf import OmegaConf
 
 from dlcli.errors import UserError
+from dlcli.numbers import setting, short
 from dlcli.plots import draw_in_background
 from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, update_summary, write_text
 from dlcli.sweep.backends import default_threads, run_in_pool, run_in_process, run_on_ray
@@ -158,7 +159,7 @@ def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads,
         """Record a finished trial (saved at once); False stops the sweep."""
         records.append(record)
         write_results(sweep_dir / "results.csv", results_frame(records, space, metric))  # saved trial by trial
-        shown = ", ".join(f"{k}={v}" for k, v in record["params"].items())
+        shown = ", ".join(f"{k}={setting(v)}" for k, v in record["params"].items())
         if record["status"] == "interrupted":  # Ctrl-C reached the trial: the sweep stops too
             stopped.append(record)
             log(f"trial {record['number']:03d} interrupted ({shown}): it will run again on --resume")
@@ -167,7 +168,7 @@ def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads,
             failures.append(record)
             log(f"trial {record['number']:03d} failed ({shown}): {record['message']}")
             return not fail_fast
-        value = "-" if record.get("value") is None else f"{record['value']:.4f}"
+        value = "-" if record.get("value") is None else short(record["value"])
         log(f"trial {record['number']:03d} {record['status']} ({shown}): {metric} {value}  {record['seconds']:.1f}s")
         return True
 
@@ -266,8 +267,8 @@ def _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, t
                       **{f"best_{metric}": float(best[metric])})
         if status == "completed":
             fields["test"] = _test_best(Path(record["run_dir"]), trust)
-            log(f"best trial {number:03d}: {metric} {float(best[metric]):.4f}; on the held-out test split: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in fields["test"].items() if isinstance(v, float)))
+            log(f"best trial {number:03d}: {metric} {short(float(best[metric]))}; on the held-out test split: "
+                + ", ".join(f"{k} {short(v)}" for k, v in fields["test"].items() if isinstance(v, float)))
     summary = update_summary(sweep_dir, **fields)
     return SweepResult(sweep_dir, summary, sorted_by_metric(frame, metric, mode))
 

@@ -80,3 +80,21 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if len(shape) not in (1, 3) or any(s < 1 for s in shape):
         raise UserError(f"--input {text} is not a shape: write CxHxW such as 3x32x32, or a feature count such as 784")
     return shape
+
+
+def shape_warnings(shape: tuple[int, ...], text: str) -> list[str]:
+    """What looks wrong in a parsed --input shape, as sentences for `warning: ...` lines (no error:
+    the shape may be meant as written).
+
+    dl reads three numbers as C x H x W. `32x32x3` (the H x W x C order of NumPy, PIL and
+    TensorFlow) would silently become 32 channels of 32x3 images. The rule: the last number is 1
+    or 3 (grey or RGB) while the first two are both at least 8 and more than 4 times it, i.e. two
+    image-sized dimensions followed by a channel count. A genuine CxHxW feature map such as 512x3x3
+    or 64x1x1 has a small middle number and stays silent.
+    """
+    if len(shape) != 3:
+        return []
+    first, middle, last = shape
+    if last in (1, 3) and min(first, middle) >= 8 and min(first, middle) > 4 * last:
+        return [f"--input {text.strip()} looks like HxWxC; dl reads CxHxW: did you mean --input {last}x{first}x{middle}?"]
+    return []

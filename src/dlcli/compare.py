@@ -1,0 +1,303 @@
+"""`dl runs`: many runs as one table, the columns that tell them apart first.
+
+Rows are collected from run directories (sweep trials and k-fold folds included) with every value
+in its own type, so `--json` is exact; the terminal table then keeps what matters and fits.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from dlcli.errors import UserError
+from dlcli.runs import effective_status, read_json, read_metrics
+
+COMPONENT_GROUPS = ("data", "model", "optim", "sched", "loss", "logger")  # config groups named by their option
+NOT_COMPARED = ("name", "resume", "runs_dir")  # where a run lives, not what it computed
+MAX_VALUE_WIDTH = 24
+MAX_RUN_WIDTH = 40
+MIN_RUN_WIDTH = 16
+
+
+@dataclass
+class RunRows:
+    rows: list[dict]  # one per run: run, status, metrics, components and differing settings, typed
+    typed: list[list[str]]  # per row: the setting keys its user typed (overrides.yaml)
+
+
+def expand_paths(paths: Sequence[str]) -> list[Path]:
+    """Directories given on the command line; a pattern (runs/mlp*) is expanded here too, so it
+    works when the shell leaves it alone (quoted, or no match in zsh)."""
+    roots: list[Path] = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if not path.exists() and glob.has_magic(text):
+            matches = sorted(glob.glob(os.path.expanduser(text)))
+            if not matches:
+                raise UserError(f"{text} matches no directory: give directories that hold runs, such as runs/")
+            roots += [Path(m) for m in matches if Path(m).is_dir()]
+            continue
+        if not path.is_dir():
+            raise UserError(f"{text} is not a directory: give one that holds runs, such as runs/ or a sweep")
+        roots.append(path)
+    return roots
+
+
+def collect_runs(paths: Sequence[str]) -> RunRows:
+    """Every run under these directories (each once), with its config values that differ."""
+    roots = expand_paths(paths)
+    run_dirs = list(dict.fromkeys(summary.parent.resolve() for root in roots for summary in sorted(root.rglob("summary.json"))))
+    given = [root.resolve() for root in roots]
+    base = Path(os.path.commonpath([r.parent if (r / "summary.json").is_file() else r for r in given])) if given else Path.cwd()
+    rows, configs, typed = [], [], []
+    for run_dir in run_dirs:
+        name = os.path.relpath(run_dir, base)
+        try:
+            summary = read_json(run_dir / "summary.json")
+        except (ValueError, OSError):  # torn or edited by hand: list it as such, list the others
+            rows.append({"run": name, "status": "unreadable summary.json"})
+            configs.append({})
+            typed.append([])
+            continue
+        if summary.get("kind") in ("sweep", "kfold"):
+            continue  # parents: their runs are listed one by one
+        rows.append(_run_row(run_dir, name, summary))
+        configs.append(_flat_config(run_dir))
+        typed.append(_typed_keys(run_dir))
+    _add_settings(rows, configs)
+    return RunRows(rows, typed)
+
+
+def _run_row(run_dir: Path, name: str, summary: dict) -> dict:
+    status = effective_status(run_dir, summary)
+    epochs = summary.get("epochs_completed")
+    if status == "killed":  # its summary stopped at the start: the epochs it finished are in metrics.csv
+        try:
+            finished = read_metrics(run_dir / "metrics.csv")
+            epochs = finished[-1]["epoch"] if finished else 0
+        except UserError:
+            epochs = None
+    row = {"run": name, "status": status, "epochs": epochs, "best_epoch": summary.get("best_epoch")}
+    monitor = summary.get("monitor")
+    if monitor:
+        row[monitor] = _number(summary.get(f"best_{monitor}"))
+    for key, value in (summary.get("test") or {}).items():
+        if key not in ("epoch", "samples"):
+            row[f"test_{key}"] = _number(value)
+    return row
+
+
+def _number(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _flat_config(run_dir: Path) -> dict:
+    """A run's config as dotted keys -> typed values (lists stay lists); {} when unreadable."""
+    from omegaconf import OmegaConf
+
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    except Exception:  # absent (a trial that failed before training) or damaged: no columns from it
+        return {}
+    flat: dict = {}
+    for group in COMPONENT_GROUPS:
+        if group in config:
+            flat[group] = option_name(group, config[group])
+    _flatten(config, "", flat)
+    return flat
+
+
+def _flatten(node, prefix: str, out: dict) -> None:
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            _flatten(value, path + ".", out)
+        else:
+            out[path] = value
+
+
+def _typed_keys(run_dir: Path) -> list[str]:
+    """The settings its user typed: `model=softmax` -> model, `+optim.l1=0.1` -> optim.l1."""
+    from omegaconf import OmegaConf
+
+    try:
+        overrides = OmegaConf.to_container(OmegaConf.load(run_dir / "overrides.yaml"))
+    except Exception:
+        return []
+    keys = [str(o).split("=", 1)[0].lstrip("+~") for o in overrides or [] if "=" in str(o)]
+    return [k for k in keys if k not in NOT_COMPARED]
+
+
+def _add_settings(rows: list[dict], configs: list[dict]) -> None:
+    """Each row gets the component options and every setting whose value is not the same in all
+    runs (a setting a run does not have counts as null)."""
+    present = [c for c in configs if c]
+    keys = list(dict.fromkeys(k for c in present for k in c))
+    differing = [k for k in keys if k not in NOT_COMPARED and len({_key(c.get(k)) for c in present}) > 1]
+    components = [g for g in COMPONENT_GROUPS if any(g in c for c in present)]
+    for row, config in zip(rows, configs):
+        if config:
+            row.update({k: config.get(k) for k in dict.fromkeys([*components, *differing])})
+
+
+def _key(value) -> str:
+    return repr(value)
+
+
+_option_cache: dict[str, list[tuple[str, dict]]] = {}
+
+
+def option_name(group: str, node) -> str:
+    """The name of the config option a component came from (model=softmax, not its `_target_`):
+    the option file of that group with the same `_target_` and the most settings in common.
+    A class of the user's own with no option file shows as its class name."""
+    if not isinstance(node, dict) or node.get("_target_") is None:
+        return "none"
+    target = node["_target_"]
+    best, best_score = None, -1
+    for option, settings in config_options(group):
+        if settings.get("_target_") != target:
+            continue
+        score = sum(1 for k, v in settings.items() if node.get(k) == v)
+        if score > best_score:
+            best, best_score = option, score
+    return best or str(target).rsplit(".", 1)[-1]
+
+
+def config_options(group: str) -> list[tuple[str, dict]]:
+    import yaml
+
+    from dlcli.config import config_directories
+
+    if group not in _option_cache:
+        options = []
+        for directory in config_directories():
+            for file in sorted((directory / group).glob("*.yaml")):
+                try:
+                    settings = yaml.safe_load(file.read_text(encoding="utf-8"))
+                except (OSError, yaml.YAMLError):
+                    continue
+                if isinstance(settings, dict):
+                    options.append((file.stem, settings))
+        _option_cache[group] = options
+    return _option_cache[group]
+
+
+# -- the terminal table ------------------------------------------------------------------------
+
+@dataclass
+class TableView:
+    columns: list[str]
+    rows: list[dict]
+    facts: list[str]  # what all runs share, said once in the title (all completed, one date)
+
+
+def display_rows(runs: RunRows) -> TableView:
+    """The terminal's view: columns in the order they matter, without those that are empty or the
+    same everywhere. Run and status; epochs; the validation and test metric (one `metric` column
+    naming it when the runs measure different things); the components; the settings the user
+    typed; then best epoch and the other test numbers."""
+    rows = runs.rows
+    present = list(dict.fromkeys(k for row in rows for k in row))
+    monitors = [k for k in present if k.startswith("val_")]
+    metrics = [m[len("val_"):] for m in monitors]
+    headline = [*monitors, *(f"test_{m}" for m in metrics)]
+    if len(monitors) > 1:  # mixed tasks: one column per role, not one per metric
+        shown = []
+        for row in rows:
+            metric = next((m for m in metrics if row.get(f"val_{m}") is not None or row.get(f"test_{m}") is not None), None)
+            view = {k: v for k, v in row.items() if k not in headline}
+            view.update(metric=metric, val=row.get(f"val_{metric}"), test=row.get(f"test_{metric}"))
+            shown.append(view)
+        rows, leading = shown, ["metric", "val", "test"]
+    else:
+        leading = [*monitors, *(f"test_{m}" for m in metrics if f"test_{m}" in present)]
+    components = [g for g in COMPONENT_GROUPS if g in present]
+    typed = [k for keys in runs.typed for k in keys if k in present and k not in components]
+    rest = [k for k in present if k.startswith("test_") and k not in headline]
+    order = list(dict.fromkeys(["run", "status", *leading, *components, *typed, "epochs", "best_epoch", *rest]))
+    facts = []
+    statuses = {row.get("status") for row in rows}
+    if len(rows) > 1 and len(statuses) == 1:
+        facts.append(f"all {statuses.pop()}")
+    rows, day = _without_shared_date(rows)
+    if day:
+        facts.append(f"all on {day}")
+    return TableView([c for c in order if c == "run" or _varies(rows, c)], rows, facts)
+
+
+_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{2}-\d{2}-\d{2})")
+
+
+def _without_shared_date(rows: list[dict]) -> tuple[list[dict], str | None]:
+    """Runs started on one day are told apart by their time: runs/mlp/2026-11-24_10-31-07 shows
+    as mlp/10-31-07, and the day is said once."""
+    days = {m.group(1) for row in rows for m in [_STAMP.search(str(row.get("run", "")))] if m}
+    if len(days) != 1 or not all(_STAMP.search(str(row.get("run", ""))) for row in rows):
+        return rows, None
+    return [{**row, "run": _STAMP.sub(r"\2", row["run"], count=1)} for row in rows], days.pop()
+
+
+def _varies(rows: list[dict], column: str) -> bool:
+    values = [_key(row.get(column)) for row in rows]
+    if all(row.get(column) is None for row in rows):
+        return False
+    return len(rows) == 1 or len(set(values)) > 1
+
+
+def cell_text(column: str, value) -> str:
+    from dlcli.numbers import setting, short
+
+    if value is None:
+        return "-"
+    if column in ("run", "status"):
+        return str(value)
+    text = short(value) if _is_measurement(column) else setting(value)
+    return elide(text, MAX_VALUE_WIDTH)
+
+
+def _is_measurement(column: str) -> bool:
+    return column.startswith(("val_", "test_", "train_")) or column in ("val", "test", "epochs", "best_epoch")
+
+
+def is_number_column(column: str) -> bool:
+    return _is_measurement(column)
+
+
+def elide(text: str, width: int) -> str:
+    """Long text keeps its start and its end (where paths and lists differ)."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[: keep - keep // 2] + "…" + text[len(text) - keep // 2:]
+
+
+def fit_columns(columns: list[str], cells: dict[str, list[str]], width: int, essential: int) -> tuple[list[str], list[str], int]:
+    """The columns that fit in `width` terminal cells, in order, those left out, and the width the
+    run column gets: the run names are shortened (middle elided) before any of the first
+    `essential` columns is left out."""
+    def need(column: str, limit: int | None = None) -> int:
+        widest = max([len(header_text(column)), *(len(c) for c in cells[column])])
+        return (min(widest, limit) if limit else widest) + 3  # padding and border
+
+    run_width = need("run", MAX_RUN_WIDTH) - 3
+    essential_need = 1 + sum(need(c) for c in columns[1:essential])
+    if essential_need + run_width + 3 > width:
+        run_width = max(MIN_RUN_WIDTH, width - essential_need - 3)
+    kept, left_out, used = ["run"], [], 1 + run_width + 3
+    for column in columns[1:]:
+        if used + need(column) <= width:
+            kept.append(column)
+            used += need(column)
+        else:
+            left_out.append(column)
+    return kept, left_out, run_width
+
+
+def header_text(column: str) -> str:
+    return elide(column, MAX_VALUE_WIDTH)

@@ -1,0 +1,166 @@
+"""Every example a user can copy — the README's and every `--help` epilog's — runs.
+
+Each command runs as written, in an empty working directory that holds what the examples name
+(house.csv, train.csv, photos/, resnet18.pth, a finished run and a finished sweep at the paths
+the examples use), with only these changes so the whole list runs in about a minute on 2 cores:
+one epoch (two where an example trains a finished run longer, three under a 2-epoch warmup), two random trials, 20 lr-find
+steps, images resized to 32 instead of 224, the datasets read from small files in their real
+formats instead of downloaded, and `--device cuda` as `--device cpu` on a machine without CUDA.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import typer
+
+from conftest import run_cli
+from dlcli.cli import app
+from image_fixtures import write_cifar10, write_image_folder, write_mnist
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+RUN = "runs/train/2026-11-24_10-31-07"
+SWEEP = "runs/sweeps/sweep/2026-11-24_10-31-07"
+DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "lenet_fashion", "mlp_fashion", "softmax_fashion", "vgg_small_fashion", "cifar_cnn")
+
+
+def readme_examples() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    return [_without_comment(line) for line in text.splitlines() if line.strip().startswith("dl ")]
+
+
+def help_examples() -> list[str]:
+    group = typer.main.get_command(app)
+    examples = []
+    for command in _commands(group):
+        for line in (command.epilog or "").splitlines():
+            if line.strip().startswith("dl "):
+                examples.append(_without_comment(line))
+    return examples
+
+
+def _commands(group):
+    for command in group.commands.values():
+        if hasattr(command, "commands"):
+            yield from _commands(command)
+        else:
+            yield command
+
+
+def _without_comment(line: str) -> str:
+    line = line.split("  #")[0]  # README comments
+    return re.split(r"\s{2,}\(", line.strip())[0].strip()  # --help notes: "   (warns: ...)"
+
+
+EXAMPLES = list(dict.fromkeys([*readme_examples(), *help_examples()]))
+
+
+def test_the_examples_are_found():
+    assert len(readme_examples()) >= 20 and len(help_examples()) >= 15
+    assert any("conv-shape" in e for e in EXAMPLES) and any("--overrides-file" in e for e in EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def example_dir(tmp_path_factory):
+    """A working directory holding everything the examples name, with a finished run and sweep."""
+    import os
+
+    root = tmp_path_factory.mktemp("examples")
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        datasets = root / "datasets"
+        write_mnist(datasets, train=200, test=50)
+        write_mnist(datasets, "FashionMNIST", train=200, test=50)
+        write_cifar10(datasets, per_batch=40, test=40)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(120, 3))
+        table = pd.DataFrame({"Id": range(120), "LotArea": x[:, 0] * 1000 + 8000, "Rooms": rng.integers(2, 9, 120),
+                              "Street": rng.choice(["Pave", "Grvl"], 120)})
+        table["SalePrice"] = 180000 + 20 * table.LotArea + 5000 * table.Rooms + rng.normal(0, 5000, 120)
+        table.to_csv(root / "house.csv", index=False)
+        table.to_csv(root / "train.csv", index=False)
+        write_image_folder(root / "photos", per_class=12)
+        code = re.search(r"```python\n(# mypkg.py.*?)```", README.read_text(encoding="utf-8"), flags=re.S).group(1)
+        (root / "mypkg.py").write_text(code)  # the README's own callback example
+        sys.path.append(str(root))
+        import torchvision
+
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), root / "resnet18.pth")
+        assert run_cli("train", "trainer.epochs=1", "-q").exit_code == 0
+        made = next((root / "runs" / "train").iterdir())
+        shutil.move(str(made), root / RUN)
+        for name, model in (("softmax", "model=softmax"), ("mlp_dropout", "model.dropout=0.2")):
+            assert run_cli("train", model, "trainer.epochs=1", "--name", name, "-q").exit_code == 0
+        assert run_cli("sweep", "grid", "optim.lr=0.3,0.1", "trainer.epochs=1", "-q").exit_code == 0
+        made = next(p for p in (root / "runs" / "sweeps" / "sweep").iterdir() if p.name != Path(SWEEP).name)
+        shutil.move(str(made), root / SWEEP)
+        yield root
+    finally:
+        os.chdir(previous)
+        sys.modules.pop("mypkg", None)
+        if str(root) in sys.path:
+            sys.path.remove(str(root))
+
+
+def runnable(example: str, root: Path) -> list[str]:
+    """The example's arguments, with the changes the module docstring lists."""
+    args = shlex.split(example)[1:]
+    if "$(dl" in example:  # dl train $(dl lr-find --apply)
+        suggestion = run_cli("lr-find", "--apply", "--steps", "20").stdout.strip()
+        args = [args[0], suggestion]
+    args = [RUN if a == "RUN_DIR" else a for a in args]
+    if any(a == f"resume={RUN}" for a in args) and not any(a.startswith("trainer.epochs=") for a in args):
+        args = [f"resume={interrupted_copy(root)}" if a == f"resume={RUN}" else a for a in args]
+    out = []
+    longer = any(a.startswith("resume=") for a in args) and any(a.startswith("trainer.epochs=") for a in args)
+    epochs = 2 if longer else 3 if "sched=warmup_cosine" in args else 1  # a warmup of 2 epochs needs 3
+    for arg in args:
+        arg = re.sub(r"^trainer\.epochs=\d+$", f"trainer.epochs={epochs}", arg)
+        arg = re.sub(r"^data\.resize=224$", "data.resize=32", arg)
+        if arg in ("cuda",) and not torch.cuda.is_available():
+            arg = "cpu"
+        out.append(arg)
+    args = out
+    for flag, value in (("--trials", "2"), ("--steps", "20")):
+        if flag in args:
+            args[args.index(flag) + 1] = value
+    command = args[0]
+    trains = command in ("train", "sweep") and not any(a.startswith("resume=") or a == "--resume" for a in args) and "--cfg" not in args
+    if trains and not any(a.startswith("trainer.epochs=") for a in args):
+        args.append(f"trainer.epochs={epochs}")
+    if command == "lr-find" and "--steps" not in args:
+        args += ["--steps", "20"]
+    if any(a.split("=")[-1] in DOWNLOADED for a in args if a.startswith(("data=", "experiment="))):
+        args += [f"data.root={root / 'datasets'}", "data.download=false"]
+        args += ["data.verify=false"] if "data=cifar10" in args else []  # our small files are not the originals
+    return args
+
+
+def interrupted_copy(root: Path) -> str:
+    """A copy of the finished run that says it was interrupted, for `dl train resume=RUN`."""
+    import json
+
+    copy = root / "runs" / "train" / "interrupted"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(root / RUN, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    return str(copy.relative_to(root))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_runs(example_dir, example):
+    args = runnable(example, example_dir)
+    result = run_cli(*args)
+    assert result.exit_code == 0, f"{example}\n-> dl {' '.join(args)}\n{result.output}"
