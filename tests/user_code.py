@@ -75,15 +75,18 @@ class KillAt(Callback):
 class CtrlCAt(Callback):
     """Presses Ctrl-C (a real SIGINT) in the middle of `epoch`."""
 
-    def __init__(self, epoch: int, batch: int = 2):
+    def __init__(self, epoch: int, batch: int = 2, marker: str | None = None):
         self.epoch, self.batch, self.current, self.seen = epoch, batch, 0, 0
+        self.marker = Path(marker) if marker else None  # once only: a resumed run is not stopped again
 
     def on_epoch_start(self, epoch):
         self.current, self.seen = epoch, 0
 
     def on_batch_end(self, batch_size, loss):
         self.seen += 1
-        if (self.current, self.seen) == (self.epoch, self.batch):
+        if (self.current, self.seen) == (self.epoch, self.batch) and not (self.marker and self.marker.exists()):
+            if self.marker:
+                self.marker.write_text("pressed")
             signal.raise_signal(signal.SIGINT)
 
 

@@ -18,6 +18,7 @@ from dlcli.errors import UserError
 from dlcli.runs import effective_status, read_json, read_metrics
 
 COMPONENT_GROUPS = ("data", "model", "optim", "sched", "loss", "logger")  # config groups named by their option
+ARTIFACTS_DIR = "mlartifacts"  # MLflow's artifact store beside runs/mlflow.db (dlcli.engine.loggers)
 NOT_COMPARED = ("name", "resume", "runs_dir")  # where a run lives, not what it computed
 MAX_VALUE_WIDTH = 24
 MAX_RUN_WIDTH = 40
@@ -51,7 +52,8 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
 def collect_runs(paths: Sequence[str]) -> RunRows:
     """Every run under these directories (each once), with its config values that differ."""
     roots = expand_paths(paths)
-    run_dirs = list(dict.fromkeys(summary.parent.resolve() for root in roots for summary in sorted(root.rglob("summary.json"))))
+    run_dirs = list(dict.fromkeys(summary.parent.resolve() for root in roots for summary in sorted(root.rglob("summary.json"))
+                                  if not _not_a_run(summary.relative_to(root))))
     given = [root.resolve() for root in roots]
     base = Path(os.path.commonpath([r.parent if (r / "summary.json").is_file() else r for r in given])) if given else Path.cwd()
     rows, configs, typed = [], [], []
@@ -73,6 +75,11 @@ def collect_runs(paths: Sequence[str]) -> RunRows:
     return RunRows(rows, typed)
 
 
+def _not_a_run(path: Path) -> bool:
+    """A run being created (a hidden .partial directory) or MLflow's copies of a run's files."""
+    return any(part.startswith(".") or part == ARTIFACTS_DIR for part in path.parts[:-1])
+
+
 def _run_row(run_dir: Path, name: str, summary: dict) -> dict:
     status = effective_status(run_dir, summary)
     epochs = summary.get("epochs_completed")
@@ -89,6 +96,11 @@ def _run_row(run_dir: Path, name: str, summary: dict) -> dict:
     for key, value in (summary.get("test") or {}).items():
         if key not in ("epoch", "samples"):
             row[f"test_{key}"] = _number(value)
+    if (run_dir / "mlflow.json").is_file():  # where to find it in the MLflow UI
+        try:
+            row["mlflow_run_id"] = read_json(run_dir / "mlflow.json").get("run_id")
+        except (ValueError, OSError):
+            pass
     return row
 
 

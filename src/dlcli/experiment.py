@@ -102,6 +102,7 @@ def check_config(cfg: DictConfig) -> None:
 
     from dlcli.data import IMAGE_KEYS, PREPROCESS_KEYS
     from dlcli.engine.callbacks import build_callbacks
+    from dlcli.engine.loggers import build_loggers
     from dlcli.engine.optim import OPTIM_KEYS, SCHED_KEYS
     from dlcli.factory import prepare_call
     from dlcli.models import BUILD_KEYS
@@ -115,3 +116,4 @@ def check_config(cfg: DictConfig) -> None:
         auto = [k for k, v in cfg.sched.items() if v == "auto"]  # filled in by the run (batches per epoch, ...)
         prepare_call(sched, "sched", skip=SCHED_KEYS, runtime={"optimizer": None, **{k: None for k in auto}})
     build_callbacks(cfg.get("callbacks"), check_only=True)
+    build_loggers(cfg.get("logger"))  # a logger whose package is missing says which pip install fixes it

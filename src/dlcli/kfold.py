@@ -72,7 +72,13 @@ def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter
                trust: Sequence[str] = ()):
     from dlcli.train import TrainResult, train
 
+    from dlcli.engine.loggers import close_parent_run, open_parent_run
+
     results = []
+    # with logger=mlflow, the k-fold run is an MLflow run and each fold a run nested under it
+    parent_run = open_parent_run(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)})
+    if parent_run is not None:
+        cfg = OmegaConf.merge(cfg, {"logger": {"mlflow": {"parent_run_id": parent_run.run_id}}})
     for fold in range(1, int(cfg.split.kfold) + 1):
         fold_dir = parent / f"fold-{fold}"
         status = read_json(fold_dir / "summary.json").get("status") if (fold_dir / "summary.json").is_file() else None
@@ -98,6 +104,7 @@ def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter
     summary = update_summary(parent, status=status, **{k: report[k] for k in ("mean", "std", "test_mean")})
     if status == "interrupted":
         summary = update_summary(parent, message=f"interrupted in fold {len(results)}; continue with: dl train resume={parent}")
+    close_parent_run(parent_run, status, {"mean": report["mean"], "std": report["std"]}, reporter.warn)
     return TrainResult(parent, summary)
 
 

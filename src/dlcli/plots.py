@@ -102,13 +102,16 @@ def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], s
 
 # -- a run's pictures, drawn beside the run ---------------------------------------------------------
 
-def draw_in_background(run_dir: Path, pictures: Sequence[str]) -> None:
+def draw_in_background(run_dir: Path, pictures: Sequence[str], log_to: Sequence[str] = ()) -> None:
     """Start a low-priority process that draws these pictures of the run ('curves',
-    'confusion-test', ...); its errors go to the run's train.log."""
+    'confusion-test', ...) and hands them to the run's loggers (`log_to`: tensorboard, mlflow);
+    its errors go to the run's train.log."""
     import dlcli
 
     if not pictures or not drawing_enabled:
         return
+    if log_to:
+        pictures = [*pictures, f"--log-to={','.join(log_to)}"]
     env = dict(os.environ, MPLBACKEND="Agg")
     package_root = str(Path(dlcli.__file__).resolve().parents[1])  # found even when dlcli is not installed
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
@@ -147,16 +150,43 @@ def draw_run_pictures(run_dir: Path, pictures: Sequence[str]) -> None:
             raise ValueError(f"unknown picture {picture!r}")
 
 
+def hand_to_loggers(run_dir: Path, paths: Sequence[Path], loggers: Sequence[str]) -> None:
+    """The drawn pictures as TensorBoard images (beside the run's scalars) and MLflow artifacts."""
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        return
+    if "tensorboard" in loggers:
+        import numpy as np
+        from PIL import Image
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+            for path in paths:
+                with Image.open(path) as image:
+                    writer.add_image(path.stem, np.asarray(image.convert("RGB")), dataformats="HWC")
+    if "mlflow" in loggers and (run_dir / "mlflow.json").is_file():
+        import json
+
+        from mlflow.tracking import MlflowClient
+
+        record = json.loads((run_dir / "mlflow.json").read_text())
+        client = MlflowClient(record["tracking_uri"])
+        for path in paths:
+            client.log_artifact(record["run_id"], str(path))
+
+
 def main(argv: Sequence[str]) -> int:
     """`python -m dlcli.plots RUN_DIR PICTURE...`: the background drawer."""
     import datetime as dt
     import traceback
 
-    run_dir, pictures = Path(argv[0]), list(argv[1:])
+    run_dir, pictures = Path(argv[0]), [a for a in argv[1:] if not a.startswith("--log-to=")]
+    log_to = [name for a in argv[1:] if a.startswith("--log-to=") for name in a.removeprefix("--log-to=").split(",") if name]
     if hasattr(os, "nice"):
         os.nice(10)  # never slow down the training that may follow
     try:
         draw_run_pictures(run_dir, pictures)
+        hand_to_loggers(run_dir, [run_dir / f"{p}.png" for p in pictures], log_to)
     except Exception:
         try:
             with (run_dir / "train.log").open("a", encoding="utf-8") as log:

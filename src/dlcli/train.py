@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
 from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, restore, save_checkpoint
+from dlcli.engine.loggers import LoggedRun, RunLogger, build_loggers
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
 from dlcli.engine.metrics_csv import MetricsCsv
 from dlcli.engine.progress import Reporter
@@ -76,7 +77,7 @@ def train(
 
         return train_kfold(cfg, overrides, reporter, callbacks)
     experiment = build_experiment(cfg)  # every input error surfaces here, before runs/ is touched
-    configured = build_callbacks(cfg.get("callbacks"))
+    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
     lock = None
 
     def populate(directory: Path) -> None:
@@ -122,7 +123,7 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         for key in RESUME_OVERRIDES[1:]:  # how it runs may change; what it computes may not
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
         experiment = build_experiment(saved)
-        configured = build_callbacks(saved.get("callbacks"))
+        configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
         check_same_split(experiment, run_dir)
         state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
     except BaseException:
@@ -157,7 +158,7 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
     saved.resume = None
     experiment = build_experiment(saved)
     check_same_split(experiment, source)
-    configured = build_callbacks(saved.get("callbacks"))
+    configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
     typed = OmegaConf.to_container(OmegaConf.load(source / "overrides.yaml")) or []
     new_overrides = [*(o for o in typed if not str(o).startswith("trainer.epochs=")), *(o for o in overrides if not o.startswith("resume="))]
     lock = None
@@ -231,6 +232,10 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
     metrics = MetricsCsv(run_dir / "metrics.csv", session.metric)
     checkpointer = Checkpointer(run_dir / "checkpoints", session, float(trainer.get("checkpoint_every") or 0.0))
     reporter.attach_log(run_dir / "train.log")
+    loggers = [c for c in callbacks if isinstance(c, RunLogger)]
+    typed = OmegaConf.to_container(OmegaConf.load(run_dir / "overrides.yaml")) or [] if loggers else []
+    for logger in loggers:
+        logger.attach(LoggedRun(run_dir, experiment.cfg, [str(o) for o in typed], checkpointer, reporter.warn, state.epoch > 0))
     for note in experiment.notes:
         reporter.log(f"note: {note}")
     reporter.log(describe(experiment, run_dir))
@@ -264,9 +269,16 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
         fields.update(progress_fields(state, session.monitor), wall_seconds=previous_seconds + time.perf_counter() - started,
                       finished_at=_now())
         summary = update_summary(run_dir, **fields)
+        for logger in loggers:
+            logger.finish(summary)
+        failures = {logger.option: logger.failure for logger in loggers if logger.failure}
+        if failures:
+            summary = update_summary(run_dir, logger_failures=failures)
         if trainer.get("plots", True):
             tested = fields.get("test") and experiment.data.task == "classification"
-            draw_in_background(run_dir, ["curves", *(["confusion-test"] if tested else [])])
+            # the drawing process also hands the pictures to the loggers that are still working
+            draw_in_background(run_dir, ["curves", *(["confusion-test"] if tested else [])],
+                               log_to=[logger.option for logger in loggers if not logger.failure])
         if summary["status"] != "completed" and summary.get("message"):
             reporter.log_only(f"{summary['status']}: {summary['message']}")  # the caller shows it (dl train: stderr)
         reporter.close()

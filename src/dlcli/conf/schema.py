@@ -61,6 +61,7 @@ class RootSchema:
     runs_dir: str = "runs"
     resume: Optional[str] = None
     callbacks: Dict[str, Any] = field(default_factory=dict)
+    logger: Dict[str, Any] = field(default_factory=dict)
 
 
 SCHEMA_NAME = "dl_schema"

@@ -39,6 +39,16 @@ class Reporter(Callback):
             self.log_file.write(message + "\n")
             self.log_file.flush()
 
+    def warn(self, message: str) -> None:
+        """On stderr even when quiet (something the user must hear about), and in train.log."""
+        if self.log_file is not None:
+            self.log_file.write(message + "\n")
+            self.log_file.flush()
+        if not self.warnings_silenced:
+            Console(stderr=True).print(message, markup=False, highlight=False, soft_wrap=True)
+
+    warnings_silenced = False  # sweep trials: their warnings go to their own train.log only
+
     def log_only(self, text: str) -> None:
         """Into train.log but not on the console (a traceback the console summarizes in one line)."""
         if self.log_file is not None:

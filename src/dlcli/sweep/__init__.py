@@ -140,16 +140,31 @@ def run_sweep(
 
             sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False, populate=populate)
         update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
+        parent = _parent_run(sweep_dir, settings, space, trials[0], config_dirs)
         return _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
-                           gpus_per_trial, config_dirs, log, trust)
+                           gpus_per_trial, config_dirs, log, trust, parent)
     finally:
         if lock is not None:
             lock.release()
 
 
+def _parent_run(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs):
+    """With logger=mlflow, the sweep is an MLflow run and its trials are nested runs under it."""
+    from dlcli.config import compose
+    from dlcli.engine.loggers import open_parent_run
+
+    cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
+    if cfg.get("logger") is None or "mlflow" not in cfg.logger:
+        return None
+    return open_parent_run(sweep_dir, cfg, "sweep", {"kind": settings.kind, "overrides": " ".join(settings.overrides),
+                                                     "metric": settings.metric, "mode": settings.mode})
+
+
 def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
-                gpus_per_trial, config_dirs, log, trust) -> SweepResult:
+                gpus_per_trial, config_dirs, log, trust, parent=None) -> SweepResult:
     records, specs = _collect(sweep_dir, trials, space, metric, mode, settings.prune, threads, config_dirs)
+    for spec in specs:
+        spec.extra = [parent.override] if parent is not None else []
     if records:
         log(f"resuming {sweep_dir}: {len(records)} of {len(trials)} trials already finished")
     log(f"sweep {sweep_dir}: {len(specs)} trials to run, {jobs} at a time ({backend}), {threads} thread(s) each")
@@ -190,7 +205,15 @@ def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads,
         status = "failed"
     if status != "completed":
         log(f"sweep {status}: finished trials are saved; continue with: dl sweep {settings.kind} --resume {sweep_dir}")
-    return _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, trust)
+    result = _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, trust)
+    if parent is not None:
+        from dlcli.engine.loggers import close_parent_run
+
+        summary = result.summary
+        numbers = {f"best_{metric}": summary.get(f"best_{metric}"),
+                   **{f"test_{k}": v for k, v in (summary.get("test") or {}).items() if k not in ("epoch", "samples")}}
+        close_parent_run(parent, summary["status"], numbers, log)
+    return result
 
 
 def check_trial_values(space: SearchSpace, trials: list[dict[str, str]], config_dirs, trusted: Sequence[str] | None = None) -> None:

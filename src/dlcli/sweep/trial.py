@@ -24,6 +24,7 @@ class TrialSpec:
     threads: int = 1
     config_dirs: list[str] = field(default_factory=list)
     device: str | None = None  # e.g. cuda:1 when each trial gets its own GPU
+    extra: list[str] = field(default_factory=list)  # set by the sweep, e.g. the parent MLflow run
 
     @property
     def overrides(self) -> list[str]:
@@ -31,7 +32,7 @@ class TrialSpec:
         # the sweep's metric also picks each trial's best checkpoint, the one the test split sees
         # trials draw no pictures of their own: the sweep draws sweep.png and the best trial's curves
         return [*self.fixed, *(f"{k}={v}" for k, v in self.params.items()), "trainer.progress=false", "trainer.plots=false",
-                f"trainer.monitor={self.metric}", *extra]
+                f"trainer.monitor={self.metric}", *extra, *self.extra]
 
 
 def run_trial(spec: TrialSpec) -> dict:
@@ -56,7 +57,9 @@ def run_trial(spec: TrialSpec) -> dict:
     try:
         cfg = compose(spec.overrides, spec.config_dirs)
         pruner = make_pruner(spec.prune, trial_dir.parent, trial_dir, spec.metric, spec.mode)
-        result = train(cfg, spec.overrides, Reporter(Console(file=io.StringIO()), show_progress=False),
+        reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
+        reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
+        result = train(cfg, spec.overrides, reporter,
                        run_dir=trial_dir, evaluate_test=False, callbacks=[pruner] if pruner else [])
         record.update(status=result.status, message=result.summary.get("message"))
     except KeyboardInterrupt:

@@ -1,0 +1,391 @@
+"""Loggers: TensorBoard and MLflow, as callbacks that can never cost a run.
+
+`logger=tensorboard`, `logger=mlflow` or `logger=[tensorboard,mlflow]` (conf/logger/) each build
+one of these. metrics.csv is written whatever the loggers. A logger's failure (a full disk, a
+server gone) is warned about once, switches that logger off, and is recorded in summary.json;
+training goes on.
+
+Resume continues the same TensorBoard directory (events past the checkpoint are purged) and the
+same MLflow run (epochs are sent to MLflow only once last.pt holds them, so a resumed run never
+sends an epoch twice).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from dlcli.engine.callbacks import Callback
+from dlcli.errors import UserError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from dlcli.engine.checkpoint import Checkpointer
+
+MLFLOW_RECORD = "mlflow.json"  # in a run (or sweep, or k-fold parent): which MLflow run it is
+MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED"}
+
+
+def require(module: str, extra: str, option: str) -> None:
+    """A logger whose package is missing is the user's to fix, before runs/ is touched."""
+    import importlib.util
+
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        raise UserError(f"logger={option} needs the {extra} package: pip install 'dlcli[{extra}]' (or pip install {extra})")
+
+
+@dataclass
+class LoggedRun:
+    """What a logger needs to know about the run it follows."""
+
+    run_dir: Path
+    cfg: DictConfig
+    overrides: Sequence[str]
+    checkpointer: Checkpointer
+    warn: Callable[[str], None]
+    resumed: bool = False
+
+
+class RunLogger(Callback):
+    """Base of the loggers: every call is guarded, so a failing logger warns once and goes quiet."""
+
+    option = "logger"
+
+    def __init__(self):
+        self.failure: str | None = None
+        self.run: LoggedRun | None = None
+
+    def attach(self, run: LoggedRun) -> None:
+        self.run = run
+
+    def _safely(self, action, *args) -> None:
+        if self.failure is not None or self.run is None:
+            return
+        try:
+            action(*args)
+        except Exception as exc:  # never the run's problem: say so once, keep training
+            self.failure = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+            self.run.warn(f"warning: logger={self.option} failed and is off for the rest of this run ({self.failure}); "
+                          "training goes on, metrics.csv has every epoch")
+
+    def on_fit_start(self, session, state) -> None:
+        self._safely(self.start, session, state)
+
+    def on_epoch_end(self, state, row: dict, improved: bool) -> None:
+        self._safely(self.epoch, state, row)
+
+    def on_fit_end(self, state, status: str) -> None:
+        self._safely(self.fit_end, state, status)
+
+    def finish(self, summary: dict) -> None:
+        """After the test look and summary.json: final numbers and status. Always closes."""
+        self._safely(self.summarize, summary)
+        try:
+            self.close()
+        except Exception:  # closing what already failed: nothing more to say
+            pass
+
+    # what each logger does
+    def start(self, session, state) -> None: ...
+    def epoch(self, state, row: dict) -> None: ...
+    def fit_end(self, state, status: str) -> None: ...
+    def summarize(self, summary: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+def typed_overrides(cfg: DictConfig, overrides: Sequence[str]) -> dict:
+    """The values the user set (`optim.lr=0.1`, `model=softmax`), read back from the resolved config,
+    as scalars TensorBoard and MLflow can show."""
+    from omegaconf import OmegaConf
+
+    from dlcli.compare import option_name
+
+    values = {}
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if "=" not in override or key in ("name", "resume", "runs_dir") or key.startswith("logger"):
+            continue
+        value = OmegaConf.select(cfg, key)
+        if key in ("data", "model", "optim", "sched") and value is not None:
+            value = option_name(key, OmegaConf.to_container(value))
+        elif not isinstance(value, (bool, int, float, str)) or value is None:
+            value = str(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
+        values[key] = value
+    return values
+
+
+def final_numbers(summary: dict) -> dict:
+    numbers = {}
+    monitor = summary.get("monitor")
+    if monitor and isinstance(summary.get(f"best_{monitor}"), (int, float)):
+        numbers[f"best_{monitor}"] = float(summary[f"best_{monitor}"])
+    for key, value in (summary.get("test") or {}).items():
+        if key not in ("epoch", "samples") and isinstance(value, (int, float)) and math.isfinite(value):
+            numbers[f"test_{key}"] = float(value)
+    return numbers
+
+
+class TensorBoardLogger(RunLogger):
+    """Event files in <run>/tensorboard/: every metrics.csv column per epoch (step = epoch), the
+    batch loss and learning rate every `log_every_n_steps` optimizer steps (in tensorboard/steps/),
+    and at the end the overridden settings with the final numbers (the HPARAMS tab). Pictures are
+    added by the process that draws them (dlcli.plots)."""
+
+    option = "tensorboard"
+
+    def __init__(self, log_every_n_steps: int = 50):
+        super().__init__()
+        require("tensorboard", "tensorboard", self.option)
+        if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1:
+            raise UserError(f"logger.tensorboard.log_every_n_steps={log_every_n_steps} must be a whole number of at least 1")
+        self.every = log_every_n_steps
+        self.epochs_writer = self.steps_writer = None
+        self.step = 0
+
+    def start(self, session, state) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from dlcli.engine.optim import current_lr
+
+        self.session, self.current_lr = session, current_lr
+        self.steps_per_epoch = math.ceil(len(session.train_data) / int(self.run.cfg.trainer.batch_size))
+        self.step = state.epoch * self.steps_per_epoch
+        directory = self.run.run_dir / "tensorboard"
+        # On resume, anything logged after the checkpoint (lost epochs of a killed run) is purged.
+        resumed = directory.is_dir()
+        self.epochs_writer = SummaryWriter(str(directory), purge_step=state.epoch + 1 if resumed else None, flush_secs=10)
+        self.steps_writer = SummaryWriter(str(directory / "steps"), purge_step=self.step + 1 if resumed else None, flush_secs=10)
+
+    def on_batch_end(self, batch_size: int, loss) -> None:
+        self.step += 1
+        if self.step % self.every == 0:
+            self._safely(self._log_step, loss)
+
+    def _log_step(self, loss) -> None:
+        self.steps_writer.add_scalar("batch/loss", float(loss), self.step)
+        self.steps_writer.add_scalar("batch/lr", self.current_lr(self.session.optimizer), self.step)
+
+    def epoch(self, state, row: dict) -> None:
+        for key, value in row.items():
+            if key != "epoch":
+                self.epochs_writer.add_scalar(key, value, row["epoch"])
+
+    def summarize(self, summary: dict) -> None:
+        hparams = typed_overrides(self.run.cfg, self.run.overrides) or {"name": str(self.run.cfg.name)}
+        # run_name="." keeps the hparams beside the scalars, so TensorBoard shows them as one run
+        self.epochs_writer.add_hparams(hparams, final_numbers(summary) or {"epochs_completed": summary.get("epochs_completed") or 0},
+                                       run_name=".")
+
+    def close(self) -> None:
+        for writer in (self.epochs_writer, self.steps_writer):
+            if writer is not None:
+                writer.close()
+
+
+class MLflowLogger(RunLogger):
+    """An MLflow run per dl run (nested under a sweep's or k-fold's parent run): the flattened
+    config as params, each epoch's metrics with step = epoch, tags for the status, run directory and
+    git commit, and config.yaml and summary.json as artifacts (pictures follow from dlcli.plots).
+    The store is runs_dir/mlflow.db unless `tracking_uri` names another."""
+
+    option = "mlflow"
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None, parent_run_id: str | None = None):
+        super().__init__()
+        require("mlflow", "mlflow", self.option)
+        self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
+        self.client = self.run_id = None
+        self.pending: list[dict] = []
+
+    def start(self, session, state) -> None:
+        from mlflow.entities import Param
+
+        self.client = mlflow_client(self.tracking_uri, self.run.cfg)
+        record = self.run.run_dir / MLFLOW_RECORD
+        if record.is_file():  # a resumed run continues its MLflow run
+            self.run_id = json.loads(record.read_text())["run_id"]
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        experiment_id = experiment_id_for(self.client, self.experiment or str(self.run.cfg.name))
+        tags = {"dl.run_dir": str(self.run.run_dir), "dl.status": "running"}
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = str(self.parent_run_id)
+        commit = git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        created = self.client.create_run(experiment_id, run_name=run_label(self.run.run_dir), tags=tags)
+        self.run_id = created.info.run_id
+        (record).write_text(json.dumps({"run_id": self.run_id, "tracking_uri": self.client.tracking_uri,
+                                        "experiment_id": experiment_id}) + "\n")
+        params = [Param(key, value[:6000]) for key, value in flat_params(self.run.cfg).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per call
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def epoch(self, state, row: dict) -> None:
+        self.pending.append(row)
+        saved = self.run.checkpointer.saved_state
+        self._send(saved.epoch if saved is not None else 0)
+
+    def fit_end(self, state, status: str) -> None:
+        saved = self.run.checkpointer.saved_state
+        # an interrupted run keeps exactly what last.pt holds (metrics.csv is cut back to it too)
+        self._send(saved.epoch if status == "interrupted" and saved is not None else math.inf)
+
+    def _send(self, up_to: float) -> None:
+        from mlflow.entities import Metric
+
+        ready = [row for row in self.pending if row["epoch"] <= up_to]
+        if not ready:
+            return
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, int(row["epoch"])) for row in ready for key, value in row.items() if key != "epoch"]
+        for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per call
+            self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
+        self.pending = [row for row in self.pending if row["epoch"] > up_to]
+
+    def summarize(self, summary: dict) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now, step = int(time.time() * 1000), int(summary.get("epochs_completed") or 0)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in final_numbers(summary).items()],
+                              tags=[RunTag("dl.status", str(summary.get("status")))])
+        for name in ("config.yaml", "summary.json", "overrides.yaml"):
+            if (self.run.run_dir / name).is_file():
+                self.client.log_artifact(self.run_id, str(self.run.run_dir / name))
+        self.client.set_terminated(self.run_id, status=MLFLOW_STATUS.get(summary.get("status"), "FAILED"))
+
+
+def mlflow_client(tracking_uri: str | None, cfg):
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    for name in ("mlflow", "alembic"):  # their INFO lines (creating tables, ...) are not the user's business
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri or default_tracking_uri(cfg.runs_dir))
+
+
+def default_tracking_uri(runs_dir) -> str:
+    path = Path(str(runs_dir)).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def experiment_id_for(client, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    # With the default local store, artifacts live beside it (runs/mlartifacts/), not in ./mlruns
+    # of whatever directory dl happened to run in; a server keeps its own artifact store.
+    location = None
+    if client.tracking_uri.startswith("sqlite:///"):
+        from dlcli.compare import ARTIFACTS_DIR
+
+        location = (Path(client.tracking_uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # another process created it a moment ago
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def run_label(run_dir: Path) -> str:
+    """runs/train/2026-11-24_10-31-07 -> train/2026-11-24_10-31-07; trials/003 -> sweep/.../trials/003."""
+    parts = run_dir.parts
+    return "/".join(parts[-2:]) if parts[-2] not in ("trials",) else "/".join(parts[-4:])
+
+
+def flat_params(cfg) -> dict[str, str]:
+    from omegaconf import OmegaConf
+
+    params: dict[str, str] = {}
+
+    def walk(node, prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if path.startswith("logger"):
+                continue
+            if isinstance(value, dict) and value:
+                walk(value, path + ".")
+            else:
+                params[path] = json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return params
+
+
+def git_commit() -> str | None:
+    from dlcli.train import _git_commit
+
+    return _git_commit()
+
+
+@dataclass
+class ParentRun:
+    """The MLflow run a sweep or k-fold holds its trials' or folds' runs under."""
+
+    run_id: str
+    tracking_uri: str
+    client: object = field(repr=False, default=None)
+
+    @property
+    def override(self) -> str:
+        return f"logger.mlflow.parent_run_id={self.run_id}"
+
+
+def open_parent_run(directory: Path, cfg, kind: str, params: dict) -> ParentRun | None:
+    """The parent MLflow run of a sweep or k-fold directory, when its runs log to MLflow: created
+    once and recorded in <directory>/mlflow.json, reopened on resume. None without logger=mlflow."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.select(cfg, "logger.mlflow")
+    if node is None:
+        return None
+    client = mlflow_client(node.get("tracking_uri"), cfg)
+    record = directory / MLFLOW_RECORD
+    if record.is_file():
+        run_id = json.loads(record.read_text())["run_id"]
+        client.update_run(run_id, status="RUNNING")
+    else:
+        experiment_id = experiment_id_for(client, node.get("experiment") or str(cfg.name))
+        tags = {"dl.run_dir": str(directory), "dl.kind": kind, "dl.status": "running"}
+        run_id = client.create_run(experiment_id, run_name=run_label(directory), tags=tags).info.run_id
+        record.write_text(json.dumps({"run_id": run_id, "tracking_uri": client.tracking_uri, "experiment_id": experiment_id}) + "\n")
+        from mlflow.entities import Param
+
+        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return ParentRun(run_id, client.tracking_uri, client)
+
+
+def close_parent_run(parent: ParentRun | None, status: str, numbers: dict, warn: Callable[[str], None]) -> None:
+    if parent is None:
+        return
+    from mlflow.entities import Metric, RunTag
+
+    try:
+        now = int(time.time() * 1000)
+        parent.client.log_batch(parent.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in numbers.items()
+                                                        if isinstance(v, (int, float)) and math.isfinite(v)],
+                                tags=[RunTag("dl.status", status)])
+        parent.client.set_terminated(parent.run_id, status=MLFLOW_STATUS.get(status, "FAILED"))
+    except Exception as exc:
+        warn(f"warning: could not close the parent MLflow run {parent.run_id}: {exc}")
+
+
+def build_loggers(node) -> list[RunLogger]:
+    """The loggers of the config's `logger:` mapping (logger=tensorboard, logger=[tensorboard,mlflow])."""
+    from dlcli.factory import call_target
+
+    loggers = []
+    for name, entry in (node or {}).items():
+        if entry is None:
+            continue
+        built = call_target(entry, f"logger.{name}")
+        if not isinstance(built, RunLogger):
+            raise UserError(f"logger.{name}._target_={entry._target_} is not a dl logger (a dlcli.engine.loggers.RunLogger)")
+        loggers.append(built)
+    return loggers
