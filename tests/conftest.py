@@ -1,5 +1,6 @@
 import io
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,13 @@ from typer.testing import CliRunner
 from dlcli.cli import app
 from dlcli.config import compose
 from dlcli.engine.progress import Reporter
+
+
+# Tests press Ctrl-C (a real SIGINT) in this process and in the dl processes they start. A shell
+# that starts pytest in the background sets SIGINT to "ignored", which dl rightly respects and
+# children inherit; take it back, so those tests test dl rather than how pytest was launched.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -77,7 +77,7 @@ def test_mlflow_run_holds_the_config_every_epoch_and_the_final_status(workdir):
     assert {"config.yaml", "summary.json"} <= {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert (workdir / "runs" / "mlartifacts").is_dir() and not (workdir / "mlruns").exists()  # beside the store
     listed = json.loads(run_cli("runs", "--json").stdout)[0]
-    assert listed["mlflow_run_id"] == logged.info.run_id
+    assert listed["mlflow_run_id"] == logged.info.run_id and listed["logger"] == "tensorboard,mlflow"
 
 
 @pytest.mark.slow

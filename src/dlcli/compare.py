@@ -117,10 +117,12 @@ def _flat_config(run_dir: Path) -> dict:
     except Exception:  # absent (a trial that failed before training) or damaged: no columns from it
         return {}
     flat: dict = {}
-    for group in COMPONENT_GROUPS:
-        if group in config:
-            flat[group] = option_name(group, config[group])
     _flatten(config, "", flat)
+    for group in COMPONENT_GROUPS:
+        if group == "logger":  # several at once: logger=[tensorboard,mlflow]; runs from before loggers had none
+            flat[group] = ",".join(config.get(group) or {}) or "none"
+        elif group in config:
+            flat[group] = option_name(group, config[group])
     return flat
 
 
