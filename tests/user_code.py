@@ -115,3 +115,37 @@ class NetThatBreaksInForward(__import__("torch").nn.Module):
         if self.training:
             raise ValueError("the user's forward pass has a bug")
         return self.linear(x.flatten(1))
+
+
+class SoftmaxNet(__import__("torch").nn.Module):
+    """The classic mistake: a Softmax at the end of a model trained with cross-entropy."""
+
+    def __init__(self, input_shape, num_outputs):
+        from torch import nn
+
+        super().__init__()
+        features = int(__import__("math").prod(input_shape))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(features, 32), nn.ReLU(), nn.Linear(32, num_outputs), nn.Softmax(dim=1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SpikeNet(__import__("torch").nn.Module):
+    """An MLP whose outputs are blown up on one training step: a gradient spike."""
+
+    def __init__(self, input_shape, num_outputs, spike_at: int = 60):
+        from torch import nn
+
+        super().__init__()
+        features = int(__import__("math").prod(input_shape))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(features, 32), nn.ReLU(), nn.Linear(32, num_outputs))
+        self.spike_at, self.calls = spike_at, 0
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls == self.spike_at:
+                return out * 1000.0
+        return out

@@ -187,6 +187,12 @@ def evaluate(
         console.print(per_class_table(report))
     if "confusion_matrix" in report and len(report["confusion_matrix"]) <= MAX_CLASSES_IN_TERMINAL:
         console.print(confusion_table(report))
+    from dlcli.engine.diagnostics import diagnosis_lines, read_findings
+
+    findings = read_findings(Path(report["run"]))
+    if findings is not None:  # what training showed about this model (dl diagnose has the details)
+        for line in diagnosis_lines(findings):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     for path in written:
         console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
 
@@ -211,6 +217,33 @@ def inspect_run_command(
         print(json.dumps(report, indent=2))
         return
     for line in inspect_lines(report):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command(
+    name="diagnose",
+    epilog="Examples:\n\n  dl diagnose runs/train/2026-11-24_10-31-07\n\n  dl diagnose RUN_DIR --json",
+)
+@handle_errors
+def diagnose(
+    run_dir: Path = typer.Argument(..., help="A run directory written by dl train (finished, interrupted or failed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+):
+    """Why a run went wrong: overfitting, underfitting, learning rate, gradients, dead ReLUs, outputs, inputs, balance."""
+    from dataclasses import asdict
+
+    from dlcli.engine.diagnostics import diagnose_run, diagnosis_lines
+    from dlcli.runs import find_run
+
+    findings, watched = diagnose_run(find_run(run_dir))
+    if as_json:
+        print(json.dumps({"run": str(run_dir), "from": "diagnostics.json" if watched else "metrics.csv",
+                          "findings": [asdict(f) for f in findings]}, indent=2))
+        return
+    if not watched:
+        console.print(f"{run_dir} has no diagnostics.json (it was not watched while training): "
+                      "this is what its metrics.csv shows", markup=False, highlight=False, soft_wrap=True)
+    for line in diagnosis_lines(findings):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 

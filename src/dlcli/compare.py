@@ -90,6 +90,8 @@ def _run_row(run_dir: Path, name: str, summary: dict) -> dict:
         except UserError:
             epochs = None
     row = {"run": name, "status": status, "epochs": epochs, "best_epoch": summary.get("best_epoch")}
+    if "diagnosis" in summary:  # the codes of dl diagnose's findings ("" for a healthy run)
+        row["diagnosis"] = ",".join(summary["diagnosis"]) or "ok"
     monitor = summary.get("monitor")
     if monitor:
         row[monitor] = _number(summary.get(f"best_{monitor}"))
@@ -234,7 +236,7 @@ def display_rows(runs: RunRows) -> TableView:
     components = [g for g in COMPONENT_GROUPS if g in present]
     typed = [k for keys in runs.typed for k in keys if k in present and k not in components]
     rest = [k for k in present if k.startswith("test_") and k not in headline]
-    order = list(dict.fromkeys(["run", "status", *leading, *components, *typed, "epochs", "best_epoch", *rest]))
+    order = list(dict.fromkeys(["run", "status", *leading, "diagnosis", *components, *typed, "epochs", "best_epoch", *rest]))
     facts = []
     statuses = {row.get("status") for row in rows}
     if len(rows) > 1 and len(statuses) == 1:

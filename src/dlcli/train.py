@@ -15,6 +15,7 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
+from dlcli.engine.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
 from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, restore, save_checkpoint
 from dlcli.engine.loggers import LoggedRun, RunLogger, build_loggers
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
@@ -239,9 +240,10 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
     for note in experiment.notes:
         reporter.log(f"note: {note}")
     reporter.log(describe(experiment, run_dir))
+    watch = Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn) if trainer.get("diagnostics", True) else None
     fields: dict = {"status": "failed"}
     try:
-        fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks])
+        fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks, *([watch] if watch else [])])
         if state.stopped_early:
             reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")
         fields = {"status": "completed", "test": _test_once(experiment, run_dir, state) if evaluate_test else None}
@@ -269,6 +271,8 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
         fields.update(progress_fields(state, session.monitor), wall_seconds=previous_seconds + time.perf_counter() - started,
                       finished_at=_now())
         summary = update_summary(run_dir, **fields)
+        if watch is not None:
+            summary = _diagnose(run_dir, summary, watch, reporter)
         for logger in loggers:
             logger.finish(summary)
         failures = {logger.option: logger.failure for logger in loggers if logger.failure}
@@ -283,6 +287,20 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
             reporter.log_only(f"{summary['status']}: {summary['message']}")  # the caller shows it (dl train: stderr)
         reporter.close()
     return TrainResult(run_dir, summary)
+
+
+def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Reporter) -> dict:
+    """The run's diagnosis: diagnostics.json, its codes in summary.json, its lines in the log.
+    A diagnosis that cannot be made costs the run nothing (the traceback goes to train.log)."""
+    try:
+        findings = analyze(read_metrics(run_dir / "metrics.csv"), summary, watch.evidence)
+        write_findings(run_dir, findings)
+    except Exception:
+        reporter.log_only("could not diagnose the run:\n" + traceback.format_exc())
+        return summary
+    for line in diagnosis_lines(findings):
+        reporter.log(line)
+    return update_summary(run_dir, diagnosis=[f.code for f in findings])
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:
@@ -354,6 +372,7 @@ def run_facts(experiment: Experiment) -> dict:
         "data": data.name,
         "model": experiment.cfg.model._target_,
         "metric": experiment.session.metric,
+        "num_classes": len(data.class_names) if data.task == "classification" else None,
         # regression learns on a standardized target: its loss is in those units, its metrics are not
         "loss_units": "standardized target" if data.task == "regression" and (experiment.session.target_std != 1.0
                                                                               or experiment.session.target_mean != 0.0) else None,

@@ -36,6 +36,8 @@ class TrainerSchema:
     progress: bool = True
     checkpoint_every: float = 10.0
     plots: bool = True
+    diagnostics: bool = True
+    diagnostics_every: int = 10
 
 
 @dataclass

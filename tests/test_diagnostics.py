@@ -1,0 +1,126 @@
+"""Each diagnostic check fires on a run that has its problem, with its suggestion, and none fires
+on healthy runs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import only_run, read, run_cli
+from dlcli.engine.diagnostics import THRESHOLDS
+
+
+def diagnosed(*overrides, name="train"):
+    result = run_cli("train", *overrides, "--name", name)
+    assert result.exit_code in (0, 1), result.output
+    return read(only_run_named(name) / "diagnostics.json")["findings"], result
+
+
+def only_run_named(name):
+    from pathlib import Path
+
+    return only_run(Path.cwd(), name)
+
+
+def codes(findings):
+    return [f["code"] for f in findings]
+
+
+def test_the_default_run_and_healthy_runs_find_nothing(workdir):
+    result = run_cli("train")
+    assert "diagnosis: nothing wrong found" in result.stdout
+    assert read(only_run(workdir) / "summary.json")["diagnosis"] == []
+    for data in ("iris", "wine", "diabetes", "linreg_synthetic"):
+        summary = json.loads(run_cli("train", f"data={data}", "--name", data, "--json").stdout)
+        assert summary["diagnosis"] == [], (data, summary["diagnosis"])
+    summary = json.loads(run_cli("train", "experiment=linreg_synthetic", "--json").stdout)
+    assert summary["diagnosis"] == []
+
+
+def test_overfitting(workdir):
+    findings, _ = diagnosed("data=classification_synthetic", "data.num_samples=200", "data.class_sep=0.5", "data.informative=2",
+                            "model.hidden=[512,512]", "trainer.epochs=60", "optim.lr=0.1")
+    found = next(f for f in findings if f["code"] == "overfitting")
+    assert "model.dropout" in found["suggestion"] and found["evidence"]["last_val_loss"] > found["evidence"]["best_val_loss"]
+
+
+def test_underfitting_of_a_model_too_small(workdir):
+    findings, _ = diagnosed("model.hidden=[2]", "trainer.epochs=15")
+    assert codes(findings) == ["underfitting"] and "larger model" in findings[0]["suggestion"]
+
+
+def test_learning_rate_too_high_and_too_low(workdir):
+    high, result = diagnosed("optim.lr=1", name="high")
+    assert "lr_too_high" in codes(high) and "optim.lr=0.1" in high[0]["suggestion"]
+    assert "the learning rate looks too high" in result.stdout
+    low, _ = diagnosed("optim.lr=0.0001", "trainer.epochs=6", name="low")
+    assert codes(low) == ["lr_too_low"] and "optim.lr=0.001" in low[0]["suggestion"]
+    nan, failed = diagnosed("data=diabetes", "optim.lr=0.1", name="nan")
+    assert failed.exit_code == 1 and codes(nan)[0] == "lr_too_high" and nan[0]["severity"] == "error"
+
+
+def test_vanishing_gradients_in_a_deep_sigmoid_mlp(workdir):
+    findings, _ = diagnosed("model.hidden=[32,32,32,32,32,32,32,32,32,32]", "model.activation=sigmoid", "trainer.epochs=3")
+    found = next(f for f in findings if f["code"] == "vanishing_gradients")
+    assert found["evidence"]["ratio"] < THRESHOLDS["vanishing_ratio"] and "model.activation=relu" in found["suggestion"]
+
+
+def test_exploding_gradients_at_a_spike(workdir):
+    findings, _ = diagnosed("model._target_=user_code.SpikeNet", "~model.hidden", "~model.activation", "~model.dropout",
+                            "~model.batch_norm", "~model.init", "~model.freeze", "trainer.diagnostics_every=1", "trainer.epochs=3")
+    found = next(f for f in findings if f["code"] == "exploding_gradients")
+    assert found["evidence"]["step"] == 60 and "trainer.grad_clip" in found["suggestion"]
+
+
+def test_dead_relus(workdir):
+    findings, _ = diagnosed("optim.lr=1")
+    found = next(f for f in findings if f["code"] == "dead_relus")
+    assert max(found["evidence"]["dead_share"].values()) > THRESHOLDS["dead_relu_share"]
+
+
+def test_a_softmax_before_cross_entropy_is_warned_before_training(workdir):
+    findings, result = diagnosed("model._target_=user_code.SoftmaxNet", "~model.hidden", "~model.activation", "~model.dropout",
+                                 "~model.batch_norm", "~model.init", "~model.freeze", "trainer.epochs=2")
+    assert "activation_before_loss" in codes(findings)
+    assert "cross-entropy wants raw scores" in result.stderr.split("epoch")[0]  # said before the first epoch
+
+
+def test_unnormalized_table_columns(workdir):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"area": rng.normal(8000, 3000, 300), "rooms": rng.integers(1, 9, 300)})
+    frame["label"] = np.where(frame.area > 8000, "big", "small")
+    frame.to_csv("houses.csv", index=False)
+    findings, _ = diagnosed("data=csv", "data.path=houses.csv", "data.target=label", "data.standardize=false",
+                            "optim.lr=0.0001", "trainer.epochs=3")
+    found = next(f for f in findings if f["code"] == "unnormalized_inputs")
+    assert found["evidence"]["max_std"] > 1000 and "data.standardize=true" in found["suggestion"]
+
+
+def test_imbalanced_classes(workdir):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    frame["label"] = np.where(rng.random(400) < 0.9, "common", "rare")
+    frame.to_csv("rare.csv", index=False)
+    findings, _ = diagnosed("data=csv", "data.path=rare.csv", "data.target=label", "trainer.epochs=5")
+    found = next(f for f in findings if f["code"] == "imbalanced_classes")
+    assert found["evidence"]["majority_share"] > 0.85 and "macro-F1" in found["suggestion"]
+
+
+def test_diagnose_reads_the_file_and_re_analyzes_a_run_that_was_not_watched(workdir):
+    assert run_cli("train", "optim.lr=1", "trainer.diagnostics=false").exit_code == 0
+    run = only_run(workdir)
+    assert not (run / "diagnostics.json").exists()
+    shown = run_cli("diagnose", str(run))
+    assert shown.exit_code == 0 and "no diagnostics.json" in shown.stdout and "learning rate looks too high" in shown.stdout
+    report = json.loads(run_cli("diagnose", str(run), "--json").stdout)
+    assert report["from"] == "metrics.csv" and report["findings"][0]["code"] == "lr_too_high"
+    bad = run_cli("diagnose", str(workdir))
+    assert bad.exit_code == 2 and "is not a dl run directory" in bad.stderr
+
+
+def test_eval_and_runs_show_the_diagnosis(workdir):
+    assert run_cli("train", "optim.lr=1").exit_code == 0
+    run = only_run(workdir)
+    assert "learning rate looks too high" in run_cli("eval", str(run)).stdout
+    assert json.loads(run_cli("runs", "--json").stdout)[0]["diagnosis"] == "lr_too_high,dead_relus"
