@@ -124,3 +124,13 @@ def test_eval_and_runs_show_the_diagnosis(workdir):
     run = only_run(workdir)
     assert "learning rate looks too high" in run_cli("eval", str(run)).stdout
     assert json.loads(run_cli("runs", "--json").stdout)[0]["diagnosis"] == "lr_too_high,dead_relus"
+
+
+def test_an_input_pipeline_that_keeps_the_model_waiting(workdir):
+    from image_fixtures import write_image_folder
+
+    write_image_folder(workdir / "photos", per_class=30, sizes=((256, 256),))  # decoding dwarfs a linear model
+    findings, _ = diagnosed("data=imagefolder", "data.root=photos", "data.resize=32", "data.num_workers=0", "model=softmax",
+                            "trainer.epochs=3")
+    found = next(f for f in findings if f["code"] == "input_pipeline_bound")
+    assert found["evidence"]["median_share_waiting"] > THRESHOLDS["input_bound_share"] and "data.num_workers" in found["suggestion"]

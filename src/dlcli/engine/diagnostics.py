@@ -49,6 +49,8 @@ THRESHOLDS = {
     "dead_relu_share": 0.50,
     # unnormalized inputs: a feature's standard deviation or mean magnitude above this
     "unnormalized_scale": 20.0,
+    # input pipeline: waiting for batches is more than half of the training time (median over epochs)
+    "input_bound_share": 0.50,
     # imbalance: majority share of the training labels at least this, and accuracy within this of it
     "imbalanced_majority": 0.75,
     "imbalanced_accuracy_margin": 0.05,
@@ -81,6 +83,8 @@ class Evidence:
     input_scale: dict | None = None  # the largest feature std / |mean| of a training batch
     majority_share: float | None = None
     initial_loss: float | None = None  # on a training batch before the first step (fresh runs)
+    data_shares: list[float] = field(default_factory=list)  # per epoch: time waiting for batches / training time
+    loader: bool = False  # batches come through a DataLoader (num_workers can help)
 
 
 class Diagnostics(Callback):
@@ -100,6 +104,7 @@ class Diagnostics(Callback):
     # -- before training: outputs and inputs ----------------------------------------------------
     def on_fit_start(self, session, state) -> None:
         self.session = session
+        self.evidence.loader = hasattr(session.train_data, "num_workers")
         model = session.model
         self.weights = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
         self.evidence.layer_names = [name for name, _ in self.weights]
@@ -144,6 +149,8 @@ class Diagnostics(Callback):
         self._pending_steps.append(self._steps)
 
     def on_epoch_end(self, state, row, improved) -> None:
+        if "data_share" in row:
+            self.evidence.data_shares.append(row["data_share"])
         if not self._pending:
             return
         norms = torch.stack(self._pending)  # samples x layers, one transfer per epoch
@@ -253,6 +260,12 @@ def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None) -
                                     f"validation accuracy ({_fmt(accuracy)}) is about what always answering it scores",
                                     "read macro-F1 (dl eval prints it per class) rather than accuracy; collect or "
                                     "oversample the rare classes"))
+    shares = evidence.data_shares
+    if evidence.loader and len(shares) >= 2 and statistics.median(shares) > t["input_bound_share"]:
+        findings.append(Finding("input_pipeline_bound", "warning", None, {"median_share_waiting": statistics.median(shares)},
+                                f"training waits for its data: reading and preparing batches takes "
+                                f"{100 * statistics.median(shares):.0f}% of the training time, so the model is idle most of the time",
+                                "data.num_workers=4 (more processes read images in parallel), or a smaller data.resize"))
     return findings
 
 
@@ -393,5 +406,5 @@ def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
 def diagnosis_lines(findings: list[Finding]) -> list[str]:
     if not findings:
         return ["diagnosis: nothing wrong found (overfitting, underfitting, learning rate, gradients, dead ReLUs, "
-                "outputs, inputs and class balance were checked)"]
+                "outputs, inputs, class balance and the input pipeline were checked)"]
     return ["diagnosis:", *(line for f in findings for line in f.lines())]

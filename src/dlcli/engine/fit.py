@@ -17,7 +17,7 @@ from torch import nn
 
 from dlcli.engine.batches import LoaderBatches, TensorBatches
 from dlcli.engine.callbacks import Callback, CallbackList
-from dlcli.engine.loop import StepConfig, predict, train_epoch
+from dlcli.engine.loop import StepConfig, TimedBatches, predict, train_epoch
 from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import Schedule, current_lr
 from dlcli.errors import RunFailed, TrialPruned
@@ -112,7 +112,7 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
             hooks.on_epoch_start(epoch)
             lr = current_lr(session.optimizer)
             started = time.perf_counter()
-            batches = session.train_data.shuffled(session.step.batch_size, session.generator)
+            batches = TimedBatches(session.train_data.shuffled(session.step.batch_size, session.generator))
             result = train_epoch(session.model, session.optimizer, session.loss_fn, batches, session.step, session.scaler,
                                  step_scheduler, hooks.batch_end, hooks.after_backward)
             train_seconds = time.perf_counter() - started
@@ -140,6 +140,8 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                 f"val_{session.metric}": val_metric,
                 "seconds": time.perf_counter() - started,
                 "samples_per_second": result.count / train_seconds if train_seconds > 0 else float("nan"),
+                # the share of the training time spent waiting for batches (not a metrics.csv column)
+                "data_share": batches.seconds / train_seconds if train_seconds > 0 else 0.0,
             }
             improved = state.record(row, session.monitor, session.mode, session.min_delta)
             session.schedule.step_epoch(row[session.monitor])

@@ -6,6 +6,8 @@ DataLoader sits between the reader and loss.backward().
 
 from __future__ import annotations
 
+import time
+
 import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -36,6 +38,24 @@ def autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+class TimedBatches:
+    """Batches, counting the seconds spent waiting for them (reading, decoding, augmenting): the
+    share of an epoch the input pipeline costs, for the diagnosis."""
+
+    def __init__(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]):
+        self._batches, self.seconds = iter(batches), 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        started = time.perf_counter()
+        try:
+            return next(self._batches)
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 def train_epoch(
