@@ -107,7 +107,10 @@ def test_an_interrupt_while_the_run_directory_is_made_leaves_nothing(workdir, mo
 
 @pytest.mark.slow
 def test_a_killed_run_shows_as_killed_and_a_live_one_cannot_be_resumed_twice(tmp_path):
-    training = dl("train", "trainer.epochs=400", "--quiet", cwd=tmp_path)
+    # the run holds still for a minute after epoch 4 (alive, its lock held) until it is killed
+    marker = tmp_path / "paused-once"
+    training = dl("train", "data=iris", "trainer.epochs=20", "+callbacks.hold._target_=user_code.KillAt", "+callbacks.hold.epoch=999",
+                  f"+callbacks.hold.marker={marker}", "+callbacks.hold.pause_at=4", "+callbacks.hold.pause=60", "--quiet", cwd=tmp_path)
     metrics = lambda: list(tmp_path.glob("runs/train/*/metrics.csv"))
     wait_until(lambda: metrics() and len(metrics()[0].read_text().splitlines()) > 3)
     run = metrics()[0].parent
@@ -120,10 +123,11 @@ def test_a_killed_run_shows_as_killed_and_a_live_one_cannot_be_resumed_twice(tmp
     listed = json.loads(subprocess.run([sys.executable, "-m", "dlcli", "runs", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout)
     rows = len(metrics()[0].read_text().strip().splitlines()) - 1
     assert listed[0]["status"] == "killed" and listed[0]["epochs"] == rows >= 3
-    resumed = subprocess.run([sys.executable, "-m", "dlcli", "train", f"resume={run}", "--json"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
+    marker.write_text("held once")  # the resumed run does not hold again
+    resumed = subprocess.run([sys.executable, "-m", "dlcli", "train", f"resume={run}", "--json", "--trust", "user_code"],
+                             cwd=tmp_path, env=USER_CODE_ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["epochs_completed"] == 400
+    assert json.loads(resumed.stdout)["epochs_completed"] == 20
 
 
 def test_a_read_only_runs_dir_is_a_one_line_error(workdir, monkeypatch):
