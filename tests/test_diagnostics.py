@@ -134,3 +134,12 @@ def test_an_input_pipeline_that_keeps_the_model_waiting(workdir):
                             "trainer.epochs=3")
     found = next(f for f in findings if f["code"] == "input_pipeline_bound")
     assert found["evidence"]["median_share_waiting"] > THRESHOLDS["input_bound_share"] and "data.num_workers" in found["suggestion"]
+
+
+def test_a_check_that_cannot_be_made_never_costs_the_run(workdir):
+    """A model the pre-training look cannot run (it breaks in eval mode) trains as it would without
+    diagnostics: the checks step aside."""
+    result = run_cli("train", "model._target_=user_code.BreaksInEval", "~model.hidden", "~model.activation", "~model.dropout",
+                     "~model.batch_norm", "~model.init", "~model.freeze", "trainer.epochs=2", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "completed"

@@ -149,3 +149,18 @@ class SpikeNet(__import__("torch").nn.Module):
             if self.calls == self.spike_at:
                 return out * 1000.0
         return out
+
+
+class BreaksInEval(__import__("torch").nn.Module):
+    """Trains fine; refuses to run in eval mode outside validation's no-grad batches of its own size."""
+
+    def __init__(self, input_shape, num_outputs):
+        from torch import nn
+
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(int(__import__("math").prod(input_shape)), num_outputs))
+
+    def forward(self, x):
+        if not self.training and len(x) == 256:  # the diagnostics' look at one batch of 256
+            raise RuntimeError("this model cannot be looked at like that")
+        return self.net(x)

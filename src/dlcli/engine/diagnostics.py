@@ -100,16 +100,40 @@ class Diagnostics(Callback):
         self._pending_steps: list[int] = []
         self._sums: torch.Tensor | None = None
         self._samples = 0
+        self.failed: str | None = None  # why the live checks stopped, if they did
+
+    # Diagnostics never cost a run: a check that cannot be made on this model or data (an
+    # unusual _target_, an empty split) is skipped with the others, and training goes on.
+    def _safely(self, action, *args) -> None:
+        if self.failed is not None:
+            return
+        try:
+            action(*args)
+        except Exception as exc:
+            self.failed = f"{type(exc).__name__}: {exc}"
+
+    def on_fit_start(self, session, state) -> None:
+        self._safely(self._fit_start, session, state)
+
+    def on_after_backward(self, model) -> None:
+        self._steps += 1  # counted even when a check failed: the sampling stays on its steps
+        if self._steps % self.every == 0:
+            self._safely(self._after_backward, model)
+
+    def on_epoch_end(self, state, row, improved) -> None:
+        self._safely(self._epoch_end, state, row, improved)
+
+    def on_fit_end(self, state, status) -> None:
+        self._safely(self._fit_end, state, status)
 
     # -- before training: outputs and inputs ----------------------------------------------------
-    def on_fit_start(self, session, state) -> None:
+    def _fit_start(self, session, state) -> None:
         self.session = session
         self.evidence.loader = hasattr(session.train_data, "num_workers")
         model = session.model
         self.weights = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
         self.evidence.layer_names = [name for name, _ in self.weights]
         x, y = next(iter(session.train_data.in_order(256)))
-        x = x.float()
         with torch.no_grad():
             was_training = model.training
             model.eval()
@@ -132,23 +156,20 @@ class Diagnostics(Callback):
             if targets is not None and len(targets):
                 counts = torch.bincount(targets.long().reshape(-1))
                 self.evidence.majority_share = float(counts.max()) / float(counts.sum())
-        flat = x.reshape(len(x), -1)
+        flat = x.reshape(len(x), -1).float()
         if len(flat) > 1:
             std, mean = flat.std(dim=0), flat.mean(dim=0)
             self.evidence.input_scale = {"max_std": float(std.max()), "max_abs_mean": float(mean.abs().max()),
                                          "feature": int(torch.argmax(torch.maximum(std, mean.abs())))}
 
     # -- during training: gradient norms, sampled ------------------------------------------------
-    def on_after_backward(self, model) -> None:
-        self._steps += 1
-        if self._steps % self.every:
-            return
+    def _after_backward(self, model) -> None:
         norms = torch.stack([p.grad.detach().float().norm() if p.grad is not None else p.new_zeros((), dtype=torch.float32)
                              for _, p in self.weights])
         self._pending.append(norms)
         self._pending_steps.append(self._steps)
 
-    def on_epoch_end(self, state, row, improved) -> None:
+    def _epoch_end(self, state, row, improved) -> None:
         if "data_share" in row:
             self.evidence.data_shares.append(row["data_share"])
         if not self._pending:
@@ -163,10 +184,10 @@ class Diagnostics(Callback):
         self.evidence.layer_grad_means = (self._sums / self._samples).tolist()
 
     # -- after training: which ReLUs ever fire -----------------------------------------------------
-    def on_fit_end(self, state, status) -> None:
+    def _fit_end(self, state, status) -> None:
         if status not in ("completed", "pruned"):
             return
-        self.on_epoch_end(state, {}, False)
+        self._epoch_end(state, {}, False)
         relus = [(name, m) for name, m in self.session.model.named_modules() if isinstance(m, nn.ReLU)]
         if not relus:
             return
