@@ -371,7 +371,14 @@ def list_runs(
         if sort not in every:
             raise UserError(f"--sort {sort} is not a column: columns are {', '.join(every)}")
         descending = monitor_mode(sort) == "max"
-        rows.sort(key=lambda r: (r.get(sort) is None, -r[sort] if descending and isinstance(r.get(sort), (int, float)) else r.get(sort) if r.get(sort) is not None else 0))
+
+        def order(row):  # missing values last; numbers before text, so mixed columns still sort
+            value = row.get(sort)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return (0, -value if descending else value, "")
+            return (1 if value is not None else 2, 0, json.dumps(value))
+
+        rows.sort(key=order)
     if as_json:
         print(json.dumps(rows, indent=2))
         return

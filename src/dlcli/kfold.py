@@ -76,7 +76,8 @@ def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter
 
     results = []
     # with logger=mlflow, the k-fold run is an MLflow run and each fold a run nested under it
-    parent_run = open_parent_run(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)})
+    parent_run = open_parent_run(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)},
+                                 reporter.warn)
     if parent_run is not None:
         cfg = OmegaConf.merge(cfg, {"logger": {"mlflow": {"parent_run_id": parent_run.run_id}}})
     for fold in range(1, int(cfg.split.kfold) + 1):

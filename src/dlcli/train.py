@@ -157,11 +157,14 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
     for key in ("trainer.epochs", *RESUME_OVERRIDES[1:]):
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
     saved.resume = None
+    if OmegaConf.select(saved, "logger.mlflow") is not None:
+        saved.logger.mlflow.parent_run_id = None  # a new run of its own, not a late child of a finished sweep
     experiment = build_experiment(saved)
     check_same_split(experiment, source)
     configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
     typed = OmegaConf.to_container(OmegaConf.load(source / "overrides.yaml")) or []
-    new_overrides = [*(o for o in typed if not str(o).startswith("trainer.epochs=")), *(o for o in overrides if not o.startswith("resume="))]
+    new_overrides = [*(o for o in typed if not str(o).startswith(("trainer.epochs=", "logger.mlflow.parent_run_id="))),
+                     *(o for o in overrides if not o.startswith("resume="))]
     lock = None
 
     def populate(directory: Path) -> None:
@@ -298,9 +301,10 @@ def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Report
     except Exception:
         reporter.log_only("could not diagnose the run:\n" + traceback.format_exc())
         return summary
-    for line in diagnosis_lines(findings):
+    for line in diagnosis_lines(findings, watch.failed):
         reporter.log(line)
-    return update_summary(run_dir, diagnosis=[f.code for f in findings])
+    extra = {"diagnostics_skipped": watch.failed} if watch.failed else {}
+    return update_summary(run_dir, diagnosis=[f.code for f in findings], **extra)
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:

@@ -44,6 +44,10 @@ class TensorBatches:
         for start in range(0, len(self), batch_size):
             yield self._batch(slice(start, start + batch_size))
 
+    def peek(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `count` samples as one batch, for a look that must not disturb training."""
+        return self._batch(slice(0, count))
+
 
 class LoaderBatches:
     """A Dataset read through a DataLoader with workers, pinned memory and persistent workers."""
@@ -88,3 +92,9 @@ class LoaderBatches:
     def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self._loader(batch_size, None):
             yield self._to_device(batch)
+
+    def peek(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `count` samples as one batch, read here: no worker pool is started or kept."""
+        from torch.utils.data import default_collate
+
+        return self._to_device(default_collate([self.dataset[i] for i in range(min(count, len(self.dataset)))]))

@@ -22,6 +22,8 @@ from torch import nn
 
 from dlcli.engine.callbacks import Callback
 
+PEEK_SAMPLES = 256  # the batch the checks look at before and after training
+
 THRESHOLDS = {
     # overfitting: validation loss this far above its minimum, at least this many epochs after it,
     # with training clearly better than validation (a rise of 20% is ordinary noise on small sets)
@@ -133,7 +135,8 @@ class Diagnostics(Callback):
         model = session.model
         self.weights = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
         self.evidence.layer_names = [name for name, _ in self.weights]
-        x, y = next(iter(session.train_data.in_order(256)))
+        with _rng_untouched(session.device):  # the look must not change what training draws
+            x, y = session.train_data.peek(PEEK_SAMPLES)
         with torch.no_grad():
             was_training = model.training
             model.eval()
@@ -175,6 +178,13 @@ class Diagnostics(Callback):
         if not self._pending:
             return
         norms = torch.stack(self._pending)  # samples x layers, one transfer per epoch
+        finite = torch.isfinite(norms).all(dim=1)  # AMP's skipped steps have inf gradients: not evidence
+        steps = [s for s, keep in zip(self._pending_steps, finite.tolist()) if keep]
+        norms = norms[finite]
+        self._pending_steps = steps
+        if not len(norms):
+            self._pending = []
+            return
         self._sums = norms.sum(dim=0) if self._sums is None else self._sums + norms.sum(dim=0)
         self._samples += len(norms)
         totals = norms.pow(2).sum(dim=1).sqrt().tolist()
@@ -185,9 +195,9 @@ class Diagnostics(Callback):
 
     # -- after training: which ReLUs ever fire -----------------------------------------------------
     def _fit_end(self, state, status) -> None:
+        self._epoch_end(state, {}, False)  # the samples of an epoch that ended in a crash count too
         if status not in ("completed", "pruned"):
             return
-        self._epoch_end(state, {}, False)
         relus = [(name, m) for name, m in self.session.model.named_modules() if isinstance(m, nn.ReLU)]
         if not relus:
             return
@@ -195,9 +205,12 @@ class Diagnostics(Callback):
 
         def watch(name):
             def hook(module, inputs, output):
-                units = output.reshape(output.shape[0], -1) if output.ndim == 2 else output.transpose(0, 1).reshape(output.shape[1], -1).T
-                alive = (units > 0).any(dim=0)
-                fired[name] = alive if name not in fired else fired[name] | alive
+                if not isinstance(output, torch.Tensor) or output.ndim < 2:
+                    return
+                # a unit is a feature (N x F) or a channel (N x C x ...): does it fire for any sample?
+                alive = (output > 0).transpose(0, 1).reshape(output.shape[1], -1).any(dim=1)
+                key = name if name not in fired or fired[name].shape == alive.shape else f"{name} ({len(alive)} units)"
+                fired[key] = alive if key not in fired else fired[key] | alive  # a module reused on other shapes
             return hook
 
         handles = [m.register_forward_hook(watch(name)) for name, m in relus]
@@ -205,16 +218,20 @@ class Diagnostics(Callback):
             model = self.session.model
             was_training = model.training
             model.eval()
-            with torch.no_grad():
-                x, _ = next(iter(self.session.val_data.in_order(512)))
-                model(x)
+            with torch.no_grad(), _rng_untouched(self.session.device):
+                x, _ = self.session.val_data.peek(PEEK_SAMPLES)
+                if len(x):
+                    model(x)
             model.train(was_training)
-        except StopIteration:
-            pass
         finally:
             for handle in handles:
                 handle.remove()
         self.evidence.dead_relu = {name: 1.0 - float(alive.float().mean()) for name, alive in fired.items()}
+
+
+def _rng_untouched(device: torch.device):
+    """Reading a batch may draw random numbers (augmentation): keep training's streams as they were."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def _last_module(model: nn.Module):
@@ -260,7 +277,7 @@ def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None) -
                                 f"{100 * (losses[0] - min(losses)) / losses[0]:.1f}% over {len(losses)} epochs",
                                 f"optim.lr={_higher(lr)} (or dl lr-find)"))
     elif len(losses) >= 3:
-        findings += _fit_findings(rows, losses, metric, classification)
+        findings += _fit_findings(rows, losses, metric, classification, summary.get("loss_units") == "standardized target")
 
     findings += _gradient_findings(evidence)
     if evidence.output_check is not None:
@@ -299,7 +316,7 @@ def _why_high(high: dict, failed_nan: bool) -> str:
     return f"the training loss rose ({_fmt(high['early_losses'])} ...)"
 
 
-def _fit_findings(rows, losses, metric, classification) -> list[Finding]:
+def _fit_findings(rows, losses, metric, classification, standardized) -> list[Finding]:
     t = THRESHOLDS
     findings = []
     val_losses = [r["val_loss"] for r in rows if "val_loss" in r]
@@ -311,8 +328,8 @@ def _fit_findings(rows, losses, metric, classification) -> list[Finding]:
         gap = (last.get("train_accuracy", 0) or 0) - (last.get("val_accuracy", 0) or 0)
         poor = (last.get("train_accuracy") or 0) < t["underfit_train_accuracy"]
     else:
-        gap = None
-        poor = losses[-1] > t["underfit_train_loss_regression"]
+        gap = None  # the loss is comparable to the target's variance only on a standardized target
+        poor = standardized and losses[-1] > t["underfit_train_loss_regression"]
     rose = val_losses[-1] > val_losses[best] * t["overfit_val_loss_rise"] and len(val_losses) - 1 - best >= t["overfit_epochs_after_best"]
     separated = gap > t["overfit_metric_gap"] if gap is not None else losses[-1] < val_losses[-1] / 3
     if rose and separated:
@@ -335,7 +352,7 @@ def _gradient_findings(evidence: Evidence) -> list[Finding]:
     t = THRESHOLDS
     findings = []
     means = evidence.layer_grad_means
-    if len(means) >= 3 and means[-1] > 0:
+    if len(means) >= 3 and means[-1] > 0 and means[0] > 0:
         ratio = means[0] / means[-1]
         if ratio < t["vanishing_ratio"]:
             findings.append(Finding("vanishing_gradients", "warning", None,
@@ -424,7 +441,10 @@ def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
     return analyze(read_metrics(run_dir / "metrics.csv"), read_json(run_dir / "summary.json")), False
 
 
-def diagnosis_lines(findings: list[Finding]) -> list[str]:
+def diagnosis_lines(findings: list[Finding], skipped: str | None = None) -> list[str]:
+    if skipped:
+        head = f"diagnosis (the live checks stopped early: {skipped}):"
+        return [head, *(line for f in findings for line in f.lines())] if findings else [head + " nothing else found"]
     if not findings:
         return ["diagnosis: nothing wrong found (overfitting, underfitting, learning rate, gradients, dead ReLUs, "
                 "outputs, inputs, class balance and the input pipeline were checked)"]

@@ -153,7 +153,8 @@ class TensorBoardLogger(RunLogger):
         from dlcli.engine.optim import current_lr
 
         self.session, self.current_lr = session, current_lr
-        self.steps_per_epoch = math.ceil(len(session.train_data) / int(self.run.cfg.trainer.batch_size))
+        samples, batch = len(session.train_data), int(self.run.cfg.trainer.batch_size)
+        self.steps_per_epoch = samples // batch + (samples % batch > 1)  # a lone last sample is not a step
         self.step = state.epoch * self.steps_per_epoch
         directory = self.run.run_dir / "tensorboard"
         # On resume, anything logged after the checkpoint (lost epochs of a killed run) is purged.
@@ -233,8 +234,9 @@ class MLflowLogger(RunLogger):
 
     def fit_end(self, state, status: str) -> None:
         saved = self.run.checkpointer.saved_state
-        # an interrupted run keeps exactly what last.pt holds (metrics.csv is cut back to it too)
-        self._send(saved.epoch if status == "interrupted" and saved is not None else math.inf)
+        # A run that did not complete may be resumed from last.pt, which retrains the epochs after
+        # it: those are not sent now, so that MLflow never gets an epoch twice.
+        self._send(math.inf if status == "completed" or saved is None else saved.epoch)
 
     def _send(self, up_to: float) -> None:
         from mlflow.entities import Metric
@@ -258,6 +260,12 @@ class MLflowLogger(RunLogger):
             if (self.run.run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(self.run.run_dir / name))
         self.client.set_terminated(self.run_id, status=MLFLOW_STATUS.get(summary.get("status"), "FAILED"))
+        self.terminated = True
+
+    def close(self) -> None:
+        """A run whose logging failed half-way is still marked ended in MLflow, if MLflow answers."""
+        if self.client is not None and self.run_id is not None and not getattr(self, "terminated", False):
+            self.client.set_terminated(self.run_id, status="FAILED")
 
 
 def mlflow_client(tracking_uri: str | None, cfg):
@@ -337,7 +345,7 @@ class ParentRun:
         return f"logger.mlflow.parent_run_id={self.run_id}"
 
 
-def open_parent_run(directory: Path, cfg, kind: str, params: dict) -> ParentRun | None:
+def open_parent_run(directory: Path, cfg, kind: str, params: dict, warn: Callable[[str], None] = print) -> ParentRun | None:
     """The parent MLflow run of a sweep or k-fold directory, when its runs log to MLflow: created
     once and recorded in <directory>/mlflow.json, reopened on resume. None without logger=mlflow."""
     from omegaconf import OmegaConf
@@ -345,6 +353,15 @@ def open_parent_run(directory: Path, cfg, kind: str, params: dict) -> ParentRun 
     node = OmegaConf.select(cfg, "logger.mlflow")
     if node is None:
         return None
+    try:
+        return _open_parent_run(directory, cfg, node, kind, params)
+    except Exception as exc:  # a logger never costs a run: the trials log as runs of their own
+        warn(f"warning: logger=mlflow could not open the {kind}'s parent run ({type(exc).__name__}: "
+             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); its runs are logged without one")
+        return None
+
+
+def _open_parent_run(directory: Path, cfg, node, kind: str, params: dict) -> ParentRun:
     client = mlflow_client(node.get("tracking_uri"), cfg)
     record = directory / MLFLOW_RECORD
     if record.is_file():

@@ -140,7 +140,7 @@ def run_sweep(
 
             sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False, populate=populate)
         update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
-        parent = _parent_run(sweep_dir, settings, space, trials[0], config_dirs)
+        parent = _parent_run(sweep_dir, settings, space, trials[0], config_dirs, log)
         return _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
                            gpus_per_trial, config_dirs, log, trust, parent)
     finally:
@@ -148,7 +148,7 @@ def run_sweep(
             lock.release()
 
 
-def _parent_run(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs):
+def _parent_run(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log):
     """With logger=mlflow, the sweep is an MLflow run and its trials are nested runs under it."""
     from dlcli.config import compose
     from dlcli.engine.loggers import open_parent_run
@@ -157,7 +157,7 @@ def _parent_run(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, fi
     if cfg.get("logger") is None or "mlflow" not in cfg.logger:
         return None
     return open_parent_run(sweep_dir, cfg, "sweep", {"kind": settings.kind, "overrides": " ".join(settings.overrides),
-                                                     "metric": settings.metric, "mode": settings.mode})
+                                                     "metric": settings.metric, "mode": settings.mode}, log)
 
 
 def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
