@@ -199,10 +199,10 @@ def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads,
             run_in_pool(specs, jobs, torch.cuda.device_count(), on_result)
     except KeyboardInterrupt:
         status = "interrupted"
-    if stopped:
-        status = "interrupted"
     if status == "completed" and fail_fast and failures:
-        status = "failed"
+        status = "failed"  # trials the fail-fast stop interrupted are part of that failure
+    elif status == "completed" and stopped:
+        status = "interrupted"
     if status != "completed":
         log(f"sweep {status}: finished trials are saved; continue with: dl sweep {settings.kind} --resume {sweep_dir}")
     result = _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, trust)
