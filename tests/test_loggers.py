@@ -141,3 +141,13 @@ def test_a_missing_logger_package_names_the_pip_install(workdir, monkeypatch):
     assert len(result.stderr.strip().splitlines()) == 1 and not (workdir / "runs").exists()
     bad = run_cli("train", "logger=tensorboard", "logger.tensorboard.log_every_n_steps=0")
     assert bad.exit_code == 2 and "log_every_n_steps=0" in bad.stderr
+
+
+def test_k_fold_is_a_parent_mlflow_run_with_one_nested_run_per_fold(workdir):
+    result = run_cli("train", "data=iris", "split.kfold=3", "trainer.epochs=2", "logger=mlflow", "-q")
+    assert result.exit_code == 0, result.output
+    parent_dir = only_run(workdir)
+    client, parent = mlflow_run(parent_dir)
+    assert parent.info.status == "FINISHED" and parent.data.tags["dl.kind"] == "kfold" and "mean" in parent.data.metrics
+    folds = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(f.info.run_name.split("/")[-1] for f in folds) == ["fold-1", "fold-2", "fold-3"]

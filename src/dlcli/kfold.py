@@ -70,35 +70,19 @@ def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, 
 
 def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
                trust: Sequence[str] = ()):
-    from dlcli.train import TrainResult, train
-
     from dlcli.engine.loggers import close_parent_run, open_parent_run
+    from dlcli.train import TrainResult
 
-    results = []
     # with logger=mlflow, the k-fold run is an MLflow run and each fold a run nested under it
     parent_run = open_parent_run(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)},
                                  reporter.warn)
     if parent_run is not None:
         cfg = OmegaConf.merge(cfg, {"logger": {"mlflow": {"parent_run_id": parent_run.run_id}}})
-    for fold in range(1, int(cfg.split.kfold) + 1):
-        fold_dir = parent / f"fold-{fold}"
-        status = read_json(fold_dir / "summary.json").get("status") if (fold_dir / "summary.json").is_file() else None
-        if status == "completed":
-            result = TrainResult(fold_dir, read_json(fold_dir / "summary.json"))
-        elif status is not None:  # interrupted (or failed): continue it from its last checkpoint
-            resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
-            result = train(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks=callbacks, trust=trust)
-        else:
-            if fold_dir.exists():  # created but never started: nothing in it is worth keeping
-                for leftover in sorted(fold_dir.rglob("*"), reverse=True):
-                    leftover.rmdir() if leftover.is_dir() else leftover.unlink()
-                fold_dir.rmdir()
-            fold_dir.mkdir()
-            reporter.log(f"fold {fold}/{cfg.split.kfold}")
-            result = train(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, callbacks=callbacks)
-        results.append(result)
-        if result.status != "completed":
-            break
+    try:
+        results = _train_folds(parent, cfg, overrides, reporter, callbacks, trust)
+    except BaseException:  # broke off: the MLflow parent run must not say running forever
+        close_parent_run(parent_run, "failed", {}, reporter.warn)
+        raise
     report = aggregate(results, int(cfg.split.kfold))
     write_json(parent / "kfold.json", report)
     status = "completed" if len(results) == int(cfg.split.kfold) and all(r.status == "completed" for r in results) else results[-1].status
@@ -135,3 +119,32 @@ def aggregate(results, folds: int) -> dict:
         "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None,
         "test_mean": {metric: statistics.fmean(tests)} if tests else None,
     }
+
+
+def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
+                 trust: Sequence[str] = ()) -> list:
+    """Each fold in turn (a finished one is kept, an interrupted one resumed); stops at the first
+    fold that does not complete."""
+    from dlcli.train import TrainResult, train
+
+    results = []
+    for fold in range(1, int(cfg.split.kfold) + 1):
+        fold_dir = parent / f"fold-{fold}"
+        status = read_json(fold_dir / "summary.json").get("status") if (fold_dir / "summary.json").is_file() else None
+        if status == "completed":
+            result = TrainResult(fold_dir, read_json(fold_dir / "summary.json"))
+        elif status is not None:  # interrupted (or failed): continue it from its last checkpoint
+            resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
+            result = train(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks=callbacks, trust=trust)
+        else:
+            if fold_dir.exists():  # created but never started: nothing in it is worth keeping
+                for leftover in sorted(fold_dir.rglob("*"), reverse=True):
+                    leftover.rmdir() if leftover.is_dir() else leftover.unlink()
+                fold_dir.rmdir()
+            fold_dir.mkdir()
+            reporter.log(f"fold {fold}/{cfg.split.kfold}")
+            result = train(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, callbacks=callbacks)
+        results.append(result)
+        if result.status != "completed":
+            break
+    return results

@@ -180,7 +180,8 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         rows = read_metrics(source / "metrics.csv", up_to=state.epoch)
         write_metrics(directory / "metrics.csv", rows, metric_columns(experiment.session.metric))
         update_summary(directory, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0,
-                       continued_from=str(source), continued_after_epoch=state.epoch)
+                       continued_from=str(source), continued_after_epoch=state.epoch,
+                       initial_loss=read_json(source / "summary.json").get("initial_loss"))
 
     run_dir = create_run_dir(saved.runs_dir, saved.name, populate=populate)
     try:
@@ -244,6 +245,8 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
         reporter.log(f"note: {note}")
     reporter.log(describe(experiment, run_dir))
     watch = Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn) if trainer.get("diagnostics", True) else None
+    if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
+        watch.evidence.initial_loss = read_json(run_dir / "summary.json").get("initial_loss")
     fields: dict = {"status": "failed"}
     try:
         fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks, *([watch] if watch else [])])
@@ -304,6 +307,8 @@ def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Report
     for line in diagnosis_lines(findings, watch.failed):
         reporter.log(line)
     extra = {"diagnostics_skipped": watch.failed} if watch.failed else {}
+    if watch.evidence.initial_loss is not None:
+        extra["initial_loss"] = watch.evidence.initial_loss  # for the diagnosis of a resumed run
     return update_summary(run_dir, diagnosis=[f.code for f in findings], **extra)
 
 

@@ -141,8 +141,14 @@ def run_sweep(
             sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False, populate=populate)
         update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
         parent = _parent_run(sweep_dir, settings, space, trials[0], config_dirs, log)
-        return _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
-                           gpus_per_trial, config_dirs, log, trust, parent)
+        try:
+            return _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
+                               gpus_per_trial, config_dirs, log, trust, parent)
+        except BaseException:  # the sweep broke off: its MLflow parent run must not say running forever
+            from dlcli.engine.loggers import close_parent_run
+
+            close_parent_run(parent, "failed", {}, log)
+            raise
     finally:
         if lock is not None:
             lock.release()
