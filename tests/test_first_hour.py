@@ -68,12 +68,14 @@ def test_runs_takes_several_directories_and_patterns(workdir, narrow):
 
 def test_runs_json_keeps_every_value_in_its_type(workdir):
     _five_mixed_runs()
-    rows = {row["run"].split("/")[0]: row for row in json.loads(run_cli("runs", "--json").stdout)}
+    listed = json.loads(run_cli("runs", "--json").stdout)
+    rows = {row["run"].split("/")[0]: row for row in listed}
+    diabetes = next(row for row in listed if row["data"] == "diabetes")
     dropout = rows["mlp_dropout"]
     assert dropout["model.hidden"] == [64, 64] and dropout["model.dropout"] == 0.2 and dropout["model"] == "mlp"
     assert rows["softmax"]["model"] == "softmax" and rows["softmax"]["model.hidden"] is None
     assert isinstance(dropout["val_accuracy"], float) and isinstance(dropout["epochs"], int)
-    assert dropout["model.batch_norm"] is False or "model.batch_norm" not in dropout
+    assert dropout["data.standardize"] is False and diabetes["data.standardize"] is True  # booleans stay booleans
 
 
 def test_param_count_never_cuts_a_number_in_80_columns(narrow):

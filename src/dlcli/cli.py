@@ -361,7 +361,6 @@ def list_runs(
 ):
     """Compare runs (or a sweep's trials) in one table: status, metrics, and the settings that differ."""
     from dlcli.compare import COMPONENT_GROUPS, cell_text, collect_runs, display_rows, elide, fit_columns, header_text, is_number_column
-    from dlcli.engine.metrics import monitor_mode
 
     directories = list(directories or ["runs"])
     runs = collect_runs(directories)
@@ -370,6 +369,8 @@ def list_runs(
     if sort is not None:
         if sort not in every:
             raise UserError(f"--sort {sort} is not a column: columns are {', '.join(every)}")
+        from dlcli.engine.metrics import monitor_mode  # (imports torch: only when sorting)
+
         descending = monitor_mode(sort) == "max"
 
         def order(row):  # missing values last; numbers before text, so mixed columns still sort
@@ -411,7 +412,8 @@ def list_runs(
         table.add_row(*(cells[c][i] for c in kept))
     console.print(table)
     if left_out:
-        err_console.print(f"{len(left_out)} more column{'' if len(left_out) == 1 else 's'} differ but do not fit: "
+        differ = "" if len(rows) == 1 else (" differs" if len(left_out) == 1 else " differ")  # one run: nothing to differ from
+        err_console.print(f"{len(left_out)} more column{'' if len(left_out) == 1 else 's'}{differ} but do not fit: "
                           f"{', '.join(left_out)} (choose with --columns, or see all with --json)",
                           markup=False, highlight=False, soft_wrap=True)
 

@@ -141,11 +141,13 @@ def _typed_keys(run_dir: Path) -> list[str]:
     """The settings its user typed: `model=softmax` -> model, `+optim.l1=0.1` -> optim.l1."""
     from omegaconf import OmegaConf
 
+    from dlcli.config import override_key
+
     try:
         overrides = OmegaConf.to_container(OmegaConf.load(run_dir / "overrides.yaml"))
     except Exception:
         return []
-    keys = [str(o).split("=", 1)[0].lstrip("+~") for o in overrides or [] if "=" in str(o)]
+    keys = [override_key(o) for o in overrides or [] if "=" in str(o)]
     return [k for k in keys if k not in NOT_COMPARED]
 
 

@@ -38,6 +38,11 @@ def config_directories(config_dirs: Sequence[str | Path] = ()) -> list[Path]:
     return [Path(dlcli.conf.__file__).parent, *(Path(p.removeprefix("file://")) for p in search_path(config_dirs))]
 
 
+def override_key(override: str) -> str:
+    """The key an override sets: `+optim.l1=0.1` -> optim.l1, `~model.hidden` -> model.hidden, `model=vgg` -> model."""
+    return str(override).split("=", 1)[0].lstrip("+~")
+
+
 def read_overrides_file(path: str | Path) -> list[str]:
     """Overrides kept in YAML: a sweep's best.yaml (`overrides: [...]`) or a run's overrides.yaml
     (a plain list). Plain YAML only: reading it runs nothing."""
@@ -56,7 +61,7 @@ def read_overrides_file(path: str | Path) -> list[str]:
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise UserError(f"--overrides-file {path} must hold a list of overrides, or `overrides: [key=value, ...]` as best.yaml does")
     # a run's own name and resume are where that run lived, not settings to repeat
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume",)]
+    return [o for o in overrides if override_key(o) != "resume"]
 
 
 REQUIRED_GROUPS = ("data", "model", "optim")  # a run cannot do without these
@@ -162,7 +167,7 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str], config_dirs: 
         return f"{override} {_expected_type(str(cause))}"
     if "Could not override" in message or "not in struct" in message:
         key = message.split("'")[1] if "'" in message else "?"
-        others = [o for o in overrides if o.lstrip("+~").split("=")[0] != key]
+        others = [o for o in overrides if override_key(o) != key]
         try:
             context = compose(others, config_dirs)
         except UserError:

@@ -14,6 +14,8 @@ from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlcli.config import override_key
+
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
 from dlcli.engine.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
 from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, restore, save_checkpoint
@@ -107,7 +109,7 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
     if is_kfold_parent(cfg.resume):
         return resume_kfold(cfg, overrides, reporter, callbacks, trust)
     run_dir = find_run(cfg.resume)
-    longer = [o for o in overrides if o.lstrip("+").split("=")[0] == "trainer.epochs"]
+    longer = [o for o in overrides if override_key(o) == "trainer.epochs"]
     check_resume_overrides(run_dir, [o for o in overrides if o not in longer])
     summary = read_json(run_dir / "summary.json")
     if longer:
@@ -211,7 +213,7 @@ def _schedule_planned_over_epochs(cfg: DictConfig) -> str | None:
 
 
 def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
-    extra = [o for o in overrides if o.lstrip("+~").split("=")[0] not in RESUME_OVERRIDES]
+    extra = [o for o in overrides if override_key(o) not in RESUME_OVERRIDES]
     if extra:
         raise UserError(
             f"resume continues {run_dir} with its saved config, so '{extra[0]}' cannot apply: drop it, or start a new run"

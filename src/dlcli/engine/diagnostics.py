@@ -17,10 +17,15 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from dlcli.engine.callbacks import Callback
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch is imported inside the callback's hooks: `dl diagnose` reads files and needs none of it.
 
 PEEK_SAMPLES = 256  # the batch the checks look at before and after training
 
@@ -130,6 +135,9 @@ class Diagnostics(Callback):
 
     # -- before training: outputs and inputs ----------------------------------------------------
     def _fit_start(self, session, state) -> None:
+        import torch
+        from torch import nn
+
         self.session = session
         self.evidence.loader = hasattr(session.train_data, "num_workers")
         model = session.model
@@ -154,7 +162,7 @@ class Diagnostics(Callback):
                 if rows_sum_to_one or (in_unit and isinstance(last, (nn.Softmax, nn.Sigmoid, nn.ReLU, nn.LogSoftmax))):
                     self.evidence.output_check = {"rows_sum_to_one": rows_sum_to_one, "all_in_0_1": in_unit,
                                                   "last_module": type(last).__name__ if last is not None else None}
-                    self.warn(f"warning: {FINDERS['activation_before_loss'](self.evidence).message}")
+                    self.warn(f"warning: {_activation_before_loss(self.evidence).message}")
             targets = getattr(session.train_data, "targets", None)
             if targets is not None and len(targets):
                 counts = torch.bincount(targets.long().reshape(-1))
@@ -167,12 +175,16 @@ class Diagnostics(Callback):
 
     # -- during training: gradient norms, sampled ------------------------------------------------
     def _after_backward(self, model) -> None:
+        import torch
+
         norms = torch.stack([p.grad.detach().float().norm() if p.grad is not None else p.new_zeros((), dtype=torch.float32)
                              for _, p in self.weights])
         self._pending.append(norms)
         self._pending_steps.append(self._steps)
 
     def _epoch_end(self, state, row, improved) -> None:
+        import torch
+
         if "data_share" in row:
             self.evidence.data_shares.append(row["data_share"])
         if not self._pending:
@@ -195,6 +207,9 @@ class Diagnostics(Callback):
 
     # -- after training: which ReLUs ever fire -----------------------------------------------------
     def _fit_end(self, state, status) -> None:
+        import torch
+        from torch import nn
+
         self._epoch_end(state, {}, False)  # the samples of an epoch that ended in a crash count too
         if status not in ("completed", "pruned"):
             return
@@ -231,6 +246,8 @@ class Diagnostics(Callback):
 
 def _rng_untouched(device: torch.device):
     """Reading a batch may draw random numbers (augmentation): keep training's streams as they were."""
+    import torch
+
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
@@ -281,7 +298,7 @@ def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None) -
 
     findings += _gradient_findings(evidence)
     if evidence.output_check is not None:
-        findings.append(FINDERS["activation_before_loss"](evidence))
+        findings.append(_activation_before_loss(evidence))
     scale = evidence.input_scale
     if scale is not None and max(scale["max_std"], scale["max_abs_mean"]) > t["unnormalized_scale"]:
         findings.append(Finding("unnormalized_inputs", "warning", None, scale,
@@ -393,8 +410,6 @@ def _activation_before_loss(evidence: Evidence) -> Finding:
                    "it applies log-softmax itself, so the model learns slowly or not at all",
                    "remove the final Softmax/Sigmoid/ReLU from the model's forward")
 
-
-FINDERS = {"activation_before_loss": _activation_before_loss}
 
 
 def _fmt(value) -> str:

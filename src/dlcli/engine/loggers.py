@@ -104,10 +104,11 @@ def typed_overrides(cfg: DictConfig, overrides: Sequence[str]) -> dict:
     from omegaconf import OmegaConf
 
     from dlcli.compare import option_name
+    from dlcli.config import override_key
 
     values = {}
     for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+        key = override_key(override)
         if "=" not in override or key in ("name", "resume", "runs_dir") or key.startswith("logger"):
             continue
         value = OmegaConf.select(cfg, key)
