@@ -110,7 +110,7 @@ CASES = [
     ("absent cuda", ["train", "--device", "cuda:7"], nothing, "trainer.device=cuda:7 is not available"),
     ("not a device", ["train", "trainer.device=tpu"], nothing, "trainer.device=tpu is not a device"),
     ("val fraction above 1", ["train", "split.val=1.5"], nothing, "split.val=1.5"),
-    ("no validation", ["train", "split.val=0"], nothing, "split.val"),
+    ("no validation to stop on", ["train", "split.val=0", "trainer.early_stopping.enabled=true"], nothing, "split.val=0 has none"),
     ("nan split", ["train", "split.test=nan"], nothing, "split.test=nan must be a finite number"),
     ("one fold", ["train", "split.kfold=1"], nothing, "split.kfold=1"),
     ("negative clip", ["train", "trainer.grad_clip=-1"], nothing, "trainer.grad_clip=-1"),

@@ -1,8 +1,8 @@
 """Every example a user can copy — the README's and every `--help` epilog's — runs.
 
 Each command runs as written, in an empty working directory that holds what the examples name
-(house.csv, train.csv, photos/, resnet18.pth, a finished run and a finished sweep at the paths
-the examples use), with only these changes so the whole list runs in about a minute on 2 cores:
+(house.csv, train.csv, test.csv, rows.npy, photos/, resnet18.pth, a finished run, k-fold run,
+refit, photos run and sweep at the paths the examples use), with only these changes so the whole list runs in about a minute on 2 cores:
 one epoch (two where an example trains a finished run longer, three under a 2-epoch warmup), two random trials, 20 lr-find
 steps, images resized to 32 instead of 224, the datasets read from small files in their real
 formats instead of downloaded, and `--device cuda` as `--device cpu` on a machine without CUDA.
@@ -29,6 +29,9 @@ from image_fixtures import write_cifar10, write_image_folder, write_mnist
 README = Path(__file__).resolve().parents[1] / "README.md"
 RUN = "runs/train/2026-11-24_10-31-07"
 SWEEP = "runs/sweeps/sweep/2026-11-24_10-31-07"
+KFOLD = "runs/house_prices/2026-11-24_11-00-00"  # a finished k-fold run ...
+REFIT = "runs/house_prices/2026-11-24_11-20-00"  # ... and its refit
+PHOTOS = "runs/photos/2026-11-24_12-00-00"  # a run on the photos/ folder
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "lenet_fashion", "mlp_fashion", "softmax_fashion", "vgg_small_fashion", "cifar_cnn")
 
 
@@ -101,6 +104,13 @@ def example_dir(tmp_path_factory):
         shutil.move(str(made), root / RUN)
         for name, model in (("softmax", "model=softmax"), ("mlp_dropout", "model.dropout=0.2")):
             assert run_cli("train", model, "trainer.epochs=1", "--name", name, "-q").exit_code == 0
+        _made_as("train experiment=house_prices_kfold data.path=train.csv trainer.epochs=1", root, KFOLD)
+        _made_as(f"train refit={KFOLD}", root, REFIT)
+        table.drop(columns=["SalePrice"]).to_csv(root / "test.csv", index=False)
+        _made_as("train data=imagefolder data.root=photos model=lenet trainer.epochs=1 --name photos", root, PHOTOS)
+        from sklearn.datasets import load_digits
+
+        np.save(root / "rows.npy", load_digits().data[:20])
         assert run_cli("sweep", "grid", "optim.lr=0.3,0.1", "trainer.epochs=1", "-q").exit_code == 0
         made = next(p for p in (root / "runs" / "sweeps" / "sweep").iterdir() if p.name != Path(SWEEP).name)
         shutil.move(str(made), root / SWEEP)
@@ -110,6 +120,16 @@ def example_dir(tmp_path_factory):
         sys.modules.pop("mypkg", None)
         if str(root) in sys.path:
             sys.path.remove(str(root))
+
+
+def _made_as(command: str, root: Path, path: str) -> None:
+    """Run `dl COMMAND` and move the run it made to the path the examples name."""
+    before = set((root / "runs").rglob("summary.json"))
+    assert run_cli(*shlex.split(command), "-q").exit_code == 0, command
+    made = {p.parent for p in set((root / "runs").rglob("summary.json")) - before}
+    top = min(made, key=lambda p: len(p.parts))  # a k-fold's parent, not its folds
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(top), root / path)
 
 
 def runnable(example: str, root: Path) -> list[str]:

@@ -96,6 +96,7 @@ def handle_errors(command):
         "  dl train sched=warmup_cosine optim=adamw trainer.early_stopping.enabled=true --device cpu\n\n"
         "  dl train resume=runs/train/2026-11-24_10-31-07\n\n"
         "  dl train resume=runs/train/2026-11-24_10-31-07 trainer.epochs=40      (a finished run, longer, in a new run)\n\n"
+        "  dl train refit=runs/house_prices/2026-11-24_11-00-00      (train+val together, for the epochs the run chose)\n\n"
         "  dl train --overrides-file runs/sweeps/sweep/2026-11-24_10-31-07/best.yaml trainer.epochs=40"
     )
 )
@@ -195,6 +196,76 @@ def evaluate(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     for path in written:
         console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command(
+    name="predict",
+    epilog=(
+        "Examples:\n\n"
+        "  dl predict runs/house_prices/2026-11-24_11-20-00 test.csv --output submission.csv\n\n"
+        "  dl predict runs/photos/2026-11-24_12-00-00 photos/ --proba      (a folder of images, searched recursively)\n\n"
+        "  dl predict RUN_DIR rows.npy --json      (rows of features in a NumPy file)"
+    ),
+)
+@handle_errors
+def predict_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by dl train (a refit, a fold, any run)."),
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="A CSV, an image, a folder of images, or a .npy array."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV (default: RUN_DIR/predictions-<input>.csv)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
+    id_column: Optional[str] = typer.Option(None, "--id", help="The input's id column to copy into the output (default: a column the run dropped, such as Id)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
+    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+):
+    """Predict new data with a trained run: one row per input, in the target's own terms."""
+    from dlcli.predict import predict_file
+
+    result = predict_file(run_dir, input_path, output, checkpoint, proba, id_column, device, trust or [])
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for note in result["notes"]:
+        err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    rate = f", {result['rows_per_second']:,.0f} rows/s" if result["rows_per_second"] else ""
+    console.print(f"wrote {result['rows']} predictions ({', '.join(result['columns'])}) to {result['output']} "
+                  f"[{result['checkpoint']} checkpoint, epoch {result['epoch']}, {result['device']}{rate}]",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command(
+    name="export",
+    epilog=(
+        "Examples:\n\n"
+        "  dl export runs/train/2026-11-24_10-31-07 --format onnx\n\n"
+        "  dl export RUN_DIR --format torchscript --output model.pt --checkpoint last"
+    ),
+)
+@handle_errors
+def export_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by dl train."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx | torchscript"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The file to write (default: RUN_DIR/model.onnx or model.torchscript.pt); a .json sidecar goes beside it."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON."),
+):
+    """Export a run's model to ONNX or TorchScript, checked against PyTorch on its test rows."""
+    from dlcli.export import export_run
+
+    result = export_run(run_dir, fmt, output, checkpoint, trust or [])
+    if as_json:
+        print(json.dumps({k: v for k, v in result.items() if k != "preprocessing"}, indent=2))
+        return
+    verified = result["verified"]
+    for line in (f"wrote {result['path']} ({fmt}, {result['checkpoint']} checkpoint, epoch {result['epoch']})",
+                 f"wrote {result['sidecar']} (input shape, class names, preprocessing)",
+                 f"input: {result['input']['takes']}",
+                 f"output: {result['output']['gives']}",
+                 f"checked: the same outputs as PyTorch on {verified['rows']} test rows (largest difference "
+                 f"{verified['max_abs_difference']:.2g}; rtol {verified['rtol']:g}, atol {verified['atol']:g})"):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command(

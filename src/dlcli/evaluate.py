@@ -40,8 +40,8 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
         "loss": loss,
         **metrics,
     }
-    if experiment.data.task == "regression" and (session.target_std != 1.0 or session.target_mean != 0.0):
-        report["loss_units"] = "standardized target"  # the metrics are in the target's own units
+    if session.loss_units:
+        report["loss_units"] = session.loss_units  # the metrics are in the target's own units
     if experiment.data.task == "classification":
         names = experiment.data.class_names
         report["class_names"] = names

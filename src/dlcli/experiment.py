@@ -53,8 +53,9 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         amp = False
     torch.manual_seed(cfg.seed)  # model init, then dropout, repeat for the same seed
     data = prepare_data(cfg.data, cfg.split, cfg.seed)
-    if len(data.split.val) == 0:
-        raise UserError("the validation split is empty: raise split.val")
+    validated = len(data.split.val) > 0
+    if not validated:
+        _check_no_validation(cfg)
     try:
         model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
     except InputTooSmall as exc:  # the fix is in the data config, which only this level sees
@@ -78,7 +79,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         step=StepConfig(batch_size, amp, cfg.trainer.grad_clip, cfg.trainer.grad_clip_mode),
         generator=torch.Generator().manual_seed(int(cfg.seed)),
         train_data=data.batches("train", device, training=True),
-        val_data=data.batches("val", device),
+        val_data=data.batches("val", device) if validated else None,
         task=data.task,
         metric=metric,
         epochs=int(cfg.trainer.epochs),
@@ -89,9 +90,22 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         min_delta=float(early.min_delta),
         target_mean=scaler.mean if scaler else 0.0,
         target_std=scaler.std if scaler else 1.0,
+        target_transform=scaler.transform_name if scaler else "none",
         scaler=torch.amp.GradScaler("cuda") if amp else None,
     )
     return Experiment(cfg=cfg, data=data, session=session, notes=notes + data.notes)
+
+
+def _check_no_validation(cfg: DictConfig) -> None:
+    """Training without a validation split (split.val=0, as a refit does) keeps the last epoch:
+    nothing may depend on a validation metric."""
+    if float(cfg.split.val) > 0:
+        raise UserError(f"the validation split is empty with split.val={cfg.split.val}: raise split.val")
+    if cfg.trainer.early_stopping.enabled:
+        raise UserError("trainer.early_stopping watches the validation split, and split.val=0 has none: "
+                        "set trainer.early_stopping.enabled=false and a fixed trainer.epochs (or keep a split.val)")
+    if cfg.sched.get("_target_") and "ReduceLROnPlateau" in str(cfg.sched._target_):
+        raise UserError("sched=plateau steps on a validation metric, and split.val=0 has none: choose another schedule")
 
 
 def check_config(cfg: DictConfig) -> None:

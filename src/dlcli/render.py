@@ -62,8 +62,9 @@ def sweep_headline(sweep_dir: Path, summary: dict) -> str:
 
 
 def loss_label(summary_or_report: dict) -> str:
-    """Regression trains on a standardized target: its loss is in those units, not the target's."""
-    return "loss (standardized target)" if summary_or_report.get("loss_units") == "standardized target" else "loss"
+    """Regression may train on a standardized (or log) target: its loss is in those units, not the target's."""
+    units = summary_or_report.get("loss_units")
+    return f"loss ({units})" if units else "loss"
 
 
 def summary_table(run_dir: Path, summary: dict) -> Table:
@@ -78,6 +79,10 @@ def summary_table(run_dir: Path, summary: dict) -> Table:
         ("best epoch", summary.get("best_epoch")),
         (f"best {monitor}", fmt(summary.get(f"best_{monitor}"))),
     ]
+    if summary.get("selection"):  # no validation split: nothing was selected
+        rows[-2:] = [("kept epoch", f"{summary.get('best_epoch')} (the last: no validation split)")]
+    if summary.get("refit_epochs_from"):
+        rows.append(("epochs chosen by", summary["refit_epochs_from"]))
     for key, value in (summary.get("test") or {}).items():
         if key not in ("epoch", "samples"):
             rows.append((f"test {loss_label(summary) if key == 'loss' else key}", fmt(value)))

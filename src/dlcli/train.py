@@ -15,6 +15,7 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from dlcli.config import override_key
+from dlcli.data import PREPROCESSING_FILE
 
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
 from dlcli.engine.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
@@ -74,12 +75,23 @@ def train(
     """
     reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
     if cfg.get("resume"):
+        if cfg.get("refit"):
+            raise UserError("resume= and refit= do not go together: resume continues a run, refit starts a new one")
         return resume(cfg, overrides, reporter, callbacks, trust)
+    facts = {}
+    if cfg.get("refit"):
+        from dlcli.refit import refit_config
+
+        cfg, facts = refit_config(cfg, overrides, trust)
     if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
         from dlcli.kfold import train_kfold
 
         return train_kfold(cfg, overrides, reporter, callbacks)
     experiment = build_experiment(cfg)  # every input error surfaces here, before runs/ is touched
+    if facts:
+        from dlcli.refit import check_same_test_split
+
+        check_same_test_split(experiment.data.split.record(), Path(facts["refit_of"]))
     configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
     lock = None
 
@@ -91,7 +103,8 @@ def train(
         write_text(directory / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         write_text(directory / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
         write_json(directory / "split.json", split_record(experiment, cfg))
-        update_summary(directory, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0)
+        write_json(directory / PREPROCESSING_FILE, experiment.data.preprocessing())  # what dl predict applies
+        update_summary(directory, **run_facts(experiment), **facts, status="running", started_at=_now(), wall_seconds=0.0)
         save_checkpoint(directory / "checkpoints" / "last.pt", experiment.session, FitState())  # resumable from birth
 
     if run_dir is None:
@@ -176,6 +189,7 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         write_text(directory / "config.yaml", OmegaConf.to_yaml(saved, resolve=True))
         write_text(directory / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(new_overrides)))
         shutil.copy2(source / "split.json", directory / "split.json")
+        write_json(directory / PREPROCESSING_FILE, experiment.data.preprocessing())
         for name in ("last.pt", "best.pt"):
             if (source / "checkpoints" / name).is_file():
                 shutil.copy2(source / "checkpoints" / name, directory / "checkpoints" / name)
@@ -340,8 +354,10 @@ def describe(experiment: Experiment, run_dir: Path) -> str:
     params = sum(p.numel() for p in session.model.parameters())
     shape = "x".join(map(str, data.input_shape))
     units = ""
-    if data.task == "regression" and (session.target_std != 1.0 or session.target_mean != 0.0):
-        units = f"\nloss: on the standardized target (mean 0, std 1); {session.metric}: in the target's own units"
+    if session.loss_units:
+        units = f"\nloss: on the {session.loss_units}; {session.metric}: in the target's own units"
+    if session.val_data is None:
+        units += "\nno validation split (split.val=0): every epoch trains on train+val; best.pt is the last epoch"
     return (
         f"run {run_dir}\n"
         f"device {session.device}  data {data.name} ({data.task}, input {shape}, {data.num_outputs} outputs; "
@@ -384,10 +400,12 @@ def run_facts(experiment: Experiment) -> dict:
         "model": experiment.cfg.model._target_,
         "metric": experiment.session.metric,
         "num_classes": len(data.class_names) if data.task == "classification" else None,
-        # regression learns on a standardized target: its loss is in those units, its metrics are not
-        "loss_units": "standardized target" if data.task == "regression" and (experiment.session.target_std != 1.0
-                                                                              or experiment.session.target_mean != 0.0) else None,
+        # regression may learn on a standardized (or log) target: its loss is in those units, its metrics are not
+        "loss_units": experiment.session.loss_units,
         "monitor": experiment.session.monitor,
+        # without a validation split nothing is selected: best.pt is simply the last epoch
+        **({"selection": "no validation split (split.val=0): best.pt is the last epoch"}
+           if experiment.session.val_data is None else {}),
         "device": str(experiment.session.device),
         "seed": int(experiment.cfg.seed),
         "versions": {

@@ -62,6 +62,7 @@ class RootSchema:
     name: str = "train"
     runs_dir: str = "runs"
     resume: Optional[str] = None
+    refit: Optional[str] = None
     callbacks: Dict[str, Any] = field(default_factory=dict)
     logger: Dict[str, Any] = field(default_factory=dict)
 

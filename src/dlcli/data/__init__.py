@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from omegaconf import DictConfig
 
-from dlcli.data.preprocess import TargetScaler, encode_features, encode_targets
+from dlcli.data.preprocess import ArrayEncoding, TableEncoding, TargetScaler, encode_features, encode_targets
 from dlcli.data.split import Split, split_dataset
 from dlcli.errors import UserError
 from dlcli.factory import call_target
 
 # Config keys of data/ that steer preprocessing rather than the source itself.
-PREPROCESS_KEYS = ("standardize", "standardize_target", "as_sequence")
+PREPROCESS_KEYS = ("standardize", "standardize_target", "target_transform", "as_sequence")
+PREPROCESSING_FILE = "preprocessing.json"  # in every run: what it learned from its train rows
+PREPROCESSING_FORMAT = 1  # of preprocessing.json; raise it when a reader could misread a new record
 IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers")
 
 
@@ -33,6 +35,25 @@ class PreparedData:
     target_scaler: TargetScaler | None = None
     notes: list[str] = field(default_factory=list)
     stored_shape: tuple[int, ...] | None = None  # a row's shape before data.resize (digits: 1x8x8)
+    encoding: ArrayEncoding | TableEncoding | None = None
+    target_name: str = "target"
+    id_columns: list[str] = field(default_factory=list)
+
+    def preprocessing(self) -> dict:
+        """What the run learned from its train rows, as plain JSON (the run's preprocessing.json):
+        everything `dl predict` needs to turn new rows into model inputs and outputs into answers."""
+        return {
+            "format": PREPROCESSING_FORMAT,
+            "kind": "table" if isinstance(self.encoding, TableEncoding) else "array",
+            "task": self.task,
+            "data": self.name,
+            "input_shape": list(self.input_shape),
+            "stored_shape": list(self.stored_shape) if self.stored_shape else None,
+            "features": self.encoding.to_json(),
+            "id_columns": list(self.id_columns),
+            "target": {"name": self.target_name, "classes": self.class_names,
+                       "scaling": self.target_scaler.to_json() if self.target_scaler else None},
+        }
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self.split.part(name)
@@ -80,12 +101,15 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
                             "at least two (for a numeric target, data.task=regression)")
     split = _split(split_cfg, raw.targets, task, getattr(raw, "test_rows", None))
     if isinstance(raw, ImageSet):
+        if options.get("target_transform") not in (None, "none"):
+            raise UserError(f"data.target_transform={options['target_transform']} applies to regression targets only: drop it")
         from dlcli.data.image_data import prepare_images
 
         return prepare_images(raw, split, options.get("resize"), options.get("normalize", "dataset"),
                               options.get("augment") or {}, int(options.get("num_workers", 0)))
-    features, feature_names = encode_features(raw, split.train, bool(options.get("standardize", True)))
-    targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)))
+    features, feature_names, encoding = encode_features(raw, split.train, bool(options.get("standardize", True)))
+    targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)),
+                                                  str(options.get("target_transform") or "none"))
     is_image = raw.image_shape is not None and int(np.prod(raw.image_shape)) == features.shape[1]
     resize = options.get("resize")
     if resize is not None and (not is_image or options.get("as_sequence")):
@@ -114,6 +138,9 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
         target_scaler=scaler,
         notes=raw.notes,
         stored_shape=stored_shape,
+        encoding=encoding,
+        target_name=raw.target_name or ("label" if raw.task == "classification" else "target"),
+        id_columns=list(raw.id_columns),
     )
 
 

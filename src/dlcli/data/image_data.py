@@ -60,6 +60,28 @@ class ImageData:
     def num_outputs(self) -> int:
         return len(self.source.class_names)
 
+    def preprocessing(self) -> dict:
+        """What `dl predict` needs to feed new images to the model (the run's preprocessing.json)."""
+        from dlcli.data import PREPROCESSING_FORMAT
+
+        norm = self.normalization
+        return {
+            "format": PREPROCESSING_FORMAT,
+            "kind": "images",
+            "task": self.task,
+            "data": self.name,
+            "input_shape": list(self.input_shape),
+            "stored_shape": None,
+            "images": {
+                "channels": self.input_shape[0],
+                "resize": self.resize,  # null: every image must already be input_shape's size
+                "normalize": {"mean": list(norm.mean), "std": list(norm.std)} if norm else None,
+                "pixels": "uint8 0..255, scaled to [0, 1] before normalizing",
+            },
+            "id_columns": [],
+            "target": {"name": "label", "classes": list(self.class_names), "scaling": None},
+        }
+
     def batches(self, part: str, device: torch.device, training: bool = False):
         from dlcli.engine.batches import LoaderBatches, TensorBatches
 

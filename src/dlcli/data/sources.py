@@ -27,6 +27,8 @@ class RawData:
     image_shape: tuple[int, ...] | None = None  # (C, H, W) when each row is an image
     feature_scale: float | None = None  # known range of raw features (pixels), instead of standardizing
     notes: list[str] = field(default_factory=list)
+    target_name: str | None = None  # the target column's name, which predictions are written under
+    id_columns: list[str] = field(default_factory=list)  # columns left out of the features (ids, ...)
 
 
 SKLEARN_SETS = {
@@ -164,7 +166,8 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
                     f"column '{column}' has {distinct} distinct values and looks like an id: "
                     f"consider data.drop=[{column}]"
                 )
-    return RawData(features=features, targets=targets, task=task, name=file.stem, notes=notes)
+    return RawData(features=features, targets=targets, task=task, name=file.stem, notes=notes, target_name=str(target),
+                   id_columns=[str(c) for c in drop])
 
 
 # A numeric classification target with more distinct values than this may look like a regression target.

@@ -55,8 +55,6 @@ def split_dataset(
     for name, value in (("split.val", val), ("split.test", test)):
         if not 0.0 <= value < 1.0:
             raise UserError(f"{name}={value} must be a fraction in [0, 1)")
-    if kfold is None and val <= 0.0:
-        raise UserError("split.val=0 leaves no validation set: model selection needs one (e.g. split.val=0.1)")
     if fixed_test is None and kfold is None and val + test >= 1.0:
         raise UserError(f"split.val + split.test = {val + test:g} leaves nothing to train on: keep the sum below 1")
     indices = np.arange(num_samples)
@@ -75,7 +73,10 @@ def split_dataset(
             train_idx, val_idx = rest[train_pos], rest[val_pos]
         else:
             val_share = val if fixed_test is not None else val / (1.0 - test)
-            train_idx, val_idx = train_test_split(rest, test_size=val_share, random_state=seed, stratify=_labels(stratify_by, rest))
+            if val_share > 0:
+                train_idx, val_idx = train_test_split(rest, test_size=val_share, random_state=seed, stratify=_labels(stratify_by, rest))
+            else:  # no validation split (a refit): every non-test row trains
+                train_idx, val_idx = rest, rest[:0]
     except ValueError as exc:
         detail = _cap_lists(str(exc).splitlines()[0])
         hint = " (set split.stratify=false, or use larger split fractions)" if stratify_by is not None else ""

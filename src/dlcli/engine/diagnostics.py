@@ -294,7 +294,7 @@ def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None) -
                                 f"{100 * (losses[0] - min(losses)) / losses[0]:.1f}% over {len(losses)} epochs",
                                 f"optim.lr={_higher(lr)} (or dl lr-find)"))
     elif len(losses) >= 3:
-        findings += _fit_findings(rows, losses, metric, classification, summary.get("loss_units") == "standardized target")
+        findings += _fit_findings(rows, losses, metric, classification, str(summary.get("loss_units") or "").startswith("standardized"))
 
     findings += _gradient_findings(evidence)
     if evidence.output_check is not None:

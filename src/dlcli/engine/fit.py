@@ -42,7 +42,7 @@ class Session:
     step: StepConfig
     generator: torch.Generator  # the shuffling order, saved in checkpoints for exact resume
     train_data: BatchSource
-    val_data: BatchSource
+    val_data: BatchSource | None  # None: no validation split (split.val=0), so the last epoch is kept
     task: str
     metric: str  # accuracy | rmse | ...
     epochs: int
@@ -53,7 +53,18 @@ class Session:
     min_delta: float = 0.0
     target_mean: float = 0.0
     target_std: float = 1.0
+    target_transform: str = "none"  # log | log1p: outputs are mapped back with exp | expm1 for the metrics
     scaler: torch.amp.GradScaler | None = None
+
+    @property
+    def loss_units(self) -> str | None:
+        """What a regression's loss is measured on when it is not the target itself (a standardized
+        or log target); its metrics are always in the target's own units. None: the target's units."""
+        if self.task != "regression":
+            return None
+        standardized = self.target_std != 1.0 or self.target_mean != 0.0
+        words = [*(["standardized"] if standardized else []), *([self.target_transform] if self.target_transform != "none" else [])]
+        return " ".join([*words, "target"]) if words else None
 
 
 @dataclass
@@ -66,6 +77,12 @@ class FitState:
     best_epoch: int = 0
     epochs_without_improvement: int = 0
     stopped_early: bool = False
+
+    def take_latest(self, epoch: int) -> bool:
+        """Without a validation split every epoch is the best so far: best.pt is the last epoch."""
+        self.epoch = self.best_epoch = epoch
+        self.best_value, self.epochs_without_improvement = None, 0
+        return True
 
     def record(self, row: dict, monitor: str, mode: str, min_delta: float) -> bool:
         """Take in the epoch's row; True when it is the best epoch so far on the monitor."""
@@ -87,7 +104,8 @@ class FitState:
 def evaluate_outputs(session: Session, data: BatchSource) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
     """Outputs, targets, loss and task metrics (scikit-learn) on every sample of `data`: for reports."""
     outputs, targets = predict(session.model, data.in_order(session.eval_batch_size), session.step.amp)
-    metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean)
+    metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean,
+                    session.target_transform)
     return outputs, targets, float(session.loss_fn(outputs, targets)), metrics
 
 
@@ -97,7 +115,8 @@ def validate(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
                                on_device=True)
     with torch.no_grad():
         loss = session.loss_fn(outputs, targets)
-    return loss, epoch_scores(session.task, outputs, targets, session.target_std, session.target_mean)[session.metric]
+    return loss, epoch_scores(session.task, outputs, targets, session.target_std, session.target_mean,
+                              session.target_transform)[session.metric]
 
 
 def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -> FitState:
@@ -117,8 +136,8 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                                  step_scheduler, hooks.batch_end, hooks.after_backward)
             train_seconds = time.perf_counter() - started
             train_metric = epoch_scores(session.task, result.outputs, result.targets, session.target_std,
-                                        session.target_mean)[session.metric]
-            val_loss, val_metric = validate(session)
+                                        session.target_mean, session.target_transform)[session.metric]
+            val_loss, val_metric = validate(session) if session.val_data is not None else (result.loss_sum.new_tensor(math.nan),) * 2
             train_loss_sum, train_metric, val_loss, val_metric = torch.stack(
                 [result.loss_sum.double(), train_metric.double(), val_loss.double(), val_metric.double()]).tolist()
             if not math.isfinite(train_loss_sum):
@@ -126,7 +145,7 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                     f"the training loss became {train_loss_sum} in epoch {epoch}: the run is stopped and "
                     f"the last good checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
                 )
-            if not math.isfinite(val_loss):  # outputs are NaN/inf: this epoch's weights are no good
+            if session.val_data is not None and not math.isfinite(val_loss):  # this epoch's weights are no good
                 raise NonFiniteLoss(
                     f"the validation loss became {val_loss} after epoch {epoch}: the run is stopped and the last good "
                     f"checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
@@ -143,7 +162,10 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                 # the share of the training time spent waiting for batches (not a metrics.csv column)
                 "data_share": batches.seconds / train_seconds if train_seconds > 0 else 0.0,
             }
-            improved = state.record(row, session.monitor, session.mode, session.min_delta)
+            if session.val_data is None:  # no validation split (a refit): the newest epoch is the one to keep
+                improved = state.take_latest(epoch)
+            else:
+                improved = state.record(row, session.monitor, session.mode, session.min_delta)
             session.schedule.step_epoch(row[session.monitor])
             stop = session.patience is not None and state.epochs_without_improvement >= session.patience
             state.stopped_early = stop and epoch < session.epochs

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlcli.data.preprocess import invert_transform
+
 # Metric names per task: the first is the one model selection uses.
 TASK_METRICS = {"classification": ("accuracy",), "regression": ("rmse", "mae", "r2", "log_rmse")}
 HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "mae": False, "r2": True, "log_rmse": False, "loss": False, "macro_f1": True}
@@ -33,7 +35,7 @@ def monitor_mode(monitor: str) -> str:
 
 
 def epoch_scores(task: str, outputs: torch.Tensor, targets: torch.Tensor, target_std: float = 1.0,
-                 target_mean: float = 0.0) -> dict[str, torch.Tensor]:
+                 target_mean: float = 0.0, target_transform: str = "none") -> dict[str, torch.Tensor]:
     """The task metrics of one epoch as 0-d tensors on the outputs' device (no sync).
 
     Classification `outputs` are logits (N, C) or predicted classes (N,). Regression works in
@@ -42,8 +44,8 @@ def epoch_scores(task: str, outputs: torch.Tensor, targets: torch.Tensor, target
     if task == "classification":
         predictions = outputs.argmax(dim=1) if outputs.ndim == 2 else outputs
         return {"accuracy": (predictions == targets).sum(dtype=torch.float64) / max(len(targets), 1)}
-    predicted = outputs.reshape(-1).double() * target_std + target_mean
-    actual = targets.reshape(-1).double() * target_std + target_mean
+    predicted = invert_transform(target_transform, outputs.reshape(-1).double() * target_std + target_mean)
+    actual = invert_transform(target_transform, targets.reshape(-1).double() * target_std + target_mean)
     error = predicted - actual
     residual = (error**2).sum()
     total = ((actual - actual.mean()) ** 2).sum()
@@ -57,15 +59,16 @@ def epoch_scores(task: str, outputs: torch.Tensor, targets: torch.Tensor, target
     return {"rmse": (error**2).mean().sqrt(), "mae": error.abs().mean(), "r2": r2, "log_rmse": log_rmse_value}
 
 
-def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float = 1.0, target_mean: float = 0.0) -> dict:
+def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float = 1.0, target_mean: float = 0.0,
+          target_transform: str = "none") -> dict:
     """Task metrics from model outputs; regression values are mapped back to the target's units."""
     from sklearn import metrics
 
     if task == "classification":
         predictions = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs  # logits or classes
         return {"accuracy": float(metrics.accuracy_score(targets, predictions))}
-    predicted = outputs.reshape(-1) * target_std + target_mean
-    actual = targets.reshape(-1) * target_std + target_mean
+    predicted = invert_transform(target_transform, outputs.reshape(-1).astype(np.float64) * target_std + target_mean)
+    actual = invert_transform(target_transform, targets.reshape(-1).astype(np.float64) * target_std + target_mean)
     scores = {
         "rmse": math.sqrt(float(metrics.mean_squared_error(actual, predicted))),
         "mae": float(metrics.mean_absolute_error(actual, predicted)),

@@ -5,6 +5,7 @@ Both are callbacks. Every line printed also goes to the run's train.log.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import TextIO
@@ -128,9 +129,10 @@ class ProgressBars(Callback):
 
 def format_epoch(row: dict, epochs: int, metric: str) -> str:
     width = len(str(epochs))
+    validated = math.isfinite(row["val_loss"])  # NaN: the run has no validation split
     return (
         f"epoch {row['epoch']:>{width}}/{epochs}  lr {row['lr']:.3g}  "
         f"train_loss {short(row['train_loss'])}  train_{metric} {short(row[f'train_{metric}'])}  "
-        f"val_loss {short(row['val_loss'])}  val_{metric} {short(row[f'val_{metric}'])}  "
-        f"{row['seconds']:.2f}s  {row['samples_per_second']:,.0f} samples/s"
+        + (f"val_loss {short(row['val_loss'])}  val_{metric} {short(row[f'val_{metric}'])}  " if validated else "")
+        + f"{row['seconds']:.2f}s  {row['samples_per_second']:,.0f} samples/s"
     )

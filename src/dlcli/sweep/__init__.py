@@ -243,6 +243,11 @@ def check_trial_values(space: SearchSpace, trials: list[dict[str, str]], config_
         if trusted is not None:
             check_trusted_targets(cfg, trusted, source="the sweep's overrides")
         check_config(cfg)
+        if cfg.split.get("kfold") is None and float(cfg.split.val) == 0:
+            raise UserError("a sweep compares trials on the validation split, and split.val=0 leaves none: keep a split.val "
+                            "(then train the chosen settings on train+val with dl train refit=BEST_TRIAL)")
+        if cfg.get("refit"):
+            raise UserError("refit= trains one finished run again: it has no place in a sweep")
 
 
 def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, SweepSettings, dict]:

@@ -13,9 +13,8 @@ y = s * (w' . (x - mu) / sigma + b') + m, in the data's own units
     w = s * w' / sigma        b = s * (b' - sum(w' * mu / sigma)) + m
 
 (classification has no target scaling: s = 1, m = 0, and the logits are unchanged). mu and sigma
-are read back from the run's own preprocessing (dlcli.data.preprocess.encode_features, fitted on
-the run's train rows), and m and s are the run's target scaler: nothing here re-implements
-either. The converted values are given in full whatever their size (the checkpoint has only the
+are the run's own fitted encoding (dlcli.data.preprocess, fitted on the run's train rows; what
+preprocessing.json holds), and m and s are the run's target scaler. The converted values are given in full whatever their size (the checkpoint has only the
 stored ones). Any other model's values are as stored, and the report says why.
 
 Nothing at module level imports torch: the CLI imports this lazily, and the renderer is pure.
@@ -148,12 +147,11 @@ def data_units(experiment, run: Path) -> tuple[dict | None, str]:
         check_same_split(experiment, run)
     except UserError as exc:
         return None, f"values are as stored: {exc}"
-    scaling = feature_scaling(experiment.cfg, data)
-    if isinstance(scaling, str):
-        return None, f"values are as stored: {scaling}"
-    mu, sigma, how, converted = scaling
     regression = data.task == "regression"
     scaler = data.target_scaler if regression else None
+    if scaler is not None and scaler.transform_name != "none":
+        return None, f"values are as stored: the model predicts {scaler.transform_name} of the target, not a linear map of it"
+    mu, sigma, how, converted = feature_scaling(experiment.cfg, data)
     m, s = (float(scaler.mean), float(scaler.std)) if scaler is not None else (0.0, 1.0)
     w = layer.weight.detach().to("cpu").double().numpy()
     b = layer.bias.detach().to("cpu").double().numpy() if layer.bias is not None else 0.0 * w[:, 0]
@@ -189,102 +187,37 @@ def data_units(experiment, run: Path) -> tuple[dict | None, str]:
 
 
 def feature_scaling(cfg, data):
-    """(mu, sigma, how, converted) with x' = (x - mu) / sigma per prepared feature column, read back from the
-    run's own preprocessing; or a string saying why it cannot be.
-
-    The run's source is loaded again as `prepare_data` loads it, and `encode_features` is run on
-    its train rows (what the run fitted on, in the same order) plus two probe rows per column
-    (its train minimum and maximum): the probes' encodings give the fitted map exactly. It is
-    then checked against the features the run actually prepared."""
-    import dataclasses
-
+    """(mu, sigma, how, converted) with x' = (x - mu) / sigma per prepared feature column, read from
+    the encoding the run fitted on its train rows (what preprocessing.json holds)."""
     import numpy as np
 
-    from dlcli.data import IMAGE_KEYS, PREPROCESS_KEYS
-    from dlcli.data.preprocess import encode_features
-    from dlcli.data.sources import RawData, _is_numeric
-    from dlcli.factory import call_target
+    from dlcli.data.preprocess import TableEncoding
 
-    raw = call_target(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed}, expect=RawData,
-                      expect_name="table data set (dlcli.data.sources.RawData)")
-    standardize = bool(cfg.data.get("standardize", True))
-    train_rows = np.asarray(data.split.train)
-    n = len(train_rows)
-    notes = []
-    if isinstance(raw.features, np.ndarray):
-        features = np.asarray(raw.features, dtype=np.float32)
-        if features.ndim != 2 or len(features) != len(data.features):
-            return "the data source no longer gives the rows the run prepared"
-        train = features[train_rows]
-        lo, hi = _probe_values(train)
-        probes = np.concatenate([train, lo[None, :], hi[None, :]]).astype(np.float32)
-        encoded, names = encode_features(dataclasses.replace(raw, features=probes), np.arange(n), standardize)
-        columns = list(range(train.shape[1]))  # raw column j is prepared column j
-        raw_columns = [train[:, j].astype(np.float64) for j in columns]
-    else:
-        import pandas as pd
-
-        table = raw.features
-        if len(table) != len(data.features):
-            return "the data source no longer gives the rows the run prepared"
-        numeric = [c for c in table.columns if _is_numeric(table[c])]
-        train = table.iloc[train_rows].reset_index(drop=True)
-        for column in numeric:  # encode_features reads numbers as float64 anyway
-            train[column] = train[column].astype("float64")
-        values = train[numeric].to_numpy(dtype=np.float64) if numeric else np.zeros((n, 0))
-        lo, hi = _probe_values(values)
-        probe_rows = train.iloc[[0, 0]].reset_index(drop=True)
-        for j, column in enumerate(numeric):
-            probe_rows[column] = [lo[j], hi[j]]
-        probes = pd.concat([train, probe_rows], ignore_index=True)
-        encoded, names = encode_features(dataclasses.replace(raw, features=probes), np.arange(n), standardize)
-        if [str(c) for c in names] != [str(c) for c in data.feature_names]:
-            return "the data source no longer gives the columns the run prepared"
-        columns = [names.index(str(c)) for c in numeric]
-        raw_columns = [values[:, j] for j in range(len(numeric))]
-        if len(names) > len(numeric):
+    encoding = data.encoding
+    width = data.features.shape[1]
+    mu, sigma, notes = np.zeros(width), np.ones(width), []
+    if isinstance(encoding, TableEncoding):
+        count = len(encoding.numeric)
+        mu[:count], sigma[:count] = encoding.center, encoding.scale
+        if encoding.categorical:
             notes.append("categorical columns are 0/1 one-hot indicators")
-        missing = [str(c) for c in numeric if table[c].isna().any()]
-        if missing:
-            notes.append(f"missing values of {', '.join(missing)} are filled with their train mean")
-    if list(names) != list(data.feature_names) or encoded.shape[1] != data.features.shape[1]:
-        return "the data source no longer gives the columns the run prepared"
-    width = encoded.shape[1]
-    mu, sigma = np.zeros(width), np.ones(width)
-    prepared = data.features[train_rows].astype(np.float64)
-    for j, column in enumerate(columns):
-        e0, e1 = float(encoded[n, column]), float(encoded[n + 1, column])
-        if not math.isfinite(e0) or not math.isfinite(e1) or e1 == e0:
-            return f"feature {names[column]} is not prepared by a shift and scale"
-        sigma[column] = (hi[j] - lo[j]) / (e1 - e0)
-        mu[column] = lo[j] - e0 * sigma[column]
-        known = ~np.isnan(raw_columns[j])
-        rebuilt = (raw_columns[j][known] - mu[column]) / sigma[column]
-        if not np.allclose(rebuilt, prepared[known, column], rtol=1e-4, atol=1e-4):
-            return f"feature {names[column]} of the data source no longer matches what the run prepared"
-    if raw.feature_scale:
-        how = f"features were stored divided by {raw.feature_scale:g} (their range)"
-    elif standardize:
+        notes.append("missing numeric values are filled with their train mean")
+        converted = bool(cfg.data.get("standardize", True))
+    elif encoding.divide_by:
+        sigma[:] = encoding.divide_by
+        converted = True
+    elif encoding.center is not None:
+        mu[:], sigma[:] = encoding.center, encoding.scale
+        converted = True
+    else:
+        converted = False
+    if getattr(encoding, "divide_by", None):
+        how = f"features were stored divided by {encoding.divide_by:g} (their range)"
+    elif converted:
         how = "features were standardized with the train rows' mean and std (data.standardize=true)"
     else:
         how = "features are as given (data.standardize=false)"
-        mu, sigma = np.zeros(width), np.ones(width)  # checked above; exact, not float32 round-trips
-    return mu, sigma, "; ".join([how, *notes]), bool(raw.feature_scale) or standardize
-
-
-def _probe_values(train):
-    """Two distinct finite values per column: its train minimum and maximum (0 and 1 where the
-    column has no finite value, and a step of at least 1 where it is constant)."""
-    import numpy as np
-
-    finite = np.where(np.isfinite(train), train, np.nan).astype(np.float64)
-    present = ~np.isnan(finite).all(axis=0) if len(finite) else np.zeros(finite.shape[1], dtype=bool)
-    lo, hi = np.zeros(finite.shape[1]), np.ones(finite.shape[1])
-    if present.any():
-        lo[present] = np.nanmin(finite[:, present], axis=0)
-        hi[present] = np.nanmax(finite[:, present], axis=0)
-    hi = np.where(hi == lo, lo + np.maximum(1.0, np.abs(lo)), hi)
-    return lo, hi
+    return mu, sigma, "; ".join([how, *notes]), converted
 
 
 # -- text ----------------------------------------------------------------------------------------

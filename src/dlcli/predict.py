@@ -1,0 +1,122 @@
+"""`dl predict RUN_DIR INPUT`: apply a trained run to new data and write one row per input.
+
+The input is turned into model inputs by the preprocessing the run saved (dlcli.data.new_inputs),
+the model runs batched on the best device, and the outputs are given in the target's own terms:
+class names (and, with `proba`, one probability column per class) or values in the target's own
+units. The prediction column is named after the target, beside the id column when there is one,
+so `Id,SalePrice` is a contest submission as it stands. The file is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dlcli.errors import UserError
+
+BATCH_SIZE = 4096
+
+
+def predict_file(run_path: str | Path, input_path: str | Path, output: str | Path | None = None, checkpoint: str = "best",
+                 proba: bool = False, id_column: str | None = None, device: str = "auto", trust: Sequence[str] = ()) -> dict:
+    """Predict every row (or image) of `input_path`; returns what was written and how fast."""
+    from dlcli.data.new_inputs import read_inputs
+    from dlcli.trained import open_trained_run, read_preprocessing
+
+    run_dir, record = read_preprocessing(run_path)  # cheap checks first: is it a run that can predict?
+    if proba and record["task"] != "classification":
+        raise UserError("--proba gives class probabilities, and this run is a regression: drop it")
+    source = Path(str(input_path)).expanduser()
+    destination = Path(output).expanduser() if output else run_dir / f"predictions-{source.stem}.csv"
+    if destination.exists() and destination.resolve() == source.resolve():
+        raise UserError(f"--output {output} is the input file: choose another path")
+    if destination.is_dir():
+        raise UserError(f"--output {output} is a folder: give a file path such as {destination / 'predictions.csv'}")
+    inputs = read_inputs(record, source, id_column)
+    trained = open_trained_run(run_dir, checkpoint, device, trust)
+    started = time.perf_counter()
+    outputs = _run_model(trained, inputs)
+    table = _answers(trained, outputs, proba, inputs.ids)
+    _write_whole(table, destination)
+    seconds = time.perf_counter() - started
+    return {
+        "run": str(run_dir),
+        "input": str(source),
+        "output": str(destination),
+        "rows": inputs.rows,
+        "columns": list(table.columns),
+        "checkpoint": checkpoint,
+        "epoch": trained.epoch,
+        "device": str(_device_of(trained.model)),
+        "seconds": seconds,
+        "rows_per_second": inputs.rows / seconds if seconds > 0 else None,
+        "notes": inputs.notes,
+    }
+
+
+def _run_model(trained, inputs):
+    """Model outputs for every input, in order, on the CPU (float32)."""
+    import torch
+    from torch.nn import functional
+
+    device = _device_of(trained.model)
+    size = tuple(trained.record["input_shape"][1:])
+    resize_rows = trained.record.get("stored_shape") is not None  # rows stored small (digits 8x8), grown per batch
+    chunks = []
+    with torch.inference_mode():
+        for x in inputs.batches(BATCH_SIZE):
+            x = x.to(device, non_blocking=True)
+            if resize_rows:
+                x = functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            chunks.append(trained.model(x).float().cpu())
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def _device_of(model):
+    import torch
+
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _answers(trained, outputs, proba: bool, ids):
+    """The predictions table: id column (if any), the target's column, probabilities (if asked)."""
+    import pandas as pd
+    import torch
+
+    columns = {}
+    if ids is not None:
+        columns[ids[0]] = ids[1]
+    target = trained.target_name
+    if target in columns:  # an id column named like the target would be overwritten
+        target = f"predicted_{target}"
+    if trained.task == "classification":
+        names = trained.class_names
+        probabilities = torch.softmax(outputs, dim=1).numpy()
+        columns[target] = np.asarray(names, dtype=object)[probabilities.argmax(axis=1)]
+        if proba:
+            for index, name in enumerate(names):
+                column = name if name not in columns else f"p_{name}"
+                columns[column] = probabilities[:, index]
+    else:
+        scaler = trained.target_scaler()
+        values = outputs.reshape(-1).double().numpy()
+        columns[target] = scaler.inverse(values) if scaler is not None else values
+    return pd.DataFrame(columns)
+
+
+def _write_whole(table, destination: Path) -> None:
+    """Write beside the destination and rename: an interrupted write leaves no half file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    os.close(handle)
+    try:
+        table.to_csv(temporary, index=False)
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

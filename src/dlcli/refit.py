@@ -1,0 +1,90 @@
+"""`dl train refit=RUN_OR_KFOLD_DIR`: the chosen settings, trained once more on train+val together.
+
+Cross-validation (or one run's validation split) chooses the settings and the number of epochs; a
+refit then trains the same config on every non-test row for that fixed number of epochs, with no
+validation split and no early stopping, so the final model has seen all the labelled data. The
+test split is the source's own (the same seed and fraction cut it the same way; checked), still
+untouched until the single look at the end. The refit is an ordinary run directory that
+`dl predict` and `dl export` use; its best.pt is its last epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlcli.config import override_key
+from dlcli.errors import UserError
+from dlcli.runs import find_run, load_saved_config, read_json
+
+# Overrides that may accompany refit=DIR: where it lands and how it runs, and the epoch count.
+REFIT_OVERRIDES = ("refit", "name", "runs_dir", "trainer.epochs", "trainer.device", "trainer.progress",
+                   "trainer.checkpoint_every", "trainer.plots", "trainer.diagnostics", "logger")
+
+
+def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str] = ()) -> tuple[DictConfig, dict]:
+    """The config a refit trains, and the facts its summary records (source, epochs and why)."""
+    from dlcli.kfold import is_kfold_parent
+
+    source = Path(str(cfg.refit)).expanduser()
+    extra = [o for o in overrides if override_key(o) not in REFIT_OVERRIDES and not override_key(o).startswith("logger.")]
+    if extra:
+        raise UserError(f"refit trains {source}'s own config again, so '{extra[0]}' cannot apply: drop it "
+                        f"(a refit may change only {', '.join(REFIT_OVERRIDES[1:])})")
+    if is_kfold_parent(source):
+        saved, epochs, how = _from_kfold(source, trust)
+    else:
+        saved, epochs, how = _from_run(find_run(source), trust)
+    chosen = [o for o in overrides if override_key(o) == "trainer.epochs"]
+    if chosen:
+        epochs, how = int(cfg.trainer.epochs), f"trainer.epochs={cfg.trainer.epochs} as given"
+    refit = OmegaConf.create(OmegaConf.to_container(saved, resolve=True))
+    refit.split.val, refit.split.kfold, refit.split.fold = 0.0, None, None
+    refit.trainer.epochs = epochs
+    refit.trainer.early_stopping.enabled = False
+    refit.resume = refit.refit = None
+    for key in REFIT_OVERRIDES[1:]:
+        if any(override_key(o) == key or override_key(o).startswith(f"{key}.") for o in overrides):
+            OmegaConf.update(refit, key, OmegaConf.select(cfg, key), force_add=True, merge=False)
+    if OmegaConf.select(refit, "logger.mlflow") is not None:
+        refit.logger.mlflow.parent_run_id = None  # a run of its own, not a late child of the source's parent
+    return refit, {"refit_of": str(source), "refit_epochs": epochs, "refit_epochs_from": how}
+
+
+def _from_run(run: Path, trust: Sequence[str]) -> tuple[DictConfig, int, str]:
+    summary = read_json(run / "summary.json")
+    if summary.get("status") != "completed":
+        raise UserError(f"{run} is {summary.get('status')}: refit a completed run (finish it with dl train resume={run})")
+    best = summary.get("best_epoch")
+    if not best:
+        raise UserError(f"{run} has no best epoch to refit for: give the epochs yourself with trainer.epochs=N")
+    return load_saved_config(run, trust), int(best), f"the best epoch of {run}"
+
+
+def _from_kfold(parent: Path, trust: Sequence[str]) -> tuple[DictConfig, int, str]:
+    summary = read_json(parent / "summary.json")
+    if summary.get("status") != "completed":
+        raise UserError(f"{parent} is {summary.get('status')}: refit a completed k-fold run (finish it with dl train resume={parent})")
+    report = read_json(parent / "kfold.json")
+    best = [row["best_epoch"] for row in report.get("per_fold", []) if row.get("status") == "completed" and row.get("best_epoch")]
+    if not best:
+        raise UserError(f"{parent} has no fold with a best epoch: give the epochs yourself with trainer.epochs=N")
+    mean = sum(best) / len(best)
+    epochs = max(1, int(mean + 0.5))  # rounded half up, never below one epoch
+    return (load_saved_config(parent, trust), epochs,
+            f"the mean best epoch over {len(best)} folds ({', '.join(map(str, best))}: mean {mean:g}, rounded to {epochs})")
+
+
+def check_same_test_split(refit_split: dict, source: Path) -> None:
+    """The refit's test split must be the source's, or its test look would be about other rows."""
+    from dlcli.kfold import is_kfold_parent
+
+    run = source / "fold-1" if is_kfold_parent(source) else source
+    if not (run / "split.json").is_file():
+        return
+    recorded = read_json(run / "split.json").get("hashes", {}).get("test")
+    if recorded is not None and refit_split["hashes"]["test"] != recorded:
+        raise UserError(f"the test split rebuilt for the refit differs from {run / 'split.json'} "
+                        "(the data or its file changed since the run): cannot refit it faithfully")

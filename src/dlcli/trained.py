@@ -1,0 +1,90 @@
+"""A finished run opened for use: its saved config, what it learned from its data
+(preprocessing.json) and the model of one of its checkpoints. `dl predict` and `dl export` start here.
+
+Opening a run runs nothing from it: the config may only build trusted classes, the checkpoint is
+read with weights_only=True, and preprocessing.json is plain JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig
+
+from dlcli.data import PREPROCESSING_FILE, PREPROCESSING_FORMAT
+from dlcli.errors import UserError
+from dlcli.runs import find_run, load_saved_config, read_json
+
+CHECKPOINTS = ("best", "last")
+
+
+@dataclass
+class TrainedRun:
+    run_dir: Path
+    cfg: DictConfig
+    record: dict  # preprocessing.json
+    model: object  # torch.nn.Module in eval mode
+    checkpoint: str
+    epoch: int
+
+    @property
+    def task(self) -> str:
+        return self.record["task"]
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.record["target"]["classes"]
+
+    @property
+    def target_name(self) -> str:
+        return self.record["target"]["name"]
+
+    def target_scaler(self):
+        from dlcli.data.preprocess import TargetScaler
+
+        scaling = self.record["target"].get("scaling")
+        return TargetScaler.from_json(scaling) if scaling else None
+
+
+def read_preprocessing(run_path: str | Path) -> tuple[Path, dict]:
+    """The run directory and its preprocessing record, or a one-line reason it has none to use."""
+    from dlcli.kfold import is_kfold_parent
+
+    if is_kfold_parent(run_path):
+        raise UserError(f"{run_path} is a k-fold run with one model per fold: train one model on all its data first "
+                        f"(dl train refit={run_path}), or give one fold ({Path(str(run_path)) / 'fold-1'})")
+    run = find_run(run_path)
+    path = run / PREPROCESSING_FILE
+    if not path.is_file():
+        raise UserError(f"{run} has no {PREPROCESSING_FILE}: it was trained before dl saved what a run learns from its data "
+                        "(encodings, statistics), so it cannot be used for prediction or export; train it again")
+    record = read_json(path)
+    if not isinstance(record, dict) or int(record.get("format", 0)) > PREPROCESSING_FORMAT:
+        raise UserError(f"{path} was written by a newer dl (format {record.get('format')}): upgrade dlcli to use this run")
+    return run, record
+
+
+def open_trained_run(run_path: str | Path, checkpoint: str = "best", device: str = "cpu", trust: Sequence[str] = ()) -> TrainedRun:
+    """Rebuild a run's model from its saved config and load a checkpoint into it, on `device`."""
+    from dlcli.engine.checkpoint import load_checkpoint, load_weights
+    from dlcli.engine.device import select_device
+    from dlcli.models import build_model
+
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
+    run, record = read_preprocessing(run_path)
+    path = run / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        others = [c for c in CHECKPOINTS if c != checkpoint and (run / "checkpoints" / f"{c}.pt").is_file()]
+        fix = f"choose --checkpoint {others[0]}" if others else "train (or resume) the run until it saves one"
+        raise UserError(f"--checkpoint {checkpoint}: {run} has no checkpoints/{checkpoint}.pt: {fix}")
+    cfg = load_saved_config(run, trust)
+    target = select_device(device)
+    classes = record["target"]["classes"]
+    model = build_model(cfg.model, tuple(record["input_shape"]), len(classes) if classes else 1)
+    payload = load_checkpoint(path)
+    load_weights(model, payload, run / "config.yaml")
+    model.to(target).eval()
+    return TrainedRun(run, cfg, record, model, checkpoint, int(payload["state"]["epoch"]))

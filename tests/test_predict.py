@@ -1,0 +1,330 @@
+"""Use what you trained: k-fold -> refit -> predict a submission; export to ONNX and TorchScript;
+split.val=0 training; target transforms. Through the CLI, on files the tests write."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import read, run_cli
+from image_fixtures import write_image_folder
+
+
+def house_prices(n: int, seed: int, with_target: bool = True) -> pd.DataFrame:
+    """A house-prices table: numbers with missing cells, a text column with missing cells, an Id,
+    and a price that is multiplicative in its features (so log(price) is nearly linear)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "Id": np.arange(n) + 1000 * seed,
+        "LotArea": rng.normal(9000, 2000, n).round(),
+        "OverallQual": rng.integers(1, 11, n),
+        "Neighborhood": rng.choice(["North", "South", "East", None], n),
+        "YearBuilt": rng.integers(1900, 2020, n),
+    })
+    frame.loc[rng.random(n) < 0.1, "LotArea"] = np.nan
+    quality = np.exp(0.1 * frame.OverallQual + 0.004 * (frame.YearBuilt - 1900))
+    place = frame.Neighborhood.map({"North": 1.2, "South": 0.9, "East": 1.0}).fillna(1.05).astype(float)
+    price = 40000 * quality * place * (frame.LotArea.fillna(9000) / 9000) ** 0.3 * np.exp(rng.normal(0, 0.05, n))
+    if with_target:
+        frame["SalePrice"] = price.round()
+    return frame
+
+
+def newest(root: Path, name: str) -> Path:
+    return sorted((root / "runs" / name).iterdir())[-1]
+
+
+def ok(*args: str):
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def refused(*args: str, says: str):
+    """A user error: exit 2, one line naming the problem, no traceback."""
+    result = run_cli(*args)
+    assert result.exit_code == 2, result.output
+    assert says in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def house_flow(tmp_path_factory):
+    """k-fold on train.csv, then a refit of it, in one working directory (shared by the tests below)."""
+    root = tmp_path_factory.mktemp("houses")
+    cwd = Path.cwd()
+    import os
+
+    os.chdir(root)
+    try:
+        house_prices(300, 0).to_csv("train.csv", index=False)
+        test = house_prices(60, 1, with_target=False)
+        test.loc[0, "Neighborhood"] = "Harbour"  # never seen in training: treated as missing
+        test.loc[1, "LotArea"] = np.nan
+        test.to_csv("test.csv", index=False)
+        ok("train", "experiment=house_prices_kfold", "data.path=train.csv", "trainer.epochs=30", "trainer.progress=false", "-q")
+        kfold = newest(root, "house_prices")
+        ok("train", f"refit={kfold}", "-q")
+        refit = newest(root, "house_prices")
+        yield root, kfold, refit
+    finally:
+        os.chdir(cwd)
+
+
+def test_refit_trains_train_and_val_for_the_mean_best_epoch_of_the_folds(house_flow):
+    root, kfold, refit = house_flow
+    best = [row["best_epoch"] for row in read(kfold / "kfold.json")["per_fold"]]
+    summary = read(refit / "summary.json")
+    assert summary["status"] == "completed" and summary["refit_of"] == str(kfold)
+    assert summary["refit_epochs"] == int(np.mean(best) + 0.5) == summary["epochs_completed"] == summary["best_epoch"]
+    assert "mean best epoch over 5 folds" in summary["refit_epochs_from"]
+    assert "best.pt is the last epoch" in summary["selection"]
+    split = read(refit / "split.json")
+    fold = read(kfold / "fold-1" / "split.json")
+    assert split["sizes"]["val"] == 0 and split["hashes"]["test"] == fold["hashes"]["test"]  # the same untouched test rows
+    assert split["sizes"]["train"] == fold["sizes"]["train"] + fold["sizes"]["val"]
+    assert read(refit / "preprocessing.json")["target"]["scaling"]["transform"] == "log"
+
+
+def test_predict_writes_a_submission_with_ids_and_the_targets_name(house_flow):
+    root, _, refit = house_flow
+    result = ok("predict", str(refit), str(root / "test.csv"), "--output", str(root / "submission.csv"))
+    assert "never seen in training" in result.output
+    submission = pd.read_csv(root / "submission.csv")
+    test = pd.read_csv(root / "test.csv")
+    assert list(submission.columns) == ["Id", "SalePrice"] and len(submission) == len(test) == 60
+    assert submission.Id.tolist() == test.Id.tolist()
+    assert submission.SalePrice.notna().all() and (submission.SalePrice > 10000).all()
+
+
+def test_predictions_match_dl_eval_on_the_runs_own_test_rows(house_flow):
+    """The test rows of train.csv, predicted from the file, score what `dl eval` reports."""
+    from omegaconf import OmegaConf
+
+    from dlcli.data import prepare_data
+
+    root, _, refit = house_flow
+    cfg = OmegaConf.load(refit / "config.yaml")
+    cfg.data.path = str(root / "train.csv")
+    rows = prepare_data(cfg.data, cfg.split, cfg.seed).split.test
+    table = pd.read_csv(root / "train.csv")
+    table.iloc[rows].to_csv(root / "held_out.csv", index=False)
+    report = json.loads(ok("eval", str(refit), "--json").stdout)
+    predicted = json.loads(ok("predict", str(refit), str(root / "held_out.csv"), "--json").stdout)
+    frame = pd.read_csv(predicted["output"])
+    actual = table.SalePrice.to_numpy()[rows]
+    assert frame.Id.tolist() == table.Id.to_numpy()[rows].tolist()
+    rmse = math.sqrt(np.mean((frame.SalePrice.to_numpy() - actual) ** 2))
+    log_rmse = math.sqrt(np.mean((np.log(frame.SalePrice.to_numpy()) - np.log(actual)) ** 2))
+    assert rmse == pytest.approx(report["rmse"], rel=1e-5) and log_rmse == pytest.approx(report["log_rmse"], rel=1e-4)
+    assert report["loss_units"] == "standardized log target"
+
+
+def test_onnx_export_of_the_refit_gives_pytorchs_outputs(house_flow):
+    import onnxruntime
+
+    root, _, refit = house_flow
+    result = json.loads(ok("export", str(refit), "--format", "onnx", "--json").stdout)
+    sidecar = read(Path(result["sidecar"]))
+    assert sidecar["verified"]["rows"] > 0 and sidecar["output"]["gives"].startswith("SalePrice in its own units")
+    # the file alone: encode rows with the sidecar's preprocessing, run onnxruntime, compare with dl predict
+    from dlcli.data.preprocess import encoding_from_json
+
+    test = pd.read_csv(root / "test.csv")
+    features, _ = encoding_from_json(sidecar["preprocessing"]["features"]).transform(test)
+    session = onnxruntime.InferenceSession(result["path"], providers=["CPUExecutionProvider"])
+    prices = session.run(None, {"input": features})[0].reshape(-1)
+    predicted = pd.read_csv(json.loads(ok("predict", str(refit), str(root / "test.csv"), "--json").stdout)["output"])
+    assert np.allclose(prices, predicted.SalePrice, rtol=1e-4)
+
+
+def test_bad_prediction_inputs_are_one_line_and_write_nothing(house_flow, tmp_path):
+    root, kfold, refit = house_flow
+    test = pd.read_csv(root / "test.csv")
+    test.drop(columns=["OverallQual", "YearBuilt"]).to_csv(tmp_path / "partial.csv", index=False)
+    refused("predict", str(refit), str(tmp_path / "partial.csv"), "--output", str(tmp_path / "out.csv"),
+            says="partial.csv lacks 2 column(s) the run was trained on: OverallQual, YearBuilt")
+    words = test.copy()
+    words["LotArea"] = words["LotArea"].astype(object)
+    words.loc[3, "LotArea"] = "big"
+    words.to_csv(tmp_path / "words.csv", index=False)
+    refused("predict", str(refit), str(tmp_path / "words.csv"), "--output", str(tmp_path / "out.csv"),
+            says="column 'LotArea' of words.csv holds 'big' (line 5)")
+    refused("predict", str(kfold), str(root / "test.csv"), says="is a k-fold run with one model per fold")
+    refused("predict", str(tmp_path), str(root / "test.csv"), says="is not a dl run directory")
+    refused("predict", str(refit), str(tmp_path / "absent.csv"), says="absent.csv: no such file or folder")
+    refused("predict", str(refit), str(root / "test.csv"), "--id", "Key", says="--id Key is not a column of test.csv")
+    refused("predict", str(refit), str(root / "test.csv"), "--proba", says="--proba gives class probabilities")
+    assert not (tmp_path / "out.csv").exists() and not list(tmp_path.glob(".out.csv*"))
+
+
+def test_a_run_trained_before_preprocessing_was_saved_says_so(workdir):
+    ok("train", "data=iris", "trainer.epochs=2", "-q")
+    run = newest(workdir, "train")
+    (run / "preprocessing.json").unlink()
+    pd.DataFrame(np.zeros((2, 4))).to_csv("rows.csv", index=False)
+    refused("predict", str(run), "rows.csv", says="it was trained before dl saved what a run learns from its data")
+    refused("export", str(run), says="cannot be used for prediction or export")
+
+
+def test_classification_on_a_table_gives_class_names_and_probabilities(workdir):
+    rng = np.random.default_rng(0)
+    n = 240
+    frame = pd.DataFrame({"code": [f"c{i}" for i in range(n)], "size": rng.normal(0, 1, n), "colour": rng.choice(["red", "blue", None], n)})
+    frame["kind"] = np.where(frame["size"] > 0, "large", "small")
+    frame.to_csv("items.csv", index=False)
+    ok("train", "data=csv", "data.path=items.csv", "data.target=kind", "data.drop=[code]", "optim=adam", "optim.lr=0.01",
+       "trainer.epochs=15", "-q")
+    run = newest(workdir, "train")
+    new = frame.drop(columns=["kind"]).head(20)
+    new.to_csv("new.csv", index=False)
+    result = json.loads(ok("predict", str(run), "new.csv", "--proba", "--json").stdout)
+    out = pd.read_csv(result["output"])
+    assert list(out.columns) == ["code", "kind", "large", "small"] and out.code.tolist() == new.code.tolist()
+    assert np.allclose(out[["large", "small"]].sum(axis=1), 1.0, atol=1e-6)
+    assert set(out.kind) <= {"large", "small"}
+    assert (out.kind == np.where(new["size"] > 0, "large", "small")).mean() >= 0.9
+    assert out.kind.tolist() == np.where(out.large > out.small, "large", "small").tolist()
+
+
+def test_images_from_a_folder_a_file_and_an_array(workdir):
+    root = write_image_folder(workdir / "shapes", per_class=12)
+    ok("train", "data=imagefolder", f"data.root={root}", "model=lenet", "trainer.epochs=1", "-q")
+    run = newest(workdir, "train")
+    out = pd.read_csv(json.loads(ok("predict", str(run), str(root), "--json").stdout)["output"])
+    assert len(out) == 36 and list(out.columns) == ["file", "label"] and out.file.iloc[0] == "cat/" + sorted(p.name for p in (root / "cat").iterdir())[0]
+    assert set(out.label) <= {"cat", "dog", "fox"}
+    one = sorted((root / "dog").iterdir())[0]
+    single = pd.read_csv(json.loads(ok("predict", str(run), str(one), "--json", "-o", "one.csv").stdout)["output"])
+    assert single.file.tolist() == [one.name] and single.label.iloc[0] == out.set_index("file").label[f"dog/{one.name}"]
+    from PIL import Image
+
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((root / "dog").iterdir())])
+    np.save("dogs.npy", pixels)  # N x H x W x C uint8
+    from_array = pd.read_csv(json.loads(ok("predict", str(run), "dogs.npy", "--json").stdout)["output"])
+    assert from_array.label.tolist() == out[out.file.str.startswith("dog/")].label.tolist()
+    (workdir / "empty").mkdir()
+    refused("predict", str(run), str(workdir / "empty"), says="holds no images")
+    Image.new("RGB", (40, 30)).save(workdir / "big.png")
+    refused("predict", str(run), str(workdir / "big.png"), says="big.png is 40x30 pixels, and the run's model takes 24x24 images")
+    assert not list(run.glob("predictions-empty*")) and not list(run.glob("predictions-big*"))
+
+
+@pytest.mark.parametrize("model, data", [
+    ("mlp", ["data=digits"]),
+    ("lenet", ["data=digits", "data.resize=28"]),
+    ("resnet", ["data=digits", "model.small_input=true", "model.width=8"]),
+    ("lstm", ["data=digits", "+data.as_sequence=true"]),
+])
+def test_onnx_export_matches_pytorch_for_the_classic_models(workdir, model, data):
+    import onnxruntime
+    import torch
+
+    from dlcli.export import exported_module, verification_rows
+    from dlcli.trained import open_trained_run
+
+    ok("train", f"model={model}", *data, "trainer.epochs=1", "-q")
+    run = newest(workdir, "train")
+    result = json.loads(ok("export", str(run), "--json").stdout)
+    assert result["verified"]["max_abs_difference"] <= 1e-3 and result["input"]["shape"][0] == "batch"
+    trained = open_trained_run(run)
+    rows = verification_rows(trained)[:5]  # another batch size than the export's example
+    with torch.no_grad():
+        expected = exported_module(trained.model, trained.record)(rows).numpy()
+    got = onnxruntime.InferenceSession(result["path"], providers=["CPUExecutionProvider"]).run(None, {"input": rows.numpy()})[0]
+    assert np.allclose(got, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_torchscript_export_includes_image_normalization(workdir):
+    import torch
+
+    root = write_image_folder(workdir / "shapes", per_class=8)
+    ok("train", "data=imagefolder", f"data.root={root}", "model=lenet", "data.normalize=computed", "trainer.epochs=1", "-q")
+    run = newest(workdir, "train")
+    result = json.loads(ok("export", str(run), "--format", "torchscript", "-o", "net.pt", "--json").stdout)
+    assert result["normalization_included"] and Path("net.pt").is_file() and Path("net.pt.json").is_file()
+    loaded = torch.jit.load("net.pt")
+    pixels = torch.rand(3, 3, 24, 24)
+    from dlcli.trained import open_trained_run
+
+    trained = open_trained_run(run)
+    norm = trained.record["images"]["normalize"]
+    normalized = (pixels - torch.tensor(norm["mean"]).view(1, 3, 1, 1)) / torch.tensor(norm["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(loaded(pixels), trained.model(normalized), atol=1e-5)
+
+
+def test_an_export_that_fails_says_why_and_leaves_nothing(workdir, monkeypatch):
+    import torch
+
+    ok("train", "data=iris", "trainer.epochs=1", "-q")
+    run = newest(workdir, "train")
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("aten::weird_op is not supported\nlong details")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    refused("export", str(run), says="MLP cannot be exported to ONNX: aten::weird_op is not supported")
+    refused("export", str(run), "--format", "tflite", says="--format tflite is not a format: choose one of onnx, torchscript")
+    assert not list(run.glob("model*")) and not list(run.glob(".export-*"))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    refused("export", str(run), says="pip install 'dlcli[export]'")
+
+
+def test_training_without_a_validation_split_keeps_the_last_epoch(workdir):
+    ok("train", "data=iris", "split.val=0", "trainer.epochs=4", "-q")
+    run = newest(workdir, "train")
+    summary = read(run / "summary.json")
+    assert summary["best_epoch"] == 4 and "best.pt is the last epoch" in summary["selection"] and summary["test"]
+    import torch
+
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["state"]["epoch"] == 4
+    refused("train", "data=iris", "split.val=0", "trainer.early_stopping.enabled=true", says="trainer.early_stopping watches the validation split")
+    refused("train", "data=iris", "split.val=0", "sched=plateau", says="sched=plateau steps on a validation metric")
+
+
+def test_target_transforms_train_on_logs_and_report_in_the_targets_units(workdir):
+    house_prices(200, 0).to_csv("houses.csv", index=False)
+    base = ["data=csv", "data.path=houses.csv", "data.target=SalePrice", "data.task=regression", "data.drop=[Id]",
+            "model=linreg", "optim=adam", "optim.lr=0.05", "trainer.epochs=40"]
+    ok("train", *base, "data.target_transform=log", "-q")
+    summary = read(newest(workdir, "train") / "summary.json")
+    assert summary["loss_units"] == "standardized log target" and summary["test"]["rmse"] > 1000  # dollars, not logs
+    assert summary["test"]["log_rmse"] < 0.2
+    ok("train", *base, "data.target_transform=log1p", "data.standardize_target=false", "-q")
+    assert read(newest(workdir, "train") / "summary.json")["loss_units"] == "log1p target"
+    frame = pd.read_csv("houses.csv")
+    frame.loc[5, "SalePrice"] = 0
+    frame.to_csv("zero.csv", index=False)
+    refused("train", *base, "data.path=zero.csv", "data.target_transform=log", says="needs targets above 0, and one is 0")
+    refused("train", *base, "data.target_transform=sqrt", says="data.target_transform=sqrt is not valid: choose one of none, log, log1p")
+    refused("train", "data=iris", "+data.target_transform=log", says="applies to regression targets only")
+
+
+def test_refit_of_a_single_run_and_what_it_refuses(workdir):
+    ok("train", "data=iris", "trainer.epochs=6", "-q")
+    run = newest(workdir, "train")
+    best = read(run / "summary.json")["best_epoch"]
+    ok("train", f"refit={run}", "-q")
+    refit = newest(workdir, "train")
+    summary = read(refit / "summary.json")
+    assert summary["refit_epochs"] == best == summary["epochs_completed"] and summary["refit_of"] == str(run)
+    ok("train", f"refit={run}", "trainer.epochs=2", "-q")
+    assert read(newest(workdir, "train") / "summary.json")["epochs_completed"] == 2
+    count = len(list((workdir / "runs" / "train").iterdir()))
+    refused("train", f"refit={run}", "optim.lr=0.5", says="refit trains")
+    refused("train", f"refit={workdir / 'nowhere'}", says="is not a directory")
+    summary_path = run / "summary.json"
+    summary_path.write_text(json.dumps({**read(summary_path), "status": "interrupted"}))
+    refused("train", f"refit={run}", says="is interrupted: refit a completed run")
+    assert len(list((workdir / "runs" / "train").iterdir())) == count  # nothing half-made
