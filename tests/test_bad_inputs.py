@@ -162,7 +162,7 @@ CASES = [
     ("grid over an interval", ["sweep", "grid", "optim.lr=interval(0,1)"], nothing, "interval"),
     ("random without trials", ["sweep", "random", "optim.lr=0.1,0.2"], nothing, "--trials"),
     ("no jobs", ["sweep", "grid", "optim.lr=0.1,0.2", "--jobs", "0"], nothing, "--jobs 0"),
-    ("unknown pruner", ["sweep", "grid", "optim.lr=0.1,0.2", "--prune", "hyperband"], nothing, "--prune hyperband"),
+    ("unknown pruner", ["sweep", "grid", "optim.lr=0.1,0.2", "--prune", "bogus"], nothing, "--prune bogus"),
     ("unknown sweep metric", ["sweep", "grid", "optim.lr=0.1,0.2", "--metric", "val_f1"], nothing, "--metric val_f1"),
     ("unknown backend", ["sweep", "grid", "optim.lr=0.1,0.2", "--backend", "slurm"], nothing, "--backend slurm"),
     ("resume no sweep", ["sweep", "grid", "--resume", "nowhere"], nothing, "nowhere"),

@@ -84,7 +84,7 @@ def example_dir(tmp_path_factory):
         datasets = root / "datasets"
         write_mnist(datasets, train=200, test=50)
         write_mnist(datasets, "FashionMNIST", train=200, test=50)
-        write_cifar10(datasets, per_batch=40, test=40)
+        write_cifar10(datasets, per_batch=20, test=40)
         rng = np.random.default_rng(0)
         x = rng.normal(size=(120, 3))
         table = pd.DataFrame({"Id": range(120), "LotArea": x[:, 0] * 1000 + 8000, "Rooms": rng.integers(2, 9, 120),

@@ -117,7 +117,7 @@ def test_a_table_with_categories_and_missing_values(workdir):
     report = inspect_run(run)
     units = report["units"]
     assert units["feature_names"] == ["area", "rooms", "kind_a", "kind_b"]
-    assert "one-hot" in units["note"] and "missing numeric values are filled with their train mean" in units["note"]
+    assert "one-hot" in units["note"] and "a missing numeric value is filled with its column's train mean" in units["note"]
     assert units["feature_shift"][2:] == [0.0, 0.0] and units["feature_scale"][2:] == [1.0, 1.0]
     # predictions in the data's own units agree with the stored model's, on rows with no missing value
     from dlcli.data import prepare_data

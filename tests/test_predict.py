@@ -35,6 +35,14 @@ def house_prices(n: int, seed: int, with_target: bool = True) -> pd.DataFrame:
     return frame
 
 
+def _umask() -> int:
+    import os
+
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def newest(root: Path, name: str) -> Path:
     return sorted((root / "runs" / name).iterdir())[-1]
 
@@ -95,7 +103,7 @@ def test_refit_trains_train_and_val_for_the_mean_best_epoch_of_the_folds(house_f
 def test_predict_writes_a_submission_with_ids_and_the_targets_name(house_flow):
     root, _, refit = house_flow
     result = ok("predict", str(refit), str(root / "test.csv"), "--output", str(root / "submission.csv"))
-    assert "never seen in training" in result.output
+    assert "not seen in training" in result.output
     submission = pd.read_csv(root / "submission.csv")
     test = pd.read_csv(root / "test.csv")
     assert list(submission.columns) == ["Id", "SalePrice"] and len(submission) == len(test) == 60
@@ -161,7 +169,38 @@ def test_bad_prediction_inputs_are_one_line_and_write_nothing(house_flow, tmp_pa
     refused("predict", str(refit), str(tmp_path / "absent.csv"), says="absent.csv: no such file or folder")
     refused("predict", str(refit), str(root / "test.csv"), "--id", "Key", says="--id Key is not a column of test.csv")
     refused("predict", str(refit), str(root / "test.csv"), "--proba", says="--proba gives class probabilities")
+    (tmp_path / "afile").write_text("")
+    refused("predict", str(refit), str(root / "test.csv"), "--output", str(tmp_path / "afile" / "p.csv"), says="afile is a file, not a folder")
+    refused("export", str(refit), "--output", str(tmp_path / "afile" / "m.onnx"), says="afile is a file, not a folder")
     assert not (tmp_path / "out.csv").exists() and not list(tmp_path.glob(".out.csv*"))
+
+
+def test_text_columns_stay_text_whatever_the_new_rows_hold(house_flow, tmp_path):
+    """A text column of codes whose new rows hold only numbers and a blank keeps its categories."""
+    root, _, refit = house_flow
+    test = pd.read_csv(root / "test.csv").head(5)
+    test["Neighborhood"] = "North"
+    test.to_csv(tmp_path / "all.csv", index=False)
+    blank = test.copy()
+    blank.loc[4, "Neighborhood"] = None
+    blank.to_csv(tmp_path / "blank.csv", index=False)
+    first = pd.read_csv(json.loads(ok("predict", str(refit), str(tmp_path / "all.csv"), "--json").stdout)["output"])
+    second = pd.read_csv(json.loads(ok("predict", str(refit), str(tmp_path / "blank.csv"), "--json").stdout)["output"])
+    assert np.allclose(first.SalePrice[:4], second.SalePrice[:4]) and first.SalePrice[4] != second.SalePrice[4]
+    import os
+    import stat
+
+    mode = stat.S_IMODE(os.stat(tmp_path / "written.csv").st_mode) if ok("predict", str(refit), str(tmp_path / "all.csv"), "-o",
+                                                                         str(tmp_path / "written.csv")) else 0
+    assert mode == 0o666 & ~_umask()  # the usual permissions, not a temporary file's 0600
+
+
+def test_export_from_another_directory_checks_on_random_inputs(house_flow, tmp_path, monkeypatch):
+    root, _, refit = house_flow
+    monkeypatch.chdir(tmp_path)  # data.path=train.csv is not here
+    result = json.loads(ok("export", str(refit), "--output", "m.onnx", "--json").stdout)
+    assert result["verified"]["inputs"].startswith("random inputs (the run's data could not be loaded here")
+    assert result["run"] == str(refit.resolve()) and Path("m.onnx").is_file()
 
 
 def test_a_run_trained_before_preprocessing_was_saved_says_so(workdir):
@@ -234,7 +273,7 @@ def test_onnx_export_matches_pytorch_for_the_classic_models(workdir, model, data
     result = json.loads(ok("export", str(run), "--json").stdout)
     assert result["verified"]["max_abs_difference"] <= 1e-3 and result["input"]["shape"][0] == "batch"
     trained = open_trained_run(run)
-    rows = verification_rows(trained)[:5]  # another batch size than the export's example
+    rows = verification_rows(trained)[0][:5]  # another batch size than the export's example
     with torch.no_grad():
         expected = exported_module(trained.model, trained.record)(rows).numpy()
     got = onnxruntime.InferenceSession(result["path"], providers=["CPUExecutionProvider"]).run(None, {"input": rows.numpy()})[0]
@@ -285,6 +324,7 @@ def test_training_without_a_validation_split_keeps_the_last_epoch(workdir):
     run = newest(workdir, "train")
     summary = read(run / "summary.json")
     assert summary["best_epoch"] == 4 and "best.pt is the last epoch" in summary["selection"] and summary["test"]
+    assert "diagnostics_skipped" not in summary and summary["diagnosis"] is not None  # the live checks look at train rows
     import torch
 
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
@@ -323,6 +363,10 @@ def test_refit_of_a_single_run_and_what_it_refuses(workdir):
     assert read(newest(workdir, "train") / "summary.json")["epochs_completed"] == 2
     count = len(list((workdir / "runs" / "train").iterdir()))
     refused("train", f"refit={run}", "optim.lr=0.5", says="refit trains")
+    ok("train", "data=iris", "sched=plateau", "trainer.epochs=3", "--name", "plateau", "-q")
+    ok("train", f"refit={newest(workdir, 'plateau')}", "-q")  # plateau needs validation: the refit trains at a constant rate
+    refit = read(newest(workdir, "plateau") / "summary.json")
+    assert refit["status"] == "completed" and "constant optim.lr" in refit["refit_schedule"]
     refused("train", f"refit={workdir / 'nowhere'}", says="is not a directory")
     summary_path = run / "summary.json"
     summary_path.write_text(json.dumps({**read(summary_path), "status": "interrupted"}))

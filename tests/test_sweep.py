@@ -11,7 +11,23 @@ import pytest
 from conftest import read, run_cli
 from dlcli.errors import UserError
 from dlcli.sweep import SweepSettings, run_sweep
-from dlcli.sweep.space import grid, parse_space, sample
+from dlcli.sweep.space import parse_space
+from dlcli.sweep.study import grid_combinations as grid
+
+
+def sample(space, trials: int, seed: int) -> list[dict]:
+    """What a random sweep asks its study for, in an in-memory study."""
+    import optuna
+
+    from dlcli.sweep.study import distributions, sampler_for, trial_params
+
+    study = optuna.create_study(sampler=sampler_for("random", space, seed, trials))
+    draws = []
+    for _ in range(trials):
+        trial = study.ask(distributions(space, "random"))
+        draws.append(trial_params(space, trial))
+        study.tell(trial, 0.0)
+    return draws
 
 QUICK = ["trainer.epochs=2"]
 
@@ -75,9 +91,12 @@ def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypat
     monkeypatch.setattr(dlcli.evaluate, "evaluate_checkpoint", lambda exp, run, split, ckpt: looks.append((str(run), split)) or original(exp, run, split, ckpt))
     result = sweep("optim.lr=0.3,0.03", "model.hidden=[32],[64]", *QUICK)
     directory = result.sweep_dir
-    assert {p.name for p in directory.iterdir()} == {"sweep.yaml", "trials", "results.csv", "best.yaml", "summary.json", "sweep.png", ".lock"}
+    assert {p.name for p in directory.iterdir()} == {"sweep.yaml", "trials", "results.csv", "best.yaml", "summary.json", "sweep.png",
+                                                   ".lock", "study.journal"}
     frame = table(result)
     assert list(frame.columns) == ["number", "status", "optim.lr", "model.hidden", "val_accuracy", "best_epoch", "message"]
+    # trial N is the N-th combination, in the order given (the grid's trials are enqueued in the study)
+    assert list(zip(frame["optim.lr"], frame["model.hidden"])) == [(0.3, "[32]"), (0.3, "[64]"), (0.03, "[32]"), (0.03, "[64]")]
     assert set(zip(frame["optim.lr"].astype(str), frame["model.hidden"])) == {("0.3", "[32]"), ("0.3", "[64]"), ("0.03", "[32]"), ("0.03", "[64]")}
     summary = read(directory / "summary.json")
     best = frame.loc[frame["val_accuracy"].idxmax()]
@@ -137,10 +156,13 @@ def test_fail_fast_stops_at_the_first_failure(workdir):
 def test_pruned_trials_are_marked_pruned_not_failed(workdir):
     median = sweep("optim.lr=0.3,0.2,1e-6,1e-6", "trainer.epochs=4", prune="median")
     assert list(table(median)["status"]) == ["completed", "completed", "pruned", "pruned"]
-    asha = sweep("optim.lr=0.3,0.2,0.1,1e-6", "trainer.epochs=3", prune="asha")
-    statuses = list(table(asha).sort_values("number")["status"])
-    assert statuses[3] == "pruned" and statuses[:3].count("completed") >= 2
-    assert read(asha.sweep_dir / "trials" / "003" / "summary.json")["status"] == "pruned"
+    assert "MedianPruner" in read(median.sweep_dir / "trials" / "002" / "summary.json")["message"]
+    for rule in ("asha", "hyperband"):  # a clearly worse trial among good ones is stopped early
+        result = sweep("optim.lr=0.3,0.3,0.3,1e-6,1e-6", "trainer.epochs=3", prune=rule)
+        statuses = list(table(result).sort_values("number")["status"])
+        assert statuses[0] == "completed" and "pruned" in statuses[3:], (rule, statuses)
+        pruned = next(n for n in (3, 4) if statuses[n] == "pruned")
+        assert read(result.sweep_dir / "trials" / f"{pruned:03d}" / "summary.json")["epochs_completed"] < 3
 
 
 def test_resume_runs_exactly_the_unfinished_trials(workdir):
@@ -161,32 +183,6 @@ def test_resume_runs_exactly_the_unfinished_trials(workdir):
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_loses_no_finished_trial(tmp_path):
-    command = [sys.executable, "-m", "dlcli", "sweep", "grid", "optim.lr=0.3,0.2,0.1,0.05,0.03,0.01", "trainer.epochs=12"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, results = time.time() + 120, None
-    while time.time() < deadline:
-        found = list(tmp_path.glob("runs/sweeps/sweep/*/results.csv"))
-        if found and len(found[0].read_text().strip().splitlines()) >= 3:  # two trials done
-            results = found[0]
-            break
-        time.sleep(0.1)
-    assert results is not None
-    process.send_signal(signal.SIGKILL)  # no chance to clean up
-    process.wait(timeout=30)
-    directory = results.parent
-    done = pd.read_csv(results)
-    assert set(done["status"]) == {"completed"} and 2 <= len(done) < 6
-    resumed = subprocess.run([*command[:5], "--resume", str(directory)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    final = pd.read_csv(directory / "results.csv")
-    assert sorted(final["number"]) == list(range(6)) and set(final["status"]) == {"completed"}
-    finished_before = set(done["number"])
-    rerun = {int(line.split()[1]) for line in resumed.stderr.splitlines() if line.startswith("trial ")}
-    assert rerun == set(range(6)) - finished_before  # exactly the missing trials
-
-
-@pytest.mark.slow
 def test_two_jobs_give_the_same_table_as_one(workdir):
     overrides = ("optim.lr=0.3,0.03", "model.hidden=[32],[64]", *QUICK)
     one = sweep(*overrides, jobs=1, threads=1)
@@ -201,6 +197,8 @@ def test_ray_backend_gives_the_same_table(workdir):
     local = sweep(*overrides, jobs=1, threads=1)
     on_ray = sweep(*overrides, jobs=2, threads=1, backend="ray")
     assert table(local).equals(table(on_ray))
+    trials, attr = trials_in_study(on_ray.sweep_dir)  # Ray's workers reported their epochs to the one study
+    assert sorted(t.user_attrs[attr] for t in trials) == [0, 1, 2, 3] and all(len(t.intermediate_values) == 2 for t in trials)
 
 
 def test_ray_missing_is_a_one_line_install_hint(workdir, monkeypatch):
@@ -213,7 +211,11 @@ def test_ray_missing_is_a_one_line_install_hint(workdir, monkeypatch):
     "args, message",
     [
         (["grid", "optim.lr=0.1,0.2", "--metric", "val_f1"], "--metric val_f1 is not a validation metric"),
-        (["grid", "optim.lr=0.1,0.2", "--prune", "hyperband"], "--prune hyperband is not a pruning rule"),
+        (["grid", "optim.lr=0.1,0.2", "--prune", "bogus"], "--prune bogus is not a pruning rule: choose one of none, median, asha, hyperband"),
+        (["tpe", "optim.lr=interval(0.01,0.1)"], "dl sweep tpe needs --trials N"),
+        (["tpe", "optim.lr=tag(log,interval(0,1))", "--trials", "4"], "a log-scaled interval needs a positive lower bound"),
+        (["tpe", "model=mlp,softmax,linreg", "--trials", "2"], "cannot try each of the 3 choices of model once"),
+        (["tpe", "optim.lr=interval(0.01,0.1)", "--trials", "2", "--trials-per-gpu", "0"], "--trials-per-gpu 0 must be at least 1"),
         (["grid", "optim.lr=0.1,0.2", "--jobs", "0"], "--jobs 0 must be at least 1"),
         (["grid", "--resume", "nowhere"], "is not a sweep directory"),
         (["grid", "optim.lrr=0.1,0.2"], "optim.lrr is not a setting of torch.optim.SGD"),
@@ -231,3 +233,88 @@ def test_cli_random_sweep_prints_a_sorted_table(workdir):
     assert "sorted by val_accuracy" in result.stdout and "trial 002" in result.stderr
     values = [float(v) for v in pd.read_csv(next(workdir.glob("runs/sweeps/sweep/*/results.csv")))["optim.lr"]]
     assert all(0.01 <= v <= 0.5 for v in values) and not math.isnan(sum(values))
+
+
+def trials_in_study(sweep_dir):
+    from dlcli.sweep.study import NUMBER_ATTR, STUDY_NAME, storage
+
+    import optuna
+
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage(sweep_dir)).get_trials(deepcopy=False), NUMBER_ATTR
+
+
+def test_tpe_sweep_writes_everything_through_one_study(workdir):
+    result = run_cli("sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "model.dropout=interval(0,0.5)",
+                     "model.hidden=choice([16],[64])", "trainer.batch_size=range(16,65,16)", "--trials", "5", "--seed", "3", *QUICK)
+    assert result.exit_code == 0, result.output
+    directory = next(workdir.glob("runs/sweeps/sweep/*"))
+    assert {"study.journal", "results.csv", "best.yaml", "summary.json", "sweep.yaml"} <= {p.name for p in directory.iterdir()}
+    frame = pd.read_csv(directory / "results.csv")
+    assert list(frame["number"]) == [0, 1, 2, 3, 4] and set(frame["status"]) == {"completed"}
+    assert all(1e-3 <= v <= 0.5 for v in frame["optim.lr"]) and set(frame["trainer.batch_size"]) <= {16, 32, 48, 64}
+    summary = read(directory / "summary.json")
+    assert summary["test"] and summary["study_ms_per_trial"] < 50  # Optuna's ask + tell + journal, per trial
+    trials, attr = trials_in_study(directory)
+    assert sorted(t.user_attrs[attr] for t in trials) == [0, 1, 2, 3, 4]
+    by_number = {t.user_attrs[attr]: t for t in trials}
+    for _, row in frame.iterrows():  # the study holds what results.csv says
+        assert by_number[row["number"]].value == pytest.approx(row["val_accuracy"])
+        assert by_number[row["number"]].params["optim.lr"] == pytest.approx(row["optim.lr"])
+
+
+@pytest.mark.slow
+def test_parallel_tpe_trials_share_one_study(workdir):
+    result = sweep("optim.lr=tag(log,interval(1e-3,0.5))", "model.hidden=choice([16],[32])", *QUICK, kind="tpe", trials=4,
+                   jobs=2, threads=1)
+    frame = table(result)
+    assert sorted(frame["number"]) == [0, 1, 2, 3] and set(frame["status"]) == {"completed"}
+    trials, attr = trials_in_study(result.sweep_dir)
+    assert sorted(t.user_attrs[attr] for t in trials) == [0, 1, 2, 3] and all(t.state.name == "COMPLETE" for t in trials)
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)  # each worker reported its epochs there
+
+
+@pytest.mark.slow
+def test_a_killed_tpe_sweep_resumes_in_the_same_study(tmp_path):
+    """SIGKILL (no clean-up at all) after two trials; --resume finishes the same study."""
+    command = [sys.executable, "-m", "dlcli", "sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "--trials", "4", "trainer.epochs=8"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, results = time.time() + 120, None
+    while time.time() < deadline:
+        found = list(tmp_path.glob("runs/sweeps/sweep/*/results.csv"))
+        if found and len(found[0].read_text().strip().splitlines()) >= 3:  # two trials done
+            results = found[0]
+            break
+        time.sleep(0.1)
+    assert results is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    directory = results.parent
+    done = pd.read_csv(results)
+    resumed = subprocess.run([*command[:5], "--resume", str(directory)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    final = pd.read_csv(directory / "results.csv")
+    assert sorted(final["number"]) == list(range(4)) and set(final["status"]) == {"completed"}
+    rerun = {int(line.split()[1]) for line in resumed.stderr.splitlines() if line.startswith("trial ")}
+    assert rerun == set(range(4)) - set(done["number"]) and len(done) < 4  # finished trials never run again
+    merged = final.set_index("number")
+    for _, row in done.iterrows():
+        assert merged.loc[row["number"], "optim.lr"] == row["optim.lr"]
+    trials, attr = trials_in_study(directory)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(t.user_attrs[attr] for t in complete) == list(range(4))  # the killed trial was failed, then run again
+    assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
+
+
+def test_trials_per_gpu_places_k_trials_on_each_gpu():
+    from dlcli.sweep.backends import plan_slots, slot_device
+
+    assert plan_slots(None, 2, gpus=4) == (8, 0.0, None)
+    devices = [slot_device(slot, 4) for slot in range(8)]
+    assert sorted(devices) == sorted([f"cuda:{g}" for g in range(4)] * 2)  # two trials on each of the 4 GPUs
+    assert [slot_device(slot, 1) for slot in range(3)] == [None] * 3  # one GPU: every trial on the auto device, cuda:0
+    assert plan_slots(None, 3, gpus=1) == (3, 0.0, None)
+    assert plan_slots(None, 4, gpus=2, backend="ray") == (8, 0.25, None)  # Ray: a quarter of a GPU per trial
+    jobs, _, note = plan_slots(2, 2, gpus=0)
+    assert jobs == 2 and "no CUDA GPU here" in note
+    with pytest.raises(UserError, match="--jobs 5 would put more than 2 trials on a GPU"):
+        plan_slots(5, 2, gpus=2)

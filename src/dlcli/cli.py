@@ -263,7 +263,7 @@ def export_command(
                  f"wrote {result['sidecar']} (input shape, class names, preprocessing)",
                  f"input: {result['input']['takes']}",
                  f"output: {result['output']['gives']}",
-                 f"checked: the same outputs as PyTorch on {verified['rows']} test rows (largest difference "
+                 f"checked: the same outputs as PyTorch on {verified['rows']} {verified['inputs']} (largest difference "
                  f"{verified['max_abs_difference']:.2g}; rtol {verified['rtol']:g}, atol {verified['atol']:g})"):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -326,14 +326,14 @@ app.add_typer(sweep_app, name="sweep")
 
 
 def _sweep(kind: str, overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address,
-           gpus_per_trial, resume, name, config_dir, as_json, trust, quiet=False) -> None:
+           gpus_per_trial, resume, name, config_dir, as_json, trust, quiet=False, trials_per_gpu=None) -> None:
     from dlcli.sweep import SweepSettings, run_sweep
 
     settings = SweepSettings(kind=kind, overrides=list(overrides or []), trials=trials, seed=seed, metric=metric, mode=mode, prune=prune)
     silent = as_json or quiet
     log = (lambda line: None) if silent else (lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
     result = run_sweep(settings, jobs=jobs, threads=threads, fail_fast=fail_fast, backend=backend, address=address,
-                       gpus_per_trial=gpus_per_trial, resume=resume, name=name, config_dirs=[str(d) for d in config_dir or []], log=log,
+                       gpus_per_trial=gpus_per_trial, trials_per_gpu=trials_per_gpu, resume=resume, name=name, config_dirs=[str(d) for d in config_dir or []], log=log,
                        trust=trust or [])
     if as_json:
         print(json.dumps({"sweep_dir": str(result.sweep_dir), **result.summary, "trials": json.loads(result.table.to_json(orient="records"))}, indent=2))
@@ -352,11 +352,12 @@ SWEEP_OPTIONS = dict(
     threads=typer.Option(None, "--threads", help="CPU threads per trial (default: cores / jobs, or what a resumed sweep used)."),
     metric=typer.Option(None, "--metric", help="Validation metric to select on (default: the task's, e.g. val_accuracy)."),
     mode=typer.Option(None, "--mode", help="min | max (default: from the metric)."),
-    prune=typer.Option("none", "--prune", help="Stop bad trials early: none | median | asha."),
+    prune=typer.Option("none", "--prune", help="Stop bad trials early with Optuna's pruners: none | median | asha | hyperband."),
     fail_fast=typer.Option(False, "--fail-fast", help="Stop the sweep at the first failed trial."),
     backend=typer.Option("local", "--backend", help="local | ray"),
     address=typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: start a local Ray instance)."),
     gpus_per_trial=typer.Option(0.0, "--gpus-per-trial", help="GPUs Ray reserves per trial."),
+    trials_per_gpu=typer.Option(None, "--trials-per-gpu", help="Run K trials on each visible GPU at once (small models share a GPU); does nothing without CUDA."),
     resume=typer.Option(None, "--resume", help="A sweep directory to finish: runs only trials not yet completed."),
     name=typer.Option("sweep", "--name", help="Sweeps land in runs/sweeps/<name>/<timestamp>/."),
     config_dir=typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
@@ -384,9 +385,11 @@ def sweep_grid(
     gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
     name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
     trust: Optional[List[str]] = SWEEP_OPTIONS["trust"], quiet: bool = SWEEP_OPTIONS["quiet"],
+    trials_per_gpu: Optional[int] = SWEEP_OPTIONS["trials_per_gpu"],
 ):
     """Every combination of the swept values."""
-    _sweep("grid", overrides, None, 0, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust, quiet)
+    _sweep("grid", overrides, None, 0, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust, quiet,
+           trials_per_gpu)
 
 
 @sweep_app.command(
@@ -401,16 +404,44 @@ def sweep_grid(
 def sweep_random(
     overrides: Optional[List[str]] = typer.Argument(None, help="interval(a,b), tag(log,interval(a,b)), int(interval(a,b)), choice(), a,b,c and plain overrides.", show_default=False),
     trials: Optional[int] = typer.Option(None, "--trials", "-n", help="How many trials to draw (required unless --resume)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the draws: the same seed draws the same trials."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws (Optuna's RandomSampler): the same seed draws the same trials."),
     jobs: Optional[int] = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
     mode: Optional[str] = SWEEP_OPTIONS["mode"], prune: str = SWEEP_OPTIONS["prune"], fail_fast: bool = SWEEP_OPTIONS["fail_fast"],
     backend: str = SWEEP_OPTIONS["backend"], address: Optional[str] = SWEEP_OPTIONS["address"],
     gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
     name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
     trust: Optional[List[str]] = SWEEP_OPTIONS["trust"], quiet: bool = SWEEP_OPTIONS["quiet"],
+    trials_per_gpu: Optional[int] = SWEEP_OPTIONS["trials_per_gpu"],
 ):
     """Random draws: choice() and lists uniformly, interval() uniformly, tag(log, ...) log-uniformly."""
-    _sweep("random", overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust, quiet)
+    _sweep("random", overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name, config_dir, as_json, trust, quiet,
+           trials_per_gpu)
+
+
+@sweep_app.command(
+    "tpe",
+    epilog=(
+        "Examples:\n\n"
+        "  dl sweep tpe 'optim.lr=tag(log,interval(1e-4,1))' 'model.dropout=interval(0,0.6)' 'model.hidden=choice([64],[256],[256,256])' --trials 40 --jobs 2 --prune hyperband\n\n"
+        "  dl sweep tpe 'optim.lr=tag(log,interval(1e-3,1))' 'trainer.batch_size=range(16,129,16)' --trials 20 --seed 1"
+    ),
+)
+@handle_errors
+def sweep_tpe(
+    overrides: Optional[List[str]] = typer.Argument(None, help="interval(a,b), tag(log,interval(a,b)), int(interval(a,b)), range(), choice(), a,b,c and plain overrides.", show_default=False),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", help="How many trials to run (required unless --resume)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of Optuna's TPESampler."),
+    jobs: Optional[int] = SWEEP_OPTIONS["jobs"], threads: Optional[int] = SWEEP_OPTIONS["threads"], metric: Optional[str] = SWEEP_OPTIONS["metric"],
+    mode: Optional[str] = SWEEP_OPTIONS["mode"], prune: str = SWEEP_OPTIONS["prune"], fail_fast: bool = SWEEP_OPTIONS["fail_fast"],
+    backend: str = SWEEP_OPTIONS["backend"], address: Optional[str] = SWEEP_OPTIONS["address"],
+    gpus_per_trial: float = SWEEP_OPTIONS["gpus_per_trial"], resume: Optional[Path] = SWEEP_OPTIONS["resume"],
+    name: str = SWEEP_OPTIONS["name"], config_dir: Optional[List[Path]] = SWEEP_OPTIONS["config_dir"], as_json: bool = SWEEP_OPTIONS["as_json"],
+    trust: Optional[List[str]] = SWEEP_OPTIONS["trust"], quiet: bool = SWEEP_OPTIONS["quiet"],
+    trials_per_gpu: Optional[int] = SWEEP_OPTIONS["trials_per_gpu"],
+):
+    """Search that learns from its trials: Optuna's TPE sampler (multivariate) over the swept values."""
+    _sweep("tpe", overrides, trials, seed, jobs, threads, metric, mode, prune, fail_fast, backend, address, gpus_per_trial, resume, name,
+           config_dir, as_json, trust, quiet, trials_per_gpu)
 
 
 @app.command(

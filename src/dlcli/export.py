@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from dlcli.errors import UserError
+from dlcli.predict import check_output_path
 from dlcli.runs import write_json
 
 FORMATS = ("onnx", "torchscript")
@@ -46,10 +47,9 @@ def export_run(run_path: str | Path, fmt: str = "onnx", output: str | Path | Non
     trained = open_trained_run(run_path, checkpoint, "cpu", trust)
     suffix = SUFFIXES[fmt] if checkpoint == "best" else f"-{checkpoint}{SUFFIXES[fmt]}"
     destination = Path(output).expanduser() if output else trained.run_dir / f"model{suffix}"
-    if destination.is_dir():
-        raise UserError(f"--output {output} is a folder: give a file path such as {destination / ('model' + SUFFIXES[fmt])}")
+    check_output_path(destination, output, "model" + SUFFIXES[fmt])
     wrapped = exported_module(trained.model, trained.record)
-    sample = verification_rows(trained)
+    sample, source = verification_rows(trained)
     expected = _outputs(wrapped, sample)
     name = trained.cfg.model._target_.rsplit(".", 1)[-1]
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -63,10 +63,10 @@ def export_run(run_path: str | Path, fmt: str = "onnx", output: str | Path | Non
             got = _run_torchscript(file, sample)
         difference = float(np.max(np.abs(got - expected))) if expected.size else 0.0
         if got.shape != expected.shape or not np.allclose(got, expected, **TOLERANCE):
-            raise UserError(f"the {fmt} export of {name} does not reproduce the PyTorch model on {len(sample)} test rows "
+            raise UserError(f"the {fmt} export of {name} does not reproduce the PyTorch model on {len(sample)} {source} "
                             f"(largest difference {difference:.3g}, tolerance rtol={TOLERANCE['rtol']:g} atol={TOLERANCE['atol']:g}): "
                             "nothing was written")
-        sidecar = describe(trained, fmt, destination, len(sample), difference)
+        sidecar = describe(trained, fmt, destination, len(sample), difference, source)
         write_json(Path(scratch) / "sidecar.json", sidecar)
         os.replace(file, destination)
         os.replace(Path(scratch) / "sidecar.json", sidecar_path(destination))
@@ -128,21 +128,29 @@ def exported_module(model, record: dict):
 
 def verification_rows(trained):
     """Up to VERIFY_ROWS real inputs, as the exported file takes them, from the run's test split
-    (its validation or train split when the test split is empty)."""
+    (its validation or train split when the test split is empty), and what they are. Where the
+    run's data cannot be loaded here (another directory, a moved file), random inputs of the
+    right shape and range stand in, and the sidecar says so."""
     import torch
 
     from dlcli.data import PreparedData, prepare_data
 
     cfg = trained.cfg
+    shape = tuple(trained.record.get("stored_shape") or trained.record["input_shape"])
     try:
         data = prepare_data(cfg.data, cfg.split, int(cfg.seed))
     except UserError as exc:
-        raise UserError(f"the export is checked on the run's own test rows, and its data cannot be loaded: {exc}") from None
+        generator = torch.Generator().manual_seed(0)
+        if trained.record["kind"] == "images":  # pixels in [0, 1]
+            sample = torch.rand(VERIFY_ROWS, *shape, generator=generator)
+        else:  # encoded features: standardized values and 0/1 indicators live around this range
+            sample = torch.randn(VERIFY_ROWS, *shape, generator=generator)
+        return sample, f"random inputs (the run's data could not be loaded here: {exc})"
     part = next((p for p in ("test", "val", "train") if len(data.split.part(p))), "train")
     rows = data.split.part(part)[:VERIFY_ROWS]
+    source = f"rows of the run's {part} split"
     if isinstance(data, PreparedData):
-        shape = tuple(trained.record.get("stored_shape") or trained.record["input_shape"])
-        return torch.as_tensor(data.features[rows], dtype=torch.float32).reshape(-1, *shape)
+        return torch.as_tensor(data.features[rows], dtype=torch.float32).reshape(-1, *shape), source
     from torchvision.transforms import v2
 
     size = tuple(trained.record["input_shape"][1:])
@@ -151,7 +159,7 @@ def verification_rows(trained):
     else:
         images = [data.source.files[int(r)][0] for r in rows]
     resize = v2.Resize(list(size), antialias=True)
-    return torch.stack([resize(i) if tuple(i.shape[1:]) != size else i for i in images]).float().div(255.0)
+    return torch.stack([resize(i) if tuple(i.shape[1:]) != size else i for i in images]).float().div(255.0), source
 
 
 def _outputs(module, x) -> np.ndarray:
@@ -218,7 +226,7 @@ def _run_torchscript(file: Path, sample) -> np.ndarray:
 
 
 # -- the sidecar ----------------------------------------------------------------------------------
-def describe(trained, fmt: str, destination: Path, rows: int, difference: float) -> dict:
+def describe(trained, fmt: str, destination: Path, rows: int, difference: float, source: str) -> dict:
     record = trained.record
     shape = ["batch", *(record.get("stored_shape") or record["input_shape"])]
     kind = record["kind"]
@@ -231,7 +239,8 @@ def describe(trained, fmt: str, destination: Path, rows: int, difference: float)
                  "imputed with 'fill' and standardized with 'center'/'scale', then one 0/1 column per category); "
                  "the encoding is not included")
     else:
-        takes = "float32 rows of the features, scaled as preprocessing.features says (divide_by, or center/scale); not included"
+        takes = ("float32 features in the shape above, scaled as preprocessing.features says (divide_by, or center/scale); "
+                 "the scaling is not included")
     if trained.task == "classification":
         gives = "logits, one per class in class_names order (softmax for probabilities)"
     else:
@@ -239,7 +248,7 @@ def describe(trained, fmt: str, destination: Path, rows: int, difference: float)
     return {
         "format": fmt,
         "file": destination.name,
-        "run": str(trained.run_dir),
+        "run": str(trained.run_dir.resolve()),
         "checkpoint": trained.checkpoint,
         "epoch": trained.epoch,
         "task": trained.task,
@@ -249,6 +258,6 @@ def describe(trained, fmt: str, destination: Path, rows: int, difference: float)
         "target": trained.target_name,
         "normalization_included": kind == "images" and record["images"].get("normalize") is not None,
         "preprocessing": record,
-        "verified": {"rows": rows, "max_abs_difference": difference, **TOLERANCE,
-                     "against": "the PyTorch model on the run's test rows"},
+        "verified": {"rows": rows, "inputs": source, "max_abs_difference": difference, **TOLERANCE,
+                     "against": "the PyTorch model"},
     }

@@ -10,7 +10,6 @@ so `Id,SalePrice` is a contest submission as it stands. The file is written whol
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -35,8 +34,7 @@ def predict_file(run_path: str | Path, input_path: str | Path, output: str | Pat
     destination = Path(output).expanduser() if output else run_dir / f"predictions-{source.stem}.csv"
     if destination.exists() and destination.resolve() == source.resolve():
         raise UserError(f"--output {output} is the input file: choose another path")
-    if destination.is_dir():
-        raise UserError(f"--output {output} is a folder: give a file path such as {destination / 'predictions.csv'}")
+    check_output_path(destination, output, "predictions.csv")
     inputs = read_inputs(record, source, id_column)
     trained = open_trained_run(run_dir, checkpoint, device, trust)
     started = time.perf_counter()
@@ -109,14 +107,22 @@ def _answers(trained, outputs, proba: bool, ids):
     return pd.DataFrame(columns)
 
 
+def check_output_path(destination: Path, given, example: str) -> None:
+    """An output path that can be written: not a folder, and no file where a folder must be."""
+    if destination.is_dir():
+        raise UserError(f"--output {given} is a folder: give a file path such as {destination / example}")
+    blocked = next((p for p in destination.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise UserError(f"--output {given}: {blocked} is a file, not a folder")
+
+
 def _write_whole(table, destination: Path) -> None:
     """Write beside the destination and rename: an interrupted write leaves no half file."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-    os.close(handle)
+    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.partial")  # created with the usual permissions
     try:
         table.to_csv(temporary, index=False)
         os.replace(temporary, destination)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise

@@ -50,7 +50,12 @@ def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str]
             OmegaConf.update(refit, key, OmegaConf.select(cfg, key), force_add=True, merge=False)
     if OmegaConf.select(refit, "logger.mlflow") is not None:
         refit.logger.mlflow.parent_run_id = None  # a run of its own, not a late child of the source's parent
-    return refit, {"refit_of": str(source), "refit_epochs": epochs, "refit_epochs_from": how}
+    facts = {"refit_of": str(source.resolve()), "refit_epochs": epochs, "refit_epochs_from": how}
+    if "ReduceLROnPlateau" in str(refit.sched.get("_target_")):
+        # plateau lowers the rate when validation stalls, and a refit has no validation split
+        refit.sched = OmegaConf.create({"_target_": None})
+        facts["refit_schedule"] = "sched=plateau needs a validation split: the refit trains at the constant optim.lr"
+    return refit, facts
 
 
 def _from_run(run: Path, trust: Sequence[str]) -> tuple[DictConfig, int, str]:
@@ -81,6 +86,7 @@ def check_same_test_split(refit_split: dict, source: Path) -> None:
     """The refit's test split must be the source's, or its test look would be about other rows."""
     from dlcli.kfold import is_kfold_parent
 
+    source = Path(source)
     run = source / "fold-1" if is_kfold_parent(source) else source
     if not (run / "split.json").is_file():
         return

@@ -18,6 +18,7 @@ from dlcli.data.preprocess import encoding_from_json
 from dlcli.data.split import listed
 from dlcli.errors import UserError
 
+IMAGE_BATCH = 256  # image files decoded (and resized, one by one) per batch
 
 @dataclass
 class NewInputs:
@@ -45,7 +46,7 @@ def read_inputs(record: dict, path: str | Path, id_column: str | None = None) ->
         if id_column:
             raise UserError("--id names a CSV column, and a .npy array has none")
         return _tensor_rows(record, _array_rows(record, _load_npy(source), source.name))
-    table = _read_csv(source)
+    table = _read_csv(source, text_columns=record["features"].get("categorical", []))
     if kind == "table":
         features, ids, notes = _table_rows(record, table, source.name, id_column)
     else:
@@ -56,11 +57,14 @@ def read_inputs(record: dict, path: str | Path, id_column: str | None = None) ->
 
 
 # -- tables ---------------------------------------------------------------------------------------
-def _read_csv(path: Path):
+def _read_csv(path: Path, text_columns: list[str] = ()):
+    """The table, with the run's text columns read as text: a column of codes ("1", "2", "x") whose
+    new rows happen to hold only numbers (and a blank) must not turn into 1.0, 2.0."""
     import pandas as pd
 
     try:
-        table = pd.read_csv(path)
+        header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        table = pd.read_csv(path, dtype={c: str for c in text_columns if c in header})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
     if len(table) == 0:
@@ -104,7 +108,8 @@ def _table_rows(record: dict, table, name: str, id_column: str | None):
             row = int(np.argmax(np.isinf(finite))) + 2
             raise UserError(f"column '{column}' of {name} holds an infinite value (line {row}): fix it or leave the cell empty")
     features, unseen = encoding.transform(table)
-    notes = [f"{count} value(s) of '{column}' never seen in training: treated as missing" for column, count in unseen.items()]
+    notes = [f"{count} value(s) of '{column}' not seen in training (new categories, or blanks where training had none): "
+             "encoded as a missing value" for column, count in unseen.items()]
     ids = _id_values(table, name, id_column, record.get("id_columns", []))
     target = record["target"]["name"]
     ignored = [c for c in table.columns if c not in encoding.columns and c != target and (ids is None or c != ids[0])]
@@ -152,6 +157,8 @@ def _load_npy(path: Path) -> np.ndarray:
         raise UserError(f"{path} holds {array.dtype} values: the run needs numbers")
     if array.size == 0:
         raise UserError(f"{path} is empty: nothing to predict")
+    if array.ndim == 0:
+        raise UserError(f"{path} holds a single number: give rows (an N x features array) or images")
     return array
 
 
@@ -159,10 +166,12 @@ def _array_rows(record: dict, array: np.ndarray, name: str) -> np.ndarray:
     encoding = encoding_from_json(record["features"])
     if array.ndim == 1 and array.size == encoding.count:
         array = array[None, :]
-    if array.ndim < 2 or int(np.prod(array.shape[1:])) != encoding.count:
-        shape = "x".join(map(str, record.get("stored_shape") or record["input_shape"]))
+    shape = tuple(record.get("stored_shape") or record["input_shape"])
+    flat = shape == (encoding.count,)  # a table's rows; image-like rows (digits) may also come as N x 1 x 8 x 8
+    if array.ndim < 2 or int(np.prod(array.shape[1:])) != encoding.count or (flat and array.ndim != 2):
+        other = "" if flat else f", or N x {'x'.join(map(str, shape))}"
         raise UserError(f"{name} has shape {'x'.join(map(str, array.shape))}: the run needs rows of {encoding.count} "
-                        f"values (N x {encoding.count}, or N x {shape})")
+                        f"values (N x {encoding.count}{other})")
     array = array.reshape(len(array), -1).astype(np.float64)
     if not np.isfinite(array).all():
         raise UserError(f"{name} holds NaN or infinite values: the run needs a number in every cell")
@@ -207,10 +216,12 @@ def _images(record: dict, source: Path) -> NewInputs:
         from torchvision.transforms import v2
 
         resize = v2.Resize(list(size), antialias=True) if spec["resize"] else None
+        batch = min(batch, IMAGE_BATCH)  # decoded files can be large: hold few of them at once
         for start in range(0, len(files), batch):
-            images = [_decode(path, mode) for path in files[start : start + batch]]
-            if resize is not None:
-                images = [resize(image) if tuple(image.shape[1:]) != size else image for image in images]
+            images = []
+            for path in files[start : start + batch]:
+                image = _decode(path, mode)
+                images.append(resize(image) if resize is not None and tuple(image.shape[1:]) != size else image)
             yield _model_pixels(torch.stack(images), spec)
 
     return NewInputs(len(files), batches, ids=("file", names))
@@ -256,10 +267,12 @@ def _image_array(record: dict, array: np.ndarray, name: str) -> NewInputs:
     if not spec["resize"] and tuple(array.shape[2:]) != size:
         raise UserError(f"{name} holds {array.shape[3]}x{array.shape[2]} images, and the run's model takes {size[1]}x{size[0]} "
                         "(it was trained without data.resize): resize them, or train with data.resize=N")
+    if array.dtype.kind in "iub" and array.dtype != np.uint8:
+        raise UserError(f"{name} holds {array.dtype} values: give uint8 pixels (0..255) or floats in [0, 1]")
     if array.dtype != np.uint8:
         array = array.astype(np.float32)
         if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise UserError(f"{name} holds {array.dtype} values outside [0, 1]: give uint8 pixels (0..255) or floats in [0, 1]")
+            raise UserError(f"{name} holds floating-point values outside [0, 1]: give uint8 pixels (0..255) or floats in [0, 1]")
     images = torch.from_numpy(np.ascontiguousarray(array))
 
     def batches(batch: int):

@@ -28,18 +28,9 @@ class TargetScaler:
     std: float = 1.0
     transform_name: str = "none"
 
-    @property
-    def changes_units(self) -> bool:
-        """Is the model's output (and so the loss) in other units than the target's own?"""
-        return self.mean != 0.0 or self.std != 1.0 or self.transform_name != "none"
-
     def forward(self, y: np.ndarray) -> np.ndarray:
         """The target as the model learns it."""
         return (_apply(self.transform_name, y) - self.mean) / self.std
-
-    # kept for readers of the scaled values (dl inspect): standardization only
-    def transform(self, y: np.ndarray) -> np.ndarray:
-        return (y - self.mean) / self.std
 
     def inverse(self, y):
         """Model outputs (numpy or torch) back in the target's own units."""

@@ -234,7 +234,8 @@ class Diagnostics(Callback):
             was_training = model.training
             model.eval()
             with torch.no_grad(), _rng_untouched(self.session.device):
-                x, _ = self.session.val_data.peek(PEEK_SAMPLES)
+                source = self.session.val_data if self.session.val_data is not None else self.session.train_data
+                x, _ = source.peek(PEEK_SAMPLES)  # validation rows; train rows when there is no validation split
                 if len(x):
                     model(x)
             model.train(was_training)

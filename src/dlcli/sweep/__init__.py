@@ -1,6 +1,9 @@
-"""`dl sweep grid|random`: hyper-parameter search that is parallel, resumable and never peeks at
-the test split. Trials are ordinary run directories under <sweep>/trials/<NNN>/; results are saved
-after every trial, so killing the sweep loses no finished trial and --resume runs only the rest."""
+"""`dl sweep grid|random|tpe`: hyper-parameter search that is parallel, resumable and never peeks
+at the test split. Every kind runs through one Optuna study (dlcli.sweep.study) kept in the sweep
+directory: the sweep asks it for each trial when a slot is free, trials report their epochs to it
+(pruning), and each outcome is told to it. Trials are ordinary run directories under
+<sweep>/trials/<NNN>/; results are saved after every trial, so killing the sweep loses no finished
+trial and --resume runs only the rest, in the same study."""
 
 from __future__ import annotations
 
@@ -17,13 +20,12 @@ from dlcli.errors import UserError
 from dlcli.numbers import setting, short
 from dlcli.plots import draw_in_background
 from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, update_summary, write_text
-from dlcli.sweep.backends import default_threads, run_in_pool, run_in_process, run_on_ray
-from dlcli.sweep.prune import RULES
+from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
-from dlcli.sweep.space import SearchSpace, grid, parse_space, sample
+from dlcli.sweep.space import SearchSpace, parse_space
+from dlcli.sweep.study import KINDS, PRUNERS, STUDY_FILE, check_budget, grid_combinations
 from dlcli.sweep.trial import TrialSpec, best_value
 
-KINDS = ("grid", "random")
 BACKENDS = ("local", "ray")
 FINISHED = ("completed", "pruned")  # never re-run on resume
 
@@ -49,15 +51,12 @@ class SweepSettings:
         return dict(self.__dict__)
 
 
-def plan(settings: SweepSettings, config_dirs) -> tuple[SearchSpace, list[dict[str, str]]]:
+def plan(settings: SweepSettings, config_dirs) -> tuple[SearchSpace, int]:
+    """The search space and the number of trials the sweep runs."""
     if settings.kind not in KINDS:
         raise UserError(f"sweep kind {settings.kind} is not known: choose one of {', '.join(KINDS)}")
     space = parse_space(settings.overrides, config_dirs)
-    if settings.kind == "grid":
-        return space, grid(space)
-    if settings.trials is None:
-        raise UserError("dl sweep random needs --trials N")
-    return space, sample(space, settings.trials, settings.seed)
+    return space, check_budget(settings.kind, space, settings.trials)
 
 
 def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[str, str], config_dirs) -> tuple[str, str]:
@@ -91,6 +90,7 @@ def run_sweep(
     backend: str = "local",
     address: str | None = None,
     gpus_per_trial: float = 0.0,
+    trials_per_gpu: int | None = None,
     resume: str | Path | None = None,
     name: str = "sweep",
     runs_dir: str = "runs",
@@ -106,20 +106,28 @@ def run_sweep(
             raise UserError(f"{option} {value} must be at least 1")
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend} is not known: choose one of {', '.join(BACKENDS)}")
-    if settings.prune not in RULES:
-        raise UserError(f"--prune {settings.prune} is not a pruning rule: choose one of {', '.join(RULES)}")
+    if settings.prune not in PRUNERS:
+        raise UserError(f"--prune {settings.prune} is not a pruning rule: choose one of {', '.join(PRUNERS)}")
+    if trials_per_gpu is not None and gpus_per_trial:
+        raise UserError("--trials-per-gpu K and --gpus-per-trial both say how trials share GPUs: give one")
     config_dirs = [str(Path(d).resolve()) for d in config_dirs]
     sweep_dir, lock = None, None
     if resume is not None:
         sweep_dir, settings, saved = _resume_settings(Path(resume).expanduser(), settings)
         config_dirs = config_dirs or [str(d) for d in saved.get("config_dirs") or []]
         jobs, threads = jobs or saved.get("jobs"), threads or saved.get("threads")
+        trials_per_gpu = trials_per_gpu or saved.get("trials_per_gpu")
         lock = RunLock(sweep_dir).acquire()  # one process finishes a sweep at a time
     try:
-        jobs = jobs or 1
-        space, trials = plan(settings, config_dirs)
-        check_trial_values(space, trials, config_dirs, trusted=trust if resume is not None else None)
-        metric, mode = _metric_and_mode(settings, space, trials[0], config_dirs)
+        import torch
+
+        jobs, ray_gpus, note = plan_slots(jobs, trials_per_gpu, torch.cuda.device_count(), backend)
+        gpus_per_trial = gpus_per_trial or ray_gpus
+        if note:
+            log(note)
+        space, planned = plan(settings, config_dirs)
+        max_epochs = check_trial_values(space, config_dirs, trusted=trust if resume is not None else None)
+        metric, mode = _metric_and_mode(settings, space, first_trial(space), config_dirs)
         settings.metric, settings.mode = metric, mode
         threads = threads or default_threads(jobs)
         if sweep_dir is None:
@@ -130,20 +138,22 @@ def run_sweep(
                 write_text(directory / "sweep.yaml", OmegaConf.to_yaml(OmegaConf.create({
                     **settings.as_dict(),
                     "space": {"fixed": space.fixed, "params": [p.__dict__ for p in space.params]},
-                    "trials_planned": len(trials),
+                    "trials_planned": planned,
+                    "study": STUDY_FILE,  # Optuna's journal: optuna-dashboard <sweep>/study.journal
                     "config_dirs": list(config_dirs),
                     "jobs": jobs,
                     "threads": threads,
+                    "trials_per_gpu": trials_per_gpu,
                     "command": " ".join(shlex.quote(a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
                 })))
-                update_summary(directory, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
+                update_summary(directory, kind="sweep", status="running", metric=metric, mode=mode, trials=planned)
 
             sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False, populate=populate)
-        update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=len(trials))
-        parent = _parent_run(sweep_dir, settings, space, trials[0], config_dirs, log)
+        update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=planned)
+        parent = _parent_run(sweep_dir, settings, space, first_trial(space), config_dirs, log)
         try:
-            return _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
-                               gpus_per_trial, config_dirs, log, trust, parent)
+            return _run_trials(sweep_dir, settings, space, planned, max_epochs, metric, mode, jobs, threads, fail_fast, backend,
+                               address, gpus_per_trial, config_dirs, log, trust, parent)
         except BaseException:  # the sweep broke off: its MLflow parent run must not say running forever
             from dlcli.engine.loggers import close_parent_run
 
@@ -166,18 +176,26 @@ def _parent_run(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, fi
                                                      "metric": settings.metric, "mode": settings.mode}, log)
 
 
-def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads, fail_fast, backend, address,
+def _run_trials(sweep_dir, settings, space, planned, max_epochs, metric, mode, jobs, threads, fail_fast, backend, address,
                 gpus_per_trial, config_dirs, log, trust, parent=None) -> SweepResult:
-    records, specs = _collect(sweep_dir, trials, space, metric, mode, settings.prune, threads, config_dirs)
-    for spec in specs:
-        spec.extra = [parent.override] if parent is not None else []
+    from dlcli.sweep.study import open_study
+
+    study = open_study(sweep_dir, settings.kind, space, settings.seed, settings.trials, mode, settings.prune, max_epochs)
+    records, again = _collect(sweep_dir, study, space, metric, mode)
+    finished = {r["number"] for r in records}
+    todo = [n for n in range(planned) if n not in finished]
+    asker = TrialAsker(study, sweep_dir, settings, space, metric, mode, threads, config_dirs,
+                       [parent.override] if parent is not None else [], again)
     if records:
-        log(f"resuming {sweep_dir}: {len(records)} of {len(trials)} trials already finished")
-    log(f"sweep {sweep_dir}: {len(specs)} trials to run, {jobs} at a time ({backend}), {threads} thread(s) each")
+        log(f"resuming {sweep_dir}: {len(records)} of {planned} trials already finished")
+    log(f"sweep {sweep_dir}: {len(todo)} trials to run, {jobs} at a time ({backend}), {threads} thread(s) each")
     failures, stopped = [], []
 
     def on_result(record: dict) -> bool:
-        """Record a finished trial (saved at once); False stops the sweep."""
+        """Record a finished trial (saved at once, told to the study); False stops the sweep."""
+        if any(r["number"] == record["number"] for r in records):  # reported again by a stop mid-report
+            return True
+        asker.tell(record)
         records.append(record)
         write_results(sweep_dir / "results.csv", results_frame(records, space, metric))  # saved trial by trial
         shown = ", ".join(f"{k}={setting(v)}" for k, v in record["params"].items())
@@ -193,6 +211,7 @@ def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads,
         log(f"trial {record['number']:03d} {record['status']} ({shown}): {metric} {value}  {record['seconds']:.1f}s")
         return True
 
+    specs = asker.specs(todo)
     status = "completed"
     try:
         if backend == "ray":
@@ -202,9 +221,11 @@ def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads,
         else:
             import torch
 
-            run_in_pool(specs, jobs, torch.cuda.device_count(), on_result)
+            run_in_pool(specs, jobs, torch.cuda.device_count(), threads, on_result)
     except KeyboardInterrupt:
         status = "interrupted"
+    finally:
+        asker.close()  # a trial asked but never started must not stay "running" in the study
     if status == "completed" and fail_fast and failures:
         status = "failed"  # trials the fail-fast stop interrupted are part of that failure
     elif status == "completed" and stopped:
@@ -212,6 +233,8 @@ def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads,
     if status != "completed":
         log(f"sweep {status}: finished trials are saved; continue with: dl sweep {settings.kind} --resume {sweep_dir}")
     result = _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, trust)
+    if asker.asked:
+        result.summary = update_summary(sweep_dir, study_ms_per_trial=round(1000 * asker.seconds / asker.asked, 2))
     if parent is not None:
         from dlcli.engine.loggers import close_parent_run
 
@@ -222,22 +245,31 @@ def _run_trials(sweep_dir, settings, space, trials, metric, mode, jobs, threads,
     return result
 
 
-def check_trial_values(space: SearchSpace, trials: list[dict[str, str]], config_dirs, trusted: Sequence[str] | None = None) -> None:
-    """Every value a swept parameter takes, checked before the first trial starts: composed with
+def first_trial(space: SearchSpace) -> dict[str, str]:
+    """Each parameter's first listed value or lower bound: the trial that settles the metric."""
+    return {p.key: p.values[0] if p.discrete else _bound(p, p.low) for p in space.params}
+
+
+def _bound(param, value) -> str:
+    return str(int(value)) if param.integer else repr(float(value))
+
+
+def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> int:
+    """Every value a swept parameter can take, checked before the first trial starts: composed with
     the first trial's other values and checked as `dl train` would (types, ranges, choices, each
-    component's settings). Continuous draws are checked at their extremes. With `trusted`, the
-    composed configs may only build trusted classes (a resumed sweep's saved overrides)."""
+    component's settings); an interval at both its ends. With `trusted`, the composed configs may
+    only build trusted classes (a resumed sweep's saved overrides). Returns the most epochs a
+    trial trains (Hyperband's budget)."""
     from dlcli.config import compose
     from dlcli.experiment import check_config
     from dlcli.factory import check_trusted_targets
 
-    first = trials[0]
+    first = first_trial(space)
     variants = [dict(first)]
     for param in space.params:
-        values = list(dict.fromkeys(trial[param.key] for trial in trials))
-        if not param.discrete and len(values) > 2:
-            values = [min(values, key=float), max(values, key=float)]
+        values = param.values if param.discrete else [_bound(param, param.low), _bound(param, param.high)]
         variants += [{**first, param.key: value} for value in values if value != first[param.key]]
+    epochs = 1
     for params in variants:
         cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in params.items())], config_dirs)
         if trusted is not None:
@@ -248,6 +280,8 @@ def check_trial_values(space: SearchSpace, trials: list[dict[str, str]], config_
                             "(then train the chosen settings on train+val with dl train refit=BEST_TRIAL)")
         if cfg.get("refit"):
             raise UserError("refit= trains one finished run again: it has no place in a sweep")
+        epochs = max(epochs, int(cfg.trainer.epochs))
+    return epochs
 
 
 def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, SweepSettings, dict]:
@@ -257,6 +291,8 @@ def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, Sweep
         saved = OmegaConf.to_container(OmegaConf.load(sweep_dir / "sweep.yaml"))
     except Exception as exc:
         raise UserError(f"{sweep_dir / 'sweep.yaml'} is not readable YAML ({str(exc).splitlines()[0]})") from None
+    if "study" not in saved:
+        raise UserError(f"--resume {sweep_dir} was made by an older dl, before sweeps kept an Optuna study: start a new sweep")
     settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__})
     if given.overrides and list(given.overrides) != settings.overrides:
         raise UserError(f"--resume {sweep_dir} sweeps {' '.join(settings.overrides)}; drop the overrides or start a new sweep")
@@ -265,22 +301,105 @@ def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, Sweep
     return sweep_dir, settings, saved
 
 
-def _collect(sweep_dir, trials, space, metric, mode, prune, threads, config_dirs) -> tuple[list[dict], list[TrialSpec]]:
-    """Finished trials become records; the rest (never started, interrupted, failed) are re-run
-    from scratch in a clean directory."""
-    records, specs = [], []
-    for number, params in enumerate(trials):
+class TrialAsker:
+    """Asks the study for trials as slots free up, and tells it how each ended.
+
+    Trial N of the sweep (trials/<NNN>/) is whichever Optuna trial was asked for it (its number
+    is kept as a user attribute). A grid's trial N is its N-th combination, enqueued; a trial that
+    failed or was interrupted runs again with the same values (enqueued too); any other trial
+    takes what the sampler suggests, from everything told so far."""
+
+    def __init__(self, study, sweep_dir: Path, settings: SweepSettings, space: SearchSpace, metric: str, mode: str,
+                 threads: int, config_dirs, extra: list[str], again: dict[int, dict[str, str]]):
+        from dlcli.sweep.study import distributions
+
+        self.study, self.sweep_dir, self.settings, self.space = study, sweep_dir, settings, space
+        self.metric, self.mode, self.threads, self.config_dirs, self.extra = metric, mode, threads, list(config_dirs), extra
+        self.known = dict(again)
+        if settings.kind == "grid":
+            self.known.update({n: params for n, params in enumerate(grid_combinations(space)) if n not in again})
+        self.distributions = distributions(space, settings.kind)
+        self.running: dict[int, int] = {}  # sweep trial number -> Optuna trial number
+        self.asked, self.seconds = 0, 0.0  # for the study's cost per trial (ask + tell)
+
+    def specs(self, numbers: list[int]):
+        import time
+
+        from dlcli.sweep.study import NUMBER_ATTR, optuna_values, trial_params
+
+        for number in numbers:
+            started = time.perf_counter()
+            if number in self.known:
+                self.study.enqueue_trial(optuna_values(self.space, self.settings.kind, self.known[number]))
+            trial = self.study.ask(self.distributions)
+            trial.set_user_attr(NUMBER_ATTR, number)
+            self.seconds += time.perf_counter() - started
+            self.asked += 1
+            self.running[number] = trial.number
+            yield TrialSpec(number, trial_params(self.space, trial), self.space.fixed,
+                            str(self.sweep_dir / "trials" / f"{number:03d}"), self.metric, self.mode, self.settings.prune,
+                            self.threads, self.config_dirs, extra=list(self.extra), sweep_dir=str(self.sweep_dir),
+                            trial_id=trial._trial_id)  # the storage's id: how a worker opens this trial
+
+    def tell(self, record: dict) -> None:
+        import time
+
+        from optuna.trial import TrialState
+
+        optuna_number = self.running.pop(record["number"], None)
+        if optuna_number is None:
+            return
+        started = time.perf_counter()
+        if record["status"] == "completed" and record.get("value") is not None:
+            self.study.tell(optuna_number, record["value"])
+        elif record["status"] == "pruned":
+            self.study.tell(optuna_number, state=TrialState.PRUNED)
+        else:  # failed or interrupted: TPE learns nothing from it, and --resume runs it again
+            self.study.tell(optuna_number, state=TrialState.FAIL)
+        self.seconds += time.perf_counter() - started
+
+    def close(self) -> None:
+        from optuna.trial import TrialState
+
+        for optuna_number in self.running.values():
+            self.study.tell(optuna_number, state=TrialState.FAIL)
+        self.running.clear()
+
+
+def _collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str) -> tuple[list[dict], dict[int, dict[str, str]]]:
+    """Finished trials become records; those that failed or were interrupted (and trials a killed
+    sweep left running in the study) are cleaned away to run again with the same values."""
+    from optuna.trial import TrialState
+
+    from dlcli.sweep.study import NUMBER_ATTR, trial_params
+
+    latest = {}
+    for trial in study.get_trials(deepcopy=False):
+        number = trial.user_attrs.get(NUMBER_ATTR)
+        if number is not None and (number not in latest or trial.number > latest[number].number):
+            latest[number] = trial
+    records, again = [], {}
+    for number, trial in sorted(latest.items()):
         trial_dir = sweep_dir / "trials" / f"{number:03d}"
         summary = read_json(trial_dir / "summary.json") if (trial_dir / "summary.json").is_file() else {}
+        params = trial_params(space, trial)
         if summary.get("status") in FINISHED:
-            records.append({"number": number, "status": summary["status"], "params": params, "run_dir": str(trial_dir),
-                            "message": summary.get("message"), "seconds": summary.get("wall_seconds") or 0.0,
-                            **best_value(trial_dir / "metrics.csv", metric, mode)})
+            record = {"number": number, "status": summary["status"], "params": params, "run_dir": str(trial_dir),
+                      "message": summary.get("message"), "seconds": summary.get("wall_seconds") or 0.0,
+                      **best_value(trial_dir / "metrics.csv", metric, mode)}
+            records.append(record)
+            if trial.state == TrialState.RUNNING:  # it finished, but the sweep was killed before telling the study
+                if record["status"] == "completed" and record["value"] is not None:
+                    study.tell(trial.number, record["value"])
+                else:
+                    study.tell(trial.number, state=TrialState.PRUNED)
             continue
+        if trial.state == TrialState.RUNNING:  # killed with the sweep
+            study.tell(trial.number, state=TrialState.FAIL)
         if trial_dir.exists():  # interrupted or failed: it runs again from scratch (run_trial makes the directory)
             shutil.rmtree(trial_dir)
-        specs.append(TrialSpec(number, params, space.fixed, str(trial_dir), metric, mode, prune, threads, list(config_dirs)))
-    return records, specs
+        again[number] = params
+    return records, again
 
 
 def _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, trust=()) -> SweepResult:

@@ -1,6 +1,8 @@
-"""Where trials run: this process (--jobs 1), a local process pool (--jobs N, one GPU per worker
-when there are several), or Ray tasks on a cluster (--backend ray). Each reports trials as they
-finish, so failures show at once and results are saved trial by trial."""
+"""Where trials run: this process (--jobs 1), a local process pool (--jobs N, spread over the GPUs
+when there are several, K per GPU with --trials-per-gpu K), or Ray tasks on a cluster (--backend
+ray, fractional GPUs for K per GPU). Each reports trials as they finish, so failures show at once
+and results are saved trial by trial, and each takes the next trial only when a slot is free: the
+sweep asks its study for a trial at that moment, so the sampler has seen every finished one."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from dlcli.errors import UserError
 from dlcli.sweep.trial import TrialSpec, run_trial
@@ -17,7 +19,7 @@ from dlcli.sweep.trial import TrialSpec, run_trial
 OnResult = Callable[[dict], bool]  # returns False to stop the sweep (fail-fast)
 
 
-def run_in_process(specs: list[TrialSpec], on_result: OnResult) -> None:
+def run_in_process(specs: Iterable[TrialSpec], on_result: OnResult) -> None:
     import torch
 
     threads = torch.get_num_threads()
@@ -27,6 +29,33 @@ def run_in_process(specs: list[TrialSpec], on_result: OnResult) -> None:
                 return
     finally:
         torch.set_num_threads(threads)
+
+
+def plan_slots(jobs: int | None, trials_per_gpu: int | None, gpus: int, backend: str = "local") -> tuple[int, float, str | None]:
+    """(jobs, GPUs per Ray trial, a note) for --jobs and --trials-per-gpu K on `gpus` visible GPUs.
+
+    K trials share each GPU: locally jobs = gpus * K (slot k trains on cuda:(k mod gpus), see
+    slot_device), on Ray each trial asks for 1/K of a GPU. Without CUDA the option does nothing
+    but say so: CPU trials share the cores through --jobs."""
+    if trials_per_gpu is None:
+        return jobs or 1, 0.0, None
+    if trials_per_gpu < 1:
+        raise UserError(f"--trials-per-gpu {trials_per_gpu} must be at least 1")
+    if gpus == 0:
+        return jobs or 1, 0.0, "--trials-per-gpu: no CUDA GPU here, so it does nothing; CPU trials share the cores through --jobs"
+    if backend == "ray":
+        return jobs or gpus * trials_per_gpu, 1.0 / trials_per_gpu, None
+    most = gpus * trials_per_gpu
+    if jobs is not None and jobs > most:
+        raise UserError(f"--jobs {jobs} would put more than {trials_per_gpu} trials on a GPU ({gpus} visible): "
+                        f"give --jobs {most} or less, or raise --trials-per-gpu")
+    return jobs or most, 0.0, None
+
+
+def slot_device(slot: int, gpus: int) -> str | None:
+    """The device of pool slot `slot`: round-robin over several GPUs, so with jobs = gpus * K each
+    GPU gets K trials at once; None (the auto device) with one GPU or none."""
+    return f"cuda:{slot % gpus}" if gpus > 1 else None
 
 
 _worker_device: str | None = None
@@ -39,8 +68,7 @@ def _init_worker(slots, gpus: int) -> None:
     trials queued for it; a running trial's own handler (dlcli.engine.checkpoint) chains to this
     one, so the trial stops as interrupted and the worker then refuses the rest too."""
     global _worker_device
-    slot = slots.get()
-    _worker_device = f"cuda:{slot % gpus}" if gpus > 1 else None
+    _worker_device = slot_device(slots.get(), gpus)
     signal.signal(signal.SIGINT, _stop_taking_trials)
 
 
@@ -74,28 +102,38 @@ def pool_context(threads: int):
     return multiprocessing.get_context("spawn")
 
 
-def run_in_pool(specs: list[TrialSpec], jobs: int, gpus: int, on_result: OnResult) -> None:
+def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, on_result: OnResult) -> None:
     """Trials in `jobs` worker processes, reported as they finish. On Ctrl-C (KeyboardInterrupt
-    here, re-raised) or when `on_result` stops the sweep, queued trials never start and running
+    here, re-raised) or when `on_result` stops the sweep, no further trial is taken and running
     ones are interrupted and still reported, so the sweep's files match its trial directories."""
-    context = pool_context(specs[0].threads if specs else 1)
+    context = pool_context(threads)
     slots = context.Queue()
     for slot in range(jobs):
         slots.put(slot)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(slots, gpus))
-    pending = {pool.submit(_run_in_worker, spec) for spec in specs}
+    queue: Iterator[TrialSpec] = iter(specs)
+    pending: set = set()
+
+    def fill() -> None:
+        while len(pending) < jobs and (spec := next(queue, None)) is not None:
+            pending.add(pool.submit(_run_in_worker, spec))
+
     try:
-        while pending:
-            try:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            except KeyboardInterrupt:
-                _drain(pending, on_result)
-                raise
-            for future in done:
-                record = _record_of(future)
-                if record is not None and not on_result(record):
-                    _drain(pending, on_result)
-                    return
+        try:
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    record = _record_of(future)
+                    go_on = record is None or on_result(record)
+                    pending.discard(future)  # reported: a Ctrl-C from here on does not report it twice
+                    if not go_on:
+                        _drain(pending, on_result)
+                        return
+                fill()
+        except KeyboardInterrupt:  # wherever it lands (waiting, asking for the next trial, recording one)
+            _drain(pending, on_result)
+            raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -131,7 +169,7 @@ def _interrupt_workers() -> None:
             pass
 
 
-def run_on_ray(specs: list[TrialSpec], jobs: int, address: str | None, gpus_per_trial: float, on_result: OnResult) -> None:
+def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_per_trial: float, on_result: OnResult) -> None:
     try:
         import ray
     except ImportError:
@@ -148,17 +186,26 @@ def run_on_ray(specs: list[TrialSpec], jobs: int, address: str | None, gpus_per_
             raise UserError(f"--backend ray could not {'reach ' + address if address else 'start a local instance'}: {str(exc).splitlines()[0]}") from None
     try:
         remote = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
-        pending = {remote.remote(spec) for spec in specs}
-        while pending:
-            try:
-                done, rest = ray.wait(list(pending), num_returns=1)
-            except KeyboardInterrupt:
-                _drain_ray(ray, pending, on_result)
-                raise
-            pending = set(rest)
-            if not on_result(ray.get(done[0])):
-                _drain_ray(ray, pending, on_result)
-                return
+        queue: Iterator[TrialSpec] = iter(specs)
+        pending: set = set()
+
+        def fill() -> None:
+            while len(pending) < jobs and (spec := next(queue, None)) is not None:
+                pending.add(remote.remote(spec))
+
+        try:
+            fill()
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                go_on = on_result(ray.get(done[0]))
+                pending.discard(done[0])  # reported: a Ctrl-C from here on does not report it twice
+                if not go_on:
+                    _drain_ray(ray, pending, on_result)
+                    return
+                fill()
+        except KeyboardInterrupt:  # wherever it lands (waiting, asking for the next trial, recording one)
+            _drain_ray(ray, pending, on_result)
+            raise
     finally:
         if started_here:
             ray.shutdown()

@@ -1,15 +1,13 @@
 """Search spaces from Hydra's override grammar, parsed with Hydra's own parser.
 
 `optim.lr=0.1,0.01`, `model=mlp,lenet`, `range(1,5)`, `choice(a,b)`, `glob(*)` are discrete;
-`interval(a,b)`, `tag(log, interval(a,b))` and `int(interval(a,b))` are continuous (random search
-only). Plain overrides apply to every trial.
+`interval(a,b)`, `tag(log, interval(a,b))` and `int(interval(a,b))` are continuous (random and tpe
+search only). Plain overrides apply to every trial. dlcli.sweep.study maps each to an Optuna
+distribution.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +23,7 @@ class Param:
     high: float | None = None
     log: bool = False
     integer: bool = False
+    step: int | None = None  # range(start, stop, step) of integers: low..high in steps (values holds them too)
 
     @property
     def discrete(self) -> bool:
@@ -58,7 +57,7 @@ def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import IntervalSweep
+    from hydra.core.override_parser.types import IntervalSweep, RangeSweep
 
     from dlcli.config import CONFIG_MODULE, search_path
 
@@ -97,7 +96,11 @@ def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()
                         raise UserError(f"'{text}': {str(exc).strip().splitlines()[0]}") from None
                     if not values:
                         raise UserError(f"'{text}' sweeps over no values")
-                    space.params.append(Param(key, values=values, log="log" in getattr(value, "tags", set())))
+                    param = Param(key, values=values, log="log" in getattr(value, "tags", set()))
+                    if isinstance(value, RangeSweep) and all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
+                        numbers = [int(v) for v in values]  # integer steps: TPE can treat them as ordered
+                        param.low, param.high, param.step, param.integer = min(numbers), max(numbers), abs(int(value.step)), True
+                    space.params.append(param)
     finally:
         GlobalHydra.instance().clear()
     keys = [p.key for p in space.params]
@@ -105,35 +108,3 @@ def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()
     if duplicated:
         raise UserError(f"{sorted(duplicated)[0]} is swept twice: give its values in one override")
     return space
-
-
-def grid(space: SearchSpace) -> list[dict[str, str]]:
-    """Every combination of the discrete parameters, in the order they were given."""
-    continuous = [p.key for p in space.params if not p.discrete]
-    if continuous:
-        raise UserError(f"grid search cannot enumerate the interval for {continuous[0]}: use `dl sweep random`, or list values")
-    if not space.params:
-        raise UserError("nothing to sweep: give at least one override with several values, e.g. optim.lr=0.1,0.01")
-    return [dict(zip(space.keys, combo)) for combo in itertools.product(*(p.values for p in space.params))]
-
-
-def sample(space: SearchSpace, trials: int, seed: int) -> list[dict[str, str]]:
-    """`trials` random draws; the same seed always gives the same trials."""
-    if trials < 1:
-        raise UserError(f"--trials {trials} must be at least 1")
-    if not space.params:
-        raise UserError("nothing to sweep: give at least one override such as 'optim.lr=tag(log,interval(1e-4,1))'")
-    rng = random.Random(seed)
-    return [{p.key: draw(p, rng) for p in space.params} for _ in range(trials)]
-
-
-def draw(param: Param, rng: random.Random) -> str:
-    if param.discrete:
-        return rng.choice(param.values)
-    if param.log:
-        value = math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
-    else:
-        value = rng.uniform(param.low, param.high)
-    if param.integer:
-        return str(min(int(param.high), max(int(param.low), round(value))))
-    return repr(float(value))

@@ -25,6 +25,8 @@ class TrialSpec:
     config_dirs: list[str] = field(default_factory=list)
     device: str | None = None  # e.g. cuda:1 when each trial gets its own GPU
     extra: list[str] = field(default_factory=list)  # set by the sweep, e.g. the parent MLflow run
+    sweep_dir: str | None = None  # where the sweep's Optuna study is (study.journal)
+    trial_id: int | None = None  # this trial in that study: it reports its epochs there for pruning
 
     @property
     def overrides(self) -> list[str]:
@@ -46,7 +48,7 @@ def run_trial(spec: TrialSpec) -> dict:
     from dlcli.engine.progress import Reporter
     from dlcli.errors import RunFailed, UserError
     from dlcli.runs import update_summary
-    from dlcli.sweep.prune import make_pruner
+    from dlcli.sweep.prune import StudyReporting
     from dlcli.train import train
 
     torch.set_num_threads(spec.threads)
@@ -56,11 +58,13 @@ def run_trial(spec: TrialSpec) -> dict:
     record = {"number": spec.number, "status": "failed", "params": spec.params, "run_dir": str(trial_dir), "message": None}
     try:
         cfg = compose(spec.overrides, spec.config_dirs)
-        pruner = make_pruner(spec.prune, trial_dir.parent, trial_dir, spec.metric, spec.mode)
+        study = None  # its epochs go to the sweep's study: for the pruner and for optuna-dashboard's curves
+        if spec.trial_id is not None:
+            study = StudyReporting(Path(spec.sweep_dir), spec.trial_id, spec.prune, spec.metric, int(cfg.trainer.epochs))
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
         reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
         result = train(cfg, spec.overrides, reporter,
-                       run_dir=trial_dir, evaluate_test=False, callbacks=[pruner] if pruner else [])
+                       run_dir=trial_dir, evaluate_test=False, callbacks=[study] if study else [])
         record.update(status=result.status, message=result.summary.get("message"))
     except KeyboardInterrupt:
         record.update(status="interrupted", message="interrupted before training began")

@@ -151,7 +151,7 @@ def data_units(experiment, run: Path) -> tuple[dict | None, str]:
     scaler = data.target_scaler if regression else None
     if scaler is not None and scaler.transform_name != "none":
         return None, f"values are as stored: the model predicts {scaler.transform_name} of the target, not a linear map of it"
-    mu, sigma, how, converted = feature_scaling(experiment.cfg, data)
+    mu, sigma, how, converted = feature_scaling(experiment.cfg, data, run)
     m, s = (float(scaler.mean), float(scaler.std)) if scaler is not None else (0.0, 1.0)
     w = layer.weight.detach().to("cpu").double().numpy()
     b = layer.bias.detach().to("cpu").double().numpy() if layer.bias is not None else 0.0 * w[:, 0]
@@ -186,14 +186,18 @@ def data_units(experiment, run: Path) -> tuple[dict | None, str]:
     return units, note
 
 
-def feature_scaling(cfg, data):
+def feature_scaling(cfg, data, run: Path):
     """(mu, sigma, how, converted) with x' = (x - mu) / sigma per prepared feature column, read from
-    the encoding the run fitted on its train rows (what preprocessing.json holds)."""
+    the run's preprocessing.json (what it fitted on its train rows), or for a run saved before that
+    file existed, from the same encoding fitted again on the same train rows."""
     import numpy as np
 
-    from dlcli.data.preprocess import TableEncoding
+    from dlcli.data import PREPROCESSING_FILE
+    from dlcli.data.preprocess import TableEncoding, encoding_from_json
+    from dlcli.runs import read_json
 
-    encoding = data.encoding
+    saved = run / PREPROCESSING_FILE
+    encoding = encoding_from_json(read_json(saved)["features"]) if saved.is_file() else data.encoding
     width = data.features.shape[1]
     mu, sigma, notes = np.zeros(width), np.ones(width), []
     if isinstance(encoding, TableEncoding):
@@ -201,7 +205,7 @@ def feature_scaling(cfg, data):
         mu[:count], sigma[:count] = encoding.center, encoding.scale
         if encoding.categorical:
             notes.append("categorical columns are 0/1 one-hot indicators")
-        notes.append("missing numeric values are filled with their train mean")
+        notes.append("a missing numeric value is filled with its column's train mean")
         converted = bool(cfg.data.get("standardize", True))
     elif encoding.divide_by:
         sigma[:] = encoding.divide_by

@@ -1,0 +1,169 @@
+"""The sweep's Optuna study: every kind of sweep asks its trials from it, reports their epochs to
+it and records how they ended in it.
+
+The study lives in the sweep directory as Optuna's file-based journal (study.journal), which is
+safe for several processes and for workers on other machines that share the directory: the local
+process pool and Ray workers report their epochs to the same study the sweep asks from, so TPE
+learns from every finished trial whichever worker ran it, and `--resume` continues the same study.
+`optuna-dashboard <sweep>/study.journal` shows it.
+
+Samplers: grid -> GridSampler (each combination enqueued in the order given, so trial N is the
+N-th combination), random -> RandomSampler, tpe -> TPESampler (multivariate), all seeded.
+Pruners: median -> MedianPruner, asha -> SuccessiveHalvingPruner, hyperband -> HyperbandPruner.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from pathlib import Path
+
+from dlcli.errors import UserError
+from dlcli.sweep.space import Param, SearchSpace
+
+STUDY_FILE = "study.journal"
+STUDY_NAME = "dl-sweep"
+KINDS = ("grid", "random", "tpe")
+PRUNERS = ("none", "median", "asha", "hyperband")
+NUMBER_ATTR = "dl_number"  # the trial's directory number, trials/<NNN>/
+
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own lines
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def storage(sweep_dir: Path):
+    optuna = _optuna()
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(Path(sweep_dir) / STUDY_FILE)))
+
+
+def distributions(space: SearchSpace, kind: str) -> dict:
+    """Optuna distributions of the swept parameters (a grid's are its listed values)."""
+    from optuna.distributions import CategoricalDistribution
+
+    if kind == "grid":
+        return {p.key: CategoricalDistribution(list(p.values)) for p in space.params}
+    return {p.key: distribution(p) for p in space.params}
+
+
+def distribution(param: Param):
+    """The Optuna distribution of one swept parameter: interval -> float, tag(log, ...) -> log
+    scale, int(interval(...)) -> int, range(...) -> int steps, choice/lists -> categorical."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if param.step is not None:
+        return IntDistribution(int(param.low), int(param.high), step=int(param.step))
+    if param.discrete:
+        return CategoricalDistribution(list(param.values))
+    if param.integer:
+        return IntDistribution(int(param.low), int(param.high), log=param.log)
+    return FloatDistribution(float(param.low), float(param.high), log=param.log)
+
+
+def override_value(param: Param, value) -> str:
+    """A sampled value as the override text a trial is composed with (and results.csv shows)."""
+    if isinstance(value, str):  # categorical (and every grid value): the override text itself
+        return value
+    if param.integer or param.step is not None:
+        return str(int(value))
+    return repr(float(value))
+
+
+def sampler_for(kind: str, space: SearchSpace, seed: int, trials: int | None):
+    optuna = _optuna()
+    if kind == "grid":
+        return optuna.samplers.GridSampler({p.key: list(p.values) for p in space.params}, seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # TPE's first trials are random draws; keep a third of a small budget for learning from them
+    startup = max(1, min(10, (trials or 30) // 3))
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
+
+
+def pruner_for(rule: str, max_epochs: int):
+    """Optuna's pruner for --prune; each trial reports its validation metric once per epoch."""
+    optuna = _optuna()
+    if rule not in PRUNERS:
+        raise UserError(f"--prune {rule} is not a pruning rule: choose one of {', '.join(PRUNERS)}")
+    if rule == "median":  # once two trials finished, stop one whose best so far is below their median
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0, n_min_trials=2)
+    if rule == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if rule == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, int(max_epochs)), reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(sweep_dir: Path, kind: str, space: SearchSpace, seed: int, trials: int | None, mode: str, prune: str,
+               max_epochs: int):
+    """The sweep's study, created on first use (a resumed sweep loads the one it has)."""
+    optuna = _optuna()
+    return optuna.create_study(study_name=STUDY_NAME, storage=storage(sweep_dir), load_if_exists=True,
+                               sampler=sampler_for(kind, space, seed, trials), pruner=pruner_for(prune, max_epochs),
+                               direction="maximize" if mode == "max" else "minimize")
+
+
+def load_study(sweep_dir: Path, prune: str, max_epochs: int):
+    """The study as a trial's worker opens it: to report epochs and ask whether to stop."""
+    optuna = _optuna()
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage(sweep_dir), pruner=pruner_for(prune, max_epochs))
+
+
+def grid_combinations(space: SearchSpace) -> list[dict[str, str]]:
+    """Every combination of the discrete parameters, in the order they were given."""
+    continuous = [p.key for p in space.params if not p.discrete]
+    if continuous:
+        raise UserError(f"grid search cannot enumerate the interval for {continuous[0]}: use `dl sweep random` or `tpe`, or list values")
+    if not space.params:
+        raise UserError("nothing to sweep: give at least one override with several values, e.g. optim.lr=0.1,0.01")
+    return [dict(zip(space.keys, combo)) for combo in itertools.product(*(p.values for p in space.params))]
+
+
+def check_budget(kind: str, space: SearchSpace, trials: int | None) -> int:
+    """The number of trials the sweep plans, or a one-line reason it cannot."""
+    if kind not in KINDS:
+        raise UserError(f"sweep kind {kind} is not known: choose one of {', '.join(KINDS)}")
+    if kind == "grid":
+        return len(grid_combinations(space))
+    if trials is None:
+        raise UserError(f"dl sweep {kind} needs --trials N")
+    if trials < 1:
+        raise UserError(f"--trials {trials} must be at least 1")
+    if not space.params:
+        raise UserError("nothing to sweep: give at least one override such as 'optim.lr=tag(log,interval(1e-4,1))'")
+    if kind == "tpe" and all(p.discrete for p in space.params):
+        widest = max(space.params, key=lambda p: len(p.values))
+        if trials < len(widest.values):
+            raise UserError(f"dl sweep tpe with {trials} trials cannot try each of the {len(widest.values)} choices of {widest.name} "
+                            f"once: give --trials {len(widest.values)} or more, or use dl sweep grid")
+    return trials
+
+
+def trial_params(space: SearchSpace, trial) -> dict[str, str]:
+    """An asked Optuna trial's values as override texts, in the space's order."""
+    return {p.key: override_value(p, trial.params[p.key]) for p in space.params}
+
+
+def optuna_values(space: SearchSpace, kind: str, params: dict[str, str]) -> dict:
+    """Override texts back as the values Optuna's distributions hold (to enqueue a trial again)."""
+    values = {}
+    for p in space.params:
+        text = params[p.key]
+        if kind == "grid" or (p.discrete and p.step is None):
+            values[p.key] = text
+        elif p.step is not None or p.integer:
+            values[p.key] = int(float(text))
+        else:
+            values[p.key] = float(text)
+    return values
+
+
+def finite(value) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
