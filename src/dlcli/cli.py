@@ -164,6 +164,7 @@ def evaluate(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: the run's)."),
     trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    tta: Optional[List[str]] = typer.Option(None, "--tta", help="Test-time augmentation: average over these flips too (hflip, vflip; repeatable). Default: the run's eval.tta; --tta none turns it off."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the headline metric and the files written."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
@@ -171,7 +172,8 @@ def evaluate(
     from dlcli import plots
     from dlcli.evaluate import evaluate_run
 
-    report = evaluate_run(run_dir, split, checkpoint, device, trust or [])
+    views = None if not tta else [] if tta == ["none"] else list(tta)
+    report = evaluate_run(run_dir, split, checkpoint, device, trust or [], tta=views)
     if as_json:
         print(json.dumps(report, indent=2))
         return

@@ -18,19 +18,25 @@ SPLITS = ("test", "val", "train")
 CHECKPOINTS = ("best", "last")
 
 
-def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, checkpoint: str, draw: bool = True) -> dict:
+def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, checkpoint: str, draw: bool = True,
+                        tta=None) -> dict:
     """Load checkpoints/<checkpoint>.pt into the experiment's model and report on one split.
 
     Writes eval-<split>.json into the run and, for classification with `draw`, has
-    confusion-<split>.png drawn beside it (dlcli.plots).
+    confusion-<split>.png drawn beside it (dlcli.plots). `tta` (default: the config's eval.tta)
+    averages the model over flipped views of each image.
     """
+    from dlcli.engine.tta import TestTimeAugmented, checked_views
+
+    views = checked_views(tta if tta is not None else (experiment.cfg.get("eval") or {}).get("tta"), experiment.data.input_shape)
     payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
     session = experiment.session
     load_weights(session.model, payload, run_dir / "config.yaml")
     data = experiment.batches(split)
     if len(data) == 0:
         raise UserError(f"the {split} split of this run is empty (split.{split}=0): choose another --split")
-    outputs, targets, loss, metrics = evaluate_outputs(session, data)
+    model = TestTimeAugmented(session.model, views, experiment.data.task == "classification") if views else None
+    outputs, targets, loss, metrics = evaluate_outputs(session, data, model)
     report = {
         "run": str(run_dir),
         "split": split,
@@ -39,6 +45,7 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
         "samples": int(len(data)),
         "loss": loss,
         **metrics,
+        **({"tta": views} if views else {}),
     }
     if session.loss_units:
         report["loss_units"] = session.loss_units  # the metrics are in the target's own units
@@ -53,7 +60,7 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
 
 
 def evaluate_run(run_path: str | Path, split: str = "test", checkpoint: str = "best", device: str | None = None,
-                 trust: Sequence[str] = ()) -> dict:
+                 trust: Sequence[str] = (), tta=None) -> dict:
     """`dl eval`: rebuild the run's exact split from its config and evaluate a checkpoint on it.
     The config may only build trusted classes (dlcli, torch, torchvision, or `trust`)."""
     if split not in SPLITS:
@@ -66,7 +73,7 @@ def evaluate_run(run_path: str | Path, split: str = "test", checkpoint: str = "b
         cfg.trainer.device = device
     experiment = build_experiment(cfg)
     check_same_split(experiment, run_dir)
-    return evaluate_checkpoint(experiment, run_dir, split, checkpoint)
+    return evaluate_checkpoint(experiment, run_dir, split, checkpoint, tta=tta)
 
 
 def check_same_split(experiment: Experiment, run_dir: Path) -> None:

@@ -16,8 +16,10 @@ from dlcli.data import PreparedData, prepare_data
 from dlcli.engine.device import select_device
 from dlcli.engine.fit import Session
 from dlcli.engine.loop import StepConfig
-from dlcli.engine.metrics import loss_function, monitor_mode
-from dlcli.engine.optim import build_optimizer, build_scheduler
+from dlcli.engine.losses import build_loss, head_size, one_logit, present_as_two_logits
+from dlcli.engine.metrics import monitor_mode
+from dlcli.engine.tta import checked_views
+from dlcli.engine.optim import FULL_BATCH_ONLY, build_optimizer, build_scheduler, l1_penalty
 from dlcli.errors import InputTooSmall, UserError
 from dlcli.models import build_model
 from dlcli.validate import metric_for, monitor_for, validate_config
@@ -43,6 +45,16 @@ def targets_at_least_one(data) -> bool:
     return bool((targets >= 1 - 1e-5).all())  # targets come back from float32 (and a log): 1 may read 0.99999994
 
 
+def train_targets(data):
+    """The train split's class indices (what balanced class weights count), or None for regression."""
+    if data.task != "classification":
+        return None
+    import numpy as np
+
+    targets = data.targets if hasattr(data, "targets") else data.source.targets
+    return np.asarray(targets)[data.split.train]
+
+
 def build_experiment(cfg: DictConfig) -> Experiment:
     validate_config(cfg)
     device = select_device(cfg.trainer.device)
@@ -53,14 +65,22 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         amp = False
     torch.manual_seed(cfg.seed)  # model init, then dropout, repeat for the same seed
     data = prepare_data(cfg.data, cfg.split, cfg.seed)
+    checked_views((cfg.get("eval") or {}).get("tta"), data.input_shape)  # before training, not at the test look
     validated = len(data.split.val) > 0
     if not validated:
         _check_no_validation(cfg)
+    loss_cfg = cfg.get("loss")
     try:
-        model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
+        model = build_model(cfg.model, data.input_shape, head_size(loss_cfg, data.num_outputs)).to(device)
+        if one_logit(loss_cfg):
+            present_as_two_logits(model)
     except InputTooSmall as exc:  # the fix is in the data config, which only this level sees
         raise exc.with_hint(can_resize="resize" in cfg.data) from None
-    optimizer = build_optimizer(cfg.optim, model)
+    optimizer = build_optimizer(cfg.optim, model, int(cfg.trainer.batch_size), notes)
+    l1, l1_params = l1_penalty(cfg.optim, model)
+    if any(cfg.optim._target_ == name for name in FULL_BATCH_ONLY) and int(cfg.trainer.batch_size) < len(data.split.train):
+        notes.append(f"optim={cfg.optim._target_.rsplit('.', 1)[-1].lower()} is meant for full-batch training (it steps on gradient "
+                     f"signs): set trainer.batch_size={len(data.split.train)} or more")
     monitor = monitor_for(cfg, data.task)
     metric = metric_for(cfg, data.task)
     if metric == "log_rmse" and not targets_at_least_one(data):
@@ -74,9 +94,9 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         model=model,
         optimizer=optimizer,
         schedule=schedule,
-        loss_fn=loss_function(data.task, float(cfg.trainer.label_smoothing)),
+        loss_fn=build_loss(loss_cfg, data.task, data.num_outputs, train_targets(data), float(cfg.trainer.label_smoothing)).to(device),
         device=device,
-        step=StepConfig(batch_size, amp, cfg.trainer.grad_clip, cfg.trainer.grad_clip_mode),
+        step=StepConfig(batch_size, amp, cfg.trainer.grad_clip, cfg.trainer.grad_clip_mode, l1, tuple(l1_params)),
         generator=torch.Generator().manual_seed(int(cfg.seed)),
         train_data=data.batches("train", device, training=True),
         val_data=data.batches("val", device) if validated else None,

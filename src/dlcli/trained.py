@@ -83,7 +83,11 @@ def open_trained_run(run_path: str | Path, checkpoint: str = "best", device: str
     cfg = load_saved_config(run, trust)
     target = select_device(device)
     classes = record["target"]["classes"]
-    model = build_model(cfg.model, tuple(record["input_shape"]), len(classes) if classes else 1)
+    from dlcli.engine.losses import head_size, one_logit, present_as_two_logits
+
+    model = build_model(cfg.model, tuple(record["input_shape"]), head_size(cfg.get("loss"), len(classes) if classes else 1))
+    if one_logit(cfg.get("loss")):
+        present_as_two_logits(model)  # a one-logit (bce) model answers as two classes
     payload = load_checkpoint(path)
     load_weights(model, payload, run / "config.yaml")
     model.to(target).eval()

@@ -51,13 +51,20 @@ class SplitSchema:
 
 
 @dataclass
+class EvalSchema:
+    tta: Any = None  # test-time augmentation of the final test look and dl eval: hflip | vflip | a list
+
+
+@dataclass
 class RootSchema:
     data: Any = None
     model: Any = None
     optim: Any = None
     sched: Any = None
+    loss: Any = None
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     split: SplitSchema = field(default_factory=SplitSchema)
+    eval: EvalSchema = field(default_factory=EvalSchema)
     seed: int = 0
     name: str = "train"
     runs_dir: str = "runs"
@@ -69,7 +76,8 @@ class RootSchema:
 
 SCHEMA_NAME = "dl_schema"
 # Nodes whose keys are fixed by the schema: a `+key` there is never read.
-SCHEMA_NODES = {"": RootSchema, "trainer": TrainerSchema, "trainer.early_stopping": EarlyStoppingSchema, "split": SplitSchema}
+SCHEMA_NODES = {"": RootSchema, "trainer": TrainerSchema, "trainer.early_stopping": EarlyStoppingSchema, "split": SplitSchema,
+                "eval": EvalSchema}
 
 
 def register() -> None:

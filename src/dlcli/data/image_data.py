@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,8 +99,12 @@ class ImageData:
 def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augment: dict, num_workers: int) -> ImageData:
     if resize is not None and (not isinstance(resize, int) or isinstance(resize, bool) or resize < 1):
         raise UserError(f"data.resize={resize} must be a positive image size in pixels (or null)")
-    if normalize not in NORMALIZE:
-        raise UserError(f"data.normalize={normalize} is not valid: choose one of {', '.join(NORMALIZE)}")
+    given = None
+    if isinstance(normalize, Mapping):  # explicit statistics: {mean: [...], std: [...]}
+        given, normalize = normalize, "given"
+    elif normalize not in NORMALIZE:
+        raise UserError(f"data.normalize={normalize} is not valid: choose one of {', '.join(NORMALIZE)}, "
+                        "or give statistics: 'data.normalize={mean: [0.5,0.5,0.5], std: [0.5,0.5,0.5]}'")
     if not isinstance(num_workers, int) or num_workers < 0:
         raise UserError(f"data.num_workers={num_workers} must be 0 or more")
     try:
@@ -113,7 +118,7 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
     channels, height, width = source.image_shape if source.image_shape else (1 if source.files.mode == "L" else 3, resize, resize)
     input_shape = (channels, resize, resize) if resize else (channels, height, width)
     notes = list(source.notes)
-    stats = None
+    stats = _given_stats(given, channels) if given is not None else None
     if normalize == "dataset":
         if source.name in KNOWN_STATS:
             stats = Normalization(*KNOWN_STATS[source.name])
@@ -123,6 +128,25 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
     if normalize == "computed":
         stats = _train_stats(source, split, channels, resize)
     return ImageData(source, split, input_shape, resize, stats, augmentation, num_workers, notes)
+
+
+def _given_stats(given, channels: int) -> Normalization:
+    """data.normalize={mean: [...], std: [...]}: one value per channel (or one for all), std above 0."""
+    keys = set(given)
+    if keys != {"mean", "std"}:
+        raise UserError(f"data.normalize needs exactly mean and std (got {', '.join(sorted(map(str, keys))) or 'nothing'})")
+    values = {}
+    for key in ("mean", "std"):
+        raw = given[key]
+        numbers = list(raw) if isinstance(raw, (list, tuple)) or type(raw).__name__ == "ListConfig" else [raw]
+        if len(numbers) == 1:
+            numbers = numbers * channels
+        if len(numbers) != channels or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers):
+            raise UserError(f"data.normalize.{key}={list(numbers)} must give {channels} number(s), one per image channel")
+        values[key] = tuple(float(v) for v in numbers)
+    if any(v <= 0 for v in values["std"]):
+        raise UserError(f"data.normalize.std={list(values['std'])} must be above 0")
+    return Normalization(values["mean"], values["std"])
 
 
 def _train_stats(source: ImageSet, split: Split, channels: int, resize: int | None) -> Normalization:

@@ -101,9 +101,10 @@ class FitState:
         return improved
 
 
-def evaluate_outputs(session: Session, data: BatchSource) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
-    """Outputs, targets, loss and task metrics (scikit-learn) on every sample of `data`: for reports."""
-    outputs, targets = predict(session.model, data.in_order(session.eval_batch_size), session.step.amp)
+def evaluate_outputs(session: Session, data: BatchSource, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
+    """Outputs, targets, loss and task metrics (scikit-learn) on every sample of `data`: for reports.
+    `model` stands in for the session's (test-time augmentation wraps it)."""
+    outputs, targets = predict(model or session.model, data.in_order(session.eval_batch_size), session.step.amp)
     metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean,
                     session.target_transform)
     return outputs, targets, float(session.loss_fn(outputs, targets)), metrics

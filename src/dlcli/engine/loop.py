@@ -24,6 +24,8 @@ class StepConfig:
     amp: bool = False  # float16 autocast + GradScaler (CUDA only)
     grad_clip: float | None = None
     grad_clip_mode: str = "norm"
+    l1: float = 0.0  # optim.l1: strength * sum |w| over l1_params is added to what is minimized
+    l1_params: tuple = ()
 
 
 @dataclass
@@ -109,9 +111,12 @@ def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, a
     else:
         outputs = model(x)
         loss = loss_fn(outputs, y)
+    objective = loss
+    if step.l1:  # the reported loss stays the data loss, comparable with the validation loss
+        objective = loss + step.l1 * sum(p.abs().sum() for p in step.l1_params)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
-        scaler.scale(loss).backward()
+        scaler.scale(objective).backward()
         scaler.unscale_(optimizer)  # clip (and show callbacks) true gradients, not scaled ones
         _clip(model, step)
         if after_backward is not None:
@@ -119,7 +124,7 @@ def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, a
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
+        objective.backward()
         if step.grad_clip is not None:
             _clip(model, step)
         if after_backward is not None:

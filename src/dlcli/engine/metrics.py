@@ -19,13 +19,6 @@ TASK_METRICS = {"classification": ("accuracy",), "regression": ("rmse", "mae", "
 HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "mae": False, "r2": True, "log_rmse": False, "loss": False, "macro_f1": True}
 
 
-def loss_function(task: str, label_smoothing: float = 0.0) -> nn.Module:
-    """Cross-entropy on logits for classification (the softmax lives here), MSE for regression."""
-    if task == "classification":
-        return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    return nn.MSELoss()
-
-
 def monitor_mode(monitor: str) -> str:
     """'max' when a larger value of the monitored metric is better, else 'min'."""
     metric = monitor

@@ -11,7 +11,9 @@ from torch import nn
 from dlcli.errors import UserError
 from dlcli.factory import call_target
 
-OPTIM_KEYS = ("decay_bias_and_norm", "head_lr")  # handled here, not passed to torch.optim
+OPTIM_KEYS = ("decay_bias_and_norm", "head_lr", "l1", "scale_lr_with_batch")  # handled here, not passed to torch.optim
+REFERENCE_BATCH = 256  # the linear scaling rule: lr x batch_size / 256 (Goyal et al.)
+FULL_BATCH_ONLY = ("torch.optim.Rprop",)  # sign-based steps: mini-batch noise flips the signs
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 SCHED_KEYS = ("interval",)
 
@@ -53,16 +55,40 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(optim_cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(optim_cfg: DictConfig, model: nn.Module, batch_size: int | None = None,
+                    notes: list[str] | None = None) -> torch.optim.Optimizer:
+    """The configured torch.optim optimizer over the model's parameter groups. With
+    optim.scale_lr_with_batch the rates follow the linear scaling rule (said in `notes`)."""
     head_lr = optim_cfg.get("head_lr")
     if head_lr is not None and (isinstance(head_lr, bool) or not isinstance(head_lr, (int, float)) or head_lr <= 0):
         raise UserError(f"optim.head_lr={head_lr} must be a positive learning rate (or null)")
+    scale = optim_cfg.get("scale_lr_with_batch", False)
+    if scale not in (True, False):
+        raise UserError(f"optim.scale_lr_with_batch={scale} must be true or false")
+    if scale and batch_size:
+        factor = batch_size / REFERENCE_BATCH
+        optim_cfg = OmegaConf.create(OmegaConf.to_container(optim_cfg, resolve=True))
+        optim_cfg.lr = float(optim_cfg.lr) * factor
+        head_lr = head_lr * factor if head_lr is not None else None
+        if notes is not None:
+            notes.append(f"optim.scale_lr_with_batch: lr {optim_cfg.lr / factor:g} x batch {batch_size} / {REFERENCE_BATCH} "
+                         f"= {optim_cfg.lr:g} (the linear scaling rule)")
     groups = parameter_groups(
         model, float(optim_cfg.get("weight_decay", 0.0) or 0.0), bool(optim_cfg.get("decay_bias_and_norm", False)), head_lr
     )
     if not groups:
         raise UserError("every parameter is frozen (model.freeze): nothing is left to train")
     return call_target(optim_cfg, "optim", skip=OPTIM_KEYS, expect=torch.optim.Optimizer, params=groups)
+
+
+def l1_penalty(optim_cfg: DictConfig, model: nn.Module) -> tuple[float, list]:
+    """optim.l1 and the parameters it applies to: weights, not biases or norm parameters (1-D)."""
+    strength = optim_cfg.get("l1", 0.0) or 0.0
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength >= 0:
+        raise UserError(f"optim.l1={strength} must be a penalty of at least 0 (e.g. 1e-4)")
+    if not strength:
+        return 0.0, []
+    return float(strength), [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
 
 
 @dataclass

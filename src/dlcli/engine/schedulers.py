@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
 
 from dlcli.errors import UserError
 
@@ -19,3 +19,20 @@ def warmup_cosine(optimizer: Optimizer, warmup_epochs: int, epochs: int, start_f
         return cosine
     warmup = LinearLR(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup_epochs)
     return SequentialLR(optimizer, schedulers=[warmup, cosine], milestones=[warmup_epochs])
+
+
+class InverseTimeDecay:
+    """1 / (1 + decay * t): a picklable factor (a checkpoint saves LambdaLR's state, not a lambda)."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+
+    def __call__(self, epoch: int) -> float:
+        return 1.0 / (1.0 + self.decay * epoch)
+
+
+def inverse_time(optimizer: Optimizer, decay: float = 0.5):
+    """The notes' inverse-time decay, lr_t = lr / (1 + decay * t), t counted in epochs."""
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or decay < 0:
+        raise UserError(f"sched.decay={decay} must be a number of at least 0")
+    return LambdaLR(optimizer, InverseTimeDecay(float(decay)))

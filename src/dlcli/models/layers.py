@@ -6,7 +6,8 @@ from torch import nn
 
 from dlcli.errors import InputTooSmall, UserError
 
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU,
+               "gelu": nn.GELU, "elu": nn.ELU, "prelu": nn.PReLU, "mish": nn.Mish}  # prelu learns its slope
 POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
 

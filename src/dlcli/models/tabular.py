@@ -29,6 +29,18 @@ class SoftmaxRegression(LinearRegression):
     """Logits = Xw + b; the softmax is inside the cross-entropy loss, never a layer here."""
 
 
+def _dropout_rates(dropout, layers: int) -> list[float]:
+    """One rate for every hidden layer, or a list with one per layer (the notes' two-dropout MLP)."""
+    rates = list(dropout) if isinstance(dropout, (list, tuple)) else [dropout] * layers
+    if isinstance(dropout, (list, tuple)) and len(rates) != layers:
+        raise UserError(f"model.dropout={list(rates)} gives {len(rates)} rate(s) for {layers} hidden layer(s): "
+                        f"give one rate, or {layers} (one per layer of model.hidden)")
+    for rate in rates:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise UserError(f"model.dropout={dropout} must be a rate in [0, 1) (or a list of them, one per hidden layer)")
+    return [float(r) for r in rates]
+
+
 class MLP(nn.Module):
     """Flatten, then per hidden size: linear, optional batch norm, activation, optional dropout."""
 
@@ -38,25 +50,24 @@ class MLP(nn.Module):
         num_outputs: int,
         hidden: list[int] = (256,),
         activation: str = "relu",
-        dropout: float = 0.0,
+        dropout: float | list[float] = 0.0,
         batch_norm: bool = False,
     ):
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise UserError(f"model.dropout={dropout} must be in [0, 1)")
         if not isinstance(hidden, (list, tuple)):
             raise UserError(f"model.hidden={hidden} must be a list of layer sizes, e.g. model.hidden=[{hidden}]")
         if any(int(h) < 1 for h in hidden):
             raise UserError(f"model.hidden={list(hidden)} must list positive layer sizes")
+        rates = _dropout_rates(dropout, len(hidden))
         layers: list[nn.Module] = [nn.Flatten()]
         width = _flat_size(input_shape)
-        for size in hidden:
+        for size, rate in zip(hidden, rates):
             layers.append(nn.Linear(width, int(size)))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(int(size)))
             layers.append(layers_lib.activation(activation))
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+            if rate > 0:
+                layers.append(nn.Dropout(rate))
             width = int(size)
         layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)

@@ -108,16 +108,18 @@ def run_sweep(
         raise UserError(f"--backend {backend} is not known: choose one of {', '.join(BACKENDS)}")
     if settings.prune not in PRUNERS:
         raise UserError(f"--prune {settings.prune} is not a pruning rule: choose one of {', '.join(PRUNERS)}")
-    if trials_per_gpu is not None and gpus_per_trial:
-        raise UserError("--trials-per-gpu K and --gpus-per-trial both say how trials share GPUs: give one")
     config_dirs = [str(Path(d).resolve()) for d in config_dirs]
     sweep_dir, lock = None, None
     if resume is not None:
         sweep_dir, settings, saved = _resume_settings(Path(resume).expanduser(), settings)
         config_dirs = config_dirs or [str(d) for d in saved.get("config_dirs") or []]
-        jobs, threads = jobs or saved.get("jobs"), threads or saved.get("threads")
         trials_per_gpu = trials_per_gpu or saved.get("trials_per_gpu")
+        # jobs derived from --trials-per-gpu are derived again here (this machine may have other GPUs)
+        jobs = jobs or (saved.get("jobs") if not trials_per_gpu else None)
+        threads = threads or saved.get("threads")
         lock = RunLock(sweep_dir).acquire()  # one process finishes a sweep at a time
+    if trials_per_gpu is not None and gpus_per_trial:
+        raise UserError("--trials-per-gpu K and --gpus-per-trial both say how trials share GPUs: give one")
     try:
         import torch
 
@@ -149,6 +151,7 @@ def run_sweep(
                 update_summary(directory, kind="sweep", status="running", metric=metric, mode=mode, trials=planned)
 
             sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False, populate=populate)
+        sweep_dir = sweep_dir.resolve()  # trials (and Ray workers on other nodes) find the study by this path
         update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=planned)
         parent = _parent_run(sweep_dir, settings, space, first_trial(space), config_dirs, log)
         try:
@@ -185,7 +188,7 @@ def _run_trials(sweep_dir, settings, space, planned, max_epochs, metric, mode, j
     finished = {r["number"] for r in records}
     todo = [n for n in range(planned) if n not in finished]
     asker = TrialAsker(study, sweep_dir, settings, space, metric, mode, threads, config_dirs,
-                       [parent.override] if parent is not None else [], again)
+                       [parent.override] if parent is not None else [], again, max_epochs)
     if records:
         log(f"resuming {sweep_dir}: {len(records)} of {planned} trials already finished")
     log(f"sweep {sweep_dir}: {len(todo)} trials to run, {jobs} at a time ({backend}), {threads} thread(s) each")
@@ -304,17 +307,19 @@ def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, Sweep
 class TrialAsker:
     """Asks the study for trials as slots free up, and tells it how each ended.
 
-    Trial N of the sweep (trials/<NNN>/) is whichever Optuna trial was asked for it (its number
-    is kept as a user attribute). A grid's trial N is its N-th combination, enqueued; a trial that
-    failed or was interrupted runs again with the same values (enqueued too); any other trial
-    takes what the sampler suggests, from everything told so far."""
+    Trial N of the sweep (trials/<NNN>/) is the Optuna trial enqueued for it with N as a user
+    attribute, in one step, so no trial ever exists without its number. A grid's trial N is its
+    N-th combination; a trial that failed or was interrupted runs again with the same values;
+    any other trial takes what the sampler suggests, seeded by (seed, N). Journal calls hold
+    Ctrl-C until they are done (Optuna breaks its file lock when interrupted waiting for it)."""
 
     def __init__(self, study, sweep_dir: Path, settings: SweepSettings, space: SearchSpace, metric: str, mode: str,
-                 threads: int, config_dirs, extra: list[str], again: dict[int, dict[str, str]]):
+                 threads: int, config_dirs, extra: list[str], again: dict[int, dict[str, str]], max_epochs: int):
         from dlcli.sweep.study import distributions
 
         self.study, self.sweep_dir, self.settings, self.space = study, sweep_dir, settings, space
         self.metric, self.mode, self.threads, self.config_dirs, self.extra = metric, mode, threads, list(config_dirs), extra
+        self.max_epochs = max_epochs
         self.known = dict(again)
         if settings.kind == "grid":
             self.known.update({n: params for n, params in enumerate(grid_combinations(space)) if n not in again})
@@ -325,80 +330,99 @@ class TrialAsker:
     def specs(self, numbers: list[int]):
         import time
 
-        from dlcli.sweep.study import NUMBER_ATTR, optuna_values, trial_params
+        from dlcli.sweep.prune import ctrl_c_deferred
+        from dlcli.sweep.study import NUMBER_ATTR, optuna_values, sampler_for, trial_id_of, trial_params
 
         for number in numbers:
             started = time.perf_counter()
-            if number in self.known:
-                self.study.enqueue_trial(optuna_values(self.space, self.settings.kind, self.known[number]))
-            trial = self.study.ask(self.distributions)
-            trial.set_user_attr(NUMBER_ATTR, number)
+            with ctrl_c_deferred():
+                fixed = optuna_values(self.space, self.settings.kind, self.known[number]) if number in self.known else {}
+                self.study.sampler = sampler_for(self.settings.kind, self.space, self.settings.seed, self.settings.trials, number)
+                self.study.enqueue_trial(fixed, user_attrs={NUMBER_ATTR: number})
+                trial = self.study.ask(self.distributions)
+                self.running[number] = trial.number
             self.seconds += time.perf_counter() - started
             self.asked += 1
-            self.running[number] = trial.number
             yield TrialSpec(number, trial_params(self.space, trial), self.space.fixed,
                             str(self.sweep_dir / "trials" / f"{number:03d}"), self.metric, self.mode, self.settings.prune,
                             self.threads, self.config_dirs, extra=list(self.extra), sweep_dir=str(self.sweep_dir),
-                            trial_id=trial._trial_id)  # the storage's id: how a worker opens this trial
+                            trial_id=trial_id_of(trial), max_epochs=self.max_epochs)
 
     def tell(self, record: dict) -> None:
         import time
 
-        from optuna.trial import TrialState
+        from dlcli.sweep.prune import ctrl_c_deferred
+        from dlcli.sweep.study import outcome
 
-        optuna_number = self.running.pop(record["number"], None)
+        optuna_number = self.running.get(record["number"])
         if optuna_number is None:
             return
         started = time.perf_counter()
-        if record["status"] == "completed" and record.get("value") is not None:
-            self.study.tell(optuna_number, record["value"])
-        elif record["status"] == "pruned":
-            self.study.tell(optuna_number, state=TrialState.PRUNED)
-        else:  # failed or interrupted: TPE learns nothing from it, and --resume runs it again
-            self.study.tell(optuna_number, state=TrialState.FAIL)
+        state, value = outcome(record)  # failed or interrupted: FAIL, so TPE learns nothing from it and --resume reruns it
+        with ctrl_c_deferred():
+            self.study.tell(optuna_number, value, state=state)
+            del self.running[record["number"]]
         self.seconds += time.perf_counter() - started
 
     def close(self) -> None:
         from optuna.trial import TrialState
 
-        for optuna_number in self.running.values():
-            self.study.tell(optuna_number, state=TrialState.FAIL)
-        self.running.clear()
+        from dlcli.sweep.prune import ctrl_c_deferred
+
+        with ctrl_c_deferred():
+            for optuna_number in self.running.values():
+                self.study.tell(optuna_number, state=TrialState.FAIL)
+            self.running.clear()
 
 
 def _collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str) -> tuple[list[dict], dict[int, dict[str, str]]]:
-    """Finished trials become records; those that failed or were interrupted (and trials a killed
-    sweep left running in the study) are cleaned away to run again with the same values."""
-    from optuna.trial import TrialState
+    """Finished trials become records, and the study is brought in line with them (a trial that
+    finished while the sweep was being killed is told now); trials that failed, were interrupted
+    or were left running by a killed sweep are failed in the study and cleaned away, to run again
+    with the same values. Waiting trials a killed sweep enqueued but never asked are dropped."""
+    from optuna.trial import TrialState, create_trial
 
-    from dlcli.sweep.study import NUMBER_ATTR, trial_params
+    from dlcli.runs import is_training
+    from dlcli.sweep.prune import ctrl_c_deferred
+    from dlcli.sweep.study import NUMBER_ATTR, outcome, trial_params
 
-    latest = {}
-    for trial in study.get_trials(deepcopy=False):
-        number = trial.user_attrs.get(NUMBER_ATTR)
-        if number is not None and (number not in latest or trial.number > latest[number].number):
-            latest[number] = trial
-    records, again = [], {}
-    for number, trial in sorted(latest.items()):
-        trial_dir = sweep_dir / "trials" / f"{number:03d}"
-        summary = read_json(trial_dir / "summary.json") if (trial_dir / "summary.json").is_file() else {}
-        params = trial_params(space, trial)
-        if summary.get("status") in FINISHED:
-            record = {"number": number, "status": summary["status"], "params": params, "run_dir": str(trial_dir),
-                      "message": summary.get("message"), "seconds": summary.get("wall_seconds") or 0.0,
-                      **best_value(trial_dir / "metrics.csv", metric, mode)}
-            records.append(record)
-            if trial.state == TrialState.RUNNING:  # it finished, but the sweep was killed before telling the study
-                if record["status"] == "completed" and record["value"] is not None:
-                    study.tell(trial.number, record["value"])
-                else:
-                    study.tell(trial.number, state=TrialState.PRUNED)
-            continue
-        if trial.state == TrialState.RUNNING:  # killed with the sweep
-            study.tell(trial.number, state=TrialState.FAIL)
-        if trial_dir.exists():  # interrupted or failed: it runs again from scratch (run_trial makes the directory)
-            shutil.rmtree(trial_dir)
-        again[number] = params
+    with ctrl_c_deferred():
+        while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            study.tell(study.ask(), state=TrialState.FAIL)
+        latest = {}
+        for trial in study.get_trials(deepcopy=False):
+            number = trial.user_attrs.get(NUMBER_ATTR)
+            if number is None:  # asked without a number (an older interruption): nothing to keep
+                if trial.state == TrialState.RUNNING:
+                    study.tell(trial.number, state=TrialState.FAIL)
+                continue
+            if number not in latest or trial.number > latest[number].number:
+                latest[number] = trial
+        records, again = [], {}
+        for number, trial in sorted(latest.items()):
+            trial_dir = sweep_dir / "trials" / f"{number:03d}"
+            if is_training(trial_dir):
+                raise UserError(f"{trial_dir} is still being trained by another process (a worker of the killed sweep): "
+                                "wait for it to end, or stop it, then resume")
+            summary = read_json(trial_dir / "summary.json") if (trial_dir / "summary.json").is_file() else {}
+            params = trial_params(space, trial)
+            if summary.get("status") in FINISHED:
+                record = {"number": number, "status": summary["status"], "params": params, "run_dir": str(trial_dir),
+                          "message": summary.get("message"), "seconds": summary.get("wall_seconds") or 0.0,
+                          **best_value(trial_dir / "metrics.csv", metric, mode)}
+                records.append(record)
+                state, value = outcome(record)
+                if trial.state == TrialState.RUNNING:  # it finished, but the sweep was killed before telling the study
+                    study.tell(trial.number, value, state=state)
+                elif trial.state != state:  # the study failed it (its result never came back): record what it did
+                    study.add_trial(create_trial(state=state, value=value, params=trial.params, distributions=trial.distributions,
+                                                 user_attrs={NUMBER_ATTR: number}, intermediate_values=trial.intermediate_values))
+                continue
+            if trial.state == TrialState.RUNNING:  # killed with the sweep
+                study.tell(trial.number, state=TrialState.FAIL)
+            if trial_dir.exists():  # interrupted or failed: it runs again from scratch (run_trial makes the directory)
+                shutil.rmtree(trial_dir)
+            again[number] = params
     return records, again
 
 

@@ -41,10 +41,10 @@ def plan_slots(jobs: int | None, trials_per_gpu: int | None, gpus: int, backend:
         return jobs or 1, 0.0, None
     if trials_per_gpu < 1:
         raise UserError(f"--trials-per-gpu {trials_per_gpu} must be at least 1")
+    if backend == "ray":  # the cluster's GPUs, not this machine's: each trial asks Ray for 1/K of one
+        return jobs or max(gpus, 1) * trials_per_gpu, 1.0 / trials_per_gpu, None
     if gpus == 0:
         return jobs or 1, 0.0, "--trials-per-gpu: no CUDA GPU here, so it does nothing; CPU trials share the cores through --jobs"
-    if backend == "ray":
-        return jobs or gpus * trials_per_gpu, 1.0 / trials_per_gpu, None
     most = gpus * trials_per_gpu
     if jobs is not None and jobs > most:
         raise UserError(f"--jobs {jobs} would put more than {trials_per_gpu} trials on a GPU ({gpus} visible): "

@@ -8,7 +8,10 @@ other trial's epochs whether they ran in this process, in a local pool, or on a 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 from pathlib import Path
 
 from dlcli.engine.callbacks import Callback
@@ -21,11 +24,9 @@ class StudyReporting(Callback):
     """Reports each epoch's `metric` to the trial in the sweep's study; stops it when pruned."""
 
     def __init__(self, sweep_dir: Path, trial_id: int, rule: str, metric: str, max_epochs: int):
-        from optuna.trial import Trial
+        from dlcli.sweep.study import trial_handle
 
-        from dlcli.sweep.study import load_study
-
-        self.trial = Trial(load_study(sweep_dir, rule, max_epochs), trial_id)
+        self.trial = trial_handle(sweep_dir, trial_id, rule, max_epochs)
         self.rule, self.metric = rule, metric
 
     def on_epoch_end(self, state, row: dict, improved: bool) -> None:
@@ -33,6 +34,22 @@ class StudyReporting(Callback):
         if value is None or math.isnan(value):
             return
         epoch = int(row["epoch"])
-        self.trial.report(float(value), epoch)
-        if self.rule != "none" and self.trial.should_prune():
+        with ctrl_c_deferred():  # a Ctrl-C inside the journal's lock would break the lock for everyone
+            self.trial.report(float(value), epoch)
+            prune = self.rule != "none" and self.trial.should_prune()
+        if prune:
             raise TrialPruned(f"pruned at epoch {epoch} by Optuna's {PRUNER_NAMES[self.rule]}: {self.metric} {value:.4g}")
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """Hold a Ctrl-C (SIGINT) until the block is done, then let it act: journal writes take a
+    file lock that Optuna breaks if interrupted while waiting for it. Main thread only."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

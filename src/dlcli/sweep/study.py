@@ -76,15 +76,25 @@ def override_value(param: Param, value) -> str:
     return repr(float(value))
 
 
-def sampler_for(kind: str, space: SearchSpace, seed: int, trials: int | None):
+def sampler_for(kind: str, space: SearchSpace, seed: int, trials: int | None, number: int = 0):
+    """The sampler that asks for trial `number`. Its random stream is seeded by (seed, number), so a
+    trial's draw does not depend on how many draws came before it in this process: a resumed sweep
+    continues where it stopped instead of drawing trial 0's values again."""
     optuna = _optuna()
     if kind == "grid":
-        return optuna.samplers.GridSampler({p.key: list(p.values) for p in space.params}, seed=seed)
+        combinations = 1
+        for p in space.params:
+            combinations *= len(p.values)
+        if combinations > 1:  # every combination is enqueued in order; GridSampler knows the whole grid
+            return optuna.samplers.GridSampler({p.key: list(p.values) for p in space.params}, seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)  # one combination: GridSampler cannot record an enqueued one
+    trial_seed = (seed * 1_000_003 + number) % 2**32
     if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # TPE's first trials are random draws; keep a third of a small budget for learning from them
+        return optuna.samplers.RandomSampler(seed=trial_seed)
+    # TPE's first trials are random draws; keep a third of a small budget for learning from them.
+    # constant_liar: trials still running count as bad guesses, so parallel workers spread out.
     startup = max(1, min(10, (trials or 30) // 3))
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=trial_seed, multivariate=True, n_startup_trials=startup, constant_liar=True)
 
 
 def pruner_for(rule: str, max_epochs: int):
@@ -92,7 +102,7 @@ def pruner_for(rule: str, max_epochs: int):
     optuna = _optuna()
     if rule not in PRUNERS:
         raise UserError(f"--prune {rule} is not a pruning rule: choose one of {', '.join(PRUNERS)}")
-    if rule == "median":  # once two trials finished, stop one whose best so far is below their median
+    if rule == "median":  # once two trials completed: stop one below the median of those that reached its epoch
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0, n_min_trials=2)
     if rule == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
@@ -110,10 +120,24 @@ def open_study(sweep_dir: Path, kind: str, space: SearchSpace, seed: int, trials
                                direction="maximize" if mode == "max" else "minimize")
 
 
-def load_study(sweep_dir: Path, prune: str, max_epochs: int):
-    """The study as a trial's worker opens it: to report epochs and ask whether to stop."""
+def trial_handle(sweep_dir: Path, trial_id: int, prune: str, max_epochs: int):
+    """The trial, as the process that trains it opens it: to report its epochs and ask whether to
+    stop. (Optuna has no public way to report to a trial asked by another process; Trial(study,
+    trial_id) is what its own ask() builds.) The journal must exist: a worker that does not see
+    the sweep directory (a Ray node without the shared storage at the same path) says so."""
     optuna = _optuna()
-    return optuna.load_study(study_name=STUDY_NAME, storage=storage(sweep_dir), pruner=pruner_for(prune, max_epochs))
+    journal = Path(sweep_dir) / STUDY_FILE
+    if not journal.is_file():
+        raise UserError(f"{journal} is not on this machine: Ray workers need the sweep directory on storage they share, "
+                        "mounted at the same path")
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage(sweep_dir), pruner=pruner_for(prune, max_epochs),
+                              sampler=optuna.samplers.RandomSampler())  # a worker never samples
+    return optuna.trial.Trial(study, trial_id)
+
+
+def trial_id_of(trial) -> int:
+    """The storage's id of an asked trial (what trial_handle opens); private in Optuna, kept here."""
+    return trial._trial_id
 
 
 def grid_combinations(space: SearchSpace) -> list[dict[str, str]]:
@@ -165,5 +189,14 @@ def optuna_values(space: SearchSpace, kind: str, params: dict[str, str]) -> dict
     return values
 
 
-def finite(value) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
+def outcome(record: dict):
+    """(state, value) to tell the study about a trial's record: a completed trial with a finite
+    value is COMPLETE; pruned is PRUNED; anything else (failed, interrupted, no value) is FAIL."""
+    from optuna.trial import TrialState
+
+    value = record.get("value")
+    if record["status"] == "completed" and value is not None and math.isfinite(float(value)):
+        return TrialState.COMPLETE, float(value)
+    if record["status"] == "pruned":
+        return TrialState.PRUNED, None
+    return TrialState.FAIL, None

@@ -27,6 +27,7 @@ class TrialSpec:
     extra: list[str] = field(default_factory=list)  # set by the sweep, e.g. the parent MLflow run
     sweep_dir: str | None = None  # where the sweep's Optuna study is (study.journal)
     trial_id: int | None = None  # this trial in that study: it reports its epochs there for pruning
+    max_epochs: int = 1  # the most epochs any trial trains: Hyperband's budget, the same in every worker
 
     @property
     def overrides(self) -> list[str]:
@@ -60,7 +61,7 @@ def run_trial(spec: TrialSpec) -> dict:
         cfg = compose(spec.overrides, spec.config_dirs)
         study = None  # its epochs go to the sweep's study: for the pruner and for optuna-dashboard's curves
         if spec.trial_id is not None:
-            study = StudyReporting(Path(spec.sweep_dir), spec.trial_id, spec.prune, spec.metric, int(cfg.trainer.epochs))
+            study = StudyReporting(Path(spec.sweep_dir), spec.trial_id, spec.prune, spec.metric, spec.max_epochs)
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
         reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
         result = train(cfg, spec.overrides, reporter,
