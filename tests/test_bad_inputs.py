@@ -82,7 +82,7 @@ CASES = [
     ("unknown model", ["train", "model=transformer"], nothing, "unknown model 'transformer': choose one of"),
     ("unknown data", ["train", "data=imagenet"], nothing, "unknown data 'imagenet'"),
     ("unknown optimizer", ["train", "optim=lamb"], nothing, "unknown optim 'lamb'"),
-    ("unknown scheduler", ["train", "sched=cyclic"], nothing, "unknown sched 'cyclic'"),
+    ("unknown scheduler", ["train", "sched=triangle"], nothing, "unknown sched 'triangle'"),
     ("zero epochs", ["train", "trainer.epochs=0"], nothing, "trainer.epochs=0 must be at least 1"),
     ("text epochs", ["train", "trainer.epochs=many"], nothing, "trainer.epochs"),
     ("negative batch", ["train", "trainer.batch_size=-1"], nothing, "trainer.batch_size=-1 must be at least 1"),

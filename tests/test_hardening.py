@@ -106,7 +106,7 @@ def test_an_interrupt_while_the_run_directory_is_made_leaves_nothing(workdir, mo
 
 
 @pytest.mark.slow
-def test_a_killed_run_shows_as_killed_and_a_live_one_cannot_be_resumed_twice(tmp_path):
+def test_a_killed_run_shows_as_killed_and_a_live_one_cannot_be_resumed_twice(tmp_path, monkeypatch):
     # the run holds still for a minute after epoch 4 (alive, its lock held) until it is killed
     marker = tmp_path / "paused-once"
     training = dl("train", "data=iris", "trainer.epochs=20", "+callbacks.hold._target_=user_code.KillAt", "+callbacks.hold.epoch=999",
@@ -114,19 +114,18 @@ def test_a_killed_run_shows_as_killed_and_a_live_one_cannot_be_resumed_twice(tmp
     metrics = lambda: list(tmp_path.glob("runs/train/*/metrics.csv"))
     wait_until(lambda: metrics() and len(metrics()[0].read_text().splitlines()) > 3)
     run = metrics()[0].parent
-    second = subprocess.run([sys.executable, "-m", "dlcli", "train", f"resume={run}"], cwd=tmp_path, capture_output=True, text=True)
-    assert second.returncode == 2 and "is still being trained by pid" in second.stderr and len(second.stderr.strip().splitlines()) == 1
-    listed = json.loads(subprocess.run([sys.executable, "-m", "dlcli", "runs", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout)
-    assert listed[0]["status"] == "running"
+    monkeypatch.chdir(tmp_path)  # the other commands run in this process: the training process holds the lock
+    second = run_cli("train", f"resume={run}")
+    assert second.exit_code == 2 and "is still being trained by pid" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    assert json.loads(run_cli("runs", "--json").stdout)[0]["status"] == "running"
     training.kill()
     training.wait()
-    listed = json.loads(subprocess.run([sys.executable, "-m", "dlcli", "runs", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout)
+    listed = json.loads(run_cli("runs", "--json").stdout)
     rows = len(metrics()[0].read_text().strip().splitlines()) - 1
     assert listed[0]["status"] == "killed" and listed[0]["epochs"] == rows >= 3
     marker.write_text("held once")  # the resumed run does not hold again
-    resumed = subprocess.run([sys.executable, "-m", "dlcli", "train", f"resume={run}", "--json", "--trust", "user_code"],
-                             cwd=tmp_path, env=USER_CODE_ENV, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = run_cli("train", f"resume={run}", "--json", "--trust", "user_code")
+    assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["epochs_completed"] == 20
 
 

@@ -14,7 +14,7 @@ from conftest import wait_for_file
 
 @pytest.mark.slow
 def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
-    command = [sys.executable, "-m", "dlcli", "train", "trainer.epochs=150", "--quiet"]
+    command = [sys.executable, "-m", "dlcli", "train", "trainer.epochs=60", "--quiet"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     metrics = None
@@ -40,5 +40,5 @@ def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads(resumed.stdout)
-    assert final["status"] == "completed" and final["epochs_completed"] == 150
-    assert len(Path(tmp_path, run, "metrics.csv").read_text().splitlines()) == 151
+    assert final["status"] == "completed" and final["epochs_completed"] == 60
+    assert len(Path(tmp_path, run, "metrics.csv").read_text().splitlines()) == 61

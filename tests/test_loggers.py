@@ -81,7 +81,7 @@ def test_mlflow_run_holds_the_config_every_epoch_and_the_final_status(workdir):
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_into_the_same_logs_without_repeating_an_epoch(tmp_path):
+def test_a_killed_run_resumes_into_the_same_logs_without_repeating_an_epoch(tmp_path, monkeypatch):
     common = [sys.executable, "-m", "dlcli", "train", "data=iris", "trainer.epochs=6", "trainer.checkpoint_every=3600",
               "logger=[tensorboard,mlflow]", "--quiet"]
     # last.pt is written at the start only; the process dies after epoch 4, with 4 epochs logged beyond it
@@ -89,9 +89,9 @@ def test_a_killed_run_resumes_into_the_same_logs_without_repeating_an_epoch(tmp_
                              f"+callbacks.kill.marker={tmp_path / 'killed'}"], cwd=tmp_path, env=USER_CODE_ENV, capture_output=True)
     assert killed.returncode == -9
     run = only_run(tmp_path)
-    resumed = subprocess.run([sys.executable, "-m", "dlcli", "train", f"resume={run}", "--trust", "user_code", "--quiet"],
-                             cwd=tmp_path, env=USER_CODE_ENV, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.chdir(tmp_path)  # the resume runs here, in this process (only the kill needs a process of its own)
+    resumed = run_cli("train", f"resume={run}", "--trust", "user_code", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
     expected = csv_column(run, "val_loss")
     assert [s for s, _ in expected] == [1, 2, 3, 4, 5, 6]
     assert same(scalars(run / "tensorboard")["val_loss"], expected)  # the lost epochs purged

@@ -57,7 +57,7 @@ def test_softmax_and_linreg_are_single_linear_layers():
         (["model=cifar_cnn"], (3, 8, 8), "it needs at least 12x12"),
         (["+model.widht=3"], (64,), "model.widht is not a setting of dlcli.models.MLP: valid settings are activation, batch_norm, dropout, hidden"),
         (["model.activation=swish"], (64,), "model.activation=swish is not an activation: choose one of relu, sigmoid, tanh, leaky_relu"),
-        (["model.init=orthogonal"], (64,), "model.init=orthogonal is not an init scheme"),
+        (["model.init=lecun"], (64,), "model.init=lecun is not an init scheme"),
         (["model._target_=nowhere.Net"], (64,), "model._target_=nowhere.Net cannot be imported"),
     ],
 )

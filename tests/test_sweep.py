@@ -274,7 +274,7 @@ def test_parallel_tpe_trials_share_one_study(workdir):
 
 
 @pytest.mark.slow
-def test_a_killed_tpe_sweep_resumes_in_the_same_study(tmp_path):
+def test_a_killed_tpe_sweep_resumes_in_the_same_study(tmp_path, monkeypatch):
     """SIGKILL (no clean-up at all) after two trials; --resume finishes the same study."""
     command = [sys.executable, "-m", "dlcli", "sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "--trials", "4", "trainer.epochs=8"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -290,8 +290,9 @@ def test_a_killed_tpe_sweep_resumes_in_the_same_study(tmp_path):
     process.wait(timeout=30)
     directory = results.parent
     done = pd.read_csv(results)
-    resumed = subprocess.run([*command[:5], "--resume", str(directory)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.chdir(tmp_path)  # the resume runs in this process
+    resumed = run_cli("sweep", "tpe", "--resume", str(directory))
+    assert resumed.exit_code == 0, resumed.output
     final = pd.read_csv(directory / "results.csv")
     assert sorted(final["number"]) == list(range(4)) and set(final["status"]) == {"completed"}
     rerun = {int(line.split()[1]) for line in resumed.stderr.splitlines() if line.startswith("trial ")}

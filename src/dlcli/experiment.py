@@ -74,6 +74,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         model = build_model(cfg.model, data.input_shape, head_size(loss_cfg, data.num_outputs)).to(device)
         if one_logit(loss_cfg):
             present_as_two_logits(model)
+        if getattr(model, "start_note", None):
+            notes.append(model.start_note)
     except InputTooSmall as exc:  # the fix is in the data config, which only this level sees
         raise exc.with_hint(can_resize="resize" in cfg.data) from None
     optimizer = build_optimizer(cfg.optim, model, int(cfg.trainer.batch_size), notes)

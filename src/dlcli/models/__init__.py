@@ -31,16 +31,66 @@ BUILD_KEYS = ("init", "freeze")
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    """Build, initialize, freeze and dry-run the configured model on one zero sample of the data's shape."""
-    model = call_target(model_cfg, "model", skip=BUILD_KEYS, expect=nn.Module, expect_name="torch.nn.Module",
+    """Build, initialize, (start from earlier weights,) freeze and dry-run the configured model on
+    one zero sample of the data's shape."""
+    start_from = _start_weights(model_cfg)  # model.weights=RUN_DIR for a dl model (torchvision's take it themselves)
+    skip = BUILD_KEYS + (("weights",) if start_from is not None else ())
+    model = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
                         input_shape=tuple(input_shape), num_outputs=num_outputs)
     scheme = model_cfg.get("init", "default")
-    if scheme != "default" and getattr(model, "has_pretrained_weights", False):
+    if scheme != "default" and (getattr(model, "has_pretrained_weights", False) or start_from is not None):
         raise UserError(f"model.init={scheme} would overwrite the weights from model.weights: keep model.init=default")
     initialize(model, scheme)
+    if start_from is not None:
+        model.start_note = load_start_weights(model, start_from)
     freeze(model, list(model_cfg.get("freeze") or []))
     _dry_run(model, model_cfg._target_, input_shape, num_outputs)
     return model
+
+
+def _start_weights(model_cfg: DictConfig) -> str | None:
+    """model.weights for a model whose constructor does not take weights itself."""
+    import inspect
+
+    from dlcli.factory import resolve_target
+
+    weights = model_cfg.get("weights")
+    if weights is None or not model_cfg.get("_target_"):
+        return None
+    target = resolve_target(str(model_cfg._target_), "model")
+    taken = inspect.signature(target).parameters if callable(target) else {}
+    return None if "weights" in taken else str(weights)
+
+
+def load_start_weights(model: nn.Module, source: str) -> str:
+    """Load an earlier run's best checkpoint (or a checkpoint file) into `model`: the same
+    architecture; parameters whose shape differs (a head for another class count) keep their fresh
+    initialization. Read with weights_only=True. Returns what was done, for the run's notes."""
+    from pathlib import Path
+
+    from dlcli.engine.checkpoint import load_checkpoint
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    if not path.is_file():
+        raise UserError(f"model.weights={source}: no such checkpoint (give a run directory with checkpoints/best.pt, or a .pt file)")
+    payload = load_checkpoint(path)
+    state = payload.get("model", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise UserError(f"model.weights={source} holds no model weights")
+    own = model.state_dict()
+    reshaped = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected or len(reshaped) > 2:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else f"other shapes {reshaped[:3]}"
+        raise UserError(f"model.weights={source} does not fit this model (the same architecture is needed): {detail}")
+    model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)
+    note = f"started from the weights of {path}"
+    if reshaped:
+        note += f"; {', '.join(reshaped)} had another shape (a head for another class count) and start fresh"
+    return note
 
 
 def freeze(model: nn.Module, prefixes: list[str]) -> None:

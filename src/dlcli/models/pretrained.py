@@ -16,11 +16,27 @@ from dlcli.errors import UserError
 from dlcli.models.layers import image_input
 
 
-def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+def _last_linear(model: nn.Module) -> tuple[str, nn.Module]:
+    """The classifier head: the last linear layer, or for a model without one (SqueezeNet) its last
+    1x1 convolution, which gives one map per class before global pooling."""
     linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not linears:
-        raise UserError(f"{type(model).__name__} has no linear classifier head to replace")
-    return linears[-1]
+    if linears:
+        return linears[-1]
+    convs = [(name, module) for name, module in model.named_modules()
+             if isinstance(module, nn.Conv2d) and tuple(module.kernel_size) == (1, 1)]
+    if not convs:
+        raise UserError(f"{type(model).__name__} has no classifier head (a last linear layer or 1x1 convolution) to replace")
+    return convs[-1]
+
+
+def _new_head(head: nn.Module, num_outputs: int) -> nn.Module:
+    if isinstance(head, nn.Linear):
+        return nn.Linear(head.in_features, num_outputs)
+    return nn.Conv2d(head.in_channels, num_outputs, kernel_size=1)
+
+
+def _head_size(head: nn.Module) -> int:
+    return head.out_features if isinstance(head, nn.Linear) else head.out_channels
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -46,8 +62,10 @@ class TorchvisionModel(nn.Module):
         if channels not in (1, 3):
             raise UserError(f"model=torchvision needs 1- or 3-channel images, the data has {channels}")
         weights_name = None if weights is None or Path(str(weights)).expanduser().exists() else str(weights)
+        # GoogLeNet and Inception v3 train with auxiliary heads by default: one output is what dl trains
+        extra = {"aux_logits": False} if name in ("googlenet", "inception_v3") else {}
         try:
-            self.net = tvm.get_model(name, weights=weights_name)
+            self.net = tvm.get_model(name, weights=weights_name, **extra)
         except (ValueError, KeyError) as exc:
             raise UserError(f"model.weights={weights} is neither a file nor a weights name of {name}: {str(exc).splitlines()[0]}") from None
         except OSError as exc:  # download of named weights without a network
@@ -59,9 +77,14 @@ class TorchvisionModel(nn.Module):
             self._load_file(Path(str(weights)).expanduser())
         self.has_pretrained_weights = weights is not None
         head_name, head = _last_linear(self.net)
-        if head.out_features != num_outputs:
-            _replace(self.net, head_name, nn.Linear(head.in_features, num_outputs))
+        if _head_size(head) != num_outputs:
+            _replace(self.net, head_name, _new_head(head, num_outputs))
         self.head_name = f"net.{head_name}"  # parameters under this prefix get optim.head_lr
+        _, height, width = input_shape
+        fixed = getattr(self.net, "image_size", None)  # vision transformers take exactly one size
+        if fixed is not None and (height, width) != (fixed, fixed):
+            raise UserError(f"model.name={name} takes {fixed}x{fixed} images, and the data's are {height}x{width}: "
+                            f"set data.resize={fixed}")
 
     def _load_file(self, path: Path) -> None:
         try:
