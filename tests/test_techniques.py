@@ -86,8 +86,10 @@ def test_balanced_class_weights_and_regression_losses():
     (["data=iris", "model.init=glorot"], "model.init=glorot is not an init scheme"),
     (["data=iris", "model.init={scheme: uniform, std: 2}"], "uniform has no setting 'std' (its settings: bound)"),
     (["data=iris", "model.hidden=[32,32]", "model.dropout=[0.2]"], "gives 1 rate(s) for 2 hidden layer(s)"),
-    (["data=digits", "model=nin", "data.resize=32", "model.dropout=[0.2,0.5]"], "must be one number: this model takes a single value"),
+    (["data=digits", "model=nin", "data.resize=32", "model.dropout=[0.2,0.5]"], "must be one number here, not a list"),
     (["data=iris", "eval.tta=hflip"], "eval.tta=hflip flips images"),
+    (["data=iris", "loss=focal", "trainer.label_smoothing=0.1"], "loss=focal has no label smoothing"),
+    (["data=iris", "model.init={scheme: kaiming_uniform, nonlinearity: gelu}"], "nonlinearity=gelu must be one of"),
     (["data=iris", "sched=inverse_time", "sched.decay=-1"], "sched.decay=-1 must be a number of at least 0"),
 ])
 def test_settings_that_make_no_sense_are_one_line(workdir, overrides, message):
@@ -251,6 +253,16 @@ def test_a_dl_model_starts_from_an_earlier_runs_weights(workdir):
     assert any("start fresh" in note and "net.3.weight" in note for note in other.notes)
     with pytest.raises(UserError, match="does not fit this model"):
         experiment("data=classification_synthetic", "model.hidden=[64]", f"+model.weights={source.run_dir}")
+    with pytest.raises(UserError, match=r"other shapes \['net.1.weight'\]"):  # another input width: not only the head
+        experiment("data=classification_synthetic", "data.num_features=10", f"+model.weights={source.run_dir}")
+    torch.save(weights, workdir / "bare.pt")  # a bare state dict works too
+    bare = experiment("data=classification_synthetic", "data.num_classes=2", f"+model.weights={workdir / 'bare.pt'}").session.model
+    assert torch.equal(bare.state_dict()["net.3.weight"], weights["net.3.weight"])
+    tuned = trained("data=classification_synthetic", "data.num_classes=2", "trainer.epochs=1", f"+model.weights={source.run_dir}",
+                    "name=tuned")
+    source.run_dir.rename(workdir / "moved")  # the source run is gone: dl eval rebuilds without reading it again
+    evaluated = run_cli("eval", str(tuned.run_dir))
+    assert evaluated.exit_code == 0, evaluated.output
 
 
 def test_every_torchvision_classifier_gets_a_ten_class_head():

@@ -71,7 +71,7 @@ def evaluate_run(run_path: str | Path, split: str = "test", checkpoint: str = "b
     cfg = load_saved_config(run_dir, trust)
     if device is not None:
         cfg.trainer.device = device
-    experiment = build_experiment(cfg)
+    experiment = build_experiment(cfg, restoring=True)
     check_same_split(experiment, run_dir)
     return evaluate_checkpoint(experiment, run_dir, split, checkpoint, tta=tta)
 

@@ -55,7 +55,9 @@ def train_targets(data):
     return np.asarray(targets)[data.split.train]
 
 
-def build_experiment(cfg: DictConfig) -> Experiment:
+def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
+    """`restoring`: a checkpoint of the run is loaded next (eval, resume, inspect), so the model's
+    start weights (model.weights=RUN_DIR of a dl model) are not read again."""
     validate_config(cfg)
     device = select_device(cfg.trainer.device)
     notes = []
@@ -71,7 +73,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         _check_no_validation(cfg)
     loss_cfg = cfg.get("loss")
     try:
-        model = build_model(cfg.model, data.input_shape, head_size(loss_cfg, data.num_outputs)).to(device)
+        model = build_model(cfg.model, data.input_shape, head_size(loss_cfg, data.num_outputs), start_weights=not restoring).to(device)
         if one_logit(loss_cfg):
             present_as_two_logits(model)
         if getattr(model, "start_note", None):
@@ -141,11 +143,16 @@ def check_config(cfg: DictConfig) -> None:
     from dlcli.engine.loggers import build_loggers
     from dlcli.engine.optim import OPTIM_KEYS, SCHED_KEYS
     from dlcli.factory import prepare_call
-    from dlcli.models import BUILD_KEYS
+    from dlcli.models import model_build_keys
 
     validate_config(cfg)
     prepare_call(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed})
-    prepare_call(cfg.model, "model", skip=BUILD_KEYS, runtime={"input_shape": None, "num_outputs": None})
+    prepare_call(cfg.model, "model", skip=model_build_keys(cfg.model), runtime={"input_shape": None, "num_outputs": None})
+    if (cfg.get("loss") or {}).get("_target_"):
+        prepare_call(cfg.loss, "loss", runtime={"class_weights": None})
+    from dlcli.engine.tta import tta_views
+
+    tta_views((cfg.get("eval") or {}).get("tta"))
     prepare_call(cfg.optim, "optim", skip=OPTIM_KEYS, runtime={"params": None})
     if cfg.sched.get("_target_"):
         sched = OmegaConf.create({k: v for k, v in OmegaConf.to_container(cfg.sched, resolve=True).items() if v != "auto"})

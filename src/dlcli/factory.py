@@ -195,7 +195,7 @@ def _type_problem(value, annotation) -> str | None:
         return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
     if annotation is float:
         if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-            return "must be one number: this model takes a single value here, not a list"
+            return "must be one number here, not a list"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "must be a number"
         return None

@@ -138,7 +138,7 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         saved = load_saved_config(run_dir, trust)
         for key in RESUME_OVERRIDES[1:]:  # how it runs may change; what it computes may not
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
-        experiment = build_experiment(saved)
+        experiment = build_experiment(saved, restoring=True)
         configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
         check_same_split(experiment, run_dir)
         state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
@@ -174,7 +174,7 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
     saved.resume = None
     if OmegaConf.select(saved, "logger.mlflow") is not None:
         saved.logger.mlflow.parent_run_id = None  # a new run of its own, not a late child of a finished sweep
-    experiment = build_experiment(saved)
+    experiment = build_experiment(saved, restoring=True)
     check_same_split(experiment, source)
     configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
     typed = OmegaConf.to_container(OmegaConf.load(source / "overrides.yaml")) or []

@@ -85,7 +85,8 @@ def open_trained_run(run_path: str | Path, checkpoint: str = "best", device: str
     classes = record["target"]["classes"]
     from dlcli.engine.losses import head_size, one_logit, present_as_two_logits
 
-    model = build_model(cfg.model, tuple(record["input_shape"]), head_size(cfg.get("loss"), len(classes) if classes else 1))
+    model = build_model(cfg.model, tuple(record["input_shape"]), head_size(cfg.get("loss"), len(classes) if classes else 1),
+                        start_weights=False)  # the checkpoint is loaded next
     if one_logit(cfg.get("loss")):
         present_as_two_logits(model)  # a one-logit (bce) model answers as two classes
     payload = load_checkpoint(path)

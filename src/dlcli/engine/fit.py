@@ -107,7 +107,9 @@ def evaluate_outputs(session: Session, data: BatchSource, model: nn.Module | Non
     outputs, targets = predict(model or session.model, data.in_order(session.eval_batch_size), session.step.amp)
     metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean,
                     session.target_transform)
-    return outputs, targets, float(session.loss_fn(outputs, targets)), metrics
+    with torch.no_grad():  # on the loss's device: its class weights or pos_weight live there
+        loss = float(session.loss_fn(outputs.to(session.device), targets.to(session.device)))
+    return outputs, targets, loss, metrics
 
 
 def validate(session: Session) -> tuple[torch.Tensor, torch.Tensor]:

@@ -102,9 +102,10 @@ def build_loss(loss_cfg: DictConfig | None, task: str, num_classes: int, train_t
     if name == "bce" and num_classes != 2:
         raise UserError(f"loss=bce is for two classes, and this data has {num_classes}: use loss=cross_entropy or loss=focal")
     extra = {}
+    if label_smoothing:
+        where = "set loss.label_smoothing" if name == "cross_entropy" else f"loss={name} has no label smoothing"
+        raise UserError(f"trainer.label_smoothing goes with the default loss (loss=auto): {where}")
     if name == "cross_entropy":
-        if label_smoothing and not loss_cfg.get("label_smoothing"):
-            raise UserError("trainer.label_smoothing goes with the default loss: with loss=cross_entropy set loss.label_smoothing")
         extra["class_weights"] = class_weights(loss_cfg.get("weight"), train_targets, num_classes)
     if name == "focal" and loss_cfg.get("alpha") is not None:
         alpha = loss_cfg.alpha

@@ -127,6 +127,8 @@ def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, moni
         cfg["steps_per_epoch"] = steps_per_epoch
     if cfg.get("max_lr") == "auto":
         cfg["max_lr"] = [group["lr"] for group in optimizer.param_groups]
+    if cfg.get("base_lr") == "auto":  # cyclic: from each group's own rate (optim.lr, head_lr, scaled or not)
+        cfg["base_lr"] = [group["lr"] for group in optimizer.param_groups]
     if cfg.get("mode") == "auto":
         cfg["mode"] = monitor_mode
     interval = cfg.get("interval", "epoch")

@@ -8,6 +8,8 @@ averages the outputs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -43,6 +45,7 @@ class TestTimeAugmented(nn.Module):
 
     def forward(self, x):
         outputs = [self.model(x), *(self.model(view(x)) for view in self.views)]
-        if self.classification:
-            return torch.stack([o.float().softmax(dim=1) for o in outputs]).mean(dim=0).log()
+        if self.classification:  # log of the mean probability, computed without underflow to log(0)
+            log_p = torch.stack([o.float().log_softmax(dim=1) for o in outputs])
+            return torch.logsumexp(log_p, dim=0) - math.log(len(outputs))
         return torch.stack(outputs).mean(dim=0)

@@ -15,7 +15,7 @@ from dlcli.factory import call_target
 from dlcli.models.classic import VGG, AlexNet, NiN
 from dlcli.models.cnn import CifarCNN, LeNet
 from dlcli.models.inception import GoogLeNet
-from dlcli.models.init import initialize
+from dlcli.models.init import initialize, parse_scheme
 from dlcli.models.pretrained import TorchvisionModel
 from dlcli.models.resnet import DenseNet, ResNet
 from dlcli.models.sequence import CNN1d, RecurrentClassifier
@@ -30,25 +30,31 @@ __all__ = [
 BUILD_KEYS = ("init", "freeze")
 
 
-def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int, start_weights: bool = True) -> nn.Module:
     """Build, initialize, (start from earlier weights,) freeze and dry-run the configured model on
-    one zero sample of the data's shape."""
-    start_from = _start_weights(model_cfg)  # model.weights=RUN_DIR for a dl model (torchvision's take it themselves)
-    skip = BUILD_KEYS + (("weights",) if start_from is not None else ())
+    one zero sample of the data's shape. `start_weights=False` skips model.weights=RUN_DIR of a dl
+    model, for a model whose own checkpoint is loaded next."""
+    start_from = start_weights_of(model_cfg)  # model.weights=RUN_DIR for a dl model (torchvision's take it themselves)
+    skip = model_build_keys(model_cfg)
     model = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
                         input_shape=tuple(input_shape), num_outputs=num_outputs)
     scheme = model_cfg.get("init", "default")
-    if scheme != "default" and (getattr(model, "has_pretrained_weights", False) or start_from is not None):
+    if parse_scheme(scheme)[0] != "default" and (getattr(model, "has_pretrained_weights", False) or start_from is not None):
         raise UserError(f"model.init={scheme} would overwrite the weights from model.weights: keep model.init=default")
     initialize(model, scheme)
-    if start_from is not None:
+    if start_from is not None and start_weights:
         model.start_note = load_start_weights(model, start_from)
     freeze(model, list(model_cfg.get("freeze") or []))
     _dry_run(model, model_cfg._target_, input_shape, num_outputs)
     return model
 
 
-def _start_weights(model_cfg: DictConfig) -> str | None:
+def model_build_keys(model_cfg: DictConfig) -> tuple[str, ...]:
+    """The model config's keys that build_model handles (not passed to the constructor)."""
+    return BUILD_KEYS + (("weights",) if start_weights_of(model_cfg) is not None else ())
+
+
+def start_weights_of(model_cfg: DictConfig) -> str | None:
     """model.weights for a model whose constructor does not take weights itself."""
     import inspect
 
@@ -68,23 +74,28 @@ def load_start_weights(model: nn.Module, source: str) -> str:
     initialization. Read with weights_only=True. Returns what was done, for the run's notes."""
     from pathlib import Path
 
-    from dlcli.engine.checkpoint import load_checkpoint
-
     path = Path(source).expanduser()
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
     if not path.is_file():
         raise UserError(f"model.weights={source}: no such checkpoint (give a run directory with checkpoints/best.pt, or a .pt file)")
-    payload = load_checkpoint(path)
+    try:  # a dl checkpoint ({"model": state, ...}) or a bare state dict; tensors only, never code
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"model.weights={source} cannot be read as weights: {str(exc).strip().splitlines()[0]}") from None
     state = payload.get("model", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"model.weights={source} holds no model weights")
+    from dlcli.engine.optim import head_prefix
+
     own = model.state_dict()
+    head = head_prefix(model)
     reshaped = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    if missing or unexpected or len(reshaped) > 2:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else f"other shapes {reshaped[:3]}"
+    body = [k for k in reshaped if not k.startswith(head + ".")]  # only the head may differ (another class count)
+    if missing or unexpected or body:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else f"other shapes {body[:3]}"
         raise UserError(f"model.weights={source} does not fit this model (the same architecture is needed): {detail}")
     model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)
     note = f"started from the weights of {path}"

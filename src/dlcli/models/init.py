@@ -41,6 +41,8 @@ def parse_scheme(init) -> tuple[str, dict]:
         valid = ", ".join(allowed) if allowed else "none"
         raise UserError(f"model.init: {name} has no setting '{unknown[0]}' (its settings: {valid})")
     merged = {**allowed, **settings}
+    if merged.get("nonlinearity") not in (None, "relu", "leaky_relu", "tanh", "sigmoid", "linear"):
+        raise UserError(f"model.init {name}: nonlinearity={merged['nonlinearity']} must be one of relu, leaky_relu, tanh, sigmoid, linear")
     for key, value in merged.items():
         if key != "nonlinearity" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise UserError(f"model.init {name}: {key}={value} must be a positive number")

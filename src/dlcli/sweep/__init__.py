@@ -456,6 +456,6 @@ def _test_best(trial_dir: Path, trust: Sequence[str] = ()) -> dict:
     from dlcli.experiment import build_experiment
 
     cfg = load_saved_config(trial_dir, trust)
-    report = evaluate_checkpoint(build_experiment(cfg), trial_dir, "test", "best")
+    report = evaluate_checkpoint(build_experiment(cfg, restoring=True), trial_dir, "test", "best")
     keep = ("samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
     return {k: report[k] for k in keep if k in report}

@@ -43,13 +43,21 @@ class StudyReporting(Callback):
 
 @contextlib.contextmanager
 def ctrl_c_deferred():
-    """Hold a Ctrl-C (SIGINT) until the block is done, then let it act: journal writes take a
-    file lock that Optuna breaks if interrupted while waiting for it. Main thread only."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold a Ctrl-C (SIGINT) until the block is done, then let it act as it would have: journal
+    writes take a file lock that Optuna breaks if interrupted while holding or waiting for it.
+    A Python-level handler records the signal meanwhile (one already pending when the block
+    starts is caught too). Main thread only; elsewhere signals do not arrive anyway."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])  # e.g. Python's default: KeyboardInterrupt, now
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt

@@ -27,6 +27,8 @@ def model_summary(cfg: DictConfig, input_shape: tuple[int, ...] | None = None, d
     if depth is not None and depth < 1:
         raise UserError(f"--depth {depth} must be at least 1")
     shape, outputs = data_signature(cfg, input_shape)
-    with torch.device("meta"):
-        model = build_model(cfg.model, shape, outputs)
+    from dlcli.engine.losses import head_size
+
+    with torch.device("meta"):  # the shapes only: a one-logit (bce) head has one unit; no start weights are read
+        model = build_model(cfg.model, shape, head_size(cfg.get("loss"), outputs), start_weights=False)
     return summarize(model, shape, depth)
