@@ -287,9 +287,10 @@ def test_every_torchvision_classifier_gets_a_ten_class_head():
             assert _head_size(_last_linear(model.net)[1]) == 10, name
             if name in forward:
                 assert tuple(model(torch.empty(2, 3, size, size, device="meta")).shape) == (2, 10), name
-    with pytest.raises(UserError, match="model.name=vit_b_16 takes 224x224 images, and the data's are 32x32: set data.resize=224"):
-        with torch.device("meta"):
-            TorchvisionModel((3, 32, 32), 10, "vit_b_16")
+    for name in ("vit_b_16", "maxvit_t"):
+        with pytest.raises(UserError, match=f"model.name={name} takes 224x224 images, and the data's are 32x32: set data.resize=224"):
+            with torch.device("meta"):
+                TorchvisionModel((3, 32, 32), 10, name)
 
 
 def _on_meta(name: str):
@@ -320,3 +321,13 @@ def _on_meta(name: str):
 
 def test_the_cifar_cnn_recipe_trains_ten_epochs():
     assert compose(["experiment=cifar_cnn"]).trainer.epochs == 10
+
+
+def test_lr_find_suggests_the_rate_before_the_linear_scaling(workdir):
+    result = run_cli("lr-find", "data=iris", "optim.scale_lr_with_batch=true", "trainer.batch_size=64", "--steps", "20", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads(result.stdout)
+    suggested = float(report["override"].split("=")[1])
+    assert suggested == pytest.approx(report["suggested_lr"] * 256 / 64, rel=0.01)

@@ -103,7 +103,7 @@ def typed_overrides(cfg: DictConfig, overrides: Sequence[str]) -> dict:
     as scalars TensorBoard and MLflow can show."""
     from omegaconf import OmegaConf
 
-    from dlcli.compare import option_name
+    from dlcli.compare import COMPONENT_GROUPS, option_name
     from dlcli.config import override_key
 
     values = {}
@@ -112,7 +112,7 @@ def typed_overrides(cfg: DictConfig, overrides: Sequence[str]) -> dict:
         if "=" not in override or key in ("name", "resume", "runs_dir") or key.startswith("logger"):
             continue
         value = OmegaConf.select(cfg, key)
-        if key in ("data", "model", "optim", "sched") and value is not None:
+        if key in COMPONENT_GROUPS and value is not None:
             value = option_name(key, OmegaConf.to_container(value))
         elif not isinstance(value, (bool, int, float, str)) or value is None:
             value = str(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)

@@ -45,6 +45,9 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+FIXED_SIZES = {"maxvit_t": 224}  # models without an image_size attribute that take only this size
+
+
 class TorchvisionModel(nn.Module):
     """torchvision.models.<name> with a head for `num_outputs` classes; grey input is repeated
     to three channels, since torchvision's image models (and their weights) expect RGB."""
@@ -81,7 +84,8 @@ class TorchvisionModel(nn.Module):
             _replace(self.net, head_name, _new_head(head, num_outputs))
         self.head_name = f"net.{head_name}"  # parameters under this prefix get optim.head_lr
         _, height, width = input_shape
-        fixed = getattr(self.net, "image_size", None)  # vision transformers take exactly one size
+        # vision transformers take exactly one size (their image_size); MaxViT's 7x7 windows need 224
+        fixed = getattr(self.net, "image_size", None) or FIXED_SIZES.get(name)
         if fixed is not None and (height, width) != (fixed, fixed):
             raise UserError(f"model.name={name} takes {fixed}x{fixed} images, and the data's are {height}x{width}: "
                             f"set data.resize={fixed}")

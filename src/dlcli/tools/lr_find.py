@@ -185,9 +185,14 @@ def find_lr(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     table = pd.DataFrame({"step": range(1, len(result.lrs) + 1), "lr": result.lrs, "loss": result.losses, "smoothed_loss": result.smoothed})
     write_text(run_dir / "lr_find.csv", table.to_csv(index=False))
+    base_lr = result.suggested
+    if cfg.optim.get("scale_lr_with_batch"):  # training multiplies optim.lr by batch/256: suggest the rate before that
+        from dlcli.engine.optim import REFERENCE_BATCH
+
+        base_lr = result.suggested * REFERENCE_BATCH / int(cfg.trainer.batch_size)
     write_json(run_dir / "lr_find.json", {
         **result.to_dict(),
-        "override": f"optim.lr={result.suggested:.3g}",
+        "override": f"optim.lr={base_lr:.3g}",
         "settings": {"start": start, "end": end, "steps": steps, "mode": mode, "smooth": smooth, "diverge": diverge,
                      "batch_size": int(cfg.trainer.batch_size), "seed": int(cfg.seed)},
         "device": str(experiment.session.device),
