@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import only_run, read, run_cli
 from dlcli.engine.diagnostics import THRESHOLDS

@@ -9,7 +9,6 @@ from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.engine.device import select_device
 from dlcli.engine.optim import parameter_groups
-from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.models import MLP

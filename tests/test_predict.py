@@ -190,8 +190,8 @@ def test_text_columns_stay_text_whatever_the_new_rows_hold(house_flow, tmp_path)
     import os
     import stat
 
-    mode = stat.S_IMODE(os.stat(tmp_path / "written.csv").st_mode) if ok("predict", str(refit), str(tmp_path / "all.csv"), "-o",
-                                                                         str(tmp_path / "written.csv")) else 0
+    ok("predict", str(refit), str(tmp_path / "all.csv"), "-o", str(tmp_path / "written.csv"))
+    mode = stat.S_IMODE(os.stat(tmp_path / "written.csv").st_mode)
     assert mode == 0o666 & ~_umask()  # the usual permissions, not a temporary file's 0600
 
 

@@ -566,8 +566,6 @@ def convshape_text(
     as_json: bool = typer.Option(False, "--json", help="Print the shapes as JSON."),
 ):
     """Output shape and parameters of each layer: a layer chain (instant) or a configured model."""
-    from dlcli.tools.layer_spec import parse_shape
-
     layers, overrides = split_layers_and_overrides(list(args or []))
     if layers and overrides:
         raise UserError(f"give either layers or config overrides, not both (layers: {layers[0]}; override: {overrides[0]})")

@@ -86,7 +86,6 @@ def check_same_test_split(refit_split: dict, source: Path) -> None:
     """The refit's test split must be the source's, or its test look would be about other rows."""
     from dlcli.kfold import is_kfold_parent
 
-    source = Path(source)
     run = source / "fold-1" if is_kfold_parent(source) else source
     if not (run / "split.json").is_file():
         return

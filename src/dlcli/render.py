@@ -47,8 +47,6 @@ def headline(run_dir: Path, summary: dict) -> str:
 
 def sweep_headline(sweep_dir: Path, summary: dict) -> str:
     """The one line a quiet sweep prints: where, how it ended, the best trial and its test look."""
-    from dlcli.numbers import setting
-
     parts = [f"{summary.get('status', '?')} {sweep_dir}"]
     metric = summary.get("metric")
     if summary.get("best_trial") is not None:

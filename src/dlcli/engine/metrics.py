@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from dlcli.data.preprocess import invert_transform
 

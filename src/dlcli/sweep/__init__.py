@@ -23,7 +23,7 @@ from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, up
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
 from dlcli.sweep.space import SearchSpace, parse_space
-from dlcli.sweep.study import KINDS, PRUNERS, STUDY_FILE, check_budget, grid_combinations
+from dlcli.sweep.study import KINDS, PRUNERS, STUDY_FILE, check_budget, ctrl_c_deferred, grid_combinations
 from dlcli.sweep.trial import TrialSpec, best_value
 
 BACKENDS = ("local", "ray")
@@ -330,7 +330,6 @@ class TrialAsker:
     def specs(self, numbers: list[int]):
         import time
 
-        from dlcli.sweep.prune import ctrl_c_deferred
         from dlcli.sweep.study import NUMBER_ATTR, optuna_values, sampler_for, trial_id_of, trial_params
 
         for number in numbers:
@@ -351,7 +350,6 @@ class TrialAsker:
     def tell(self, record: dict) -> None:
         import time
 
-        from dlcli.sweep.prune import ctrl_c_deferred
         from dlcli.sweep.study import outcome
 
         optuna_number = self.running.get(record["number"])
@@ -367,7 +365,6 @@ class TrialAsker:
     def close(self) -> None:
         from optuna.trial import TrialState
 
-        from dlcli.sweep.prune import ctrl_c_deferred
 
         with ctrl_c_deferred():
             for optuna_number in self.running.values():
@@ -383,7 +380,6 @@ def _collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str)
     from optuna.trial import TrialState, create_trial
 
     from dlcli.runs import is_training
-    from dlcli.sweep.prune import ctrl_c_deferred
     from dlcli.sweep.study import NUMBER_ATTR, outcome, trial_params
 
     with ctrl_c_deferred():

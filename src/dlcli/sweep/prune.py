@@ -8,10 +8,7 @@ other trial's epochs whether they ran in this process, in a local pool, or on a 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 from pathlib import Path
 
 from dlcli.engine.callbacks import Callback
@@ -34,30 +31,11 @@ class StudyReporting(Callback):
         if value is None or math.isnan(value):
             return
         epoch = int(row["epoch"])
+        from dlcli.sweep.study import ctrl_c_deferred
+
         with ctrl_c_deferred():  # a Ctrl-C inside the journal's lock would break the lock for everyone
             self.trial.report(float(value), epoch)
             prune = self.rule != "none" and self.trial.should_prune()
         if prune:
             raise TrialPruned(f"pruned at epoch {epoch} by Optuna's {PRUNER_NAMES[self.rule]}: {self.metric} {value:.4g}")
 
-
-@contextlib.contextmanager
-def ctrl_c_deferred():
-    """Hold a Ctrl-C (SIGINT) until the block is done, then let it act as it would have: journal
-    writes take a file lock that Optuna breaks if interrupted while holding or waiting for it.
-    A Python-level handler records the signal meanwhile (one already pending when the block
-    starts is caught too). Main thread only; elsewhere signals do not arrive anyway."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            if callable(previous):
-                previous(signal.SIGINT, caught[0])  # e.g. Python's default: KeyboardInterrupt, now
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
