@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -11,6 +12,14 @@ from dlcli.cli import app
 from dlcli.config import compose
 from dlcli.engine.progress import Reporter
 
+
+# `.ci/conditions` runs the suite under several thread counts and CPU kernels to find tests that
+# encode the machine they were written on; this one sets torch's intra-op threads in this process
+# (the dl processes that tests start follow OMP_NUM_THREADS, which that script sets separately).
+if os.environ.get("DL_TEST_TORCH_THREADS"):
+    import torch
+
+    torch.set_num_threads(int(os.environ["DL_TEST_TORCH_THREADS"]))
 
 # Tests press Ctrl-C (a real SIGINT) in this process and in the dl processes they start. A shell
 # that starts pytest in the background sets SIGINT to "ignored", which dl rightly respects and

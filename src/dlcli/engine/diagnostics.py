@@ -52,6 +52,11 @@ THRESHOLDS = {
     "exploding_min_samples": 10,
     "exploding_window": 20,  # the running median is over the last 20 samples: a converging run's
     # norms shrink by orders of magnitude, which is no spike
+    # ... but a window whose median is below this share of the run's starting gradient scale passes
+    # no gradient at all (dead units, underflow: 1e-18 and 0 are common there), and a blip against
+    # nothing is no explosion (it was reported as "14913212027173 times the median"); float32 keeps
+    # about 7 significant digits, so a millionth of the start is already noise
+    "exploding_dead_floor": 1e-6,
     # dead ReLUs: share of a layer's units that never fire on a validation batch
     "dead_relu_share": 0.50,
     # unnormalized inputs: a feature's standard deviation or mean magnitude above this
@@ -381,9 +386,11 @@ def _gradient_findings(evidence: Evidence) -> list[Finding]:
                                     "model.activation=relu, model.batch_norm=true, model.init=kaiming, or a residual model (model=resnet)"))
     norms = evidence.grad_norms
     spikes = []  # (ratio, index, median): a norm far above the median of the samples just before it
+    start = statistics.median(norms[:t["exploding_min_samples"]]) if norms else 0.0
     for i in range(t["exploding_min_samples"], len(norms)):
         median = statistics.median(norms[max(0, i - t["exploding_window"]):i])
-        if median > 0 and norms[i] > t["exploding_ratio"] * median:
+        alive = median > 0 and median >= t["exploding_dead_floor"] * start
+        if alive and norms[i] > t["exploding_ratio"] * median:
             spikes.append((norms[i] / median, i, median))
     if spikes:
         _, index, median = max(spikes)
