@@ -194,8 +194,16 @@ def _to_onnx(module, sample, file: Path, name: str) -> None:
         with _quiet():
             torch.onnx.export(module, (_example(sample),), str(file), input_names=["input"], output_names=["output"],
                               dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, external_data=False)
-    except Exception as exc:  # the exporter's own reason, in one line
-        raise UserError(f"{name} cannot be exported to ONNX: {_first_line(exc)}") from None
+    except Exception as exc:
+        # Older torch releases (2.9 among them) cannot trace every model with torch.export (an LSTM's
+        # batch dimension, for one); their TorchScript-based exporter can. What it writes is checked
+        # against PyTorch's outputs like any export, so the fallback never passes a wrong file.
+        try:
+            with _quiet():
+                torch.onnx.export(module, (_example(sample),), str(file), input_names=["input"], output_names=["output"],
+                                  dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
+        except Exception:
+            raise UserError(f"{name} cannot be exported to ONNX: {_first_line(exc)}") from None  # the first exporter's reason
 
 
 def _run_onnx(file: Path, sample) -> np.ndarray:
