@@ -319,6 +319,27 @@ def test_an_export_that_fails_says_why_and_leaves_nothing(workdir, monkeypatch):
     refused("export", str(run), says="pip install 'dlcli[export]'")
 
 
+def test_a_model_torch_export_cannot_trace_goes_through_the_torchscript_exporter(workdir, monkeypatch):
+    """Older torch releases cannot trace some models with torch.export (an LSTM on torch 2.9): the
+    TorchScript-based exporter takes over, and its file is checked against PyTorch like any."""
+    import torch
+
+    ok("train", "data=iris", "trainer.epochs=1", "-q")
+    run = newest(workdir, "train")
+    real, calls = torch.onnx.export, []
+
+    def dynamo_cannot(*args, dynamo=True, **kwargs):
+        calls.append(dynamo)
+        if dynamo:
+            raise RuntimeError("Failed to export the model with torch.export")
+        return real(*args, dynamo=False, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_cannot)
+    result = json.loads(ok("export", str(run), "--json").stdout)
+    assert calls == [True, False] and (run / "model.onnx").is_file()
+    assert result["verified"]["max_abs_difference"] <= 1e-4
+
+
 def test_training_without_a_validation_split_keeps_the_last_epoch(workdir):
     ok("train", "data=iris", "split.val=0", "trainer.epochs=4", "-q")
     run = newest(workdir, "train")
