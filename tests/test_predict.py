@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,26 @@ def test_predict_writes_a_submission_with_ids_and_the_targets_name(house_flow):
     assert list(submission.columns) == ["Id", "SalePrice"] and len(submission) == len(test) == 60
     assert submission.Id.tolist() == test.Id.tolist()
     assert submission.SalePrice.notna().all() and (submission.SalePrice > 10000).all()
+
+
+def test_partial_files_of_a_killed_predict_are_removed_when_the_output_is_written_again(house_flow, tmp_path):
+    """A SIGKILL mid-write leaves `.NAME.PID.*.partial`; the next `dl predict` to the same output
+    removes those whose process is gone, and keeps one a live process is still writing."""
+    import subprocess
+    import sys
+
+    root, _, refit = house_flow
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    abandoned = tmp_path / f".out.csv.{dead}.k3j2x.partial"
+    abandoned.write_text("Id,SalePr")
+    living = tmp_path / f".out.csv.{os.getppid()}.a8b7c.partial"  # a process that is alive now
+    living.write_text("Id,Sale")
+    unrelated = tmp_path / ".other.csv.1.zzz.partial"
+    unrelated.write_text("x")
+    ok("predict", str(refit), str(root / "test.csv"), "--output", str(tmp_path / "out.csv"))
+    assert (tmp_path / "out.csv").is_file() and not abandoned.exists()
+    assert living.exists() and unrelated.exists()
+    assert not [p for p in tmp_path.glob(".out.csv.*.partial") if p != living]
 
 
 def test_predictions_match_dl_eval_on_the_runs_own_test_rows(house_flow):

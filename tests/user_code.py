@@ -95,10 +95,11 @@ class NotACallback:
         pass
 
 
-class BuggyNet:
+class BuggyNet(__import__("torch").nn.Module):
     """A user's model with a bug in its constructor."""
 
     def __init__(self, input_shape, num_outputs, width: int = 8):
+        super().__init__()
         self.layers = [width] + None  # TypeError: the user's bug, which must keep its traceback
 
 

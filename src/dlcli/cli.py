@@ -46,8 +46,9 @@ OVERRIDES_HELP = "Hydra overrides: key=value, group=option, +key=value, ~key."
 MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as the picture
 QUIET_HELP = "No progress bars or per-epoch/per-trial lines: only the line that matters (where the result is, the headline numbers)."
 TRUST_HELP = (
-    "A module whose classes a run directory's config may build, besides dlcli, torch and torchvision "
-    "(repeatable; ./conf/trust.yaml can list them too). Only for runs you trust: building runs their code."
+    "A module (or one dotted class) that a config read from a file (a run's config.yaml, a sweep, --overrides-file) may "
+    "build, besides what dl's own configs name (repeatable; ./conf/trust.yaml can list them too). Only for code you "
+    "trust: building runs it."
 )
 
 
@@ -118,7 +119,7 @@ def train(
 
     from dlcli.config import read_overrides_file
 
-    overrides = [*(read_overrides_file(overrides_file) if overrides_file else []), *(overrides or [])]
+    overrides = [*(read_overrides_file(overrides_file, trust or []) if overrides_file else []), *(overrides or [])]
     composed = compose(overrides, config_dir or [])
     # Options are set on the composed config, not spliced into override strings: a name with
     # spaces or quotes is a value, not Hydra grammar. overrides.yaml still records them.

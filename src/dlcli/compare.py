@@ -61,7 +61,9 @@ def collect_runs(paths: Sequence[str]) -> RunRows:
         name = os.path.relpath(run_dir, base)
         try:
             summary = read_json(run_dir / "summary.json")
-        except (ValueError, OSError):  # torn or edited by hand: list it as such, list the others
+            if not isinstance(summary, dict):
+                raise UserError("not an object")
+        except UserError:  # torn or edited by hand: list it as such, list the others
             rows.append({"run": name, "status": "unreadable summary.json"})
             configs.append({})
             typed.append([])
@@ -112,11 +114,13 @@ def _number(value):
 
 def _flat_config(run_dir: Path) -> dict:
     """A run's config as dotted keys -> typed values (lists stay lists); {} when unreadable."""
-    from omegaconf import OmegaConf
+    from dlcli.received import read_yaml
 
     try:
-        config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
-    except Exception:  # absent (a trial that failed before training) or damaged: no columns from it
+        config = read_yaml(run_dir / "config.yaml")  # bounded, no interpolation: a run may come from anyone
+    except UserError:  # absent (a trial that failed before training) or damaged: no columns from it
+        return {}
+    if not isinstance(config, dict):
         return {}
     flat: dict = {}
     _flatten(config, "", flat)
@@ -139,15 +143,16 @@ def _flatten(node, prefix: str, out: dict) -> None:
 
 def _typed_keys(run_dir: Path) -> list[str]:
     """The settings its user typed: `model=softmax` -> model, `+optim.l1=0.1` -> optim.l1."""
-    from omegaconf import OmegaConf
-
     from dlcli.config import override_key
+    from dlcli.received import read_yaml
 
     try:
-        overrides = OmegaConf.to_container(OmegaConf.load(run_dir / "overrides.yaml"))
-    except Exception:
+        overrides = read_yaml(run_dir / "overrides.yaml")
+    except UserError:
         return []
-    keys = [override_key(o) for o in overrides or [] if "=" in str(o)]
+    if not isinstance(overrides, list):
+        return []
+    keys = [override_key(o) for o in overrides if "=" in str(o)]
     return [k for k in keys if k not in NOT_COMPARED]
 
 

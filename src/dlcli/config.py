@@ -43,23 +43,24 @@ def override_key(override: str) -> str:
     return str(override).split("=", 1)[0].lstrip("+~")
 
 
-def read_overrides_file(path: str | Path) -> list[str]:
+def read_overrides_file(path: str | Path, trust: Sequence[str] = (), what: str | None = None) -> list[str]:
     """Overrides kept in YAML: a sweep's best.yaml (`overrides: [...]`) or a run's overrides.yaml
-    (a plain list). Plain YAML only: reading it runs nothing."""
-    import yaml
+    (a plain list). Such files are passed around, so they are read as received files are
+    (dlcli.received: bounded, no interpolation) and every `_target_` they set must be trusted."""
+    from dlcli.received import read_yaml
+    from dlcli.trust import check_trusted_overrides
 
+    what = what or f"--overrides-file {path}"
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(f"--overrides-file {path}: no such file (give a sweep's best.yaml or a run's overrides.yaml)")
-    try:
-        content = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"--overrides-file {path} is not readable YAML ({_first_line(str(exc))})") from None
-    overrides = content.get("overrides") if isinstance(content, dict) else content
+        raise UserError(f"{what}: no such file (give a sweep's best.yaml or a run's overrides.yaml)")
+    content = read_yaml(file, what)
     if content is None:
         return []
+    overrides = content.get("overrides") if isinstance(content, dict) else content
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise UserError(f"--overrides-file {path} must hold a list of overrides, or `overrides: [key=value, ...]` as best.yaml does")
+        raise UserError(f"{what} must hold a list of overrides, or `overrides: [key=value, ...]` as best.yaml does")
+    check_trusted_overrides(overrides, trust, source=what)
     # a run's own name and resume are where that run lived, not settings to repeat
     return [o for o in overrides if override_key(o) != "resume"]
 

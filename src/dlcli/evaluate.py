@@ -10,6 +10,7 @@ from dlcli.engine.checkpoint import load_checkpoint, load_weights
 from dlcli.engine.fit import evaluate_outputs
 from dlcli.engine.metrics import as_numpy, classification_report
 from dlcli.errors import UserError
+from dlcli.files import check_no_links_out
 from dlcli.experiment import Experiment, build_experiment
 from dlcli.plots import draw_in_background
 from dlcli.runs import find_run, load_saved_config, read_json, write_json
@@ -62,12 +63,13 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
 def evaluate_run(run_path: str | Path, split: str = "test", checkpoint: str = "best", device: str | None = None,
                  trust: Sequence[str] = (), tta=None) -> dict:
     """`dl eval`: rebuild the run's exact split from its config and evaluate a checkpoint on it.
-    The config may only build trusted classes (dlcli, torch, torchvision, or `trust`)."""
+    The config may only build what dlcli.trust accepts (dl's own targets and kinds, or `trust`)."""
     if split not in SPLITS:
         raise UserError(f"--split {split} is not a split: choose one of {', '.join(SPLITS)}")
     if checkpoint not in CHECKPOINTS:
         raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
     run_dir = find_run(run_path)
+    check_no_links_out(run_dir)  # eval-<split>.json and the pictures are written into it
     cfg = load_saved_config(run_dir, trust)
     if device is not None:
         cfg.trainer.device = device

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from dlcli.errors import UserError
+from dlcli.files import check_no_links_out
 from dlcli.predict import check_output_path
 from dlcli.runs import write_json
 
@@ -48,6 +49,8 @@ def export_run(run_path: str | Path, fmt: str = "onnx", output: str | Path | Non
     suffix = SUFFIXES[fmt] if checkpoint == "best" else f"-{checkpoint}{SUFFIXES[fmt]}"
     destination = Path(output).expanduser() if output else trained.run_dir / f"model{suffix}"
     check_output_path(destination, output, "model" + SUFFIXES[fmt])
+    if output is None:
+        check_no_links_out(trained.run_dir)  # the export goes into the run
     wrapped = exported_module(trained.model, trained.record)
     sample, source = verification_rows(trained)
     expected = _outputs(wrapped, sample)

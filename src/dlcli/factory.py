@@ -21,8 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcli.errors import UserError
 
-# Modules whose classes a saved run may name. Anything else must be trusted by the user first.
-TRUSTED_MODULES = ("dlcli", "torch", "torchvision")
 # What the run passes each group's target itself: never a config key.
 RUNTIME_KEYS = {"model": ("input_shape", "num_outputs"), "optim": ("params",), "sched": ("optimizer",)}
 # Libraries whose ValueError/TypeError from a constructor means "these settings are refused".
@@ -61,6 +59,10 @@ def call_target(node: DictConfig, group: str, skip: Iterable[str] = (), inject: 
     With `expect`, what the target returns must be an instance of it (`expect_name` says what).
     """
     target, kwargs = prepare_call(node, group, skip, inject, runtime)
+    if expect is not None and inspect.isclass(target) and not issubclass(target, expect):
+        # known before the call: a class of another kind is never built (its constructor may do anything)
+        raise UserError(f"{group}._target_={node._target_} is a class of another kind, not a {expect_name or _names(expect)}: "
+                        "name a class that builds one")
     try:
         built = target(**kwargs)
     except (ValueError, TypeError) as exc:
@@ -118,33 +120,6 @@ def prepare_call(node: DictConfig, group: str, skip: Iterable[str] = (), inject:
         if problem:
             raise UserError(f"{group}.{key}={_show(value)} {problem}")
     return target, kwargs
-
-
-def check_trusted_targets(cfg: DictConfig, trusted: Iterable[str] = (), source: str = "the saved config") -> None:
-    """Every `_target_` in a config read from a run directory must come from dl, torch or
-    torchvision, or from a module the user trusts: opening someone's run must never run their code."""
-    allowed = (*TRUSTED_MODULES, *trusted)
-    for path, target in _targets(OmegaConf.to_container(cfg, resolve=False)):
-        if target is None:  # a component switched off (sched: none)
-            continue
-        if not isinstance(target, str) or not any(_module_of(target) == m or _module_of(target).startswith(m + ".") for m in allowed):
-            module = _module_of(str(target))
-            raise UserError(
-                f"{path}._target_={target} in {source} is not trusted: a run directory may only name dlcli, torch "
-                f"and torchvision classes; if you trust it, add --trust {module or target}"
-            )
-
-
-def _targets(value, path: str = ""):
-    if isinstance(value, dict):
-        for key, child in value.items():
-            if key == "_target_":
-                yield path or "config", child
-            else:
-                yield from _targets(child, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _targets(child, f"{path}[{index}]")
 
 
 def _module_of(target: str) -> str:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
+from dlcli.files import check_no_links_out, remove_tree
 from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, update_summary, write_json, write_text
 
 
@@ -56,6 +57,7 @@ def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, 
 
     parent = Path(str(cfg.resume)).expanduser()
     check_resume_overrides(parent, overrides)
+    check_no_links_out(parent)  # its folds are written (and an unstarted one deleted) in it
     if read_json(parent / "summary.json").get("status") == "completed":
         raise UserError(f"{parent} already completed; nothing to resume")
     lock = RunLock(parent).acquire()
@@ -137,10 +139,8 @@ def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], report
             resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
             result = train(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks=callbacks, trust=trust)
         else:
-            if fold_dir.exists():  # created but never started: nothing in it is worth keeping
-                for leftover in sorted(fold_dir.rglob("*"), reverse=True):
-                    leftover.rmdir() if leftover.is_dir() else leftover.unlink()
-                fold_dir.rmdir()
+            if fold_dir.exists() or fold_dir.is_symlink():  # created but never started: nothing in it is worth keeping
+                remove_tree(fold_dir, parent)
             fold_dir.mkdir()
             reporter.log(f"fold {fold}/{cfg.split.kfold}")
             result = train(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, callbacks=callbacks)

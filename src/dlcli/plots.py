@@ -30,9 +30,9 @@ def _figure(**kwargs):
 
 def _save(figure, path: Path) -> None:
     """Write the figure next to `path`, then move it into place: never a half-written PNG."""
-    temporary = path.with_name(path.stem + ".tmp" + path.suffix)
-    figure.savefig(temporary, dpi=100)
-    os.replace(temporary, path)
+    from dlcli.files import write_atomically
+
+    write_atomically(path, lambda file: figure.savefig(file, dpi=100, format=path.suffix.lstrip(".") or "png"), binary=True)
 
 
 def plot_curves(history: list[dict], metric: str, path: Path) -> None:
@@ -165,14 +165,11 @@ def hand_to_loggers(run_dir: Path, paths: Sequence[Path], loggers: Sequence[str]
                 with Image.open(path) as image:
                     writer.add_image(path.stem, np.asarray(image.convert("RGB")), dataformats="HWC")
     if "mlflow" in loggers and (run_dir / "mlflow.json").is_file():
-        import json
+        from dlcli.engine.loggers import recorded_mlflow_run
 
-        from mlflow.tracking import MlflowClient
-
-        record = json.loads((run_dir / "mlflow.json").read_text())
-        client = MlflowClient(record["tracking_uri"])
+        client, run_id = recorded_mlflow_run(run_dir)  # the store beside the run, never one elsewhere
         for path in paths:
-            client.log_artifact(record["run_id"], str(path))
+            client.log_artifact(run_id, str(path))
 
 
 def main(argv: Sequence[str]) -> int:
@@ -189,9 +186,11 @@ def main(argv: Sequence[str]) -> int:
         hand_to_loggers(run_dir, [run_dir / f"{p}.png" for p in pictures], log_to)
     except Exception:
         try:
-            with (run_dir / "train.log").open("a", encoding="utf-8") as log:
+            from dlcli.files import open_append
+
+            with open_append(run_dir / "train.log") as log:
                 log.write(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} could not draw {', '.join(pictures)}:\n{traceback.format_exc()}")
-        except OSError:
+        except Exception:
             pass  # the run directory is gone: nobody is left to see the pictures either
         return 1
     return 0

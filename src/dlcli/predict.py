@@ -9,6 +9,7 @@ so `Id,SalePrice` is a contest submission as it stands. The file is written whol
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from dlcli.errors import UserError
+from dlcli.files import check_no_links_out
 
 BATCH_SIZE = 4096
 
@@ -35,6 +37,8 @@ def predict_file(run_path: str | Path, input_path: str | Path, output: str | Pat
     if destination.exists() and destination.resolve() == source.resolve():
         raise UserError(f"--output {output} is the input file: choose another path")
     check_output_path(destination, output, "predictions.csv")
+    if output is None:
+        check_no_links_out(run_dir)  # the predictions go into the run
     inputs = read_inputs(record, source, id_column)
     trained = open_trained_run(run_dir, checkpoint, device, trust)
     started = time.perf_counter()
@@ -117,12 +121,32 @@ def check_output_path(destination: Path, given, example: str) -> None:
 
 
 def _write_whole(table, destination: Path) -> None:
-    """Write beside the destination and rename: an interrupted write leaves no half file."""
+    """Write a fresh hidden file beside the destination and rename it: an interrupted write leaves
+    no half file, and a link at the destination is replaced, not written through. Hidden files
+    that an earlier, killed `dl predict` of the same output left are removed first."""
+    from dlcli.files import write_atomically
+
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.partial")  # created with the usual permissions
+    _remove_abandoned_partials(destination)
+    write_atomically(destination, lambda file: table.to_csv(file, index=False),
+                     prefix=f".{destination.name}.{os.getpid()}.", suffix=".partial")
+
+
+def _remove_abandoned_partials(destination: Path) -> None:
+    """`.<name>.<pid>.*.partial` whose process is gone (a dl predict still writing keeps its own)."""
+    for leftover in destination.parent.glob(glob.escape(f".{destination.name}.") + "*.partial"):
+        pid = leftover.name[len(destination.name) + 2:].split(".", 1)[0]
+        if leftover.is_symlink() or not pid.isdigit() or not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process has no write of its own in progress here
     try:
-        table.to_csv(temporary, index=False)
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from dlcli.errors import UserError
+from dlcli.received import first_line
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_{m}", "val_loss", "val_{m}", "seconds", "samples_per_second")
 
@@ -90,9 +91,10 @@ def _first_file(path: Path) -> Path:
 
 
 def write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    """Whole or not at all, into a fresh file that replaces `path` (dlcli.files: never through a link)."""
+    from dlcli.files import write_text as write_fresh
+
+    write_fresh(path, text)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -100,7 +102,10 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A JSON file of a run (which may come from someone else): bounded, a damaged one a one-line error."""
+    from dlcli.received import read_json as read_received
+
+    return read_received(path)
 
 
 def _jsonable(value):
@@ -120,12 +125,14 @@ def metric_columns(metric: str) -> list[str]:
 
 def write_metrics(path: Path, rows: list[dict], columns: list[str]) -> None:
     """metrics.csv with exactly these rows, written atomically (a run's start, resume or abnormal end)."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+    from dlcli.files import write_atomically
+
+    def write(file) -> None:
+        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
+
+    write_atomically(path, write)
 
 
 def read_metrics(path: Path, up_to: int | None = None) -> list[dict]:
@@ -175,7 +182,9 @@ class RunLock:
         self._file = None
 
     def acquire(self) -> "RunLock":
-        file = self.path.open("a+", encoding="utf-8")
+        from dlcli.files import open_lock_file
+
+        file = open_lock_file(self.path)  # never through a link: .lock is truncated below
         if not _lock(file):
             file.seek(0)
             owner = file.read().strip() or "another process"
@@ -197,9 +206,9 @@ class RunLock:
 def is_training(run_dir: Path) -> bool:
     """Is some process training in this run directory now (does it hold its lock)?"""
     path = Path(run_dir) / RunLock.FILE
-    if not path.is_file():
+    if not path.is_file() or path.is_symlink():  # a link is no lock dl made
         return False
-    with path.open("a+", encoding="utf-8") as file:
+    with open(path, "r", encoding="utf-8") as file:  # read-only: looking never changes the file
         return not _lock(file)  # got it: nobody holds it (closing the file lets it go again)
 
 
@@ -228,37 +237,20 @@ def effective_status(run_dir: Path, summary: dict) -> str:
 
 
 def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
-    """A run's config.yaml, read back safely: plain YAML (no code), and every `_target_` in it
-    trusted (dlcli, torch, torchvision, or a module in `trust` or ./conf/trust.yaml), so that
-    opening a run someone sent never runs their code."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from dlcli.factory import check_trusted_targets
-
-    path = Path(run_dir) / "config.yaml"
-    try:
-        cfg = OmegaConf.load(path)
-    except Exception as exc:  # a YAML parser or a config error: either way the file is not a config
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a readable config ({detail}): restore it from a copy of the run") from None
-    if not isinstance(cfg, DictConfig) or "trainer" not in cfg or "data" not in cfg:
-        raise UserError(f"{path} is not a dl run config (no data or trainer section): restore it from a copy of the run")
-    check_trusted_targets(cfg, [*trust, *trusted_here()], source=str(path))
-    return cfg
-
-
-def trusted_here() -> list[str]:
-    """Modules the user trusts for every run they open from this directory: ./conf/trust.yaml
-    holding `trust: [mypkg, ...]`."""
+    """A run's config.yaml, read back safely (dlcli.received: bounded plain YAML, no
+    interpolation), with every `_target_` trusted (dlcli.trust), so that opening a run someone
+    sent never runs their code."""
     from omegaconf import OmegaConf
 
-    path = Path.cwd() / "conf" / "trust.yaml"
-    if not path.is_file():
-        return []
+    from dlcli.received import read_yaml
+    from dlcli.trust import check_trusted_targets
+
+    path = Path(run_dir) / "config.yaml"
+    content = read_yaml(path)
+    if not isinstance(content, dict) or "trainer" not in content or "data" not in content:
+        raise UserError(f"{path} is not a dl run config (no data or trainer section): restore it from a copy of the run")
+    check_trusted_targets(content, trust, source=str(path))
     try:
-        modules = OmegaConf.to_container(OmegaConf.load(path)).get("trust") or []
-    except Exception:
-        raise UserError(f"{path} must hold `trust: [module, ...]`") from None
-    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
-        raise UserError(f"{path} must hold `trust: [module, ...]`")
-    return modules
+        return OmegaConf.create(content)
+    except Exception as exc:  # keys OmegaConf cannot hold (not strings): not a config dl wrote
+        raise UserError(f"{path} is not a dl run config ({first_line(str(exc))}): restore it from a copy of the run") from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-import shutil
 import subprocess
 import time
 import traceback
@@ -14,13 +13,13 @@ from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlcli.config import override_key
+from dlcli.config import override_key, read_overrides_file
 from dlcli.data import PREPROCESSING_FILE
 
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
 from dlcli.engine.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
 from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, restore, save_checkpoint
-from dlcli.engine.loggers import LoggedRun, RunLogger, build_loggers
+from dlcli.engine.loggers import LoggedRun, RunLogger, build_loggers, forget_local_store
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
 from dlcli.engine.metrics_csv import MetricsCsv
 from dlcli.engine.progress import Reporter
@@ -28,6 +27,8 @@ from dlcli.errors import TrialPruned, UserError
 from dlcli.evaluate import check_same_split, evaluate_checkpoint
 from dlcli.experiment import Experiment, build_experiment
 from dlcli.plots import draw_in_background
+from dlcli.files import DiskFull, check_no_links_out, copy_file
+from dlcli.interrupts import ctrl_c_deferred, reached
 from dlcli.runs import (
     RunLock,
     create_run_dir,
@@ -71,7 +72,8 @@ def train(
     `run_dir` names an existing empty directory to use instead of a new timestamped one.
     `callbacks` join the config's own (`callbacks:`) after the built-in ones; sweeps pass
     evaluate_test=False (trials never look at the test split) and a pruner. `trust` names modules
-    whose classes a resumed run's saved config may build besides dlcli, torch and torchvision.
+    (or dotted targets) that a saved config read back (resume=, refit=) may build besides what
+    dlcli.trust accepts by name.
     """
     reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
     if cfg.get("resume"):
@@ -123,6 +125,8 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         return resume_kfold(cfg, overrides, reporter, callbacks, trust)
     run_dir = find_run(cfg.resume)
     longer = [o for o in overrides if override_key(o) == "trainer.epochs"]
+    if not longer:
+        check_no_links_out(run_dir)  # resume writes into it (trained longer, it is only read)
     check_resume_overrides(run_dir, [o for o in overrides if o not in longer])
     summary = read_json(run_dir / "summary.json")
     if longer:
@@ -147,7 +151,7 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         raise
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
     reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
-    return _run(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock)
+    return _run(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock, resumed=True)
 
 
 def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], reporter: Reporter,
@@ -169,15 +173,19 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         raise UserError(f"sched={planned} is planned over the run's {before} epochs, so it cannot simply go on to {epochs}: "
                         f"start a new run with trainer.epochs={epochs} (schedules that do not depend on the total, "
                         "such as none, step, exponential and plateau, can be continued)")
-    for key in ("trainer.epochs", *RESUME_OVERRIDES[1:]):
+    # where the new run goes is this command's to say (its runs_dir), never the saved file's
+    for key in ("trainer.epochs", "runs_dir", *RESUME_OVERRIDES[1:]):
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
     saved.resume = None
     if OmegaConf.select(saved, "logger.mlflow") is not None:
         saved.logger.mlflow.parent_run_id = None  # a new run of its own, not a late child of a finished sweep
+        forget_local_store(saved)
     experiment = build_experiment(saved, restoring=True)
     check_same_split(experiment, source)
     configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
-    typed = OmegaConf.to_container(OmegaConf.load(source / "overrides.yaml")) or []
+    # copied into the new run, so checked as any overrides file (a hostile one must not travel on)
+    typed = read_overrides_file(source / "overrides.yaml", trust, what=str(source / "overrides.yaml")) \
+        if (source / "overrides.yaml").is_file() else []
     new_overrides = [*(o for o in typed if not str(o).startswith(("trainer.epochs=", "logger.mlflow.parent_run_id="))),
                      *(o for o in overrides if not o.startswith("resume="))]
     lock = None
@@ -188,11 +196,11 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         lock = RunLock(directory).acquire()
         write_text(directory / "config.yaml", OmegaConf.to_yaml(saved, resolve=True))
         write_text(directory / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(new_overrides)))
-        shutil.copy2(source / "split.json", directory / "split.json")
+        copy_file(source / "split.json", directory / "split.json")
         write_json(directory / PREPROCESSING_FILE, experiment.data.preprocessing())
         for name in ("last.pt", "best.pt"):
             if (source / "checkpoints" / name).is_file():
-                shutil.copy2(source / "checkpoints" / name, directory / "checkpoints" / name)
+                copy_file(source / "checkpoints" / name, directory / "checkpoints" / name)
         rows = read_metrics(source / "metrics.csv", up_to=state.epoch)
         write_metrics(directory / "metrics.csv", rows, metric_columns(experiment.session.metric))
         update_summary(directory, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0,
@@ -235,18 +243,18 @@ def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
 
 
 def _run(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
-         callbacks: Sequence[Callback], lock: RunLock | None = None) -> TrainResult:
+         callbacks: Sequence[Callback], lock: RunLock | None = None, resumed: bool = False) -> TrainResult:
     """Fit with the run directory's callbacks, look at the test split once, write the summary;
     the run's lock (held since the run was created or resumed) is let go however this ends."""
     try:
-        return _fit_and_summarize(experiment, run_dir, state, reporter, evaluate_test, callbacks)
+        return _fit_and_summarize(experiment, run_dir, state, reporter, evaluate_test, callbacks, resumed)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
-                       callbacks: Sequence[Callback]) -> TrainResult:
+                       callbacks: Sequence[Callback], resumed: bool = False) -> TrainResult:
     session, trainer = experiment.session, experiment.cfg.trainer
     started = time.perf_counter()
     previous_seconds = read_json(run_dir / "summary.json").get("wall_seconds") or 0.0
@@ -254,9 +262,9 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
     checkpointer = Checkpointer(run_dir / "checkpoints", session, float(trainer.get("checkpoint_every") or 0.0))
     reporter.attach_log(run_dir / "train.log")
     loggers = [c for c in callbacks if isinstance(c, RunLogger)]
-    typed = OmegaConf.to_container(OmegaConf.load(run_dir / "overrides.yaml")) or [] if loggers else []
+    typed = _typed_overrides(run_dir) if loggers else []
     for logger in loggers:
-        logger.attach(LoggedRun(run_dir, experiment.cfg, [str(o) for o in typed], checkpointer, reporter.warn, state.epoch > 0))
+        logger.attach(LoggedRun(run_dir, experiment.cfg, [str(o) for o in typed], checkpointer, reporter.warn, resumed))
     for note in experiment.notes:
         reporter.log(f"note: {note}")
     reporter.log(describe(experiment, run_dir))
@@ -264,51 +272,96 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
     if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
         watch.evidence.initial_loss = read_json(run_dir / "summary.json").get("initial_loss")
     fields: dict = {"status": "failed"}
+    error: BaseException | None = None  # a bug's exception, re-raised once the run is closed
+    to_checkpoint = False  # metrics.csv is cut back to what last.pt holds: a resume continues from there
     try:
         fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks, *([watch] if watch else [])])
         if state.stopped_early:
             reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")
+        reached("test_look")
         fields = {"status": "completed", "test": _test_once(experiment, run_dir, state) if evaluate_test else None}
     except KeyboardInterrupt:
-        fields = {"status": "interrupted"}
+        fields, to_checkpoint = {"status": "interrupted"}, True
     except (NonFiniteLoss, TrialPruned) as exc:
         fields = {"status": "pruned" if isinstance(exc, TrialPruned) else "failed", "message": str(exc)}
+    except DiskFull as exc:  # resumable once there is space: the last checkpoint is whole
+        fields, to_checkpoint = {"status": "failed", "message": f"{exc}; then continue with: dl train resume={run_dir}"}, True
     except CallbackFailed as exc:
         reporter.log_only(exc.traceback)
         fields = {"status": "failed", "message": f"{exc} (traceback in {run_dir / 'train.log'})"}
     except BaseException as exc:
         if _caused_by_ctrl_c(exc):  # e.g. Ctrl-C inside an import during the test look: an ImportError
-            fields = {"status": "interrupted"}
+            fields, to_checkpoint = {"status": "interrupted"}, True
         else:
             reporter.log_only(traceback.format_exc())
             fields = {"status": "failed", "message": f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'train.log'})"}
+            error = exc
+    closing = RunClosing(experiment, run_dir, reporter, metrics, checkpointer, watch, loggers, started, previous_seconds)
+    try:
+        summary = closing.close(state, fields, to_checkpoint)
+    except BaseException:
+        if error is None:
             raise
-    finally:
-        if fields["status"] == "interrupted":
-            # Report (and keep in metrics.csv) exactly what last.pt holds: what a resume continues
-            # from. (A failed or pruned run keeps every row: they explain how it ended.)
-            state = checkpointer.saved_state or state
-            metrics.truncate(state.epoch)
-            fields["message"] = f"interrupted after epoch {state.epoch}; continue with: dl train resume={run_dir}"
-        fields.update(progress_fields(state, session.monitor), wall_seconds=previous_seconds + time.perf_counter() - started,
-                      finished_at=_now())
-        summary = update_summary(run_dir, **fields)
-        if watch is not None:
-            summary = _diagnose(run_dir, summary, watch, reporter)
-        for logger in loggers:
-            logger.finish(summary)
-        failures = {logger.option: logger.failure for logger in loggers if logger.failure}
-        if failures:
-            summary = update_summary(run_dir, logger_failures=failures)
-        if trainer.get("plots", True):
-            tested = fields.get("test") and experiment.data.task == "classification"
-            # the drawing process also hands the pictures to the loggers that are still working
-            draw_in_background(run_dir, ["curves", *(["confusion-test"] if tested else [])],
-                               log_to=[logger.option for logger in loggers if not logger.failure])
-        if summary["status"] != "completed" and summary.get("message"):
-            reporter.log_only(f"{summary['status']}: {summary['message']}")  # the caller shows it (dl train: stderr)
-        reporter.close()
+        # the run's own exception is what the user must see; this one goes to train.log
+        reporter.log_only("closing the run failed too:\n" + traceback.format_exc())
+        summary = {}
+    if error is not None:
+        raise error
     return TrainResult(run_dir, summary)
+
+
+@dataclass
+class RunClosing:
+    """The end of a run, however it ended: metrics.csv cut back to the checkpoint when a resume
+    will continue from it, the summary, the diagnosis, the loggers' last word, the pictures.
+    What must stay consistent (metrics.csv, summary.json) is written while Ctrl-C is held;
+    the rest may be interrupted without losing anything the run did."""
+
+    experiment: Experiment
+    run_dir: Path
+    reporter: Reporter
+    metrics: MetricsCsv
+    checkpointer: Checkpointer
+    watch: Diagnostics | None
+    loggers: list
+    started: float
+    previous_seconds: float
+
+    def close(self, state: FitState, fields: dict, to_checkpoint: bool) -> dict:
+        session, trainer, reporter, run_dir = self.experiment.session, self.experiment.cfg.trainer, self.reporter, self.run_dir
+        with ctrl_c_deferred():
+            if to_checkpoint:
+                # Report (and keep in metrics.csv) exactly what last.pt holds: what a resume continues
+                # from. (A failed or pruned run keeps every row: they explain how it ended.)
+                state = self.checkpointer.saved_state or state
+                self.metrics.truncate(state.epoch)
+                if fields["status"] == "interrupted":
+                    fields["message"] = f"interrupted after epoch {state.epoch}; continue with: dl train resume={run_dir}"
+            fields.update(progress_fields(state, session.monitor), wall_seconds=self.previous_seconds + time.perf_counter() - self.started,
+                          finished_at=_now())
+            summary = update_summary(run_dir, **fields)
+        reached("summary_written")
+        if self.watch is not None:
+            with ctrl_c_deferred():
+                summary = _diagnose(run_dir, summary, self.watch, reporter)
+        reached("diagnosed")
+        try:
+            for logger in self.loggers:
+                logger.finish(summary)
+            failures = {logger.option: logger.failure for logger in self.loggers if logger.failure}
+            if failures:
+                summary = update_summary(run_dir, logger_failures=failures)
+            reached("loggers_finished")
+            if trainer.get("plots", True):
+                tested = fields.get("test") and self.experiment.data.task == "classification"
+                # the drawing process also hands the pictures to the loggers that are still working
+                draw_in_background(run_dir, ["curves", *(["confusion-test"] if tested else [])],
+                                   log_to=[logger.option for logger in self.loggers if not logger.failure])
+            if summary["status"] != "completed" and summary.get("message"):
+                reporter.log_only(f"{summary['status']}: {summary['message']}")  # the caller shows it (dl train: stderr)
+        finally:
+            reporter.close()
+        return summary
 
 
 def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Reporter) -> dict:
@@ -326,6 +379,14 @@ def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Report
     if watch.evidence.initial_loss is not None:
         extra["initial_loss"] = watch.evidence.initial_loss  # for the diagnosis of a resumed run
     return update_summary(run_dir, diagnosis=[f.code for f in findings], **extra)
+
+
+def _typed_overrides(run_dir: Path) -> list[str]:
+    """overrides.yaml of a run (read as a received file: a resumed run may come from anyone)."""
+    from dlcli.received import read_yaml
+
+    typed = read_yaml(run_dir / "overrides.yaml") if (run_dir / "overrides.yaml").is_file() else []
+    return [str(o) for o in typed] if isinstance(typed, list) else []
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:

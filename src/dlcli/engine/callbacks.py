@@ -8,6 +8,7 @@ per-batch hooks are only called when some callback overrides them.
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from typing import TYPE_CHECKING, Iterable
 
@@ -67,7 +68,11 @@ HOOKS = ("on_fit_start", "on_epoch_start", "on_after_backward", "on_batch_end", 
 
 def _overrides(callback, hook: str) -> bool:
     """Does the callback do something in this hook? (A class need not subclass Callback.)"""
-    method = getattr(type(callback), hook, None)
+    return _class_overrides(type(callback), hook)
+
+
+def _class_overrides(cls: type, hook: str) -> bool:
+    method = getattr(cls, hook, None)
     return method is not None and method is not getattr(Callback, hook)
 
 
@@ -139,14 +144,15 @@ def build_callbacks(node, group: str = "callbacks", check_only: bool = False) ->
     for name, entry in node.items():
         if entry is None:
             continue
-        if check_only:
-            prepare_call(entry, f"{group}.{name}")
-            continue
-        callback = call_target(entry, f"{group}.{name}")
-        if not any(_overrides(callback, hook) for hook in HOOKS):
+        target, _ = prepare_call(entry, f"{group}.{name}")
+        # what the target is, known before it is called: a class with some hook (a function such
+        # as os.system is never called in the hope that it returns a callback)
+        if not inspect.isclass(target) or not any(_class_overrides(target, hook) for hook in HOOKS):
+            kind = f"a {target.__name__} class" if inspect.isclass(target) else "not a class"
             raise UserError(
-                f"{group}.{name}._target_={entry._target_} built a {type(callback).__name__}, which has none of the "
-                f"hooks {', '.join(HOOKS)}: subclass dlcli.engine.callbacks.Callback and override some"
+                f"{group}.{name}._target_={entry._target_} is {kind} with none of the hooks {', '.join(HOOKS)}: "
+                "name a subclass of dlcli.engine.callbacks.Callback that overrides some"
             )
-        callbacks.append(callback)
+        if not check_only:
+            callbacks.append(call_target(entry, f"{group}.{name}"))
     return callbacks

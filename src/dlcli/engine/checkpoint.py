@@ -9,20 +9,23 @@ full torch.save and nothing per epoch copies the model:
   to last.pt at once (and to best.pt first when it is the best so far);
 - a best epoch in between is kept as an in-memory snapshot (its weights could not be recovered
   later) and written with the next write;
-- the end of the run writes the final epoch (completed), or moves last.pt up to the best snapshot
-  when the live weights are mid-epoch (Ctrl-C, failure);
+- the end of the run writes the final epoch (completed, or stopped between epochs), or moves
+  last.pt up to the best snapshot when the live weights are mid-epoch (Ctrl-C, failure);
 - Ctrl-C loses no finished epoch: it stops at once when last.pt is up to date, else the epoch in
   progress finishes (epochs are short then: that is why last.pt lagged) and is written first;
-- SIGKILL (or a second Ctrl-C) loses at most the epochs since the last write: about
+- a write (best.pt, last.pt and the progress they record) is one step a Ctrl-C cannot split, and
+  so is an epoch's bookkeeping in `fit` and the final write: a Ctrl-C there, first or second, is
+  held until the step is done (dlcli.interrupts), so the end of a run never loses an epoch;
+- SIGKILL (or a second Ctrl-C mid-epoch) loses at most the epochs since the last write: about
   `trainer.checkpoint_every` seconds. Resume continues from last.pt and cuts metrics.csv back to it.
+- files are written fresh and renamed into place (dlcli.files): never half a checkpoint, never
+  through a link; a full disk is one line (DiskFull) and the run stays resumable.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -31,6 +34,7 @@ import torch
 from dlcli.engine.callbacks import Callback
 from dlcli.engine.fit import FitState, Session
 from dlcli.errors import UserError
+from dlcli.interrupts import ctrl_c_deferred, reached
 
 FORMAT = 2  # 2: run progress without the per-epoch history (that is metrics.csv)
 READABLE_FORMATS = (1, 2)
@@ -80,9 +84,21 @@ def _copy(value, reuse=None):
 
 
 def write_payload(path: Path, payload: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)  # never leave a half-written checkpoint
+    """A whole checkpoint or none: a fresh temporary file replaces `path` (never a half-written
+    checkpoint, never a write through a link); a full disk is a DiskFull error naming the size."""
+    from dlcli.files import write_atomically
+
+    write_atomically(path, lambda file: torch.save(payload, file), binary=True, size_hint=_payload_bytes(payload))
+
+
+def _payload_bytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_payload_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_payload_bytes(v) for v in value)
+    return 0
 
 
 def save_checkpoint(path: Path, session: Session, state: FitState) -> None:
@@ -90,9 +106,9 @@ def save_checkpoint(path: Path, session: Session, state: FitState) -> None:
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
-    temporary = target.with_suffix(".tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    from dlcli.files import copy_file
+
+    copy_file(source, target)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -158,7 +174,8 @@ class Checkpointer(Callback):
         self.last, self.best = directory / "last.pt", directory / "best.pt"
         self.session, self.every_seconds = session, float(every_seconds)
         self._best_pending: dict | None = None  # a snapshot of a best epoch newer than best.pt
-        self._behind = False  # an epoch finished since last.pt was written
+        self._live: FitState | None = None  # fit's own state: what has finished
+        self._in_epoch = False  # between an epoch's start and its end the live weights are mid-epoch
         self._stop_requested = False
         self._previous_handler = None
         self._written_at = time.monotonic()
@@ -166,42 +183,63 @@ class Checkpointer(Callback):
 
     def on_fit_start(self, session, state) -> None:
         self._written_at = time.monotonic()
+        self._live = state
         self.saved_state = dataclasses.replace(state)  # fit starts from what last.pt holds
         self._catch_ctrl_c()
 
+    def unsaved_epoch(self) -> bool:
+        """Has an epoch finished that last.pt does not hold yet?"""
+        return self._live is not None and self.saved_state is not None and self._live.epoch > self.saved_state.epoch
+
     def on_epoch_start(self, epoch: int) -> None:
-        if self._stop_requested:  # Ctrl-C during the last epoch, which is now saved
+        self._in_epoch = True
+        if self._stop_requested:  # Ctrl-C during the last epoch: keep it, then stop
+            if self.unsaved_epoch():  # the weights are still exactly the finished epoch's
+                self._write(best=self._best_pending, last=checkpoint_payload(self.session, self._live))
             raise KeyboardInterrupt
 
     def on_epoch_end(self, state: FitState, row: dict, improved: bool) -> None:
         if self._stop_requested or time.monotonic() - self._written_at >= self.every_seconds:
             live = checkpoint_payload(self.session, state)
             self._write(best=live if improved else self._best_pending, last=live)
-        else:
-            self._behind = True
-            if improved:  # the best weights cannot be recovered later: keep them now
-                self._best_pending = snapshot(self.session, state, reuse=self._best_pending)
+        elif improved:  # the best weights cannot be recovered later: keep them now
+            self._best_pending = snapshot(self.session, state, reuse=self._best_pending)
+        self._in_epoch = False
 
     def on_fit_end(self, state: FitState, status: str) -> None:
-        self._release_ctrl_c()
-        if status == "completed":
-            if self._behind or self._best_pending is not None:
-                self._write(best=self._best_pending, last=checkpoint_payload(self.session, state))
-        elif self._best_pending is not None:
-            # The live weights are mid-epoch (or NaN): the newest whole state is the best snapshot,
-            # a complete checkpoint of its epoch, so last.pt moves up to it too.
-            self._write(best=self._best_pending, last=self._best_pending)
+        # The final write happens while Ctrl-C is still ours, and is held during it: a Ctrl-C now
+        # (a first or a second) must find every finished epoch saved, never a half-updated pair.
+        try:
+            with ctrl_c_deferred():
+                reached("checkpoint:final")
+                if status == "completed" or (not self._in_epoch and self.unsaved_epoch()):
+                    # the live weights are exactly the last finished epoch's (stopped between epochs)
+                    if self.unsaved_epoch() or self._best_pending is not None:
+                        self._write(best=self._best_pending, last=checkpoint_payload(self.session, state))
+                elif self._best_pending is not None:
+                    # The live weights are mid-epoch (or NaN): the newest whole state is the best snapshot,
+                    # a complete checkpoint of its epoch, so last.pt moves up to it too.
+                    self._write(best=self._best_pending, last=self._best_pending)
+        finally:
+            self._release_ctrl_c()
+        if self._stop_requested and status == "completed":
+            raise KeyboardInterrupt  # pressed during the last epoch, which is now saved
 
     def _write(self, best: dict | None, last: dict) -> None:
-        if best is not None:  # best.pt first: last.pt must never name a best epoch that best.pt lacks
-            write_payload(self.best, best)
-        if last is best:
-            copy_checkpoint(self.best, self.last)
-        else:
-            write_payload(self.last, last)
-        self.saved_state = saved_state(last)
-        self._best_pending, self._behind = None, False
-        self._written_at = time.monotonic()
+        """best.pt, last.pt and the progress they hold, as one step a Ctrl-C cannot split (it is
+        held until the step is done, then acts)."""
+        with ctrl_c_deferred():
+            if best is not None:  # best.pt first: last.pt must never name a best epoch that best.pt lacks
+                write_payload(self.best, best)
+                reached("checkpoint:best_written")
+            if last is best:
+                copy_checkpoint(self.best, self.last)
+            else:
+                write_payload(self.last, last)
+            reached("checkpoint:last_written")
+            self.saved_state = saved_state(last)
+            self._best_pending = None
+            self._written_at = time.monotonic()
 
     # -- Ctrl-C ----------------------------------------------------------------------------------
     def _catch_ctrl_c(self) -> None:
@@ -227,7 +265,7 @@ class Checkpointer(Callback):
 
         if self._previous_handler not in (None, signal.default_int_handler):
             self._previous_handler(signum, frame)  # e.g. a sweep worker's "start no more trials"
-        if self._stop_requested or not self._behind:
+        if self._stop_requested or not self.unsaved_epoch():
             raise KeyboardInterrupt  # a second Ctrl-C, or nothing finished is unsaved: stop now
         self._stop_requested = True
         import sys

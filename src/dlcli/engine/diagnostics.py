@@ -447,10 +447,18 @@ def write_findings(run_dir: Path, findings: list[Finding]) -> None:
 def read_findings(run_dir: Path) -> list[Finding] | None:
     from dlcli.runs import read_json
 
+    from dlcli.errors import UserError
+
     path = run_dir / "diagnostics.json"
     if not path.is_file():
         return None
-    return [Finding(**f) for f in read_json(path).get("findings", [])]
+    record = read_json(path)
+    findings = record.get("findings", []) if isinstance(record, dict) else None
+    fields = set(Finding.__dataclass_fields__)
+    if not isinstance(findings, list) or not all(isinstance(f, dict) and set(f) == fields for f in findings):
+        raise UserError(f"{path} is not a diagnosis dl wrote (each finding holds {', '.join(sorted(fields))}): "
+                        "delete it, and dl diagnose analyzes the run's files instead")
+    return [Finding(**f) for f in findings]
 
 
 def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:

@@ -21,6 +21,7 @@ from dlcli.engine.loop import StepConfig, TimedBatches, predict, train_epoch
 from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import Schedule, current_lr
 from dlcli.errors import RunFailed, TrialPruned
+from dlcli.interrupts import ctrl_c_deferred
 
 
 BatchSource = TensorBatches | LoaderBatches
@@ -165,14 +166,17 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                 # the share of the training time spent waiting for batches (not a metrics.csv column)
                 "data_share": batches.seconds / train_seconds if train_seconds > 0 else 0.0,
             }
-            if session.val_data is None:  # no validation split (a refit): the newest epoch is the one to keep
-                improved = state.take_latest(epoch)
-            else:
-                improved = state.record(row, session.monitor, session.mode, session.min_delta)
-            session.schedule.step_epoch(row[session.monitor])
-            stop = session.patience is not None and state.epochs_without_improvement >= session.patience
-            state.stopped_early = stop and epoch < session.epochs
-            hooks.on_epoch_end(state, row, improved)
+            # The epoch's bookkeeping is whole: a Ctrl-C meanwhile is held until metrics.csv and the
+            # checkpoint have taken the epoch, so stopping never splits them.
+            with ctrl_c_deferred():
+                if session.val_data is None:  # no validation split (a refit): the newest epoch is the one to keep
+                    improved = state.take_latest(epoch)
+                else:
+                    improved = state.record(row, session.monitor, session.mode, session.min_delta)
+                session.schedule.step_epoch(row[session.monitor])
+                stop = session.patience is not None and state.epochs_without_improvement >= session.patience
+                state.stopped_early = stop and epoch < session.epochs
+                hooks.on_epoch_end(state, row, improved)
             if stop:
                 break
         status = "completed"

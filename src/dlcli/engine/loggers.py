@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from dlcli.engine.callbacks import Callback
 from dlcli.errors import UserError
+from dlcli.files import write_text
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -48,7 +49,7 @@ class LoggedRun:
     overrides: Sequence[str]
     checkpointer: Checkpointer
     warn: Callable[[str], None]
-    resumed: bool = False
+    resumed: bool = False  # the run directory existed before this command (resume=): its config may come from anyone
 
 
 class RunLogger(Callback):
@@ -207,12 +208,14 @@ class MLflowLogger(RunLogger):
     def start(self, session, state) -> None:
         from mlflow.entities import Param
 
-        self.client = mlflow_client(self.tracking_uri, self.run.cfg)
         record = self.run.run_dir / MLFLOW_RECORD
-        if record.is_file():  # a resumed run continues its MLflow run
-            self.run_id = json.loads(record.read_text())["run_id"]
+        if record.is_file():  # a resumed run continues its MLflow run, in the store it was made in
+            self.client, self.run_id = recorded_mlflow_run(self.run.run_dir)
             self.client.update_run(self.run_id, status="RUNNING")
             return
+        if self.run.resumed:  # a resumed run's config may come from anyone: its store must be beside it
+            check_store_beside(self.tracking_uri or default_tracking_uri(self.run.cfg.runs_dir, create=False), self.run.run_dir)
+        self.client = mlflow_client(self.tracking_uri, self.run.cfg)
         experiment_id = experiment_id_for(self.client, self.experiment or str(self.run.cfg.name))
         tags = {"dl.run_dir": str(self.run.run_dir), "dl.status": "running"}
         if self.parent_run_id:
@@ -222,7 +225,7 @@ class MLflowLogger(RunLogger):
             tags["mlflow.source.git.commit"] = commit
         created = self.client.create_run(experiment_id, run_name=run_label(self.run.run_dir), tags=tags)
         self.run_id = created.info.run_id
-        (record).write_text(json.dumps({"run_id": self.run_id, "tracking_uri": self.client.tracking_uri,
+        write_text(record, json.dumps({"run_id": self.run_id, "tracking_uri": self.client.tracking_uri,
                                         "experiment_id": experiment_id}) + "\n")
         params = [Param(key, value[:6000]) for key, value in flat_params(self.run.cfg).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per call
@@ -276,13 +279,77 @@ def mlflow_client(tracking_uri: str | None, cfg):
 
     for name in ("mlflow", "alembic"):  # their INFO lines (creating tables, ...) are not the user's business
         logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri or default_tracking_uri(cfg.runs_dir))
+    return MlflowClient(tracking_uri or default_tracking_uri(cfg.runs_dir))  # cfg: only when no URI is given
 
 
-def default_tracking_uri(runs_dir) -> str:
+def recorded_mlflow_run(directory: Path):
+    """The MLflow client and run recorded in a run's (or a sweep's) mlflow.json, for a resume.
+
+    A run directory may have been copied from another machine, or sent: its record then names a
+    store elsewhere, whose runs keep artifacts at paths of that machine. dl writes nothing outside
+    the runs directory, so a local store must be the one beside this run (an ancestor folder of it
+    holds the store), and the MLflow run's artifacts must live beside that store; otherwise this
+    says why logging cannot go on (the logger turns itself off and training goes on)."""
+    from dlcli.runs import read_json
+
+    record = read_json(directory / MLFLOW_RECORD)
+    run_id, uri = (record.get("run_id"), record.get("tracking_uri")) if isinstance(record, dict) else (None, None)
+    if not isinstance(run_id, str) or not isinstance(uri, str):
+        raise ValueError(f"{directory / MLFLOW_RECORD} is damaged (no run_id and tracking_uri)")
+    store = check_store_beside(uri, directory)
+    client = mlflow_client(uri, None)
+    artifacts = _local_path(client.get_run(run_id).info.artifact_uri)
+    if store is not None and artifacts is not None and not _inside(artifacts.resolve(), store.parent.resolve()):
+        raise ValueError(f"the MLflow run {run_id} keeps its artifacts in {artifacts}, outside {store.parent} (the store "
+                         "was copied from elsewhere): dl writes nothing outside the runs directory, so this resume is "
+                         "not logged to MLflow")
+    return client, run_id
+
+
+def check_store_beside(uri: str, directory: Path) -> Path | None:
+    """A local MLflow store (its file) that an ancestor folder of `directory` holds; a server is
+    fine (None). Otherwise why this run cannot log there."""
+    store = _local_path(uri)
+    if store is not None and not _inside(Path(directory).resolve(), store.parent.resolve()):
+        raise ValueError(f"{directory} names the MLflow store {uri}, which is not beside it (the run was copied from "
+                         "elsewhere, or its config names another place): dl writes nothing outside the runs directory, "
+                         "so this resume is not logged to MLflow")
+    return store
+
+
+def _local_path(uri: str) -> Path | None:
+    """The file a local MLflow store or artifact URI names (None for a server)."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///"))
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if not parsed.scheme and uri.startswith("/"):
+        return Path(uri)
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def default_tracking_uri(runs_dir, create: bool = True) -> str:
     path = Path(str(runs_dir)).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def forget_local_store(cfg) -> None:
+    """A new run made from a saved config (trained longer, refitted) logs to the store of this
+    command's runs_dir, never to a local store the saved file names (a server stays named)."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.select(cfg, "logger.mlflow")
+    if node is not None and node.get("tracking_uri") and _local_path(str(node.tracking_uri)) is not None:
+        node.tracking_uri = None
 
 
 def experiment_id_for(client, name: str) -> str:
@@ -363,16 +430,16 @@ def open_parent_run(directory: Path, cfg, kind: str, params: dict, warn: Callabl
 
 
 def _open_parent_run(directory: Path, cfg, node, kind: str, params: dict) -> ParentRun:
-    client = mlflow_client(node.get("tracking_uri"), cfg)
     record = directory / MLFLOW_RECORD
     if record.is_file():
-        run_id = json.loads(record.read_text())["run_id"]
+        client, run_id = recorded_mlflow_run(directory)
         client.update_run(run_id, status="RUNNING")
     else:
+        client = mlflow_client(node.get("tracking_uri"), cfg)
         experiment_id = experiment_id_for(client, node.get("experiment") or str(cfg.name))
         tags = {"dl.run_dir": str(directory), "dl.kind": kind, "dl.status": "running"}
         run_id = client.create_run(experiment_id, run_name=run_label(directory), tags=tags).info.run_id
-        record.write_text(json.dumps({"run_id": run_id, "tracking_uri": client.tracking_uri, "experiment_id": experiment_id}) + "\n")
+        write_text(record, json.dumps({"run_id": run_id, "tracking_uri": client.tracking_uri, "experiment_id": experiment_id}) + "\n")
         from mlflow.entities import Param
 
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
@@ -396,14 +463,16 @@ def close_parent_run(parent: ParentRun | None, status: str, numbers: dict, warn:
 
 def build_loggers(node) -> list[RunLogger]:
     """The loggers of the config's `logger:` mapping (logger=tensorboard, logger=[tensorboard,mlflow])."""
-    from dlcli.factory import call_target
+    import inspect
+
+    from dlcli.factory import call_target, prepare_call
 
     loggers = []
     for name, entry in (node or {}).items():
         if entry is None:
             continue
-        built = call_target(entry, f"logger.{name}")
-        if not isinstance(built, RunLogger):
+        target, _ = prepare_call(entry, f"logger.{name}")
+        if not (inspect.isclass(target) and issubclass(target, RunLogger)):  # known before anything is called
             raise UserError(f"logger.{name}._target_={entry._target_} is not a dl logger (a dlcli.engine.loggers.RunLogger)")
-        loggers.append(built)
+        loggers.append(call_target(entry, f"logger.{name}"))
     return loggers

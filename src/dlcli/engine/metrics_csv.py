@@ -11,6 +11,8 @@ import csv
 from pathlib import Path
 
 from dlcli.engine.callbacks import Callback
+from dlcli.files import disk_full, open_append, out_of_space
+from dlcli.interrupts import reached
 from dlcli.runs import metric_columns, read_metrics, write_metrics
 
 
@@ -21,17 +23,25 @@ class MetricsCsv(Callback):
         self.rows: list[dict] = []  # every epoch so far (for the curves drawn at the end)
         self._file = None
         self._writer = None
+        self._started = False  # rows holds what the file holds (until then the file is as it was on disk)
 
     def on_fit_start(self, session, state) -> None:
         self.rows = read_metrics(self.path, up_to=state.epoch) if state.epoch else []
         write_metrics(self.path, self.rows, self.columns)  # drops epochs the checkpoint does not hold
-        self._file = self.path.open("a", newline="", encoding="utf-8")
+        self._started = True
+        self._file = open_append(self.path)  # never through a link
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
 
     def on_epoch_end(self, state, row: dict, improved: bool) -> None:
-        self._writer.writerow(row)
-        self._file.flush()  # a killed run keeps every epoch it finished
         self.rows.append(row)
+        try:
+            self._writer.writerow(row)
+            self._file.flush()  # a killed run keeps every epoch it finished
+        except OSError as exc:
+            if out_of_space(exc):
+                raise disk_full(self.path, len(str(row))) from None
+            raise
+        reached("metrics:row_written")
 
     def on_fit_end(self, state, status: str) -> None:
         self.close()
@@ -42,8 +52,14 @@ class MetricsCsv(Callback):
             self._file = self._writer = None
 
     def truncate(self, epoch: int) -> None:
-        """Keep only epochs up to `epoch` (what the checkpoint holds after an abnormal end)."""
-        self.close()
-        if any(row["epoch"] > epoch for row in self.rows):
-            self.rows = [row for row in self.rows if row["epoch"] <= epoch]
-            write_metrics(self.path, self.rows, self.columns)
+        """Keep exactly the epochs up to `epoch` (what the checkpoint holds after an abnormal end).
+        The file is rewritten from the rows kept in memory: an interruption between appending a
+        row and recording it must not leave the file and the checkpoint disagreeing."""
+        try:
+            self.close()
+        except OSError:
+            pass  # a full disk failed the last flush: the file is rewritten below anyway
+        if not self._started:
+            return
+        self.rows = [row for row in self.rows if row["epoch"] <= epoch]
+        write_metrics(self.path, self.rows, self.columns)

@@ -31,20 +31,18 @@ class Reporter(Callback):
 
     # -- logging -------------------------------------------------------------------------------
     def attach_log(self, path: Path) -> None:
-        self.log_file = path.open("a", encoding="utf-8")
+        from dlcli.files import open_append
+
+        self.log_file = open_append(path)  # never through a link
 
     def log(self, message: str, style: str | None = None) -> None:
         if not self.console.quiet:  # rendering costs even when nothing is shown
             self.console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
-        if self.log_file is not None:
-            self.log_file.write(message + "\n")
-            self.log_file.flush()
+        self._to_log_file(message + "\n")
 
     def warn(self, message: str) -> None:
         """On stderr even when quiet (something the user must hear about), and in train.log."""
-        if self.log_file is not None:
-            self.log_file.write(message + "\n")
-            self.log_file.flush()
+        self._to_log_file(message + "\n")
         if not self.warnings_silenced:
             Console(stderr=True).print(message, markup=False, highlight=False, soft_wrap=True)
 
@@ -52,14 +50,26 @@ class Reporter(Callback):
 
     def log_only(self, text: str) -> None:
         """Into train.log but not on the console (a traceback the console summarizes in one line)."""
-        if self.log_file is not None:
-            self.log_file.write(text if text.endswith("\n") else text + "\n")
+        self._to_log_file(text if text.endswith("\n") else text + "\n")
+
+    def _to_log_file(self, text: str) -> None:
+        """train.log is a copy of what was said: a disk too full for it stops the copy, never the
+        run (metrics.csv and the checkpoints say the full disk in one line)."""
+        if self.log_file is None:
+            return
+        try:
+            self.log_file.write(text)
             self.log_file.flush()
+        except OSError:
+            self.close()
 
     def close(self) -> None:
         if self.log_file is not None:
-            self.log_file.close()
-            self.log_file = None
+            file, self.log_file = self.log_file, None
+            try:
+                file.close()
+            except OSError:
+                pass  # its last flush met a full disk: nothing more can be kept
 
     # -- the callback ----------------------------------------------------------------------------
     def progress_bars(self) -> list[Callback]:

@@ -8,7 +8,6 @@ trial and --resume runs only the rest, in the same study."""
 from __future__ import annotations
 
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +18,26 @@ from omegaconf import OmegaConf
 from dlcli.errors import UserError
 from dlcli.numbers import setting, short
 from dlcli.plots import draw_in_background
+from dlcli.files import check_no_links_out, remove_tree
 from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, update_summary, write_text
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
 from dlcli.sweep.space import SearchSpace, parse_space
-from dlcli.sweep.study import KINDS, PRUNERS, STUDY_FILE, check_budget, ctrl_c_deferred, grid_combinations
+from dlcli.interrupts import ctrl_c_deferred
+from dlcli.sweep.study import KINDS, PRUNERS, STUDY_FILE, check_budget, grid_combinations
 from dlcli.sweep.trial import TrialSpec, best_value
 
 BACKENDS = ("local", "ray")
+# sweep.yaml's settings, checked on --resume: (key, test, what it must be)
+SAVED_SETTINGS = (
+    ("kind", lambda v: v in KINDS, f"one of {', '.join(KINDS)}"),
+    ("overrides", lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v), "a list of overrides"),
+    ("trials", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0), "a positive whole number or null"),
+    ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    ("metric", lambda v: v is None or isinstance(v, str), "a metric name or null"),
+    ("mode", lambda v: v in (None, "min", "max"), "min, max or null"),
+    ("prune", lambda v: v in PRUNERS, f"one of {', '.join(PRUNERS)}"),
+)
 FINISHED = ("completed", "pruned")  # never re-run on resume
 
 
@@ -265,7 +276,7 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
     trial trains (Hyperband's budget)."""
     from dlcli.config import compose
     from dlcli.experiment import check_config
-    from dlcli.factory import check_trusted_targets
+    from dlcli.trust import check_trusted_targets
 
     first = first_trial(space)
     variants = [dict(first)]
@@ -290,12 +301,26 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
 def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, SweepSettings, dict]:
     if not (sweep_dir / "sweep.yaml").is_file():
         raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
-    try:
-        saved = OmegaConf.to_container(OmegaConf.load(sweep_dir / "sweep.yaml"))
-    except Exception as exc:
-        raise UserError(f"{sweep_dir / 'sweep.yaml'} is not readable YAML ({str(exc).splitlines()[0]})") from None
+    check_no_links_out(sweep_dir, "the sweep directory")  # its study, trials and results are written and deleted in it
+    from dlcli.received import read_yaml
+
+    path = sweep_dir / "sweep.yaml"
+    saved = read_yaml(path)  # bounded plain YAML, no interpolation: a sweep may come from someone else
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} is not a sweep's settings (a mapping with kind, overrides, ...): restore it from a copy")
     if "study" not in saved:
         raise UserError(f"--resume {sweep_dir} was made by an older dl, before sweeps kept an Optuna study: start a new sweep")
+    for key, valid, kinds in SAVED_SETTINGS:
+        if key not in saved or not valid(saved[key]):
+            raise UserError(f"{path}: {key} is {'missing' if key not in saved else repr(saved[key])[:60]}; it must be {kinds} "
+                            "(restore the file from a copy of the sweep)")
+    for key in ("jobs", "threads", "trials_per_gpu"):  # how it ran: optional, and only a positive count
+        value = saved.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UserError(f"{path}: {key} is {repr(value)[:60]}; it must be a positive whole number or null")
+    config_dirs = saved.get("config_dirs") or []
+    if not isinstance(config_dirs, list) or not all(isinstance(d, str) for d in config_dirs):
+        raise UserError(f"{path}: config_dirs must be a list of directories")
     settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__})
     if given.overrides and list(given.overrides) != settings.overrides:
         raise UserError(f"--resume {sweep_dir} sweeps {' '.join(settings.overrides)}; drop the overrides or start a new sweep")
@@ -416,8 +441,8 @@ def _collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str)
                 continue
             if trial.state == TrialState.RUNNING:  # killed with the sweep
                 study.tell(trial.number, state=TrialState.FAIL)
-            if trial_dir.exists():  # interrupted or failed: it runs again from scratch (run_trial makes the directory)
-                shutil.rmtree(trial_dir)
+            if trial_dir.exists() or trial_dir.is_symlink():  # interrupted or failed: it runs again from scratch
+                remove_tree(trial_dir, sweep_dir)  # (run_trial makes the directory); never across a link
             again[number] = params
     return records, again
 

@@ -31,7 +31,7 @@ class StudyReporting(Callback):
         if value is None or math.isnan(value):
             return
         epoch = int(row["epoch"])
-        from dlcli.sweep.study import ctrl_c_deferred
+        from dlcli.interrupts import ctrl_c_deferred
 
         with ctrl_c_deferred():  # a Ctrl-C inside the journal's lock would break the lock for everyone
             self.trial.report(float(value), epoch)

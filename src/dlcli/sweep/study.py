@@ -14,11 +14,8 @@ Pruners: median -> MedianPruner, asha -> SuccessiveHalvingPruner, hyperband -> H
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import signal
-import threading
 import warnings
 from pathlib import Path
 
@@ -205,23 +202,3 @@ def outcome(record: dict):
     return TrialState.FAIL, None
 
 
-@contextlib.contextmanager
-def ctrl_c_deferred():
-    """Hold a Ctrl-C (SIGINT) until the block is done, then let it act as it would have: journal
-    writes take a file lock that Optuna breaks if interrupted while holding or waiting for it.
-    A Python-level handler records the signal meanwhile (one already pending when the block
-    starts is caught too). Main thread only; elsewhere signals do not arrive anyway."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            if callable(previous):
-                previous(signal.SIGINT, caught[0])  # e.g. Python's default: KeyboardInterrupt, now
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt

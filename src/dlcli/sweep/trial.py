@@ -73,7 +73,9 @@ def run_trial(spec: TrialSpec) -> dict:
         record["message"] = str(exc)
     except Exception as exc:  # a crash in one trial must not end the sweep; its traceback goes to its train.log
         if not (trial_dir / "summary.json").exists():  # it crashed before its run began (a run logs its own)
-            with (trial_dir / "train.log").open("a", encoding="utf-8") as log:
+            from dlcli.files import open_append
+
+            with open_append(trial_dir / "train.log") as log:
                 log.write(traceback.format_exc())
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         record["message"] = f"{type(exc).__name__}: {first} (traceback in {trial_dir / 'train.log'})"

@@ -1,0 +1,166 @@
+"""Writing into run and sweep directories, which may have come from someone else.
+
+Every file dl writes there is created fresh under a unique hidden name (O_EXCL: never an existing
+file, never through a link) and renamed into place; a rename replaces a link, it does not write
+through it. Files that grow (train.log, metrics.csv) and the run's .lock are opened with
+O_NOFOLLOW. A directory about to be written is first checked for links that lead out of it, and a
+tree is only deleted when it lies inside its directory with no link on the way.
+
+A full disk is one line (DiskFull) that names the directory, the space the write needed and what
+is free; the half-written temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+import functools
+from pathlib import Path
+from typing import Callable, IO
+
+from dlcli.errors import RunFailed, UserError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DiskFull(RunFailed):
+    """A write ran out of space: the run is failed (and resumable once space is freed)."""
+
+
+def write_atomically(path: Path, write: Callable[[IO], None], binary: bool = False, size_hint: int | None = None,
+                     prefix: str | None = None, suffix: str = ".tmp") -> None:
+    """Create `path` whole or not at all: `write(file)` fills a fresh temporary file beside it
+    (hidden: `.<name>.<random><suffix>`), which then replaces `path` (a link there is replaced,
+    never followed)."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.name}.", suffix=suffix)
+    temporary = Path(name)
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 would hide a run from the people it is shared with
+        with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if out_of_space(exc):
+            raise disk_full(path, size_hint) from None
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomically(path, lambda file: file.write(text), size_hint=len(text.encode("utf-8")))
+
+
+def copy_file(source: Path, target: Path) -> None:
+    """A copy of `source` at `target`, atomically (the source's own links are not followed)."""
+    if Path(source).is_symlink():
+        raise UserError(f"{source} is a link: dl copies only plain files out of a run")
+
+    def copy(file) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, file)
+
+    write_atomically(target, copy, binary=True, size_hint=Path(source).stat().st_size)
+
+
+def open_append(path: Path) -> IO:
+    """A file that grows (train.log, metrics.csv), opened without following a link."""
+    return os.fdopen(_open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8", newline="")
+
+
+def open_lock_file(path: Path) -> IO:
+    return os.fdopen(_open_no_follow(path, os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
+
+
+def _open_no_follow(path: Path, flags: int) -> int:
+    try:
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a link: dl never writes through links in a run directory; remove it") from None
+        if exc.errno in NO_SPACE:
+            raise disk_full(Path(path), None) from None
+        raise
+
+
+def check_no_links_out(directory: Path, what: str = "the run directory") -> None:
+    """Refuse to write into `directory` when a link inside it leads out of it (to a file or a
+    folder elsewhere, or nowhere yet): a write or a deletion there would land outside."""
+    root = Path(directory).resolve()
+    for current, folders, files in os.walk(root, followlinks=False):
+        for name in [*folders, *files]:
+            entry = Path(current) / name
+            if entry.is_symlink() and not _inside(entry.resolve(), root):
+                raise UserError(f"{what} {directory} contains {entry.relative_to(root)} -> {os.readlink(entry)}, a link that "
+                                "leads out of it: dl never writes through such links; remove the link (or copy the "
+                                "directory with its files rather than links)")
+
+
+def remove_tree(path: Path, root: Path) -> None:
+    """Delete `path` (a folder or file inside `root`), never across a link."""
+    path, root = Path(path), Path(root)
+    parts = path.relative_to(root).parts if path.is_relative_to(root) else None
+    if parts is None:
+        raise UserError(f"{path} is not inside {root}: dl deletes only inside the directory it manages")
+    step = root
+    for part in parts:
+        step = step / part
+        if step.is_symlink():
+            raise UserError(f"{step} is a link: dl never deletes across links; remove the link yourself")
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def remove_stale_temporaries(directory: Path, pattern: str) -> None:
+    """Leftovers of a write a killed process never finished (`.<name>.*.tmp`)."""
+    for leftover in Path(directory).glob(pattern):
+        if leftover.is_file() and not leftover.is_symlink():
+            leftover.unlink(missing_ok=True)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Did this error (or one it was raised from, such as torch's writer wrapping an OSError)
+    come from a full disk or a file size limit?"""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full(path: Path, needed: int | None) -> DiskFull:
+    directory = Path(path).parent
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        free = None
+    need = f" writing {Path(path).name} needs about {_size(needed)}" if needed else f" writing {Path(path).name} failed"
+    have = f", {_size(free)} free" if free is not None else ""
+    return DiskFull(f"no space left in {directory}:{need}{have}; free some space (what was finished is kept)")
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _size(count: int | None) -> str:
+    if count is None:
+        return "?"
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"

@@ -1,0 +1,177 @@
+"""What a config that came from a file may build: trust by name, decided before anything is
+imported or called.
+
+A saved config.yaml, a sweep's sweep.yaml or best.yaml, or an --overrides-file may come from
+someone else, and a `_target_` is a call. Such a config may name:
+
+1. exactly a class or factory that dl's own configs name (the `_target_`s under dlcli/conf/);
+2. a class of the kind its place calls for, from the libraries dl builds on: under `optim` a
+   torch.optim optimizer, under `sched` a torch.optim.lr_scheduler schedule, under `loss` a
+   torch.nn loss, under `model` a dlcli model, under `callbacks.NAME` a dlcli Callback and under
+   `logger.NAME` a dlcli RunLogger. Only those libraries' modules are imported to see what the
+   name is, and a function there (`torch.hub.load`) is never such a class;
+3. what the user trusts: `--trust NAME` or a ./conf/trust.yaml holding `trust: [NAME, ...]`, where
+   NAME is a module (trusting everything under it) or one dotted target.
+
+Anything else is refused in one line that names it and how to trust it. A config the user composes
+on the command line is theirs and is not checked here.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from dlcli.errors import UserError
+
+TRUST_FILE = Path("conf") / "trust.yaml"
+
+# group -> (the library namespaces searched, the base class a target there must subclass)
+KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "optim": (("torch.optim",), ("torch.optim.optimizer.Optimizer",)),
+    "sched": (("torch.optim.lr_scheduler",), ("torch.optim.lr_scheduler.LRScheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau")),
+    "loss": (("torch.nn",), ("torch.nn.modules.loss._Loss",)),
+    "model": (("dlcli.models", "torchvision.models"), ("torch.nn.Module",)),
+    "callbacks": (("dlcli",), ("dlcli.engine.callbacks.Callback",)),
+    "logger": (("dlcli",), ("dlcli.engine.loggers.RunLogger",)),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_targets() -> frozenset[str]:
+    """Every `_target_` named by the configs that ship inside the package."""
+    import yaml
+
+    import dlcli.conf
+
+    found: set[str] = set()
+    for file in Path(dlcli.conf.__file__).parent.rglob("*.yaml"):
+        for _, target in targets_in(yaml.safe_load(file.read_text(encoding="utf-8"))):
+            if isinstance(target, str):
+                found.add(target)
+    return frozenset(found)
+
+
+def check_trusted_targets(config: Any, trusted: Iterable[str] = (), source: str = "the saved config") -> None:
+    """Refuse the first `_target_` in `config` (a DictConfig or plain containers) that is not
+    trusted, naming it, where it was, and the --trust that would accept it."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(config, (DictConfig, ListConfig)):
+        config = OmegaConf.to_container(config, resolve=False)
+    trusted = [*trusted, *trusted_here()]
+    for path, target in targets_in(config):
+        if target is None:  # a component switched off (sched: none)
+            continue
+        if not isinstance(target, str) or not is_trusted(target, path, trusted):
+            shown = str(target).replace("\n", " ")[:120]
+            module = shown.rsplit(".", 1)[0] if "." in shown else shown
+            raise UserError(
+                f"{path}._target_={shown} in {source} is not trusted: a config read from a file may build only what dl's "
+                f"own configs name, or an optimizer, schedule, loss, model, callback or logger class of dl's kind; "
+                f"if you trust it, add --trust {module}"
+            )
+
+
+def check_trusted_overrides(overrides: Sequence[str], trusted: Iterable[str] = (), source: str = "the file") -> None:
+    """The same rule for overrides read from a file (a sweep's best.yaml, a run's overrides.yaml):
+    every `_target_` an override sets, directly (`+callbacks.x._target_=...`) or inside a value
+    (`+callbacks={x: {_target_: ...}}`), parsed with Hydra's own override parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for text in overrides:
+        try:
+            parsed = parser.parse_overrides([text])[0]
+            value = parsed.value()
+        except Exception:
+            continue  # malformed: composing it says what is wrong, and builds nothing
+        key = parsed.key_or_group
+        if key == "_target_" or key.endswith("._target_"):
+            check_trusted_targets({"_target_": value} if key == "_target_" else _nest(key.rsplit(".", 1)[0], {"_target_": value}),
+                                  trusted, source)
+        else:
+            check_trusted_targets(_nest(key, _plain(value)), trusted, source)
+
+
+def _nest(dotted: str, value: Any) -> Any:
+    for part in reversed(dotted.split(".")):
+        value = {part: value}
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Hydra's parsed values (which may be sweeps of several) as plain containers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "list"):  # a choice/glob sweep: every value it could take
+        return [_plain(v) for v in value.list]
+    return value
+
+
+def is_trusted(target: str, path: str, trusted: Sequence[str] = ()) -> bool:
+    if target in shipped_targets() or any(target == name or target.startswith(name + ".") for name in trusted if name):
+        return True
+    group = path.split(".", 1)[0]
+    kind = KINDS.get(group)
+    depth_ok = path == group or (group in ("callbacks", "logger") and path.count(".") == 1)
+    return kind is not None and depth_ok and _is_library_class_of_kind(target, *kind)
+
+
+def targets_in(value: Any, path: str = ""):
+    """(dotted path, target) for every `_target_` key in plain containers."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if key == "_target_":
+                yield path or "config", child
+            else:
+                yield from targets_in(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from targets_in(child, f"{path}[{index}]")
+
+
+def trusted_here() -> list[str]:
+    """Names the user trusts for every file opened from this directory: ./conf/trust.yaml."""
+    from dlcli.received import read_yaml
+
+    path = Path.cwd() / TRUST_FILE
+    if not path.is_file():
+        return []
+    content = read_yaml(path)
+    names = content.get("trust") if isinstance(content, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise UserError(f"{path} must hold `trust: [module, ...]`")
+    return names
+
+
+def _is_library_class_of_kind(target: str, namespaces: tuple[str, ...], bases: tuple[str, ...]) -> bool:
+    """Is `target` a class, in one of dl's own library namespaces, subclassing one of `bases`?
+    Only modules inside those namespaces are imported to find out."""
+    module_name, _, name = target.rpartition(".")
+    if not module_name or not name.isidentifier() or not all(part.isidentifier() for part in module_name.split(".")):
+        return False
+    if not any(module_name == ns or module_name.startswith(ns + ".") for ns in namespaces):
+        return False
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:
+        return False
+    candidate = getattr(module, name, None)
+    if not inspect.isclass(candidate):
+        return False
+    return any(_subclass_of(candidate, base) for base in bases)
+
+
+def _subclass_of(candidate: type, base_path: str) -> bool:
+    module_name, _, name = base_path.rpartition(".")
+    try:
+        base = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+        return False
+    return issubclass(candidate, base)
