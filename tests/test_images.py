@@ -139,7 +139,7 @@ def test_an_unknown_grayscale_value_is_a_one_line_error(workdir, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["data=mnist", "data.root={missing}", "data.download=false"], "no usable MNIST files in {missing}/MNIST/raw: set data.download=true"),
+        (["data=mnist", "data.root={missing}", "data.download=false"], "no usable MNIST files in {missing}/MNIST/raw: copy the original files there, or fetch them with dl train data.download=true"),
         (["data=imagefolder", "data.root={missing}"], "no such directory"),
         (["data=fashion_mnist", "data.root={root}", "data.download=false", "model=vgg"], "model=vgg cannot take 28x28 images: they shrink to nothing at the 5th pooling layer"),
         (["data=fashion_mnist", "data.root={root}", "data.download=false", "data.normalize=zscore"], "data.normalize=zscore is not valid"),

@@ -138,9 +138,68 @@ def runs_and_mlflow_store_elsewhere(c):
     edit_config(c["run"] / "config.yaml", change)
 
 
+def dl_class_that_writes_where_it_is_told(c):
+    """dl's own callbacks take paths they write to: a received config may not name them."""
+    edit_config(c["run"] / "config.yaml", lambda cfg: cfg.update(callbacks={
+        "x": {"_target_": "dlcli.engine.metrics_csv.MetricsCsv", "path": str(c["outside"] / "victim"), "metric": "accuracy"}}))
+
+
+def a_logger_class_elsewhere_with_a_store_outside(c):
+    def change(cfg):
+        cfg["logger"] = {"other": {"_target_": "dlcli.engine.loggers.MLflowLogger", "experiment": None, "parent_run_id": None,
+                                   "tracking_uri": f"sqlite+pysqlite:///{c['outside']}/evil.db"}}
+    edit_config(c["run"] / "config.yaml", change)
+
+
+def overrides_reach_hydra_searchpath(c):
+    options = c["run"] / "conf" / "data"
+    options.mkdir(parents=True, exist_ok=True)
+    (options / "evil.yaml").write_text(yaml.safe_dump({"_target_": "os.system", "command": f"touch {c['marker']}"}))
+    (c["run"] / "overrides.yaml").write_text(yaml.safe_dump([f"hydra.searchpath=[file://{c['run'] / 'conf'}]", "data=evil"]))
+
+
+def overrides_with_an_escaped_interpolation(c):
+    (c["run"] / "overrides.yaml").write_text(yaml.safe_dump(["name=a$\\{oc.env:HOME\\}"]))
+
+
+def overrides_send_the_run_elsewhere(c):
+    (c["run"] / "overrides.yaml").write_text(yaml.safe_dump([f"runs_dir={c['outside'] / 'runs'}", "trainer.epochs=1"]))
+
+
+def a_download_into_a_place_the_file_names(c):
+    edit_config(c["run"] / "config.yaml", lambda cfg: cfg.update(data={
+        "_target_": "dlcli.data.images.load_torchvision", "name": "mnist", "root": str(c["outside"] / "data"), "download": True}))
+
+
+def json_files_of_other_shapes(c):
+    (c["run"] / "summary.json").write_text("[1, 2]")
+    (c["run"] / "split.json").write_text("[1]")
+    (c["run"] / "preprocessing.json").write_text('{"format": 1, "kind": "array", "task": "classification", "input_shape": [2], '
+                                                  '"features": {"kind": "array", "count": 1000000000000}}')
+
+
+def summary_fields_of_other_types(c):
+    summary = c["run"] / "summary.json"
+    content = __import__("json").loads(summary.read_text())
+    content.update(test="x", diagnosis=[1, 2], monitor=["val_loss"], best_epoch="3", status="interrupted")
+    summary.write_text(__import__("json").dumps(content))
+
+
+def an_optimizer_that_needs_a_closure(c):
+    edit_config(c["run"] / "config.yaml", lambda cfg: cfg["optim"].update(_target_="torch.optim.LBFGS"))
+
+
+def a_program_as_a_target(c):
+    edit_config(c["run"] / "config.yaml", lambda cfg: cfg["optim"].update(_target_="dlcli.__main__.X"))
+
+
 RUN_PAYLOADS = [code_in_data_target, hub_load_of_a_local_hubconf, os_system_as_a_callback, environment_interpolation,
                 yaml_alias_bomb, hostile_overrides_file, lock_is_a_link_out, temporary_names_are_links_out,
-                log_is_a_link_out, checkpoints_folder_is_a_link_out, runs_and_mlflow_store_elsewhere]
+                log_is_a_link_out, checkpoints_folder_is_a_link_out, runs_and_mlflow_store_elsewhere,
+                dl_class_that_writes_where_it_is_told, a_logger_class_elsewhere_with_a_store_outside,
+                overrides_reach_hydra_searchpath, overrides_with_an_escaped_interpolation, overrides_send_the_run_elsewhere,
+                a_download_into_a_place_the_file_names, json_files_of_other_shapes, summary_fields_of_other_types,
+                an_optimizer_that_needs_a_closure, a_program_as_a_target]
 
 
 def sweep_override_runs_code(c):
@@ -177,8 +236,27 @@ def sweep_yaml_bomb(c):
         file.write("\n".join(lines) + "\n")
 
 
+def sweep_logs_to_a_store_outside(c):
+    path = c["sweep"] / "sweep.yaml"
+    settings = yaml.safe_load(path.read_text())
+    settings["overrides"] += ["logger=mlflow", f"logger.mlflow.tracking_uri=sqlite:///{c['outside']}/evil.db"]
+    path.write_text(yaml.safe_dump(settings))
+    failed = c["sweep"] / "trials" / "001" / "summary.json"
+    failed.write_text(failed.read_text().replace('"completed"', '"failed"'))
+
+
+def sweep_space_changed_under_its_study(c):
+    path = c["sweep"] / "sweep.yaml"
+    settings = yaml.safe_load(path.read_text())
+    settings["overrides"] = [o.replace("optim.lr=0.1,0.01", "optim.lr=0.1,0.01,0.5") for o in settings["overrides"]]
+    path.write_text(yaml.safe_dump(settings))
+    failed = c["sweep"] / "trials" / "001" / "summary.json"
+    failed.write_text(failed.read_text().replace('"completed"', '"failed"'))
+
+
 SWEEP_PAYLOADS = [sweep_override_runs_code, sweep_trials_is_a_link_out, sweep_study_is_a_link_out,
-                  sweep_environment_interpolation, sweep_yaml_bomb]
+                  sweep_environment_interpolation, sweep_yaml_bomb, sweep_logs_to_a_store_outside,
+                  sweep_space_changed_under_its_study]
 
 
 # -- commands: each opens a received directory --------------------------------------------------------
@@ -255,6 +333,24 @@ def test_a_hostile_sweep_directory_against_every_command(case, payload):
     every_command_against(case, "sweep", payload, SWEEP_COMMANDS)
 
 
+def test_a_preprocessing_record_is_checked_before_it_is_used(tmp_path):
+    """Counts and lists are checked against each other before anything is built from them: a count
+    of 10**12 (a 10 TB list of names) is one line, and so is any field of the wrong kind."""
+    from dlcli.data.record import check_preprocessing
+    from dlcli.errors import UserError
+
+    good = {"format": 1, "kind": "array", "task": "regression", "input_shape": [3], "stored_shape": None,
+            "features": {"kind": "array", "count": 3, "divide_by": None, "center": [0, 0, 0], "scale": [1, 1, 1]},
+            "id_columns": [], "target": {"name": "y", "classes": None, "scaling": {"mean": 0.0, "std": 1.0, "transform": "log"}}}
+    assert check_preprocessing(good, tmp_path / "p.json", 1) is good
+    for change in ({"features": {**good["features"], "count": 10**12}}, {"input_shape": [10**6, 10**6]},
+                   {"features": {**good["features"], "extra": 1}}, {"target": {"name": "y", "classes": ["a"], "scaling": None}},
+                   {"features": {**good["features"], "center": "x"}}, {"format": 99}, {"kind": "pickle"}):
+        with pytest.raises(UserError) as info:
+            check_preprocessing({**good, **change}, tmp_path / "p.json", 1)
+        assert "\n" not in str(info.value)
+
+
 def test_the_refusals_name_what_is_wrong(case):
     """The one-line refusals say what was refused and how to go on."""
     code_in_data_target(case)
@@ -293,6 +389,13 @@ def test_trust_by_name_admits_dls_own_kinds_and_what_the_user_trusts(case):
     assert not is_trusted("os.system", "callbacks.p") and not is_trusted("builtins.eval", "optim")
     assert is_trusted("mypkg.Net", "model", ["mypkg"]) and not is_trusted("mypkgx.Net", "model", ["mypkg"])
     assert is_trusted("mypkg.nets.Net", "model", ["mypkg.nets.Net"])
+    # dl's own classes by exact name and place: a logger as a logger, never a callback; none of
+    # dl's internal callbacks (they take paths they write to); no private or __main__ names
+    assert is_trusted("dlcli.engine.loggers.MLflowLogger", "logger.mlflow")
+    assert not is_trusted("dlcli.engine.loggers.MLflowLogger", "callbacks.x")
+    assert not is_trusted("dlcli.engine.metrics_csv.MetricsCsv", "callbacks.x")
+    assert not is_trusted("dlcli.__main__.X", "optim") and not is_trusted("torch.optim._functional.adam", "optim")
+    assert is_trusted("torchvision.models.ResNet", "model") and not is_trusted("torchvision.models.get_model", "model")
 
 
 def test_a_copied_run_with_mlflow_logs_nothing_outside_on_resume(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dlcli.errors import UserError
-from dlcli.runs import effective_status, read_json, read_metrics
+from dlcli.runs import effective_status, read_json, read_metrics, read_summary
 
 COMPONENT_GROUPS = ("data", "model", "optim", "sched", "loss", "logger")  # config groups named by their option
 ARTIFACTS_DIR = "mlartifacts"  # MLflow's artifact store beside runs/mlflow.db (dlcli.engine.loggers)
@@ -60,7 +60,7 @@ def collect_runs(paths: Sequence[str]) -> RunRows:
     for run_dir in run_dirs:
         name = os.path.relpath(run_dir, base)
         try:
-            summary = read_json(run_dir / "summary.json")
+            summary = read_summary(run_dir)
             if not isinstance(summary, dict):
                 raise UserError("not an object")
         except UserError:  # torn or edited by hand: list it as such, list the others

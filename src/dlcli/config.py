@@ -61,8 +61,9 @@ def read_overrides_file(path: str | Path, trust: Sequence[str] = (), what: str |
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise UserError(f"{what} must hold a list of overrides, or `overrides: [key=value, ...]` as best.yaml does")
     check_trusted_overrides(overrides, trust, source=what)
-    # a run's own name and resume are where that run lived, not settings to repeat
-    return [o for o in overrides if override_key(o) != "resume"]
+    # resume and runs_dir are where that run lived, not settings to repeat: a new run goes where this
+    # command says
+    return [o for o in overrides if override_key(o) not in ("resume", "runs_dir")]
 
 
 REQUIRED_GROUPS = ("data", "model", "optim")  # a run cannot do without these

@@ -82,7 +82,10 @@ def check_same_split(experiment: Experiment, run_dir: Path) -> None:
     """The rebuilt split must be the recorded one, or the numbers would be about other samples."""
     recorded = read_json(run_dir / "split.json")
     rebuilt = experiment.data.split.record()
-    for part, digest in recorded.get("hashes", {}).items():
+    hashes = recorded.get("hashes")
+    if not isinstance(hashes, dict):
+        raise UserError(f"{run_dir / 'split.json'} records no split (no hashes): restore it from a copy of the run")
+    for part, digest in hashes.items():
         if rebuilt["hashes"].get(part) != digest:
             raise UserError(
                 f"the {part} split rebuilt from {run_dir / 'config.yaml'} differs from split.json "

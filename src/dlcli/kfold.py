@@ -18,7 +18,7 @@ from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.files import check_no_links_out, remove_tree
-from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, update_summary, write_json, write_text
+from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, read_summary, update_summary, write_json, write_text
 
 
 def _fold_config(cfg: DictConfig, fold: int) -> DictConfig:
@@ -58,7 +58,7 @@ def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, 
     parent = Path(str(cfg.resume)).expanduser()
     check_resume_overrides(parent, overrides)
     check_no_links_out(parent)  # its folds are written (and an unstarted one deleted) in it
-    if read_json(parent / "summary.json").get("status") == "completed":
+    if read_summary(parent).get("status") == "completed":
         raise UserError(f"{parent} already completed; nothing to resume")
     lock = RunLock(parent).acquire()
     try:
@@ -132,9 +132,9 @@ def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], report
     results = []
     for fold in range(1, int(cfg.split.kfold) + 1):
         fold_dir = parent / f"fold-{fold}"
-        status = read_json(fold_dir / "summary.json").get("status") if (fold_dir / "summary.json").is_file() else None
+        status = read_summary(fold_dir).get("status") if (fold_dir / "summary.json").is_file() else None
         if status == "completed":
-            result = TrainResult(fold_dir, read_json(fold_dir / "summary.json"))
+            result = TrainResult(fold_dir, read_summary(fold_dir))
         elif status is not None:  # interrupted (or failed): continue it from its last checkpoint
             resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
             result = train(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks=callbacks, trust=trust)

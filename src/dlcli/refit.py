@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcli.config import override_key
 from dlcli.errors import UserError
-from dlcli.runs import find_run, load_saved_config, read_json
+from dlcli.runs import find_run, load_saved_config, read_json, read_summary
 
 # Overrides that may accompany refit=DIR: where it lands and how it runs, and the epoch count.
 REFIT_OVERRIDES = ("refit", "name", "runs_dir", "trainer.epochs", "trainer.device", "trainer.progress",
@@ -51,10 +51,10 @@ def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str]
             OmegaConf.update(refit, key, OmegaConf.select(cfg, key), force_add=True, merge=False)
     if OmegaConf.select(refit, "logger.mlflow") is not None:
         refit.logger.mlflow.parent_run_id = None  # a run of its own, not a late child of the source's parent
-        if not any(override_key(o) == "logger.mlflow.tracking_uri" for o in overrides):
-            from dlcli.engine.loggers import forget_local_store
+    if not any(override_key(o).endswith(".tracking_uri") for o in overrides):
+        from dlcli.engine.loggers import forget_local_store
 
-            forget_local_store(refit)
+        forget_local_store(refit)
     facts = {"refit_of": str(source.resolve()), "refit_epochs": epochs, "refit_epochs_from": how}
     if "ReduceLROnPlateau" in str(refit.sched.get("_target_")):
         # plateau lowers the rate when validation stalls, and a refit has no validation split
@@ -64,7 +64,7 @@ def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str]
 
 
 def _from_run(run: Path, trust: Sequence[str]) -> tuple[DictConfig, int, str]:
-    summary = read_json(run / "summary.json")
+    summary = read_summary(run)
     if summary.get("status") != "completed":
         raise UserError(f"{run} is {summary.get('status')}: refit a completed run (finish it with dl train resume={run})")
     best = summary.get("best_epoch")
@@ -74,11 +74,13 @@ def _from_run(run: Path, trust: Sequence[str]) -> tuple[DictConfig, int, str]:
 
 
 def _from_kfold(parent: Path, trust: Sequence[str]) -> tuple[DictConfig, int, str]:
-    summary = read_json(parent / "summary.json")
+    summary = read_summary(parent)
     if summary.get("status") != "completed":
         raise UserError(f"{parent} is {summary.get('status')}: refit a completed k-fold run (finish it with dl train resume={parent})")
     report = read_json(parent / "kfold.json")
-    best = [row["best_epoch"] for row in report.get("per_fold", []) if row.get("status") == "completed" and row.get("best_epoch")]
+    folds = report.get("per_fold") if isinstance(report.get("per_fold"), list) else []
+    best = [row["best_epoch"] for row in folds if isinstance(row, dict) and row.get("status") == "completed"
+            and isinstance(row.get("best_epoch"), int) and not isinstance(row["best_epoch"], bool) and row["best_epoch"] > 0]
     if not best:
         raise UserError(f"{parent} has no fold with a best epoch: give the epochs yourself with trainer.epochs=N")
     mean = sum(best) / len(best)
@@ -94,7 +96,8 @@ def check_same_test_split(refit_split: dict, source: Path) -> None:
     run = source / "fold-1" if is_kfold_parent(source) else source
     if not (run / "split.json").is_file():
         return
-    recorded = read_json(run / "split.json").get("hashes", {}).get("test")
+    hashes = read_json(run / "split.json").get("hashes")
+    recorded = hashes.get("test") if isinstance(hashes, dict) else None
     if recorded is not None and refit_split["hashes"]["test"] != recorded:
         raise UserError(f"the test split rebuilt for the refit differs from {run / 'split.json'} "
                         "(the data or its file changed since the run): cannot refit it faithfully")

@@ -102,10 +102,14 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict:
-    """A JSON file of a run (which may come from someone else): bounded, a damaged one a one-line error."""
+    """A JSON file of a run (which may come from someone else): bounded, and a JSON object, as
+    every file dl writes there is; a damaged one is a one-line error."""
     from dlcli.received import read_json as read_received
 
-    return read_received(path)
+    content = read_received(path)
+    if not isinstance(content, dict):
+        raise UserError(f"{path} is not a JSON object, as dl writes it: restore it from a copy of the run")
+    return content
 
 
 def _jsonable(value):
@@ -150,9 +154,35 @@ def read_metrics(path: Path, up_to: int | None = None) -> list[dict]:
     return [row for row in rows if up_to is None or row.get("epoch", 0) <= up_to]
 
 
+# summary.json's fields that dl reads back, with the types it writes: in a file from someone else a
+# field of another type is read as absent (dl runs lists it, resume and refit say what is missing)
+SUMMARY_TYPES = {
+    "status": str, "kind": str, "name": str, "task": str, "data": str, "model": str, "metric": str, "monitor": str,
+    "message": (str, type(None)), "epochs_completed": int, "best_epoch": (int, type(None)), "stopped_early": bool,
+    "wall_seconds": (int, float), "initial_loss": (int, float, type(None)), "num_classes": (int, type(None)),
+    "diagnosis": list, "test": (dict, type(None)), "logger_failures": dict, "trials": int, "best_trial": (int, type(None)),
+}
+
+
+def read_summary(run_dir: Path) -> dict:
+    """A run's summary.json with every field dl reads back of the type dl writes (others dropped)."""
+    summary = read_json(Path(run_dir) / "summary.json")
+    clean = {}
+    for key, value in summary.items():
+        kind = SUMMARY_TYPES.get(key)
+        if kind is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, (int, type(None))))):
+            continue
+        if key == "diagnosis" and not all(isinstance(code, str) for code in value):
+            continue
+        if key == "test" and value is not None:
+            value = {k: v for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        clean[key] = value
+    return clean
+
+
 def update_summary(run_dir: Path, **fields) -> dict:
     path = run_dir / "summary.json"
-    summary = read_json(path) if path.exists() else {}
+    summary = read_summary(run_dir) if path.exists() else {}
     summary.update(fields)
     write_json(path, summary)
     return summary
@@ -250,6 +280,9 @@ def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
     if not isinstance(content, dict) or "trainer" not in content or "data" not in content:
         raise UserError(f"{path} is not a dl run config (no data or trainer section): restore it from a copy of the run")
     check_trusted_targets(content, trust, source=str(path))
+    data = content.get("data")
+    if isinstance(data, dict) and data.get("download"):
+        data["download"] = False  # never fetch into a place a saved file names (a dl train of your own may)
     try:
         return OmegaConf.create(content)
     except Exception as exc:  # keys OmegaConf cannot hold (not strings): not a config dl wrote

@@ -35,8 +35,8 @@ from dlcli.runs import (
     find_run,
     load_saved_config,
     metric_columns,
-    read_json,
     read_metrics,
+    read_summary,
     update_summary,
     write_json,
     write_metrics,
@@ -128,7 +128,7 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
     if not longer:
         check_no_links_out(run_dir)  # resume writes into it (trained longer, it is only read)
     check_resume_overrides(run_dir, [o for o in overrides if o not in longer])
-    summary = read_json(run_dir / "summary.json")
+    summary = read_summary(run_dir)
     if longer:
         if summary.get("status") != "completed":
             raise UserError(f"{run_dir} is {summary.get('status')}: resume it as it was first (dl train resume={run_dir}), "
@@ -179,7 +179,7 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
     saved.resume = None
     if OmegaConf.select(saved, "logger.mlflow") is not None:
         saved.logger.mlflow.parent_run_id = None  # a new run of its own, not a late child of a finished sweep
-        forget_local_store(saved)
+    forget_local_store(saved)
     experiment = build_experiment(saved, restoring=True)
     check_same_split(experiment, source)
     configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
@@ -205,7 +205,7 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         write_metrics(directory / "metrics.csv", rows, metric_columns(experiment.session.metric))
         update_summary(directory, **run_facts(experiment), status="running", started_at=_now(), wall_seconds=0.0,
                        continued_from=str(source), continued_after_epoch=state.epoch,
-                       initial_loss=read_json(source / "summary.json").get("initial_loss"))
+                       initial_loss=read_summary(source).get("initial_loss"))
 
     run_dir = create_run_dir(saved.runs_dir, saved.name, populate=populate)
     try:
@@ -257,7 +257,7 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
                        callbacks: Sequence[Callback], resumed: bool = False) -> TrainResult:
     session, trainer = experiment.session, experiment.cfg.trainer
     started = time.perf_counter()
-    previous_seconds = read_json(run_dir / "summary.json").get("wall_seconds") or 0.0
+    previous_seconds = read_summary(run_dir).get("wall_seconds") or 0.0
     metrics = MetricsCsv(run_dir / "metrics.csv", session.metric)
     checkpointer = Checkpointer(run_dir / "checkpoints", session, float(trainer.get("checkpoint_every") or 0.0))
     reporter.attach_log(run_dir / "train.log")
@@ -270,7 +270,7 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
     reporter.log(describe(experiment, run_dir))
     watch = Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn) if trainer.get("diagnostics", True) else None
     if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
-        watch.evidence.initial_loss = read_json(run_dir / "summary.json").get("initial_loss")
+        watch.evidence.initial_loss = read_summary(run_dir).get("initial_loss")
     fields: dict = {"status": "failed"}
     error: BaseException | None = None  # a bug's exception, re-raised once the run is closed
     to_checkpoint = False  # metrics.csv is cut back to what last.pt holds: a resume continues from there

@@ -60,10 +60,9 @@ def read_preprocessing(run_path: str | Path) -> tuple[Path, dict]:
     if not path.is_file():
         raise UserError(f"{run} has no {PREPROCESSING_FILE}: it was trained before dl saved what a run learns from its data "
                         "(encodings, statistics), so it cannot be used for prediction or export; train it again")
-    record = read_json(path)
-    if not isinstance(record, dict) or int(record.get("format", 0)) > PREPROCESSING_FORMAT:
-        raise UserError(f"{path} was written by a newer dl (format {record.get('format')}): upgrade dlcli to use this run")
-    return run, record
+    from dlcli.data.record import check_preprocessing
+
+    return run, check_preprocessing(read_json(path), path, PREPROCESSING_FORMAT)
 
 
 def open_trained_run(run_path: str | Path, checkpoint: str = "best", device: str = "cpu", trust: Sequence[str] = ()) -> TrainedRun:

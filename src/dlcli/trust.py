@@ -4,17 +4,19 @@ imported or called.
 A saved config.yaml, a sweep's sweep.yaml or best.yaml, or an --overrides-file may come from
 someone else, and a `_target_` is a call. Such a config may name:
 
-1. exactly a class or factory that dl's own configs name (the `_target_`s under dlcli/conf/);
+1. exactly a class or factory that dl's own configs name (the `_target_`s under dlcli/conf/), in
+   the place they name it (a logger class under logger.NAME, not as a callback);
 2. a class of the kind its place calls for, from the libraries dl builds on: under `optim` a
    torch.optim optimizer, under `sched` a torch.optim.lr_scheduler schedule, under `loss` a
-   torch.nn loss, under `model` a dlcli model, under `callbacks.NAME` a dlcli Callback and under
-   `logger.NAME` a dlcli RunLogger. Only those libraries' modules are imported to see what the
-   name is, and a function there (`torch.hub.load`) is never such a class;
+   torch.nn loss, under `model` a torchvision.models module. Only those namespaces are imported to
+   see what the name is; a function there (`torch.hub.load`) is never such a class, and private or
+   special names (`_x`, `__main__`) are never looked up;
 3. what the user trusts: `--trust NAME` or a ./conf/trust.yaml holding `trust: [NAME, ...]`, where
    NAME is a module (trusting everything under it) or one dotted target.
 
-Anything else is refused in one line that names it and how to trust it. A config the user composes
-on the command line is theirs and is not checked here.
+Anything else is refused in one line that names it and how to trust it. Overrides read from a file
+are held to the same rule, and may not reach Hydra itself (`hydra.*`) or carry interpolations, even
+escaped ones. A config the user composes on the command line is theirs and is not checked here.
 """
 
 from __future__ import annotations
@@ -29,30 +31,35 @@ from dlcli.errors import UserError
 
 TRUST_FILE = Path("conf") / "trust.yaml"
 
-# group -> (the library namespaces searched, the base class a target there must subclass)
+# group -> (the library namespaces searched, the base class a target there must subclass). Only
+# classes whose construction runs nothing of the caller's choosing: dl's own classes are trusted
+# by exact name only (several of them take paths they write to).
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "optim": (("torch.optim",), ("torch.optim.optimizer.Optimizer",)),
     "sched": (("torch.optim.lr_scheduler",), ("torch.optim.lr_scheduler.LRScheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau")),
     "loss": (("torch.nn",), ("torch.nn.modules.loss._Loss",)),
-    "model": (("dlcli.models", "torchvision.models"), ("torch.nn.Module",)),
-    "callbacks": (("dlcli",), ("dlcli.engine.callbacks.Callback",)),
-    "logger": (("dlcli",), ("dlcli.engine.loggers.RunLogger",)),
+    "model": (("torchvision.models",), ("torch.nn.Module",)),
 }
 
 
 @functools.lru_cache(maxsize=1)
-def shipped_targets() -> frozenset[str]:
-    """Every `_target_` named by the configs that ship inside the package."""
+def shipped_targets() -> dict[str, frozenset[str]]:
+    """Every `_target_` the configs inside the package name, by the place (group) it is named in:
+    a logger class is trusted under logger.NAME, not as a callback."""
     import yaml
 
     import dlcli.conf
 
-    found: set[str] = set()
-    for file in Path(dlcli.conf.__file__).parent.rglob("*.yaml"):
-        for _, target in targets_in(yaml.safe_load(file.read_text(encoding="utf-8"))):
+    root = Path(dlcli.conf.__file__).parent
+    found: dict[str, set[str]] = {}
+    for file in root.rglob("*.yaml"):
+        group = file.parent.relative_to(root).parts[0] if file.parent != root else ""
+        for path, target in targets_in(yaml.safe_load(file.read_text(encoding="utf-8"))):
+            # a group's file holds its own node; an experiment names full paths (model._target_)
+            place = path.split(".", 1)[0].split("[", 1)[0] if group in ("", "experiment") else group
             if isinstance(target, str):
-                found.add(target)
-    return frozenset(found)
+                found.setdefault(place, set()).add(target)
+    return {place: frozenset(targets) for place, targets in found.items()}
 
 
 def check_trusted_targets(config: Any, trusted: Iterable[str] = (), source: str = "the saved config") -> None:
@@ -77,10 +84,13 @@ def check_trusted_targets(config: Any, trusted: Iterable[str] = (), source: str 
 
 
 def check_trusted_overrides(overrides: Sequence[str], trusted: Iterable[str] = (), source: str = "the file") -> None:
-    """The same rule for overrides read from a file (a sweep's best.yaml, a run's overrides.yaml):
-    every `_target_` an override sets, directly (`+callbacks.x._target_=...`) or inside a value
-    (`+callbacks={x: {_target_: ...}}`), parsed with Hydra's own override parser."""
+    """The same rule for overrides read from a file (a sweep's best.yaml or sweep.yaml, a run's
+    overrides.yaml), parsed with Hydra's own override parser: every `_target_` an override sets,
+    directly (`+callbacks.x._target_=...`) or inside a value (`+callbacks={x: {_target_: ...}}`);
+    no `hydra.*` setting; no interpolation in any value once Hydra has read it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dlcli.received import check_no_interpolation
 
     parser = OverridesParser.create()
     for text in overrides:
@@ -90,6 +100,10 @@ def check_trusted_overrides(overrides: Sequence[str], trusted: Iterable[str] = (
         except Exception:
             continue  # malformed: composing it says what is wrong, and builds nothing
         key = parsed.key_or_group
+        if key == "hydra" or key.startswith("hydra."):  # Hydra's own settings: where configs are searched for, ...
+            raise UserError(f"{source} sets {key}: a file dl did not write for you may not reach Hydra's own settings "
+                            "(hydra.searchpath would compose configs from wherever it says); type it yourself if you mean it")
+        check_no_interpolation(_plain(value), f"{source} ({text[:60]})")  # also what an escaped ${...} becomes once parsed
         if key == "_target_" or key.endswith("._target_"):
             check_trusted_targets({"_target_": value} if key == "_target_" else _nest(key.rsplit(".", 1)[0], {"_target_": value}),
                                   trusted, source)
@@ -115,12 +129,11 @@ def _plain(value: Any) -> Any:
 
 
 def is_trusted(target: str, path: str, trusted: Sequence[str] = ()) -> bool:
-    if target in shipped_targets() or any(target == name or target.startswith(name + ".") for name in trusted if name):
+    group = path.split(".", 1)[0].split("[", 1)[0]
+    if target in shipped_targets().get(group, ()) or any(target == name or target.startswith(name + ".") for name in trusted if name):
         return True
-    group = path.split(".", 1)[0]
     kind = KINDS.get(group)
-    depth_ok = path == group or (group in ("callbacks", "logger") and path.count(".") == 1)
-    return kind is not None and depth_ok and _is_library_class_of_kind(target, *kind)
+    return kind is not None and path == group and _is_library_class_of_kind(target, *kind)
 
 
 def targets_in(value: Any, path: str = ""):
@@ -154,7 +167,9 @@ def _is_library_class_of_kind(target: str, namespaces: tuple[str, ...], bases: t
     """Is `target` a class, in one of dl's own library namespaces, subclassing one of `bases`?
     Only modules inside those namespaces are imported to find out."""
     module_name, _, name = target.rpartition(".")
-    if not module_name or not name.isidentifier() or not all(part.isidentifier() for part in module_name.split(".")):
+    parts = [*module_name.split("."), name]
+    # no private or special names: importing `pkg.__main__` runs a program, `_private` is nobody's API
+    if not module_name or not all(part.isidentifier() and not part.startswith("_") for part in parts):
         return False
     if not any(module_name == ns or module_name.startswith(ns + ".") for ns in namespaces):
         return False

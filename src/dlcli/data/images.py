@@ -57,7 +57,7 @@ def load_torchvision(name: str, root: str = "~/.cache/dlcli/datasets", download:
     except RuntimeError as exc:
         if "not found" in str(exc).lower() or "corrupted" in str(exc).lower():
             where = folder / (cls.base_folder if hasattr(cls, "base_folder") else f"{cls.__name__}/raw")
-            hint = "set data.download=true to fetch them, or copy the original files there"
+            hint = "copy the original files there, or fetch them with dl train data.download=true (a saved run never downloads)"
             if name == "cifar10" and verify:
                 hint += " (files that fail the MD5 check also land here: data.verify=false skips it for files you made)"
             raise UserError(f"data={name}: no usable {cls.__name__} files in {where}: {hint}") from None

@@ -464,12 +464,12 @@ def read_findings(run_dir: Path) -> list[Finding] | None:
 def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
     """A run's findings: its diagnostics.json, or (killed runs, older runs) an analysis of its files.
     Returns the findings and whether they were read from diagnostics.json."""
-    from dlcli.runs import read_json, read_metrics
+    from dlcli.runs import read_metrics, read_summary
 
     saved = read_findings(run_dir)
     if saved is not None:
         return saved, True
-    return analyze(read_metrics(run_dir / "metrics.csv"), read_json(run_dir / "summary.json")), False
+    return analyze(read_metrics(run_dir / "metrics.csv"), read_summary(run_dir)), False
 
 
 def diagnosis_lines(findings: list[Finding], skipped: str | None = None) -> list[str]:

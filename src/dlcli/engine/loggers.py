@@ -213,10 +213,11 @@ class MLflowLogger(RunLogger):
             self.client, self.run_id = recorded_mlflow_run(self.run.run_dir)
             self.client.update_run(self.run_id, status="RUNNING")
             return
-        if self.run.resumed:  # a resumed run's config may come from anyone: its store must be beside it
-            check_store_beside(self.tracking_uri or default_tracking_uri(self.run.cfg.runs_dir, create=False), self.run.run_dir)
+        # a local store lives in the runs directory (a folder above this run), whoever wrote the config
+        check_store_beside(self.tracking_uri or default_tracking_uri(self.run.cfg.runs_dir, create=False), self.run.run_dir)
         self.client = mlflow_client(self.tracking_uri, self.run.cfg)
         experiment_id = experiment_id_for(self.client, self.experiment or str(self.run.cfg.name))
+        check_artifacts_beside(self.client, experiment_id=experiment_id)
         tags = {"dl.run_dir": str(self.run.run_dir), "dl.status": "running"}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = str(self.parent_run_id)
@@ -296,37 +297,54 @@ def recorded_mlflow_run(directory: Path):
     run_id, uri = (record.get("run_id"), record.get("tracking_uri")) if isinstance(record, dict) else (None, None)
     if not isinstance(run_id, str) or not isinstance(uri, str):
         raise ValueError(f"{directory / MLFLOW_RECORD} is damaged (no run_id and tracking_uri)")
-    store = check_store_beside(uri, directory)
+    check_store_beside(uri, directory)
     client = mlflow_client(uri, None)
-    artifacts = _local_path(client.get_run(run_id).info.artifact_uri)
-    if store is not None and artifacts is not None and not _inside(artifacts.resolve(), store.parent.resolve()):
-        raise ValueError(f"the MLflow run {run_id} keeps its artifacts in {artifacts}, outside {store.parent} (the store "
-                         "was copied from elsewhere): dl writes nothing outside the runs directory, so this resume is "
-                         "not logged to MLflow")
+    check_artifacts_beside(client, run_id=run_id)
     return client, run_id
 
 
 def check_store_beside(uri: str, directory: Path) -> Path | None:
-    """A local MLflow store (its file) that an ancestor folder of `directory` holds; a server is
-    fine (None). Otherwise why this run cannot log there."""
+    """A local MLflow store (its file) must lie in a folder above `directory` (the runs directory
+    that holds the run, where the default store runs/mlflow.db is); a server is not a place on this
+    disk (None). Otherwise why this run cannot log there: the store was copied from elsewhere, or a
+    config names another place, and dl writes nothing outside the runs directory."""
     store = _local_path(uri)
-    if store is not None and not _inside(Path(directory).resolve(), store.parent.resolve()):
-        raise ValueError(f"{directory} names the MLflow store {uri}, which is not beside it (the run was copied from "
-                         "elsewhere, or its config names another place): dl writes nothing outside the runs directory, "
-                         "so this resume is not logged to MLflow")
+    if store is not None and not _inside(Path(directory).resolve(), store.resolve().parent):
+        raise ValueError(f"the MLflow store {uri} is not in the runs directory that holds {directory} (copied from elsewhere, "
+                         "or named by the config): dl writes nothing outside it, so this run is not logged to MLflow "
+                         "(for a store kept elsewhere, use an MLflow server)")
     return store
 
 
+def check_artifacts_beside(client, run_id: str | None = None, experiment_id: str | None = None) -> None:
+    """The artifacts of a run (or of an experiment's runs) in a local store must live beside the
+    store: a store copied from another machine records that machine's paths."""
+    store = _local_path(client.tracking_uri)
+    if store is None:
+        return
+    location = client.get_run(run_id).info.artifact_uri if run_id else client.get_experiment(experiment_id).artifact_location
+    artifacts = _local_path(location or "")
+    if artifacts is not None and not _inside(artifacts.resolve(), store.resolve().parent):
+        raise ValueError(f"the MLflow store {client.tracking_uri} keeps artifacts in {artifacts}, outside its own folder "
+                         "(it was copied from elsewhere): dl writes nothing outside the runs directory, so this run is "
+                         "not logged to MLflow")
+
+
 def _local_path(uri: str) -> Path | None:
-    """The file a local MLflow store or artifact URI names (None for a server)."""
+    """The file or folder a local MLflow store or artifact URI names; None for a server (http,
+    databricks, postgresql, ...) or an in-memory database."""
     from urllib.parse import unquote, urlparse
 
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///"))
+    if not uri:
+        return None
     parsed = urlparse(uri)
-    if parsed.scheme == "file":
+    scheme = parsed.scheme.lower()
+    if scheme == "sqlite" or scheme.startswith("sqlite+"):  # sqlite:///relative.db, sqlite:////absolute.db, sqlite+driver:...
+        path = uri.split(":", 1)[1].removeprefix("///")
+        return None if path in ("", ":memory:") or path.startswith(":memory:") else Path(unquote(path.split("?", 1)[0]))
+    if scheme == "file":
         return Path(unquote(parsed.path))
-    if not parsed.scheme and uri.startswith("/"):
+    if not scheme or len(scheme) == 1:  # a plain path (or a Windows drive letter)
         return Path(uri)
     return None
 
@@ -344,12 +362,11 @@ def default_tracking_uri(runs_dir, create: bool = True) -> str:
 
 def forget_local_store(cfg) -> None:
     """A new run made from a saved config (trained longer, refitted) logs to the store of this
-    command's runs_dir, never to a local store the saved file names (a server stays named)."""
-    from omegaconf import OmegaConf
-
-    node = OmegaConf.select(cfg, "logger.mlflow")
-    if node is not None and node.get("tracking_uri") and _local_path(str(node.tracking_uri)) is not None:
-        node.tracking_uri = None
+    command's runs_dir, never to a local store the saved file names (a server stays named): for
+    every logger entry that names one."""
+    for node in (cfg.get("logger") or {}).values():
+        if node is not None and node.get("tracking_uri") and _local_path(str(node.tracking_uri)) is not None:
+            node.tracking_uri = None
 
 
 def experiment_id_for(client, name: str) -> str:
@@ -435,8 +452,10 @@ def _open_parent_run(directory: Path, cfg, node, kind: str, params: dict) -> Par
         client, run_id = recorded_mlflow_run(directory)
         client.update_run(run_id, status="RUNNING")
     else:
+        check_store_beside(node.get("tracking_uri") or default_tracking_uri(cfg.runs_dir, create=False), directory)
         client = mlflow_client(node.get("tracking_uri"), cfg)
         experiment_id = experiment_id_for(client, node.get("experiment") or str(cfg.name))
+        check_artifacts_beside(client, experiment_id=experiment_id)
         tags = {"dl.run_dir": str(directory), "dl.kind": kind, "dl.status": "running"}
         run_id = client.create_run(experiment_id, run_name=run_label(directory), tags=tags).info.run_id
         write_text(record, json.dumps({"run_id": run_id, "tracking_uri": client.tracking_uri, "experiment_id": experiment_id}) + "\n")

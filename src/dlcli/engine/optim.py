@@ -78,7 +78,21 @@ def build_optimizer(optim_cfg: DictConfig, model: nn.Module, batch_size: int | N
     )
     if not groups:
         raise UserError("every parameter is frozen (model.freeze): nothing is left to train")
-    return call_target(optim_cfg, "optim", skip=OPTIM_KEYS, expect=torch.optim.Optimizer, params=groups)
+    optimizer = call_target(optim_cfg, "optim", skip=OPTIM_KEYS, expect=torch.optim.Optimizer, params=groups)
+    if _needs_closure(optimizer):
+        raise UserError(f"optim._target_={optim_cfg._target_} re-evaluates the loss inside step() (it needs a closure), which "
+                        "dl's loop does not give: choose another optimizer (sgd, adam, adamw, ...)")
+    return optimizer
+
+
+def _needs_closure(optimizer) -> bool:
+    import inspect
+
+    try:
+        closure = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return closure is not None and closure.default is inspect.Parameter.empty
 
 
 def l1_penalty(optim_cfg: DictConfig, model: nn.Module) -> tuple[float, list]:

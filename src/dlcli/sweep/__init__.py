@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 from omegaconf import OmegaConf
 
 from dlcli.errors import UserError
+from dlcli.received import first_line
 from dlcli.numbers import setting, short
 from dlcli.plots import draw_in_background
 from dlcli.files import check_no_links_out, remove_tree
-from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, update_summary, write_text
+from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_summary, update_summary, write_text
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
 from dlcli.sweep.space import SearchSpace, parse_space
@@ -122,7 +123,7 @@ def run_sweep(
     config_dirs = [str(Path(d).resolve()) for d in config_dirs]
     sweep_dir, lock = None, None
     if resume is not None:
-        sweep_dir, settings, saved = _resume_settings(Path(resume).expanduser(), settings)
+        sweep_dir, settings, saved = _resume_settings(Path(resume).expanduser(), settings, trust)
         config_dirs = config_dirs or [str(d) for d in saved.get("config_dirs") or []]
         trials_per_gpu = trials_per_gpu or saved.get("trials_per_gpu")
         # jobs derived from --trials-per-gpu are derived again here (this machine may have other GPUs)
@@ -200,6 +201,7 @@ def _run_trials(sweep_dir, settings, space, planned, max_epochs, metric, mode, j
     todo = [n for n in range(planned) if n not in finished]
     asker = TrialAsker(study, sweep_dir, settings, space, metric, mode, threads, config_dirs,
                        [parent.override] if parent is not None else [], again, max_epochs)
+    asker.check_space_of_study()
     if records:
         log(f"resuming {sweep_dir}: {len(records)} of {planned} trials already finished")
     log(f"sweep {sweep_dir}: {len(todo)} trials to run, {jobs} at a time ({backend}), {threads} thread(s) each")
@@ -298,7 +300,7 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
     return epochs
 
 
-def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, SweepSettings, dict]:
+def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str] = ()) -> tuple[Path, SweepSettings, dict]:
     if not (sweep_dir / "sweep.yaml").is_file():
         raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
     check_no_links_out(sweep_dir, "the sweep directory")  # its study, trials and results are written and deleted in it
@@ -321,6 +323,9 @@ def _resume_settings(sweep_dir: Path, given: SweepSettings) -> tuple[Path, Sweep
     config_dirs = saved.get("config_dirs") or []
     if not isinstance(config_dirs, list) or not all(isinstance(d, str) for d in config_dirs):
         raise UserError(f"{path}: config_dirs must be a list of directories")
+    from dlcli.trust import check_trusted_overrides
+
+    check_trusted_overrides(saved["overrides"], trust, source=str(path))  # before any of them is composed
     settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__})
     if given.overrides and list(given.overrides) != settings.overrides:
         raise UserError(f"--resume {sweep_dir} sweeps {' '.join(settings.overrides)}; drop the overrides or start a new sweep")
@@ -352,6 +357,14 @@ class TrialAsker:
         self.running: dict[int, int] = {}  # sweep trial number -> Optuna trial number
         self.asked, self.seconds = 0, 0.0  # for the study's cost per trial (ask + tell)
 
+    def check_space_of_study(self) -> None:
+        """A resumed sweep's space must be the one its study was made with (sweep.yaml edited since?)."""
+        for trial in self.study.get_trials(deepcopy=False):
+            for key, distribution in trial.distributions.items():
+                if key in self.distributions and self.distributions[key] != distribution:
+                    raise UserError(f"the search space in {self.sweep_dir / 'sweep.yaml'} gives {key} other values than its "
+                                    f"study ({STUDY_FILE}) was made with: restore sweep.yaml, or start a new sweep")
+
     def specs(self, numbers: list[int]):
         import time
 
@@ -363,7 +376,11 @@ class TrialAsker:
                 fixed = optuna_values(self.space, self.settings.kind, self.known[number]) if number in self.known else {}
                 self.study.sampler = sampler_for(self.settings.kind, self.space, self.settings.seed, self.settings.trials, number)
                 self.study.enqueue_trial(fixed, user_attrs={NUMBER_ATTR: number})
-                trial = self.study.ask(self.distributions)
+                try:
+                    trial = self.study.ask(self.distributions)
+                except ValueError as exc:  # Optuna refuses a space other than the one its study was made with
+                    raise UserError(f"the search space in {self.sweep_dir / 'sweep.yaml'} is not the one its study "
+                                    f"({STUDY_FILE}) was made with ({first_line(exc)}): restore sweep.yaml, or start a new sweep") from None
                 self.running[number] = trial.number
             self.seconds += time.perf_counter() - started
             self.asked += 1
@@ -425,7 +442,7 @@ def _collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str)
             if is_training(trial_dir):
                 raise UserError(f"{trial_dir} is still being trained by another process (a worker of the killed sweep): "
                                 "wait for it to end, or stop it, then resume")
-            summary = read_json(trial_dir / "summary.json") if (trial_dir / "summary.json").is_file() else {}
+            summary = read_summary(trial_dir) if (trial_dir / "summary.json").is_file() else {}
             params = trial_params(space, trial)
             if summary.get("status") in FINISHED:
                 record = {"number": number, "status": summary["status"], "params": params, "run_dir": str(trial_dir),

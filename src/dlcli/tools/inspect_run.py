@@ -192,12 +192,14 @@ def feature_scaling(cfg, data, run: Path):
     file existed, from the same encoding fitted again on the same train rows."""
     import numpy as np
 
-    from dlcli.data import PREPROCESSING_FILE
+    from dlcli.data import PREPROCESSING_FILE, PREPROCESSING_FORMAT
     from dlcli.data.preprocess import TableEncoding, encoding_from_json
+    from dlcli.data.record import check_preprocessing
     from dlcli.runs import read_json
 
     saved = run / PREPROCESSING_FILE
-    encoding = encoding_from_json(read_json(saved)["features"]) if saved.is_file() else data.encoding
+    record = check_preprocessing(read_json(saved), saved, PREPROCESSING_FORMAT) if saved.is_file() else None
+    encoding = encoding_from_json(record["features"]) if record is not None and "features" in record else data.encoding
     width = data.features.shape[1]
     mu, sigma, notes = np.zeros(width), np.ones(width), []
     if isinstance(encoding, TableEncoding):
