@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 
 from conftest import only_run, read, run_cli
-from dlcli.engine.diagnostics import THRESHOLDS
+from dlcli.diagnostics import thresholds
+
+THRESHOLDS = thresholds()
 
 
 def diagnosed(*overrides, name="train"):
@@ -62,7 +64,7 @@ def test_learning_rate_too_high_and_too_low(workdir):
 def test_vanishing_gradients_in_a_deep_sigmoid_mlp(workdir):
     findings, _ = diagnosed("model.hidden=[32,32,32,32,32,32,32,32,32,32]", "model.activation=sigmoid", "trainer.epochs=3")
     found = next(f for f in findings if f["code"] == "vanishing_gradients")
-    assert found["evidence"]["ratio"] < THRESHOLDS["vanishing_ratio"] and "model.activation=relu" in found["suggestion"]
+    assert found["evidence"]["ratio"] < THRESHOLDS["vanishing_gradients.ratio"] and "model.activation=relu" in found["suggestion"]
 
 
 def test_exploding_gradients_at_a_spike(workdir):
@@ -75,7 +77,7 @@ def test_exploding_gradients_at_a_spike(workdir):
 def test_dead_relus(workdir):
     findings, _ = diagnosed("optim.lr=1")
     found = next(f for f in findings if f["code"] == "dead_relus")
-    assert max(found["evidence"]["dead_share"].values()) > THRESHOLDS["dead_relu_share"]
+    assert max(found["evidence"]["dead_share"].values()) > THRESHOLDS["dead_relus.share"]
 
 
 def test_a_softmax_before_cross_entropy_is_warned_before_training(workdir):
@@ -135,7 +137,7 @@ def test_eval_and_runs_show_the_diagnosis(workdir):
 def test_a_dead_network_is_not_said_to_explode():
     """Once every unit is dead the sampled gradient norms are 1e-18 or 0; a blip of 1e-5 against
     that is noise, not an explosion. A spike in a network that still passes gradient still is."""
-    from dlcli.engine.diagnostics import Evidence, analyze
+    from dlcli.diagnostics import Evidence, analyze
 
     start = [3.1, 2.6, 2.0, 1.9, 0.57, 0.99, 1.2, 1.9, 0.18, 0.47]
     dead = [1e-18, 0.0, 4e-21, 2e-19, 0.0, 3e-20, 1e-18, 5e-22, 0.0, 1e-20] * 3
@@ -156,7 +158,7 @@ def test_an_input_pipeline_that_keeps_the_model_waiting(workdir):
     findings, _ = diagnosed("data=imagefolder", "data.root=photos", "data.resize=32", "data.num_workers=0", "model=softmax",
                             "trainer.epochs=3")
     found = next(f for f in findings if f["code"] == "input_pipeline_bound")
-    assert found["evidence"]["median_share_waiting"] > THRESHOLDS["input_bound_share"] and "data.num_workers" in found["suggestion"]
+    assert found["evidence"]["median_share_waiting"] > THRESHOLDS["input_pipeline_bound.share"] and "data.num_workers" in found["suggestion"]
 
 
 def test_a_check_that_cannot_be_made_never_costs_the_run(workdir):

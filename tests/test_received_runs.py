@@ -133,7 +133,7 @@ def runs_and_mlflow_store_elsewhere(c):
     """A config whose runs_dir (and so its default MLflow store) is outside the run."""
     def change(cfg):
         cfg["runs_dir"] = str(c["outside"] / "runs")
-        cfg["logger"] = {"mlflow": {"_target_": "dlcli.engine.loggers.MLflowLogger", "tracking_uri": None,
+        cfg["logger"] = {"mlflow": {"_target_": "dlcli.tracking.mlflow.MLflowLogger", "tracking_uri": None,
                                     "experiment": None, "parent_run_id": None}}
     edit_config(c["run"] / "config.yaml", change)
 
@@ -146,7 +146,7 @@ def dl_class_that_writes_where_it_is_told(c):
 
 def a_logger_class_elsewhere_with_a_store_outside(c):
     def change(cfg):
-        cfg["logger"] = {"other": {"_target_": "dlcli.engine.loggers.MLflowLogger", "experiment": None, "parent_run_id": None,
+        cfg["logger"] = {"other": {"_target_": "dlcli.tracking.mlflow.MLflowLogger", "experiment": None, "parent_run_id": None,
                                    "tracking_uri": f"sqlite+pysqlite:///{c['outside']}/evil.db"}}
     edit_config(c["run"] / "config.yaml", change)
 
@@ -391,8 +391,8 @@ def test_trust_by_name_admits_dls_own_kinds_and_what_the_user_trusts(case):
     assert is_trusted("mypkg.nets.Net", "model", ["mypkg.nets.Net"])
     # dl's own classes by exact name and place: a logger as a logger, never a callback; none of
     # dl's internal callbacks (they take paths they write to); no private or __main__ names
-    assert is_trusted("dlcli.engine.loggers.MLflowLogger", "logger.mlflow")
-    assert not is_trusted("dlcli.engine.loggers.MLflowLogger", "callbacks.x")
+    assert is_trusted("dlcli.tracking.mlflow.MLflowLogger", "logger.mlflow")
+    assert not is_trusted("dlcli.tracking.mlflow.MLflowLogger", "callbacks.x")
     assert not is_trusted("dlcli.engine.metrics_csv.MetricsCsv", "callbacks.x")
     assert not is_trusted("dlcli.__main__.X", "optim") and not is_trusted("torch.optim._functional.adam", "optim")
     assert is_trusted("torchvision.models.ResNet", "model") and not is_trusted("torchvision.models.get_model", "model")

@@ -191,7 +191,7 @@ def evaluate(
         console.print(per_class_table(report))
     if "confusion_matrix" in report and len(report["confusion_matrix"]) <= MAX_CLASSES_IN_TERMINAL:
         console.print(confusion_table(report))
-    from dlcli.engine.diagnostics import diagnosis_lines, read_findings
+    from dlcli.diagnostics.report import diagnosis_lines, read_findings
 
     findings = read_findings(Path(report["run"]))
     if findings is not None:  # what training showed about this model (dl diagnose has the details)
@@ -306,7 +306,7 @@ def diagnose(
     """Why a run went wrong: overfitting, underfitting, learning rate, gradients, dead ReLUs, outputs, inputs, balance."""
     from dataclasses import asdict
 
-    from dlcli.engine.diagnostics import diagnose_run, diagnosis_lines
+    from dlcli.diagnostics.report import diagnose_run, diagnosis_lines
     from dlcli.runs import find_run
 
     findings, watched = diagnose_run(find_run(run_dir))
@@ -465,7 +465,8 @@ def list_runs(
     as_json: bool = typer.Option(False, "--json", help="Print every column of every run as JSON (numbers, booleans and lists typed)."),
 ):
     """Compare runs (or a sweep's trials) in one table: status, metrics, and the settings that differ."""
-    from dlcli.compare import COMPONENT_GROUPS, cell_text, collect_runs, display_rows, elide, fit_columns, header_text, is_number_column
+    from dlcli.config import COMPONENT_GROUPS
+    from dlcli.compare import cell_text, collect_runs, display_rows, elide, fit_columns, header_text, is_number_column
 
     directories = list(directories or ["runs"])
     runs = collect_runs(directories)

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from dlcli.config import COMPONENT_GROUPS, option_name
 from dlcli.errors import UserError
-from dlcli.runs import effective_status, read_json, read_metrics, read_summary
+from dlcli.runs import ARTIFACTS_DIR, effective_status, read_json, read_metrics, read_summary
 
-COMPONENT_GROUPS = ("data", "model", "optim", "sched", "loss", "logger")  # config groups named by their option
-ARTIFACTS_DIR = "mlartifacts"  # MLflow's artifact store beside runs/mlflow.db (dlcli.engine.loggers)
 NOT_COMPARED = ("name", "resume", "runs_dir")  # where a run lives, not what it computed
 MAX_VALUE_WIDTH = 24
 MAX_RUN_WIDTH = 40
@@ -114,6 +113,7 @@ def _number(value):
 
 def _flat_config(run_dir: Path) -> dict:
     """A run's config as dotted keys -> typed values (lists stay lists); {} when unreadable."""
+    from dlcli.moved_targets import modernize
     from dlcli.received import read_yaml
 
     try:
@@ -122,6 +122,7 @@ def _flat_config(run_dir: Path) -> dict:
         return {}
     if not isinstance(config, dict):
         return {}
+    modernize(config)  # option names of runs written by an earlier dl
     flat: dict = {}
     _flatten(config, "", flat)
     for group in COMPONENT_GROUPS:
@@ -170,45 +171,6 @@ def _add_settings(rows: list[dict], configs: list[dict]) -> None:
 
 def _key(value) -> str:
     return repr(value)
-
-
-_option_cache: dict[str, list[tuple[str, dict]]] = {}
-
-
-def option_name(group: str, node) -> str:
-    """The name of the config option a component came from (model=softmax, not its `_target_`):
-    the option file of that group with the same `_target_` and the most settings in common.
-    A class of the user's own with no option file shows as its class name."""
-    if not isinstance(node, dict) or node.get("_target_") is None:
-        return "none"
-    target = node["_target_"]
-    best, best_score = None, -1
-    for option, settings in config_options(group):
-        if settings.get("_target_") != target:
-            continue
-        score = sum(1 for k, v in settings.items() if node.get(k) == v)
-        if score > best_score:
-            best, best_score = option, score
-    return best or str(target).rsplit(".", 1)[-1]
-
-
-def config_options(group: str) -> list[tuple[str, dict]]:
-    import yaml
-
-    from dlcli.config import config_directories
-
-    if group not in _option_cache:
-        options = []
-        for directory in config_directories():
-            for file in sorted((directory / group).glob("*.yaml")):
-                try:
-                    settings = yaml.safe_load(file.read_text(encoding="utf-8"))
-                except (OSError, yaml.YAMLError):
-                    continue
-                if isinstance(settings, dict):
-                    options.append((file.stem, settings))
-        _option_cache[group] = options
-    return _option_cache[group]
 
 
 # -- the terminal table ------------------------------------------------------------------------

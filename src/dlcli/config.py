@@ -12,7 +12,7 @@ from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 
 CONFIG_MODULE = "dlcli.conf"
 
@@ -100,7 +100,7 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = (
     try:
         OmegaConf.resolve(cfg)
     except Exception as exc:
-        raise UserError(f"cannot resolve the config: {_first_line(str(exc))}") from None
+        raise UserError(f"cannot resolve the config: {first_line(exc)}") from None
     return cfg
 
 
@@ -131,7 +131,7 @@ def _check_override_syntax(overrides: Sequence[str]) -> None:
             parsed = parser.parse_overrides([text])
         except Exception as exc:
             raise UserError(
-                f"malformed override '{text}': {_first_line(str(exc))} "
+                f"malformed override '{text}': {first_line(exc)} "
                 "(expected key=value, group=option, +key=value or ~key)"
             ) from None
         if parsed and not parsed[0].key_or_group:
@@ -141,11 +141,6 @@ def _check_override_syntax(overrides: Sequence[str]) -> None:
                 f"override '{text}' is a sweep (several values); `dl train` takes one value "
                 "per key: use `dl sweep` to try several"
             )
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else text.strip()
 
 
 def _explain_hydra_error(exc: Exception, overrides: Sequence[str], config_dirs: Sequence[str | Path]) -> str:
@@ -162,7 +157,7 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str], config_dirs: 
             return f"unknown {group} '{option}': choose one of {', '.join(options)}"
         if group:
             return f"unknown {group} '{option}'"
-        return _first_line(message)
+        return first_line(message)
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, ValidationError) and "Error merging override" in message:
         override = message.split("Error merging override", 1)[1].strip()
@@ -176,10 +171,10 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str], config_dirs: 
             context = None
         return _unknown_key(key, context)
     if "Could not append to config" in message:
-        return _first_line(message) + " (use key=value to change an existing key)"
+        return first_line(message) + " (use key=value to change an existing key)"
     if "Could not delete" in message:
-        return _first_line(message)
-    return _first_line(message)
+        return first_line(message)
+    return first_line(message)
 
 
 def _expected_type(validation_message: str) -> str:
@@ -188,7 +183,7 @@ def _expected_type(validation_message: str) -> str:
                         ("Float", "must be a number"), ("String", "must be text")):
         if name in validation_message:
             return words
-    return f"has the wrong type: {_first_line(validation_message)}"
+    return f"has the wrong type: {first_line(validation_message)}"
 
 
 def _unknown_key(key: str, cfg: DictConfig | None) -> str:
@@ -230,3 +225,43 @@ def _dotted_keys(node, prefix: str = "") -> list[str]:
         else:
             keys.append(f"{prefix}{key}")
     return keys
+
+
+# -- the option catalog: which option of a group a saved component came from ---------------------
+
+COMPONENT_GROUPS = ("data", "model", "optim", "sched", "loss", "logger")  # config groups named by their option
+_option_cache: dict[str, list[tuple[str, dict]]] = {}
+
+
+def option_name(group: str, node) -> str:
+    """The name of the config option a component came from (model=softmax, not its `_target_`):
+    the option file of that group with the same `_target_` and the most settings in common.
+    A class of the user's own with no option file shows as its class name."""
+    if not isinstance(node, dict) or node.get("_target_") is None:
+        return "none"
+    target = node["_target_"]
+    best, best_score = None, -1
+    for option, settings in config_options(group):
+        if settings.get("_target_") != target:
+            continue
+        score = sum(1 for k, v in settings.items() if node.get(k) == v)
+        if score > best_score:
+            best, best_score = option, score
+    return best or str(target).rsplit(".", 1)[-1]
+
+
+def config_options(group: str) -> list[tuple[str, dict]]:
+    import yaml
+
+    if group not in _option_cache:
+        options = []
+        for directory in config_directories():
+            for file in sorted((directory / group).glob("*.yaml")):
+                try:
+                    settings = yaml.safe_load(file.read_text(encoding="utf-8"))
+                except (OSError, yaml.YAMLError):
+                    continue
+                if isinstance(settings, dict):
+                    options.append((file.stem, settings))
+        _option_cache[group] = options
+    return _option_cache[group]

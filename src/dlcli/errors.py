@@ -1,5 +1,18 @@
 """Errors a user can cause. The CLI prints their message on one line and exits with code 2."""
 
+MAX_LINE = 300  # a message quotes at most this much of someone else's text (a 50 MB CSV header...)
+
+
+def first_line(error: BaseException | str, default: str | None = None, limit: int = MAX_LINE) -> str:
+    """The first non-empty line of an exception's message (or of a text), cut to `limit`
+    characters: what a one-line error may quote. An empty message gives `default`, or the
+    exception's type name."""
+    text = str(error)
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not line:
+        return default if default is not None else (type(error).__name__ if isinstance(error, BaseException) else "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
 
 class UserError(Exception):
     """Bad input: the message says what is wrong and what would be right."""

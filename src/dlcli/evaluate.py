@@ -13,10 +13,9 @@ from dlcli.errors import UserError
 from dlcli.files import check_no_links_out
 from dlcli.experiment import Experiment, build_experiment
 from dlcli.plots import draw_in_background
-from dlcli.runs import find_run, load_saved_config, read_json, write_json
+from dlcli.runs import check_checkpoint_name, checkpoint_path, find_run, load_saved_config, read_json, write_json
 
 SPLITS = ("test", "val", "train")
-CHECKPOINTS = ("best", "last")
 
 
 def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, checkpoint: str, draw: bool = True,
@@ -30,7 +29,7 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
     from dlcli.engine.tta import TestTimeAugmented, checked_views
 
     views = checked_views(tta if tta is not None else (experiment.cfg.get("eval") or {}).get("tta"), experiment.data.input_shape)
-    payload = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
+    payload = load_checkpoint(checkpoint_path(run_dir, checkpoint))
     session = experiment.session
     load_weights(session.model, payload, run_dir / "config.yaml")
     data = experiment.batches(split)
@@ -66,8 +65,7 @@ def evaluate_run(run_path: str | Path, split: str = "test", checkpoint: str = "b
     The config may only build what dlcli.trust accepts (dl's own targets and kinds, or `trust`)."""
     if split not in SPLITS:
         raise UserError(f"--split {split} is not a split: choose one of {', '.join(SPLITS)}")
-    if checkpoint not in CHECKPOINTS:
-        raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
+    check_checkpoint_name(checkpoint)
     run_dir = find_run(run_path)
     check_no_links_out(run_dir)  # eval-<split>.json and the pictures are written into it
     cfg = load_saved_config(run_dir, trust)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from dlcli.data import PreparedData, prepare_data
 from dlcli.engine.device import select_device
-from dlcli.engine.fit import Session
+from dlcli.engine.state import Session
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.losses import build_loss, head_size, one_logit, present_as_two_logits
 from dlcli.engine.metrics import monitor_mode
@@ -140,7 +140,7 @@ def check_config(cfg: DictConfig) -> None:
 
     from dlcli.data import IMAGE_KEYS, PREPROCESS_KEYS
     from dlcli.engine.callbacks import build_callbacks
-    from dlcli.engine.loggers import build_loggers
+    from dlcli.tracking import build_loggers
     from dlcli.engine.optim import OPTIM_KEYS, SCHED_KEYS
     from dlcli.factory import prepare_call
     from dlcli.models import model_build_keys

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 from dlcli.files import check_no_links_out
 from dlcli.predict import check_output_path
 from dlcli.runs import write_json
@@ -181,11 +181,6 @@ def _quiet():
         yield
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
 def _example(sample):
     return sample[:2] if len(sample) >= 2 else sample.repeat(2, *([1] * (sample.ndim - 1)))
 
@@ -206,7 +201,7 @@ def _to_onnx(module, sample, file: Path, name: str) -> None:
                 torch.onnx.export(module, (_example(sample),), str(file), input_names=["input"], output_names=["output"],
                                   dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
         except Exception:
-            raise UserError(f"{name} cannot be exported to ONNX: {_first_line(exc)}") from None  # the first exporter's reason
+            raise UserError(f"{name} cannot be exported to ONNX: {first_line(exc)}") from None  # the first exporter's reason
 
 
 def _run_onnx(file: Path, sample) -> np.ndarray:
@@ -224,7 +219,7 @@ def _to_torchscript(module, sample, file: Path, name: str) -> None:
             traced = torch.jit.trace(module, _example(sample), check_trace=False)
             torch.jit.save(traced, str(file))
     except Exception as exc:
-        raise UserError(f"{name} cannot be exported to TorchScript: {_first_line(exc)}") from None
+        raise UserError(f"{name} cannot be exported to TorchScript: {first_line(exc)}") from None
 
 
 def _run_torchscript(file: Path, sample) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 
 # What the run passes each group's target itself: never a config key.
 RUNTIME_KEYS = {"model": ("input_shape", "num_outputs"), "optim": ("params",), "sched": ("optimizer",)}
@@ -68,7 +68,7 @@ def call_target(node: DictConfig, group: str, skip: Iterable[str] = (), inject: 
     except (ValueError, TypeError) as exc:
         if not _module_of(node._target_).startswith(SETTINGS_REFUSED_BY):
             raise  # a bug, or the user's own class refusing: its traceback says where
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc)
         raise UserError(f"{group} settings rejected by {node._target_}: {detail}") from None
     if expect is not None and not isinstance(built, expect):
         raise UserError(

@@ -72,18 +72,18 @@ def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, 
 
 def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
                trust: Sequence[str] = ()):
-    from dlcli.engine.loggers import close_parent_run, open_parent_run
+    from dlcli.tracking import close_parent_runs, open_parent_runs
     from dlcli.train import TrainResult
 
-    # with logger=mlflow, the k-fold run is an MLflow run and each fold a run nested under it
-    parent_run = open_parent_run(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)},
-                                 reporter.warn)
-    if parent_run is not None:
-        cfg = OmegaConf.merge(cfg, {"logger": {"mlflow": {"parent_run_id": parent_run.run_id}}})
+    # with a logger that nests runs (MLflow), the k-fold run is a run and each fold a run nested under it
+    parents = open_parent_runs(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)},
+                               reporter.warn)
+    if parents:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([p.override for p in parents]))
     try:
         results = _train_folds(parent, cfg, overrides, reporter, callbacks, trust)
-    except BaseException:  # broke off: the MLflow parent run must not say running forever
-        close_parent_run(parent_run, "failed", {}, reporter.warn)
+    except BaseException:  # broke off: the parent run must not say running forever
+        close_parent_runs(parents, "failed", {}, reporter.warn)
         raise
     report = aggregate(results, int(cfg.split.kfold))
     write_json(parent / "kfold.json", report)
@@ -91,7 +91,7 @@ def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter
     summary = update_summary(parent, status=status, **{k: report[k] for k in ("mean", "std", "test_mean")})
     if status == "interrupted":
         summary = update_summary(parent, message=f"interrupted in fold {len(results)}; continue with: dl train resume={parent}")
-    close_parent_run(parent_run, status, {"mean": report["mean"], "std": report["std"]}, reporter.warn)
+    close_parent_runs(parents, status, {"mean": report["mean"], "std": report["std"]}, reporter.warn)
     return TrainResult(parent, summary)
 
 

@@ -150,28 +150,6 @@ def draw_run_pictures(run_dir: Path, pictures: Sequence[str]) -> None:
             raise ValueError(f"unknown picture {picture!r}")
 
 
-def hand_to_loggers(run_dir: Path, paths: Sequence[Path], loggers: Sequence[str]) -> None:
-    """The drawn pictures as TensorBoard images (beside the run's scalars) and MLflow artifacts."""
-    paths = [p for p in paths if p.is_file()]
-    if not paths:
-        return
-    if "tensorboard" in loggers:
-        import numpy as np
-        from PIL import Image
-        from torch.utils.tensorboard import SummaryWriter
-
-        with SummaryWriter(str(run_dir / "tensorboard")) as writer:
-            for path in paths:
-                with Image.open(path) as image:
-                    writer.add_image(path.stem, np.asarray(image.convert("RGB")), dataformats="HWC")
-    if "mlflow" in loggers and (run_dir / "mlflow.json").is_file():
-        from dlcli.engine.loggers import recorded_mlflow_run
-
-        client, run_id = recorded_mlflow_run(run_dir)  # the store beside the run, never one elsewhere
-        for path in paths:
-            client.log_artifact(run_id, str(path))
-
-
 def main(argv: Sequence[str]) -> int:
     """`python -m dlcli.plots RUN_DIR PICTURE...`: the background drawer."""
     import datetime as dt
@@ -183,7 +161,9 @@ def main(argv: Sequence[str]) -> int:
         os.nice(10)  # never slow down the training that may follow
     try:
         draw_run_pictures(run_dir, pictures)
-        hand_to_loggers(run_dir, [run_dir / f"{p}.png" for p in pictures], log_to)
+        from dlcli.tracking import hand_pictures
+
+        hand_pictures(run_dir, [run_dir / f"{p}.png" for p in pictures], log_to)
     except Exception:
         try:
             from dlcli.files import open_append

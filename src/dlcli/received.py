@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a run's config is a few KB; preprocessing.json of a wide table a few MB
 MAX_NODES = 200_000  # after aliases are expanded: far above any real config, far below a bomb
@@ -39,7 +39,7 @@ def read_yaml(path: Path, what: str | None = None) -> Any:
         _check_size(root, what)
         value = loader.construct_document(root)
     except yaml.YAMLError as exc:
-        raise UserError(f"{what} is not readable YAML ({first_line(str(exc))}): restore it from a copy") from None
+        raise UserError(f"{what} is not readable YAML ({first_line(exc)}): restore it from a copy") from None
     except RecursionError:
         raise UserError(f"{what} is nested too deeply to be a dl file") from None
     finally:
@@ -54,7 +54,7 @@ def read_json(path: Path, what: str | None = None) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise UserError(f"{what} is not readable JSON ({first_line(str(exc))}): restore it from a copy") from None
+        raise UserError(f"{what} is not readable JSON ({first_line(exc)}): restore it from a copy") from None
 
 
 def check_no_interpolation(value: Any, what: str, path: str = "") -> None:
@@ -71,12 +71,6 @@ def check_no_interpolation(value: Any, what: str, path: str = "") -> None:
     elif isinstance(value, list):
         for index, child in enumerate(value):
             check_no_interpolation(child, what, f"{path}[{index}]")
-
-
-def first_line(text: str) -> str:
-    """The first non-empty line of a message (an exception's text may be empty or span lines)."""
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[0] if lines else str(text).strip()
 
 
 def _read_bounded(path: Path, what: str) -> str:

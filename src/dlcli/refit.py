@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcli.config import override_key
 from dlcli.errors import UserError
+from dlcli.tracking import as_new_run
 from dlcli.runs import find_run, load_saved_config, read_json, read_summary
 
 # Overrides that may accompany refit=DIR: where it lands and how it runs, and the epoch count.
@@ -46,15 +47,11 @@ def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str]
     refit.trainer.early_stopping.enabled = False
     refit.resume = refit.refit = None
     refit.runs_dir = cfg.runs_dir  # where the new run goes is this command's to say, never the saved file's
+    as_new_run(refit)  # a run of its own, not a late child of the source's parent, nor in a store the file names
+    # (what the user types for the loggers below still wins)
     for key in REFIT_OVERRIDES[1:]:
         if any(override_key(o) == key or override_key(o).startswith(f"{key}.") for o in overrides):
             OmegaConf.update(refit, key, OmegaConf.select(cfg, key), force_add=True, merge=False)
-    if OmegaConf.select(refit, "logger.mlflow") is not None:
-        refit.logger.mlflow.parent_run_id = None  # a run of its own, not a late child of the source's parent
-    if not any(override_key(o).endswith(".tracking_uri") for o in overrides):
-        from dlcli.engine.loggers import forget_local_store
-
-        forget_local_store(refit)
     facts = {"refit_of": str(source.resolve()), "refit_epochs": epochs, "refit_epochs_from": how}
     if "ReduceLROnPlateau" in str(refit.sched.get("_target_")):
         # plateau lowers the rate when validation stalls, and a refit has no validation split

@@ -13,13 +13,15 @@ import math
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from dlcli.errors import UserError
-from dlcli.received import first_line
+from dlcli.errors import UserError, first_line
 
+CHECKPOINTS = ("best", "last")  # checkpoints/<name>.pt of every run
+ARTIFACTS_DIR = "mlartifacts"  # MLflow's artifact store beside <runs_dir>/mlflow.db: not a run
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_{m}", "val_loss", "val_{m}", "seconds", "samples_per_second")
 
 
@@ -188,6 +190,22 @@ def update_summary(run_dir: Path, **fields) -> dict:
     return summary
 
 
+def check_checkpoint_name(checkpoint: str) -> None:
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
+
+
+def checkpoint_path(run: Path, checkpoint: str) -> Path:
+    """checkpoints/<checkpoint>.pt of a run, or a one-line reason it has none (and which it has)."""
+    check_checkpoint_name(checkpoint)
+    path = Path(run) / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        others = [c for c in CHECKPOINTS if c != checkpoint and (Path(run) / "checkpoints" / f"{c}.pt").is_file()]
+        fix = f"choose --checkpoint {others[0]}" if others else "train (or resume) the run until it saves one"
+        raise UserError(f"--checkpoint {checkpoint}: {run} has no checkpoints/{checkpoint}.pt: {fix}")
+    return path
+
+
 def find_run(path: str | Path) -> Path:
     """A run directory given by the user, checked to be one."""
     run_dir = Path(path).expanduser()
@@ -272,6 +290,7 @@ def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
     sent never runs their code."""
     from omegaconf import OmegaConf
 
+    from dlcli.moved_targets import modernize
     from dlcli.received import read_yaml
     from dlcli.trust import check_trusted_targets
 
@@ -279,6 +298,7 @@ def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
     content = read_yaml(path)
     if not isinstance(content, dict) or "trainer" not in content or "data" not in content:
         raise UserError(f"{path} is not a dl run config (no data or trainer section): restore it from a copy of the run")
+    modernize(content)  # a run written by an earlier dl names classes where they were then
     check_trusted_targets(content, trust, source=str(path))
     data = content.get("data")
     if isinstance(data, dict) and data.get("download"):
@@ -286,4 +306,13 @@ def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
     try:
         return OmegaConf.create(content)
     except Exception as exc:  # keys OmegaConf cannot hold (not strings): not a config dl wrote
-        raise UserError(f"{path} is not a dl run config ({first_line(str(exc))}): restore it from a copy of the run") from None
+        raise UserError(f"{path} is not a dl run config ({first_line(exc)}): restore it from a copy of the run") from None
+
+
+def git_commit() -> str | None:
+    """The commit of the working directory's repository (the user's project), if there is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

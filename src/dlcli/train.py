@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-import subprocess
 import time
 import traceback
 from dataclasses import dataclass
@@ -17,9 +16,8 @@ from dlcli.config import override_key, read_overrides_file
 from dlcli.data import PREPROCESSING_FILE
 
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
-from dlcli.engine.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
+from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
 from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, restore, save_checkpoint
-from dlcli.engine.loggers import LoggedRun, RunLogger, build_loggers, forget_local_store
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
 from dlcli.engine.metrics_csv import MetricsCsv
 from dlcli.engine.progress import Reporter
@@ -29,7 +27,9 @@ from dlcli.experiment import Experiment, build_experiment
 from dlcli.plots import draw_in_background
 from dlcli.files import DiskFull, check_no_links_out, copy_file
 from dlcli.interrupts import ctrl_c_deferred, reached
+from dlcli.tracking import LoggedRun, RunLogger, as_new_run, build_loggers
 from dlcli.runs import (
+    git_commit,
     RunLock,
     create_run_dir,
     find_run,
@@ -177,9 +177,7 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
     for key in ("trainer.epochs", "runs_dir", *RESUME_OVERRIDES[1:]):
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
     saved.resume = None
-    if OmegaConf.select(saved, "logger.mlflow") is not None:
-        saved.logger.mlflow.parent_run_id = None  # a new run of its own, not a late child of a finished sweep
-    forget_local_store(saved)
+    as_new_run(saved)  # a run of its own: no late child of a finished sweep, no store the saved file names
     experiment = build_experiment(saved, restoring=True)
     check_same_split(experiment, source)
     configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
@@ -226,7 +224,7 @@ def saved_state_of(run_dir: Path) -> FitState:
 def _schedule_planned_over_epochs(cfg: DictConfig) -> str | None:
     """The name of the run's schedule when its option is defined over trainer.epochs (cosine,
     linear, onecycle, ...): its state cannot be stretched to a longer run."""
-    from dlcli.compare import config_options, option_name
+    from dlcli.config import config_options, option_name
 
     node = OmegaConf.to_container(cfg.get("sched")) if cfg.get("sched") is not None else None
     name = option_name("sched", node)
@@ -476,17 +474,8 @@ def run_facts(experiment: Experiment) -> dict:
             "numpy": numpy.__version__,
             "scikit-learn": sklearn.__version__,
         },
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
-
-
-def _git_commit() -> str | None:
-    """The commit of the working directory's repository (the user's project), if there is one."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _now() -> str:

@@ -15,9 +15,7 @@ from omegaconf import DictConfig
 
 from dlcli.data import PREPROCESSING_FILE, PREPROCESSING_FORMAT
 from dlcli.errors import UserError
-from dlcli.runs import find_run, load_saved_config, read_json
-
-CHECKPOINTS = ("best", "last")
+from dlcli.runs import check_checkpoint_name, checkpoint_path, find_run, load_saved_config, read_json
 
 
 @dataclass
@@ -71,14 +69,9 @@ def open_trained_run(run_path: str | Path, checkpoint: str = "best", device: str
     from dlcli.engine.device import select_device
     from dlcli.models import build_model
 
-    if checkpoint not in CHECKPOINTS:
-        raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
+    check_checkpoint_name(checkpoint)
     run, record = read_preprocessing(run_path)
-    path = run / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file():
-        others = [c for c in CHECKPOINTS if c != checkpoint and (run / "checkpoints" / f"{c}.pt").is_file()]
-        fix = f"choose --checkpoint {others[0]}" if others else "train (or resume) the run until it saves one"
-        raise UserError(f"--checkpoint {checkpoint}: {run} has no checkpoints/{checkpoint}.pt: {fix}")
+    path = checkpoint_path(run, checkpoint)
     cfg = load_saved_config(run, trust)
     target = select_device(device)
     classes = record["target"]["classes"]

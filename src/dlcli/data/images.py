@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 
 # Per-channel mean and std of the official train splits, the values the literature uses.
 KNOWN_STATS = {
@@ -61,7 +61,7 @@ def load_torchvision(name: str, root: str = "~/.cache/dlcli/datasets", download:
             if name == "cifar10" and verify:
                 hint += " (files that fail the MD5 check also land here: data.verify=false skips it for files you made)"
             raise UserError(f"data={name}: no usable {cls.__name__} files in {where}: {hint}") from None
-        first = str(exc).strip().splitlines()[0].rstrip(":")
+        first = first_line(exc).rstrip(":")
         raise UserError(
             f"data={name}: {first} into {folder}: check the network, or copy the files there and set data.download=false"
         ) from None

@@ -16,7 +16,7 @@ import numpy as np
 from dlcli.data.images import IMAGE_SUFFIXES
 from dlcli.data.preprocess import encoding_from_json
 from dlcli.data.split import listed
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 
 IMAGE_BATCH = 256  # image files decoded (and resized, one by one) per batch
 
@@ -66,7 +66,7 @@ def _read_csv(path: Path, text_columns: list[str] = ()):
         header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
         table = pd.read_csv(path, dtype={c: str for c in text_columns if c in header})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{path} is not a readable CSV: {first_line(exc)}") from None
     if len(table) == 0:
         raise UserError(f"{path} has a header but no rows: nothing to predict")
     table.columns = [str(c) for c in table.columns]
@@ -152,7 +152,7 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)  # never unpickle a file someone sent
     except (ValueError, OSError) as exc:
-        raise UserError(f"{path} is not a readable .npy array of numbers: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{path} is not a readable .npy array of numbers: {first_line(exc)}") from None
     if array.dtype.kind not in "biuf":
         raise UserError(f"{path} holds {array.dtype} values: the run needs numbers")
     if array.size == 0:

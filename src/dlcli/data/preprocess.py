@@ -14,9 +14,9 @@ import numpy as np
 
 from dlcli.data.sources import RawData, _is_numeric
 from dlcli.errors import UserError
+from dlcli.engine.targets import TARGET_TRANSFORMS, invert_transform
 
 MISSING_CATEGORY = "<missing>"  # one-hot column that marks a missing (or never seen) categorical value
-TARGET_TRANSFORMS = ("none", "log", "log1p")
 
 
 @dataclass
@@ -49,15 +49,6 @@ def _apply(name: str, y):
         return np.log(y)
     if name == "log1p":
         return np.log1p(y)
-    return y
-
-
-def invert_transform(name: str, y):
-    """exp/expm1 for numpy arrays and torch tensors alike (both have the methods)."""
-    if name == "log":
-        return y.exp() if hasattr(y, "exp") else np.exp(y)
-    if name == "log1p":
-        return y.expm1() if hasattr(y, "expm1") else np.expm1(y)
     return y
 
 

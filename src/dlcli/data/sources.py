@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 
 TASKS = ("classification", "regression")
 
@@ -113,7 +113,7 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
     try:
         table = pd.read_csv(file)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"data.path={path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"data.path={path} is not a readable CSV: {first_line(exc)}") from None
     if target not in table.columns:
         raise UserError(
             f"data.target={target} is not a column of {file.name}: columns are {', '.join(map(str, table.columns))}"

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from dlcli.engine.fit import FitState, Session
+    from dlcli.engine.state import FitState, Session
 
 
 class Callback:

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from dlcli.engine.callbacks import Callback
-from dlcli.engine.fit import FitState, Session
-from dlcli.errors import UserError
+from dlcli.engine.state import FitState, Session
+from dlcli.errors import UserError, first_line
 from dlcli.interrupts import ctrl_c_deferred, reached
 
 FORMAT = 2  # 2: run progress without the per-epoch history (that is metrics.csv)
@@ -128,7 +128,7 @@ def load_checkpoint(path: Path) -> dict:
             "never unpickles those (they can run code); it was not written by dl"
         ) from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:  # truncated, corrupt or not a torch file
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc)
         raise UserError(f"checkpoint {path} cannot be read: {detail}") from None
     if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise UserError(f"{path} is not a dl checkpoint (format {FORMAT})")
@@ -146,7 +146,7 @@ def load_weights(model, payload: dict, config_path: Path | str) -> None:
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc)
         raise UserError(f"the checkpoint does not fit the model built from {config_path} (was it edited?): {detail}") from None
 
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from dlcli.data.preprocess import invert_transform
+from dlcli.engine.targets import invert_transform
 
 # Metric names per task: the first is the one model selection uses.
 TASK_METRICS = {"classification": ("accuracy",), "regression": ("rmse", "mae", "r2", "log_rmse")}

@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 from dlcli.factory import call_target
 
 OPTIM_KEYS = ("decay_bias_and_norm", "head_lr", "l1", "scale_lr_with_batch")  # handled here, not passed to torch.optim
@@ -168,7 +168,7 @@ def _rehearse(cfg: dict, optimizer) -> None:
                 stand_in.step()
                 scheduler.step(0.0) if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else scheduler.step()
     except (ValueError, ZeroDivisionError, TypeError, IndexError) as exc:
-        raise UserError(f"sched settings fail when stepping: {str(exc).strip().splitlines()[0] or type(exc).__name__}") from None
+        raise UserError(f"sched settings fail when stepping: {first_line(exc)}") from None
 
 
 def current_lr(optimizer) -> float:

@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 from dlcli.factory import call_target
 from dlcli.models.classic import VGG, AlexNet, NiN
 from dlcli.models.cnn import CifarCNN, LeNet
@@ -82,7 +82,7 @@ def load_start_weights(model: nn.Module, source: str) -> str:
     try:  # a dl checkpoint ({"model": state, ...}) or a bare state dict; tensors only, never code
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"model.weights={source} cannot be read as weights: {str(exc).strip().splitlines()[0]}") from None
+        raise UserError(f"model.weights={source} cannot be read as weights: {first_line(exc)}") from None
     state = payload.get("model", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"model.weights={source} holds no model weights")
@@ -125,7 +125,7 @@ def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outp
             out = model(torch.zeros(1, *input_shape, device=_device_of(model)))
     except RuntimeError as exc:  # torch's shape errors; anything else is a bug and keeps its traceback
         shape = "x".join(map(str, input_shape))
-        raise UserError(f"{name} cannot take input of shape {shape}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{name} cannot take input of shape {shape}: {first_line(exc)}") from None
     finally:
         model.train(was_training)
     if tuple(out.shape) != (1, num_outputs):

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 from dlcli.models.layers import image_input
 
 
@@ -70,7 +70,7 @@ class TorchvisionModel(nn.Module):
         try:
             self.net = tvm.get_model(name, weights=weights_name, **extra)
         except (ValueError, KeyError) as exc:
-            raise UserError(f"model.weights={weights} is neither a file nor a weights name of {name}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"model.weights={weights} is neither a file nor a weights name of {name}: {first_line(exc)}") from None
         except OSError as exc:  # download of named weights without a network
             raise UserError(
                 f"could not download the {weights} weights for {name} ({exc}): download them elsewhere and pass "
@@ -94,7 +94,7 @@ class TorchvisionModel(nn.Module):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise UserError(f"model.weights={path} cannot be read as a state dict: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"model.weights={path} cannot be read as a state dict: {first_line(exc)}") from None
         state = state.get("model", state) if isinstance(state, dict) else state
         head_name, _ = _last_linear(self.net)
         own = self.net.state_dict()

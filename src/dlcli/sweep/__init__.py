@@ -15,8 +15,7 @@ from typing import Callable, Sequence
 
 from omegaconf import OmegaConf
 
-from dlcli.errors import UserError
-from dlcli.received import first_line
+from dlcli.errors import UserError, first_line
 from dlcli.numbers import setting, short
 from dlcli.plots import draw_in_background
 from dlcli.files import check_no_links_out, remove_tree
@@ -165,34 +164,32 @@ def run_sweep(
             sweep_dir = create_run_dir(Path(runs_dir) / "sweeps", name, checkpoints=False, populate=populate)
         sweep_dir = sweep_dir.resolve()  # trials (and Ray workers on other nodes) find the study by this path
         update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=planned)
-        parent = _parent_run(sweep_dir, settings, space, first_trial(space), config_dirs, log)
+        parents = _parent_runs(sweep_dir, settings, space, first_trial(space), config_dirs, log)
         try:
             return _run_trials(sweep_dir, settings, space, planned, max_epochs, metric, mode, jobs, threads, fail_fast, backend,
-                               address, gpus_per_trial, config_dirs, log, trust, parent)
-        except BaseException:  # the sweep broke off: its MLflow parent run must not say running forever
-            from dlcli.engine.loggers import close_parent_run
+                               address, gpus_per_trial, config_dirs, log, trust, parents)
+        except BaseException:  # the sweep broke off: its parent run must not say running forever
+            from dlcli.tracking import close_parent_runs
 
-            close_parent_run(parent, "failed", {}, log)
+            close_parent_runs(parents, "failed", {}, log)
             raise
     finally:
         if lock is not None:
             lock.release()
 
 
-def _parent_run(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log):
-    """With logger=mlflow, the sweep is an MLflow run and its trials are nested runs under it."""
+def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log):
+    """With a logger that nests runs (MLflow), the sweep is a run and its trials are runs under it."""
     from dlcli.config import compose
-    from dlcli.engine.loggers import open_parent_run
+    from dlcli.tracking import open_parent_runs
 
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
-    if cfg.get("logger") is None or "mlflow" not in cfg.logger:
-        return None
-    return open_parent_run(sweep_dir, cfg, "sweep", {"kind": settings.kind, "overrides": " ".join(settings.overrides),
-                                                     "metric": settings.metric, "mode": settings.mode}, log)
+    return open_parent_runs(sweep_dir, cfg, "sweep", {"kind": settings.kind, "overrides": " ".join(settings.overrides),
+                                                      "metric": settings.metric, "mode": settings.mode}, log)
 
 
 def _run_trials(sweep_dir, settings, space, planned, max_epochs, metric, mode, jobs, threads, fail_fast, backend, address,
-                gpus_per_trial, config_dirs, log, trust, parent=None) -> SweepResult:
+                gpus_per_trial, config_dirs, log, trust, parents=()) -> SweepResult:
     from dlcli.sweep.study import open_study
 
     study = open_study(sweep_dir, settings.kind, space, settings.seed, settings.trials, mode, settings.prune, max_epochs)
@@ -200,7 +197,7 @@ def _run_trials(sweep_dir, settings, space, planned, max_epochs, metric, mode, j
     finished = {r["number"] for r in records}
     todo = [n for n in range(planned) if n not in finished]
     asker = TrialAsker(study, sweep_dir, settings, space, metric, mode, threads, config_dirs,
-                       [parent.override] if parent is not None else [], again, max_epochs)
+                       [p.override for p in parents], again, max_epochs)
     asker.check_space_of_study()
     if records:
         log(f"resuming {sweep_dir}: {len(records)} of {planned} trials already finished")
@@ -251,13 +248,13 @@ def _run_trials(sweep_dir, settings, space, planned, max_epochs, metric, mode, j
     result = _finish(sweep_dir, records, space, metric, mode, status, config_dirs, log, trust)
     if asker.asked:
         result.summary = update_summary(sweep_dir, study_ms_per_trial=round(1000 * asker.seconds / asker.asked, 2))
-    if parent is not None:
-        from dlcli.engine.loggers import close_parent_run
+    if parents:
+        from dlcli.tracking import close_parent_runs
 
         summary = result.summary
         numbers = {f"best_{metric}": summary.get(f"best_{metric}"),
                    **{f"test_{k}": v for k, v in (summary.get("test") or {}).items() if k not in ("epoch", "samples")}}
-        close_parent_run(parent, summary["status"], numbers, log)
+        close_parent_runs(parents, summary["status"], numbers, log)
     return result
 
 

@@ -13,7 +13,7 @@ import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 from dlcli.sweep.trial import TrialSpec, run_trial
 
 OnResult = Callable[[dict], bool]  # returns False to stop the sweep (fail-fast)
@@ -183,7 +183,7 @@ def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_
                 ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                          object_store_memory=100 * 1024**2)
         except Exception as exc:
-            raise UserError(f"--backend ray could not {'reach ' + address if address else 'start a local instance'}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"--backend ray could not {'reach ' + address if address else 'start a local instance'}: {first_line(exc)}") from None
     try:
         remote = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
         queue: Iterator[TrialSpec] = iter(specs)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, first_line
 
 
 @dataclass
@@ -73,7 +73,7 @@ def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()
                 try:
                     (override,) = parser.parse_overrides([text])
                 except Exception as exc:
-                    message = str(exc).strip().splitlines()[0]
+                    message = first_line(exc)
                     raise UserError(f"malformed override '{text}': {message}") from None
                 key = override.get_key_element()
                 if not override.is_sweep_override():
@@ -93,7 +93,7 @@ def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()
                     try:
                         values = list(override.sweep_string_iterator())
                     except Exception as exc:
-                        raise UserError(f"'{text}': {str(exc).strip().splitlines()[0]}") from None
+                        raise UserError(f"'{text}': {first_line(exc)}") from None
                     if not values:
                         raise UserError(f"'{text}' sweeps over no values")
                     param = Param(key, values=values, log="log" in getattr(value, "tags", set()))

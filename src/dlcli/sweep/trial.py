@@ -11,6 +11,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dlcli.errors import first_line
+
 
 @dataclass
 class TrialSpec:
@@ -77,7 +79,7 @@ def run_trial(spec: TrialSpec) -> dict:
 
             with open_append(trial_dir / "train.log") as log:
                 log.write(traceback.format_exc())
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc, default="")
         record["message"] = f"{type(exc).__name__}: {first} (traceback in {trial_dir / 'train.log'})"
     if record["status"] in ("failed", "interrupted") and not (trial_dir / "summary.json").exists():
         update_summary(trial_dir, status=record["status"], message=record["message"])  # ended before training began

@@ -28,7 +28,6 @@ from typing import Sequence
 
 from dlcli.errors import UserError
 
-CHECKPOINTS = ("best", "last")
 SMALL = 10  # tensors with at most this many elements are shown in full
 
 
@@ -39,19 +38,14 @@ def inspect_run(run_dir: str | Path, checkpoint: str = "best", trust: Sequence[s
 
     The model and its data are rebuilt from the run's saved config exactly as `dl eval` does
     (read safely: only trusted classes, see `load_saved_config`), on the CPU."""
-    if checkpoint not in CHECKPOINTS:
-        raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
     from dlcli.engine.checkpoint import load_checkpoint, load_weights
     from dlcli.experiment import build_experiment
-    from dlcli.runs import find_run, load_saved_config
+    from dlcli.runs import check_checkpoint_name, checkpoint_path, find_run, load_saved_config
 
+    check_checkpoint_name(checkpoint)
     run = find_run(run_dir)
     cfg = load_saved_config(run, trust)
-    path = run / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file():
-        others = [c for c in CHECKPOINTS if c != checkpoint and (run / "checkpoints" / f"{c}.pt").is_file()]
-        fix = f"choose --checkpoint {others[0]}" if others else "train (or resume) the run until it saves one"
-        raise UserError(f"--checkpoint {checkpoint}: {run} has no checkpoints/{checkpoint}.pt: {fix}")
+    path = checkpoint_path(run, checkpoint)
     payload = load_checkpoint(path)
     cfg.trainer.device = "cpu"  # inspecting needs no accelerator, and the run's may be absent here
     cfg.trainer.amp = False

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dlcli.engine.fit import Session
+from dlcli.engine.state import Session
 from dlcli.engine.loop import train_step
 from dlcli.errors import UserError
 

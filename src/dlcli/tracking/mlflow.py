@@ -1,13 +1,10 @@
-"""Loggers: TensorBoard and MLflow, as callbacks that can never cost a run.
+"""logger=mlflow: an MLflow run per dl run, in <runs_dir>/mlflow.db by default (artifacts in
+<runs_dir>/mlartifacts/), nested under a sweep's or k-fold's parent run.
 
-`logger=tensorboard`, `logger=mlflow` or `logger=[tensorboard,mlflow]` (conf/logger/) each build
-one of these. metrics.csv is written whatever the loggers. A logger's failure (a full disk, a
-server gone) is warned about once, switches that logger off, and is recorded in summary.json;
-training goes on.
-
-Resume continues the same TensorBoard directory (events past the checkpoint are purged) and the
-same MLflow run (epochs are sent to MLflow only once last.pt holds them, so a resumed run never
-sends an epoch twice).
+Resume continues the same MLflow run (epochs are sent only once last.pt holds them, so a resumed
+run never sends an epoch twice). A local store must lie in the runs directory that holds the run:
+a run or store copied from elsewhere records another machine's paths, and dl writes nothing
+outside the runs directory (the logger says why and goes off; training goes on).
 """
 
 from __future__ import annotations
@@ -15,179 +12,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
 
-from dlcli.engine.callbacks import Callback
-from dlcli.errors import UserError
 from dlcli.files import write_text
-
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
-
-    from dlcli.engine.checkpoint import Checkpointer
+from dlcli.runs import git_commit
+from dlcli.tracking.base import ParentRun, RunLogger, final_numbers, require
 
 MLFLOW_RECORD = "mlflow.json"  # in a run (or sweep, or k-fold parent): which MLflow run it is
 MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED"}
-
-
-def require(module: str, extra: str, option: str) -> None:
-    """A logger whose package is missing is the user's to fix, before runs/ is touched."""
-    import importlib.util
-
-    if importlib.util.find_spec(module.split(".")[0]) is None:
-        raise UserError(f"logger={option} needs the {extra} package: pip install 'dlcli[{extra}]' (or pip install {extra})")
-
-
-@dataclass
-class LoggedRun:
-    """What a logger needs to know about the run it follows."""
-
-    run_dir: Path
-    cfg: DictConfig
-    overrides: Sequence[str]
-    checkpointer: Checkpointer
-    warn: Callable[[str], None]
-    resumed: bool = False  # the run directory existed before this command (resume=): its config may come from anyone
-
-
-class RunLogger(Callback):
-    """Base of the loggers: every call is guarded, so a failing logger warns once and goes quiet."""
-
-    option = "logger"
-
-    def __init__(self):
-        self.failure: str | None = None
-        self.run: LoggedRun | None = None
-
-    def attach(self, run: LoggedRun) -> None:
-        self.run = run
-
-    def _safely(self, action, *args) -> None:
-        if self.failure is not None or self.run is None:
-            return
-        try:
-            action(*args)
-        except Exception as exc:  # never the run's problem: say so once, keep training
-            self.failure = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
-            self.run.warn(f"warning: logger={self.option} failed and is off for the rest of this run ({self.failure}); "
-                          "training goes on, metrics.csv has every epoch")
-
-    def on_fit_start(self, session, state) -> None:
-        self._safely(self.start, session, state)
-
-    def on_epoch_end(self, state, row: dict, improved: bool) -> None:
-        self._safely(self.epoch, state, row)
-
-    def on_fit_end(self, state, status: str) -> None:
-        self._safely(self.fit_end, state, status)
-
-    def finish(self, summary: dict) -> None:
-        """After the test look and summary.json: final numbers and status. Always closes."""
-        self._safely(self.summarize, summary)
-        try:
-            self.close()
-        except Exception:  # closing what already failed: nothing more to say
-            pass
-
-    # what each logger does
-    def start(self, session, state) -> None: ...
-    def epoch(self, state, row: dict) -> None: ...
-    def fit_end(self, state, status: str) -> None: ...
-    def summarize(self, summary: dict) -> None: ...
-    def close(self) -> None: ...
-
-
-def typed_overrides(cfg: DictConfig, overrides: Sequence[str]) -> dict:
-    """The values the user set (`optim.lr=0.1`, `model=softmax`), read back from the resolved config,
-    as scalars TensorBoard and MLflow can show."""
-    from omegaconf import OmegaConf
-
-    from dlcli.compare import COMPONENT_GROUPS, option_name
-    from dlcli.config import override_key
-
-    values = {}
-    for override in overrides:
-        key = override_key(override)
-        if "=" not in override or key in ("name", "resume", "runs_dir") or key.startswith("logger"):
-            continue
-        value = OmegaConf.select(cfg, key)
-        if key in COMPONENT_GROUPS and value is not None:
-            value = option_name(key, OmegaConf.to_container(value))
-        elif not isinstance(value, (bool, int, float, str)) or value is None:
-            value = str(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
-        values[key] = value
-    return values
-
-
-def final_numbers(summary: dict) -> dict:
-    numbers = {}
-    monitor = summary.get("monitor")
-    if monitor and isinstance(summary.get(f"best_{monitor}"), (int, float)):
-        numbers[f"best_{monitor}"] = float(summary[f"best_{monitor}"])
-    for key, value in (summary.get("test") or {}).items():
-        if key not in ("epoch", "samples") and isinstance(value, (int, float)) and math.isfinite(value):
-            numbers[f"test_{key}"] = float(value)
-    return numbers
-
-
-class TensorBoardLogger(RunLogger):
-    """Event files in <run>/tensorboard/: every metrics.csv column per epoch (step = epoch), the
-    batch loss and learning rate every `log_every_n_steps` optimizer steps (in tensorboard/steps/),
-    and at the end the overridden settings with the final numbers (the HPARAMS tab). Pictures are
-    added by the process that draws them (dlcli.plots)."""
-
-    option = "tensorboard"
-
-    def __init__(self, log_every_n_steps: int = 50):
-        super().__init__()
-        require("tensorboard", "tensorboard", self.option)
-        if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1:
-            raise UserError(f"logger.tensorboard.log_every_n_steps={log_every_n_steps} must be a whole number of at least 1")
-        self.every = log_every_n_steps
-        self.epochs_writer = self.steps_writer = None
-        self.step = 0
-
-    def start(self, session, state) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        from dlcli.engine.optim import current_lr
-
-        self.session, self.current_lr = session, current_lr
-        samples, batch = len(session.train_data), int(self.run.cfg.trainer.batch_size)
-        self.steps_per_epoch = samples // batch + (samples % batch > 1)  # a lone last sample is not a step
-        self.step = state.epoch * self.steps_per_epoch
-        directory = self.run.run_dir / "tensorboard"
-        # On resume, anything logged after the checkpoint (lost epochs of a killed run) is purged.
-        resumed = directory.is_dir()
-        self.epochs_writer = SummaryWriter(str(directory), purge_step=state.epoch + 1 if resumed else None, flush_secs=10)
-        self.steps_writer = SummaryWriter(str(directory / "steps"), purge_step=self.step + 1 if resumed else None, flush_secs=10)
-
-    def on_batch_end(self, batch_size: int, loss) -> None:
-        self.step += 1
-        if self.step % self.every == 0:
-            self._safely(self._log_step, loss)
-
-    def _log_step(self, loss) -> None:
-        self.steps_writer.add_scalar("batch/loss", float(loss), self.step)
-        self.steps_writer.add_scalar("batch/lr", self.current_lr(self.session.optimizer), self.step)
-
-    def epoch(self, state, row: dict) -> None:
-        for key, value in row.items():
-            if key != "epoch":
-                self.epochs_writer.add_scalar(key, value, row["epoch"])
-
-    def summarize(self, summary: dict) -> None:
-        hparams = typed_overrides(self.run.cfg, self.run.overrides) or {"name": str(self.run.cfg.name)}
-        # run_name="." keeps the hparams beside the scalars, so TensorBoard shows them as one run
-        self.epochs_writer.add_hparams(hparams, final_numbers(summary) or {"epochs_completed": summary.get("epochs_completed") or 0},
-                                       run_name=".")
-
-    def close(self) -> None:
-        for writer in (self.epochs_writer, self.steps_writer):
-            if writer is not None:
-                writer.close()
 
 
 class MLflowLogger(RunLogger):
@@ -271,6 +103,40 @@ class MLflowLogger(RunLogger):
         """A run whose logging failed half-way is still marked ended in MLflow, if MLflow answers."""
         if self.client is not None and self.run_id is not None and not getattr(self, "terminated", False):
             self.client.set_terminated(self.run_id, status="FAILED")
+
+    @classmethod
+    def log_pictures(cls, run_dir: Path, paths) -> None:
+        """The pictures as artifacts of the run's MLflow run (the store beside the run, never one elsewhere)."""
+        if not (run_dir / MLFLOW_RECORD).is_file():
+            return
+        client, run_id = recorded_mlflow_run(run_dir)
+        for path in paths:
+            client.log_artifact(run_id, str(path))
+
+    @classmethod
+    def open_parent(cls, directory: Path, node, cfg, kind: str, params: dict) -> ParentRun:
+        """The sweep's or k-fold's own MLflow run, created once and recorded in <directory>/mlflow.json,
+        reopened on resume; the trials' or folds' runs carry it as their parent."""
+        client, run_id = _open_parent_run(directory, cfg, node, kind, params)
+
+        def close(status: str, numbers: dict) -> None:
+            from mlflow.entities import Metric, RunTag
+
+            now = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in numbers.items()],
+                             tags=[RunTag("dl.status", status)])
+            client.set_terminated(run_id, status=MLFLOW_STATUS.get(status, "FAILED"))
+
+        return ParentRun(cls.option, f"logger.{cls.option}.parent_run_id={run_id}", close)
+
+    @classmethod
+    def as_new_run(cls, node) -> None:
+        """A run of its own (not a late child of the old run's parent), logging to the store of this
+        command's runs_dir rather than a local store the saved file names (a server stays named)."""
+        if "parent_run_id" in node:
+            node.parent_run_id = None
+        if node.get("tracking_uri") and _local_path(str(node.tracking_uri)) is not None:
+            node.tracking_uri = None
 
 
 def mlflow_client(tracking_uri: str | None, cfg):
@@ -360,15 +226,6 @@ def default_tracking_uri(runs_dir, create: bool = True) -> str:
     return f"sqlite:///{path / 'mlflow.db'}"
 
 
-def forget_local_store(cfg) -> None:
-    """A new run made from a saved config (trained longer, refitted) logs to the store of this
-    command's runs_dir, never to a local store the saved file names (a server stays named): for
-    every logger entry that names one."""
-    for node in (cfg.get("logger") or {}).values():
-        if node is not None and node.get("tracking_uri") and _local_path(str(node.tracking_uri)) is not None:
-            node.tracking_uri = None
-
-
 def experiment_id_for(client, name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
@@ -377,7 +234,7 @@ def experiment_id_for(client, name: str) -> str:
     # of whatever directory dl happened to run in; a server keeps its own artifact store.
     location = None
     if client.tracking_uri.startswith("sqlite:///"):
-        from dlcli.compare import ARTIFACTS_DIR
+        from dlcli.runs import ARTIFACTS_DIR
 
         location = (Path(client.tracking_uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR).as_uri()
     try:
@@ -411,41 +268,6 @@ def flat_params(cfg) -> dict[str, str]:
     return params
 
 
-def git_commit() -> str | None:
-    from dlcli.train import _git_commit
-
-    return _git_commit()
-
-
-@dataclass
-class ParentRun:
-    """The MLflow run a sweep or k-fold holds its trials' or folds' runs under."""
-
-    run_id: str
-    tracking_uri: str
-    client: object = field(repr=False, default=None)
-
-    @property
-    def override(self) -> str:
-        return f"logger.mlflow.parent_run_id={self.run_id}"
-
-
-def open_parent_run(directory: Path, cfg, kind: str, params: dict, warn: Callable[[str], None] = print) -> ParentRun | None:
-    """The parent MLflow run of a sweep or k-fold directory, when its runs log to MLflow: created
-    once and recorded in <directory>/mlflow.json, reopened on resume. None without logger=mlflow."""
-    from omegaconf import OmegaConf
-
-    node = OmegaConf.select(cfg, "logger.mlflow")
-    if node is None:
-        return None
-    try:
-        return _open_parent_run(directory, cfg, node, kind, params)
-    except Exception as exc:  # a logger never costs a run: the trials log as runs of their own
-        warn(f"warning: logger=mlflow could not open the {kind}'s parent run ({type(exc).__name__}: "
-             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); its runs are logged without one")
-        return None
-
-
 def _open_parent_run(directory: Path, cfg, node, kind: str, params: dict) -> ParentRun:
     record = directory / MLFLOW_RECORD
     if record.is_file():
@@ -462,36 +284,6 @@ def _open_parent_run(directory: Path, cfg, node, kind: str, params: dict) -> Par
         from mlflow.entities import Param
 
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-    return ParentRun(run_id, client.tracking_uri, client)
+    return client, run_id
 
 
-def close_parent_run(parent: ParentRun | None, status: str, numbers: dict, warn: Callable[[str], None]) -> None:
-    if parent is None:
-        return
-    from mlflow.entities import Metric, RunTag
-
-    try:
-        now = int(time.time() * 1000)
-        parent.client.log_batch(parent.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in numbers.items()
-                                                        if isinstance(v, (int, float)) and math.isfinite(v)],
-                                tags=[RunTag("dl.status", status)])
-        parent.client.set_terminated(parent.run_id, status=MLFLOW_STATUS.get(status, "FAILED"))
-    except Exception as exc:
-        warn(f"warning: could not close the parent MLflow run {parent.run_id}: {exc}")
-
-
-def build_loggers(node) -> list[RunLogger]:
-    """The loggers of the config's `logger:` mapping (logger=tensorboard, logger=[tensorboard,mlflow])."""
-    import inspect
-
-    from dlcli.factory import call_target, prepare_call
-
-    loggers = []
-    for name, entry in (node or {}).items():
-        if entry is None:
-            continue
-        target, _ = prepare_call(entry, f"logger.{name}")
-        if not (inspect.isclass(target) and issubclass(target, RunLogger)):  # known before anything is called
-            raise UserError(f"logger.{name}._target_={entry._target_} is not a dl logger (a dlcli.engine.loggers.RunLogger)")
-        loggers.append(call_target(entry, f"logger.{name}"))
-    return loggers

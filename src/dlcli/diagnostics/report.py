@@ -1,0 +1,81 @@
+"""A run's diagnosis as findings: what one is, how it is shown, and diagnostics.json (written once a
+run ends, read back by `dl eval`, `dl runs` and `dl diagnose`, which re-analyzes metrics.csv for a run
+that has no such file: killed, or older)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class Finding:
+    code: str
+    severity: str  # warning | error
+    epoch: int | None
+    evidence: dict
+    message: str
+    suggestion: str
+
+    def lines(self) -> list[str]:
+        return [f"{self.severity}: {self.message}", f"  try: {self.suggestion}"]
+
+
+def write_findings(run_dir: Path, findings: list[Finding]) -> None:
+    from dlcli.runs import write_json
+
+    write_json(run_dir / "diagnostics.json", {"findings": [asdict(f) for f in findings]})
+
+
+def read_findings(run_dir: Path) -> list[Finding] | None:
+    from dlcli.errors import UserError
+    from dlcli.runs import read_json
+
+    path = run_dir / "diagnostics.json"
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    findings = record.get("findings", []) if isinstance(record, dict) else None
+    fields = set(Finding.__dataclass_fields__)
+    if not isinstance(findings, list) or not all(isinstance(f, dict) and set(f) == fields for f in findings):
+        raise UserError(f"{path} is not a diagnosis dl wrote (each finding holds {', '.join(sorted(fields))}): "
+                        "delete it, and dl diagnose analyzes the run's files instead")
+    return [Finding(**f) for f in findings]
+
+
+def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
+    """A run's findings: its diagnostics.json, or (killed runs, older runs) an analysis of its files.
+    Returns the findings and whether they were read from diagnostics.json."""
+    from dlcli.diagnostics.checks import analyze
+    from dlcli.runs import read_metrics, read_summary
+
+    saved = read_findings(run_dir)
+    if saved is not None:
+        return saved, True
+    return analyze(read_metrics(run_dir / "metrics.csv"), read_summary(run_dir)), False
+
+
+def diagnosis_lines(findings: list[Finding], skipped: str | None = None) -> list[str]:
+    if skipped:
+        head = f"diagnosis (the live checks stopped early: {skipped}):"
+        return [head, *(line for f in findings for line in f.lines())] if findings else [head + " nothing else found"]
+    if not findings:
+        return ["diagnosis: nothing wrong found (overfitting, underfitting, learning rate, gradients, dead ReLUs, "
+                "outputs, inputs, class balance and the input pipeline were checked)"]
+    return ["diagnosis:", *(line for f in findings for line in f.lines())]
+
+
+def fmt(value) -> str:
+    from dlcli.numbers import short
+
+    if isinstance(value, (list, tuple)):
+        return ", ".join(short(v) for v in value)
+    return short(value) if value is not None else "-"
+
+
+def _lower(lr) -> str:
+    return format(lr / 10, ".2g") if isinstance(lr, (int, float)) and lr > 0 else "0.01"
+
+
+def _higher(lr) -> str:
+    return format(lr * 10, ".2g") if isinstance(lr, (int, float)) and lr > 0 else "0.1"
