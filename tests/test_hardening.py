@@ -62,12 +62,12 @@ def test_ctrl_c_on_a_parallel_sweep_starts_nothing_new_and_its_files_match_its_t
 
 
 def test_ctrl_c_during_the_test_look_is_an_interrupt_and_resume_finishes_it(workdir, monkeypatch):
-    import dlcli.train
+    import dlcli.training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dlcli.train, "evaluate_checkpoint", interrupted)
+    monkeypatch.setattr(dlcli.training, "evaluate_checkpoint", interrupted)
     result = run_cli("train", "trainer.epochs=2")
     assert result.exit_code == 130 and "Traceback" not in result.output
     run = only_run(workdir)
@@ -80,7 +80,7 @@ def test_ctrl_c_during_the_test_look_is_an_interrupt_and_resume_finishes_it(work
 
 
 def test_an_import_broken_by_ctrl_c_counts_as_ctrl_c(workdir, monkeypatch):
-    import dlcli.train
+    import dlcli.training
 
     def import_interrupted(*args, **kwargs):
         try:
@@ -88,18 +88,18 @@ def test_an_import_broken_by_ctrl_c_counts_as_ctrl_c(workdir, monkeypatch):
         except KeyboardInterrupt:
             raise ImportError("cannot import name 'metrics' (partially initialized module)")
 
-    monkeypatch.setattr(dlcli.train, "evaluate_checkpoint", import_interrupted)
+    monkeypatch.setattr(dlcli.training, "evaluate_checkpoint", import_interrupted)
     result = train(compose(["trainer.epochs=1", "trainer.progress=false"]), [], quiet_reporter())
     assert result.status == "interrupted"
 
 
 def test_an_interrupt_while_the_run_directory_is_made_leaves_nothing(workdir, monkeypatch):
-    import dlcli.train
+    import dlcli.training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dlcli.train, "save_checkpoint", interrupted)  # the last of the run's first files
+    monkeypatch.setattr(dlcli.training, "save_checkpoint", interrupted)  # the last of the run's first files
     result = run_cli("train", "trainer.epochs=1")
     assert result.exit_code == 130
     assert not (workdir / "runs").exists()

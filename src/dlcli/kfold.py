@@ -18,7 +18,8 @@ from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.files import check_no_links_out, remove_tree
-from dlcli.runs import RunLock, create_run_dir, load_saved_config, read_json, read_summary, update_summary, write_json, write_text
+from dlcli.runs import (RunLock, RunStart, config_text, load_saved_config, overrides_text, read_summary, start_run_dir,
+                        update_summary, write_json)
 
 
 def _fold_config(cfg: DictConfig, fold: int) -> DictConfig:
@@ -28,24 +29,12 @@ def _fold_config(cfg: DictConfig, fold: int) -> DictConfig:
     return fold_cfg
 
 
-def is_kfold_parent(path) -> bool:
-    summary = Path(str(path)).expanduser() / "summary.json"
-    return summary.is_file() and read_json(summary).get("kind") == "kfold"
-
-
 def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = ()):
     experiment = build_experiment(_fold_config(cfg, 1))  # input errors surface before runs/ is touched
-    lock = None
-
-    def populate(directory: Path) -> None:
-        nonlocal lock
-        lock = RunLock(directory).acquire()
-        write_text(directory / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        write_text(directory / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-        update_summary(directory, kind="kfold", status="running", folds=int(cfg.split.kfold),
-                       metric=experiment.session.metric, monitor=experiment.session.monitor)
-
-    parent = create_run_dir(cfg.runs_dir, cfg.name, checkpoints=False, populate=populate)
+    start = RunStart(texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(overrides)},
+                     summary={"kind": "kfold", "status": "running", "folds": int(cfg.split.kfold),
+                              "metric": experiment.session.metric, "monitor": experiment.session.monitor})
+    parent, lock = start_run_dir(cfg.runs_dir, cfg.name, start)
     try:
         return _run_folds(parent, cfg, overrides, reporter, callbacks)
     finally:
@@ -53,7 +42,7 @@ def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, c
 
 
 def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (), trust: Sequence[str] = ()):
-    from dlcli.train import check_resume_overrides
+    from dlcli.resume import check_resume_overrides
 
     parent = Path(str(cfg.resume)).expanduser()
     check_resume_overrides(parent, overrides)
@@ -73,7 +62,7 @@ def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, 
 def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
                trust: Sequence[str] = ()):
     from dlcli.tracking import close_parent_runs, open_parent_runs
-    from dlcli.train import TrainResult
+    from dlcli.training import TrainResult
 
     # with a logger that nests runs (MLflow), the k-fold run is a run and each fold a run nested under it
     parents = open_parent_runs(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)},
@@ -127,7 +116,8 @@ def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], report
                  trust: Sequence[str] = ()) -> list:
     """Each fold in turn (a finished one is kept, an interrupted one resumed); stops at the first
     fold that does not complete."""
-    from dlcli.train import TrainResult, train
+    from dlcli.resume import resume
+    from dlcli.training import TrainResult, new_run
 
     results = []
     for fold in range(1, int(cfg.split.kfold) + 1):
@@ -137,13 +127,13 @@ def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], report
             result = TrainResult(fold_dir, read_summary(fold_dir))
         elif status is not None:  # interrupted (or failed): continue it from its last checkpoint
             resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
-            result = train(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks=callbacks, trust=trust)
+            result = resume(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks, trust)
         else:
             if fold_dir.exists() or fold_dir.is_symlink():  # created but never started: nothing in it is worth keeping
                 remove_tree(fold_dir, parent)
             fold_dir.mkdir()
             reporter.log(f"fold {fold}/{cfg.split.kfold}")
-            result = train(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, callbacks=callbacks)
+            result = new_run(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, callbacks=callbacks)
         results.append(result)
         if result.status != "completed":
             break

@@ -27,7 +27,7 @@ REFIT_OVERRIDES = ("refit", "name", "runs_dir", "trainer.epochs", "trainer.devic
 
 def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str] = ()) -> tuple[DictConfig, dict]:
     """The config a refit trains, and the facts its summary records (source, epochs and why)."""
-    from dlcli.kfold import is_kfold_parent
+    from dlcli.runs import is_kfold_parent
 
     source = Path(str(cfg.refit)).expanduser()
     extra = [o for o in overrides if override_key(o) not in REFIT_OVERRIDES and not override_key(o).startswith("logger.")]
@@ -86,9 +86,14 @@ def _from_kfold(parent: Path, trust: Sequence[str]) -> tuple[DictConfig, int, st
             f"the mean best epoch over {len(best)} folds ({', '.join(map(str, best))}: mean {mean:g}, rounded to {epochs})")
 
 
+def same_test_split(source: Path):
+    """A check for the refit's built experiment: its test split must be the source's."""
+    return lambda experiment: check_same_test_split(experiment.data.split.record(), source)
+
+
 def check_same_test_split(refit_split: dict, source: Path) -> None:
     """The refit's test split must be the source's, or its test look would be about other rows."""
-    from dlcli.kfold import is_kfold_parent
+    from dlcli.runs import is_kfold_parent
 
     run = source / "fold-1" if is_kfold_parent(source) else source
     if not (run / "split.json").is_file():

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -61,6 +62,55 @@ def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = No
             shutil.rmtree(temporary, ignore_errors=True)
         _remove_empty(created)  # the runs/ and runs/<name>/ this call made
         raise
+
+
+@dataclass
+class RunStart:
+    """The first files of a new run (or k-fold, or sweep) directory, written before it appears."""
+
+    texts: dict[str, str] = field(default_factory=dict)  # config.yaml, overrides.yaml, sweep.yaml, ...
+    jsons: dict[str, dict] = field(default_factory=dict)  # split.json, preprocessing.json, ...
+    summary: dict = field(default_factory=dict)  # summary.json's first fields
+    folders: tuple[str, ...] = ()  # checkpoints, trials, ...
+    then: Callable[[Path], None] | None = None  # anything else (a first last.pt, copied checkpoints)
+
+
+def start_run_dir(runs_dir: str | Path, name: str, start: RunStart, into: Path | None = None) -> tuple[Path, RunLock]:
+    """A new directory under <runs_dir>/<name>/ (or `into`, an empty one a sweep or k-fold parent made)
+    holding `start`'s files, and the lock of whoever trains in it (taken before it appears, so it
+    is held across the rename: the lock is on the file, not its path)."""
+    lock = None
+
+    def populate(directory: Path) -> None:
+        nonlocal lock
+        for folder in start.folders:
+            (directory / folder).mkdir(exist_ok=True)
+        lock = RunLock(directory).acquire()
+        for file, text in start.texts.items():
+            write_text(directory / file, text)
+        for file, content in start.jsons.items():
+            write_json(directory / file, content)
+        update_summary(directory, **start.summary)
+        if start.then is not None:
+            start.then(directory)
+
+    if into is None:
+        return create_run_dir(runs_dir, name, checkpoints=False, populate=populate), lock
+    populate(into)
+    return into, lock
+
+
+def config_text(cfg) -> str:
+    """A config as config.yaml holds it: resolved, so that reading it back resolves nothing."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def overrides_text(overrides: Sequence[str]) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create([str(o) for o in overrides]))
 
 
 def _make_parents(parent: Path, runs_dir) -> list[Path]:
@@ -204,6 +254,12 @@ def checkpoint_path(run: Path, checkpoint: str) -> Path:
         fix = f"choose --checkpoint {others[0]}" if others else "train (or resume) the run until it saves one"
         raise UserError(f"--checkpoint {checkpoint}: {run} has no checkpoints/{checkpoint}.pt: {fix}")
     return path
+
+
+def is_kfold_parent(path) -> bool:
+    """A k-fold run: one model per fold in fold-N/, and kfold.json over them."""
+    summary = Path(str(path)).expanduser() / "summary.json"
+    return summary.is_file() and read_json(summary).get("kind") == "kfold"
 
 
 def find_run(path: str | Path) -> Path:

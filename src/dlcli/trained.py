@@ -48,7 +48,7 @@ class TrainedRun:
 
 def read_preprocessing(run_path: str | Path) -> tuple[Path, dict]:
     """The run directory and its preprocessing record, or a one-line reason it has none to use."""
-    from dlcli.kfold import is_kfold_parent
+    from dlcli.runs import is_kfold_parent
 
     if is_kfold_parent(run_path):
         raise UserError(f"{run_path} is a k-fold run with one model per fold: train one model on all its data first "

@@ -78,7 +78,7 @@ def split_dataset(
             else:  # no validation split (a refit): every non-test row trains
                 train_idx, val_idx = rest, rest[:0]
     except ValueError as exc:
-        detail = _cap_lists(first_line(exc))
+        detail = _cap_lists(first_line(exc, limit=10**6))  # the lists are capped there
         hint = " (set split.stratify=false, or use larger split fractions)" if stratify_by is not None else ""
         raise UserError(f"cannot split {num_samples} samples with val={val}, test={test}: {detail}{hint}") from None
     return Split(train=np.sort(train_idx), val=np.sort(val_idx), test=np.sort(test_idx))

@@ -52,7 +52,7 @@ def run_trial(spec: TrialSpec) -> dict:
     from dlcli.errors import RunFailed, UserError
     from dlcli.runs import update_summary
     from dlcli.sweep.prune import StudyReporting
-    from dlcli.train import train
+    from dlcli.training import new_run
 
     torch.set_num_threads(spec.threads)
     trial_dir = Path(spec.trial_dir)
@@ -66,8 +66,8 @@ def run_trial(spec: TrialSpec) -> dict:
             study = StudyReporting(Path(spec.sweep_dir), spec.trial_id, spec.prune, spec.metric, spec.max_epochs)
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
         reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
-        result = train(cfg, spec.overrides, reporter,
-                       run_dir=trial_dir, evaluate_test=False, callbacks=[study] if study else [])
+        result = new_run(cfg, spec.overrides, reporter, run_dir=trial_dir, evaluate_test=False,
+                         callbacks=[study] if study else [])
         record.update(status=result.status, message=result.summary.get("message"))
     except KeyboardInterrupt:
         record.update(status="interrupted", message="interrupted before training began")
