@@ -12,14 +12,15 @@ from conftest import read, run_cli
 from dlcli.errors import UserError
 from dlcli.sweep import SweepSettings, run_sweep
 from dlcli.sweep.space import parse_space
-from dlcli.sweep.study import grid_combinations as grid
+from dlcli.sweep.kinds import grid_combinations as grid
 
 
 def sample(space, trials: int, seed: int) -> list[dict]:
     """What a random sweep asks its study for, in an in-memory study."""
     import optuna
 
-    from dlcli.sweep.study import distributions, sampler_for, trial_params
+    from dlcli.sweep.kinds import sampler_for
+    from dlcli.sweep.study import distributions, trial_params
 
     study = optuna.create_study(sampler=sampler_for("random", space, seed, trials))
     draws = []

@@ -192,3 +192,36 @@ def param_table(summary: dict) -> Table:
     for i, row in enumerate(rows):
         table.add_row(row["name"], row["type"], *(values[i] for values in columns.values()))
     return table
+
+
+def runs_table(runs, rows: list[dict], where: str, width: int, chosen: list[str] | None = None):
+    """`dl runs`' table of collected runs (rows already sorted), fitted to `width` columns unless
+    the user chose them; and the columns that did not fit."""
+    from dlcli.compare import cell_text, display_rows, elide, fit_columns, header_text, is_number_column
+    from dlcli.config import COMPONENT_GROUPS
+    from dlcli.errors import UserError
+
+    shown = display_rows(runs)
+    wanted, view = shown.columns, shown.rows
+    if chosen is not None:
+        every = list(dict.fromkeys(k for row in rows for k in row))
+        known = list(dict.fromkeys([*every, *wanted]))
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            raise UserError(f"--columns {unknown[0]} is not a column: columns are {', '.join(known)}")
+        wanted = list(dict.fromkeys(["run", *chosen]))
+        view = [{**row, **viewed} for row, viewed in zip(rows, view)]
+    cells = {c: [cell_text(c, row.get(c)) for row in view] for c in wanted}
+    # the run names shorten before the metrics or the components (model=..., data=...) are left out
+    essential = next((i for i, c in enumerate(wanted) if c not in ("run", "status", "metric", "val", "test", *COMPONENT_GROUPS)
+                      and not c.startswith(("val_", "test_"))), len(wanted))
+    kept, left_out, run_width = fit_columns(wanted, cells, width, essential) if chosen is None else (wanted, [], 10_000)
+    cells["run"] = [elide(name, run_width) for name in cells["run"]]
+    facts = f" ({', '.join(shown.facts)})" if shown.facts else ""
+    title = f"{len(rows)} run{'' if len(rows) == 1 else 's'} under {where}{facts}"
+    table = Table(title=title, min_width=min(len(title), width))
+    for column in kept:
+        table.add_column(header_text(column), justify="right" if is_number_column(column) else "left", no_wrap=True, overflow="ellipsis")
+    for i in range(len(rows)):
+        table.add_row(*(cells[c][i] for c in kept))
+    return table, left_out

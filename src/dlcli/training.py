@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from dlcli.data import PREPROCESSING_FILE
 from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
+from dlcli.diagnostics.checks import said_before_training
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
 from dlcli.engine.checkpoint import Checkpointer, save_checkpoint
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
@@ -103,7 +104,8 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
     for note in experiment.notes:
         reporter.log(f"note: {note}")
     reporter.log(describe(experiment, run_dir))
-    watch = Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn) if trainer.get("diagnostics", True) else None
+    watch = (Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn, early=said_before_training)
+             if trainer.get("diagnostics", True) else None)
     if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
         watch.evidence.initial_loss = read_summary(run_dir).get("initial_loss")
     fields: dict = {"status": "failed"}

@@ -5,6 +5,6 @@ metrics.csv into findings (one function per pitfall), `report` writes, reads and
 `dl diagnose` and `dl runs` import only `report` and `checks`: no torch.
 """
 
-from dlcli.diagnostics.checks import analyze, thresholds  # noqa: F401  (the package's public names)
+from dlcli.diagnostics.checks import analyze, diagnose_run, thresholds  # noqa: F401  (the package's public names)
 from dlcli.diagnostics.evidence import Diagnostics, Evidence  # noqa: F401
-from dlcli.diagnostics.report import Finding, diagnose_run, diagnosis_lines, read_findings, write_findings  # noqa: F401
+from dlcli.diagnostics.report import Finding, diagnosis_lines, read_findings, write_findings  # noqa: F401

@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from dlcli.diagnostics.evidence import Evidence
-from dlcli.diagnostics.report import Finding, fmt
+from dlcli.diagnostics.report import Finding, fmt, read_findings
 
 
 @dataclass
@@ -41,14 +42,15 @@ class Check:
     function: Callable[[Facts, dict], Finding | None]
     thresholds: dict
     unless: tuple[str, ...]
+    early: bool  # decided by the look before training: said before the first epoch too
 
 
 CHECKS: list[Check] = []
 
 
-def check(code: str, thresholds: dict | None = None, unless: tuple[str, ...] = ()):
+def check(code: str, thresholds: dict | None = None, unless: tuple[str, ...] = (), early: bool = False):
     def register(function):
-        CHECKS.append(Check(code, function, dict(thresholds or {}), unless))
+        CHECKS.append(Check(code, function, dict(thresholds or {}), unless, early))
         return function
     return register
 
@@ -82,6 +84,24 @@ def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None) -
         if found is not None:
             findings.append(found)
     return findings
+
+
+def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
+    """A run's findings: its diagnostics.json, or (killed runs, older runs) an analysis of its files.
+    Returns the findings and whether they were read from diagnostics.json."""
+    from dlcli.runs import read_metrics, read_summary
+
+    saved = read_findings(run_dir)
+    if saved is not None:
+        return saved, True
+    return analyze(read_metrics(run_dir / "metrics.csv"), read_summary(run_dir)), False
+
+
+def said_before_training(evidence: Evidence) -> list[Finding]:
+    """The findings of the checks marked `early`, which the look before the first step already
+    decides: said at once rather than after a run that could not learn."""
+    facts = Facts(rows=[], summary={}, evidence=evidence)
+    return [found for each in CHECKS if each.early and (found := each.function(facts, each.thresholds)) is not None]
 
 
 # -- the learning rate ---------------------------------------------------------------------------
@@ -232,14 +252,11 @@ def dead_relus(f: Facts, t: dict) -> Finding | None:
 
 # -- the outputs and the inputs ---------------------------------------------------------------------
 
-@check("activation_before_loss")
-def activation_before_loss_check(f: Facts, t: dict) -> Finding | None:
-    return activation_before_loss(f.evidence) if f.evidence.output_check is not None else None
-
-
-def activation_before_loss(evidence: Evidence) -> Finding:
-    """Also said before the first epoch (by the Diagnostics callback), when it is found."""
-    check = evidence.output_check or {}
+@check("activation_before_loss", early=True)
+def activation_before_loss(f: Facts, t: dict) -> Finding | None:
+    check = f.evidence.output_check
+    if check is None:
+        return None
     how = "each row sums to 1" if check.get("rows_sum_to_one") else f"all outputs lie in [0, 1] after a final {check.get('last_module')}"
     return Finding("activation_before_loss", "error", None, check,
                    f"the model's outputs look like probabilities ({how}), but cross-entropy wants raw scores (logits): "

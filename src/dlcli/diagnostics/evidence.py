@@ -40,9 +40,12 @@ class Diagnostics(Callback):
     """Gathers the evidence during training, cheaply: every `every` optimizer steps, each weight's
     gradient norm is stacked on the device; the numbers are read once an epoch."""
 
-    def __init__(self, every: int = 10, warn=None):
+    def __init__(self, every: int = 10, warn=None, early=None):
+        """`early(evidence)` gives the findings the look before training already decides; each is
+        warned about at once (dlcli.diagnostics.checks.said_before_training)."""
         self.every = max(1, int(every))
         self.warn = warn or (lambda message: None)
+        self.early = early
         self.evidence = Evidence()
         self._steps = 0
         self._pending: list[torch.Tensor] = []
@@ -63,6 +66,9 @@ class Diagnostics(Callback):
 
     def on_fit_start(self, session, state) -> None:
         self._safely(self._fit_start, session, state)
+        if self.early is not None and self.failed is None:
+            for finding in self.early(self.evidence):
+                self.warn(f"{finding.severity}: {finding.message}")
 
     def on_after_backward(self, model) -> None:
         self._steps += 1  # counted even when a check failed: the sampling stays on its steps
@@ -104,9 +110,6 @@ class Diagnostics(Callback):
                 if rows_sum_to_one or (in_unit and isinstance(last, (nn.Softmax, nn.Sigmoid, nn.ReLU, nn.LogSoftmax))):
                     self.evidence.output_check = {"rows_sum_to_one": rows_sum_to_one, "all_in_0_1": in_unit,
                                                   "last_module": type(last).__name__ if last is not None else None}
-                    from dlcli.diagnostics.checks import activation_before_loss
-
-                    self.warn(f"warning: {activation_before_loss(self.evidence).message}")
             targets = getattr(session.train_data, "targets", None)
             if targets is not None and len(targets):
                 counts = torch.bincount(targets.long().reshape(-1))

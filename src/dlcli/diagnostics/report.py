@@ -43,18 +43,6 @@ def read_findings(run_dir: Path) -> list[Finding] | None:
     return [Finding(**f) for f in findings]
 
 
-def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
-    """A run's findings: its diagnostics.json, or (killed runs, older runs) an analysis of its files.
-    Returns the findings and whether they were read from diagnostics.json."""
-    from dlcli.diagnostics.checks import analyze
-    from dlcli.runs import read_metrics, read_summary
-
-    saved = read_findings(run_dir)
-    if saved is not None:
-        return saved, True
-    return analyze(read_metrics(run_dir / "metrics.csv"), read_summary(run_dir)), False
-
-
 def diagnosis_lines(findings: list[Finding], skipped: str | None = None) -> list[str]:
     if skipped:
         head = f"diagnosis (the live checks stopped early: {skipped}):"

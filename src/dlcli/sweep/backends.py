@@ -102,62 +102,91 @@ def pool_context(threads: int):
     return multiprocessing.get_context("spawn")
 
 
-def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, on_result: OnResult) -> None:
-    """Trials in `jobs` worker processes, reported as they finish. On Ctrl-C (KeyboardInterrupt
-    here, re-raised) or when `on_result` stops the sweep, no further trial is taken and running
-    ones are interrupted and still reported, so the sweep's files match its trial directories."""
-    context = pool_context(threads)
-    slots = context.Queue()
-    for slot in range(jobs):
-        slots.put(slot)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(slots, gpus))
+class Slots:
+    """Where trials run, `jobs` at a time: a process pool or Ray. Each backend says how to start a
+    trial, wait for one, read its record and stop the rest; `fill_wait_drain` is the one loop."""
+
+    def submit(self, spec: TrialSpec): ...
+    def wait_any(self, pending: set): ...  # a handle of a finished trial
+    def record(self, handle) -> dict | None: ...  # None: the trial never started
+    def stop(self, pending: set) -> list[dict]: ...  # cancel what is queued, interrupt what runs, their records
+
+
+def fill_wait_drain(specs: Iterable[TrialSpec], jobs: int, slots: Slots, on_result: OnResult) -> None:
+    """Keep `jobs` trials running, each taken only when a slot is free (the sweep asks its study for
+    it then), each reported as it finishes. When `on_result` stops the sweep, or on Ctrl-C (re-raised
+    here, wherever it lands), no further trial is taken and running ones are interrupted and still
+    reported, so the sweep's files match its trial directories."""
     queue: Iterator[TrialSpec] = iter(specs)
     pending: set = set()
 
     def fill() -> None:
         while len(pending) < jobs and (spec := next(queue, None)) is not None:
-            pending.add(pool.submit(_run_in_worker, spec))
+            pending.add(slots.submit(spec))
+
+    def drain() -> None:
+        for record in slots.stop(pending):
+            on_result(record)
 
     try:
-        try:
+        fill()
+        while pending:
+            handle = slots.wait_any(pending)
+            record = slots.record(handle)
+            go_on = record is None or on_result(record)
+            pending.discard(handle)  # reported: a Ctrl-C from here on does not report it twice
+            if not go_on:
+                drain()
+                return
             fill()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    record = _record_of(future)
-                    go_on = record is None or on_result(record)
-                    pending.discard(future)  # reported: a Ctrl-C from here on does not report it twice
-                    if not go_on:
-                        _drain(pending, on_result)
-                        return
-                fill()
-        except KeyboardInterrupt:  # wherever it lands (waiting, asking for the next trial, recording one)
-            _drain(pending, on_result)
-            raise
+    except KeyboardInterrupt:
+        drain()
+        raise
+
+
+class PoolSlots(Slots):
+    def __init__(self, pool):
+        self.pool = pool
+
+    def submit(self, spec: TrialSpec):
+        return self.pool.submit(_run_in_worker, spec)
+
+    def wait_any(self, pending: set):
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        return next(iter(done))
+
+    def record(self, future) -> dict | None:
+        if future.cancelled():
+            return None
+        record = future.result()
+        return None if record["status"] == "not started" else record
+
+    def stop(self, pending: set) -> list[dict]:
+        for future in pending:
+            future.cancel()  # those still queued in this process
+        _interrupt_workers()  # those running (the terminal's Ctrl-C may not have reached them)
+        records = []
+        for future in wait(pending).done:
+            try:
+                record = self.record(future)
+            except Exception:  # a worker that died while stopping has nothing to report
+                continue
+            if record is not None:
+                records.append(record)
+        return records
+
+
+def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, on_result: OnResult) -> None:
+    """Trials in `jobs` worker processes (slot k on cuda:(k mod GPUs) when there are several)."""
+    context = pool_context(threads)
+    slots = context.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(slots, gpus))
+    try:
+        fill_wait_drain(specs, jobs, PoolSlots(pool), on_result)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _record_of(future) -> dict | None:
-    """The trial's record, or None for a trial that never started."""
-    if future.cancelled():
-        return None
-    record = future.result()
-    return None if record["status"] == "not started" else record
-
-
-def _drain(pending: set, on_result: OnResult) -> None:
-    """Stop: queued trials are cancelled, running ones interrupted, waited for and reported."""
-    for future in pending:
-        future.cancel()  # those still queued in this process
-    _interrupt_workers()  # those running (the terminal's Ctrl-C may not have reached them)
-    for future in wait(pending).done:
-        try:
-            record = _record_of(future)
-        except Exception:  # a worker that died while stopping has nothing to report
-            continue
-        if record is not None:
-            on_result(record)
 
 
 def _interrupt_workers() -> None:
@@ -167,6 +196,34 @@ def _interrupt_workers() -> None:
             os.kill(child.pid, signal.SIGINT)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class RaySlots(Slots):
+    def __init__(self, ray, remote):
+        self.ray, self.remote = ray, remote
+
+    def submit(self, spec: TrialSpec):
+        return self.remote.remote(spec)
+
+    def wait_any(self, pending: set):
+        done, _ = self.ray.wait(list(pending), num_returns=1)
+        return done[0]
+
+    def record(self, ref) -> dict | None:
+        return self.ray.get(ref)
+
+    def stop(self, pending: set) -> list[dict]:
+        """Cancel every pending task (running ones get a KeyboardInterrupt and stop as interrupted);
+        those that still return a record are reported."""
+        for ref in pending:
+            self.ray.cancel(ref)
+        records = []
+        for ref in pending:
+            try:
+                records.append(self.ray.get(ref))
+            except Exception:  # cancelled before it started: nothing ran, nothing to report
+                continue
+        return records
 
 
 def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_per_trial: float, on_result: OnResult) -> None:
@@ -186,42 +243,10 @@ def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_
             raise UserError(f"--backend ray could not {'reach ' + address if address else 'start a local instance'}: {first_line(exc)}") from None
     try:
         remote = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
-        queue: Iterator[TrialSpec] = iter(specs)
-        pending: set = set()
-
-        def fill() -> None:
-            while len(pending) < jobs and (spec := next(queue, None)) is not None:
-                pending.add(remote.remote(spec))
-
-        try:
-            fill()
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                go_on = on_result(ray.get(done[0]))
-                pending.discard(done[0])  # reported: a Ctrl-C from here on does not report it twice
-                if not go_on:
-                    _drain_ray(ray, pending, on_result)
-                    return
-                fill()
-        except KeyboardInterrupt:  # wherever it lands (waiting, asking for the next trial, recording one)
-            _drain_ray(ray, pending, on_result)
-            raise
+        fill_wait_drain(specs, jobs, RaySlots(ray, remote), on_result)
     finally:
         if started_here:
             ray.shutdown()
-
-
-def _drain_ray(ray, pending: set, on_result: OnResult) -> None:
-    """Stop: cancel every pending task (running ones get a KeyboardInterrupt and stop as
-    interrupted) and report those that still return a record."""
-    for ref in pending:
-        ray.cancel(ref)
-    for ref in pending:
-        try:
-            record = ray.get(ref)
-        except Exception:  # cancelled before it started: nothing ran, nothing to report
-            continue
-        on_result(record)
 
 
 def default_threads(jobs: int) -> int:

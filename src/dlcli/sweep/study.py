@@ -7,34 +7,26 @@ process pool and Ray workers report their epochs to the same study the sweep ask
 learns from every finished trial whichever worker ran it, and `--resume` continues the same study.
 `optuna-dashboard <sweep>/study.journal` shows it.
 
-Samplers: grid -> GridSampler (each combination enqueued in the order given, so trial N is the
-N-th combination), random -> RandomSampler, tpe -> TPESampler (multivariate), all seeded.
+Samplers: one per kind of sweep (dlcli.sweep.kinds).
 Pruners: median -> MedianPruner, asha -> SuccessiveHalvingPruner, hyperband -> HyperbandPruner.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import warnings
 from pathlib import Path
 
 from dlcli.errors import UserError
+from dlcli.sweep.kinds import KINDS, quiet_optuna, sampler_for
 from dlcli.sweep.space import Param, SearchSpace
 
 STUDY_FILE = "study.journal"
 STUDY_NAME = "dl-sweep"
-KINDS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "asha", "hyperband")
 NUMBER_ATTR = "dl_number"  # the trial's directory number, trials/<NNN>/
 
 
-def _optuna():
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own lines
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna
+_optuna = quiet_optuna
 
 
 def storage(sweep_dir: Path):
@@ -48,7 +40,7 @@ def distributions(space: SearchSpace, kind: str) -> dict:
     """Optuna distributions of the swept parameters (a grid's are its listed values)."""
     from optuna.distributions import CategoricalDistribution
 
-    if kind == "grid":
+    if not KINDS[kind].draws:  # a grid's values are the listed texts, enqueued in order
         return {p.key: CategoricalDistribution(list(p.values)) for p in space.params}
     return {p.key: distribution(p) for p in space.params}
 
@@ -74,27 +66,6 @@ def override_value(param: Param, value) -> str:
     if param.integer or param.step is not None:
         return str(int(value))
     return repr(float(value))
-
-
-def sampler_for(kind: str, space: SearchSpace, seed: int, trials: int | None, number: int = 0):
-    """The sampler that asks for trial `number`. Its random stream is seeded by (seed, number), so a
-    trial's draw does not depend on how many draws came before it in this process: a resumed sweep
-    continues where it stopped instead of drawing trial 0's values again."""
-    optuna = _optuna()
-    if kind == "grid":
-        combinations = 1
-        for p in space.params:
-            combinations *= len(p.values)
-        if combinations > 1:  # every combination is enqueued in order; GridSampler knows the whole grid
-            return optuna.samplers.GridSampler({p.key: list(p.values) for p in space.params}, seed=seed)
-        return optuna.samplers.RandomSampler(seed=seed)  # one combination: GridSampler cannot record an enqueued one
-    trial_seed = (seed * 1_000_003 + number) % 2**32
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=trial_seed)
-    # TPE's first trials are random draws; keep a third of a small budget for learning from them.
-    # constant_liar: trials still running count as bad guesses, so parallel workers spread out.
-    startup = max(1, min(10, (trials or 30) // 3))
-    return optuna.samplers.TPESampler(seed=trial_seed, multivariate=True, n_startup_trials=startup, constant_liar=True)
 
 
 def pruner_for(rule: str, max_epochs: int):
@@ -140,36 +111,6 @@ def trial_id_of(trial) -> int:
     return trial._trial_id
 
 
-def grid_combinations(space: SearchSpace) -> list[dict[str, str]]:
-    """Every combination of the discrete parameters, in the order they were given."""
-    continuous = [p.key for p in space.params if not p.discrete]
-    if continuous:
-        raise UserError(f"grid search cannot enumerate the interval for {continuous[0]}: use `dl sweep random` or `tpe`, or list values")
-    if not space.params:
-        raise UserError("nothing to sweep: give at least one override with several values, e.g. optim.lr=0.1,0.01")
-    return [dict(zip(space.keys, combo)) for combo in itertools.product(*(p.values for p in space.params))]
-
-
-def check_budget(kind: str, space: SearchSpace, trials: int | None) -> int:
-    """The number of trials the sweep plans, or a one-line reason it cannot."""
-    if kind not in KINDS:
-        raise UserError(f"sweep kind {kind} is not known: choose one of {', '.join(KINDS)}")
-    if kind == "grid":
-        return len(grid_combinations(space))
-    if trials is None:
-        raise UserError(f"dl sweep {kind} needs --trials N")
-    if trials < 1:
-        raise UserError(f"--trials {trials} must be at least 1")
-    if not space.params:
-        raise UserError("nothing to sweep: give at least one override such as 'optim.lr=tag(log,interval(1e-4,1))'")
-    if kind == "tpe" and all(p.discrete for p in space.params):
-        widest = max(space.params, key=lambda p: len(p.values))
-        if trials < len(widest.values):
-            raise UserError(f"dl sweep tpe with {trials} trials cannot try each of the {len(widest.values)} choices of {widest.name} "
-                            f"once: give --trials {len(widest.values)} or more, or use dl sweep grid")
-    return trials
-
-
 def trial_params(space: SearchSpace, trial) -> dict[str, str]:
     """An asked Optuna trial's values as override texts, in the space's order."""
     return {p.key: override_value(p, trial.params[p.key]) for p in space.params}
@@ -180,7 +121,7 @@ def optuna_values(space: SearchSpace, kind: str, params: dict[str, str]) -> dict
     values = {}
     for p in space.params:
         text = params[p.key]
-        if kind == "grid" or (p.discrete and p.step is None):
+        if not KINDS[kind].draws or (p.discrete and p.step is None):
             values[p.key] = text
         elif p.step is not None or p.integer:
             values[p.key] = int(float(text))

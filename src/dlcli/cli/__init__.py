@@ -1,0 +1,87 @@
+"""The `dl` command line. Each command parses, calls one library function, renders the result.
+
+One module per command family (train, runs, sweep, tools); each registers its commands on `app`,
+and every module of this package is imported here, so a new command is one new module. Only
+typer and rich are imported at module level: `dl --help` must answer without loading torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import pkgutil
+import sys
+
+import typer
+from rich.console import Console
+
+from dlcli.errors import RunFailed, UserError
+
+app = typer.Typer(
+    name="dl",
+    help="A command-line experiment runner for deep learning: Hydra configs, one PyTorch engine, every number in runs/.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+err_console = Console(stderr=True)
+
+OVERRIDES_HELP = "Hydra overrides: key=value, group=option, +key=value, ~key."
+QUIET_HELP = "No progress bars or per-epoch/per-trial lines: only the line that matters (where the result is, the headline numbers)."
+TRUST_HELP = (
+    "A module (or one dotted class) that a config read from a file (a run's config.yaml, a sweep, --overrides-file) may "
+    "build, besides what dl's own configs name (repeatable; ./conf/trust.yaml can list them too). Only for code you "
+    "trust: building runs it."
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dlcli import __version__
+
+        print(f"dl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print dl's version and exit."),
+) -> None:
+    """A command-line experiment runner for deep learning: Hydra configs, one PyTorch engine, every number in runs/."""
+
+
+def handle_errors(command):
+    """User errors become one line on stderr and exit code 2; bugs keep their traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except RunFailed as exc:
+            err_console.print(f"failed: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # before a run exists (a started run records it and returns)
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def main() -> None:
+    # Your own modules (mypkg.MyNet, mypkg.MyCallback) are imported from the directory you run dl in,
+    # as `python -m` would; appended, so they never shadow an installed package.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    app(prog_name="dl")
+
+
+# each module registers its commands on `app`; these first, in the order `dl --help` lists them
+_FIRST = ("train", "runs", "sweep", "tools")
+for _name in [*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _FIRST)]:
+    importlib.import_module(f"{__name__}.{_name}")

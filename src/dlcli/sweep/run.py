@@ -1,0 +1,330 @@
+"""Running a sweep (`dl sweep grid|random|tpe`): hyper-parameter search that is parallel, resumable and never peeks
+at the test split. Every kind runs through one Optuna study (dlcli.sweep.study) kept in the sweep
+directory: the sweep asks it for each trial when a slot is free, trials report their epochs to it
+(pruning), and each outcome is told to it. Trials are ordinary run directories under
+<sweep>/trials/<NNN>/; results are saved after every trial, so killing the sweep loses no finished
+trial and --resume runs only the rest, in the same study."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from omegaconf import OmegaConf
+
+from dlcli.errors import UserError
+from dlcli.files import check_no_links_out
+from dlcli.numbers import setting, short
+from dlcli.plots import draw_in_background
+from dlcli.runs import RunLock, RunStart, load_saved_config, start_run_dir, update_summary, write_text
+from dlcli.sweep.asker import TrialAsker, collect
+from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
+from dlcli.sweep.kinds import check_budget, kind_of
+from dlcli.sweep.plan import BACKENDS, SAVED_SETTINGS, OpenSweep, SweepPlan, SweepResult, SweepSettings
+from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
+from dlcli.sweep.space import SearchSpace, parse_space
+from dlcli.sweep.study import PRUNERS, STUDY_FILE
+
+
+def run_sweep(settings: SweepSettings, jobs: int | None = None, threads: int | None = None, fail_fast: bool = False,
+              backend: str = "local", address: str | None = None, gpus_per_trial: float = 0.0,
+              trials_per_gpu: int | None = None, resume: str | Path | None = None, name: str = "sweep",
+              runs_dir: str = "runs", config_dirs: Sequence[str] = (), log: Callable[[str], None] = print,
+              trust: Sequence[str] = ()) -> SweepResult:
+    """Run (or with `resume`, finish) a sweep: `dlcli.sweep.run_sweep`, the library entry point
+    (its keywords are SweepPlan's fields)."""
+    return sweep(settings, SweepPlan(jobs, threads, fail_fast, backend, address, gpus_per_trial, trials_per_gpu, resume,
+                                     name, runs_dir, list(config_dirs), list(trust)), log)
+
+
+def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] = print) -> SweepResult:
+    """Every trial's values are checked before the first trial starts; a resumed sweep's saved
+    overrides may only build trusted classes."""
+    for option, value in (("--jobs", plan.jobs), ("--threads", plan.threads)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} {value} must be at least 1")
+    if plan.backend not in BACKENDS:
+        raise UserError(f"--backend {plan.backend} is not known: choose one of {', '.join(BACKENDS)}")
+    if settings.prune not in PRUNERS:
+        raise UserError(f"--prune {settings.prune} is not a pruning rule: choose one of {', '.join(PRUNERS)}")
+    plan = dataclasses.replace(plan, config_dirs=[str(Path(d).resolve()) for d in plan.config_dirs])
+    sweep_dir, lock = None, None
+    if plan.resume is not None:
+        sweep_dir, settings, saved = _resume_settings(Path(plan.resume).expanduser(), settings, plan.trust)
+        trials_per_gpu = plan.trials_per_gpu or saved.get("trials_per_gpu")
+        plan = dataclasses.replace(
+            plan, config_dirs=plan.config_dirs or [str(d) for d in saved.get("config_dirs") or []], trials_per_gpu=trials_per_gpu,
+            # jobs derived from --trials-per-gpu are derived again here (this machine may have other GPUs)
+            jobs=plan.jobs or (saved.get("jobs") if not trials_per_gpu else None), threads=plan.threads or saved.get("threads"))
+        lock = RunLock(sweep_dir).acquire()  # one process finishes a sweep at a time
+    if plan.trials_per_gpu is not None and plan.gpus_per_trial:
+        raise UserError("--trials-per-gpu K and --gpus-per-trial both say how trials share GPUs: give one")
+    try:
+        import torch
+
+        jobs, ray_gpus, note = plan_slots(plan.jobs, plan.trials_per_gpu, torch.cuda.device_count(), plan.backend)
+        plan = dataclasses.replace(plan, jobs=jobs, gpus_per_trial=plan.gpus_per_trial or ray_gpus)
+        if note:
+            log(note)
+        space, planned = plan_space(settings, plan.config_dirs)
+        max_epochs = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
+        metric, mode = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs)
+        settings.metric, settings.mode = metric, mode
+        plan = dataclasses.replace(plan, threads=plan.threads or default_threads(plan.jobs))
+        if sweep_dir is None:
+            sweep_dir, lock = _new_sweep_dir(settings, plan, space, planned, metric, mode)
+        sweep_dir = sweep_dir.resolve()  # trials (and Ray workers on other nodes) find the study by this path
+        update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=planned)
+        open_sweep = OpenSweep(sweep_dir, settings, plan, space, planned, max_epochs, metric, mode,
+                               _parent_runs(sweep_dir, settings, space, first_trial(space), plan.config_dirs, log))
+        try:
+            return _run_trials(open_sweep, log)
+        except BaseException:  # the sweep broke off: its parent run must not say running forever
+            from dlcli.tracking import close_parent_runs
+
+            close_parent_runs(open_sweep.parents, "failed", {}, log)
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _new_sweep_dir(settings: SweepSettings, plan: SweepPlan, space: SearchSpace, planned: int, metric: str, mode: str):
+    """runs/sweeps/<name>/<timestamp>/ with sweep.yaml (what --resume reads back) and an empty trials/."""
+    saved = {
+        **settings.as_dict(),
+        "space": {"fixed": space.fixed, "params": [p.__dict__ for p in space.params]},
+        "trials_planned": planned,
+        "study": STUDY_FILE,  # Optuna's journal: optuna-dashboard <sweep>/study.journal
+        "config_dirs": list(plan.config_dirs),
+        "jobs": plan.jobs,
+        "threads": plan.threads,
+        "trials_per_gpu": plan.trials_per_gpu,
+        "command": " ".join(shlex.quote(a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
+    }
+    start = RunStart(texts={"sweep.yaml": OmegaConf.to_yaml(OmegaConf.create(saved))}, folders=("trials",),
+                     summary={"kind": "sweep", "status": "running", "metric": metric, "mode": mode, "trials": planned})
+    return start_run_dir(Path(plan.runs_dir) / "sweeps", plan.name, start)
+
+
+def plan_space(settings: SweepSettings, config_dirs) -> tuple[SearchSpace, int]:
+    """The search space and the number of trials the sweep runs."""
+    kind_of(settings.kind)  # a known kind, or one line naming them
+    space = parse_space(settings.overrides, config_dirs)
+    return space, check_budget(settings.kind, space, settings.trials)
+
+
+def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[str, str], config_dirs) -> tuple[str, str]:
+    """Default metric: the task's validation metric. Validated on the first trial's config."""
+    from dlcli.config import compose
+    from dlcli.engine.metrics import TASK_METRICS, monitor_mode
+    from dlcli.experiment import build_experiment
+
+    cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
+    if cfg.split.get("kfold") is not None:
+        raise UserError("split.kfold inside a sweep is not supported: sweep without k-fold, then cross-validate the best overrides")
+    experiment = build_experiment(cfg)
+    task = experiment.data.task
+    metric = settings.metric or f"val_{experiment.session.metric}"
+    allowed = ["val_loss", *(f"val_{m}" for m in TASK_METRICS[task])]
+    if metric not in allowed:
+        raise UserError(f"--metric {metric} is not a validation metric of this {task} task: choose one of {', '.join(allowed)}")
+    if metric != "val_loss" and metric != f"val_{experiment.session.metric}":
+        raise UserError(f"--metric {metric} needs trainer.metric={metric[4:]} so trials record it")
+    mode = settings.mode or monitor_mode(metric)
+    if mode not in ("min", "max"):
+        raise UserError(f"--mode {mode} must be min or max")
+    return metric, mode
+
+
+def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log):
+    """With a logger that nests runs (MLflow), the sweep is a run and its trials are runs under it."""
+    from dlcli.config import compose
+    from dlcli.tracking import open_parent_runs
+
+    cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
+    return open_parent_runs(sweep_dir, cfg, "sweep", {"kind": settings.kind, "overrides": " ".join(settings.overrides),
+                                                      "metric": settings.metric, "mode": settings.mode}, log)
+
+
+def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
+    """The trials still to run, `jobs` at a time, each recorded (results.csv, the study) as it ends."""
+    from dlcli.sweep.study import open_study
+
+    sweep_dir, settings, space, plan, metric, mode = s.sweep_dir, s.settings, s.space, s.plan, s.metric, s.mode
+
+    study = open_study(sweep_dir, settings.kind, space, settings.seed, settings.trials, mode, settings.prune, s.max_epochs)
+    records, again = collect(sweep_dir, study, space, metric, mode)
+    finished = {r["number"] for r in records}
+    todo = [n for n in range(s.planned) if n not in finished]
+    asker = TrialAsker(study, sweep_dir, settings, space, metric, mode, plan.threads, plan.config_dirs,
+                       [p.override for p in s.parents], again, s.max_epochs)
+    asker.check_space_of_study()
+    if records:
+        log(f"resuming {sweep_dir}: {len(records)} of {s.planned} trials already finished")
+    log(f"sweep {sweep_dir}: {len(todo)} trials to run, {plan.jobs} at a time ({plan.backend}), {plan.threads} thread(s) each")
+    failures, stopped = [], []
+
+    def on_result(record: dict) -> bool:
+        """Record a finished trial (saved at once, told to the study); False stops the sweep."""
+        if any(r["number"] == record["number"] for r in records):  # reported again by a stop mid-report
+            return True
+        asker.tell(record)
+        records.append(record)
+        write_results(sweep_dir / "results.csv", results_frame(records, space, metric))  # saved trial by trial
+        shown = ", ".join(f"{k}={setting(v)}" for k, v in record["params"].items())
+        if record["status"] == "interrupted":  # Ctrl-C reached the trial: the sweep stops too
+            stopped.append(record)
+            log(f"trial {record['number']:03d} interrupted ({shown}): it will run again on --resume")
+            return False
+        if record["status"] == "failed":
+            failures.append(record)
+            log(f"trial {record['number']:03d} failed ({shown}): {record['message']}")
+            return not plan.fail_fast
+        value = "-" if record.get("value") is None else short(record["value"])
+        log(f"trial {record['number']:03d} {record['status']} ({shown}): {metric} {value}  {record['seconds']:.1f}s")
+        return True
+
+    specs = asker.specs(todo)
+    status = "completed"
+    try:
+        if plan.backend == "ray":
+            run_on_ray(specs, plan.jobs, plan.address, plan.gpus_per_trial, on_result)
+        elif plan.jobs == 1:
+            run_in_process(specs, on_result)
+        else:
+            import torch
+
+            run_in_pool(specs, plan.jobs, torch.cuda.device_count(), plan.threads, on_result)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        asker.close()  # a trial asked but never started must not stay "running" in the study
+    if status == "completed" and plan.fail_fast and failures:
+        status = "failed"  # trials the fail-fast stop interrupted are part of that failure
+    elif status == "completed" and stopped:
+        status = "interrupted"
+    if status != "completed":
+        log(f"sweep {status}: finished trials are saved; continue with: dl sweep {settings.kind} --resume {sweep_dir}")
+    result = _finish(sweep_dir, records, space, metric, mode, status, log, plan.trust)
+    if asker.asked:
+        result.summary = update_summary(sweep_dir, study_ms_per_trial=round(1000 * asker.seconds / asker.asked, 2))
+    if s.parents:
+        from dlcli.tracking import close_parent_runs
+
+        summary = result.summary
+        numbers = {f"best_{metric}": summary.get(f"best_{metric}"),
+                   **{f"test_{k}": v for k, v in (summary.get("test") or {}).items() if k not in ("epoch", "samples")}}
+        close_parent_runs(s.parents, summary["status"], numbers, log)
+    return result
+
+
+def first_trial(space: SearchSpace) -> dict[str, str]:
+    """Each parameter's first listed value or lower bound: the trial that settles the metric."""
+    return {p.key: p.values[0] if p.discrete else _bound(p, p.low) for p in space.params}
+
+
+def _bound(param, value) -> str:
+    return str(int(value)) if param.integer else repr(float(value))
+
+
+def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> int:
+    """Every value a swept parameter can take, checked before the first trial starts: composed with
+    the first trial's other values and checked as `dl train` would (types, ranges, choices, each
+    component's settings); an interval at both its ends. With `trusted`, the composed configs may
+    only build trusted classes (a resumed sweep's saved overrides). Returns the most epochs a
+    trial trains (Hyperband's budget)."""
+    from dlcli.config import compose
+    from dlcli.experiment import check_config
+    from dlcli.trust import check_trusted_targets
+
+    first = first_trial(space)
+    variants = [dict(first)]
+    for param in space.params:
+        values = param.values if param.discrete else [_bound(param, param.low), _bound(param, param.high)]
+        variants += [{**first, param.key: value} for value in values if value != first[param.key]]
+    epochs = 1
+    for params in variants:
+        cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in params.items())], config_dirs)
+        if trusted is not None:
+            check_trusted_targets(cfg, trusted, source="the sweep's overrides")
+        check_config(cfg)
+        if cfg.split.get("kfold") is None and float(cfg.split.val) == 0:
+            raise UserError("a sweep compares trials on the validation split, and split.val=0 leaves none: keep a split.val "
+                            "(then train the chosen settings on train+val with dl train refit=BEST_TRIAL)")
+        if cfg.get("refit"):
+            raise UserError("refit= trains one finished run again: it has no place in a sweep")
+        epochs = max(epochs, int(cfg.trainer.epochs))
+    return epochs
+
+
+def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str] = ()) -> tuple[Path, SweepSettings, dict]:
+    if not (sweep_dir / "sweep.yaml").is_file():
+        raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
+    check_no_links_out(sweep_dir, "the sweep directory")  # its study, trials and results are written and deleted in it
+    from dlcli.received import read_yaml
+
+    path = sweep_dir / "sweep.yaml"
+    saved = read_yaml(path)  # bounded plain YAML, no interpolation: a sweep may come from someone else
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} is not a sweep's settings (a mapping with kind, overrides, ...): restore it from a copy")
+    if "study" not in saved:
+        raise UserError(f"--resume {sweep_dir} was made by an older dl, before sweeps kept an Optuna study: start a new sweep")
+    for key, valid, kinds in SAVED_SETTINGS:
+        if key not in saved or not valid(saved[key]):
+            raise UserError(f"{path}: {key} is {'missing' if key not in saved else repr(saved[key])[:60]}; it must be {kinds} "
+                            "(restore the file from a copy of the sweep)")
+    for key in ("jobs", "threads", "trials_per_gpu"):  # how it ran: optional, and only a positive count
+        value = saved.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UserError(f"{path}: {key} is {repr(value)[:60]}; it must be a positive whole number or null")
+    config_dirs = saved.get("config_dirs") or []
+    if not isinstance(config_dirs, list) or not all(isinstance(d, str) for d in config_dirs):
+        raise UserError(f"{path}: config_dirs must be a list of directories")
+    from dlcli.trust import check_trusted_overrides
+
+    check_trusted_overrides(saved["overrides"], trust, source=str(path))  # before any of them is composed
+    settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__})
+    if given.overrides and list(given.overrides) != settings.overrides:
+        raise UserError(f"--resume {sweep_dir} sweeps {' '.join(settings.overrides)}; drop the overrides or start a new sweep")
+    if given.kind != settings.kind:
+        raise UserError(f"--resume {sweep_dir} is a {settings.kind} sweep: use dl sweep {settings.kind} --resume {sweep_dir}")
+    return sweep_dir, settings, saved
+
+
+def _finish(sweep_dir, records, space, metric, mode, status, log, trust=()) -> SweepResult:
+    frame = results_frame(records, space, metric)
+    write_results(sweep_dir / "results.csv", frame)
+    plot_sweep(frame, space, metric, sweep_dir / "sweep.png")
+    counts = frame["status"].value_counts().to_dict()
+    completed = frame[(frame["status"] == "completed") & frame[metric].notna()]
+    fields = {"status": status, "counts": {k: int(v) for k, v in counts.items()}, "best_trial": None}
+    if not completed.empty:
+        best = sorted_by_metric(completed, metric, mode).iloc[0]
+        number = int(best["number"])
+        record = next(r for r in records if r["number"] == number)
+        overrides = [*space.fixed, *(f"{k}={v}" for k, v in record["params"].items())]
+        write_text(sweep_dir / "best.yaml", OmegaConf.to_yaml(OmegaConf.create({"overrides": overrides})))
+        draw_in_background(Path(record["run_dir"]), ["curves"])
+        fields.update(best_trial=number, best_overrides=overrides, best_run_dir=record["run_dir"],
+                      **{f"best_{metric}": float(best[metric])})
+        if status == "completed":
+            fields["test"] = _test_best(Path(record["run_dir"]), trust)
+            log(f"best trial {number:03d}: {metric} {short(float(best[metric]))}; on the held-out test split: "
+                + ", ".join(f"{k} {short(v)}" for k, v in fields["test"].items() if isinstance(v, float)))
+    summary = update_summary(sweep_dir, **fields)
+    return SweepResult(sweep_dir, summary, sorted_by_metric(frame, metric, mode))
+
+
+def _test_best(trial_dir: Path, trust: Sequence[str] = ()) -> dict:
+    """The one look at the test split: the best trial's best checkpoint, after every trial is done."""
+    from dlcli.evaluate import evaluate_checkpoint
+    from dlcli.experiment import build_experiment
+
+    cfg = load_saved_config(trial_dir, trust)
+    report = evaluate_checkpoint(build_experiment(cfg, restoring=True), trial_dir, "test", "best")
+    keep = ("samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
+    return {k: report[k] for k in keep if k in report}

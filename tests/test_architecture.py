@@ -1,0 +1,28 @@
+"""The layout stays what the README's Development section draws: every import points down a layer,
+the engine imports nothing above it, no two modules of a package import each other in a circle
+(checked by import-linter's contracts in pyproject.toml), and a module grows past ~400 lines only
+with the reason written at its top."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "dlcli"
+LONG = 400
+
+
+def test_the_import_contracts_hold():
+    command = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(command), "--no-cache", "--config", str(SOURCE.parents[1] / "pyproject.toml")],
+                            capture_output=True, text=True, cwd=SOURCE.parents[1])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "BROKEN" not in result.stdout and result.stdout.count("KEPT") == 3
+
+
+def test_long_modules_say_why():
+    long = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if len(lines) > LONG and not any("longer than 400 lines because" in line.lower() for line in lines[:30]):
+            long.append(f"{path.relative_to(SOURCE)} ({len(lines)} lines)")
+    assert not long, f"modules over {LONG} lines without the reason at their top: {', '.join(long)}"
