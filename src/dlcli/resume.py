@@ -139,12 +139,15 @@ def saved_state_of(run_dir: Path) -> FitState:
 
 
 def _schedule_planned_over_epochs(cfg: DictConfig) -> str | None:
-    """The name of the run's schedule when its option is defined over trainer.epochs (cosine,
-    linear, onecycle, ...): its state cannot be stretched to a longer run."""
+    """The name of the run's schedule when it is laid over trainer.epochs (cosine, linear,
+    onecycle, ...): its state cannot be stretched to a longer run. The sched option declares it
+    (`planned_over_epochs: true`); a run saved before the key existed is matched to its option."""
     node = OmegaConf.to_container(cfg.get("sched")) if cfg.get("sched") is not None else None
     name = option_name("sched", node)
-    settings = dict(config_options("sched")).get(name, {})
-    return name if any("trainer.epochs" in str(v) for v in settings.values()) else None
+    declared = (node or {}).get("planned_over_epochs")
+    if declared is None:
+        declared = dict(config_options("sched")).get(name, {}).get("planned_over_epochs", False)
+    return name if declared else None
 
 
 def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:

@@ -15,7 +15,7 @@ OPTIM_KEYS = ("decay_bias_and_norm", "head_lr", "l1", "scale_lr_with_batch")  # 
 REFERENCE_BATCH = 256  # the linear scaling rule: lr x batch_size / 256 (Goyal et al.)
 FULL_BATCH_ONLY = ("torch.optim.Rprop",)  # sign-based steps: mini-batch noise flips the signs
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-SCHED_KEYS = ("interval",)
+SCHED_KEYS = ("interval", "planned_over_epochs")  # read by dl (when it steps; whether a run can go on), not the schedule
 
 
 def head_prefix(model: nn.Module) -> str:

@@ -1,137 +1,28 @@
-"""Models: each conf/model option names one of these (or any nn.Module) with `_target_`.
+"""Models: each conf/model option names one with `_target_` (dlcli.models.<Name>, or any nn.Module).
 
-A model class takes `input_shape` and `num_outputs` (both from the data) plus its own settings;
-`build_model` supplies the first two, applies the init scheme and checks the data fits.
+A model class takes `input_shape` and `num_outputs` (both from the data) plus its own settings, and
+registers itself with `@register` (dlcli.models.registry) in its own module; every module of this
+package is imported here, so `dlcli.models.<Name>` finds each. `build_model` (dlcli.models.build)
+supplies the data's shapes, the init scheme, start weights and freezing, and checks the data fits.
 """
 
 from __future__ import annotations
 
-import torch
-from omegaconf import DictConfig
-from torch import nn
+import importlib
+import pkgutil
 
-from dlcli.errors import UserError, first_line
-from dlcli.factory import call_target
-from dlcli.models.classic import VGG, AlexNet, NiN
-from dlcli.models.cnn import CifarCNN, LeNet
-from dlcli.models.inception import GoogLeNet
-from dlcli.models.init import initialize, parse_scheme
-from dlcli.models.pretrained import TorchvisionModel
-from dlcli.models.resnet import DenseNet, ResNet
-from dlcli.models.sequence import CNN1d, RecurrentClassifier
-from dlcli.models.tabular import MLP, LinearRegression, SoftmaxRegression
+from dlcli.models.build import build_model, model_build_keys  # noqa: F401  (the package's public names)
+from dlcli.models.registry import MODELS
 
-__all__ = [
-    "build_model", "LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "CifarCNN", "AlexNet", "VGG", "NiN",
-    "GoogLeNet", "ResNet", "DenseNet", "TorchvisionModel", "RecurrentClassifier", "CNN1d",
-]
-
-# Config keys handled here rather than passed to the model's constructor.
-BUILD_KEYS = ("init", "freeze")
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
-def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int, start_weights: bool = True) -> nn.Module:
-    """Build, initialize, (start from earlier weights,) freeze and dry-run the configured model on
-    one zero sample of the data's shape. `start_weights=False` skips model.weights=RUN_DIR of a dl
-    model, for a model whose own checkpoint is loaded next."""
-    start_from = start_weights_of(model_cfg)  # model.weights=RUN_DIR for a dl model (torchvision's take it themselves)
-    skip = model_build_keys(model_cfg)
-    model = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
-                        input_shape=tuple(input_shape), num_outputs=num_outputs)
-    scheme = model_cfg.get("init", "default")
-    if parse_scheme(scheme)[0] != "default" and (getattr(model, "has_pretrained_weights", False) or start_from is not None):
-        raise UserError(f"model.init={scheme} would overwrite the weights from model.weights: keep model.init=default")
-    initialize(model, scheme)
-    if start_from is not None and start_weights:
-        model.start_note = load_start_weights(model, start_from)
-    freeze(model, list(model_cfg.get("freeze") or []))
-    _dry_run(model, model_cfg._target_, input_shape, num_outputs)
-    return model
+def __getattr__(name: str):
+    if name in MODELS:
+        return MODELS[name]
+    raise AttributeError(f"module {__name__} has no attribute {name}")
 
 
-def model_build_keys(model_cfg: DictConfig) -> tuple[str, ...]:
-    """The model config's keys that build_model handles (not passed to the constructor)."""
-    return BUILD_KEYS + (("weights",) if start_weights_of(model_cfg) is not None else ())
-
-
-def start_weights_of(model_cfg: DictConfig) -> str | None:
-    """model.weights for a model whose constructor does not take weights itself."""
-    import inspect
-
-    from dlcli.factory import resolve_target
-
-    weights = model_cfg.get("weights")
-    if weights is None or not model_cfg.get("_target_"):
-        return None
-    target = resolve_target(str(model_cfg._target_), "model")
-    taken = inspect.signature(target).parameters if callable(target) else {}
-    return None if "weights" in taken else str(weights)
-
-
-def load_start_weights(model: nn.Module, source: str) -> str:
-    """Load an earlier run's best checkpoint (or a checkpoint file) into `model`: the same
-    architecture; parameters whose shape differs (a head for another class count) keep their fresh
-    initialization. Read with weights_only=True. Returns what was done, for the run's notes."""
-    from pathlib import Path
-
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / "checkpoints" / "best.pt"
-    if not path.is_file():
-        raise UserError(f"model.weights={source}: no such checkpoint (give a run directory with checkpoints/best.pt, or a .pt file)")
-    try:  # a dl checkpoint ({"model": state, ...}) or a bare state dict; tensors only, never code
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"model.weights={source} cannot be read as weights: {first_line(exc)}") from None
-    state = payload.get("model", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"model.weights={source} holds no model weights")
-    from dlcli.engine.optim import head_prefix
-
-    own = model.state_dict()
-    head = head_prefix(model)
-    reshaped = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    body = [k for k in reshaped if not k.startswith(head + ".")]  # only the head may differ (another class count)
-    if missing or unexpected or body:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else f"other shapes {body[:3]}"
-        raise UserError(f"model.weights={source} does not fit this model (the same architecture is needed): {detail}")
-    model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)
-    note = f"started from the weights of {path}"
-    if reshaped:
-        note += f"; {', '.join(reshaped)} had another shape (a head for another class count) and start fresh"
-    return note
-
-
-def freeze(model: nn.Module, prefixes: list[str]) -> None:
-    """Stop gradients for parameters under these module names (e.g. `features`, `net.1`)."""
-    names = [name for name, _ in model.named_parameters()]
-    for prefix in prefixes:
-        matched = [n for n in names if n == prefix or n.startswith(f"{prefix}.")]
-        if not matched:
-            modules = sorted({n.rsplit(".", 1)[0] for n in names})
-            raise UserError(f"model.freeze lists '{prefix}', which matches no module: modules with parameters are {', '.join(modules)}")
-        for name, param in model.named_parameters():
-            if name in matched:
-                param.requires_grad_(False)
-
-
-def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outputs: int) -> None:
-    was_training = model.training
-    model.eval()  # batch norm cannot take a batch of one in training mode
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(1, *input_shape, device=_device_of(model)))
-    except RuntimeError as exc:  # torch's shape errors; anything else is a bug and keeps its traceback
-        shape = "x".join(map(str, input_shape))
-        raise UserError(f"{name} cannot take input of shape {shape}: {first_line(exc)}") from None
-    finally:
-        model.train(was_training)
-    if tuple(out.shape) != (1, num_outputs):
-        raise UserError(f"{name} returns shape {tuple(out.shape[1:])} per sample; the data needs ({num_outputs},)")
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
+def __dir__():
+    return sorted([*globals(), *MODELS])

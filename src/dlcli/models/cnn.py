@@ -11,8 +11,10 @@ from torch import nn
 from dlcli.models.layers import activation as make_activation
 from dlcli.models.layers import image_input, spatial_output
 from dlcli.models.layers import pool as make_pool
+from dlcli.models.registry import register
 
 
+@register
 class LeNet(nn.Module):
     """LeNet-5: conv 6@5x5 pad 2, pool 2, conv 16@5x5, pool 2, fc 120, fc 84, fc classes."""
 
@@ -36,6 +38,7 @@ class LeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+@register
 class CifarCNN(nn.Module):
     """conv 16@5x5, max-pool 2, conv 36@3x3, max-pool 2, fc 128, fc classes."""
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from dlcli.models.layers import flat_features, image_input
+from dlcli.models.registry import register
 
 
 class Inception(nn.Module):
@@ -22,6 +23,7 @@ class Inception(nn.Module):
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], dim=1)
 
 
+@register
 class GoogLeNet(nn.Module):
     """Stem (7x7 conv, 1x1 + 3x3 convs), nine Inception blocks in three stages, global pooling, fc."""
 

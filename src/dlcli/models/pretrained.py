@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from dlcli.errors import UserError, first_line
 from dlcli.models.layers import image_input
+from dlcli.models.registry import register
 
 
 def _last_linear(model: nn.Module) -> tuple[str, nn.Module]:
@@ -48,6 +48,7 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 FIXED_SIZES = {"maxvit_t": 224}  # models without an image_size attribute that take only this size
 
 
+@register
 class TorchvisionModel(nn.Module):
     """torchvision.models.<name> with a head for `num_outputs` classes; grey input is repeated
     to three channels, since torchvision's image models (and their weights) expect RGB."""
@@ -91,19 +92,16 @@ class TorchvisionModel(nn.Module):
                             f"set data.resize={fixed}")
 
     def _load_file(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise UserError(f"model.weights={path} cannot be read as a state dict: {first_line(exc)}") from None
-        state = state.get("model", state) if isinstance(state, dict) else state
+        """Weights from a file (a state dict of this torchvision model, or a dl checkpoint of one):
+        the same reader and rules as model.weights for dl's models, the head aside."""
+        from dlcli.models.weights import load_weights_into, read_weights
+
+        state, _ = read_weights(path)
         head_name, _ = _last_linear(self.net)
-        own = self.net.state_dict()
-        # a head trained for another class count is dropped: it is replaced anyway
-        kept = {k: v for k, v in state.items() if not (k.startswith(head_name + ".") and own.get(k, v).shape != v.shape)}
-        missing, unexpected = self.net.load_state_dict(kept, strict=False)
-        missing = [k for k in missing if not k.startswith(head_name + ".")]
-        if missing or unexpected:
-            raise UserError(f"model.weights={path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        prefix = "net."
+        if all(k.startswith(prefix) for k in state):  # a dl checkpoint of this model: its keys start at the wrapper
+            state = {k[len(prefix):]: v for k, v in state.items()}
+        load_weights_into(self.net, state, head_name, path)
 
     def forward(self, x):
         if self.repeat_grey:

@@ -7,6 +7,7 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models.layers import flat_features, image_input
+from dlcli.models.registry import register
 
 RESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
@@ -29,6 +30,7 @@ class Residual(nn.Module):
         return torch.relu(y + (self.project(x) if self.project is not None else x))
 
 
+@register
 class ResNet(nn.Module):
     """ResNet-18 or -34. `small_input` swaps the 7x7/2 stem and its max-pool for one 3x3/1 conv,
     which keeps 28-32 px images (MNIST, CIFAR) from shrinking to 1x1 before the last stage."""
@@ -72,6 +74,7 @@ class DenseBlock(nn.Module):
         return x
 
 
+@register
 class DenseNet(nn.Module):
     """Stem, dense blocks joined by transitions (1x1 conv halving channels, 2x2 average pool)."""
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models.layers import flat_features
+from dlcli.models.registry import register
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -24,6 +25,7 @@ def _sequence_input(input_shape, model: str) -> tuple[int, int]:
     return int(input_shape[0]), int(input_shape[1])
 
 
+@register
 class RecurrentClassifier(nn.Module):
     """Many-to-one: the final hidden state (both directions if bidirectional) feeds a linear head."""
 
@@ -46,6 +48,7 @@ class RecurrentClassifier(nn.Module):
         return self.head(last)
 
 
+@register
 class CNN1d(nn.Module):
     """Blocks of conv1d + batch norm + ReLU + max-pool, global average pooling, a linear head."""
 

@@ -8,12 +8,14 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models import layers as layers_lib
+from dlcli.models.registry import register
 
 
 def _flat_size(input_shape: tuple[int, ...]) -> int:
     return math.prod(input_shape)
 
 
+@register
 class LinearRegression(nn.Module):
     """y = Xw + b."""
 
@@ -25,6 +27,7 @@ class LinearRegression(nn.Module):
         return self.net(x)
 
 
+@register
 class SoftmaxRegression(LinearRegression):
     """Logits = Xw + b; the softmax is inside the cross-entropy loss, never a layer here."""
 
@@ -41,6 +44,7 @@ def _dropout_rates(dropout, layers: int) -> list[float]:
     return [float(r) for r in rates]
 
 
+@register
 class MLP(nn.Module):
     """Flatten, then per hidden size: linear, optional batch norm, activation, optional dropout."""
 

@@ -1,0 +1,101 @@
+"""Building the configured model: `build_model` supplies `input_shape` and `num_outputs` (both from
+the data) to the model's own settings, applies the init scheme, loads start weights, freezes what
+the config lists, and dry-runs one sample so a model that does not fit the data says so at once."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from dlcli.errors import UserError, first_line
+from dlcli.factory import call_target
+from dlcli.models.init import initialize, parse_scheme
+
+# Config keys handled here rather than passed to the model's constructor.
+BUILD_KEYS = ("init", "freeze")
+
+
+def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int, start_weights: bool = True) -> nn.Module:
+    """Build, initialize, (start from earlier weights,) freeze and dry-run the configured model on
+    one zero sample of the data's shape. `start_weights=False` skips model.weights=RUN_DIR of a dl
+    model, for a model whose own checkpoint is loaded next."""
+    start_from = start_weights_of(model_cfg)  # model.weights=RUN_DIR for a dl model (torchvision's take it themselves)
+    skip = model_build_keys(model_cfg)
+    model = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
+                        input_shape=tuple(input_shape), num_outputs=num_outputs)
+    scheme = model_cfg.get("init", "default")
+    if parse_scheme(scheme)[0] != "default" and (getattr(model, "has_pretrained_weights", False) or start_from is not None):
+        raise UserError(f"model.init={scheme} would overwrite the weights from model.weights: keep model.init=default")
+    initialize(model, scheme)
+    if start_from is not None and start_weights:
+        model.start_note = load_start_weights(model, start_from)
+    freeze(model, list(model_cfg.get("freeze") or []))
+    _dry_run(model, model_cfg._target_, input_shape, num_outputs)
+    return model
+
+
+def model_build_keys(model_cfg: DictConfig) -> tuple[str, ...]:
+    """The model config's keys that build_model handles (not passed to the constructor)."""
+    return BUILD_KEYS + (("weights",) if start_weights_of(model_cfg) is not None else ())
+
+
+def start_weights_of(model_cfg: DictConfig) -> str | None:
+    """model.weights for a model whose constructor does not take weights itself."""
+    import inspect
+
+    from dlcli.factory import resolve_target
+
+    weights = model_cfg.get("weights")
+    if weights is None or not model_cfg.get("_target_"):
+        return None
+    target = resolve_target(str(model_cfg._target_), "model")
+    taken = inspect.signature(target).parameters if callable(target) else {}
+    return None if "weights" in taken else str(weights)
+
+
+def load_start_weights(model: nn.Module, source: str) -> str:
+    """An earlier run's best checkpoint (or a checkpoint file) into `model`; returns what was done,
+    for the run's notes. The same architecture is needed; the head may have another class count."""
+    from dlcli.engine.optim import head_prefix
+    from dlcli.models.weights import load_weights_into, read_weights
+
+    state, path = read_weights(source)
+    reshaped = load_weights_into(model, state, head_prefix(model), source)
+    note = f"started from the weights of {path}"
+    if reshaped:
+        note += f"; {', '.join(reshaped)} had another shape (a head for another class count) and start fresh"
+    return note
+
+
+def freeze(model: nn.Module, prefixes: list[str]) -> None:
+    """Stop gradients for parameters under these module names (e.g. `features`, `net.1`)."""
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        matched = [n for n in names if n == prefix or n.startswith(f"{prefix}.")]
+        if not matched:
+            modules = sorted({n.rsplit(".", 1)[0] for n in names})
+            raise UserError(f"model.freeze lists '{prefix}', which matches no module: modules with parameters are {', '.join(modules)}")
+        for name, param in model.named_parameters():
+            if name in matched:
+                param.requires_grad_(False)
+
+
+def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outputs: int) -> None:
+    was_training = model.training
+    model.eval()  # batch norm cannot take a batch of one in training mode
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, *input_shape, device=_device_of(model)))
+    except RuntimeError as exc:  # torch's shape errors; anything else is a bug and keeps its traceback
+        shape = "x".join(map(str, input_shape))
+        raise UserError(f"{name} cannot take input of shape {shape}: {first_line(exc)}") from None
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (1, num_outputs):
+        raise UserError(f"{name} returns shape {tuple(out.shape[1:])} per sample; the data needs ({num_outputs},)")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
