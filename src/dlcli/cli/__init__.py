@@ -38,6 +38,13 @@ TRUST_HELP = (
 )
 
 
+# options several commands share, defined once
+TRUST = typer.Option(None, "--trust", help=TRUST_HELP)
+CHECKPOINT = typer.Option("best", "--checkpoint", help="best | last")
+RUN_DIR = typer.Argument(..., help="A run directory written by dl train.")
+CONFIG_DIR = typer.Option(None, "--config-dir", help="Extra config directory (repeatable); ./conf is always searched.")
+
+
 def _print_version(value: bool) -> None:
     if value:
         from dlcli import __version__

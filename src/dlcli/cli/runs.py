@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import TRUST_HELP, app, console, err_console, handle_errors
+from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, console, err_console, handle_errors
 from dlcli.errors import UserError
 from dlcli.render import confusion_table, fmt, metrics_table, per_class_table, runs_table
 
@@ -22,11 +22,11 @@ MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as th
 )
 @handle_errors
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A run directory written by dl train."),
+    run_dir: Path = RUN_DIR,
     split: str = typer.Option("test", "--split", help="test | val | train"),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    checkpoint: str = CHECKPOINT,
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: the run's)."),
-    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    trust: Optional[List[str]] = TRUST,
     tta: Optional[List[str]] = typer.Option(None, "--tta", help="Test-time augmentation: average over these flips too (hflip, vflip; repeatable). Default: the run's eval.tta; --tta none turns it off."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the headline metric and the files written."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -77,11 +77,11 @@ def predict_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by dl train (a refit, a fold, any run)."),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="A CSV, an image, a folder of images, or a .npy array."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV (default: RUN_DIR/predictions-<input>.csv)."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    checkpoint: str = CHECKPOINT,
     proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
     id_column: Optional[str] = typer.Option(None, "--id", help="The input's id column to copy into the output (default: a column the run dropped, such as Id)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
-    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    trust: Optional[List[str]] = TRUST,
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ):
     """Predict new data with a trained run: one row per input, in the target's own terms."""
@@ -109,11 +109,11 @@ def predict_command(
 )
 @handle_errors
 def export_command(
-    run_dir: Path = typer.Argument(..., help="A run directory written by dl train."),
+    run_dir: Path = RUN_DIR,
     fmt: str = typer.Option("onnx", "--format", help="onnx | torchscript"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The file to write (default: RUN_DIR/model.onnx or model.torchscript.pt); a .json sidecar goes beside it."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
-    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    checkpoint: str = CHECKPOINT,
+    trust: Optional[List[str]] = TRUST,
     as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON."),
 ):
     """Export a run's model to ONNX or TorchScript, checked against PyTorch on its test rows."""
@@ -139,9 +139,9 @@ def export_command(
 )
 @handle_errors
 def inspect_run_command(
-    run_dir: Path = typer.Argument(..., help="A run directory written by dl train."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
-    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    run_dir: Path = RUN_DIR,
+    checkpoint: str = CHECKPOINT,
+    trust: Optional[List[str]] = TRUST,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
     """Show what a run's model learned: each parameter's shape, statistics and small tensors' values

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import QUIET_HELP, TRUST_HELP, app, console, err_console, handle_errors
+from dlcli.cli import CONFIG_DIR, QUIET_HELP, TRUST, app, console, err_console, handle_errors
 from dlcli.render import sweep_headline, sweep_table
 from dlcli.sweep.kinds import KINDS, Kind
 
@@ -39,10 +39,10 @@ SHARED = {
     "trials_per_gpu": (Optional[int], typer.Option(None, "--trials-per-gpu", help="Run K trials on each visible GPU at once (small models share a GPU); does nothing without CUDA.")),
     "resume": (Optional[Path], typer.Option(None, "--resume", help="A sweep directory to finish: runs only trials not yet completed.")),
     "name": (str, typer.Option("sweep", "--name", help="Sweeps land in runs/sweeps/<name>/<timestamp>/.")),
-    "config_dir": (Optional[List[Path]], typer.Option(None, "--config-dir", help="Extra config directory (repeatable).")),
+    "config_dir": (Optional[List[Path]], CONFIG_DIR),
     "as_json": (bool, typer.Option(False, "--json", help="Print the summary and trials as JSON.")),
     "quiet": (bool, typer.Option(False, "--quiet", "-q", help=QUIET_HELP)),
-    "trust": (Optional[List[str]], typer.Option(None, "--trust", help=TRUST_HELP)),
+    "trust": (Optional[List[str]], TRUST),
 }
 
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import OVERRIDES_HELP, app, console, err_console, handle_errors
+from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, app, console, err_console, handle_errors
 from dlcli.errors import UserError
 from rich.table import Table
 
@@ -55,7 +55,7 @@ def split_layers_and_overrides(args: list[str]) -> tuple[list[str], list[str]]:
 def convshape_text(
     args: Optional[List[str]] = typer.Argument(None, help="Layers in order, or Hydra overrides naming a model.", show_default=False),
     input_shape: Optional[str] = typer.Option(None, "--input", help="Input shape CxHxW (e.g. 3x32x32) or a feature count."),
-    config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
+    config_dir: Optional[List[Path]] = CONFIG_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print the shapes as JSON."),
 ):
     """Output shape and parameters of each layer: a layer chain (instant) or a configured model."""
@@ -103,7 +103,7 @@ def param_count(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     input_shape: Optional[str] = typer.Option(None, "--input", help="Input shape CxHxW or a feature count (default: the data's)."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Group rows by module depth (1 = top-level blocks); default: every leaf layer."),
-    config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
+    config_dir: Optional[List[Path]] = CONFIG_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ):
     """Parameters per layer (trainable or frozen), buffers, size, multiply-adds, output shapes."""
@@ -142,7 +142,7 @@ def lr_find(
     mode: str = typer.Option("exp", "--mode", help="exp (log-spaced) | linear"),
     smooth: float = typer.Option(0.98, "--smooth", help="Exponential moving average factor for the loss."),
     diverge: float = typer.Option(4.0, "--diverge", help="Stop when the smoothed loss exceeds this multiple of the best."),
-    config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable)."),
+    config_dir: Optional[List[Path]] = CONFIG_DIR,
     name: str = typer.Option("lr_find", "--name", help="Results land in runs/<name>/<timestamp>/."),
     apply: bool = typer.Option(False, "--apply", help="Print only the override to use, e.g. optim.lr=0.18."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the line to use and where the plot is (no table, no warnings)."),

@@ -10,7 +10,7 @@ import typer
 
 from rich.console import Console
 
-from dlcli.cli import OVERRIDES_HELP, QUIET_HELP, TRUST_HELP, app, console, err_console, handle_errors
+from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, QUIET_HELP, TRUST, app, console, err_console, handle_errors
 from dlcli.render import headline, kfold_table, summary_table
 
 
@@ -32,13 +32,13 @@ from dlcli.render import headline, kfold_table, summary_table
 def train(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     cfg: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
-    config_dir: Optional[List[Path]] = typer.Option(None, "--config-dir", help="Extra config directory (repeatable); ./conf is always searched."),
+    config_dir: Optional[List[Path]] = CONFIG_DIR,
     name: Optional[str] = typer.Option(None, "--name", help="Run name: runs land in runs/<name>/<timestamp>/."),
     device: Optional[str] = typer.Option(None, "--device", help="Shortcut for trainer.device=auto|cpu|cuda|cuda:N|mps."),
     overrides_file: Optional[Path] = typer.Option(
         None, "--overrides-file", help="Overrides from a YAML file (a sweep's best.yaml, a run's overrides.yaml) before those typed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
-    trust: Optional[List[str]] = typer.Option(None, "--trust", help=TRUST_HELP),
+    trust: Optional[List[str]] = TRUST,
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ):
     """Train a model: compose the config, fit on the best device, test the best checkpoint once."""
