@@ -46,15 +46,17 @@ SHARED = {
 }
 
 
-def run_kind(kind: str, overrides=None, trials=None, seed=0, jobs=None, threads=None, metric=None, mode=None, prune="none",
-             fail_fast=False, backend="local", address=None, gpus_per_trial=0.0, trials_per_gpu=None, resume=None,
-             name="sweep", config_dir=None, as_json=False, quiet=False, trust=None) -> None:
+def run_kind(kind: str, options: dict) -> None:
+    """A sweep of this kind from the command's options: what it searches (SweepSettings), how it
+    runs (SweepPlan), and how it is shown."""
     from dlcli.sweep import SweepPlan, SweepSettings, sweep
 
-    settings = SweepSettings(kind=kind, overrides=list(overrides or []), trials=trials, seed=seed, metric=metric, mode=mode, prune=prune)
-    plan = SweepPlan(jobs=jobs, threads=threads, fail_fast=fail_fast, backend=backend, address=address,
-                     gpus_per_trial=gpus_per_trial, trials_per_gpu=trials_per_gpu, resume=resume, name=name,
-                     config_dirs=[str(d) for d in config_dir or []], trust=list(trust or []))
+    settings = SweepSettings(kind=kind, overrides=list(options["overrides"] or []), trials=options.get("trials"),
+                             seed=options.get("seed", 0), metric=options["metric"], mode=options["mode"], prune=options["prune"])
+    plan = SweepPlan(**{name: options[name] for name in ("jobs", "threads", "fail_fast", "backend", "address", "gpus_per_trial",
+                                                          "trials_per_gpu", "resume", "name")},
+                     config_dirs=[str(d) for d in options["config_dir"] or []], trust=list(options["trust"] or []))
+    as_json, quiet = options["as_json"], options["quiet"]
     silent = as_json or quiet
     log = (lambda line: None) if silent else (lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
     result = sweep(settings, plan, log)
@@ -73,7 +75,7 @@ def run_kind(kind: str, overrides=None, trials=None, seed=0, jobs=None, threads=
 def _command_for(kind: Kind):
     """A Typer command for one kind: its signature is what --help lists."""
     def command(**options):
-        run_kind(kind.name, **options)
+        run_kind(kind.name, options)
 
     parameters = [inspect.Parameter("overrides", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[List[str]],
                                     default=typer.Argument(None, help=kind.overrides_help, show_default=False))]
