@@ -86,10 +86,12 @@ def test_bad_spaces_are_explained(workdir, overrides, kind, message):
 
 def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypatch):
     import dlcli.evaluate
+    import dlcli.training  # imported before the patch: it holds evaluate_checkpoint itself (trials never call it)
 
     looks = []
     original = dlcli.evaluate.evaluate_checkpoint
-    monkeypatch.setattr(dlcli.evaluate, "evaluate_checkpoint", lambda exp, run, split, ckpt: looks.append((str(run), split)) or original(exp, run, split, ckpt))
+    monkeypatch.setattr(dlcli.evaluate, "evaluate_checkpoint",
+                        lambda exp, run, split, ckpt, **kw: looks.append((str(run), split)) or original(exp, run, split, ckpt, **kw))
     result = sweep("optim.lr=0.3,0.03", "model.hidden=[32],[64]", *QUICK)
     directory = result.sweep_dir
     assert {p.name for p in directory.iterdir()} == {"sweep.yaml", "trials", "results.csv", "best.yaml", "summary.json", "sweep.png",
