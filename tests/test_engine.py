@@ -172,9 +172,9 @@ def test_amp_trains_on_cuda(workdir, fast):
         ("trainer.monitor=val_f1", "trainer.monitor=val_f1 is not valid: choose one of auto, val_loss, val_accuracy"),
         ("trainer.grad_clip_mode=both", "choose one of norm, value"),
         ("optim.nesterov=true optim.momentum=0", "optim settings rejected by torch.optim.SGD: Nesterov momentum requires a momentum"),
-        ("optim=adam optim.betas=[2,0.9]", "Invalid beta parameter"),
-        ("model.hidden=64", "model.hidden=64 must be a list of layer sizes, e.g. model.hidden=[64]"),
-        ("sched=step sched.step_size=0", "sched settings fail when stepping"),
+        ("optim=adam optim.betas=[2,0.9]", "optim.betas=[2,0.9] must be a list of exactly 2 numbers in [0, 1): element 0 (2) must be in [0, 1)"),
+        ("model.hidden=64", "model.hidden=64 must be a list of any number of whole numbers in [1, 1000000], e.g. [64]"),
+        ("sched=step sched.step_size=0", "sched.step_size=0 must be at least 1"),
         ("trainer.metric=log_rmse", "trainer.metric=log_rmse is not valid"),
     ],
 )

@@ -56,7 +56,7 @@ def test_softmax_and_linreg_are_single_linear_layers():
         (["model=lenet"], (4,), "model=lenet needs image-shaped input"),
         (["model=cifar_cnn"], (3, 8, 8), "it needs at least 12x12"),
         (["+model.widht=3"], (64,), "model.widht is not a setting of dlcli.models.MLP: valid settings are activation, batch_norm, dropout, hidden"),
-        (["model.activation=swish"], (64,), "model.activation=swish is not an activation: choose one of relu, sigmoid, tanh, leaky_relu"),
+        (["model.activation=swish"], (64,), "model.activation=swish is not valid: choose one of relu, sigmoid, tanh, leaky_relu"),
         (["model.init=lecun"], (64,), "model.init=lecun is not an init scheme"),
         (["model._target_=nowhere.Net"], (64,), "model._target_=nowhere.Net cannot be imported"),
     ],

@@ -165,7 +165,7 @@ def test_recurrent_models_match_torch_counts():
         (["model=vgg"], (1, 28, 28), "model=vgg cannot take 28x28 images: they shrink to nothing at the 5th pooling layer"),
         (["model=vgg"], (1, 28, 28), "it needs at least 32x32"),  # the data.resize hint is added where the data is known
         (["model=alexnet"], (1, 28, 28), "it needs at least"),
-        (["model=resnet", "model.depth=50"], (1, 96, 96), "model.depth=50 is not available: choose one of 18, 34"),
+        (["model=resnet", "model.depth=50"], (1, 96, 96), "model.depth=50 is not valid: choose one of 18, 34"),
         (["model=lstm"], (1, 8, 8), "needs a sequence (channels x length)"),
         (["model=lstm"], (64,), "data.as_sequence=true"),
         (["model=torchvision", "model.name=resnet_nine"], (3, 32, 32), "model.name=resnet_nine is not a torchvision model"),

@@ -58,7 +58,7 @@ def train_targets(data):
 def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     """`restoring`: a checkpoint of the run is loaded next (eval, resume, inspect), so the model's
     start weights (model.weights=RUN_DIR of a dl model) are not read again."""
-    validate_config(cfg)
+    check_config(cfg)
     device = select_device(cfg.trainer.device)
     notes = []
     amp = bool(cfg.trainer.amp)
@@ -133,30 +133,34 @@ def _check_no_validation(cfg: DictConfig) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """The checks `build_experiment` makes before it loads anything: values, types, and every
-    component's settings against its class. Cheap enough to run on every trial of a sweep before
-    the first one starts."""
+    """The checks `build_experiment` makes before it loads anything: every value against its
+    declared constraint (dlcli.constraints: the schema's, each component's, the keys dl handles
+    itself), the relations between settings, and every component's settings against its class.
+    Cheap enough to run on every trial of a sweep before the first one starts."""
     from omegaconf import OmegaConf
 
-    from dlcli.data import IMAGE_KEYS, PREPROCESS_KEYS
+    from dlcli.data import DATA_KEY_CONSTRAINTS, IMAGE_KEYS, PREPROCESS_KEYS
     from dlcli.engine.callbacks import build_callbacks
-    from dlcli.tracking import build_loggers
-    from dlcli.engine.optim import OPTIM_KEYS, SCHED_KEYS
+    from dlcli.engine.optim import OPTIM_KEY_CONSTRAINTS, OPTIM_KEYS, SCHED_KEY_CONSTRAINTS, SCHED_KEYS
+    from dlcli.engine.tta import tta_views
     from dlcli.factory import prepare_call
-    from dlcli.models import model_build_keys
+    from dlcli.models.build import BUILD_KEY_CONSTRAINTS, model_build_keys
+    from dlcli.models.init import parse_scheme
+    from dlcli.tracking import build_loggers
 
     validate_config(cfg)
-    prepare_call(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed})
-    prepare_call(cfg.model, "model", skip=model_build_keys(cfg.model), runtime={"input_shape": None, "num_outputs": None})
+    prepare_call(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed}, own=DATA_KEY_CONSTRAINTS)
+    prepare_call(cfg.model, "model", skip=model_build_keys(cfg.model), runtime={"input_shape": None, "num_outputs": None},
+                 own=BUILD_KEY_CONSTRAINTS)
+    parse_scheme(cfg.model.get("init", "default"))
     if (cfg.get("loss") or {}).get("_target_"):
-        prepare_call(cfg.loss, "loss", runtime={"class_weights": None})
-    from dlcli.engine.tta import tta_views
-
+        prepare_call(cfg.loss, "loss", inject={"class_weights": None})  # only cross_entropy takes them
     tta_views((cfg.get("eval") or {}).get("tta"))
-    prepare_call(cfg.optim, "optim", skip=OPTIM_KEYS, runtime={"params": None})
+    prepare_call(cfg.optim, "optim", skip=OPTIM_KEYS, runtime={"params": None}, own=OPTIM_KEY_CONSTRAINTS)
     if cfg.sched.get("_target_"):
         sched = OmegaConf.create({k: v for k, v in OmegaConf.to_container(cfg.sched, resolve=True).items() if v != "auto"})
         auto = [k for k, v in cfg.sched.items() if v == "auto"]  # filled in by the run (batches per epoch, ...)
-        prepare_call(sched, "sched", skip=SCHED_KEYS, runtime={"optimizer": None, **{k: None for k in auto}})
+        prepare_call(sched, "sched", skip=SCHED_KEYS, runtime={"optimizer": None, **{k: None for k in auto}},
+                     own=SCHED_KEY_CONSTRAINTS)
     build_callbacks(cfg.get("callbacks"), check_only=True)
     build_loggers(cfg.get("logger"))  # a logger whose package is missing says which pip install fixes it

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlcli.constraints import NUMBER, Constraint, check, from_annotation
 from dlcli.errors import UserError, first_line
 
 # What the run passes each group's target itself: never a config key.
@@ -52,13 +53,14 @@ def target_parameters(node: DictConfig, group: str) -> dict[str, inspect.Paramet
 
 
 def call_target(node: DictConfig, group: str, skip: Iterable[str] = (), inject: dict | None = None,
-                expect: type | tuple[type, ...] | None = None, expect_name: str | None = None, **runtime: Any) -> Any:
+                expect: type | tuple[type, ...] | None = None, expect_name: str | None = None, own: dict | None = None,
+                **runtime: Any) -> Any:
     """Call node._target_ with the node's keys (minus `skip`) plus `runtime` keyword arguments.
 
     `inject` values are passed only when the target accepts them (e.g. a seed for data makers).
     With `expect`, what the target returns must be an instance of it (`expect_name` says what).
     """
-    target, kwargs = prepare_call(node, group, skip, inject, runtime)
+    target, kwargs = prepare_call(node, group, skip, inject, runtime, own)
     if expect is not None and inspect.isclass(target) and not issubclass(target, expect):
         # known before the call: a class of another kind is never built (its constructor may do anything)
         raise UserError(f"{group}._target_={node._target_} is a class of another kind, not a {expect_name or _names(expect)}: "
@@ -79,9 +81,11 @@ def call_target(node: DictConfig, group: str, skip: Iterable[str] = (), inject: 
 
 
 def prepare_call(node: DictConfig, group: str, skip: Iterable[str] = (), inject: dict | None = None,
-                 runtime: dict | None = None) -> tuple[Any, dict]:
+                 runtime: dict | None = None, own: dict | None = None) -> tuple[Any, dict]:
     """The target and its checked keyword arguments, without calling it (so a whole sweep's
-    settings can be checked before the first trial starts)."""
+    settings can be checked before the first trial starts). Every setting is checked against its
+    constraint (dlcli.constraints): the target's declared ones, the table for library classes, or
+    its annotation; `own` holds the constraints of the keys dl handles itself (the `skip` ones)."""
     runtime = runtime or {}
     if "_target_" not in node or not node._target_:
         raise UserError(f"{group} has no _target_: name the class or function that builds it")
@@ -90,13 +94,15 @@ def prepare_call(node: DictConfig, group: str, skip: Iterable[str] = (), inject:
         key = missing_values[0]  # already the full dotted path, e.g. data.path
         raise UserError(f"{key} must be set (it has no default): add {key}=... to the command")
     target = resolve_target(node._target_, group)
+    values = OmegaConf.to_container(node, resolve=True)
+    for key, constraint in (own or {}).items():  # dl's own keys of this group (optim.head_lr, model.init, ...)
+        if key in values:
+            check(f"{group}.{key}", values[key], constraint)
     kwargs = target_kwargs(node, skip)
-    for key, value in kwargs.items():
-        if isinstance(value, float) and math.isnan(value):
-            raise UserError(f"{group}.{key}=nan must be a finite number")
     kwargs.update(runtime)
     params = _parameters(target)
     if params is None:
+        _check_values(group, kwargs, constraints_for(target, node._target_), runtime)
         return target, kwargs
     for key, value in (inject or {}).items():
         if key in params and key not in kwargs:
@@ -112,14 +118,34 @@ def prepare_call(node: DictConfig, group: str, skip: Iterable[str] = (), inject:
     ]
     if missing:
         raise UserError(f"{group}.{missing[0]} is required by {node._target_}: set it with {group}.{missing[0]}=...")
-    hints = _type_hints(target)
-    for key, value in kwargs.items():
-        if key in runtime or key not in hints:
-            continue
-        problem = _type_problem(value, hints[key])
-        if problem:
-            raise UserError(f"{group}.{key}={_show(value)} {problem}")
+    _check_values(group, kwargs, constraints_for(target, node._target_), runtime)
     return target, kwargs
+
+
+def constraints_for(target: Any, name: str | None = None) -> dict[str, Constraint]:
+    """Each setting's constraint: derived from the annotations, then the table of library classes
+    dl ships configs for, then what the target declares itself (@constrained); later ones win."""
+    from dlcli.library_constraints import LIBRARY
+
+    found: dict[str, Constraint] = {}
+    for key, annotation in _type_hints(target).items():
+        constraint = from_annotation(annotation)
+        if constraint is not None:
+            found[key] = constraint
+    found.update(LIBRARY.get(name or "", {}))
+    found.update(getattr(target, "__constraints__", {}))
+    return found
+
+
+def _check_values(group: str, kwargs: dict, constraints: dict, runtime: dict) -> None:
+    for key, value in kwargs.items():
+        if key in runtime:
+            continue
+        constraint = constraints.get(key)
+        if constraint is not None:
+            check(f"{group}.{key}", value, constraint)
+        elif isinstance(value, float) and not math.isfinite(value):  # nothing a setting can mean by it
+            check(f"{group}.{key}", value, NUMBER)
 
 
 def _module_of(target: str) -> str:
@@ -129,10 +155,6 @@ def _module_of(target: str) -> str:
 def _names(kinds) -> str:
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
     return " or ".join(f"{k.__module__}.{k.__qualname__}" for k in kinds)
-
-
-def _show(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
@@ -147,31 +169,10 @@ def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
 
 
 def _type_hints(target: Any) -> dict:
-    """Evaluated annotations of the target's parameters ({} when they cannot be evaluated)."""
+    """Evaluated annotations of the target's parameters, Annotated ones with their extras ({} when
+    they cannot be evaluated)."""
     function = target.__init__ if inspect.isclass(target) else target
     try:
-        return typing.get_type_hints(function)
+        return typing.get_type_hints(function, include_extras=True)
     except Exception:  # annotations naming what only a type checker imports: check nothing
         return {}
-
-
-def _type_problem(value, annotation) -> str | None:
-    """What is wrong with `value` for a parameter annotated `annotation`, for the simple types a
-    config can hold; None when it fits or the annotation is not one of them."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Union or str(origin) == "types.UnionType":
-        if value is None and type(None) in args:
-            return None
-        problems = [_type_problem(value, a) for a in args if a is not type(None)]
-        return None if any(p is None for p in problems) else problems[0]
-    if annotation is bool:
-        return None if isinstance(value, bool) else "must be true or false"
-    if annotation is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
-    if annotation is float:
-        if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-            return "must be one number here, not a list"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return "must be a number"
-        return None
-    return None

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from dlcli.constraints import Options, check
 from dlcli.engine.metrics import TASK_METRICS
 from dlcli.errors import UserError
-
-
-def _number(cfg: DictConfig, key: str, *, integer: bool = False, minimum: float | None = None,
-            below: float | None = None, allow_none: bool = False, exclusive_min: bool = False):
-    value = cfg
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, DictConfig) else None
-    if value is None and allow_none:
-        return None
-    kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
-        raise UserError(f"{key}={value} must be {kind}")
-    if not math.isfinite(value):
-        raise UserError(f"{key}={value} must be a finite number")
-    if minimum is not None and (value < minimum or (exclusive_min and value == minimum)):
-        relation = "above" if exclusive_min else "at least"
-        raise UserError(f"{key}={value} must be {relation} {minimum:g}")
-    if below is not None and value >= below:
-        raise UserError(f"{key}={value} must be below {below:g}")
-    return value
 
 
 def _choice(key: str, value, choices) -> None:
@@ -37,26 +17,50 @@ def _choice(key: str, value, choices) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    _number(cfg, "seed", integer=True, minimum=0)
-    _number(cfg, "trainer.epochs", integer=True, minimum=1)
-    _number(cfg, "trainer.batch_size", integer=True, minimum=1)
-    _number(cfg, "trainer.eval_batch_size", integer=True, minimum=1)
-    _number(cfg, "trainer.grad_clip", minimum=0, exclusive_min=True, allow_none=True)
-    _choice("trainer.grad_clip_mode", cfg.trainer.grad_clip_mode, ("norm", "value"))
-    _number(cfg, "trainer.label_smoothing", minimum=0, below=1)
-    _choice("trainer.amp", cfg.trainer.amp, (True, False))
-    _number(cfg, "trainer.early_stopping.patience", integer=True, minimum=1)
-    _number(cfg, "trainer.early_stopping.min_delta", minimum=0)
-    _number(cfg, "trainer.checkpoint_every", minimum=0, allow_none=True)  # absent in runs saved before it existed
-    _choice("trainer.plots", cfg.trainer.get("plots", True), (True, False))
-    _number(cfg, "optim.lr", minimum=0, exclusive_min=True)
-    _number(cfg, "split.val", minimum=0, below=1)
-    _number(cfg, "split.test", minimum=0, below=1)
-    _number(cfg, "split.seed", integer=True, minimum=0)
-    if cfg.sched.get("_target_"):
-        _choice("sched.interval", cfg.sched.get("interval", "epoch"), ("epoch", "step"))
-    if not str(cfg.name).strip() or "/" in str(cfg.name) or str(cfg.name).startswith("."):
-        raise UserError(f"name={cfg.name} must be a plain directory name (no '/', not empty)")
+    """Every value of the root, trainer and split against its declared constraint
+    (dlcli.conf.schema.CONSTRAINTS), then the relations between settings."""
+    from dlcli.conf.schema import CONSTRAINTS
+
+    for key, constraint in CONSTRAINTS.items():
+        node, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, node) if node else cfg
+        if isinstance(parent, DictConfig) and leaf in parent:
+            value = OmegaConf.select(cfg, key)
+            check(key, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value, constraint)
+    for relation in RELATIONS:
+        relation(cfg)
+
+
+def _val_and_test_leave_training_rows(cfg: DictConfig) -> None:
+    val, test = float(cfg.split.val), float(cfg.split.test)
+    if val + test >= 1:
+        raise UserError(f"split.val={val:g} and split.test={test:g} leave no rows to train on: they must add up to less than 1")
+
+
+def _fold_within_kfold(cfg: DictConfig) -> None:
+    kfold, fold = cfg.split.get("kfold"), cfg.split.get("fold")
+    if fold is not None and (kfold is None or fold > kfold):
+        raise UserError(f"split.fold={fold} must be between 1 and split.kfold={kfold}" if kfold else
+                        f"split.fold={fold} needs split.kfold=K (the number of folds)")
+
+
+def _milestones_within_epochs(cfg: DictConfig) -> None:
+    milestones = (cfg.get("sched") or {}).get("milestones")
+    epochs = cfg.trainer.epochs
+    if isinstance(milestones, Sequence) and not isinstance(milestones, str) and all(isinstance(m, int) for m in milestones):
+        late = [m for m in milestones if m >= epochs]
+        if late:
+            raise UserError(f"sched.milestones={list(milestones)} lowers the rate at epoch {late[0]}, and the run has "
+                            f"trainer.epochs={epochs}: give milestones below {epochs}")
+
+
+def _sched_interval(cfg: DictConfig) -> None:
+    if (cfg.get("sched") or {}).get("_target_"):
+        check("sched.interval", cfg.sched.get("interval", "epoch"), Options(("epoch", "step")))
+
+
+# relations between settings, checked after each value is (a function raises UserError)
+RELATIONS = (_val_and_test_leave_training_rows, _fold_within_kfold, _milestones_within_epochs, _sched_interval)
 
 
 def metric_for(cfg: DictConfig, task: str) -> str:

@@ -12,6 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from dlcli.constraints import (
+    BOOLEAN,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    RATE,
+    SEED,
+    TEXT,
+    Interval,
+    Options,
+    Text,
+    nullable,
+)
+
 
 @dataclass
 class EarlyStoppingSchema:
@@ -73,6 +88,40 @@ class RootSchema:
     callbacks: Dict[str, Any] = field(default_factory=dict)
     logger: Dict[str, Any] = field(default_factory=dict)
 
+
+# What each value may be (the types above are OmegaConf's; these are the ranges and choices), read
+# by dlcli.validate. Keys a run saved before they existed may be absent.
+CONSTRAINTS = {
+    "seed": SEED,
+    "name": Text(plain_name=True, max_length=200),
+    "runs_dir": Text(non_empty=True),
+    "trainer.epochs": POSITIVE_INT,
+    "trainer.batch_size": POSITIVE_INT,
+    "trainer.eval_batch_size": POSITIVE_INT,
+    "trainer.device": Text(non_empty=True),
+    "trainer.amp": BOOLEAN,
+    "trainer.grad_clip": nullable(POSITIVE),
+    "trainer.grad_clip_mode": Options(("norm", "value")),
+    "trainer.label_smoothing": RATE,
+    "trainer.metric": Text(non_empty=True),  # which ones: the task's (dlcli.validate.metric_for)
+    "trainer.monitor": Text(non_empty=True),
+    "trainer.early_stopping.enabled": BOOLEAN,
+    "trainer.early_stopping.patience": POSITIVE_INT,
+    "trainer.early_stopping.min_delta": NON_NEGATIVE,
+    "trainer.progress": BOOLEAN,
+    "trainer.checkpoint_every": NON_NEGATIVE,
+    "trainer.plots": BOOLEAN,
+    "trainer.diagnostics": BOOLEAN,
+    "trainer.diagnostics_every": POSITIVE_INT,
+    "split.val": FRACTION,
+    "split.test": FRACTION,
+    "split.stratify": BOOLEAN,
+    "split.seed": SEED,
+    "split.kfold": nullable(Interval(2, None, integer=True)),
+    "split.fold": nullable(POSITIVE_INT),
+    "resume": nullable(TEXT),
+    "refit": nullable(TEXT),
+}
 
 SCHEMA_NAME = "dl_schema"
 # Nodes whose keys are fixed by the schema: a `+key` there is never read.

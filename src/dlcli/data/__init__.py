@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from dlcli.data.preprocess import ArrayEncoding, TableEncoding, TargetScaler, encode_features, encode_targets
 from dlcli.data.split import Split, split_dataset
+from dlcli.constraints import BOOLEAN, Interval, Options, nullable
 from dlcli.errors import UserError
 from dlcli.factory import call_target
 
@@ -17,6 +18,10 @@ PREPROCESS_KEYS = ("standardize", "standardize_target", "target_transform", "as_
 PREPROCESSING_FILE = "preprocessing.json"  # in every run: what it learned from its train rows
 PREPROCESSING_FORMAT = 1  # of preprocessing.json; raise it when a reader could misread a new record
 IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers")
+# what those keys may be (normalize and augment are checked where they are read: image_data, transforms)
+DATA_KEY_CONSTRAINTS = {"standardize": BOOLEAN, "standardize_target": BOOLEAN, "as_sequence": BOOLEAN,
+                        "target_transform": Options(("none", "log", "log1p")),
+                        "resize": nullable(Interval(1, 4096, integer=True)), "num_workers": Interval(0, 256, integer=True)}
 
 
 @dataclass
@@ -90,7 +95,8 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
     options = {k: data_cfg[k] for k in PREPROCESS_KEYS + IMAGE_KEYS if k in data_cfg}
     from dlcli.data.sources import RawData
 
-    raw = call_target(data_cfg, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": seed}, expect=(RawData, ImageSet),
+    raw = call_target(data_cfg, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": seed}, own=DATA_KEY_CONSTRAINTS,
+                      expect=(RawData, ImageSet),
                       expect_name="data set (dlcli.data.sources.RawData or dlcli.data.images.ImageSet)")
     task = getattr(raw, "task", "classification")
     if task == "classification":
@@ -122,8 +128,6 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
         input_shape = (features.shape[1],)
     stored_shape = None
     if resize is not None:
-        if isinstance(resize, bool) or not isinstance(resize, int) or resize < 1:
-            raise UserError(f"data.resize={resize} must be a positive image size in pixels (or null)")
         stored_shape, input_shape = input_shape, (input_shape[0], resize, resize)
     return PreparedData(
         features=features,

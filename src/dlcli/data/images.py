@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dlcli.constraints import Anything, Text, constrained
 from dlcli.errors import UserError, first_line
 
 # Per-channel mean and std of the official train splits, the values the literature uses.
@@ -143,6 +144,7 @@ def _grayscale_setting(grayscale) -> bool | None:
                     "(auto: one channel when every image is grey)")
 
 
+@constrained(root=Text(non_empty=True), grayscale=Anything())  # grayscale: true, false or auto, read by _grayscale_setting
 def load_imagefolder(root: str, grayscale: bool | str = "auto") -> ImageSet:
     """A directory with one sub-folder of images per class (any image size).
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional
 
+from dlcli.constraints import NON_NEGATIVE, POSITIVE, RATE, ListOf, Null, Options, constrained, nullable, one_of
 from dlcli.errors import UserError
 from dlcli.factory import call_target
 
@@ -22,26 +23,23 @@ CLASSIFICATION = {"dlcli.engine.losses.cross_entropy": "cross_entropy", "dlcli.e
 REGRESSION = {"torch.nn.MSELoss": "mse", "torch.nn.L1Loss": "l1", "torch.nn.HuberLoss": "huber", "torch.nn.SmoothL1Loss": "smooth_l1"}
 
 
+@constrained(label_smoothing=RATE, weight=one_of(Null(), Options(("balanced",)), ListOf(NON_NEGATIVE, 2)))
 def cross_entropy(label_smoothing: float = 0.0, weight=None, class_weights: list[float] | None = None) -> nn.Module:
     """Cross-entropy; `weight` is resolved to `class_weights` by build_loss (balanced or given)."""
-    if not 0 <= label_smoothing < 1:
-        raise UserError(f"loss.label_smoothing={label_smoothing} must be in [0, 1)")
     tensor = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
     return nn.CrossEntropyLoss(weight=tensor, label_smoothing=label_smoothing)
 
 
+@constrained(gamma=NON_NEGATIVE,  # 0 is plain cross-entropy
+             alpha=nullable(one_of(POSITIVE, ListOf(POSITIVE, 2))))  # one weight, or one per class
 class FocalLoss(nn.Module):
     def __init__(self, gamma: float = 2.0, alpha=None):
         super().__init__()
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma < 0:
-            raise UserError(f"loss.gamma={gamma} must be a number of at least 0 (0 is plain cross-entropy)")
         self.gamma = float(gamma)
         if alpha is None:
             self.register_buffer("alpha", None)
         else:
             values = list(alpha) if isinstance(alpha, (list, tuple)) or type(alpha).__name__ == "ListConfig" else [alpha]
-            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in values):
-                raise UserError(f"loss.alpha={alpha} must be a positive number or a list of them, one per class")
             self.register_buffer("alpha", torch.tensor(values, dtype=torch.float32))
 
     def forward(self, logits, targets):
@@ -52,13 +50,12 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
+@constrained(pos_weight=nullable(POSITIVE))
 class BinaryCrossEntropy(nn.Module):
     """BCE with logits on z = second logit - first (with the one-logit head, exactly the model's z)."""
 
     def __init__(self, pos_weight=None):
         super().__init__()
-        if pos_weight is not None and (isinstance(pos_weight, bool) or not isinstance(pos_weight, (int, float)) or pos_weight <= 0):
-            raise UserError(f"loss.pos_weight={pos_weight} must be a positive number (or null)")
         self.register_buffer("pos_weight", torch.tensor(float(pos_weight)) if pos_weight is not None else None)
 
     def forward(self, logits, targets):
@@ -125,8 +122,8 @@ def class_weights(weight, train_targets: np.ndarray, num_classes: int) -> list[f
         if len(present) < num_classes:
             raise UserError("loss.weight=balanced needs every class in the train split")
         return [float(w) for w in compute_class_weight("balanced", classes=np.arange(num_classes), y=train_targets)]
-    values = list(weight) if isinstance(weight, (list, tuple)) or type(weight).__name__ == "ListConfig" else None
-    if values is None or len(values) != num_classes or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
-                                                           for v in values):
-        raise UserError(f"loss.weight={weight} must be balanced, or {num_classes} non-negative numbers (one per class)")
+    values = list(weight)  # its elements are checked where it is declared (cross_entropy)
+    if len(values) != num_classes:  # a relation to the data: one weight per class
+        raise UserError(f"loss.weight={values} gives {len(values)} weight(s) for {num_classes} classes: give {num_classes} "
+                        "(one per class), or loss.weight=balanced")
     return [float(v) for v in values]

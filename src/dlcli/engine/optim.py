@@ -8,14 +8,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from dlcli.constraints import BOOLEAN, NON_NEGATIVE, POSITIVE, Options, nullable
 from dlcli.errors import UserError, first_line
-from dlcli.factory import call_target
+from dlcli.factory import call_target, prepare_call
 
 OPTIM_KEYS = ("decay_bias_and_norm", "head_lr", "l1", "scale_lr_with_batch")  # handled here, not passed to torch.optim
 REFERENCE_BATCH = 256  # the linear scaling rule: lr x batch_size / 256 (Goyal et al.)
 FULL_BATCH_ONLY = ("torch.optim.Rprop",)  # sign-based steps: mini-batch noise flips the signs
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 SCHED_KEYS = ("interval", "planned_over_epochs")  # read by dl (when it steps; whether a run can go on), not the schedule
+# what the keys dl handles itself may be (the optimizer's and schedule's own: dlcli.library_constraints)
+OPTIM_KEY_CONSTRAINTS = {"decay_bias_and_norm": BOOLEAN, "head_lr": nullable(POSITIVE), "l1": NON_NEGATIVE,
+                         "scale_lr_with_batch": BOOLEAN}
+SCHED_KEY_CONSTRAINTS = {"interval": Options(("epoch", "step")), "planned_over_epochs": BOOLEAN}
 
 
 def head_prefix(model: nn.Module) -> str:
@@ -59,12 +64,9 @@ def build_optimizer(optim_cfg: DictConfig, model: nn.Module, batch_size: int | N
                     notes: list[str] | None = None) -> torch.optim.Optimizer:
     """The configured torch.optim optimizer over the model's parameter groups. With
     optim.scale_lr_with_batch the rates follow the linear scaling rule (said in `notes`)."""
+    prepare_call(optim_cfg, "optim", skip=OPTIM_KEYS, runtime={"params": None}, own=OPTIM_KEY_CONSTRAINTS)  # every value, first
     head_lr = optim_cfg.get("head_lr")
-    if head_lr is not None and (isinstance(head_lr, bool) or not isinstance(head_lr, (int, float)) or head_lr <= 0):
-        raise UserError(f"optim.head_lr={head_lr} must be a positive learning rate (or null)")
     scale = optim_cfg.get("scale_lr_with_batch", False)
-    if scale not in (True, False):
-        raise UserError(f"optim.scale_lr_with_batch={scale} must be true or false")
     if scale and batch_size:
         factor = batch_size / REFERENCE_BATCH
         optim_cfg = OmegaConf.create(OmegaConf.to_container(optim_cfg, resolve=True))
@@ -97,9 +99,7 @@ def _needs_closure(optimizer) -> bool:
 
 def l1_penalty(optim_cfg: DictConfig, model: nn.Module) -> tuple[float, list]:
     """optim.l1 and the parameters it applies to: weights, not biases or norm parameters (1-D)."""
-    strength = optim_cfg.get("l1", 0.0) or 0.0
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength >= 0:
-        raise UserError(f"optim.l1={strength} must be a penalty of at least 0 (e.g. 1e-4)")
+    strength = optim_cfg.get("l1", 0.0) or 0.0  # at least 0: OPTIM_KEY_CONSTRAINTS
     if not strength:
         return 0.0, []
     return float(strength), [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
@@ -148,7 +148,7 @@ def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, moni
     interval = cfg.get("interval", "epoch")
     _rehearse(cfg, optimizer)
     scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, expect=SCHEDULERS, expect_name="learning-rate scheduler",
-                            optimizer=optimizer)
+                            own=SCHED_KEY_CONSTRAINTS, optimizer=optimizer)
     return Schedule(scheduler, interval)
 
 

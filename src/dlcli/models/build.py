@@ -4,16 +4,21 @@ the config lists, and dry-runs one sample so a model that does not fit the data 
 
 from __future__ import annotations
 
+import os
+
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from dlcli.constraints import ListOf, Text, nullable, show
 from dlcli.errors import UserError, first_line
 from dlcli.factory import call_target
 from dlcli.models.init import initialize, parse_scheme
 
 # Config keys handled here rather than passed to the model's constructor.
 BUILD_KEYS = ("init", "freeze")
+# what the keys build_model handles may be (init's scheme and settings: dlcli.models.init)
+BUILD_KEY_CONSTRAINTS = {"freeze": ListOf(Text(non_empty=True)), "weights": nullable(Text(non_empty=True))}
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int, start_weights: bool = True) -> nn.Module:
@@ -22,6 +27,7 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs
     model, for a model whose own checkpoint is loaded next."""
     start_from = start_weights_of(model_cfg)  # model.weights=RUN_DIR for a dl model (torchvision's take it themselves)
     skip = model_build_keys(model_cfg)
+    check_size(model_cfg, skip, input_shape, num_outputs)
     model = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
                         input_shape=tuple(input_shape), num_outputs=num_outputs)
     scheme = model_cfg.get("init", "default")
@@ -35,23 +41,63 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs
     return model
 
 
+MEMORY_SHARE = 0.5  # of this machine's memory that a model's float32 weights may take (gradients and optimizer state need the rest)
+
+
+def check_size(model_cfg: DictConfig, skip, input_shape: tuple[int, ...], num_outputs: int) -> None:
+    """One of dl's own models is first built on the meta device (no memory, no time) and its
+    parameters counted: settings that ask for more weights than this machine can hold
+    (model.hidden=[100000,100000] is 40 GB) are one line, not a crash or the OOM killer."""
+    from dlcli.models.registry import MODELS
+
+    if str(model_cfg._target_).rsplit(".", 1)[-1] not in MODELS or not str(model_cfg._target_).startswith("dlcli."):
+        return  # a user's class may not build on the meta device
+    with torch.device("meta"):
+        probe = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
+                            input_shape=tuple(input_shape), num_outputs=num_outputs)
+    count = sum(p.numel() for p in probe.parameters())
+    needed, available = count * 4, _memory_bytes()
+    if available and needed > MEMORY_SHARE * available:
+        settings = ", ".join(f"model.{k}={show(v)}" for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
+                             if k not in ("_target_", *BUILD_KEYS, "weights"))
+        raise UserError(f"{model_cfg._target_} with {settings} has {count:,} parameters ({needed / 2**30:.1f} GB in float32), "
+                        f"more than this machine's {available / 2**30:.1f} GB of memory can train: choose smaller settings")
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def model_build_keys(model_cfg: DictConfig) -> tuple[str, ...]:
-    """The model config's keys that build_model handles (not passed to the constructor)."""
-    return BUILD_KEYS + (("weights",) if start_weights_of(model_cfg) is not None else ())
+    """The model config's keys that build_model handles (not passed to the constructor): every
+    model takes model.init, model.freeze and model.weights the same way."""
+    return BUILD_KEYS + (() if _takes_weights(model_cfg) else ("weights",))
 
 
 def start_weights_of(model_cfg: DictConfig) -> str | None:
     """model.weights for a model whose constructor does not take weights itself."""
+    weights = model_cfg.get("weights")
+    if weights is None or not model_cfg.get("_target_") or _takes_weights(model_cfg):
+        return None
+    return str(weights)
+
+
+def _takes_weights(model_cfg: DictConfig) -> bool:
+    """Does the model's own constructor take `weights` (torchvision's do, from a file or a name)?"""
     import inspect
 
     from dlcli.factory import resolve_target
 
-    weights = model_cfg.get("weights")
-    if weights is None or not model_cfg.get("_target_"):
-        return None
+    if not model_cfg.get("_target_"):
+        return False
     target = resolve_target(str(model_cfg._target_), "model")
-    taken = inspect.signature(target).parameters if callable(target) else {}
-    return None if "weights" in taken else str(weights)
+    try:
+        return "weights" in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def load_start_weights(model: nn.Module, source: str) -> str:

@@ -10,6 +10,7 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models.layers import flat_features, image_input
+from dlcli.constraints import RATE, Interval, constrained
 from dlcli.models.registry import register
 
 
@@ -23,6 +24,7 @@ def _head(features_out: int, hidden: int, num_outputs: int, dropout: float) -> n
 
 
 @register
+@constrained(hidden=Interval(1, 1_000_000, integer=True), dropout=RATE)
 class AlexNet(nn.Module):
     """5 convs (96@11x11/4, 256@5x5, 384, 384, 256 @3x3) with 3x3/2 max-pools; fc 4096, 4096 (dropout)."""
 
@@ -46,6 +48,7 @@ VGG11 = [[1, 64], [1, 128], [2, 256], [2, 512], [2, 512]]
 
 
 @register
+@constrained(hidden=Interval(1, 1_000_000, integer=True), dropout=RATE, ratio=Interval(1, 64, integer=True))
 class VGG(nn.Module):
     """VGG blocks of (convs, channels): 3x3 convs with padding 1 and ReLU, then a 2x2 max-pool.
 
@@ -83,6 +86,7 @@ def nin_block(in_channels: int, out_channels: int, kernel: int, stride: int, pad
 
 
 @register
+@constrained(dropout=RATE)
 class NiN(nn.Module):
     """Network in Network: NiN blocks and max-pools, the last block emits one map per class,
     and global average pooling replaces the fully connected head."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 from torch import nn
 
 from dlcli.models.layers import activation as make_activation
-from dlcli.models.layers import image_input, spatial_output
+from dlcli.models.layers import ACTIVATIONS, POOLS, image_input, spatial_output
 from dlcli.models.layers import pool as make_pool
+from dlcli.constraints import Options, constrained
 from dlcli.models.registry import register
 
 
 @register
+@constrained(activation=Options(tuple(ACTIVATIONS)), pool=Options(tuple(POOLS)))
 class LeNet(nn.Module):
     """LeNet-5: conv 6@5x5 pad 2, pool 2, conv 16@5x5, pool 2, fc 120, fc 84, fc classes."""
 
@@ -39,6 +41,7 @@ class LeNet(nn.Module):
 
 
 @register
+@constrained(activation=Options(tuple(ACTIVATIONS)))
 class CifarCNN(nn.Module):
     """conv 16@5x5, max-pool 2, conv 36@3x3, max-pool 2, fc 128, fc classes."""
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from torch import nn
 
+from dlcli.constraints import POSITIVE, Options, check
 from dlcli.errors import UserError
 
 # scheme -> (the torch.nn.init function, its settings and their defaults)
@@ -24,6 +25,11 @@ SCHEMES = {
     "uniform": (nn.init.uniform_, {"bound": 0.05}),  # U(-bound, bound)
     "orthogonal": (nn.init.orthogonal_, {"gain": 1.0}),
 }
+
+
+# what each scheme's settings may be
+SETTINGS = {"std": POSITIVE, "bound": POSITIVE, "gain": POSITIVE,
+            "nonlinearity": Options(("relu", "leaky_relu", "tanh", "sigmoid", "linear"))}
 
 
 def parse_scheme(init) -> tuple[str, dict]:
@@ -41,11 +47,8 @@ def parse_scheme(init) -> tuple[str, dict]:
         valid = ", ".join(allowed) if allowed else "none"
         raise UserError(f"model.init: {name} has no setting '{unknown[0]}' (its settings: {valid})")
     merged = {**allowed, **settings}
-    if merged.get("nonlinearity") not in (None, "relu", "leaky_relu", "tanh", "sigmoid", "linear"):
-        raise UserError(f"model.init {name}: nonlinearity={merged['nonlinearity']} must be one of relu, leaky_relu, tanh, sigmoid, linear")
     for key, value in merged.items():
-        if key != "nonlinearity" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise UserError(f"model.init {name}: {key}={value} must be a positive number")
+        check(f"model.init.{key}", value, SETTINGS[key])
     return name, merged
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from dlcli.errors import UserError, first_line
 from dlcli.models.layers import image_input
+from dlcli.constraints import Text, constrained, nullable
 from dlcli.models.registry import register
 
 
@@ -49,6 +50,7 @@ FIXED_SIZES = {"maxvit_t": 224}  # models without an image_size attribute that t
 
 
 @register
+@constrained(name=Text(non_empty=True), weights=nullable(Text(non_empty=True)))
 class TorchvisionModel(nn.Module):
     """torchvision.models.<name> with a head for `num_outputs` classes; grey input is repeated
     to three channels, since torchvision's image models (and their weights) expect RGB."""

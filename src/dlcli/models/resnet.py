@@ -7,6 +7,7 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models.layers import flat_features, image_input
+from dlcli.constraints import BOOLEAN, Interval, ListOf, Options, constrained
 from dlcli.models.registry import register
 
 RESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -31,6 +32,7 @@ class Residual(nn.Module):
 
 
 @register
+@constrained(depth=Options(tuple(RESNET_BLOCKS)), small_input=BOOLEAN, width=Interval(1, 4096, integer=True))
 class ResNet(nn.Module):
     """ResNet-18 or -34. `small_input` swaps the 7x7/2 stem and its max-pool for one 3x3/1 conv,
     which keeps 28-32 px images (MNIST, CIFAR) from shrinking to 1x1 before the last stage."""
@@ -75,6 +77,8 @@ class DenseBlock(nn.Module):
 
 
 @register
+@constrained(growth_rate=Interval(1, 4096, integer=True), block_sizes=ListOf(Interval(1, 256, integer=True), 1),
+             init_channels=Interval(1, 4096, integer=True))
 class DenseNet(nn.Module):
     """Stem, dense blocks joined by transitions (1x1 conv halving channels, 2x2 average pool)."""
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models.layers import flat_features
+from dlcli.constraints import BOOLEAN, RATE, Interval, ListOf, Options, constrained
 from dlcli.models.registry import register
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -26,6 +27,8 @@ def _sequence_input(input_shape, model: str) -> tuple[int, int]:
 
 
 @register
+@constrained(cell=Options(tuple(CELLS)), hidden=Interval(1, 1_000_000, integer=True), layers=Interval(1, 64, integer=True),
+             bidirectional=BOOLEAN, dropout=RATE)
 class RecurrentClassifier(nn.Module):
     """Many-to-one: the final hidden state (both directions if bidirectional) feeds a linear head."""
 
@@ -49,6 +52,8 @@ class RecurrentClassifier(nn.Module):
 
 
 @register
+@constrained(channels=ListOf(Interval(1, 4096, integer=True), 1), kernel=Interval(1, 1024, integer=True),
+             pool=Interval(1, 1024, integer=True))
 class CNN1d(nn.Module):
     """Blocks of conv1d + batch norm + ReLU + max-pool, global average pooling, a linear head."""
 

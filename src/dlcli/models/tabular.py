@@ -8,6 +8,8 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models import layers as layers_lib
+from dlcli.models.layers import ACTIVATIONS
+from dlcli.constraints import BOOLEAN, RATE, Interval, ListOf, Options, constrained, one_of
 from dlcli.models.registry import register
 
 
@@ -38,13 +40,12 @@ def _dropout_rates(dropout, layers: int) -> list[float]:
     if isinstance(dropout, (list, tuple)) and len(rates) != layers:
         raise UserError(f"model.dropout={list(rates)} gives {len(rates)} rate(s) for {layers} hidden layer(s): "
                         f"give one rate, or {layers} (one per layer of model.hidden)")
-    for rate in rates:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-            raise UserError(f"model.dropout={dropout} must be a rate in [0, 1) (or a list of them, one per hidden layer)")
     return [float(r) for r in rates]
 
 
 @register
+@constrained(hidden=ListOf(Interval(1, 1_000_000, integer=True)), activation=Options(tuple(ACTIVATIONS)), dropout=one_of(RATE, ListOf(RATE, 1)),
+             batch_norm=BOOLEAN)
 class MLP(nn.Module):
     """Flatten, then per hidden size: linear, optional batch norm, activation, optional dropout."""
 
@@ -58,10 +59,6 @@ class MLP(nn.Module):
         batch_norm: bool = False,
     ):
         super().__init__()
-        if not isinstance(hidden, (list, tuple)):
-            raise UserError(f"model.hidden={hidden} must be a list of layer sizes, e.g. model.hidden=[{hidden}]")
-        if any(int(h) < 1 for h in hidden):
-            raise UserError(f"model.hidden={list(hidden)} must list positive layer sizes")
         rates = _dropout_rates(dropout, len(hidden))
         layers: list[nn.Module] = [nn.Flatten()]
         width = _flat_size(input_shape)
