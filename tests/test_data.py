@@ -106,7 +106,7 @@ def test_csv_is_encoded_with_pandas_string_columns(table_csv):
         ({"path": "nowhere.csv"}, "data.path=nowhere.csv: no such file"),
         ({"target": "cost"}, "data.target=cost is not a column of houses.csv: columns are Id, area, zone, price, kind"),
         ({"target": "kind"}, "data.target=kind is not numeric (found"),
-        ({"task": "ranking"}, "data.task=ranking is not a task"),
+        ({"task": "ranking"}, "data.task=ranking is not valid: choose one of classification, regression"),
         ({"drop": ["Nope"]}, "data.drop lists Nope"),
     ],
 )
@@ -172,5 +172,5 @@ def test_split_errors_list_a_few_classes_and_the_count():
     with pytest.raises(UserError) as info:
         split_dataset(300, 0.1, 0.1, seed=0, stratify_by=np.arange(300).astype(float).astype(str))
     message = str(info.value)
-    assert ", ... (300 in all)]" in message and len(message) < 400
+    assert ", ... (300 in all)" in message and len(message) < 400
     assert "set split.stratify=false" in message

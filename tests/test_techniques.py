@@ -154,7 +154,7 @@ def test_explicit_normalization_statistics(shapes):
     x, _ = data.batches("val", torch.device("cpu")).peek(2)
     raw = torch.stack([data.source.files[int(r)][0] for r in data.split.val[:2]]).float() / 255
     assert torch.allclose(x, (raw - 0.5) / 0.25, atol=1e-5)
-    with pytest.raises(UserError, match="must give 3 number"):
+    with pytest.raises(UserError, match="must be a list of exactly 3 numbers"):
         experiment("data=imagefolder", f"data.root={shapes}", "data.normalize={mean: [0.5,0.5], std: [1,1,1]}")
 
 
@@ -194,7 +194,7 @@ def test_augmentations_train_only_and_bad_settings_are_refused(shapes):
     assert result.summary["test"] is not None
     for bad, message in (("data.augment.policy=randaugment", "data.augment.policy=randaugment is not valid"),
                          ("data.augment.gaussian_blur={kernel: 4}", "kernel must be an odd size"),
-                         ("data.augment.random_resized_crop={scale: [0.9, 0.2]}", "scale must be 0 < lo <= hi <= 1")):
+                         ("data.augment.random_resized_crop={scale: [0.9, 0.2]}", "scale and ratio are [lo, hi] with lo <= hi")):
         with pytest.raises(UserError, match=message.replace("[", r"\[")):
             experiment("data=imagefolder", f"data.root={shapes}", bad)
 

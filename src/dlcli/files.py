@@ -45,7 +45,7 @@ def write_atomically(path: Path, write: Callable[[IO], None], binary: bool = Fal
     except BaseException as exc:
         temporary.unlink(missing_ok=True)
         if out_of_space(exc):
-            raise disk_full(path, size_hint) from None
+            raise disk_full(path, size_hint, exc) from None
         raise
 
 
@@ -81,7 +81,7 @@ def _open_no_follow(path: Path, flags: int) -> int:
         if exc.errno == errno.ELOOP:
             raise UserError(f"{path} is a link: dl never writes through links in a run directory; remove it") from None
         if exc.errno in NO_SPACE:
-            raise disk_full(Path(path), None) from None
+            raise disk_full(Path(path), None, exc) from None
         raise
 
 
@@ -125,22 +125,30 @@ def remove_stale_temporaries(directory: Path, pattern: str) -> None:
 def out_of_space(exc: BaseException) -> bool:
     """Did this error (or one it was raised from, such as torch's writer wrapping an OSError)
     come from a full disk or a file size limit?"""
+    return _space_errno(exc) is not None
+
+
+def _space_errno(exc: BaseException | None) -> int | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-            return True
+            return exc.errno
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
-def disk_full(path: Path, needed: int | None) -> DiskFull:
+def disk_full(path: Path, needed: int | None, exc: BaseException | None = None) -> DiskFull:
+    """The one line a full disk (or a file size limit, `ulimit -f`) is said in."""
     directory = Path(path).parent
+    need = f" writing {Path(path).name} needs about {_size(needed)}" if needed else f" writing {Path(path).name} failed"
+    if _space_errno(exc) == errno.EFBIG:
+        return DiskFull(f"the file size limit (ulimit -f) stops{need.replace(' needs', ', which needs')} in {directory}: "
+                        "raise the limit (what was finished is kept)")
     try:
         free = shutil.disk_usage(directory).free
     except OSError:
         free = None
-    need = f" writing {Path(path).name} needs about {_size(needed)}" if needed else f" writing {Path(path).name} failed"
     have = f", {_size(free)} free" if free is not None else ""
     return DiskFull(f"no space left in {directory}:{need}{have}; free some space (what was finished is kept)")
 

@@ -31,6 +31,11 @@ def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = No
     """A new run directory that appears complete: `populate` writes its first files into a hidden
     temporary directory beside it, which is then renamed into place. An error or Ctrl-C before
     that leaves nothing behind. A second run in the same second gets -1, -2, ..."""
+    from dlcli.conf.schema import CONSTRAINTS
+    from dlcli.constraints import check
+
+    check("name", name, CONSTRAINTS["name"])  # one folder under runs_dir, whatever command names it
+    check("runs_dir", str(runs_dir), CONSTRAINTS["runs_dir"])
     parent = Path(str(runs_dir)) / str(name)
     stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
     created = _make_parents(parent, runs_dir)
@@ -267,6 +272,9 @@ def find_run(path: str | Path) -> Path:
     run_dir = Path(path).expanduser()
     if not run_dir.is_dir():
         raise UserError(f"{path} is not a directory: give a run directory such as runs/train/<timestamp>")
+    if is_kfold_parent(run_dir):
+        raise UserError(f"{path} is a k-fold run, with one model per fold: give one fold (e.g. {run_dir / 'fold-1'}); "
+                        f"the folds' numbers are in {run_dir / 'kfold.json'}")
     missing = [f for f in ("config.yaml", "split.json", "summary.json") if not (run_dir / f).is_file()]
     if missing:
         raise UserError(f"{path} is not a dl run directory (no {missing[0]}): give one such as runs/train/<timestamp>")

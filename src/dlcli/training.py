@@ -24,7 +24,7 @@ from dlcli.engine.checkpoint import Checkpointer, save_checkpoint
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
 from dlcli.engine.metrics_csv import MetricsCsv
 from dlcli.engine.progress import Reporter
-from dlcli.errors import TrialPruned
+from dlcli.errors import TrialPruned, UserError
 from dlcli.evaluate import evaluate_checkpoint
 from dlcli.experiment import Experiment, build_experiment
 from dlcli.files import DiskFull
@@ -121,6 +121,8 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
         fields, to_checkpoint = {"status": "interrupted"}, True
     except (NonFiniteLoss, TrialPruned) as exc:
         fields = {"status": "pruned" if isinstance(exc, TrialPruned) else "failed", "message": str(exc)}
+    except UserError as exc:  # found only once training reads it (an image that cannot be decoded): the run failed
+        fields = {"status": "failed", "message": str(exc)}
     except DiskFull as exc:  # resumable once there is space: the last checkpoint is whole
         fields, to_checkpoint = {"status": "failed", "message": f"{exc}; then continue with: dl train resume={run_dir}"}, True
     except CallbackFailed as exc:

@@ -18,7 +18,32 @@ from rich.console import Console
 
 from dlcli.errors import RunFailed, UserError
 
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown option, a missing argument, a bad option value) as one line on
+    stderr, exit code 2, as every other user error is; Typer would draw a box around them."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            err_console.print("interrupted")
+            sys.exit(130)
+        except Exception as exc:  # click's, or the click that Typer carries: known by their class names
+            kinds = {kind.__name__ for kind in type(exc).__mro__}
+            if "ClickException" not in kinds:
+                raise
+            where = getattr(getattr(exc, "ctx", None), "command_path", None) or "dl"
+            hint = f" (see {where} --help)" if "UsageError" in kinds else ""
+            if str(exc.format_message()).strip():  # (no message: the help was the answer, e.g. `dl sweep` alone)
+                err_console.print(f"error: {exc.format_message()}{hint}", markup=False, highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)  # typer.Exit(code) comes back as its code
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="dl",
     help="A command-line experiment runner for deep learning: Hydra configs, one PyTorch engine, every number in runs/.",
     no_args_is_help=True,

@@ -71,8 +71,10 @@ def convshape_text(
         result = chain_shapes(shape, layers).to_dict()
     else:
         from dlcli.config import compose
+        from dlcli.tools.layer_spec import check_traceable
         from dlcli.tools.param_count import model_summary
 
+        check_traceable(shape, input_shape)
         summary = model_summary(compose(overrides, config_dir or []), shape)
         result = {
             "input": summary.input,
@@ -108,9 +110,11 @@ def param_count(
 ):
     """Parameters per layer (trainable or frozen), buffers, size, multiply-adds, output shapes."""
     from dlcli.config import compose
+    from dlcli.tools.layer_spec import check_traceable
     from dlcli.tools.param_count import model_summary
 
     shape = checked_shape(input_shape)
+    check_traceable(shape, input_shape)
     summary = model_summary(compose(list(overrides or []), config_dir or []), shape, depth).to_dict()
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from dlcli.data.images import KNOWN_STATS, ImageSet
 from dlcli.data.split import Split
 from dlcli.data.transforms import Augment, Normalization, batch_transform, channel_stats, sample_transform
+from dlcli.constraints import NUMBER, POSITIVE, ListOf, check
 from dlcli.errors import UserError
 
 NORMALIZE = ("dataset", "computed", "none")
@@ -105,8 +106,6 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
     elif normalize not in NORMALIZE:
         raise UserError(f"data.normalize={normalize} is not valid: choose one of {', '.join(NORMALIZE)}, "
                         "or give statistics: 'data.normalize={mean: [0.5,0.5,0.5], std: [0.5,0.5,0.5]}'")
-    if not isinstance(num_workers, int) or num_workers < 0:
-        raise UserError(f"data.num_workers={num_workers} must be 0 or more")
     try:
         augmentation = Augment(**(augment or {}))
     except TypeError:
@@ -141,11 +140,8 @@ def _given_stats(given, channels: int) -> Normalization:
         numbers = list(raw) if isinstance(raw, (list, tuple)) or type(raw).__name__ == "ListConfig" else [raw]
         if len(numbers) == 1:
             numbers = numbers * channels
-        if len(numbers) != channels or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers):
-            raise UserError(f"data.normalize.{key}={list(numbers)} must give {channels} number(s), one per image channel")
+        check(f"data.normalize.{key}", numbers, ListOf(POSITIVE if key == "std" else NUMBER, channels, channels))  # one per channel
         values[key] = tuple(float(v) for v in numbers)
-    if any(v <= 0 for v in values["std"]):
-        raise UserError(f"data.normalize.std={list(values['std'])} must be above 0")
     return Normalization(values["mean"], values["std"])
 
 

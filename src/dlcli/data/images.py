@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dlcli.constraints import Anything, Text, constrained
+from dlcli.data.image_files import decode, look
 from dlcli.errors import UserError, first_line
 
 # Per-channel mean and std of the official train splits, the values the literature uses.
@@ -108,29 +109,13 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        from PIL import Image
-        from torchvision.transforms.v2 import functional as F
-
-        with Image.open(self.paths[index]) as image:
-            tensor = F.pil_to_tensor(_eight_bit(image).convert(self.mode))
-        return tensor, int(self.labels[index])
+        return decode(self.paths[index], self.mode), int(self.labels[index])
 
 
 # PIL modes with a single channel of values (grey), with or without alpha: "1" is black and white,
 # "I;16*" and "I" are 16-bit grey (PNG, TIFF), "F" is floating-point grey.
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 GRAYSCALE_CHOICES = ("auto", "true", "false")
-
-
-def _eight_bit(image):
-    """16-bit grey images scaled to 8 bits: PIL's own conversion to L or RGB clips them at 255,
-    which turns nearly every pixel white."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        from PIL import Image
-
-        pixels = np.asarray(image, dtype=np.int64) >> 8
-        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return image
 
 
 def _grayscale_setting(grayscale) -> bool | None:
@@ -151,8 +136,6 @@ def load_imagefolder(root: str, grayscale: bool | str = "auto") -> ImageSet:
     `grayscale`: true loads one grey channel, false three (RGB); auto loads one when every image
     in the folder is single-channel (grey, black-and-white, 16-bit grey) and says so in a note.
     """
-    from PIL import Image, UnidentifiedImageError
-
     forced = _grayscale_setting(grayscale)
     folder = Path(str(root)).expanduser()
     if not folder.is_dir():
@@ -167,13 +150,10 @@ def load_imagefolder(root: str, grayscale: bool | str = "auto") -> ImageSet:
     if len(classes) < 2 or not paths:
         raise UserError(f"data.root={root} needs at least two class sub-folders with images ({len(classes)} folders, {len(paths)} images found)")
     sizes, modes = set(), set()
-    for path in paths:  # headers only: cheap even for many files
-        try:
-            with Image.open(path) as image:
-                sizes.add(image.size)
-                modes.add(image.mode)
-        except (UnidentifiedImageError, OSError):
-            raise UserError(f"{path} is not a readable image: remove it or replace it") from None
+    for path in paths:  # headers and structure only: cheap even for many files
+        size, mode = look(path)
+        sizes.add(size)
+        modes.add(mode)
     notes = []
     if forced is None:
         grey = modes <= GREY_MODES

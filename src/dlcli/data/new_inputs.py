@@ -60,16 +60,11 @@ def read_inputs(record: dict, path: str | Path, id_column: str | None = None) ->
 def _read_csv(path: Path, text_columns: list[str] = ()):
     """The table, with the run's text columns read as text: a column of codes ("1", "2", "x") whose
     new rows happen to hold only numbers (and a blank) must not turn into 1.0, 2.0."""
-    import pandas as pd
+    from dlcli.data.tables import read_csv
 
-    try:
-        header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        table = pd.read_csv(path, dtype={c: str for c in text_columns if c in header})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not a readable CSV: {first_line(exc)}") from None
+    table = read_csv(path, str(path), text_columns)
     if len(table) == 0:
         raise UserError(f"{path} has a header but no rows: nothing to predict")
-    table.columns = [str(c) for c in table.columns]
     return table
 
 
@@ -228,27 +223,19 @@ def _images(record: dict, source: Path) -> NewInputs:
 
 
 def _check_sizes(files: list[Path], size: tuple[int, int], resize) -> None:
-    from PIL import Image, UnidentifiedImageError
+    from dlcli.data.image_files import look
 
-    for path in files:  # headers only: cheap even for many files
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (UnidentifiedImageError, OSError):
-            raise UserError(f"{path} is not a readable image: remove it or replace it") from None
+    for path in files:  # headers and structure only: cheap even for many files
+        (width, height), _ = look(path)
         if not resize and (height, width) != size:
             raise UserError(f"{path} is {width}x{height} pixels, and the run's model takes {size[1]}x{size[0]} images "
                             "(it was trained without data.resize): resize the images, or train with data.resize=N")
 
 
 def _decode(path: Path, mode: str):
-    from PIL import Image
-    from torchvision.transforms.v2 import functional as F
+    from dlcli.data.image_files import decode
 
-    from dlcli.data.images import _eight_bit
-
-    with Image.open(path) as image:
-        return F.pil_to_tensor(_eight_bit(image).convert(mode))
+    return decode(path, mode)
 
 
 def _image_array(record: dict, array: np.ndarray, name: str) -> NewInputs:

@@ -10,10 +10,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dlcli.errors import UserError, first_line
+from dlcli.constraints import (
+    NON_NEGATIVE,
+    NUMBER,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    TEXT,
+    Interval,
+    ListOf,
+    Options,
+    Text,
+    constrained,
+    nullable,
+    show,
+)
+from dlcli.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TASKS = ("classification", "regression")
 
@@ -58,12 +77,11 @@ def load_sklearn(name: str) -> RawData:
     return raw
 
 
+@constrained(w=ListOf(NUMBER, 1, 10_000), b=NUMBER, num_samples=Interval(10, 10_000_000, integer=True), noise=NON_NEGATIVE, seed=SEED)
 def make_linreg_synthetic(
     w: list[float], b: float, num_samples: int = 1000, noise: float = 0.01, seed: int = 0
 ) -> RawData:
     """y = Xw + b + noise with X ~ N(0, 1): the linear-regression warm-up with a known answer."""
-    if num_samples < 10:
-        raise UserError(f"data.num_samples={num_samples} is too small: use at least 10")
     rng = np.random.default_rng(seed)
     weights = np.asarray(w, dtype=np.float64)
     features = rng.normal(0.0, 1.0, size=(num_samples, len(weights)))
@@ -76,6 +94,8 @@ def make_linreg_synthetic(
     )
 
 
+@constrained(num_samples=Interval(10, 10_000_000, integer=True), num_features=Interval(1, 100_000, integer=True),
+             num_classes=Interval(2, 1000, integer=True), informative=nullable(POSITIVE_INT), class_sep=POSITIVE, seed=SEED)
 def make_classification_synthetic(
     num_samples: int = 1000, num_features: int = 20, num_classes: int = 2, informative: int | None = None,
     class_sep: float = 1.0, seed: int = 0,
@@ -84,12 +104,12 @@ def make_classification_synthetic(
     size and width with no download, for warm-ups, tests and benchmarks."""
     from sklearn.datasets import make_classification
 
-    for key, value, least in (("num_samples", num_samples, 10), ("num_features", num_features, 1), ("num_classes", num_classes, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise UserError(f"data.{key}={value} must be an integer of at least {least}")
     informative = num_features if informative is None else informative
-    if isinstance(informative, bool) or not isinstance(informative, int) or not 1 <= informative <= num_features:
-        raise UserError(f"data.informative={informative} must be an integer between 1 and data.num_features={num_features}")
+    if informative > num_features:  # a relation between two settings
+        raise UserError(f"data.informative={informative} must be at most data.num_features={num_features}")
+    if num_samples < num_classes * 2:
+        raise UserError(f"data.num_samples={num_samples} is too few for data.num_classes={num_classes}: give at least "
+                        f"{num_classes * 2}")
     if num_classes > 2**informative:
         raise UserError(f"data.num_classes={num_classes} needs more informative features: at least {math.ceil(math.log2(num_classes))}")
     features, targets = make_classification(
@@ -99,21 +119,19 @@ def make_classification_synthetic(
     return RawData(features=features.astype(np.float32), targets=targets, task="classification", name="classification_synthetic")
 
 
+@constrained(path=Text(non_empty=True), target=Text(non_empty=True), task=Options(TASKS), drop=nullable(ListOf(TEXT)))
 def load_csv(path: str, target: str, task: str = "classification", drop: list[str] | None = None) -> RawData:
     """A user's table: one column is the target, the others (minus `drop`) are features."""
     import pandas as pd
 
-    if task not in TASKS:
-        raise UserError(f"data.task={task} is not a task: choose one of {', '.join(TASKS)}")
+    from dlcli.data.tables import read_csv
+
     file = Path(path).expanduser()
     if file.is_dir():
         raise UserError(f"data.path={path} is a directory, not a CSV file: give the file itself, e.g. data.path={file / 'train.csv'}")
     if not file.is_file():
         raise UserError(f"data.path={path}: no such file")
-    try:
-        table = pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"data.path={path} is not a readable CSV: {first_line(exc)}") from None
+    table = read_csv(file, f"data.path={show(path)}")
     if target not in table.columns:
         raise UserError(
             f"data.target={target} is not a column of {file.name}: columns are {', '.join(map(str, table.columns))}"

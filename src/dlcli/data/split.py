@@ -58,6 +58,7 @@ def split_dataset(
     if fixed_test is None and kfold is None and val + test >= 1.0:
         raise UserError(f"split.val + split.test = {val + test:g} leaves nothing to train on: keep the sum below 1")
     indices = np.arange(num_samples)
+    _check_enough_rows(num_samples, val, test, stratify_by, fixed_test, kfold)
     try:
         if fixed_test is not None:
             test_idx = np.asarray(fixed_test)
@@ -82,6 +83,33 @@ def split_dataset(
         hint = " (set split.stratify=false, or use larger split fractions)" if stratify_by is not None else ""
         raise UserError(f"cannot split {num_samples} samples with val={val}, test={test}: {detail}{hint}") from None
     return Split(train=np.sort(train_idx), val=np.sort(val_idx), test=np.sort(test_idx))
+
+
+def _check_enough_rows(num_samples: int, val: float, test: float, stratify_by, fixed_test, kfold: int | None) -> None:
+    """The relations between the split settings and the data, said in its terms before scikit-learn
+    says them in its own: a stratified split needs two rows of every class, k folds need k rows
+    (of every class, when stratified) outside the test part."""
+    if stratify_by is not None:
+        classes, counts = np.unique(stratify_by, return_counts=True)
+        rarest = int(counts.min())
+        if rarest < 2 and (test > 0 or val > 0 or kfold is not None):
+            lonely = classes[counts < 2]
+            which = f"class {lonely[0]} has" if len(lonely) == 1 else f"classes {listed(lonely)} have"
+            raise UserError(f"{which} only one row, and a stratified split needs at least two rows of every class: "
+                            "set split.stratify=false, or give the rare classes more rows")
+    if kfold is None:
+        return
+    outside_test = num_samples - (len(fixed_test) if fixed_test is not None else int(np.ceil(test * num_samples)))
+    if stratify_by is not None:
+        rarest = int(np.unique(stratify_by, return_counts=True)[1].min())
+        most = min(rarest - (1 if test > 0 else 0), outside_test)  # the test part takes about one row of the rarest class
+        if kfold > most:
+            raise UserError(f"split.kfold={kfold} needs {kfold} rows of every class outside the test split, and the rarest "
+                            f"class has about {max(most, 0)}: choose split.kfold={max(2, min(5, most))} (at most {max(most, 2)}), "
+                            "or split.stratify=false")
+    elif kfold > outside_test:
+        raise UserError(f"split.kfold={kfold} needs {kfold} rows outside the test split, and there are {outside_test}: "
+                        f"choose split.kfold={min(5, outside_test)} (at most {outside_test})")
 
 
 def _labels(stratify_by: np.ndarray | None, rows: np.ndarray):

@@ -14,12 +14,31 @@ from typing import Any
 
 import torch
 
+from dlcli.constraints import (
+    BOOLEAN,
+    NON_NEGATIVE,
+    PROBABILITY,
+    Anything,
+    Interval,
+    ListOf,
+    Null,
+    Options,
+    check,
+    one_of,
+    show,
+)
 from dlcli.errors import UserError
 
 
 POLICIES = ("none", "autoaugment", "trivialaugment")
 CROP_DEFAULTS = {"scale": [0.08, 1.0], "ratio": [3 / 4, 4 / 3]}  # torchvision's RandomResizedCrop
 BLUR_DEFAULTS = {"kernel": 3, "sigma": [0.1, 2.0]}
+
+
+PAIR = ListOf(Interval(0, None, closed="neither"), 2, 2)  # [lo, hi], each above 0
+SETTING_CONSTRAINTS = {"random_resized_crop": {"scale": ListOf(Interval(0, 1, closed="right"), 2, 2), "ratio": PAIR},
+                       "gaussian_blur": {"kernel": Interval(1, 99, integer=True), "sigma": PAIR}}
+SWITCH = one_of(BOOLEAN, Null(), Anything())  # true/false, or a mapping of settings (checked by _settings)
 
 
 @dataclass
@@ -41,25 +60,17 @@ class Augment:
                     or self.random_resized_crop or self.gaussian_noise or self.gaussian_blur or self.policy != "none")
 
     def validate(self) -> None:
-        if self.crop_padding < 0:
-            raise UserError(f"data.augment.crop_padding={self.crop_padding} must be at least 0")
-        if not 0 <= self.random_erasing <= 1:
-            raise UserError(f"data.augment.random_erasing={self.random_erasing} must be a probability in [0, 1]")
-        if self.rotation < 0 or self.color_jitter < 0:
-            raise UserError("data.augment.rotation and data.augment.color_jitter must be at least 0")
-        if isinstance(self.gaussian_noise, bool) or not isinstance(self.gaussian_noise, (int, float)) or self.gaussian_noise < 0:
-            raise UserError(f"data.augment.gaussian_noise={self.gaussian_noise} must be a standard deviation of at least 0 (pixels in [0, 1])")
-        if self.policy not in POLICIES:
-            raise UserError(f"data.augment.policy={self.policy} is not valid: choose one of {', '.join(POLICIES)}")
+        """Each setting against its constraint (AUGMENT_CONSTRAINTS), then the crop's and the
+        blur's own settings and their order (lo <= hi)."""
+        for key, constraint in AUGMENT_CONSTRAINTS.items():
+            check(f"data.augment.{key}", getattr(self, key), constraint)
         crop = self.crop_settings()
-        if crop is not None and not (0 < crop["scale"][0] <= crop["scale"][1] <= 1 and 0 < crop["ratio"][0] <= crop["ratio"][1]):
-            raise UserError(f"data.augment.random_resized_crop={self.random_resized_crop}: scale must be 0 < lo <= hi <= 1 "
-                            "and ratio 0 < lo <= hi")
+        if crop is not None and not (crop["scale"][0] <= crop["scale"][1] and crop["ratio"][0] <= crop["ratio"][1]):
+            raise UserError(f"data.augment.random_resized_crop={show(self.random_resized_crop)}: scale and ratio are [lo, hi] with lo <= hi")
         blur = self.blur_settings()
-        if blur is not None and (not isinstance(blur["kernel"], int) or blur["kernel"] < 1 or blur["kernel"] % 2 == 0
-                                 or not 0 < blur["sigma"][0] <= blur["sigma"][1]):
-            raise UserError(f"data.augment.gaussian_blur={self.gaussian_blur}: kernel must be an odd size (3, 5, ...) "
-                            "and sigma 0 < lo <= hi")
+        if blur is not None and (blur["kernel"] % 2 == 0 or not blur["sigma"][0] <= blur["sigma"][1]):
+            raise UserError(f"data.augment.gaussian_blur={show(self.gaussian_blur)}: kernel must be an odd size (3, 5, ...) "
+                            "and sigma [lo, hi] with lo <= hi")
 
     def crop_settings(self) -> dict | None:
         return _settings("random_resized_crop", self.random_resized_crop, CROP_DEFAULTS)
@@ -68,24 +79,33 @@ class Augment:
         return _settings("gaussian_blur", self.gaussian_blur, BLUR_DEFAULTS)
 
 
+AUGMENT_CONSTRAINTS = {
+    "crop_padding": Interval(0, 1024, integer=True), "hflip": BOOLEAN, "vflip": BOOLEAN, "rotation": Interval(0, 360),
+    "color_jitter": NON_NEGATIVE, "random_erasing": PROBABILITY, "random_resized_crop": SWITCH,
+    "gaussian_noise": NON_NEGATIVE,  # the std of noise on pixels in [0, 1]
+    "gaussian_blur": SWITCH, "policy": Options(POLICIES),
+}
+
+
 def _settings(key: str, value, defaults: dict) -> dict | None:
-    """false/null: off; true: the defaults; a mapping: the defaults with those settings."""
+    """false/null: off; true: the defaults; a mapping: the defaults with those settings (each
+    checked against SETTING_CONSTRAINTS; one number where a [lo, hi] pair belongs means [v, v])."""
     if value is None or value is False:
         return None
     if value is True:
         return dict(defaults)
     if not isinstance(value, Mapping):
-        raise UserError(f"data.augment.{key}={value} must be true, false, or settings such as {defaults}")
+        raise UserError(f"data.augment.{key}={show(value)} must be true, false, or settings such as {defaults}")
     unknown = [k for k in value if k not in defaults]
     if unknown:
         raise UserError(f"data.augment.{key} has no setting '{unknown[0]}': its settings are {', '.join(defaults)}")
     merged = {**defaults, **dict(value)}
     for k, v in merged.items():
-        if isinstance(defaults[k], list):
-            v = list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "ListConfig" else [v, v]
-            if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
-                raise UserError(f"data.augment.{key}.{k}={v} must be two numbers [lo, hi]")
-            merged[k] = [float(x) for x in v]
+        if isinstance(defaults[k], list) and not (isinstance(v, (list, tuple)) or type(v).__name__ == "ListConfig"):
+            v = [v, v]
+        v = list(v) if type(v).__name__ == "ListConfig" else v
+        check(f"data.augment.{key}.{k}", v, SETTING_CONSTRAINTS[key][k])
+        merged[k] = [float(x) for x in v] if isinstance(defaults[k], list) else v
     return merged
 
 

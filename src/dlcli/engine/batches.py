@@ -11,6 +11,8 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dlcli.errors import UserError
+
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -84,13 +86,13 @@ class LoaderBatches:
 
     def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self)
-        for batch in self._loader(batch_size, generator):
+        for batch in _from_workers(self._loader(batch_size, generator)):
             if len(batch[1]) == 1 and count > 1:
                 return
             yield self._to_device(batch)
 
     def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for batch in self._loader(batch_size, None):
+        for batch in _from_workers(self._loader(batch_size, None)):
             yield self._to_device(batch)
 
     def peek(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,3 +100,22 @@ class LoaderBatches:
         from torch.utils.data import default_collate
 
         return self._to_device(default_collate([self.dataset[i] for i in range(min(count, len(self.dataset)))]))
+
+
+def _from_workers(loader: DataLoader) -> Iterator:
+    """The loader's batches. A user error raised in a worker process (a file that cannot be
+    decoded) comes back from it with the worker's whole traceback as its message: it is raised
+    here again as the one line it was."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except UserError as exc:
+            text = str(exc)
+            if "Original Traceback" not in text:
+                raise
+            last = [line for line in text.strip().splitlines() if line.strip()][-1]
+            raise UserError(last.split(": ", 1)[1] if ": " in last else last) from None
+        yield batch

@@ -39,7 +39,7 @@ class MetricsCsv(Callback):
             self._file.flush()  # a killed run keeps every epoch it finished
         except OSError as exc:
             if out_of_space(exc):
-                raise disk_full(self.path, len(str(row))) from None
+                raise disk_full(self.path, len(str(row)), exc) from None
             raise
         reached("metrics:row_written")
 

@@ -71,8 +71,10 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
             log(note)
         space, planned = plan_space(settings, plan.config_dirs)
         max_epochs = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
-        metric, mode = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs)
+        metric, mode, runs_dir = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs)
         settings.metric, settings.mode = metric, mode
+        if runs_dir != "runs" and plan.runs_dir == "runs":  # runs_dir=... among the overrides: where the sweep goes
+            plan = dataclasses.replace(plan, runs_dir=runs_dir)
         plan = dataclasses.replace(plan, threads=plan.threads or default_threads(plan.jobs))
         if sweep_dir is None:
             sweep_dir, lock = _new_sweep_dir(settings, plan, space, planned, metric, mode)
@@ -117,8 +119,9 @@ def plan_space(settings: SweepSettings, config_dirs) -> tuple[SearchSpace, int]:
     return space, check_budget(settings.kind, space, settings.trials)
 
 
-def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[str, str], config_dirs) -> tuple[str, str]:
-    """Default metric: the task's validation metric. Validated on the first trial's config."""
+def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[str, str], config_dirs) -> tuple[str, str, str]:
+    """Default metric: the task's validation metric. Validated on the first trial's config, which
+    also says where the sweep goes (its runs_dir)."""
     from dlcli.config import compose
     from dlcli.engine.metrics import TASK_METRICS, monitor_mode
     from dlcli.experiment import build_experiment
@@ -137,7 +140,7 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
     mode = settings.mode or monitor_mode(metric)
     if mode not in ("min", "max"):
         raise UserError(f"--mode {mode} must be min or max")
-    return metric, mode
+    return metric, mode, str(cfg.runs_dir)
 
 
 def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log):
@@ -152,9 +155,12 @@ def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, f
 
 def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
     """The trials still to run, `jobs` at a time, each recorded (results.csv, the study) as it ends."""
-    from dlcli.sweep.study import open_study
+    from dlcli.sweep.study import open_study, repair_journal
 
     sweep_dir, settings, space, plan, metric, mode = s.sweep_dir, s.settings, s.space, s.plan, s.metric, s.mode
+    repaired = repair_journal(sweep_dir)
+    if repaired:
+        log(repaired)
 
     study = open_study(sweep_dir, settings.kind, space, settings.seed, settings.trials, mode, settings.prune, s.max_epochs)
     records, again = collect(sweep_dir, study, space, metric, mode)

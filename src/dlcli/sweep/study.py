@@ -82,6 +82,33 @@ def pruner_for(rule: str, max_epochs: int):
     return optuna.pruners.NopPruner()
 
 
+def repair_journal(sweep_dir: Path) -> str | None:
+    """A sweep killed while Optuna wrote to its journal leaves a last line without its newline:
+    that torn record is cut off (kept in study.journal.torn), and the trial it belonged to runs
+    again. A damaged line elsewhere is one line naming it. Returns what was done, if anything."""
+    import json
+
+    journal = Path(sweep_dir) / STUDY_FILE
+    if not journal.is_file() or journal.is_symlink():
+        return None
+    data = journal.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    for number, line in enumerate(data[:whole].splitlines(), start=1):
+        try:
+            json.loads(line)
+        except ValueError:
+            raise UserError(f"{journal} is damaged at line {number} (not a JSON record): restore it from a copy of the sweep, "
+                            "or start a new sweep") from None
+    if whole == len(data):
+        return None
+    from dlcli.files import write_atomically
+
+    write_atomically(journal.with_name(STUDY_FILE + ".torn"), lambda file: file.write(data[whole:]), binary=True)
+    with open(journal, "r+b") as file:  # cut in place: Optuna's lock file stays beside it
+        file.truncate(whole)
+    return f"{journal} ended in a record cut short (a kill while it was written): dropped it (kept in {STUDY_FILE}.torn)"
+
+
 def open_study(sweep_dir: Path, kind: str, space: SearchSpace, seed: int, trials: int | None, mode: str, prune: str,
                max_epochs: int):
     """The sweep's study, created on first use (a resumed sweep loads the one it has)."""

@@ -5,6 +5,7 @@ Pure Python (no torch): `dl conv-shape` with a layer chain answers instantly.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -70,6 +71,9 @@ def parse_layer(spec: str) -> LayerSpec:
     return layer
 
 
+MAX_INPUT_VALUES = 2**26  # values per sample: 3x4096x4096 fits
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """`3x32x32` (C x H x W) or `784` (flat features)."""
     parts = text.lower().replace(" ", "").split("x")
@@ -80,6 +84,15 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if len(shape) not in (1, 3) or any(s < 1 for s in shape):
         raise UserError(f"--input {text} is not a shape: write CxHxW such as 3x32x32, or a feature count such as 784")
     return shape
+
+
+def check_traceable(shape: tuple[int, ...] | None, text: str | None) -> None:
+    """A shape a configured model is traced with (param-count, conv-shape model=...): bounded, so
+    the trace cannot ask for more memory than any model input needs (a layer chain is arithmetic
+    and takes any size)."""
+    if shape is not None and math.prod(shape) > MAX_INPUT_VALUES:
+        raise UserError(f"--input {text} has {math.prod(shape):,} values per sample: a model is traced with at most "
+                        f"{MAX_INPUT_VALUES:,} (e.g. 3x4096x4096)")
 
 
 def shape_warnings(shape: tuple[int, ...], text: str) -> list[str]:

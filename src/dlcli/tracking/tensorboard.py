@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlcli.errors import UserError
+from dlcli.constraints import POSITIVE_INT, constrained
 from dlcli.tracking.base import RunLogger, final_numbers, require, typed_overrides
 
 
+@constrained(log_every_n_steps=POSITIVE_INT)
 class TensorBoardLogger(RunLogger):
     """Event files in <run>/tensorboard/: every metrics.csv column per epoch (step = epoch), the
     batch loss and learning rate every `log_every_n_steps` optimizer steps (in tensorboard/steps/),
@@ -19,8 +20,6 @@ class TensorBoardLogger(RunLogger):
     def __init__(self, log_every_n_steps: int = 50):
         super().__init__()
         require("tensorboard", "tensorboard", self.option)
-        if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1:
-            raise UserError(f"logger.tensorboard.log_every_n_steps={log_every_n_steps} must be a whole number of at least 1")
         self.every = log_every_n_steps
         self.epochs_writer = self.steps_writer = None
         self.step = 0
