@@ -132,7 +132,7 @@ def test_an_unknown_grayscale_value_is_a_one_line_error(workdir, tmp_path):
     for value in ("maybe", "2"):
         result = run_cli("train", "data=imagefolder", f"data.root={folder}", f"data.grayscale={value}")
         assert result.exit_code == 2, result.output
-        assert f"data.grayscale={value} is not valid: choose one of auto|true|false" in result.stderr
+        assert f"data.grayscale={value} is not valid: choose one of auto, true, false" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not (workdir / "runs").exists()
 
 

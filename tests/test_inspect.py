@@ -167,7 +167,7 @@ def test_bad_inputs_are_one_line_user_errors(workdir):
             inspect_run(*args)
         assert "\n" not in str(caught.value)
 
-    refused("--checkpoint middle is not a checkpoint: choose one of best, last", workdir, "middle")
+    refused("--checkpoint middle is not valid: choose one of best, last", workdir, "middle")
     refused("nowhere is not a directory: give a run directory", workdir / "nowhere")
     refused("is not a dl run directory", workdir)
     run = trained(*LINREG[:-2], "trainer.epochs=1", "trainer.progress=false")

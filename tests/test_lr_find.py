@@ -114,7 +114,7 @@ def test_cli_writes_its_files_and_apply_prints_the_override(workdir):
     "args, message",
     [
         (["--start", "1", "--end", "0.1"], "0 < start < end"),
-        (["--mode", "cubic"], "--mode cubic is not a ladder"),
+        (["--mode", "cubic"], "--mode cubic is not valid: choose one of exp, linear"),
         (["--smooth", "1.5"], "--smooth 1.5 must be in [0, 1)"),
         (["model=lenet"], "cannot take 8x8 images"),
     ],

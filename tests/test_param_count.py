@@ -84,7 +84,7 @@ def test_cli_json_and_table(workdir):
     "args, message",
     [
         (["model=lenet"], "model=lenet cannot take 8x8 images"),
-        (["--depth", "0"], "--depth 0 must be at least 1"),
+        (["--depth", "0"], "--depth 0 must be in [1, 64]"),
         (["--input", "1x2x3x4"], "is not a shape"),
     ],
 )

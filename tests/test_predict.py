@@ -331,7 +331,7 @@ def test_an_export_that_fails_says_why_and_leaves_nothing(workdir, monkeypatch):
 
     monkeypatch.setattr(torch.onnx, "export", unsupported)
     refused("export", str(run), says="MLP cannot be exported to ONNX: aten::weird_op is not supported")
-    refused("export", str(run), "--format", "tflite", says="--format tflite is not a format: choose one of onnx, torchscript")
+    refused("export", str(run), "--format", "tflite", says="--format tflite is not valid: choose one of onnx, torchscript")
     assert not list(run.glob("model*")) and not list(run.glob(".export-*"))
     import importlib.util
 

@@ -205,6 +205,10 @@ def _unknown_key(key: str, cfg: DictConfig | None) -> str:
         fields = list(SCHEMA_NODES[parent].__dataclass_fields__)
         where = f"{parent} takes" if parent else "the top level takes"
         return f"unknown config key '{key}': {where} {', '.join(fields)}{hint(fields)}"
+    from dlcli.own_settings import OWN_SETTINGS
+
+    if leaf in OWN_SETTINGS.get(parent, {}):  # a setting dl reads itself, left out of this option's YAML
+        return f"{key} is not in the {parent} config; dl reads it: add it with +{key}=VALUE"
     node = OmegaConf.select(cfg, parent) if cfg is not None and parent else None
     if isinstance(node, DictConfig) and node.get("_target_"):
         from dlcli.factory import target_parameters

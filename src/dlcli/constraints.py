@@ -6,6 +6,9 @@ from a table for the torch classes dl ships configs for (dlcli.library_constrain
 from the parameter's annotation (bool, int, float, str, lists of them). `problem(value)` says what
 is wrong in words that complete "KEY=VALUE ..."; `render` writes the one line every error uses;
 `valid_examples`/`invalid_examples` feed the property-based tests.
+
+The module is longer than 400 lines because each kind of constraint keeps its check, its words and
+its examples together; splitting them would scatter one rule over three files.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from dlcli.errors import UserError
+from dlcli.errors import UserError, printable
 
 MAX_SHOWN = 80  # characters of a bad value quoted in a message
 
@@ -215,6 +218,40 @@ class ListOf(Constraint):
 
 
 @dataclass(frozen=True)
+class Positions(Constraint):
+    """A list of fixed length whose elements each meet their own constraint, named: Rprop's etas are
+    [decrease in (0, 1), increase above 1]."""
+
+    items: tuple  # ((name, constraint), ...)
+
+    def problem(self, value):
+        if not isinstance(value, (list, tuple)) or len(value) != len(self.items):
+            return f"must be {self.describe()}"
+        for item, (name, constraint) in zip(value, self.items):
+            inner = constraint.problem(item)
+            if inner is not None:
+                return f"must be {self.describe()}: its {name} {show(item)} {inner}"
+        return None
+
+    def describe(self) -> str:  # the names only: a broken element's message says what that one must be
+        return "a list [" + ", ".join(name for name, _ in self.items) + "]"
+
+    def valid_examples(self):
+        firsts = [constraint.valid_examples()[:1] for _, constraint in self.items]
+        return [[first[0] for first in firsts]] if all(firsts) else []
+
+    def invalid_examples(self):
+        good = self.valid_examples()
+        out = ["x", 3, []]
+        if good:
+            out.append(good[0] * 2)
+            for index, (_, constraint) in enumerate(self.items):
+                for bad in constraint.invalid_examples()[:2]:
+                    out.append([*good[0][:index], bad, *good[0][index + 1:]])
+        return [v for v in out if self.problem(v) is not None]
+
+
+@dataclass(frozen=True)
 class AnyOf(Constraint):
     """Any of several constraints (None allowed with Nullable)."""
 
@@ -261,6 +298,14 @@ class Anything(Constraint):
 
 def nullable(constraint: Constraint) -> Constraint:
     return AnyOf((Null(), constraint))
+
+
+def without_null(constraint: Constraint) -> Constraint:
+    """The constraint a given value must meet where null means "not given" (a command's option)."""
+    if isinstance(constraint, AnyOf):
+        rest = tuple(c for c in constraint.options if not isinstance(c, Null))
+        return rest[0] if len(rest) == 1 else AnyOf(rest)
+    return constraint
 
 
 def one_of(*constraints: Constraint) -> Constraint:
@@ -312,13 +357,13 @@ def show(value) -> str:
         text = "[" + ",".join(show(v) for v in value) + "]"
     else:
         text = str(value)
-    text = text.encode("unicode_escape").decode("ascii") if any(ord(c) < 32 or ord(c) == 127 for c in text) else text
+    text = printable(text) if text else "''"  # (an empty value shown as '', not as nothing)
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
 
 def _plural(description: str) -> str:
     """'a number in [0, 1)' -> 'numbers in [0, 1)', for 'a list of 2 ...'."""
-    for single, many in (("a whole number", "whole numbers"), ("a number", "numbers"), ("a plain name", "plain names"),
+    for single, many in (("a list [", "lists ["), ("a whole number", "whole numbers"), ("a number", "numbers"), ("a plain name", "plain names"),
                          ("text", "texts"), ("true or false", "values true or false"), ("one of", "values among")):
         if description.startswith(single):
             return many + description[len(single):]

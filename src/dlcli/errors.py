@@ -14,6 +14,19 @@ def first_line(error: BaseException | str, default: str | None = None, limit: in
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+UNPRINTABLE = ("Cc", "Cf", "Cs", "Zl", "Zp")  # control and format characters: a newline, an escape, a right-to-left mark
+
+
+def printable(text: str) -> str:
+    """`text` with its control and format characters escaped (\\n, \\x1b, \\u202e): what dl prints
+    of a message that quotes a user's value stays one line and cannot steer the terminal."""
+    import unicodedata
+
+    if all(" " <= c < "\x7f" for c in text):
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in UNPRINTABLE else c for c in text)
+
+
 class UserError(Exception):
     """Bad input: the message says what is wrong and what would be right."""
 

@@ -18,6 +18,7 @@ from dlcli.constraints import (
     Interval,
     ListOf,
     Options,
+    Positions,
     nullable,
     one_of,
 )
@@ -41,7 +42,9 @@ LIBRARY = {
     "torch.optim.Adagrad": {"lr": POSITIVE, "lr_decay": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
                             "initial_accumulator_value": NON_NEGATIVE, "eps": POSITIVE, "maximize": BOOLEAN},
     # etas: (decrease, increase) factors, below and above 1; step_sizes: (smallest, largest) step
-    "torch.optim.Rprop": {"lr": POSITIVE, "etas": ListOf(POSITIVE, 2, 2), "step_sizes": ListOf(POSITIVE, 2, 2), "maximize": BOOLEAN},
+    "torch.optim.Rprop": {"lr": POSITIVE, "etas": Positions((("decrease", Interval(0, 1, closed="neither")),
+                                                             ("increase", Interval(1, None, closed="neither")))),
+                          "step_sizes": ListOf(POSITIVE, 2, 2), "maximize": BOOLEAN},
     "torch.optim.lr_scheduler.StepLR": {"step_size": POSITIVE_INT, "gamma": POSITIVE},
     "torch.optim.lr_scheduler.MultiStepLR": {"milestones": ListOf(POSITIVE_INT, 1), "gamma": POSITIVE},
     "torch.optim.lr_scheduler.ExponentialLR": {"gamma": POSITIVE},

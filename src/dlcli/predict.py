@@ -113,9 +113,13 @@ def _answers(trained, outputs, proba: bool, ids):
 
 def check_output_path(destination: Path, given, example: str) -> None:
     """An output path that can be written: not a folder, and no file where a folder must be."""
-    if destination.is_dir():
+    try:
+        is_folder = destination.is_dir()
+        blocked = next((p for p in destination.parents if p.exists() and not p.is_dir()), None)
+    except OSError as exc:  # a name too long for the file system, a folder that cannot be looked into
+        raise UserError(f"--output {given} cannot be written: {exc.strerror}") from None
+    if is_folder:
         raise UserError(f"--output {given} is a folder: give a file path such as {destination / example}")
-    blocked = next((p for p in destination.parents if p.exists() and not p.is_dir()), None)
     if blocked is not None:
         raise UserError(f"--output {given}: {blocked} is a file, not a folder")
 
@@ -126,10 +130,13 @@ def _write_whole(table, destination: Path) -> None:
     that an earlier, killed `dl predict` of the same output left are removed first."""
     from dlcli.files import write_atomically
 
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_partials(destination)
-    write_atomically(destination, lambda file: table.to_csv(file, index=False),
-                     prefix=f".{destination.name}.{os.getpid()}.", suffix=".partial")
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_partials(destination)
+        write_atomically(destination, lambda file: table.to_csv(file, index=False),
+                         prefix=f".{destination.name}.{os.getpid()}.", suffix=".partial")
+    except OSError as exc:  # (a full disk is a UserError of its own, raised inside)
+        raise UserError(f"{destination} cannot be written: {exc.strerror}") from None
 
 
 def _remove_abandoned_partials(destination: Path) -> None:

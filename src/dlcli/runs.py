@@ -247,7 +247,7 @@ def update_summary(run_dir: Path, **fields) -> dict:
 
 def check_checkpoint_name(checkpoint: str) -> None:
     if checkpoint not in CHECKPOINTS:
-        raise UserError(f"--checkpoint {checkpoint} is not a checkpoint: choose one of {', '.join(CHECKPOINTS)}")
+        raise UserError(f"--checkpoint {checkpoint} is not valid: choose one of {', '.join(CHECKPOINTS)}")
 
 
 def checkpoint_path(run: Path, checkpoint: str) -> Path:

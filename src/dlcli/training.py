@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlcli.data import PREPROCESSING_FILE
 from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
@@ -104,7 +104,9 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
     for note in experiment.notes:
         reporter.log(f"note: {note}")
     reporter.log(describe(experiment, run_dir))
-    watch = (Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn, early=said_before_training)
+    plain_config = OmegaConf.to_container(experiment.cfg, resolve=True)  # what the suggestions must fit
+    watch = (Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn,
+                         early=lambda evidence: said_before_training(evidence, plain_config))
              if trainer.get("diagnostics", True) else None)
     if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
         watch.evidence.initial_loss = read_summary(run_dir).get("initial_loss")
@@ -182,7 +184,7 @@ class RunClosing:
         reached("summary_written")
         if self.watch is not None:
             with ctrl_c_deferred():
-                summary = _diagnose(run_dir, summary, self.watch, reporter)
+                summary = _diagnose(run_dir, summary, self.watch, reporter, OmegaConf.to_container(self.experiment.cfg, resolve=True))
         reached("diagnosed")
         try:
             for logger in self.loggers:
@@ -203,11 +205,11 @@ class RunClosing:
         return summary
 
 
-def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Reporter) -> dict:
+def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Reporter, config: dict) -> dict:
     """The run's diagnosis: diagnostics.json, its codes in summary.json, its lines in the log.
     A diagnosis that cannot be made costs the run nothing (the traceback goes to train.log)."""
     try:
-        findings = analyze(read_metrics(run_dir / "metrics.csv"), summary, watch.evidence)
+        findings = analyze(read_metrics(run_dir / "metrics.csv"), summary, watch.evidence, config)
         write_findings(run_dir, findings)
     except Exception:
         reporter.log_only("could not diagnose the run:\n" + traceback.format_exc())

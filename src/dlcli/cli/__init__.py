@@ -16,7 +16,7 @@ import sys
 import typer
 from rich.console import Console
 
-from dlcli.errors import RunFailed, UserError
+from dlcli.errors import RunFailed, UserError, printable
 
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (an unknown option, a missing argument, a bad option value) as one line on
@@ -35,7 +35,7 @@ class OneLineErrors(typer.core.TyperGroup):
             where = getattr(getattr(exc, "ctx", None), "command_path", None) or "dl"
             hint = f" (see {where} --help)" if "UsageError" in kinds else ""
             if str(exc.format_message()).strip():  # (no message: the help was the answer, e.g. `dl sweep` alone)
-                err_console.print(f"error: {exc.format_message()}{hint}", markup=False, highlight=False, soft_wrap=True)
+                err_console.print(f"error: {printable(exc.format_message())}{hint}", markup=False, highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         if not standalone_mode:
             return result
@@ -93,16 +93,54 @@ def handle_errors(command):
         try:
             return command(*args, **kwargs)
         except UserError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            err_console.print(f"error: {printable(str(exc))}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except RunFailed as exc:
-            err_console.print(f"failed: {exc}", markup=False, highlight=False, soft_wrap=True)
+            err_console.print(f"failed: {printable(str(exc))}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user named (a closed pipe, a socket): a bug until known
+                raise
+            # a path the system refused (a name too long, no permission, a read-only disk): the
+            # path and the system's reason; whatever was being written is removed where it is made
+            from dlcli.constraints import show
+
+            err_console.print(f"error: {show(exc.filename)}: {exc.strerror or type(exc).__name__}", markup=False, highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:  # before a run exists (a started run records it and returns)
             err_console.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def checked_options(declare):
+    """Check a command's option values against declared constraints before it runs: `declare`
+    returns {parameter: Constraint} (called on first use, so `dl --help` imports nothing for it).
+    A value that breaks one is the one line `--steps 2 must be ...`, as config keys are."""
+
+    def wrap(command):
+        import inspect
+
+        signature = inspect.signature(command)
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            from dlcli.constraints import show, without_null
+
+            given = signature.bind_partial(*args, **kwargs).arguments
+            for name, constraint in declare().items():
+                value = given.get(name)
+                problem = None if value is None else without_null(constraint).problem(list(value) if isinstance(value, tuple) else value)
+                if problem is not None:
+                    flag = getattr(signature.parameters[name].default, "param_decls", None) or [f"--{name.replace('_', '-')}"]
+                    raise UserError(f"{flag[0]} {show(value)} {problem}")
+            return command(*args, **kwargs)
+
+        return wrapper
+
+    return wrap
 
 
 def main() -> None:

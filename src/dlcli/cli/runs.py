@@ -9,11 +9,33 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, console, err_console, handle_errors
+from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, checked_options, console, err_console, handle_errors
 from dlcli.errors import UserError
 from dlcli.render import confusion_table, fmt, metrics_table, per_class_table, runs_table
 
 MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as the picture
+
+
+def _checkpoint():
+    from dlcli.constraints import Options
+    from dlcli.runs import CHECKPOINTS
+
+    return {"checkpoint": Options(CHECKPOINTS)}
+
+
+def _eval_options():
+    from dlcli.constraints import ListOf, Options
+    from dlcli.engine.tta import VIEWS
+    from dlcli.evaluate import SPLITS
+
+    return {**_checkpoint(), "split": Options(SPLITS), "tta": ListOf(Options(("none", *VIEWS)))}
+
+
+def _export_options():
+    from dlcli.constraints import Options
+    from dlcli.export import FORMATS
+
+    return {**_checkpoint(), "fmt": Options(FORMATS)}
 
 
 @app.command(
@@ -21,6 +43,7 @@ MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as th
     epilog="Examples:\n\n  dl eval runs/train/2026-11-24_10-31-07\n\n  dl eval RUN_DIR --split val --checkpoint last --json",
 )
 @handle_errors
+@checked_options(_eval_options)
 def evaluate(
     run_dir: Path = RUN_DIR,
     split: str = typer.Option("test", "--split", help="test | val | train"),
@@ -73,6 +96,7 @@ def evaluate(
     ),
 )
 @handle_errors
+@checked_options(_checkpoint)
 def predict_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by dl train (a refit, a fold, any run)."),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="A CSV, an image, a folder of images, or a .npy array."),
@@ -108,6 +132,7 @@ def predict_command(
     ),
 )
 @handle_errors
+@checked_options(_export_options)
 def export_command(
     run_dir: Path = RUN_DIR,
     fmt: str = typer.Option("onnx", "--format", help="onnx | torchscript"),
@@ -138,6 +163,7 @@ def export_command(
     epilog="Examples:\n\n  dl inspect runs/train/2026-11-24_10-31-07\n\n  dl inspect RUN_DIR --checkpoint last --json",
 )
 @handle_errors
+@checked_options(_checkpoint)
 def inspect_run_command(
     run_dir: Path = RUN_DIR,
     checkpoint: str = CHECKPOINT,

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import CONFIG_DIR, QUIET_HELP, TRUST, app, console, err_console, handle_errors
+from dlcli.cli import CONFIG_DIR, QUIET_HELP, TRUST, app, checked_options, console, err_console, handle_errors
 from dlcli.render import sweep_headline, sweep_table
 from dlcli.sweep.kinds import KINDS, Kind
 
@@ -44,6 +44,19 @@ SHARED = {
     "quiet": (bool, typer.Option(False, "--quiet", "-q", help=QUIET_HELP)),
     "trust": (Optional[List[str]], TRUST),
 }
+
+
+def _declared() -> dict:
+    """What the options may be (--metric depends on the task: checked when the sweep knows it)."""
+    from dlcli.conf.schema import CONSTRAINTS
+    from dlcli.constraints import SEED, Interval, Options, nullable
+    from dlcli.sweep.plan import BACKENDS, MOST_AT_ONCE
+    from dlcli.sweep.study import MOST_TRIALS, PRUNERS
+
+    at_once = nullable(Interval(1, MOST_AT_ONCE, integer=True))
+    return {"trials": nullable(Interval(1, MOST_TRIALS, integer=True)), "seed": SEED, "jobs": at_once, "threads": at_once,
+            "trials_per_gpu": at_once, "mode": nullable(Options(("min", "max"))), "prune": Options(PRUNERS),
+            "backend": Options(BACKENDS), "gpus_per_trial": Interval(0, MOST_AT_ONCE), "name": CONSTRAINTS["name"]}
 
 
 def run_kind(kind: str, options: dict) -> None:
@@ -91,4 +104,4 @@ def _command_for(kind: Kind):
 
 for _kind in KINDS.values():
     sweep_app.command(_kind.name, epilog="Examples:\n\n" + "\n\n".join(f"  {e}" for e in _kind.examples))(
-        handle_errors(_command_for(_kind)))
+        handle_errors(checked_options(_declared)(_command_for(_kind))))

@@ -8,11 +8,23 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, app, console, err_console, handle_errors
+from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, app, checked_options, console, err_console, handle_errors
 from dlcli.errors import UserError
 from rich.table import Table
 
 from dlcli.render import param_table, shape_table
+
+
+def _options(*names: str) -> dict:
+    """What the tools' options may be (--input is a shape, read by checked_shape)."""
+    from dlcli.conf.schema import CONSTRAINTS
+    from dlcli.constraints import POSITIVE, Interval, Options
+    from dlcli.tools.lr_find import LADDERS, MOST_STEPS
+
+    declared = {"depth": Interval(1, 64, integer=True), "start": POSITIVE, "end": POSITIVE,
+                "steps": Interval(5, MOST_STEPS, integer=True), "mode": Options(LADDERS),
+                "smooth": Interval(0, 1, closed="left"), "diverge": Interval(1, None, closed="neither"), "name": CONSTRAINTS["name"]}
+    return {name: declared[name] for name in names}
 
 
 def checked_shape(text: Optional[str]):
@@ -101,6 +113,7 @@ def convshape_text(
     ),
 )
 @handle_errors
+@checked_options(lambda: _options("depth"))
 def param_count(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     input_shape: Optional[str] = typer.Option(None, "--input", help="Input shape CxHxW or a feature count (default: the data's)."),
@@ -138,6 +151,7 @@ def param_count(
     ),
 )
 @handle_errors
+@checked_options(lambda: _options("start", "end", "steps", "mode", "smooth", "diverge", "name"))
 def lr_find(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     start: float = typer.Option(1e-7, "--start", help="First learning rate of the ladder."),

@@ -9,8 +9,8 @@ from omegaconf import DictConfig
 
 from dlcli.data.preprocess import ArrayEncoding, TableEncoding, TargetScaler, encode_features, encode_targets
 from dlcli.data.split import Split, split_dataset
-from dlcli.constraints import BOOLEAN, Interval, Options, nullable
 from dlcli.errors import UserError
+from dlcli.own_settings import OWN_SETTINGS
 from dlcli.factory import call_target
 
 # Config keys of data/ that steer preprocessing rather than the source itself.
@@ -18,10 +18,7 @@ PREPROCESS_KEYS = ("standardize", "standardize_target", "target_transform", "as_
 PREPROCESSING_FILE = "preprocessing.json"  # in every run: what it learned from its train rows
 PREPROCESSING_FORMAT = 1  # of preprocessing.json; raise it when a reader could misread a new record
 IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers")
-# what those keys may be (normalize and augment are checked where they are read: image_data, transforms)
-DATA_KEY_CONSTRAINTS = {"standardize": BOOLEAN, "standardize_target": BOOLEAN, "as_sequence": BOOLEAN,
-                        "target_transform": Options(("none", "log", "log1p")),
-                        "resize": nullable(Interval(1, 4096, integer=True)), "num_workers": Interval(0, 256, integer=True)}
+DATA_KEY_CONSTRAINTS = OWN_SETTINGS["data"]  # what they may be
 
 
 @dataclass

@@ -97,6 +97,12 @@ class ImageData:
         return LoaderBatches(TransformedSamples(self.source, rows, transform), targets, device, self.num_workers)
 
 
+def _usable_cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augment: dict, num_workers: int) -> ImageData:
     if resize is not None and (not isinstance(resize, int) or isinstance(resize, bool) or resize < 1):
         raise UserError(f"data.resize={resize} must be a positive image size in pixels (or null)")
@@ -126,6 +132,10 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
             normalize = "computed"
     if normalize == "computed":
         stats = _train_stats(source, split, channels, resize)
+    cores = _usable_cores()
+    if num_workers > cores:  # more loader processes than cores only queue for them (and torch warns)
+        notes.append(f"data.num_workers={num_workers} is more than this machine's {cores} cores: using {cores}")
+        num_workers = cores
     return ImageData(source, split, input_shape, resize, stats, augmentation, num_workers, notes)
 
 

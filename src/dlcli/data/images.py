@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlcli.constraints import Anything, Text, constrained
+from dlcli.constraints import Options, Text, constrained
 from dlcli.data.image_files import decode, look
 from dlcli.errors import UserError, first_line
 
@@ -129,7 +129,7 @@ def _grayscale_setting(grayscale) -> bool | None:
                     "(auto: one channel when every image is grey)")
 
 
-@constrained(root=Text(non_empty=True), grayscale=Anything())  # grayscale: true, false or auto, read by _grayscale_setting
+@constrained(root=Text(non_empty=True), grayscale=Options(("auto", True, False)))
 def load_imagefolder(root: str, grayscale: bool | str = "auto") -> ImageSet:
     """A directory with one sub-folder of images per class (any image size).
 

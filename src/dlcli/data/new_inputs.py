@@ -16,6 +16,7 @@ import numpy as np
 from dlcli.data.images import IMAGE_SUFFIXES
 from dlcli.data.preprocess import encoding_from_json
 from dlcli.data.split import listed
+from dlcli.data.tables import check_numbers
 from dlcli.errors import UserError, first_line
 
 IMAGE_BATCH = 256  # image files decoded (and resized, one by one) per batch
@@ -98,10 +99,7 @@ def _table_rows(record: dict, table, name: str, id_column: str | None):
                 raise UserError(f"column '{column}' of {name} holds {values[bad].iloc[0]!r} (line {row}), "
                                 "and the run learned it as a number: fix the value or leave the cell empty")
             table[column] = numbers
-        finite = table[column].to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.isinf(finite).any():
-            row = int(np.argmax(np.isinf(finite))) + 2
-            raise UserError(f"column '{column}' of {name} holds an infinite value (line {row}): fix it or leave the cell empty")
+        check_numbers(table[column].to_numpy(dtype=np.float64, na_value=np.nan), column, name, "fix it or leave the cell empty")
     features, unseen = encoding.transform(table)
     notes = [f"{count} value(s) of '{column}' not seen in training (new categories, or blanks where training had none): "
              "encoded as a missing value" for column, count in unseen.items()]

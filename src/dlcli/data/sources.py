@@ -124,7 +124,7 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
     """A user's table: one column is the target, the others (minus `drop`) are features."""
     import pandas as pd
 
-    from dlcli.data.tables import read_csv
+    from dlcli.data.tables import check_numbers, read_csv
 
     file = Path(path).expanduser()
     if file.is_dir():
@@ -146,10 +146,12 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
         raise UserError(f"data.drop lists {', '.join(unknown)}, not columns of {file.name}")
 
     notes = []
+    lines = np.arange(len(table)) + 2  # each row's line in the file, kept as rows are dropped
     missing_target = table[target].isna()
     if missing_target.any():
         notes.append(f"dropped {int(missing_target.sum())} rows with no value in target column '{target}'")
         table = table.loc[~missing_target].reset_index(drop=True)
+        lines = lines[~missing_target.to_numpy()]
     if len(table) < 10:
         raise UserError(f"data.path={path} has {len(table)} usable rows: need at least 10")
 
@@ -162,6 +164,7 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
                 f"data.target={target} is not numeric (found {bad!r}), so it cannot be regressed: "
                 "use data.task=classification or a numeric target column"
             )
+        check_numbers(numeric.to_numpy(dtype=float), target, file.name, "fix it, or leave the cell empty to drop the row", lines)
         targets = numeric.to_numpy(dtype=np.float32)
     else:
         _refuse_regression_looking_target(y, target)
@@ -171,11 +174,8 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
         raise UserError(f"{file.name} has no feature columns left after removing the target and data.drop")
     for column in features.columns:
         if _is_numeric(features[column]) and not features[column].dtype == bool:
-            infinite = np.isinf(features[column].to_numpy(dtype=float, na_value=np.nan))
-            if infinite.any():
-                row = int(np.argmax(infinite)) + 2  # the file's line: 1-based, after the header
-                raise UserError(f"column '{column}' of {file.name} holds an infinite value (line {row}): fix it, "
-                                f"or leave it out with data.drop=[{column}]")
+            check_numbers(features[column].to_numpy(dtype=float, na_value=np.nan), column, file.name,
+                          f"fix it, or leave the column out with data.drop=[{column}]", lines)
     for column in features.columns:
         if not _is_numeric(features[column]):
             distinct = features[column].nunique()

@@ -11,6 +11,22 @@ from dlcli.constraints import show
 from dlcli.errors import UserError, first_line
 
 HEADER_BYTES = 1 << 20  # a header line longer than this is no table's
+FLOAT32_MAX = 3.4028234663852886e38  # dl trains in float32: a larger number becomes infinite
+
+
+def check_numbers(values, column: str, name: str, fix: str, lines=None) -> None:
+    """A numeric column's values must be finite in float32; else one line naming the first bad
+    cell by its line in the file (`lines`: each value's, when rows were dropped; `fix`: what the
+    user can do about it)."""
+    import numpy as np
+
+    numbers = np.asarray(values, dtype=np.float64)
+    beyond = ~np.isnan(numbers) & ~(np.abs(numbers) <= FLOAT32_MAX)  # inf, or too large for float32
+    if beyond.any():
+        index = int(np.argmax(beyond))
+        what = "an infinite value" if np.isinf(numbers[index]) else f"{numbers[index]:g}, beyond float32's range (±3.4e38)"
+        line = int(lines[index]) if lines is not None else index + 2  # 1-based, after the header
+        raise UserError(f"column '{column}' of {name} holds {what} (line {line}): {fix}")
 
 
 def read_csv(path: Path, what: str, text_columns=()):
@@ -24,10 +40,22 @@ def read_csv(path: Path, what: str, text_columns=()):
                         "a name of its own")
     try:
         table = pd.read_csv(path, dtype={c: str for c in text_columns if c in header})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError:
+        raise UserError(f"{what} is not UTF-8 text: line {_first_line_not_utf8(path)} has other bytes (save the file as UTF-8)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise UserError(f"{what} is not a readable CSV: {first_line(exc)}") from None
     table.columns = [str(c) for c in table.columns]
     return table
+
+
+def _first_line_not_utf8(path: Path) -> int:
+    with open(path, "rb") as file:
+        for number, line in enumerate(file, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
 
 
 def _header(path: Path, what: str) -> list[str]:

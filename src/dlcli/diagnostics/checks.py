@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from dlcli.advice import suggest
 from dlcli.diagnostics.evidence import Evidence
 from dlcli.diagnostics.report import Finding, fmt, read_findings
 
@@ -34,6 +35,11 @@ class Facts:
     lr: float | None = None  # the first epoch's learning rate
     failed_nan: bool = False  # the run stopped on a non-finite loss
     standardized: bool = False  # a regression's loss is on a standardized target
+    config: dict | None = None  # the run's config, which a suggestion must fit (None: not known)
+
+    def advise(self, *candidates: tuple[str, object], then: str = "") -> str:
+        """The candidate overrides that fit this run (dlcli.advice), then any advice in words."""
+        return ", ".join([*suggest(self.config, *candidates), *([then] if then else [])]) or "see the finding above"
 
 
 @dataclass
@@ -60,8 +66,9 @@ def thresholds() -> dict[str, float]:
     return {f"{c.code}.{name}": value for c in CHECKS for name, value in c.thresholds.items()}
 
 
-def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None) -> list[Finding]:
-    """Findings from a run's metrics.csv rows, its summary and (when it was watched) its evidence."""
+def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None, config: dict | None = None) -> list[Finding]:
+    """Findings from a run's metrics.csv rows, its summary and (when it was watched) its evidence;
+    `config` (the run's, as a plain dict) keeps the suggestions to settings the run has."""
     evidence = evidence or Evidence()
     message = str(summary.get("message") or "")
     facts = Facts(
@@ -72,6 +79,7 @@ def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None) -
         lr=rows[0].get("lr") if rows else None,
         failed_nan=summary.get("status") == "failed" and ("became nan" in message or "became inf" in message),
         standardized=str(summary.get("loss_units") or "").startswith("standardized"),
+        config=config,
     )
     if evidence.initial_loss is None and facts.classification and (summary.get("num_classes") or 0) > 1:
         # not watched live: an untrained classifier's cross-entropy is about ln(classes) (uniform guesses)
@@ -94,13 +102,25 @@ def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
     saved = read_findings(run_dir)
     if saved is not None:
         return saved, True
-    return analyze(read_metrics(run_dir / "metrics.csv"), read_summary(run_dir)), False
+    return analyze(read_metrics(run_dir / "metrics.csv"), read_summary(run_dir), config=_saved_config(run_dir)), False
 
 
-def said_before_training(evidence: Evidence) -> list[Finding]:
+def _saved_config(run_dir: Path) -> dict | None:
+    """The run's config.yaml as plain data (received.read_yaml: bounded, no tags), or None."""
+    from dlcli.errors import UserError
+    from dlcli.received import read_yaml
+
+    try:
+        content = read_yaml(run_dir / "config.yaml")
+    except (UserError, OSError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def said_before_training(evidence: Evidence, config: dict | None = None) -> list[Finding]:
     """The findings of the checks marked `early`, which the look before the first step already
     decides: said at once rather than after a run that could not learn."""
-    facts = Facts(rows=[], summary={}, evidence=evidence)
+    facts = Facts(rows=[], summary={}, evidence=evidence, config=config)
     return [found for each in CHECKS if each.early and (found := each.function(facts, each.thresholds)) is not None]
 
 
@@ -124,7 +144,8 @@ def lr_too_high(f: Facts, t: dict) -> Finding | None:
     else:
         return None
     return Finding("lr_too_high", "error" if f.failed_nan else "warning", 1, {**high, "lr": f.lr},
-                   "the learning rate looks too high: " + why, f"optim.lr={_lower(f.lr)} (or dl lr-find), trainer.grad_clip=1.0")
+                   "the learning rate looks too high: " + why,
+                   f.advise(("optim.lr", _lower(f.lr)), ("trainer.grad_clip", 1.0), then="or dl lr-find"))
 
 
 @check("lr_too_low", unless=("lr_too_high",), thresholds={
@@ -138,7 +159,7 @@ def lr_too_low(f: Facts, t: dict) -> Finding | None:
     return Finding("lr_too_low", "warning", len(losses), {"first_train_loss": losses[0], "best_train_loss": min(losses), "lr": f.lr},
                    f"the learning rate looks too low: the training loss fell by only "
                    f"{100 * (losses[0] - min(losses)) / losses[0]:.1f}% over {len(losses)} epochs",
-                   f"optim.lr={_higher(f.lr)} (or dl lr-find)")
+                   f.advise(("optim.lr", _higher(f.lr)), then="or dl lr-find"))
 
 
 # -- the fit ---------------------------------------------------------------------------------------
@@ -164,8 +185,8 @@ def overfitting(f: Facts, t: dict) -> Finding | None:
                    {"best_val_loss": val_losses[best], "last_val_loss": val_losses[-1], "best_epoch": best + 1, "train_val_gap": gap},
                    f"the model overfits: validation loss was lowest at epoch {best + 1} ({fmt(val_losses[best])}) "
                    f"and rose to {fmt(val_losses[-1])} while training kept improving",
-                   "model.dropout=0.3, optim.weight_decay=1e-4, trainer.early_stopping.enabled=true, "
-                   f"trainer.epochs={best + 1}, or augmentation")
+                   f.advise(("model.dropout", 0.3), ("optim.weight_decay", 1e-4), ("trainer.early_stopping.enabled", True),
+                            ("trainer.epochs", best + 1), then="or augmentation"))
 
 
 @check("underfitting", unless=("lr_too_high", "lr_too_low"), thresholds={
@@ -186,7 +207,7 @@ def underfitting(f: Facts, t: dict) -> Finding | None:
     shown = f"training {f.metric if f.classification else 'loss'} {fmt(last.get('train_accuracy') if f.classification else losses[-1])}"
     return Finding("underfitting", "warning", len(f.rows), {"train_loss": losses[-1], "train_accuracy": last.get("train_accuracy")},
                    f"the model underfits: {shown} after {len(f.rows)} epochs, and the loss stopped improving",
-                   "a larger model (model.hidden=[256,256]), a higher optim.lr, more epochs, less regularization")
+                   f.advise(("model.hidden", [256, 256]), then="a larger model, a higher optim.lr, more epochs, less regularization"))
 
 
 # -- the gradients ---------------------------------------------------------------------------------
@@ -204,7 +225,8 @@ def vanishing_gradients(f: Facts, t: dict) -> Finding | None:
                     "ratio": ratio},
                    f"gradients vanish: the first layer's gradient norm ({fmt(means[0])}) is {1 / ratio:.0e} times "
                    f"smaller than the last layer's ({fmt(means[-1])}), so the early layers barely learn",
-                   "model.activation=relu, model.batch_norm=true, model.init=kaiming, or a residual model (model=resnet)")
+                   f.advise(("model.activation", "relu"), ("model.batch_norm", True), ("model.init", "kaiming"),
+                            then="or a residual model (model=resnet)"))
 
 
 @check("exploding_gradients", thresholds={
@@ -233,7 +255,7 @@ def exploding_gradients(f: Facts, t: dict) -> Finding | None:
     return Finding("exploding_gradients", "warning", None, {"max_grad_norm": peak, "median_grad_norm": median, "step": step},
                    f"gradients explode: the gradient norm reached {fmt(peak)} (step {step}), "
                    f"{peak / median:.0f} times the median of the steps before it ({fmt(median)})",
-                   "trainer.grad_clip=1.0, a lower optim.lr")
+                   f.advise(("trainer.grad_clip", 1.0), then="a lower optim.lr"))
 
 
 @check("dead_relus", thresholds={
@@ -247,7 +269,7 @@ def dead_relus(f: Facts, t: dict) -> Finding | None:
     return Finding("dead_relus", "warning", None, {"dead_share": f.evidence.dead_relu},
                    f"ReLU units are dead: {100 * dead[worst]:.0f}% of the units after {worst} never fire on a "
                    "validation batch, so they pass no gradient",
-                   "model.activation=leaky_relu, a lower optim.lr, model.init=kaiming")
+                   f.advise(("model.activation", "leaky_relu"), ("model.init", "kaiming"), then="a lower optim.lr"))
 
 
 # -- the outputs and the inputs ---------------------------------------------------------------------
@@ -275,7 +297,7 @@ def unnormalized_inputs(f: Facts, t: dict) -> Finding | None:
                    f"the inputs are not normalized: a feature has standard deviation {fmt(scale['max_std'])} and "
                    f"mean magnitude up to {fmt(scale['max_abs_mean'])} (feature {scale['feature']}); large inputs make "
                    "the first layer's gradients large and the learning rate hard to choose",
-                   "data.standardize=true (tables) or data.normalize=computed (images)")
+                   f.advise(("data.standardize", True), ("data.normalize", "computed"), then="or inputs scaled to about [-1, 1]"))
 
 
 @check("imbalanced_classes", thresholds={
@@ -306,12 +328,13 @@ def input_pipeline_bound(f: Facts, t: dict) -> Finding | None:
     return Finding("input_pipeline_bound", "warning", None, {"median_share_waiting": median},
                    f"training waits for its data: reading and preparing batches takes {100 * median:.0f}% of the "
                    "training time, so the model is idle most of the time",
-                   "data.num_workers=4 (more processes read images in parallel), or a smaller data.resize")
+                   f.advise(("data.num_workers", 4), then="more loader processes, or a smaller data.resize"))
 
 
-def _lower(lr) -> str:
-    return format(lr / 10, ".2g") if isinstance(lr, (int, float)) and lr > 0 else "0.01"
+def _lower(lr) -> float:
+    """A tenth of the run's rate (0.01 when it is not known); the constraints drop what is not a rate."""
+    return float(format(lr / 10, ".2g")) if isinstance(lr, (int, float)) and math.isfinite(lr) else 0.01
 
 
-def _higher(lr) -> str:
-    return format(lr * 10, ".2g") if isinstance(lr, (int, float)) and lr > 0 else "0.1"
+def _higher(lr) -> float:
+    return float(format(lr * 10, ".2g")) if isinstance(lr, (int, float)) and math.isfinite(lr) else 0.1

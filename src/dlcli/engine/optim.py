@@ -8,19 +8,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from dlcli.constraints import BOOLEAN, NON_NEGATIVE, POSITIVE, Options, nullable
 from dlcli.errors import UserError, first_line
 from dlcli.factory import call_target, prepare_call
+from dlcli.own_settings import OWN_SETTINGS
 
 OPTIM_KEYS = ("decay_bias_and_norm", "head_lr", "l1", "scale_lr_with_batch")  # handled here, not passed to torch.optim
 REFERENCE_BATCH = 256  # the linear scaling rule: lr x batch_size / 256 (Goyal et al.)
 FULL_BATCH_ONLY = ("torch.optim.Rprop",)  # sign-based steps: mini-batch noise flips the signs
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 SCHED_KEYS = ("interval", "planned_over_epochs")  # read by dl (when it steps; whether a run can go on), not the schedule
-# what the keys dl handles itself may be (the optimizer's and schedule's own: dlcli.library_constraints)
-OPTIM_KEY_CONSTRAINTS = {"decay_bias_and_norm": BOOLEAN, "head_lr": nullable(POSITIVE), "l1": NON_NEGATIVE,
-                         "scale_lr_with_batch": BOOLEAN}
-SCHED_KEY_CONSTRAINTS = {"interval": Options(("epoch", "step")), "planned_over_epochs": BOOLEAN}
+OPTIM_KEY_CONSTRAINTS, SCHED_KEY_CONSTRAINTS = OWN_SETTINGS["optim"], OWN_SETTINGS["sched"]  # what they may be
 
 
 def head_prefix(model: nn.Module) -> str:

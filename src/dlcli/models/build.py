@@ -10,15 +10,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from dlcli.constraints import ListOf, Text, nullable, show
+from dlcli.constraints import show
 from dlcli.errors import UserError, first_line
 from dlcli.factory import call_target
+from dlcli.own_settings import OWN_SETTINGS
 from dlcli.models.init import initialize, parse_scheme
 
 # Config keys handled here rather than passed to the model's constructor.
 BUILD_KEYS = ("init", "freeze")
-# what the keys build_model handles may be (init's scheme and settings: dlcli.models.init)
-BUILD_KEY_CONSTRAINTS = {"freeze": ListOf(Text(non_empty=True)), "weights": nullable(Text(non_empty=True))}
+BUILD_KEY_CONSTRAINTS = OWN_SETTINGS["model"]  # what they may be
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int, start_weights: bool = True) -> nn.Module:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from dlcli.errors import UserError
 from dlcli.models.layers import flat_features, image_input
-from dlcli.constraints import RATE, Interval, constrained
+from dlcli.constraints import RATE, Interval, ListOf, Positions, constrained
 from dlcli.models.registry import register
 
 
@@ -47,8 +46,12 @@ class AlexNet(nn.Module):
 VGG11 = [[1, 64], [1, 128], [2, 256], [2, 512], [2, 512]]
 
 
+VGG_BLOCK = Positions((("number of convs", Interval(1, 64, integer=True)), ("channels", Interval(1, 65536, integer=True))))
+
+
 @register
-@constrained(hidden=Interval(1, 1_000_000, integer=True), dropout=RATE, ratio=Interval(1, 64, integer=True))
+@constrained(hidden=Interval(1, 1_000_000, integer=True), dropout=RATE, ratio=Interval(1, 64, integer=True),
+             conv_arch=ListOf(VGG_BLOCK, 1, 32))
 class VGG(nn.Module):
     """VGG blocks of (convs, channels): 3x3 convs with padding 1 and ReLU, then a 2x2 max-pool.
 
@@ -58,12 +61,8 @@ class VGG(nn.Module):
     def __init__(self, input_shape, num_outputs: int, conv_arch=VGG11, ratio: int = 1, hidden: int = 4096, dropout: float = 0.5):
         super().__init__()
         in_channels, _, _ = image_input(input_shape, "vgg")
-        if not isinstance(ratio, int) or ratio < 1:
-            raise UserError(f"model.ratio={ratio} must be a positive integer")
         blocks = []
-        for block in conv_arch:
-            if len(block) != 2 or min(block) < 1:
-                raise UserError(f"model.conv_arch={list(map(list, conv_arch))}: each block is [number of convs, channels]")
+        for block in conv_arch:  # each [number of convs, channels]: VGG_BLOCK
             convs, channels = int(block[0]), max(1, int(block[1]) // ratio)
             for _ in range(convs):
                 blocks += [nn.Conv2d(in_channels, channels, kernel_size=3, padding=1), nn.ReLU()]

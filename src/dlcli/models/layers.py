@@ -85,8 +85,14 @@ def feature_shape(features: nn.Module, input_shape: tuple[int, ...], model: str)
     out = trace(input_shape)
     if out is not None and all(s > 0 for s in out):
         return out
+    if len(input_shape) == 2:  # a sequence (channels, length)
+        channels, length = input_shape
+        needs = next((n for n in (2 ** k for k in range(1, 21)) if n > length and _traces(trace((channels, n)))), None)
+        at_least = f"; with these settings it needs sequences of length at least {needs}" if needs else ""
+        raise UserError(f"model={model} cannot take sequences of length {length}: they shrink to nothing "
+                        f"{_where_it_vanishes(meta, input_shape)}{at_least}")
     if len(input_shape) != 3:
-        raise UserError(f"model={model} cannot take input of shape {input_shape}")
+        raise UserError(f"model={model} cannot take input of shape {'x'.join(map(str, input_shape))}")
     channels, height, width = input_shape
     low, high = max(height, width), 1024
     if trace((channels, high, high)) is None:
@@ -118,8 +124,13 @@ def _where_it_vanishes(meta: nn.Module, input_shape: tuple[int, ...]) -> str:
             x = None
         if x is None or (x.dim() >= 3 and min(x.shape[2:]) < 1):
             kind = f"the {_ordinal(pools)} pooling layer" if is_pool else f"a {type(layer).__name__}"
-            return f"at {kind} (layer {name} of the feature extractor)"
+            settings = ", ".join(f"{k}={getattr(layer, k)}" for k in ("kernel_size", "stride", "padding") if hasattr(layer, k))
+            return f"at {kind} (layer {name} of the feature extractor: {type(layer).__name__}({settings}))"
     return "inside the network"
+
+
+def _traces(shape: tuple[int, ...] | None) -> bool:
+    return shape is not None and all(s > 0 for s in shape)
 
 
 def _ordinal(n: int) -> str:

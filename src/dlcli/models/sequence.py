@@ -21,7 +21,7 @@ def _sequence_input(input_shape, model: str) -> tuple[int, int]:
     if len(input_shape) != 2:
         raise UserError(
             f"model={model} needs a sequence (channels x length), but the data has shape "
-            f"{'x'.join(map(str, input_shape))}: for a table of signal columns set data.as_sequence=true"
+            f"{'x'.join(map(str, input_shape))}: for a table of signal columns add +data.as_sequence=true"
         )
     return int(input_shape[0]), int(input_shape[1])
 

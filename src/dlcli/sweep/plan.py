@@ -11,6 +11,7 @@ from dlcli.sweep.kinds import KINDS
 from dlcli.sweep.study import PRUNERS
 
 BACKENDS = ("local", "ray")
+MOST_AT_ONCE = 4096  # --jobs, --threads, --trials-per-gpu: more than any machine has cores or GPUs
 FINISHED = ("completed", "pruned")  # never re-run on resume
 # sweep.yaml's settings, checked on --resume: (key, test, what it must be)
 SAVED_SETTINGS = (

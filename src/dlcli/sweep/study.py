@@ -23,6 +23,7 @@ from dlcli.sweep.space import Param, SearchSpace
 STUDY_FILE = "study.journal"
 STUDY_NAME = "dl-sweep"
 PRUNERS = ("none", "median", "asha", "hyperband")
+MOST_TRIALS = 1_000_000  # a study larger than this is a typo (each trial is at least a directory)
 NUMBER_ATTR = "dl_number"  # the trial's directory number, trials/<NNN>/
 
 

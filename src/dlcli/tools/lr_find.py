@@ -39,6 +39,10 @@ class LRFindResult:
         }
 
 
+LADDERS = ("exp", "linear")  # log-spaced or evenly spaced rates
+MOST_STEPS = 100_000  # a ladder longer than any data set's worth of batches is a typo
+
+
 def lr_ladder(start: float, end: float, steps: int, mode: str = "exp") -> np.ndarray:
     if not (0 < start < end):
         raise UserError(f"--start {start:g} and --end {end:g} must satisfy 0 < start < end")

@@ -1,0 +1,25 @@
+"""The settings dl reads itself in each component group, besides what the component's class takes:
+data.standardize, model.freeze, optim.head_lr, sched.interval, ... Declared once, with their
+constraints, for the code that reads them and for the messages that name them (a key dl reads
+that an option's YAML does not list is added with `+`)."""
+
+from __future__ import annotations
+
+from dlcli.constraints import BOOLEAN, NON_NEGATIVE, POSITIVE, Anything, Interval, ListOf, Options, Text, nullable
+
+OWN_SETTINGS = {
+    "data": {
+        "standardize": BOOLEAN, "standardize_target": BOOLEAN, "as_sequence": BOOLEAN,
+        "target_transform": Options(("none", "log", "log1p")),
+        "resize": nullable(Interval(1, 4096, integer=True)), "num_workers": Interval(0, 256, integer=True),
+        "normalize": Anything(),  # dataset | computed | none | {mean, std}: read by dlcli.data.image_data
+        "augment": Anything(),  # each setting declared in dlcli.data.transforms
+    },
+    "model": {
+        "init": Anything(),  # a scheme's name or {scheme, settings}: dlcli.models.init
+        "freeze": ListOf(Text(non_empty=True)),
+        "weights": nullable(Text(non_empty=True)),
+    },
+    "optim": {"decay_bias_and_norm": BOOLEAN, "head_lr": nullable(POSITIVE), "l1": NON_NEGATIVE, "scale_lr_with_batch": BOOLEAN},
+    "sched": {"interval": Options(("epoch", "step")), "planned_over_epochs": BOOLEAN},
+}
