@@ -34,7 +34,7 @@ def test_split_is_stratified():
     assert (labels[split.test] == 1).sum() == 2 and (labels[split.val] == 1).sum() == 2
 
 
-@pytest.mark.parametrize("val, test, message", [(0.5, 0.5, "leaves nothing to train on"), (1.5, 0.1, "must be a fraction")])
+@pytest.mark.parametrize("val, test, message", [(0.5, 0.5, "leaves nothing to train on"), (1.5, 0.1, r"split.val=1.5 must be in \[0, 1\)")])
 def test_bad_split_fractions(val, test, message):
     with pytest.raises(UserError, match=message):
         split_dataset(100, val, test, seed=0)

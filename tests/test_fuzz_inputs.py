@@ -34,7 +34,7 @@ FAST = ["trainer.epochs=1", "trainer.plots=false", "trainer.diagnostics=false", 
 
 
 def fuzz_settings(default: int, long: int):
-    return settings(max_examples=long if LONG else default, derandomize=not LONG, deadline=None, database=None,
+    return settings(max_examples=int(os.environ.get("DL_FUZZ_CASES", long)) if LONG else default, derandomize=not LONG, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from dlcli.errors import UserError, printable
 
 MAX_SHOWN = 80  # characters of a bad value quoted in a message
+FLOAT32_MAX = 3.4028234663852886e38  # real-valued settings end up as float32 factors
 
 
 class Constraint:
@@ -54,6 +55,9 @@ class Interval(Constraint):
     def problem(self, value):
         if _is_number(value) and not math.isfinite(value):
             return "must be a finite number"
+        if not self.integer and _is_number(value) and abs(value) > FLOAT32_MAX:
+            # settings become float32 tensors' factors (weight_decay=3.5e38 overflows inside the step)
+            return f"must be a number of at most {FLOAT32_MAX:.3g} in size (the largest float32)"
         if self.integer and (not isinstance(value, int) or isinstance(value, bool)):
             return f"must be {self.describe()}"
         if not _is_number(value):
@@ -96,6 +100,8 @@ class Interval(Constraint):
                 out.append(int(self.high) if self.integer else self.high)
         if self.integer:
             out.append(0.5 + (self.low or 0))
+        else:
+            out.append(1e39)
         return [v for v in out if self.problem(v) is not None]
 
 

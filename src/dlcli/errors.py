@@ -28,9 +28,13 @@ def printable(text: str) -> str:
 
 
 class UserError(Exception):
-    """Bad input: the message says what is wrong and what would be right."""
+    """Bad input: the message says what is wrong and what would be right, on one line: whatever
+    user value it quotes has its control characters escaped here, once for every message."""
 
     exit_code = 2
+
+    def __init__(self, message: str = ""):
+        super().__init__(printable(str(message)))
 
 
 class InputTooSmall(UserError):

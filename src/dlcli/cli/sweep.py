@@ -47,16 +47,13 @@ SHARED = {
 
 
 def _declared() -> dict:
-    """What the options may be (--metric depends on the task: checked when the sweep knows it)."""
-    from dlcli.conf.schema import CONSTRAINTS
-    from dlcli.constraints import SEED, Interval, Options, nullable
-    from dlcli.sweep.plan import BACKENDS, MOST_AT_ONCE
-    from dlcli.sweep.study import MOST_TRIALS, PRUNERS
+    """The command's options, checked by the sweep's own table (--metric depends on the task:
+    checked when the sweep knows it)."""
+    from dlcli.sweep.plan import declared
 
-    at_once = nullable(Interval(1, MOST_AT_ONCE, integer=True))
-    return {"trials": nullable(Interval(1, MOST_TRIALS, integer=True)), "seed": SEED, "jobs": at_once, "threads": at_once,
-            "trials_per_gpu": at_once, "mode": nullable(Options(("min", "max"))), "prune": Options(PRUNERS),
-            "backend": Options(BACKENDS), "gpus_per_trial": Interval(0, MOST_AT_ONCE), "name": CONSTRAINTS["name"]}
+    table = declared()
+    return {name: table[name] for name in ("trials", "seed", "jobs", "threads", "trials_per_gpu", "mode", "prune", "backend",
+                                           "gpus_per_trial", "name")}
 
 
 def run_kind(kind: str, options: dict) -> None:

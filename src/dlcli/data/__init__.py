@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from dlcli.data.preprocess import ArrayEncoding, TableEncoding, TargetScaler, encode_features, encode_targets
 from dlcli.data.split import Split, split_dataset
+from dlcli.constraints import Interval, check
 from dlcli.errors import UserError
 from dlcli.own_settings import OWN_SETTINGS
 from dlcli.factory import call_target
@@ -149,9 +150,11 @@ def _split(split_cfg: DictConfig, targets: np.ndarray, task: str, fixed_test) ->
     stratify = np.asarray(targets).astype(str) if task == "classification" and split_cfg.stratify else None
     kfold, fold = split_cfg.get("kfold"), split_cfg.get("fold")
     if kfold is not None:
-        if not isinstance(kfold, int) or isinstance(kfold, bool) or kfold < 2:
-            raise UserError(f"split.kfold={kfold} must be an integer of at least 2 (or null)")
+        # a config is checked whole before data is read (dlcli.validate); this guards a caller of
+        # the Python API with the same declared constraints and the same words
+        from dlcli.conf.schema import CONSTRAINTS
+
         fold = 1 if fold is None else fold
-        if not isinstance(fold, int) or not 1 <= fold <= kfold:
-            raise UserError(f"split.fold={fold} must be between 1 and split.kfold={kfold}")
+        check("split.kfold", kfold, CONSTRAINTS["split.kfold"])
+        check("split.fold", fold, Interval(1, kfold, integer=True))
     return split_dataset(len(targets), float(split_cfg.val), float(split_cfg.test), int(split_cfg.seed), stratify, fixed_test, kfold, fold)

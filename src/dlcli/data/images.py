@@ -62,7 +62,7 @@ def load_torchvision(name: str, root: str = "~/.cache/dlcli/datasets", download:
             hint = "copy the original files there, or fetch them with dl train data.download=true (a saved run never downloads)"
             if name == "cifar10" and verify:
                 hint += " (files that fail the MD5 check also land here: data.verify=false skips it for files you made)"
-            raise UserError(f"data={name}: no usable {cls.__name__} files in {where}: {hint}") from None
+            raise UserError(f"data={name} data.root={root}: no usable {cls.__name__} files in {where}: {hint}") from None
         first = first_line(exc).rstrip(":")
         raise UserError(
             f"data={name}: {first} into {folder}: check the network, or copy the files there and set data.download=false"

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlcli.conf.schema import CONSTRAINTS
+from dlcli.constraints import check
 from dlcli.errors import UserError, first_line
 
 PARTS = ("train", "val", "test")
@@ -53,8 +55,7 @@ def split_dataset(
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     for name, value in (("split.val", val), ("split.test", test)):
-        if not 0.0 <= value < 1.0:
-            raise UserError(f"{name}={value} must be a fraction in [0, 1)")
+        check(name, value, CONSTRAINTS[name])  # (checked with the config already; here for the Python API)
     if fixed_test is None and kfold is None and val + test >= 1.0:
         raise UserError(f"split.val + split.test = {val + test:g} leaves nothing to train on: keep the sum below 1")
     indices = np.arange(num_samples)

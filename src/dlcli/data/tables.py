@@ -7,11 +7,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from dlcli.constraints import show
+from dlcli.constraints import FLOAT32_MAX, show  # dl trains in float32: a larger number becomes infinite
 from dlcli.errors import UserError, first_line
 
 HEADER_BYTES = 1 << 20  # a header line longer than this is no table's
-FLOAT32_MAX = 3.4028234663852886e38  # dl trains in float32: a larger number becomes infinite
 
 
 def check_numbers(values, column: str, name: str, fix: str, lines=None) -> None:

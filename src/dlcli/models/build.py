@@ -60,8 +60,10 @@ def check_size(model_cfg: DictConfig, skip, input_shape: tuple[int, ...], num_ou
     if available and needed > MEMORY_SHARE * available:
         settings = ", ".join(f"model.{k}={show(v)}" for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
                              if k not in ("_target_", *BUILD_KEYS, "weights"))
-        raise UserError(f"{model_cfg._target_} with {settings} has {count:,} parameters ({needed / 2**30:.1f} GB in float32), "
-                        f"more than this machine's {available / 2**30:.1f} GB of memory can train: choose smaller settings")
+        shape = "x".join(str(size) for size in input_shape)  # the data's side of the count (an MLP's first layer grows with it)
+        raise UserError(f"{model_cfg._target_} with {settings} on inputs of shape {shape} has {count:,} parameters "
+                        f"({needed / 2**30:.1f} GB in float32), more than this machine's {available / 2**30:.1f} GB of "
+                        "memory can train: choose smaller settings or smaller inputs (data.resize for images)")
 
 
 def _memory_bytes() -> int | None:

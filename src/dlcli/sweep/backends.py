@@ -39,8 +39,6 @@ def plan_slots(jobs: int | None, trials_per_gpu: int | None, gpus: int, backend:
     but say so: CPU trials share the cores through --jobs."""
     if trials_per_gpu is None:
         return jobs or 1, 0.0, None
-    if trials_per_gpu < 1:
-        raise UserError(f"--trials-per-gpu {trials_per_gpu} must be at least 1")
     if backend == "ray":  # the cluster's GPUs, not this machine's: each trial asks Ray for 1/K of one
         return jobs or max(gpus, 1) * trials_per_gpu, 1.0 / trials_per_gpu, None
     if gpus == 0:

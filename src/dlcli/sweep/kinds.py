@@ -112,8 +112,6 @@ def check_budget(kind: str, space: SearchSpace, trials: int | None) -> int:
         return len(grid_combinations(space))
     if trials is None:
         raise UserError(f"dl sweep {kind} needs --trials N")
-    if trials < 1:
-        raise UserError(f"--trials {trials} must be at least 1")
     if not space.params:
         raise UserError("nothing to sweep: give at least one override such as 'optim.lr=tag(log,interval(1e-4,1))'")
     if kind == "tpe" and all(p.discrete for p in space.params):

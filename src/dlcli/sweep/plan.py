@@ -13,16 +13,23 @@ from dlcli.sweep.study import PRUNERS
 BACKENDS = ("local", "ray")
 MOST_AT_ONCE = 4096  # --jobs, --threads, --trials-per-gpu: more than any machine has cores or GPUs
 FINISHED = ("completed", "pruned")  # never re-run on resume
-# sweep.yaml's settings, checked on --resume: (key, test, what it must be)
-SAVED_SETTINGS = (
-    ("kind", lambda v: v in KINDS, f"one of {', '.join(KINDS)}"),
-    ("overrides", lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v), "a list of overrides"),
-    ("trials", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0), "a positive whole number or null"),
-    ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
-    ("metric", lambda v: v is None or isinstance(v, str), "a metric name or null"),
-    ("mode", lambda v: v in (None, "min", "max"), "min, max or null"),
-    ("prune", lambda v: v in PRUNERS, f"one of {', '.join(PRUNERS)}"),
-)
+SAVED_SETTINGS = ("kind", "overrides", "trials", "seed", "metric", "mode", "prune")  # sweep.yaml must hold these
+SAVED_PLAN = ("jobs", "threads", "trials_per_gpu", "config_dirs")  # and may hold these (how it ran)
+
+
+def declared() -> dict:
+    """What each setting of a sweep may be: one table for the command's options, for SweepSettings
+    and SweepPlan given through the Python API, and for the sweep.yaml a resume reads."""
+    from dlcli.conf.schema import CONSTRAINTS
+    from dlcli.constraints import SEED, Interval, ListOf, Options, Text, nullable
+    from dlcli.sweep.study import MOST_TRIALS
+
+    at_once = nullable(Interval(1, MOST_AT_ONCE, integer=True))
+    return {"kind": Options(tuple(KINDS)), "overrides": ListOf(Text()), "trials": nullable(Interval(1, MOST_TRIALS, integer=True)),
+            "seed": SEED, "metric": nullable(Text(non_empty=True)), "mode": nullable(Options(("min", "max"))),
+            "prune": Options(PRUNERS), "jobs": at_once, "threads": at_once, "trials_per_gpu": at_once,
+            "backend": Options(BACKENDS), "gpus_per_trial": Interval(0, MOST_AT_ONCE), "name": nullable(CONSTRAINTS["name"]),
+            "config_dirs": ListOf(Text(non_empty=True))}
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from omegaconf import OmegaConf
 
+from dlcli.constraints import render
 from dlcli.errors import UserError
 from dlcli.files import check_no_links_out
 from dlcli.numbers import setting, short
@@ -23,10 +24,10 @@ from dlcli.runs import RunLock, RunStart, load_saved_config, start_run_dir, upda
 from dlcli.sweep.asker import TrialAsker, collect
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.kinds import check_budget, kind_of
-from dlcli.sweep.plan import BACKENDS, SAVED_SETTINGS, OpenSweep, SweepPlan, SweepResult, SweepSettings
+from dlcli.sweep.plan import SAVED_PLAN, SAVED_SETTINGS, OpenSweep, declared, SweepPlan, SweepResult, SweepSettings
 from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
 from dlcli.sweep.space import SearchSpace, parse_space
-from dlcli.sweep.study import PRUNERS, STUDY_FILE
+from dlcli.sweep.study import STUDY_FILE
 
 
 def run_sweep(settings: SweepSettings, jobs: int | None = None, threads: int | None = None, fail_fast: bool = False,
@@ -43,13 +44,7 @@ def run_sweep(settings: SweepSettings, jobs: int | None = None, threads: int | N
 def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] = print) -> SweepResult:
     """Every trial's values are checked before the first trial starts; a resumed sweep's saved
     overrides may only build trusted classes."""
-    for option, value in (("--jobs", plan.jobs), ("--threads", plan.threads)):
-        if value is not None and value < 1:
-            raise UserError(f"{option} {value} must be at least 1")
-    if plan.backend not in BACKENDS:
-        raise UserError(f"--backend {plan.backend} is not known: choose one of {', '.join(BACKENDS)}")
-    if settings.prune not in PRUNERS:
-        raise UserError(f"--prune {settings.prune} is not a pruning rule: choose one of {', '.join(PRUNERS)}")
+    _check_declared(settings, plan)
     plan = dataclasses.replace(plan, config_dirs=[str(Path(d).resolve()) for d in plan.config_dirs])
     sweep_dir, lock = None, None
     if plan.resume is not None:
@@ -267,6 +262,20 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
     return epochs
 
 
+def _check_declared(settings: SweepSettings, plan: SweepPlan) -> None:
+    """Settings given through the Python API meet the table the command's options meet, in the
+    same words (the command has checked its own already)."""
+    from dlcli.constraints import show
+
+    for name, constraint in declared().items():
+        if name in ("kind", "overrides", "config_dirs"):
+            continue  # the kind is looked up by name, overrides are parsed, directories are read: each says so itself
+        value = getattr(settings, name) if name in SweepSettings.__dataclass_fields__ else getattr(plan, name)
+        problem = constraint.problem(value)
+        if problem is not None:
+            raise UserError(f"--{name.replace('_', '-')} {show(value)} {problem}")
+
+
 def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str] = ()) -> tuple[Path, SweepSettings, dict]:
     if not (sweep_dir / "sweep.yaml").is_file():
         raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
@@ -279,17 +288,15 @@ def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str]
         raise UserError(f"{path} is not a sweep's settings (a mapping with kind, overrides, ...): restore it from a copy")
     if "study" not in saved:
         raise UserError(f"--resume {sweep_dir} was made by an older dl, before sweeps kept an Optuna study: start a new sweep")
-    for key, valid, kinds in SAVED_SETTINGS:
-        if key not in saved or not valid(saved[key]):
-            raise UserError(f"{path}: {key} is {'missing' if key not in saved else repr(saved[key])[:60]}; it must be {kinds} "
-                            "(restore the file from a copy of the sweep)")
-    for key in ("jobs", "threads", "trials_per_gpu"):  # how it ran: optional, and only a positive count
-        value = saved.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise UserError(f"{path}: {key} is {repr(value)[:60]}; it must be a positive whole number or null")
-    config_dirs = saved.get("config_dirs") or []
-    if not isinstance(config_dirs, list) or not all(isinstance(d, str) for d in config_dirs):
-        raise UserError(f"{path}: config_dirs must be a list of directories")
+    table = declared()
+    for key in (*SAVED_SETTINGS, *SAVED_PLAN):  # the plan's keys say how it ran: optional
+        if key not in saved:
+            if key in SAVED_SETTINGS:
+                raise UserError(f"{path}: {key} is missing (restore the file from a copy of the sweep)")
+            continue
+        problem = table[key].problem(saved[key]) if not (key == "config_dirs" and saved[key] is None) else None
+        if problem is not None:
+            raise UserError(f"{path}: {render(key, saved[key], problem)} (restore the file from a copy of the sweep)")
     from dlcli.trust import check_trusted_overrides
 
     check_trusted_overrides(saved["overrides"], trust, source=str(path))  # before any of them is composed
