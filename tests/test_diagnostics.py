@@ -61,6 +61,26 @@ def test_learning_rate_too_high_and_too_low(workdir):
     assert failed.exit_code == 1 and codes(nan)[0] == "lr_too_high" and nan[0]["severity"] == "error"
 
 
+def test_classic_sigmoid_lenet_stuck_at_chance_is_named_within_three_epochs(workdir):
+    """The classic LeNet (sigmoid) at a small rate does not leave chance level: the diagnosis names
+    the activations, with evidence, after 3 epochs, and its advice is LeNet's own setting."""
+    findings, result = diagnosed("model=lenet", "model.activation=sigmoid", "data.resize=28", "optim.lr=0.01",
+                                 "trainer.epochs=3")
+    found = next(f for f in findings if f["code"] == "saturating_activations")
+    assert "model.activation=relu" in found["suggestion"] and "model.hidden" not in found["suggestion"]
+    assert set(found["evidence"]["saturated_share"]) and found["evidence"]["first_to_last_gradient"] is not None
+    assert "lr_too_low" not in codes(findings) and "underfitting" not in codes(findings)
+    assert "sigmoid/tanh activations keep the model from learning" in result.stdout
+
+
+def test_underfitting_names_the_models_own_size_settings(workdir):
+    findings, _ = diagnosed("model.hidden=[2]", "trainer.epochs=15")
+    assert "model.hidden=[4]" in findings[0]["suggestion"]
+    findings, _ = diagnosed("model=rnn", "+data.as_sequence=true", "model.hidden=1", "trainer.epochs=15", name="rnn")
+    found = [f for f in findings if f["code"] == "underfitting"]
+    assert not found or "model.hidden=2" in found[0]["suggestion"]
+
+
 def test_vanishing_gradients_in_a_deep_sigmoid_mlp(workdir):
     findings, _ = diagnosed("model.hidden=[32,32,32,32,32,32,32,32,32,32]", "model.activation=sigmoid", "trainer.epochs=3")
     found = next(f for f in findings if f["code"] == "vanishing_gradients")

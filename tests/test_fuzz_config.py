@@ -8,7 +8,8 @@ grammar (quotes, brackets, commas, `${...}`). Each is composed, validated, built
 one optimizer step on a tiny batch, in process. The invariant: a one-line user error that names
 the key, or a successful step; never another exception.
 
-Profiles: the default runs a fixed, derandomized set in about a minute; `DL_FUZZ=long pytest
+Profiles: the default runs a fixed, derandomized set in about a minute (DL_FUZZ_CASES=N sets the
+long profile's count); `DL_FUZZ=long pytest
 tests/test_fuzz_config.py` runs many more (the count is printed with -s).
 """
 
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 
 from dlcli.config import compose
 from dlcli.constraints import Anything, Constraint
-from dlcli.errors import UserError
+from dlcli.errors import UserError, printable
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "dlcli" / "conf"
 LONG = os.environ.get("DL_FUZZ") == "long"
@@ -204,7 +205,8 @@ def attempt(base: tuple[str, ...], key: str, text: str) -> str:
         message = str(exc)
         leaf = key.rsplit(".", 1)[-1]
         assert "\n" not in message, f"{overrides}: a message of several lines: {message!r}"
-        assert leaf in message or text.strip("'") in message, f"{overrides}: the message does not name {key}: {message!r}"
+        value = printable(text.strip("'"))  # as a message quotes it: control characters escaped
+        assert leaf in message or value in message, f"{overrides}: the message does not name {key}: {message!r}"
         for advice in suggested_overrides(message):
             follow(overrides, advice, message)
         return "error"
@@ -213,7 +215,7 @@ def attempt(base: tuple[str, ...], key: str, text: str) -> str:
 
 
 # an override a message tells the user to type: "set data.resize=32", "add +data.as_sequence=true"
-ADVICE = re.compile(r"(?:set|add|use|e\.g\.|try:?) (\+?[a-z_]+(?:\.[a-z_]+)+=[^\s,;)]+)")
+ADVICE = re.compile(r"(?:set|add|use|e\.g\.|try:?) (\+?[a-z_]+(?:\.[a-z_]+)+=(?:\[[^\]\s]*\]|[^\s,;)]+))")
 
 
 def suggested_overrides(message: str) -> list[str]:
@@ -244,7 +246,7 @@ def follow(overrides: list[str], advice: str, message: str) -> None:
 CASES: list[str] = []
 
 
-@settings(max_examples=4000 if LONG else 110, derandomize=not LONG, deadline=None, database=None,
+@settings(max_examples=int(os.environ.get("DL_FUZZ_CASES", 4000)) if LONG else 110, derandomize=not LONG, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def fuzz(data, root: str) -> None:
@@ -293,3 +295,64 @@ def test_the_advice_in_a_message_is_an_override_that_applies(overrides):
     assert advice, message
     for each in advice:
         follow([*overrides, *TINY], each, message)
+
+
+# -- the diagnosis' advice -------------------------------------------------------------------------
+
+def sick_runs():
+    """(rows, summary, evidence) that make every check with a "try:" line fire, one or a few at a time."""
+    from dlcli.diagnostics.evidence import Evidence
+
+    summary = {"task": "classification", "metric": "accuracy"}
+    row = {"lr": 0.05, "train_accuracy": 0.3, "val_accuracy": 0.3, "val_loss": 2.0}
+    yield [{**row, "train_loss": 9.0}], summary, Evidence(initial_loss=2.3)  # lr_too_high
+    yield [{**row, "train_loss": 2.0}] * 6, summary, Evidence()  # lr_too_low
+    yield ([{**row, "train_loss": 1 / (e + 1), "val_loss": v, "train_accuracy": 1.0, "val_accuracy": 0.6}
+            for e, v in enumerate([1.0, 0.8, 0.9, 1.2, 1.5, 1.8])], summary, Evidence())  # overfitting
+    yield ([{**row, "train_loss": loss} for loss in (2.0, 1.8, 1.79, 1.789)], summary,  # underfitting, and the evidence's checks
+           Evidence(layer_names=["a", "b", "c"], layer_grad_means=[1e-7, 1e-3, 1.0],
+                    grad_norms=[1.0] * 15 + [100.0], grad_steps=list(range(16)), dead_relu={"net.2": 1.0},
+                    input_scale={"max_std": 300.0, "max_abs_mean": 50.0, "feature": 0},
+                    data_shares=[0.9, 0.9], loader=True))
+    yield [{**row, "lr": -0.4, "train_loss": 9.0}], summary, Evidence(initial_loss=2.3)  # a rate that is no rate
+    stuck = [{**row, "train_loss": loss} for loss in (2.31, 2.30, 2.30)]  # at the untrained level after 3 epochs
+    yield stuck, summary, Evidence(initial_loss=2.31, saturated={"net.1": 0.4}, layer_grad_means=[1e-4, 1.0])  # sigmoids
+    yield stuck, summary, Evidence(initial_loss=2.31)  # lr_too_low, early
+
+
+def test_every_override_a_diagnosis_suggests_applies_to_the_run(files):
+    """A diagnosis of a run with each model, optimizer and data option suggests only overrides that
+    run has, with values its constraints accept: each one, applied, still builds the run."""
+    from omegaconf import OmegaConf
+
+    from dlcli.diagnostics import analyze
+    from dlcli.experiment import build_experiment
+
+    followed, checked = set(), set()
+    options = [(group, path.stem) for group in ("model", "optim", "data") for path in sorted((CONF / group).glob("*.yaml"))]
+    for group, option in options:
+        base = base_for(group, option, str(files))
+        if base is None:
+            continue
+        config = OmegaConf.to_container(compose(list(base)), resolve=False)
+        for rows, summary, evidence in sick_runs():
+            for finding in analyze(rows, summary, evidence, config=config):
+                checked.add(finding.code)
+                for advice in suggested_overrides("try: " + finding.suggestion.replace(", ", " try: ")):
+                    assert "-0.04" not in advice, f"{group}={option}: {finding.code} suggests {advice}"
+                    key = advice.split("=", 1)[0].lstrip("+")
+                    if not key.startswith(f"{group}.") and any(a == advice for _, a in followed):
+                        continue  # another group's setting, already followed once: it does not depend on this option
+                    kept = [o for o in base if o.split("=", 1)[0].lstrip("+") != key]
+                    try:
+                        one_step(build_experiment(compose([*kept, advice])))  # composes, builds and trains
+                    except UserError as exc:
+                        raise AssertionError(f"{group}={option}: {finding.code} suggests {advice}, which is refused: {exc}")
+                    followed.add((finding.code, advice))
+    assert {"lr_too_high", "lr_too_low", "overfitting", "underfitting", "vanishing_gradients", "exploding_gradients",
+            "dead_relus", "unnormalized_inputs", "input_pipeline_bound", "saturating_activations"} <= checked
+    suggested = {code for code, _ in followed}
+    assert {"lr_too_high", "lr_too_low", "overfitting", "underfitting", "vanishing_gradients", "dead_relus",
+            "unnormalized_inputs", "input_pipeline_bound", "saturating_activations"} <= suggested, followed
+    assert any(a.startswith("model.hidden=") for code, a in followed if code == "underfitting")  # the model's own size
+    assert any(a.startswith("model.width=") for code, a in followed if code == "underfitting")

@@ -221,6 +221,49 @@ def test_a_run_naming_a_users_class_opens_only_when_that_module_is_trusted(workd
     assert run_cli("eval", str(run)).exit_code == 0
 
 
+def test_the_working_directorys_own_configs_vouch_for_its_classes_but_a_run_never_for_itself(workdir, monkeypatch):
+    """model=mynet from ./conf/model/mynet.yaml (class mypkg.MyNet in ./mypkg/) trains, and eval,
+    predict and export open the run from the same directory without --trust; from a directory
+    without those configs, or with the configs inside the run directory, it is refused."""
+    import shutil
+
+    package = workdir / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import torch\n"
+        "class MyNet(torch.nn.Module):\n"
+        "    def __init__(self, input_shape, num_outputs, width=16):\n"
+        "        super().__init__()\n"
+        "        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(width), torch.nn.ReLU(),\n"
+        "                                       torch.nn.Linear(width, num_outputs))\n"
+        "    def forward(self, x):\n"
+        "        return self.net(x)\n")
+    (workdir / "conf" / "model").mkdir(parents=True)
+    (workdir / "conf" / "model" / "mynet.yaml").write_text("_target_: mypkg.MyNet\nwidth: 16\n")
+    monkeypatch.syspath_prepend(str(workdir))
+    trained = run_cli("train", "model=mynet", "data=iris", "trainer.epochs=1", "trainer.plots=false")
+    assert trained.exit_code == 0, trained.output
+    run = only_run(workdir)
+    assert run_cli("eval", str(run)).exit_code == 0
+    rows = workdir / "rows.csv"
+    rows.write_text("sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n5.1,3.5,1.4,0.2\n")
+    predicted = run_cli("predict", str(run), str(rows), "--output", str(workdir / "out.csv"))
+    assert predicted.exit_code == 0, predicted.output
+    assert run_cli("export", str(run), "--format", "torchscript").exit_code == 0
+
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    copy = elsewhere / "received"
+    shutil.copytree(run, copy)
+    (copy / "conf" / "model").mkdir(parents=True)  # a run directory that brings configs of its own vouches for nothing
+    (copy / "conf" / "model" / "mynet.yaml").write_text("_target_: mypkg.MyNet\n")
+    monkeypatch.chdir(elsewhere)
+    refused = run_cli("eval", str(copy))
+    assert refused.exit_code == 2 and "model._target_=mypkg.MyNet" in refused.stderr and "--trust mypkg" in refused.stderr
+    monkeypatch.chdir(copy)  # not even from inside it: the classes are not this directory's own
+    assert run_cli("eval", str(copy)).exit_code == 2
+
+
 # -- a bug in a user's own code keeps its traceback ---------------------------------------------------
 
 def test_a_bug_in_a_users_model_shows_its_traceback_not_a_one_line_error(workdir):

@@ -12,7 +12,9 @@ someone else, and a `_target_` is a call. Such a config may name:
    see what the name is; a function there (`torch.hub.load`) is never such a class, and private or
    special names (`_x`, `__main__`) are never looked up;
 3. what the user trusts: `--trust NAME` or a ./conf/trust.yaml holding `trust: [NAME, ...]`, where
-   NAME is a module (trusting everything under it) or one dotted target.
+   NAME is a module (trusting everything under it) or one dotted target; and what the working
+   directory's own ./conf files name (`named_by_own_configs`): the user's configs vouch for the
+   user's classes, in the directory they are in. A run directory never vouches for itself.
 
 Anything else is refused in one line that names it and how to trust it. Overrides read from a file
 are held to the same rule, and may not reach Hydra itself (`hydra.*`) or carry interpolations, even
@@ -150,17 +152,51 @@ def targets_in(value: Any, path: str = ""):
 
 
 def trusted_here() -> list[str]:
-    """Names the user trusts for every file opened from this directory: ./conf/trust.yaml."""
+    """Names the user trusts for every file opened from this directory: ./conf/trust.yaml, and
+    what this directory's own ./conf files name (named_by_own_configs)."""
     from dlcli.received import read_yaml
 
     path = Path.cwd() / TRUST_FILE
+    named = named_by_own_configs()
     if not path.is_file():
-        return []
+        return named
     content = read_yaml(path)
     names = content.get("trust") if isinstance(content, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         raise UserError(f"{path} must hold `trust: [module, ...]`")
-    return names
+    return [*names, *named]
+
+
+OWN_CONFIGS_SCANNED = 500  # ./conf files read for their targets (a project has tens)
+OWN_CONFIG_BYTES = 1 << 20
+
+
+def named_by_own_configs() -> list[str]:
+    """What the working directory's own ./conf/**/*.yaml name as `_target_`: a user who trained
+    model=mynet from ./conf/model/mynet.yaml (class mypkg.MyNet) opens that run here without
+    --trust. A module that lives in this directory (./mypkg/ or ./mypkg.py) is trusted whole, as
+    the user's own code; any other target only by its exact name. Only the directory dl runs in
+    vouches: a run directory's config.yaml, wherever it is, still trusts nothing."""
+    import yaml
+
+    root = Path.cwd() / "conf"
+    if not root.is_dir() or (Path.cwd() / "config.yaml").is_file():
+        return []  # (a run directory, even as the working directory, does not vouch for its own config)
+    named: set[str] = set()
+    for file in sorted(root.rglob("*.yaml"))[:OWN_CONFIGS_SCANNED]:
+        try:
+            if file.stat().st_size > OWN_CONFIG_BYTES:
+                continue
+            content = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+            continue  # composing it says what is wrong with it; here it vouches for nothing
+        for _, target in targets_in(content):
+            if not isinstance(target, str) or "." not in target or target.startswith("dlcli."):
+                continue  # dl's own classes are trusted by their exact names in dl's configs only
+            top = target.split(".", 1)[0]
+            own_module = (Path.cwd() / top).is_dir() or (Path.cwd() / f"{top}.py").is_file()
+            named.add(target.rpartition(".")[0] if own_module else target)
+    return sorted(named)
 
 
 def _is_library_class_of_kind(target: str, namespaces: tuple[str, ...], bases: tuple[str, ...]) -> bool:

@@ -148,23 +148,58 @@ def lr_too_high(f: Facts, t: dict) -> Finding | None:
                    f.advise(("optim.lr", _lower(f.lr)), ("trainer.grad_clip", 1.0), then="or dl lr-find"))
 
 
-@check("lr_too_low", unless=("lr_too_high",), thresholds={
+STUCK = {
+    "stuck_epochs": 3,  # a loss that has not left where the untrained model began, after this many epochs ...
+    "stuck_share": 0.90,  # ... (its best is still above this share of the untrained model's loss)
+}
+
+
+def _stuck(f: Facts, t: dict) -> bool:
+    """The training loss never left the untrained model's level: nothing was learned at all (a
+    classifier at chance), which is clear after a few epochs, not only after ten."""
+    start = f.evidence.initial_loss if f.evidence.initial_loss is not None else (f.losses[0] if f.losses else None)
+    return (len(f.losses) >= t["stuck_epochs"] and start is not None and start > 0
+            and min(f.losses) >= t["stuck_share"] * start and f.losses[0] <= start * 1.10)
+
+
+@check("saturating_activations", unless=("lr_too_high",), thresholds=STUCK)
+def saturating_activations(f: Facts, t: dict) -> Finding | None:
+    squashing = f.evidence.saturated  # (measured only when the model has sigmoid or tanh layers)
+    if not squashing or not _stuck(f, t):
+        return None
+    worst = max(squashing, key=squashing.get)
+    means = f.evidence.layer_grad_means
+    ratio = means[0] / means[-1] if len(means) >= 2 and means[-1] > 0 else None
+    gradient = f"; the first layer's gradient is {ratio:.1e} of the last layer's" if ratio is not None else ""
+    return Finding("saturating_activations", "warning", len(f.losses),
+                   {"saturated_share": squashing, "first_to_last_gradient": ratio, "train_losses": f.losses[:4]},
+                   f"the sigmoid/tanh activations keep the model from learning: the training loss stayed at the untrained "
+                   f"model's level ({fmt(min(f.losses))}) for {len(f.losses)} epochs; each such layer passes at most a quarter "
+                   f"(sigmoid) of the gradient back{gradient}, and {100 * squashing[worst]:.0f}% of the outputs of {worst} "
+                   "sit near their limits, where the slope is almost zero",
+                   f.advise(("model.activation", "relu"), ("optim.lr", _higher(f.lr)), then="a ReLU model, or dl lr-find"))
+
+
+@check("lr_too_low", unless=("lr_too_high", "saturating_activations"), thresholds={
     "relative_drop": 0.05,  # the loss fell by less than this fraction over the whole run ...
-    "min_epochs": 5,  # ... of at least this many epochs
+    "min_epochs": 5,  # ... of at least this many epochs (or STUCK: at the untrained level after 3)
+    **STUCK,
 })
 def lr_too_low(f: Facts, t: dict) -> Finding | None:
     losses = f.losses
-    if len(losses) < t["min_epochs"] or losses[0] <= 0 or (losses[0] - min(losses)) / losses[0] >= t["relative_drop"]:
+    slow = len(losses) >= t["min_epochs"] and losses[0] > 0 and (losses[0] - min(losses)) / losses[0] < t["relative_drop"]
+    if not slow and not _stuck(f, t):
         return None
+    why = (f"the training loss fell by only {100 * (losses[0] - min(losses)) / losses[0]:.1f}% over {len(losses)} epochs" if slow
+           else f"the training loss is still where the untrained model began ({fmt(min(losses))}) after {len(losses)} epochs")
     return Finding("lr_too_low", "warning", len(losses), {"first_train_loss": losses[0], "best_train_loss": min(losses), "lr": f.lr},
-                   f"the learning rate looks too low: the training loss fell by only "
-                   f"{100 * (losses[0] - min(losses)) / losses[0]:.1f}% over {len(losses)} epochs",
+                   "the learning rate looks too low: " + why,
                    f.advise(("optim.lr", _higher(f.lr)), then="or dl lr-find"))
 
 
 # -- the fit ---------------------------------------------------------------------------------------
 
-@check("overfitting", unless=("lr_too_high", "lr_too_low"), thresholds={
+@check("overfitting", unless=("lr_too_high", "lr_too_low", "saturating_activations"), thresholds={
     "val_loss_rise": 1.30,  # validation loss this far above its minimum (a rise of 20% is ordinary noise on small sets)
     "epochs_after_best": 3,  # at least this many epochs after it
     "metric_gap": 0.05,  # with train accuracy this far above validation accuracy
@@ -189,7 +224,7 @@ def overfitting(f: Facts, t: dict) -> Finding | None:
                             ("trainer.epochs", best + 1), then="or augmentation"))
 
 
-@check("underfitting", unless=("lr_too_high", "lr_too_low"), thresholds={
+@check("underfitting", unless=("lr_too_high", "lr_too_low", "saturating_activations"), thresholds={
     "train_accuracy": 0.60,  # training accuracy below this after training ...
     "train_loss_regression": 0.50,  # ... or MSE on the standardized target above this (1.0 is predicting the mean)
     "flat_relative_change": 0.05,  # and the last third of the epochs improved the loss by less than this
@@ -207,7 +242,7 @@ def underfitting(f: Facts, t: dict) -> Finding | None:
     shown = f"training {f.metric if f.classification else 'loss'} {fmt(last.get('train_accuracy') if f.classification else losses[-1])}"
     return Finding("underfitting", "warning", len(f.rows), {"train_loss": losses[-1], "train_accuracy": last.get("train_accuracy")},
                    f"the model underfits: {shown} after {len(f.rows)} epochs, and the loss stopped improving",
-                   f.advise(("model.hidden", [256, 256]), then="a larger model, a higher optim.lr, more epochs, less regularization"))
+                   f.advise(*_larger(f.config), then="a larger model, a higher optim.lr, more epochs, less regularization"))
 
 
 # -- the gradients ---------------------------------------------------------------------------------
@@ -329,6 +364,27 @@ def input_pipeline_bound(f: Facts, t: dict) -> Finding | None:
                    f"training waits for its data: reading and preparing batches takes {100 * median:.0f}% of the "
                    "training time, so the model is idle most of the time",
                    f.advise(("data.num_workers", 4), then="more loader processes, or a smaller data.resize"))
+
+
+def _larger(config: dict | None) -> list[tuple[str, object]]:
+    """The model's own size settings (its class's `grows_with`), each doubled: `model.hidden=[512]`
+    for an MLP, `model.width=128` for a ResNet; none for a model without them (LeNet)."""
+    model = (config or {}).get("model") or {}
+    target = model.get("_target_") if isinstance(model, dict) else None
+    if not isinstance(target, str) or not target.startswith("dlcli.models."):
+        return []  # someone else's class is not imported to ask it
+    from dlcli.models.registry import MODELS
+    import dlcli.models  # noqa: F401  (every model module registers itself on import)
+
+    grows = getattr(MODELS.get(target.rsplit(".", 1)[-1]), "grows_with", ())
+    doubled = []
+    for key in grows:
+        value = model.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            doubled.append((f"model.{key}", 2 * value))
+        elif isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+            doubled.append((f"model.{key}", [2 * v for v in value]))
+    return doubled
 
 
 def _lower(lr) -> float:

@@ -28,6 +28,7 @@ class Evidence:
     grad_norms: list[float] = field(default_factory=list)  # sampled total gradient norms, in order
     grad_steps: list[int] = field(default_factory=list)
     dead_relu: dict = field(default_factory=dict)  # layer -> share of units never firing
+    saturated: dict = field(default_factory=dict)  # sigmoid/tanh layer -> share of its outputs near its limits
     output_check: dict | None = None  # probabilities fed to cross-entropy
     input_scale: dict | None = None  # the largest feature std / |mean| of a training batch
     majority_share: float | None = None
@@ -152,7 +153,7 @@ class Diagnostics(Callback):
         self._pending, self._pending_steps = [], []
         self.evidence.layer_grad_means = (self._sums / self._samples).tolist()
 
-    # -- after training: which ReLUs ever fire -----------------------------------------------------
+    # -- after training: which ReLUs ever fire, how close sigmoids sit to their limits -------------
     def _fit_end(self, state, status) -> None:
         import torch
         from torch import nn
@@ -161,9 +162,11 @@ class Diagnostics(Callback):
         if status not in ("completed", "pruned"):
             return
         relus = [(name, m) for name, m in self.session.model.named_modules() if isinstance(m, nn.ReLU)]
-        if not relus:
+        squashing = [(name, m) for name, m in self.session.model.named_modules() if isinstance(m, (nn.Sigmoid, nn.Tanh))]
+        if not relus and not squashing:
             return
         fired: dict[str, torch.Tensor] = {}
+        near_limits: dict[str, float] = {}
 
         def watch(name):
             def hook(module, inputs, output):
@@ -175,7 +178,16 @@ class Diagnostics(Callback):
                 fired[key] = alive if key not in fired else fired[key] | alive  # a module reused on other shapes
             return hook
 
+        def squash(name):
+            def hook(module, inputs, output):
+                if isinstance(output, torch.Tensor) and output.numel():
+                    # within 5% of the limits (sigmoid: <0.05 or >0.95; tanh: |y| > 0.9) the slope is under a tenth of its peak
+                    edge = output.abs() > 0.9 if isinstance(module, nn.Tanh) else (output - 0.5).abs() > 0.45
+                    near_limits[name] = float(edge.float().mean())
+            return hook
+
         handles = [m.register_forward_hook(watch(name)) for name, m in relus]
+        handles += [m.register_forward_hook(squash(name)) for name, m in squashing]
         try:
             model = self.session.model
             was_training = model.training
@@ -190,6 +202,7 @@ class Diagnostics(Callback):
             for handle in handles:
                 handle.remove()
         self.evidence.dead_relu = {name: 1.0 - float(alive.float().mean()) for name, alive in fired.items()}
+        self.evidence.saturated = near_limits
 
 
 def _rng_untouched(device: torch.device):

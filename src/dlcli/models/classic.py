@@ -27,6 +27,8 @@ def _head(features_out: int, hidden: int, num_outputs: int, dropout: float) -> n
 class AlexNet(nn.Module):
     """5 convs (96@11x11/4, 256@5x5, 384, 384, 256 @3x3) with 3x3/2 max-pools; fc 4096, 4096 (dropout)."""
 
+    grows_with = ("hidden",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
+
     def __init__(self, input_shape, num_outputs: int, hidden: int = 4096, dropout: float = 0.5):
         super().__init__()
         channels, _, _ = image_input(input_shape, "alexnet")
@@ -57,6 +59,8 @@ class VGG(nn.Module):
 
     `ratio` divides every conv's channel count (4 gives the small VGG that trains on a laptop).
     """
+
+    grows_with = ("hidden",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
 
     def __init__(self, input_shape, num_outputs: int, conv_arch=VGG11, ratio: int = 1, hidden: int = 4096, dropout: float = 0.5):
         super().__init__()

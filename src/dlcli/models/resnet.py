@@ -37,6 +37,8 @@ class ResNet(nn.Module):
     """ResNet-18 or -34. `small_input` swaps the 7x7/2 stem and its max-pool for one 3x3/1 conv,
     which keeps 28-32 px images (MNIST, CIFAR) from shrinking to 1x1 before the last stage."""
 
+    grows_with = ("width",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
+
     def __init__(self, input_shape, num_outputs: int, depth: int = 18, small_input: bool = False, width: int = 64):
         super().__init__()
         channels, _, _ = image_input(input_shape, "resnet")
@@ -82,11 +84,11 @@ class DenseBlock(nn.Module):
 class DenseNet(nn.Module):
     """Stem, dense blocks joined by transitions (1x1 conv halving channels, 2x2 average pool)."""
 
+    grows_with = ("growth_rate",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
+
     def __init__(self, input_shape, num_outputs: int, growth_rate: int = 32, block_sizes=(4, 4, 4, 4), init_channels: int = 64):
         super().__init__()
         channels, _, _ = image_input(input_shape, "densenet")
-        if growth_rate < 1 or not block_sizes or min(block_sizes) < 1:
-            raise UserError(f"model.growth_rate={growth_rate} and model.block_sizes={list(block_sizes)} must be positive")
         layers = [nn.Conv2d(channels, init_channels, 7, stride=2, padding=3), nn.BatchNorm2d(init_channels), nn.ReLU(),
                   nn.MaxPool2d(3, stride=2, padding=1)]
         width = init_channels

@@ -32,6 +32,8 @@ def _sequence_input(input_shape, model: str) -> tuple[int, int]:
 class RecurrentClassifier(nn.Module):
     """Many-to-one: the final hidden state (both directions if bidirectional) feeds a linear head."""
 
+    grows_with = ("hidden",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
+
     def __init__(self, input_shape, num_outputs: int, cell: str = "lstm", hidden: int = 64, layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0):
         super().__init__()
@@ -56,6 +58,8 @@ class RecurrentClassifier(nn.Module):
              pool=Interval(1, 1024, integer=True))
 class CNN1d(nn.Module):
     """Blocks of conv1d + batch norm + ReLU + max-pool, global average pooling, a linear head."""
+
+    grows_with = ("channels",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
 
     def __init__(self, input_shape, num_outputs: int, channels=(16, 32), kernel: int = 5, pool: int = 2):
         super().__init__()

@@ -49,6 +49,8 @@ def _dropout_rates(dropout, layers: int) -> list[float]:
 class MLP(nn.Module):
     """Flatten, then per hidden size: linear, optional batch norm, activation, optional dropout."""
 
+    grows_with = ("hidden",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
+
     def __init__(
         self,
         input_shape: tuple[int, ...],
