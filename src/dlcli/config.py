@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlcli.errors import UserError, first_line
 
@@ -81,27 +81,71 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = (
     _check_override_syntax(overrides)
     register()
     extra = search_path(config_dirs)
-    hydra_overrides = overrides + (["hydra.searchpath=[" + ",".join(extra) + "]"] if extra else [])
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-            try:
-                cfg = hydra_compose(config_name="config", overrides=hydra_overrides)
-            except Exception as exc:  # Hydra raises several types; all are the user's input here
-                raise UserError(_explain_hydra_error(exc, overrides, config_dirs)) from None
-            loader = GlobalHydra.instance().config_loader()
-            for group in REQUIRED_GROUPS:
-                if not isinstance(cfg.get(group), DictConfig):
-                    options = ", ".join(sorted(loader.get_group_options(group)))
-                    raise UserError(f"a run needs a {group}, and the overrides removed it: choose one with {group}=NAME ({options})")
-    finally:
+    searched = ["hydra.searchpath=[" + ",".join(extra) + "]"] if extra else []
+
+    def composed(given: list[str]) -> DictConfig:
         GlobalHydra.instance().clear()
+        try:
+            with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+                try:
+                    cfg = hydra_compose(config_name="config", overrides=given + searched)
+                except Exception as exc:  # Hydra raises several types; all are the user's input here
+                    raise UserError(_explain_hydra_error(exc, overrides, config_dirs)) from None
+                loader = GlobalHydra.instance().config_loader()
+                for group in REQUIRED_GROUPS:
+                    if not isinstance(cfg.get(group), DictConfig):
+                        options = ", ".join(sorted(loader.get_group_options(group)))
+                        raise UserError(f"a run needs a {group}, and the overrides removed it: choose one with {group}=NAME ({options})")
+        finally:
+            GlobalHydra.instance().clear()
+        return cfg
+
+    cfg = composed(overrides)
+    brought = model_training_defaults(cfg, overrides)
+    if brought:  # before the user's overrides: whatever they typed wins
+        cfg = composed([*brought, *overrides])
     check_schema_keys(cfg)
     try:
         OmegaConf.resolve(cfg)
     except Exception as exc:
         raise UserError(f"cannot resolve the config: {first_line(exc)}") from None
     return cfg
+
+
+TRAIN_WITH = "train_with"  # a model option's own training defaults: model.train_with=[optim.lr=0.1, ...]
+TRAIN_WITH_KEYS = ("optim", "sched", "trainer.epochs", "trainer.batch_size", "trainer.grad_clip")  # what they may set
+
+
+def model_training_defaults(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
+    """The overrides a model option brings in its `train_with` list (a rate, an optimizer, epochs)
+    that the user left to it: a value (`optim.lr=0.1`) is dropped when the user typed its key, a
+    key under it, or chose its group (`optim=adam` keeps the model's SGD rate off Adam); a choice
+    (`optim=adam`) only when the user chose that group (`optim.lr=1e-4` then sets Adam's rate); all
+    are dropped under an experiment recipe, which sets its training itself. Only optimizer, schedule and a few
+    trainer settings may be brought; they compose like typed overrides, so config.yaml records
+    them (resume and sweeps repeat exactly)."""
+    model = cfg.get("model")
+    wanted = model.get(TRAIN_WITH) if isinstance(model, DictConfig) else None
+    if not wanted:
+        return []
+    typed = [override_key(o).lstrip("+~") for o in overrides]
+    if "experiment" in typed:
+        return []
+    where = f"model.{TRAIN_WITH}"
+    if not isinstance(wanted, (list, ListConfig)) or not all(isinstance(entry, str) for entry in wanted):
+        raise UserError(f"{where} must be a list of overrides such as [optim.lr=0.1]")
+    brought = []
+    for entry in wanted:
+        key = override_key(entry)
+        if "=" not in entry or not key.startswith(TRAIN_WITH_KEYS) or "_target_" in key or "${" in entry:
+            raise UserError(f"{where} holds {entry!r}: it may only set {', '.join(TRAIN_WITH_KEYS)} (key=value)")
+        group = key.split(".", 1)[0]
+        # a choice (optim=adam) yields only to another choice: `optim.lr=1e-4` then sets Adam's rate;
+        # a value (optim.lr=0.1) yields to that key, a key under it, or another optimizer
+        if any(t == key or t.startswith(key + ".") or t == group for t in typed) if "." in key else key in typed:
+            continue
+        brought.append(entry)
+    return brought
 
 
 def check_schema_keys(cfg: DictConfig) -> None:

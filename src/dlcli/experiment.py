@@ -61,6 +61,10 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     check_config(cfg)
     device = select_device(cfg.trainer.device)
     notes = []
+    brought = list(cfg.model.get("train_with") or [])
+    if brought and not restoring:
+        notes.append(f"this model brings its own training defaults (model.train_with): {', '.join(brought)}; "
+                     "whatever you set yourself wins")
     amp = bool(cfg.trainer.amp)
     if amp and device.type != "cuda":
         notes.append(f"trainer.amp=true needs CUDA: training in float32 on {device}")

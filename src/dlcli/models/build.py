@@ -17,7 +17,7 @@ from dlcli.own_settings import OWN_SETTINGS
 from dlcli.models.init import initialize, parse_scheme
 
 # Config keys handled here rather than passed to the model's constructor.
-BUILD_KEYS = ("init", "freeze")
+BUILD_KEYS = ("init", "freeze", "train_with")  # (train_with is read when the config is composed: dlcli.config)
 BUILD_KEY_CONSTRAINTS = OWN_SETTINGS["model"]  # what they may be
 
 
