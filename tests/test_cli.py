@@ -138,3 +138,12 @@ def test_help_does_not_import_torch():
                          env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
     assert out.returncode == 0 and "train" in out.stdout
     assert "| torch\n" not in out.stderr  # -X importtime lists every module the real entry point imports
+
+
+def test_hydras_multirun_habit_gets_the_sweep_command_that_does_it(workdir):
+    for args in (["-m", "optim.lr=0.1,0.01", "model.hidden=[8],[16]"], ["optim.lr=0.1,0.01", "model.hidden=[8],[16]", "--multirun"]):
+        result = run_cli("train", *args)
+        assert result.exit_code == 2
+        assert result.stderr.strip() == ("error: dl train runs one config; for Hydra's -m/--multirun grid use: "
+                                         "dl sweep grid optim.lr=0.1,0.01 'model.hidden=[8],[16]'")
+        assert not (workdir / "runs").exists()

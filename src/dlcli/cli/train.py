@@ -40,8 +40,17 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     trust: Optional[List[str]] = TRUST,
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    multirun: bool = typer.Option(False, "--multirun", "-m", hidden=True,
+                                  help="Hydra's multirun habit: answered with the dl sweep grid command that does it."),
 ):
     """Train a model: compose the config, fit on the best device, test the best checkpoint once."""
+    if multirun:  # Hydra's `-m a=1,2`: one line with the command that runs that grid, before anything is composed
+        import shlex
+
+        from dlcli.errors import UserError
+
+        raise UserError("dl train runs one config; for Hydra's -m/--multirun grid use: dl sweep grid "
+                        + " ".join(shlex.quote(o) for o in overrides or []))
     from dlcli.config import compose, to_yaml
 
     from dlcli.config import read_overrides_file
