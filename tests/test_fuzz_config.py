@@ -8,7 +8,7 @@ grammar (quotes, brackets, commas, `${...}`). Each is composed, validated, built
 one optimizer step on a tiny batch, in process. The invariant: a one-line user error that names
 the key, or a successful step; never another exception.
 
-Profiles: the default runs a fixed, derandomized set of 80 cases in about 20 s (DL_FUZZ_CASES=N sets the
+Profiles: the default runs a fixed, derandomized set of 80 cases (DL_FUZZ_CASES=N sets the
 long profile's count); `DL_FUZZ=long pytest
 tests/test_fuzz_config.py` runs many more (the count is printed with -s).
 """
