@@ -185,7 +185,7 @@ def test_bad_prediction_inputs_are_one_line_and_write_nothing(house_flow, tmp_pa
     words.to_csv(tmp_path / "words.csv", index=False)
     refused("predict", str(refit), str(tmp_path / "words.csv"), "--output", str(tmp_path / "out.csv"),
             says="column 'LotArea' of words.csv holds 'big' (line 5)")
-    refused("predict", str(kfold), str(root / "test.csv"), says="is a k-fold run with one model per fold")
+    refused("eval", str(kfold), says="is a k-fold run")
     refused("predict", str(tmp_path), str(root / "test.csv"), says="is not a dl run directory")
     refused("predict", str(refit), str(tmp_path / "absent.csv"), says="absent.csv: no such file or folder")
     refused("predict", str(refit), str(root / "test.csv"), "--id", "Key", says="--id Key is not a column of test.csv")
@@ -414,3 +414,70 @@ def test_refit_of_a_single_run_and_what_it_refuses(workdir):
     summary_path.write_text(json.dumps({**read(summary_path), "status": "interrupted"}))
     refused("train", f"refit={run}", says="is interrupted: refit a completed run")
     assert len(list((workdir / "runs" / "train").iterdir())) == count  # nothing half-made
+
+
+def test_a_kfold_run_predicts_with_the_mean_of_its_fold_models(house_flow, tmp_path):
+    root, kfold, _ = house_flow
+    test_csv = str(root / "test.csv")
+    result = ok("predict", str(kfold), test_csv, "--output", str(tmp_path / "mean.csv"))
+    assert "the mean of 5 fold models' predicted SalePrice (in its own units)" in result.stdout
+    folds = []
+    for fold in range(1, 6):
+        one = ok("predict", str(kfold), test_csv, "--fold", str(fold), "--output", str(tmp_path / f"fold{fold}.csv"))
+        assert "best checkpoint" in one.stdout
+        folds.append(pd.read_csv(tmp_path / f"fold{fold}.csv"))
+    mean = pd.read_csv(tmp_path / "mean.csv")
+    assert list(mean.columns) == ["Id", "SalePrice"] and mean.Id.tolist() == folds[0].Id.tolist()
+    np.testing.assert_allclose(mean.SalePrice, np.mean([f.SalePrice for f in folds], axis=0), rtol=1e-9)
+    assert not np.allclose(folds[0].SalePrice, folds[1].SalePrice)  # the folds are different models
+    refused("predict", str(kfold), test_csv, "--fold", "6", says="--fold 6 is not a fold of")
+    refused("predict", str(kfold), test_csv, "--fold", "0", says="--fold 0")
+    refused("predict", str(kfold / "fold-1"), test_csv, "--fold", "1", says="is a single run: drop --fold")
+    refused("export", str(kfold), says=f"dl train refit={kfold}")
+
+
+def test_fold_models_average_class_probabilities(workdir):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 2))
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")})
+    frame.to_csv("labelled.csv", index=False)
+    frame.drop(columns=["label"]).head(20).to_csv("new.csv", index=False)
+    ok("train", "data=csv", "data.path=labelled.csv", "data.target=label", "split.kfold=3", "trainer.epochs=3", "-q")
+    kfold = newest(workdir, "train")
+    ok("predict", str(kfold), "new.csv", "--proba", "--output", "mean.csv")
+    for fold in (1, 2, 3):
+        ok("predict", str(kfold), "new.csv", "--proba", "--fold", str(fold), "--output", f"fold{fold}.csv")
+    mean = pd.read_csv("mean.csv")
+    folds = [pd.read_csv(f"fold{n}.csv") for n in (1, 2, 3)]
+    np.testing.assert_allclose(mean[["no", "yes"]], np.mean([f[["no", "yes"]] for f in folds], axis=0), rtol=1e-6)
+    assert (mean["label"] == np.where(mean["yes"] > mean["no"], "yes", "no")).all()
+    np.testing.assert_allclose(mean[["no", "yes"]].sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_refit_on_every_labelled_row_has_no_test_number_and_says_why(workdir):
+    ok("train", "data=iris", "trainer.epochs=4", "-q")
+    run = newest(workdir, "train")
+    result = ok("train", f"refit={run}", "split.test=0", "-q")
+    assert "no test split (split.test=0" in result.stdout
+    refit = newest(workdir, "train")
+    summary, split = read(refit / "summary.json"), read(refit / "split.json")
+    assert split["sizes"] == {"train": 150, "val": 0, "test": 0} and summary["test"] is None
+    assert "every labelled row" in summary["no_test"]
+    refused("train", f"refit={run}", "split.test=0.3", says="split.test=0.3: a refit keeps its source's test split")
+
+
+def test_refit_of_a_sweep_trains_its_best_trial_again(workdir):
+    ok("sweep", "grid", "optim.lr=0.3,0.05", "split.kfold=3", "trainer.epochs=3", "data=iris", "--name", "irises", "-q")
+    sweep_dir = next((workdir / "runs" / "sweeps" / "irises").iterdir())
+    summary = read(sweep_dir / "summary.json")
+    best = sweep_dir / "trials" / f"{summary['best_trial']:03d}"
+    ok("train", f"refit={sweep_dir}", "split.test=0", "-q")
+    refit = newest(workdir, "irises")  # the trials' name: the sweep's
+    facts = read(refit / "summary.json")
+    assert facts["refit_of"] == str(best) and facts["refit_of_sweep"] == str(sweep_dir)
+    assert "mean best epoch over 3 folds" in facts["refit_epochs_from"]
+    config = __import__("yaml").safe_load((refit / "config.yaml").read_text())
+    trial_config = __import__("yaml").safe_load((best / "config.yaml").read_text())
+    assert trial_config["trainer"]["plots"] is False and config["trainer"]["plots"] is True  # presentation: this command's
+    assert str(config["optim"]["lr"]) == summary["best_overrides"][-1].split("=")[1]
+    refused("predict", str(sweep_dir), "x.csv", says="is a sweep, with one run per trial")

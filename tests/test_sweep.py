@@ -36,7 +36,9 @@ QUICK = ["trainer.epochs=2"]
 def sweep(*overrides, kind="grid", **options):
     options.setdefault("log", lambda line: None)
     return run_sweep(SweepSettings(kind, list(overrides), trials=options.pop("trials", None), seed=options.pop("seed", 0),
-                                   metric=options.pop("metric", None), prune=options.pop("prune", "none")), **options)
+                                   metric=options.pop("metric", None), prune=options.pop("prune", "none"),
+                                   prune_warmup=options.pop("prune_warmup", 1), prune_startup=options.pop("prune_startup", 4)),
+                     **options)
 
 
 def table(result):
@@ -97,13 +99,16 @@ def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypat
     assert {p.name for p in directory.iterdir()} == {"sweep.yaml", "trials", "results.csv", "best.yaml", "summary.json", "sweep.png",
                                                    ".lock", "study.journal"}
     frame = table(result)
-    assert list(frame.columns) == ["number", "status", "optim.lr", "model.hidden", "val_accuracy", "best_epoch", "message"]
+    assert list(frame.columns) == ["number", "status", "optim.lr", "model.hidden", "val_accuracy", "val_loss", "best_epoch", "message"]
     # trial N is the N-th combination, in the order given (the grid's trials are enqueued in the study)
     assert list(zip(frame["optim.lr"], frame["model.hidden"])) == [(0.3, "[32]"), (0.3, "[64]"), (0.03, "[32]"), (0.03, "[64]")]
     assert set(zip(frame["optim.lr"].astype(str), frame["model.hidden"])) == {("0.3", "[32]"), ("0.3", "[64]"), ("0.03", "[32]"), ("0.03", "[64]")}
     summary = read(directory / "summary.json")
-    best = frame.loc[frame["val_accuracy"].idxmax()]
+    # the highest val_accuracy; among equal ones the lowest val_loss
+    top = frame[frame["val_accuracy"] == frame["val_accuracy"].max()]
+    best = top.loc[top["val_loss"].idxmin()]
     assert summary["best_trial"] == best["number"] and summary["test"]["samples"] == 180
+    assert summary["chosen_by"].startswith("the highest val_accuracy; ties broken by the lower val_loss")
     # the test split: never by a trial, once for the best trial after the sweep
     assert looks == [(summary["best_run_dir"], "test")]
     for trial in (directory / "trials").iterdir():
@@ -137,9 +142,84 @@ def test_trials_select_their_checkpoint_on_the_sweep_metric(workdir):
         assert __import__("torch").load(trial / "checkpoints" / "best.pt", weights_only=True)["state"]["best_epoch"] == row["best_epoch"]
 
 
-def test_kfold_inside_a_sweep_is_refused(workdir):
-    with pytest.raises(UserError, match="split.kfold inside a sweep is not supported"):
-        sweep("optim.lr=0.1,0.2", "split.kfold=2")
+def test_a_kfold_sweep_judges_each_trial_by_its_mean_over_folds(workdir):
+    lines = []
+    result = sweep("optim.lr=0.3,1e-5", "split.kfold=3", *QUICK, log=lines.append)
+    frame = table(result).set_index("number")
+    assert list(frame.columns) == ["status", "optim.lr", "val_accuracy", "val_accuracy_std", "val_loss", "best_epoch", "message"]
+    for number in (0, 1):
+        trial = result.sweep_dir / "trials" / f"{number:03d}"
+        report = read(trial / "kfold.json")
+        assert read(trial / "summary.json")["kind"] == "kfold" and report["per_fold"][0]["test"] is None  # no test look in a trial
+        assert frame.loc[number, "val_accuracy"] == pytest.approx(report["mean"])
+        assert frame.loc[number, "val_accuracy_std"] == pytest.approx(report["std"])
+    assert result.summary["best_trial"] == 0 and "over 3 folds" in result.summary["chosen_by"]
+    assert any(line.startswith("trial 000 completed (optim.lr=0.3): val_accuracy ") and "± " in line and "over 3 folds" in line
+               for line in lines)
+    # the one test look: each fold model of the best trial on the same held-out split, averaged
+    assert result.summary["test"]["samples"] == 180
+    assert any("mean of its 3 fold models" in line for line in lines)
+
+
+def test_the_house_prices_kfold_recipe_sweeps_as_it_is(workdir):
+    from dlcli.config import compose
+
+    assert compose(["experiment=house_prices_kfold"]).split.kfold == 5
+    csv = workdir / "houses.csv"
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    area = rng.uniform(50, 250, 120)
+    frame = pd.DataFrame({"Id": range(120), "GrLivArea": area, "SalePrice": 1000 * area * rng.uniform(0.9, 1.1, 120)})
+    frame.to_csv(csv, index=False)
+    result = sweep("experiment=house_prices_kfold", f"data.path={csv}", "optim.lr=0.01,0.003", "trainer.epochs=2")
+    assert result.summary["status"] == "completed" and result.summary["metric"] == "val_log_rmse"
+    assert (result.sweep_dir / "trials" / "000" / "fold-5").is_dir()
+
+
+def test_every_trial_is_cross_validated_alike_or_none_is(workdir):
+    with pytest.raises(UserError, match="same split.kfold"):
+        sweep("split.kfold=2,3", *QUICK)
+
+
+def test_ties_are_broken_by_validation_loss_and_named_as_too_close_to_call(workdir):
+    lines = []
+    result = sweep("optim.lr=0.3,0.1", *QUICK, log=lines.append)  # both reach 0.9222 on 180 validation rows
+    frame = table(result)
+    assert frame["val_accuracy"].nunique() == 1
+    assert result.summary["best_trial"] == int(frame.loc[frame["val_loss"].idxmin(), "number"])
+    warning = next(line for line in lines if line.startswith("warning: trials"))
+    assert "within one validation sample" in warning and "1/180" in warning and "split.kfold" in warning
+    assert result.summary["close_call"] == warning
+    best = __import__("yaml").safe_load((result.sweep_dir / "best.yaml").read_text())
+    assert best["trial"] == result.summary["best_trial"] and best["chosen_by"] == result.summary["chosen_by"]
+
+
+def test_trial_lines_and_the_table_show_four_significant_figures_and_whole_keys(workdir):
+    result = run_cli("sweep", "random", "optim.lr=tag(log,interval(0.01,0.5))", "model.hidden=[32],[64]", "--trials", "2",
+                     *QUICK)  # the CLI's console is 80 columns wide here, as in most terminals
+    assert result.exit_code == 0, result.output
+    trial_lines = [line for line in result.stderr.splitlines() if line.startswith("trial ")]
+    assert len(trial_lines) == 2
+    for line in trial_lines:
+        value = line.split("optim.lr=")[1].split(",")[0]
+        assert len(value.replace("0.", "", 1).lstrip("0")) <= 4, line  # not 0.022881136684755242
+    table_lines = result.stdout.splitlines()
+    assert max(map(len, table_lines)) <= 80
+    header = next(line for line in table_lines if "trial" in line and "status" in line)
+    assert "optim.lr" in header and "model.hidden" in header and "val_accuracy" in header and "…" not in result.stdout
+
+
+def test_the_study_and_the_trials_are_named_after_the_sweep(workdir):
+    import optuna
+
+    from dlcli.sweep.study import storage
+
+    result = sweep("optim.lr=0.3,0.1", *QUICK, name="titanic")
+    assert optuna.get_all_study_names(storage(result.sweep_dir)) == ["titanic"]
+    assert __import__("yaml").safe_load((result.sweep_dir / "trials" / "000" / "config.yaml").read_text())["name"] == "titanic"
+    resumed = sweep(kind="grid", resume=result.sweep_dir)  # the study is found again by its name
+    assert resumed.summary["status"] == "completed"
 
 
 def test_random_sweep_resumes_without_repeating_its_options(workdir):
@@ -156,16 +236,45 @@ def test_fail_fast_stops_at_the_first_failure(workdir):
     assert result.summary["status"] == "failed" and len(table(result)) == 1
 
 
+def test_pruning_waits_for_its_warmup_epochs_and_startup_trials(workdir):
+    from dlcli.sweep.study import Pruning, pruner_for
+
+    result = sweep("optim.lr=0.3,0.3,1e-6,1e-6,1e-6,1e-6", "trainer.epochs=3", prune="median")  # defaults: 1 epoch, 4 trials
+    statuses = list(table(result).sort_values("number")["status"])
+    assert statuses[:4] == ["completed"] * 4 and "pruned" in statuses[4:], statuses
+    for number in (4, 5):
+        summary = read(result.sweep_dir / "trials" / f"{number:03d}" / "summary.json")
+        assert summary["status"] == "completed" or summary["epochs_completed"] >= 2  # never stopped after its first epoch
+    median = pruner_for(Pruning("median", warmup=2, startup=3))
+    assert median._n_warmup_steps == 3 and median._n_startup_trials == 3  # epochs 1 and 2 always run
+    assert pruner_for(Pruning("asha", warmup=2, startup=3))._min_resource == 3
+    assert pruner_for(Pruning("hyperband", warmup=1, steps=9))._min_resource == 2
+    assert pruner_for(Pruning("median", warmup=5, per_fold=True, steps=3))._n_warmup_steps == 1  # a fold always trains in full
+    help_text = run_cli("sweep", "tpe", "--help").stdout
+    assert "--prune-warmup" in help_text and "--prune-startup" in help_text
+    bad = run_cli("sweep", "grid", "optim.lr=0.1,0.2", "--prune-startup", "-1")
+    assert bad.exit_code == 2 and "--prune-startup" in bad.stderr
+
+
+def test_a_kfold_trial_may_be_pruned_after_its_first_fold(workdir):
+    result = sweep("optim.lr=0.3,0.2,1e-6", "split.kfold=3", *QUICK, prune="median", prune_startup=2)
+    frame = table(result).set_index("number")
+    assert frame.loc[2, "status"] == "pruned" and "after fold 1 of 3" in frame.loc[2, "message"]
+    assert not (result.sweep_dir / "trials" / "002" / "fold-2").exists()
+
+
 def test_pruned_trials_are_marked_pruned_not_failed(workdir):
-    median = sweep("optim.lr=0.3,0.2,1e-6,1e-6", "trainer.epochs=4", prune="median")
+    median = sweep("optim.lr=0.3,0.2,1e-6,1e-6", "trainer.epochs=4", prune="median", prune_warmup=0, prune_startup=2)
     assert list(table(median)["status"]) == ["completed", "completed", "pruned", "pruned"]
     assert "MedianPruner" in read(median.sweep_dir / "trials" / "002" / "summary.json")["message"]
     for rule in ("asha", "hyperband"):  # a clearly worse trial among good ones is stopped early
-        result = sweep("optim.lr=0.3,0.3,0.3,1e-6,1e-6", "trainer.epochs=3", prune=rule)
+        # (Hyperband's brackets start their first rung at epoch 1 or 3: which one a trial gets
+        # hashes the study's name and the trial's number)
+        result = sweep("optim.lr=0.3,0.3,0.3,1e-6,1e-6", "trainer.epochs=4", prune=rule, prune_warmup=0, prune_startup=0)
         statuses = list(table(result).sort_values("number")["status"])
         assert statuses[0] == "completed" and "pruned" in statuses[3:], (rule, statuses)
         pruned = next(n for n in (3, 4) if statuses[n] == "pruned")
-        assert read(result.sweep_dir / "trials" / f"{pruned:03d}" / "summary.json")["epochs_completed"] < 3
+        assert read(result.sweep_dir / "trials" / f"{pruned:03d}" / "summary.json")["epochs_completed"] < 4
 
 
 def test_resume_runs_exactly_the_unfinished_trials(workdir):
@@ -239,11 +348,11 @@ def test_cli_random_sweep_prints_a_sorted_table(workdir):
 
 
 def trials_in_study(sweep_dir):
-    from dlcli.sweep.study import NUMBER_ATTR, STUDY_NAME, storage
+    from dlcli.sweep.study import NUMBER_ATTR, storage
 
     import optuna
 
-    return optuna.load_study(study_name=STUDY_NAME, storage=storage(sweep_dir)).get_trials(deepcopy=False), NUMBER_ATTR
+    return optuna.load_study(study_name=optuna.get_all_study_names(storage(sweep_dir))[0], storage=storage(sweep_dir)).get_trials(deepcopy=False), NUMBER_ATTR
 
 
 def test_tpe_sweep_writes_everything_through_one_study(workdir):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,8 +18,12 @@ from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.files import check_no_links_out, remove_tree
-from dlcli.runs import (RunLock, RunStart, config_text, load_saved_config, overrides_text, read_summary, start_run_dir,
+from dlcli.run_lock import RunLock
+from dlcli.runs import (RunStart, config_text, load_saved_config, overrides_text, read_summary, start_run_dir,
                         update_summary, write_json)
+
+# after fold k of K with the completed folds' best values; may raise TrialPruned (a sweep's pruner)
+AfterFold = Callable[[int, int, list], None]
 
 
 def _fold_config(cfg: DictConfig, fold: int) -> DictConfig:
@@ -29,14 +33,17 @@ def _fold_config(cfg: DictConfig, fold: int) -> DictConfig:
     return fold_cfg
 
 
-def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = ()):
+def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
+                run_dir: Path | None = None, evaluate_test: bool = True, after_fold: AfterFold | None = None):
+    """K folds under a new parent (or in `run_dir`, an empty directory a sweep made for its trial,
+    whose folds never look at the test split)."""
     experiment = build_experiment(_fold_config(cfg, 1))  # input errors surface before runs/ is touched
     start = RunStart(texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(overrides)},
                      summary={"kind": "kfold", "status": "running", "folds": int(cfg.split.kfold),
                               "metric": experiment.session.metric, "monitor": experiment.session.monitor})
-    parent, lock = start_run_dir(cfg.runs_dir, cfg.name, start)
+    parent, lock = start_run_dir(cfg.runs_dir, cfg.name, start, into=run_dir)
     try:
-        return _run_folds(parent, cfg, overrides, reporter, callbacks)
+        return _run_folds(parent, cfg, overrides, reporter, callbacks, evaluate_test=evaluate_test, after_fold=after_fold)
     finally:
         lock.release()
 
@@ -60,7 +67,7 @@ def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, 
 
 
 def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
-               trust: Sequence[str] = ()):
+               trust: Sequence[str] = (), evaluate_test: bool = True, after_fold: AfterFold | None = None):
     from dlcli.tracking import close_parent_runs, open_parent_runs
     from dlcli.training import TrainResult
 
@@ -69,15 +76,19 @@ def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter
                                reporter.warn)
     if parents:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([p.override for p in parents]))
+    pruned = None
     try:
-        results = _train_folds(parent, cfg, overrides, reporter, callbacks, trust)
+        results, pruned = _train_folds(parent, cfg, overrides, reporter, callbacks, trust, evaluate_test, after_fold)
     except BaseException:  # broke off: the parent run must not say running forever
         close_parent_runs(parents, "failed", {}, reporter.warn)
         raise
     report = aggregate(results, int(cfg.split.kfold))
     write_json(parent / "kfold.json", report)
     status = "completed" if len(results) == int(cfg.split.kfold) and all(r.status == "completed" for r in results) else results[-1].status
-    summary = update_summary(parent, status=status, **{k: report[k] for k in ("mean", "std", "test_mean")})
+    if pruned is not None:
+        status = "pruned"
+    summary = update_summary(parent, status=status, **{k: report[k] for k in ("mean", "std", "test_mean")},
+                             **({"message": str(pruned)} if pruned is not None else {}))
     if status == "interrupted":
         summary = update_summary(parent, message=f"interrupted in fold {len(results)}; continue with: dl train resume={parent}")
     close_parent_runs(parents, status, {"mean": report["mean"], "std": report["std"]}, reporter.warn)
@@ -113,9 +124,12 @@ def aggregate(results, folds: int) -> dict:
 
 
 def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
-                 trust: Sequence[str] = ()) -> list:
+                 trust: Sequence[str] = (), evaluate_test: bool = True, after_fold: AfterFold | None = None):
     """Each fold in turn (a finished one is kept, an interrupted one resumed); stops at the first
-    fold that does not complete."""
+    fold that does not complete, or when `after_fold` prunes the rest (a sweep's pruner: the
+    TrialPruned is returned beside the folds' results)."""
+    from dlcli.errors import TrialPruned
+
     from dlcli.resume import resume
     from dlcli.training import TrainResult, new_run
 
@@ -133,8 +147,16 @@ def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], report
                 remove_tree(fold_dir, parent)
             fold_dir.mkdir()
             reporter.log(f"fold {fold}/{cfg.split.kfold}")
-            result = new_run(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, callbacks=callbacks)
+            result = new_run(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, evaluate_test=evaluate_test,
+                             callbacks=callbacks)
         results.append(result)
         if result.status != "completed":
             break
-    return results
+        if after_fold is not None:
+            monitor = result.summary.get("monitor")
+            values = [r.summary.get(f"best_{monitor}") for r in results]
+            try:
+                after_fold(fold, int(cfg.split.kfold), [float(v) for v in values if v is not None])
+            except TrialPruned as pruned:
+                return results, pruned
+    return results, None

@@ -49,3 +49,14 @@ def setting(value) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {setting(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def as_number(value):
+    """A swept value as typed on the command line ('0.018268998599127650') as the number it is, so
+    that it prints to 4 significant figures; any other text as it is."""
+    if isinstance(value, str) and any(ch.isdigit() for ch in value) and not value.lstrip("-").isdigit():
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value

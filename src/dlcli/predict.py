@@ -24,30 +24,39 @@ BATCH_SIZE = 4096
 
 
 def predict_file(run_path: str | Path, input_path: str | Path, output: str | Path | None = None, checkpoint: str = "best",
-                 proba: bool = False, id_column: str | None = None, device: str = "auto", trust: Sequence[str] = ()) -> dict:
-    """Predict every row (or image) of `input_path`; returns what was written and how fast."""
+                 proba: bool = False, id_column: str | None = None, device: str = "auto", trust: Sequence[str] = (),
+                 fold: int | None = None) -> dict:
+    """Predict every row (or image) of `input_path`; returns what was written and how fast. A
+    k-fold run predicts with the mean of its fold models (or with fold `fold` alone)."""
     from dlcli.data.new_inputs import read_inputs
     from dlcli.trained import open_trained_run, read_preprocessing
 
-    run_dir, record = read_preprocessing(run_path)  # cheap checks first: is it a run that can predict?
-    if proba and record["task"] != "classification":
+    home, models = model_runs(run_path, fold)
+    records = [read_preprocessing(run)[1] for run in models]  # cheap checks first: can each of them predict?
+    if proba and records[0]["task"] != "classification":
         raise UserError("--proba gives class probabilities, and this run is a regression: drop it")
     source = Path(str(input_path)).expanduser()
-    destination = Path(output).expanduser() if output else run_dir / f"predictions-{source.stem}.csv"
+    destination = Path(output).expanduser() if output else home / f"predictions-{source.stem}.csv"
     if destination.exists() and destination.resolve() == source.resolve():
         raise UserError(f"--output {output} is the input file: choose another path")
     check_output_path(destination, output, "predictions.csv")
     if output is None:
-        check_no_links_out(run_dir)  # the predictions go into the run
-    inputs = read_inputs(record, source, id_column)
-    trained = open_trained_run(run_dir, checkpoint, device, trust)
-    started = time.perf_counter()
-    outputs = _run_model(trained, inputs)
-    table = _answers(trained, outputs, proba, inputs.ids)
+        check_no_links_out(home)  # the predictions go into the run
+    started, answers, notes, first = time.perf_counter(), [], [], None
+    for run, record in zip(models, records):  # each fold prepares the input with what its own training rows taught it
+        inputs = read_inputs(record, source, id_column)
+        trained = open_trained_run(run, checkpoint, device, trust)
+        first = first or trained
+        if (trained.task, trained.class_names, trained.target_name) != (first.task, first.class_names, first.target_name):
+            raise UserError(f"{run} predicts other classes or another target than {models[0]}: its folds were trained on "
+                            "different data, so they cannot be averaged; choose one with --fold N")
+        answers.append(_in_target_terms(trained, _run_model(trained, inputs)))
+        notes += [note for note in inputs.notes if note not in notes]
+    table = _answers(first, np.mean(answers, axis=0), proba, inputs.ids)
     _write_whole(table, destination)
     seconds = time.perf_counter() - started
-    return {
-        "run": str(run_dir),
+    result = {
+        "run": str(home),
         "input": str(source),
         "output": str(destination),
         "rows": inputs.rows,
@@ -57,8 +66,53 @@ def predict_file(run_path: str | Path, input_path: str | Path, output: str | Pat
         "device": str(_device_of(trained.model)),
         "seconds": seconds,
         "rows_per_second": inputs.rows / seconds if seconds > 0 else None,
-        "notes": inputs.notes,
+        "notes": notes,
     }
+    if len(models) > 1:
+        averaged = "probabilities" if first.task == "classification" else f"predicted {first.target_name} (in its own units)"
+        result.update(models=[str(run) for run in models], epoch=None,
+                      ensemble=f"the mean of {len(models)} fold models' {averaged}")
+    elif fold is not None:
+        result["fold"] = fold
+    return result
+
+
+def model_runs(run_path: str | Path, fold: int | None) -> tuple[Path, list[Path]]:
+    """Where predictions go by default, and the runs whose models predict: the run itself, or each
+    fold of a k-fold run (only fold `fold` with --fold)."""
+    from dlcli.runs import is_kfold_parent, read_summary
+
+    path = Path(str(run_path)).expanduser()
+    if not is_kfold_parent(path):
+        if fold is not None:
+            raise UserError(f"--fold {fold} picks one model of a k-fold run, and {run_path} is a single run: drop --fold")
+        return path, [path]
+    summary = read_summary(path)
+    folds = summary.get("folds")
+    if not isinstance(folds, int) or isinstance(folds, bool) or not 2 <= folds <= 10_000:
+        raise UserError(f"{path / 'summary.json'} does not say how many folds the run has: restore it from a copy")
+    if fold is not None:
+        if not 1 <= fold <= folds:
+            raise UserError(f"--fold {fold} is not a fold of {run_path}: choose 1 to {folds}")
+        return path / f"fold-{fold}", [path / f"fold-{fold}"]
+    runs = [path / f"fold-{n}" for n in range(1, folds + 1)]
+    for run in runs:
+        status = read_summary(run).get("status") if (run / "summary.json").is_file() else "not started"
+        if status != "completed":
+            raise UserError(f"{run} is {status}: the fold models predict together once all {folds} completed "
+                            f"(finish with dl train resume={run_path}), or choose one with --fold N")
+    return path, runs
+
+
+def _in_target_terms(trained, outputs):
+    """A model's outputs as what folds average: class probabilities, or values in the target's units."""
+    import torch
+
+    if trained.task == "classification":
+        return torch.softmax(outputs, dim=1).double().numpy()
+    scaler = trained.target_scaler()
+    values = outputs.reshape(-1).double().numpy()
+    return scaler.inverse(values) if scaler is not None else values
 
 
 def _run_model(trained, inputs):
@@ -85,10 +139,10 @@ def _device_of(model):
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
-def _answers(trained, outputs, proba: bool, ids):
-    """The predictions table: id column (if any), the target's column, probabilities (if asked)."""
+def _answers(trained, answers, proba: bool, ids):
+    """The predictions table: id column (if any), the target's column, probabilities (if asked).
+    `answers` are class probabilities or values in the target's units (_in_target_terms)."""
     import pandas as pd
-    import torch
 
     columns = {}
     if ids is not None:
@@ -98,16 +152,14 @@ def _answers(trained, outputs, proba: bool, ids):
         target = f"predicted_{target}"
     if trained.task == "classification":
         names = trained.class_names
-        probabilities = torch.softmax(outputs, dim=1).numpy()
+        probabilities = answers.reshape(len(answers), -1)
         columns[target] = np.asarray(names, dtype=object)[probabilities.argmax(axis=1)]
         if proba:
             for index, name in enumerate(names):
                 column = name if name not in columns else f"p_{name}"
                 columns[column] = probabilities[:, index]
     else:
-        scaler = trained.target_scaler()
-        values = outputs.reshape(-1).double().numpy()
-        columns[target] = scaler.inverse(values) if scaler is not None else values
+        columns[target] = answers
     return pd.DataFrame(columns)
 
 

@@ -22,18 +22,29 @@ from dlcli.runs import find_run, load_saved_config, read_json, read_summary
 
 # Overrides that may accompany refit=DIR: where it lands and how it runs, and the epoch count.
 REFIT_OVERRIDES = ("refit", "name", "runs_dir", "trainer.epochs", "trainer.device", "trainer.progress",
-                   "trainer.checkpoint_every", "trainer.plots", "trainer.diagnostics", "logger")
+                   "trainer.checkpoint_every", "trainer.plots", "trainer.diagnostics", "logger", "split.test")
+# how a run shows itself, not what it trains: a refit takes these from this command (a sweep's trials turn them off)
+PRESENTATION = ("trainer.progress", "trainer.plots")
+NO_TEST = ("split.test=0: the refit trains on every labelled row, so there is no test split to score it on; "
+           "the source's validation (or cross-validation) numbers are its estimate")
 
 
 def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str] = ()) -> tuple[DictConfig, dict]:
     """The config a refit trains, and the facts its summary records (source, epochs and why)."""
-    from dlcli.runs import is_kfold_parent
+    from dlcli.runs import best_trial, is_kfold_parent, is_sweep_dir
 
     source = Path(str(cfg.refit)).expanduser()
     extra = [o for o in overrides if override_key(o) not in REFIT_OVERRIDES and not override_key(o).startswith("logger.")]
     if extra:
         raise UserError(f"refit trains {source}'s own config again, so '{extra[0]}' cannot apply: drop it "
                         f"(a refit may change only {', '.join(REFIT_OVERRIDES[1:])})")
+    all_rows = any(override_key(o) == "split.test" for o in overrides)
+    if all_rows and float(cfg.split.test) != 0:
+        raise UserError(f"split.test={cfg.split.test:g}: a refit keeps its source's test split, or with split.test=0 trains "
+                        "on every labelled row; other fractions would score it on other rows")
+    sweep = None
+    if is_sweep_dir(source):  # the sweep's best trial (a k-fold trial: its folds' mean best epoch)
+        sweep, source = source, best_trial(source)
     if is_kfold_parent(source):
         saved, epochs, how = _from_kfold(source, trust)
     else:
@@ -43,6 +54,8 @@ def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str]
         epochs, how = int(cfg.trainer.epochs), f"trainer.epochs={cfg.trainer.epochs} as given"
     refit = OmegaConf.create(OmegaConf.to_container(saved, resolve=True))
     refit.split.val, refit.split.kfold, refit.split.fold = 0.0, None, None
+    for key in PRESENTATION:
+        OmegaConf.update(refit, key, OmegaConf.select(cfg, key), merge=False)
     refit.trainer.epochs = epochs
     refit.trainer.early_stopping.enabled = False
     refit.resume = refit.refit = None
@@ -53,6 +66,10 @@ def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str]
         if any(override_key(o) == key or override_key(o).startswith(f"{key}.") for o in overrides):
             OmegaConf.update(refit, key, OmegaConf.select(cfg, key), force_add=True, merge=False)
     facts = {"refit_of": str(source.resolve()), "refit_epochs": epochs, "refit_epochs_from": how}
+    if sweep is not None:
+        facts["refit_of_sweep"] = str(sweep.resolve())
+    if all_rows:
+        facts["no_test"] = NO_TEST
     if "ReduceLROnPlateau" in str(refit.sched.get("_target_")):
         # plateau lowers the rate when validation stalls, and a refit has no validation split
         refit.sched = OmegaConf.create({"_target_": None})
@@ -87,8 +104,13 @@ def _from_kfold(parent: Path, trust: Sequence[str]) -> tuple[DictConfig, int, st
 
 
 def same_test_split(source: Path):
-    """A check for the refit's built experiment: its test split must be the source's."""
-    return lambda experiment: check_same_test_split(experiment.data.split.record(), source)
+    """A check for the refit's built experiment: its test split must be the source's (unless it
+    has none: split.test=0 trains on every labelled row)."""
+    def check(experiment) -> None:
+        if len(experiment.data.split.test):
+            check_same_test_split(experiment.data.split.record(), source)
+
+    return check
 
 
 def check_same_test_split(refit_split: dict, source: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from dlcli.numbers import setting, short
+from dlcli.numbers import as_number, setting, short
 
 
 def titled(title: str, **options) -> Table:
@@ -42,6 +42,8 @@ def headline(run_dir: Path, summary: dict) -> str:
     test = summary.get("test") or {}
     if metric in test:
         parts.append(f"test {metric} {short(test[metric])}")
+    elif summary.get("no_test"):
+        parts.append("no test split (split.test=0: trained on every labelled row)")
     return "  ".join(parts)
 
 
@@ -81,6 +83,8 @@ def summary_table(run_dir: Path, summary: dict) -> Table:
         rows[-2:] = [("kept epoch", f"{summary.get('best_epoch')} (the last: no validation split)")]
     if summary.get("refit_epochs_from"):
         rows.append(("epochs chosen by", summary["refit_epochs_from"]))
+    if summary.get("no_test"):  # a refit on every labelled row
+        rows.append(("test", "none: split.test=0 trained on every labelled row"))
     for key, value in (summary.get("test") or {}).items():
         if key not in ("epoch", "samples"):
             rows.append((f"test {loss_label(summary) if key == 'loss' else key}", fmt(value)))
@@ -128,30 +132,46 @@ def fmt(value) -> str:
     return short(value)
 
 
-def sweep_table(result) -> Table:
-    import pandas as pd
-
+def sweep_table(result, width: int = 10_000) -> tuple[Table, list[str]]:
+    """The trials, best first, with full key names and 4 significant figures, fitted to `width`
+    terminal cells: the least telling columns (seconds, best epoch, the tie-break's val_loss) are
+    left out before any swept key or the metric is cut; returns the columns left out."""
     summary, frame = result.summary, result.table
     metric = summary["metric"]
-    table = titled(f"{summary['status']}: {result.sweep_dir} (sorted by {metric}, {summary['mode']})")
-    for column in frame.columns:
-        if column != "message":
-            table.add_column(column, justify="left" if column == "status" else "right")
-    for _, row in frame.iterrows():
-        # dotted columns are the swept settings (optim.lr=0.01827), the rest are measurements
-        table.add_row(*("-" if row[c] is None or row[c] is pd.NA or row[c] != row[c] else setting(_number_or_text(row[c])) if "." in c else fmt(row[c])
-                        for c in frame.columns if c != "message"))
-    return table
+    columns = [c for c in frame.columns if c != "message"]
+    cells = {c: [_sweep_cell(c, row[c]) for _, row in frame.iterrows()] for c in columns}
+    cells["number"] = [f"{int(n):03d}" for n in frame["number"]]
+    if f"{metric}_std" in columns:  # a cross-validated sweep: mean ± std in one column
+        cells[metric] = [f"{m} ± {d}" if d != "-" else m for m, d in zip(cells[metric], cells.pop(f"{metric}_std"))]
+        columns.remove(f"{metric}_std")
+    headers = {c: "trial" if c == "number" else c for c in columns}
+    left_out = []
+    def need(c):
+        return max([len(headers[c]), *map(len, cells[c])]) + 3  # padding and border
+
+    for droppable in ("seconds", "best_epoch", "val_loss"):
+        if 1 + sum(need(c) for c in columns) <= width:
+            break
+        if droppable in columns:
+            columns.remove(droppable)
+            left_out.append(droppable)
+    title = f"{summary['status']}: {result.sweep_dir} (sorted by {metric}, {summary['mode']})"
+    table = Table(title=title, min_width=min(len(title), width))
+    for column in columns:
+        table.add_column(headers[column], justify="left" if column in ("status",) else "right",
+                         no_wrap=column not in ("status",), overflow="fold")
+    for i in range(len(frame)):
+        table.add_row(*(cells[c][i] for c in columns))
+    return table, left_out
 
 
-def _number_or_text(value):
-    """A swept value as typed on the command line ('0.018268998599127650') is shown as a number."""
-    if isinstance(value, str):
-        try:
-            return float(value) if any(ch.isdigit() for ch in value) and not value.isdigit() else value
-        except ValueError:
-            return value
-    return value
+def _sweep_cell(column: str, value) -> str:
+    import pandas as pd
+
+    if value is None or value is pd.NA or value != value:
+        return "-"
+    # dotted columns are the swept settings (optim.lr=0.01827), the rest are measurements
+    return setting(as_number(value)) if "." in column else fmt(value)
 
 
 def shape_text(values) -> str:

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from dlcli.errors import UserError, first_line
+from dlcli.run_lock import RunLock, can_tell_liveness, is_training
 
 CHECKPOINTS = ("best", "last")  # checkpoints/<name>.pt of every run
 ARTIFACTS_DIR = "mlartifacts"  # MLflow's artifact store beside <runs_dir>/mlflow.db: not a run
@@ -267,11 +267,37 @@ def is_kfold_parent(path) -> bool:
     return summary.is_file() and read_json(summary).get("kind") == "kfold"
 
 
+def is_sweep_dir(path) -> bool:
+    """A sweep: sweep.yaml and trials/<NNN>/, each trial a run (or a k-fold parent)."""
+    path = Path(str(path)).expanduser()
+    return (path / "sweep.yaml").is_file() and (path / "trials").is_dir()
+
+
+def best_trial(sweep_dir: Path) -> Path:
+    """The directory of a sweep's best trial, by the number its summary records (never a path it
+    holds: a received sweep's summary must not lead out of it)."""
+    summary = read_summary(sweep_dir) if (sweep_dir / "summary.json").is_file() else {}
+    number = summary.get("best_trial")
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 1_000_000:
+        from dlcli.received import read_yaml
+
+        saved = read_yaml(sweep_dir / "sweep.yaml")
+        kind = saved.get("kind") if isinstance(saved, dict) and saved.get("kind") in ("grid", "random", "tpe") else "tpe"
+        raise UserError(f"{sweep_dir} has no best trial (none completed): finish the sweep with dl sweep {kind} --resume {sweep_dir}")
+    trial = sweep_dir / "trials" / f"{number:03d}"
+    if not trial.is_dir():
+        raise UserError(f"{sweep_dir}'s best trial {trial} is missing: restore the sweep from a copy")
+    return trial
+
+
 def find_run(path: str | Path) -> Path:
     """A run directory given by the user, checked to be one."""
     run_dir = Path(path).expanduser()
     if not run_dir.is_dir():
         raise UserError(f"{path} is not a directory: give a run directory such as runs/train/<timestamp>")
+    if is_sweep_dir(run_dir):
+        raise UserError(f"{path} is a sweep, with one run per trial: give one trial (e.g. {run_dir / 'trials' / '000'}; "
+                        f"the best is in {run_dir / 'best.yaml'}), or refit its best with dl train refit={run_dir}")
     if is_kfold_parent(run_dir):
         raise UserError(f"{path} is a k-fold run, with one model per fold: give one fold (e.g. {run_dir / 'fold-1'}); "
                         f"the folds' numbers are in {run_dir / 'kfold.json'}")
@@ -281,69 +307,10 @@ def find_run(path: str | Path) -> Path:
     return run_dir
 
 
-class RunLock:
-    """Who is training in a run directory right now: a lock on <run>/.lock, held for as long as
-    the run trains. The operating system drops it when that process ends, however it ends
-    (SIGKILL and power loss included), so a run that says `running` but whose lock is free was
-    killed, and a run whose lock is held must not be resumed by a second process."""
-
-    FILE = ".lock"
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / self.FILE
-        self._file = None
-
-    def acquire(self) -> "RunLock":
-        from dlcli.files import open_lock_file
-
-        file = open_lock_file(self.path)  # never through a link: .lock is truncated below
-        if not _lock(file):
-            file.seek(0)
-            owner = file.read().strip() or "another process"
-            file.close()
-            raise UserError(f"{self.path.parent} is still being trained by {owner}: wait for it to finish, or stop it first")
-        file.seek(0)
-        file.truncate()
-        file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        file.flush()
-        self._file = file
-        return self
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing drops the lock
-            self._file = None
-
-
-def is_training(run_dir: Path) -> bool:
-    """Is some process training in this run directory now (does it hold its lock)?"""
-    path = Path(run_dir) / RunLock.FILE
-    if not path.is_file() or path.is_symlink():  # a link is no lock dl made
-        return False
-    with open(path, "r", encoding="utf-8") as file:  # read-only: looking never changes the file
-        return not _lock(file)  # got it: nobody holds it (closing the file lets it go again)
-
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: without advisory locks a run's liveness cannot be known
-    fcntl = None
-
-
-def _lock(file) -> bool:
-    if fcntl is None:
-        return True
-    try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 def effective_status(run_dir: Path, summary: dict) -> str:
     """The summary's status, except that a `running` run nobody is training was killed."""
     status = summary.get("status")
-    if status == "running" and fcntl is not None and not is_training(run_dir):
+    if status == "running" and can_tell_liveness() and not is_training(run_dir):
         return "killed"
     return status
 

@@ -31,6 +31,12 @@ def _eval_options():
     return {**_checkpoint(), "split": Options(SPLITS), "tta": ListOf(Options(("none", *VIEWS)))}
 
 
+def _predict_options():
+    from dlcli.constraints import Interval
+
+    return {**_checkpoint(), "fold": Interval(1, 10_000, integer=True)}
+
+
 def _export_options():
     from dlcli.constraints import Options
     from dlcli.export import FORMATS
@@ -96,10 +102,11 @@ def evaluate(
     ),
 )
 @handle_errors
-@checked_options(_checkpoint)
+@checked_options(_predict_options)
 def predict_command(
-    run_dir: Path = typer.Argument(..., help="A run directory written by dl train (a refit, a fold, any run)."),
+    run_dir: Path = typer.Argument(..., help="A run directory written by dl train (a refit, any run), or a k-fold run: the mean of its fold models."),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="A CSV, an image, a folder of images, or a .npy array."),
+    fold: Optional[int] = typer.Option(None, "--fold", help="Of a k-fold run, predict with fold N's model alone (default: all folds, averaged)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV (default: RUN_DIR/predictions-<input>.csv)."),
     checkpoint: str = CHECKPOINT,
     proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
@@ -111,16 +118,16 @@ def predict_command(
     """Predict new data with a trained run: one row per input, in the target's own terms."""
     from dlcli.predict import predict_file
 
-    result = predict_file(run_dir, input_path, output, checkpoint, proba, id_column, device, trust or [])
+    result = predict_file(run_dir, input_path, output, checkpoint, proba, id_column, device, trust or [], fold)
     if as_json:
         print(json.dumps(result, indent=2))
         return
     for note in result["notes"]:
         err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     rate = f", {result['rows_per_second']:,.0f} rows/s" if result["rows_per_second"] else ""
+    model = result.get("ensemble") or f"{result['checkpoint']} checkpoint, epoch {result['epoch']}"
     console.print(f"wrote {result['rows']} predictions ({', '.join(result['columns'])}) to {result['output']} "
-                  f"[{result['checkpoint']} checkpoint, epoch {result['epoch']}, {result['device']}{rate}]",
-                  markup=False, highlight=False, soft_wrap=True)
+                  f"[{model}, {result['device']}{rate}]", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command(

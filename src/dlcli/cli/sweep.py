@@ -13,6 +13,7 @@ import typer
 from dlcli.cli import CONFIG_DIR, QUIET_HELP, TRUST, app, checked_options, console, err_console, handle_errors
 from dlcli.render import sweep_headline, sweep_table
 from dlcli.sweep.kinds import KINDS, Kind
+from dlcli.sweep.study import DEFAULT_STARTUP, DEFAULT_WARMUP
 
 sweep_app = typer.Typer(
     help="Hyper-parameter search over Hydra sweep overrides: parallel, resumable, test split untouched.",
@@ -32,6 +33,8 @@ SHARED = {
     "metric": (Optional[str], typer.Option(None, "--metric", help="Validation metric to select on (default: the task's, e.g. val_accuracy).")),
     "mode": (Optional[str], typer.Option(None, "--mode", help="min | max (default: from the metric).")),
     "prune": (str, typer.Option("none", "--prune", help="Stop bad trials early with Optuna's pruners: none | median | asha | hyperband.")),
+    "prune_warmup": (int, typer.Option(DEFAULT_WARMUP, "--prune-warmup", metavar="EPOCHS", help="Epochs every trial trains before a pruner may stop it (Optuna's n_warmup_steps; ASHA/Hyperband's min_resource is the next epoch). A k-fold trial is judged after each fold.")),
+    "prune_startup": (int, typer.Option(DEFAULT_STARTUP, "--prune-startup", metavar="TRIALS", help="Trials that must complete before any is pruned (Optuna's n_startup_trials).")),
     "fail_fast": (bool, typer.Option(False, "--fail-fast", help="Stop the sweep at the first failed trial.")),
     "backend": (str, typer.Option("local", "--backend", help="local | ray")),
     "address": (Optional[str], typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: start a local Ray instance).")),
@@ -52,8 +55,8 @@ def _declared() -> dict:
     from dlcli.sweep.plan import declared
 
     table = declared()
-    return {name: table[name] for name in ("trials", "seed", "jobs", "threads", "trials_per_gpu", "mode", "prune", "backend",
-                                           "gpus_per_trial", "name")}
+    return {name: table[name] for name in ("trials", "seed", "jobs", "threads", "trials_per_gpu", "mode", "prune", "prune_warmup",
+                                           "prune_startup", "backend", "gpus_per_trial", "name")}
 
 
 def run_kind(kind: str, options: dict) -> None:
@@ -62,7 +65,8 @@ def run_kind(kind: str, options: dict) -> None:
     from dlcli.sweep import SweepPlan, SweepSettings, sweep
 
     settings = SweepSettings(kind=kind, overrides=list(options["overrides"] or []), trials=options.get("trials"),
-                             seed=options.get("seed", 0), metric=options["metric"], mode=options["mode"], prune=options["prune"])
+                             seed=options.get("seed", 0), metric=options["metric"], mode=options["mode"], prune=options["prune"],
+                             prune_warmup=options["prune_warmup"], prune_startup=options["prune_startup"])
     plan = SweepPlan(**{name: options[name] for name in ("jobs", "threads", "fail_fast", "backend", "address", "gpus_per_trial",
                                                           "trials_per_gpu", "resume", "name")},
                      config_dirs=[str(d) for d in options["config_dir"] or []], trust=list(options["trust"] or []))
@@ -75,7 +79,11 @@ def run_kind(kind: str, options: dict) -> None:
     elif quiet:
         print(sweep_headline(result.sweep_dir, result.summary))
     else:
-        console.print(sweep_table(result))
+        table, left_out = sweep_table(result, console.width)
+        console.print(table)
+        if left_out:
+            err_console.print(f"left out to fit {console.width} columns: {', '.join(left_out)} (every column is in "
+                              f"{result.sweep_dir / 'results.csv'})", markup=False, highlight=False, soft_wrap=True)
     if result.summary["status"] == "interrupted":
         raise typer.Exit(130)
     if result.summary["status"] == "failed":

@@ -13,7 +13,7 @@ from dlcli.sweep.kinds import KINDS, grid_combinations
 from dlcli.sweep.plan import FINISHED, SweepSettings
 from dlcli.sweep.space import SearchSpace
 from dlcli.sweep.study import STUDY_FILE
-from dlcli.sweep.trial import TrialSpec, best_value
+from dlcli.sweep.trial import TrialSpec, trial_outcome
 
 
 class TrialAsker:
@@ -26,12 +26,12 @@ class TrialAsker:
     Ctrl-C until they are done (Optuna breaks its file lock when interrupted waiting for it)."""
 
     def __init__(self, study, sweep_dir: Path, settings: SweepSettings, space: SearchSpace, metric: str, mode: str,
-                 threads: int, config_dirs, extra: list[str], again: dict[int, dict[str, str]], max_epochs: int):
+                 threads: int, config_dirs, extra: list[str], again: dict[int, dict[str, str]], pruning, study_name: str):
         from dlcli.sweep.study import distributions
 
         self.study, self.sweep_dir, self.settings, self.space = study, sweep_dir, settings, space
         self.metric, self.mode, self.threads, self.config_dirs, self.extra = metric, mode, threads, list(config_dirs), extra
-        self.max_epochs = max_epochs
+        self.pruning, self.study_name = pruning, study_name
         self.known = dict(again)
         if not KINDS[settings.kind].draws:  # a grid's trial N is its N-th combination
             self.known.update({n: params for n, params in enumerate(grid_combinations(space)) if n not in again})
@@ -67,9 +67,9 @@ class TrialAsker:
             self.seconds += time.perf_counter() - started
             self.asked += 1
             yield TrialSpec(number, trial_params(self.space, trial), self.space.fixed,
-                            str(self.sweep_dir / "trials" / f"{number:03d}"), self.metric, self.mode, self.settings.prune,
+                            str(self.sweep_dir / "trials" / f"{number:03d}"), self.metric, self.mode, self.pruning,
                             self.threads, self.config_dirs, extra=list(self.extra), sweep_dir=str(self.sweep_dir),
-                            trial_id=trial_id_of(trial), max_epochs=self.max_epochs)
+                            trial_id=trial_id_of(trial), study_name=self.study_name)
 
     def tell(self, record: dict) -> None:
         import time
@@ -103,7 +103,7 @@ def collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str) 
     with the same values. Waiting trials a killed sweep enqueued but never asked are dropped."""
     from optuna.trial import TrialState, create_trial
 
-    from dlcli.runs import is_training
+    from dlcli.run_lock import is_training
     from dlcli.sweep.study import NUMBER_ATTR, outcome, trial_params
 
     with ctrl_c_deferred():
@@ -129,7 +129,7 @@ def collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str) 
             if summary.get("status") in FINISHED:
                 record = {"number": number, "status": summary["status"], "params": params, "run_dir": str(trial_dir),
                           "message": summary.get("message"), "seconds": summary.get("wall_seconds") or 0.0,
-                          **best_value(trial_dir / "metrics.csv", metric, mode)}
+                          **trial_outcome(trial_dir, metric, mode)}
                 records.append(record)
                 state, value = outcome(record)
                 if trial.state == TrialState.RUNNING:  # it finished, but the sweep was killed before telling the study

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Sequence
 
 from dlcli.sweep.kinds import KINDS
-from dlcli.sweep.study import PRUNERS
+from dlcli.sweep.study import DEFAULT_STARTUP, DEFAULT_WARMUP, PRUNERS
 
 BACKENDS = ("local", "ray")
 MOST_AT_ONCE = 4096  # --jobs, --threads, --trials-per-gpu: more than any machine has cores or GPUs
 FINISHED = ("completed", "pruned")  # never re-run on resume
 SAVED_SETTINGS = ("kind", "overrides", "trials", "seed", "metric", "mode", "prune")  # sweep.yaml must hold these
+LATER_SETTINGS = ("prune_warmup", "prune_startup")  # and these, unless an older dl made it (their defaults then)
 SAVED_PLAN = ("jobs", "threads", "trials_per_gpu", "config_dirs")  # and may hold these (how it ran)
 
 
@@ -27,7 +28,8 @@ def declared() -> dict:
     at_once = nullable(Interval(1, MOST_AT_ONCE, integer=True))
     return {"kind": Options(tuple(KINDS)), "overrides": ListOf(Text()), "trials": nullable(Interval(1, MOST_TRIALS, integer=True)),
             "seed": SEED, "metric": nullable(Text(non_empty=True)), "mode": nullable(Options(("min", "max"))),
-            "prune": Options(PRUNERS), "jobs": at_once, "threads": at_once, "trials_per_gpu": at_once,
+            "prune": Options(PRUNERS), "prune_warmup": Interval(0, MOST_TRIALS, integer=True),
+            "prune_startup": Interval(0, MOST_TRIALS, integer=True), "jobs": at_once, "threads": at_once, "trials_per_gpu": at_once,
             "backend": Options(BACKENDS), "gpus_per_trial": Interval(0, MOST_AT_ONCE), "name": nullable(CONSTRAINTS["name"]),
             "config_dirs": ListOf(Text(non_empty=True))}
 
@@ -48,6 +50,8 @@ class SweepSettings:
     metric: str | None = None
     mode: str | None = None
     prune: str = "none"
+    prune_warmup: int = DEFAULT_WARMUP  # epochs every trial trains before --prune may stop it
+    prune_startup: int = DEFAULT_STARTUP  # trials that complete before --prune stops any
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -81,7 +85,9 @@ class OpenSweep:
     plan: SweepPlan  # jobs, threads and config directories resolved
     space: object  # dlcli.sweep.space.SearchSpace
     planned: int  # trials in all
-    max_epochs: int  # the longest trial (Hyperband's budget)
+    pruning: object  # dlcli.sweep.study.Pruning, its budget settled (the longest trial's epochs, or the folds)
+    study_name: str
     metric: str
     mode: str
     parents: list = field(default_factory=list)  # the sweep's own run in loggers that nest (dlcli.tracking)
+    named: list = field(default_factory=list)  # name=<--name> for every trial, unless the overrides name them

@@ -18,24 +18,38 @@ PRUNER_NAMES = {"median": "MedianPruner", "asha": "SuccessiveHalvingPruner", "hy
 
 
 class StudyReporting(Callback):
-    """Reports each epoch's `metric` to the trial in the sweep's study; stops it when pruned."""
+    """Reports each epoch's `metric` to the trial in the sweep's study and stops it when pruned; a
+    cross-validated trial reports instead, after each fold, the mean over its folds so far."""
 
-    def __init__(self, sweep_dir: Path, trial_id: int, rule: str, metric: str, max_epochs: int):
+    def __init__(self, sweep_dir: Path, study_name: str, trial_id: int, pruning, metric: str):
         from dlcli.sweep.study import trial_handle
 
-        self.trial = trial_handle(sweep_dir, trial_id, rule, max_epochs)
-        self.rule, self.metric = rule, metric
+        self.trial = trial_handle(sweep_dir, study_name, trial_id, pruning)
+        self.rule, self.metric = pruning.rule, metric
 
     def on_epoch_end(self, state, row: dict, improved: bool) -> None:
         value = row[self.metric]
         if value is None or math.isnan(value):
             return
         epoch = int(row["epoch"])
+        if self._report(float(value), epoch):
+            raise TrialPruned(f"pruned at epoch {epoch} by Optuna's {PRUNER_NAMES[self.rule]}: {self.metric} {value:.4g}")
+
+    def after_fold(self, fold: int, folds: int, values: list[float]) -> None:
+        """Fold `fold` of `folds` ended; `values` are the completed folds' best values. The last
+        fold is reported but never pruned: the trial is complete."""
+        import statistics
+
+        if not values:
+            return
+        mean = statistics.fmean(values)
+        if self._report(mean, fold) and fold < folds:
+            raise TrialPruned(f"pruned after fold {fold} of {folds} by Optuna's {PRUNER_NAMES[self.rule]}: "
+                              f"mean {self.metric} {mean:.4g}")
+
+    def _report(self, value: float, step: int) -> bool:
         from dlcli.interrupts import ctrl_c_deferred
 
         with ctrl_c_deferred():  # a Ctrl-C inside the journal's lock would break the lock for everyone
-            self.trial.report(float(value), epoch)
-            prune = self.rule != "none" and self.trial.should_prune()
-        if prune:
-            raise TrialPruned(f"pruned at epoch {epoch} by Optuna's {PRUNER_NAMES[self.rule]}: {self.metric} {value:.4g}")
-
+            self.trial.report(value, step)
+            return self.rule != "none" and self.trial.should_prune()

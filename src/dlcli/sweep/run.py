@@ -18,16 +18,17 @@ from omegaconf import OmegaConf
 from dlcli.constraints import render
 from dlcli.errors import UserError
 from dlcli.files import check_no_links_out
-from dlcli.numbers import setting, short
-from dlcli.plots import draw_in_background
-from dlcli.runs import RunLock, RunStart, load_saved_config, start_run_dir, update_summary, write_text
+from dlcli.numbers import as_number, setting
+from dlcli.run_lock import RunLock
+from dlcli.runs import RunStart, start_run_dir, update_summary
 from dlcli.sweep.asker import TrialAsker, collect
+from dlcli.sweep.best import finish, value_text
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.kinds import check_budget, kind_of
-from dlcli.sweep.plan import SAVED_PLAN, SAVED_SETTINGS, OpenSweep, declared, SweepPlan, SweepResult, SweepSettings
-from dlcli.sweep.results import plot_sweep, results_frame, sorted_by_metric, write_results
+from dlcli.sweep.plan import LATER_SETTINGS, SAVED_PLAN, SAVED_SETTINGS, OpenSweep, declared, SweepPlan, SweepResult, SweepSettings
+from dlcli.sweep.results import results_frame, write_results
 from dlcli.sweep.space import SearchSpace, parse_space
-from dlcli.sweep.study import STUDY_FILE
+from dlcli.sweep.study import STUDY_FILE, STUDY_NAME, Pruning
 
 
 def run_sweep(settings: SweepSettings, jobs: int | None = None, threads: int | None = None, fail_fast: bool = False,
@@ -46,7 +47,7 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
     overrides may only build trusted classes."""
     _check_declared(settings, plan)
     plan = dataclasses.replace(plan, config_dirs=[str(Path(d).resolve()) for d in plan.config_dirs])
-    sweep_dir, lock = None, None
+    sweep_dir, lock, saved = None, None, {}
     if plan.resume is not None:
         sweep_dir, settings, saved = _resume_settings(Path(plan.resume).expanduser(), settings, plan.trust)
         trials_per_gpu = plan.trials_per_gpu or saved.get("trials_per_gpu")
@@ -65,18 +66,23 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
         if note:
             log(note)
         space, planned = plan_space(settings, plan.config_dirs)
-        max_epochs = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
+        max_epochs, folds = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
         metric, mode, runs_dir = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs)
         settings.metric, settings.mode = metric, mode
         if runs_dir != "runs" and plan.runs_dir == "runs":  # runs_dir=... among the overrides: where the sweep goes
             plan = dataclasses.replace(plan, runs_dir=runs_dir)
         plan = dataclasses.replace(plan, threads=plan.threads or default_threads(plan.jobs))
+        study_name = saved.get("study_name", STUDY_NAME) if plan.resume is not None else plan.name
         if sweep_dir is None:
-            sweep_dir, lock = _new_sweep_dir(settings, plan, space, planned, metric, mode)
+            sweep_dir, lock = _new_sweep_dir(settings, plan, space, planned, metric, mode, folds)
         sweep_dir = sweep_dir.resolve()  # trials (and Ray workers on other nodes) find the study by this path
         update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=planned)
-        open_sweep = OpenSweep(sweep_dir, settings, plan, space, planned, max_epochs, metric, mode,
-                               _parent_runs(sweep_dir, settings, space, first_trial(space), plan.config_dirs, log))
+        pruning = Pruning(settings.prune, settings.prune_warmup, settings.prune_startup, steps=folds or max_epochs,
+                          per_fold=folds is not None)
+        named = _trial_name(space, sweep_dir)
+        open_sweep = OpenSweep(sweep_dir, settings, plan, space, planned, pruning, study_name, metric, mode,
+                               _parent_runs(sweep_dir, settings, space, first_trial(space), plan.config_dirs, log, named),
+                               named)
         try:
             return _run_trials(open_sweep, log)
         except BaseException:  # the sweep broke off: its parent run must not say running forever
@@ -89,13 +95,16 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
             lock.release()
 
 
-def _new_sweep_dir(settings: SweepSettings, plan: SweepPlan, space: SearchSpace, planned: int, metric: str, mode: str):
+def _new_sweep_dir(settings: SweepSettings, plan: SweepPlan, space: SearchSpace, planned: int, metric: str, mode: str,
+                   folds: int | None):
     """runs/sweeps/<name>/<timestamp>/ with sweep.yaml (what --resume reads back) and an empty trials/."""
     saved = {
         **settings.as_dict(),
         "space": {"fixed": space.fixed, "params": [p.__dict__ for p in space.params]},
         "trials_planned": planned,
+        "folds": folds,  # each trial cross-validated over this many folds (split.kfold), or null
         "study": STUDY_FILE,  # Optuna's journal: optuna-dashboard <sweep>/study.journal
+        "study_name": plan.name,
         "config_dirs": list(plan.config_dirs),
         "jobs": plan.jobs,
         "threads": plan.threads,
@@ -122,8 +131,8 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
     from dlcli.experiment import build_experiment
 
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
-    if cfg.split.get("kfold") is not None:
-        raise UserError("split.kfold inside a sweep is not supported: sweep without k-fold, then cross-validate the best overrides")
+    if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
+        cfg.split.fold = 1  # a cross-validated trial: its folds are built as its first one is
     experiment = build_experiment(cfg)
     task = experiment.data.task
     metric = settings.metric or f"val_{experiment.session.metric}"
@@ -138,12 +147,20 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
     return metric, mode, str(cfg.runs_dir)
 
 
-def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log):
+def _trial_name(space: SearchSpace, sweep_dir: Path) -> list[str]:
+    """Trials are named after the sweep's --name (the MLflow experiment they log to), unless the
+    overrides name them."""
+    from dlcli.config import override_key
+
+    return [] if any(override_key(o) == "name" for o in space.fixed) or "name" in space.keys else [f"name={sweep_dir.parent.name}"]
+
+
+def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log, named: list[str]):
     """With a logger that nests runs (MLflow), the sweep is a run and its trials are runs under it."""
     from dlcli.config import compose
     from dlcli.tracking import open_parent_runs
 
-    cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
+    cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items()), *named], config_dirs)
     return open_parent_runs(sweep_dir, cfg, "sweep", {"kind": settings.kind, "overrides": " ".join(settings.overrides),
                                                       "metric": settings.metric, "mode": settings.mode}, log)
 
@@ -157,12 +174,12 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
     if repaired:
         log(repaired)
 
-    study = open_study(sweep_dir, settings.kind, space, settings.seed, settings.trials, mode, settings.prune, s.max_epochs)
+    study = open_study(sweep_dir, s.study_name, settings.kind, space, settings.seed, settings.trials, mode, s.pruning)
     records, again = collect(sweep_dir, study, space, metric, mode)
     finished = {r["number"] for r in records}
     todo = [n for n in range(s.planned) if n not in finished]
     asker = TrialAsker(study, sweep_dir, settings, space, metric, mode, plan.threads, plan.config_dirs,
-                       [p.override for p in s.parents], again, s.max_epochs)
+                       [*s.named, *(p.override for p in s.parents)], again, s.pruning, s.study_name)
     asker.check_space_of_study()
     if records:
         log(f"resuming {sweep_dir}: {len(records)} of {s.planned} trials already finished")
@@ -176,7 +193,7 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
         asker.tell(record)
         records.append(record)
         write_results(sweep_dir / "results.csv", results_frame(records, space, metric))  # saved trial by trial
-        shown = ", ".join(f"{k}={setting(v)}" for k, v in record["params"].items())
+        shown = ", ".join(f"{k}={setting(as_number(v))}" for k, v in record["params"].items())
         if record["status"] == "interrupted":  # Ctrl-C reached the trial: the sweep stops too
             stopped.append(record)
             log(f"trial {record['number']:03d} interrupted ({shown}): it will run again on --resume")
@@ -185,8 +202,7 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
             failures.append(record)
             log(f"trial {record['number']:03d} failed ({shown}): {record['message']}")
             return not plan.fail_fast
-        value = "-" if record.get("value") is None else short(record["value"])
-        log(f"trial {record['number']:03d} {record['status']} ({shown}): {metric} {value}  {record['seconds']:.1f}s")
+        log(f"trial {record['number']:03d} {record['status']} ({shown}): {metric} {value_text(record)}  {record['seconds']:.1f}s")
         return True
 
     specs = asker.specs(todo)
@@ -210,7 +226,8 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
         status = "interrupted"
     if status != "completed":
         log(f"sweep {status}: finished trials are saved; continue with: dl sweep {settings.kind} --resume {sweep_dir}")
-    result = _finish(sweep_dir, records, space, metric, mode, status, log, plan.trust)
+    result = finish(sweep_dir, records, space, metric, mode, status, log, plan.trust,
+                     s.pruning.steps if s.pruning.per_fold else None)
     if asker.asked:
         result.summary = update_summary(sweep_dir, study_ms_per_trial=round(1000 * asker.seconds / asker.asked, 2))
     if s.parents:
@@ -232,12 +249,13 @@ def _bound(param, value) -> str:
     return str(int(value)) if param.integer else repr(float(value))
 
 
-def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> int:
+def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> tuple[int, int | None]:
     """Every value a swept parameter can take, checked before the first trial starts: composed with
     the first trial's other values and checked as `dl train` would (types, ranges, choices, each
     component's settings); an interval at both its ends. With `trusted`, the composed configs may
     only build trusted classes (a resumed sweep's saved overrides). Returns the most epochs a
-    trial trains (Hyperband's budget)."""
+    trial trains and the folds each trial cross-validates over (None: no k-fold), the steps a
+    pruner counts in (Hyperband's budget)."""
     from dlcli.config import compose
     from dlcli.experiment import check_config
     from dlcli.trust import check_trusted_targets
@@ -247,7 +265,7 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
     for param in space.params:
         values = param.values if param.discrete else [_bound(param, param.low), _bound(param, param.high)]
         variants += [{**first, param.key: value} for value in values if value != first[param.key]]
-    epochs = 1
+    epochs, folds = 1, set()
     for params in variants:
         cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in params.items())], config_dirs)
         if trusted is not None:
@@ -259,7 +277,11 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
         if cfg.get("refit"):
             raise UserError("refit= trains one finished run again: it has no place in a sweep")
         epochs = max(epochs, int(cfg.trainer.epochs))
-    return epochs
+        folds.add(int(cfg.split.kfold) if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None else None)
+    if len(folds) > 1:
+        raise UserError("every trial of a sweep is cross-validated over the same split.kfold, or none is: "
+                        "fix split.kfold outside the swept values")
+    return epochs, folds.pop()
 
 
 def _check_declared(settings: SweepSettings, plan: SweepPlan) -> None:
@@ -289,7 +311,7 @@ def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str]
     if "study" not in saved:
         raise UserError(f"--resume {sweep_dir} was made by an older dl, before sweeps kept an Optuna study: start a new sweep")
     table = declared()
-    for key in (*SAVED_SETTINGS, *SAVED_PLAN):  # the plan's keys say how it ran: optional
+    for key in (*SAVED_SETTINGS, *LATER_SETTINGS, *SAVED_PLAN):  # the plan's keys say how it ran: optional
         if key not in saved:
             if key in SAVED_SETTINGS:
                 raise UserError(f"{path}: {key} is missing (restore the file from a copy of the sweep)")
@@ -300,44 +322,9 @@ def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str]
     from dlcli.trust import check_trusted_overrides
 
     check_trusted_overrides(saved["overrides"], trust, source=str(path))  # before any of them is composed
-    settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__})
+    settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__ if k in saved})
     if given.overrides and list(given.overrides) != settings.overrides:
         raise UserError(f"--resume {sweep_dir} sweeps {' '.join(settings.overrides)}; drop the overrides or start a new sweep")
     if given.kind != settings.kind:
         raise UserError(f"--resume {sweep_dir} is a {settings.kind} sweep: use dl sweep {settings.kind} --resume {sweep_dir}")
     return sweep_dir, settings, saved
-
-
-def _finish(sweep_dir, records, space, metric, mode, status, log, trust=()) -> SweepResult:
-    frame = results_frame(records, space, metric)
-    write_results(sweep_dir / "results.csv", frame)
-    plot_sweep(frame, space, metric, sweep_dir / "sweep.png")
-    counts = frame["status"].value_counts().to_dict()
-    completed = frame[(frame["status"] == "completed") & frame[metric].notna()]
-    fields = {"status": status, "counts": {k: int(v) for k, v in counts.items()}, "best_trial": None}
-    if not completed.empty:
-        best = sorted_by_metric(completed, metric, mode).iloc[0]
-        number = int(best["number"])
-        record = next(r for r in records if r["number"] == number)
-        overrides = [*space.fixed, *(f"{k}={v}" for k, v in record["params"].items())]
-        write_text(sweep_dir / "best.yaml", OmegaConf.to_yaml(OmegaConf.create({"overrides": overrides})))
-        draw_in_background(Path(record["run_dir"]), ["curves"])
-        fields.update(best_trial=number, best_overrides=overrides, best_run_dir=record["run_dir"],
-                      **{f"best_{metric}": float(best[metric])})
-        if status == "completed":
-            fields["test"] = _test_best(Path(record["run_dir"]), trust)
-            log(f"best trial {number:03d}: {metric} {short(float(best[metric]))}; on the held-out test split: "
-                + ", ".join(f"{k} {short(v)}" for k, v in fields["test"].items() if isinstance(v, float)))
-    summary = update_summary(sweep_dir, **fields)
-    return SweepResult(sweep_dir, summary, sorted_by_metric(frame, metric, mode))
-
-
-def _test_best(trial_dir: Path, trust: Sequence[str] = ()) -> dict:
-    """The one look at the test split: the best trial's best checkpoint, after every trial is done."""
-    from dlcli.evaluate import evaluate_checkpoint
-    from dlcli.experiment import build_experiment
-
-    cfg = load_saved_config(trial_dir, trust)
-    report = evaluate_checkpoint(build_experiment(cfg, restoring=True), trial_dir, "test", "best")
-    keep = ("samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
-    return {k: report[k] for k in keep if k in report}

@@ -14,6 +14,7 @@ Pruners: median -> MedianPruner, asha -> SuccessiveHalvingPruner, hyperband -> H
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from dlcli.errors import UserError
@@ -21,8 +22,10 @@ from dlcli.sweep.kinds import KINDS, quiet_optuna, sampler_for
 from dlcli.sweep.space import Param, SearchSpace
 
 STUDY_FILE = "study.journal"
-STUDY_NAME = "dl-sweep"
+STUDY_NAME = "dl-sweep"  # the study of a sweep made before studies took the sweep's --name
 PRUNERS = ("none", "median", "asha", "hyperband")
+DEFAULT_WARMUP = 1  # a first epoch says little about where a trial ends
+DEFAULT_STARTUP = 4  # the median of fewer completed trials is noise
 MOST_TRIALS = 1_000_000  # a study larger than this is a typo (each trial is at least a directory)
 NUMBER_ATTR = "dl_number"  # the trial's directory number, trials/<NNN>/
 
@@ -69,18 +72,57 @@ def override_value(param: Param, value) -> str:
     return repr(float(value))
 
 
-def pruner_for(rule: str, max_epochs: int):
-    """Optuna's pruner for --prune; each trial reports its validation metric once per epoch."""
+@dataclass(frozen=True)
+class Pruning:
+    """How --prune judges a trial. A step is an epoch, or a fold in a k-fold sweep (the mean of the
+    folds so far). `warmup`: epochs every trial trains before a pruner may stop it (a fold always
+    trains in full, so a k-fold trial may be stopped after its first fold); `startup`: trials
+    that must complete before any is stopped; `steps`: the most steps a trial takes (Hyperband's
+    budget, the same in every worker)."""
+
+    rule: str = "none"
+    warmup: int = DEFAULT_WARMUP
+    startup: int = DEFAULT_STARTUP
+    steps: int = 1
+    per_fold: bool = False
+
+    @property
+    def first_judged_step(self) -> int:
+        return 1 if self.per_fold else self.warmup + 1
+
+
+def pruner_for(pruning: Pruning):
+    """Optuna's pruner for --prune with its brakes: Median's own n_warmup_steps and
+    n_startup_trials; successive halving and Hyperband start their first rung at the first step
+    judged (min_resource) and wait for `startup` completed trials (a subclass, so that Optuna's
+    samplers still recognise a HyperbandPruner)."""
     optuna = _optuna()
+    rule = pruning.rule
     if rule not in PRUNERS:
         raise UserError(f"--prune {rule} is not a pruning rule: choose one of {', '.join(PRUNERS)}")
-    if rule == "median":  # once two trials completed: stop one below the median of those that reached its epoch
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0, n_min_trials=2)
+    first = pruning.first_judged_step
+    if rule == "median":  # stop a trial below the median of the completed trials at the same step
+        return optuna.pruners.MedianPruner(n_startup_trials=pruning.startup, n_warmup_steps=first, n_min_trials=2)
     if rule == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return _after_startup(optuna.pruners.SuccessiveHalvingPruner, pruning.startup)(min_resource=first, reduction_factor=3)
     if rule == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, int(max_epochs)), reduction_factor=3)
+        return _after_startup(optuna.pruners.HyperbandPruner, pruning.startup)(
+            min_resource=min(first, max(1, pruning.steps)), max_resource=max(1, int(pruning.steps)), reduction_factor=3)
     return optuna.pruners.NopPruner()
+
+
+def _after_startup(pruner_class, startup: int):
+    """`pruner_class` that stops no trial until `startup` trials have completed."""
+    from optuna.trial import TrialState
+
+    class AfterStartup(pruner_class):
+        def prune(self, study, trial) -> bool:
+            if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < startup:
+                return False
+            return super().prune(study, trial)
+
+    AfterStartup.__name__ = pruner_class.__name__
+    return AfterStartup
 
 
 def repair_journal(sweep_dir: Path) -> str | None:
@@ -110,16 +152,16 @@ def repair_journal(sweep_dir: Path) -> str | None:
     return f"{journal} ended in a record cut short (a kill while it was written): dropped it (kept in {STUDY_FILE}.torn)"
 
 
-def open_study(sweep_dir: Path, kind: str, space: SearchSpace, seed: int, trials: int | None, mode: str, prune: str,
-               max_epochs: int):
+def open_study(sweep_dir: Path, study_name: str, kind: str, space: SearchSpace, seed: int, trials: int | None, mode: str,
+               pruning: Pruning):
     """The sweep's study, created on first use (a resumed sweep loads the one it has)."""
     optuna = _optuna()
-    return optuna.create_study(study_name=STUDY_NAME, storage=storage(sweep_dir), load_if_exists=True,
-                               sampler=sampler_for(kind, space, seed, trials), pruner=pruner_for(prune, max_epochs),
+    return optuna.create_study(study_name=study_name, storage=storage(sweep_dir), load_if_exists=True,
+                               sampler=sampler_for(kind, space, seed, trials), pruner=pruner_for(pruning),
                                direction="maximize" if mode == "max" else "minimize")
 
 
-def trial_handle(sweep_dir: Path, trial_id: int, prune: str, max_epochs: int):
+def trial_handle(sweep_dir: Path, study_name: str, trial_id: int, pruning: Pruning):
     """The trial, as the process that trains it opens it: to report its epochs and ask whether to
     stop. (Optuna has no public way to report to a trial asked by another process; Trial(study,
     trial_id) is what its own ask() builds.) The journal must exist: a worker that does not see
@@ -129,7 +171,7 @@ def trial_handle(sweep_dir: Path, trial_id: int, prune: str, max_epochs: int):
     if not journal.is_file():
         raise UserError(f"{journal} is not on this machine: Ray workers need the sweep directory on storage they share, "
                         "mounted at the same path")
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage(sweep_dir), pruner=pruner_for(prune, max_epochs),
+    study = optuna.load_study(study_name=study_name, storage=storage(sweep_dir), pruner=pruner_for(pruning),
                               sampler=optuna.samplers.RandomSampler())  # a worker never samples
     return optuna.trial.Trial(study, trial_id)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlcli.errors import first_line
+from dlcli.sweep.study import STUDY_NAME, Pruning
 
 
 @dataclass
@@ -22,14 +23,14 @@ class TrialSpec:
     trial_dir: str
     metric: str  # e.g. val_accuracy
     mode: str  # max | min
-    prune: str = "none"
+    pruning: Pruning = field(default_factory=lambda: Pruning())
     threads: int = 1
     config_dirs: list[str] = field(default_factory=list)
     device: str | None = None  # e.g. cuda:1 when each trial gets its own GPU
     extra: list[str] = field(default_factory=list)  # set by the sweep, e.g. the parent MLflow run
     sweep_dir: str | None = None  # where the sweep's Optuna study is (study.journal)
-    trial_id: int | None = None  # this trial in that study: it reports its epochs there for pruning
-    max_epochs: int = 1  # the most epochs any trial trains: Hyperband's budget, the same in every worker
+    trial_id: int | None = None  # this trial in that study: it reports its epochs (or folds) there for pruning
+    study_name: str = STUDY_NAME
 
     @property
     def overrides(self) -> list[str]:
@@ -61,13 +62,19 @@ def run_trial(spec: TrialSpec) -> dict:
     record = {"number": spec.number, "status": "failed", "params": spec.params, "run_dir": str(trial_dir), "message": None}
     try:
         cfg = compose(spec.overrides, spec.config_dirs)
-        study = None  # its epochs go to the sweep's study: for the pruner and for optuna-dashboard's curves
-        if spec.trial_id is not None:
-            study = StudyReporting(Path(spec.sweep_dir), spec.trial_id, spec.prune, spec.metric, spec.max_epochs)
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
         reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
-        result = new_run(cfg, spec.overrides, reporter, run_dir=trial_dir, evaluate_test=False,
-                         callbacks=[study] if study else [])
+        # its epochs (or folds) go to the sweep's study: for the pruner and for optuna-dashboard's curves
+        study = StudyReporting(Path(spec.sweep_dir), spec.study_name, spec.trial_id, spec.pruning, spec.metric) \
+            if spec.trial_id is not None else None
+        if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:  # a cross-validated trial
+            from dlcli.kfold import train_kfold
+
+            result = train_kfold(cfg, spec.overrides, reporter, run_dir=trial_dir, evaluate_test=False,
+                                 after_fold=study.after_fold if study else None)
+        else:
+            result = new_run(cfg, spec.overrides, reporter, run_dir=trial_dir, evaluate_test=False,
+                             callbacks=[study] if study else [])
         record.update(status=result.status, message=result.summary.get("message"))
     except KeyboardInterrupt:
         record.update(status="interrupted", message="interrupted before training began")
@@ -84,20 +91,54 @@ def run_trial(spec: TrialSpec) -> dict:
     if record["status"] in ("failed", "interrupted") and not (trial_dir / "summary.json").exists():
         update_summary(trial_dir, status=record["status"], message=record["message"])  # ended before training began
     record["seconds"] = time.perf_counter() - started
-    record.update(best_value(trial_dir / "metrics.csv", spec.metric, spec.mode))
+    record.update(trial_outcome(trial_dir, spec.metric, spec.mode))
     record["pid"] = os.getpid()
     return record
 
 
+def trial_outcome(trial_dir: Path, metric: str, mode: str) -> dict:
+    """What a finished trial scored on the sweep's metric: its best epoch's value (and val_loss
+    there, the first tie-break), or for a cross-validated trial the mean over its completed folds,
+    their standard deviation, and their mean best epoch (rounded half up, as a refit trains)."""
+    import statistics
+
+    if not (trial_dir / "kfold.json").is_file() and not (trial_dir / "fold-1").is_dir():
+        return best_value(trial_dir / "metrics.csv", metric, mode)
+    folds = []
+    for number in range(1, 10_000):
+        fold_dir = trial_dir / f"fold-{number}"
+        if not fold_dir.is_dir():
+            break
+        outcome = best_value(fold_dir / "metrics.csv", metric, mode)
+        if outcome["value"] is not None and _fold_status(fold_dir) == "completed":
+            folds.append(outcome)
+    if not folds:
+        return {"value": None, "best_epoch": None, "val_loss": None, "std": None, "folds": 0}  # folds: a k-fold trial
+    losses = [f["val_loss"] for f in folds if f["val_loss"] is not None]
+    mean_epoch = statistics.fmean(f["best_epoch"] for f in folds)
+    return {"value": statistics.fmean(f["value"] for f in folds),
+            "std": statistics.stdev(f["value"] for f in folds) if len(folds) > 1 else None,
+            "best_epoch": max(1, int(mean_epoch + 0.5)),
+            "val_loss": statistics.fmean(losses) if len(losses) == len(folds) else None, "folds": len(folds)}
+
+
+def _fold_status(fold_dir: Path) -> str | None:
+    from dlcli.runs import read_summary
+
+    return read_summary(fold_dir).get("status") if (fold_dir / "summary.json").is_file() else None
+
+
 def best_value(metrics_csv: Path, metric: str, mode: str) -> dict:
-    """The trial's best value of the sweep metric over its epochs, and the epoch it came at."""
+    """The run's best value of the sweep metric over its epochs, the epoch it came at (the earliest
+    of equal ones), and the validation loss at that epoch."""
     try:
         with metrics_csv.open() as f:
             rows = [r for r in csv.DictReader(f) if r.get(metric) not in (None, "")]
     except FileNotFoundError:
         rows = []
     if not rows:
-        return {"value": None, "best_epoch": None}
+        return {"value": None, "best_epoch": None, "val_loss": None}
     pick = max if mode == "max" else min
-    best = pick(rows, key=lambda r: float(r[metric]))
-    return {"value": float(best[metric]), "best_epoch": int(best["epoch"])}
+    best = pick(rows, key=lambda r: float(r[metric]))  # max/min keep the first of equal values
+    loss = best.get("val_loss")
+    return {"value": float(best[metric]), "best_epoch": int(best["epoch"]), "val_loss": float(loss) if loss not in (None, "") else None}
