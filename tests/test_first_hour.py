@@ -38,17 +38,58 @@ def _five_mixed_runs():
 
 
 def test_runs_compares_mixed_runs_in_80_columns(workdir, narrow):
+    """Runs on different data sets (or judged by different metrics) are one table each, best first."""
     _five_mixed_runs()
     result = run_cli("runs")
     assert result.exit_code == 0, result.output
     table = result.stdout
     assert max(map(len, table.splitlines())) <= 80
-    assert "5 runs under runs" in table and "all completed" in table
-    for header in ("metric", "val", "test", "data", "model"):
-        assert f" {header} " in next(line for line in table.splitlines() if line.startswith("┃"))
-    assert "softmax" in table and "diabetes" in table and "rmse" in table
+    assert "data=digits · val_accuracy: 3 runs under runs" in table
+    assert "data=wine · val_accuracy: 1 run under runs" in table and "data=diabetes · val_rmse: 1 run under runs" in table
+    digits = table.split("data=wine")[0] if table.index("data=digits") < table.index("data=wine") else table
+    header = next(line for line in digits.splitlines() if line.startswith("┃"))
+    for column in ("val_accuracy", "model", "optim"):  # what differs within the group comes first
+        assert f" {column} " in header, header
+    values = [float(line.split("│")[2]) for line in digits.splitlines() if line.startswith("│") and "│" in line[1:]][:3]
+    assert values == sorted(values, reverse=True)  # best first
     assert "dlcli.models" not in table and "_target_" not in table  # components by their option name
-    assert "more columns differ but do not fit" in result.stderr and "model.hidden" in result.stderr
+
+
+def test_runs_where_filters_and_names_a_bad_condition(workdir, narrow):
+    _five_mixed_runs()
+    wine = run_cli("runs", "--where", "data=wine")
+    assert wine.exit_code == 0 and "1 run under runs where data=wine" in wine.stdout and "diabetes" not in wine.stdout
+    others = run_cli("runs", "--where", "data!=digits", "--json")
+    assert sorted(row["data"] for row in json.loads(others.stdout)) == ["diabetes", "wine"]
+    both = run_cli("runs", "--where", "data=digits", "--where", "model=softmax", "--json")
+    assert [row["model"] for row in json.loads(both.stdout)] == ["softmax"]
+    for bad, says in (("colour=red", "--where colour=red: colour is not a column"), ("data", "is not KEY=VALUE")):
+        refused = run_cli("runs", "--where", bad)
+        assert refused.exit_code == 2 and says in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_a_kfold_run_is_one_row_with_its_spread_until_you_open_it(workdir, narrow):
+    assert run_cli("train", "data=iris", "split.kfold=3", "trainer.epochs=2", "-q").exit_code == 0
+    assert run_cli("train", "data=iris", "trainer.epochs=2", "-q").exit_code == 0
+    listing = run_cli("runs")
+    assert "2 runs under runs" in listing.stdout and " ± " in listing.stdout and "fold-" not in listing.stdout
+    parent = next(p for p in (workdir / "runs" / "train").iterdir() if (p / "kfold.json").exists())
+    report = json.loads((parent / "kfold.json").read_text())
+    row = next(r for r in json.loads(run_cli("runs", "--json").stdout) if "folds" in r)
+    assert row["folds"] == 3 and row["val_accuracy"] == report["mean"] and row["val_accuracy_std"] == report["std"]
+    folds = run_cli("runs", str(parent))
+    assert "3 runs under" in folds.stdout and "fold-1" in folds.stdout
+
+
+def test_shortened_run_names_stay_distinct():
+    from dlcli.compare_view import elide_distinct
+
+    names = [f"sweeps/{sweep}/2026-12-05_18-44-26/trials/{n:03d}" for sweep in ("titanic_survival", "house_prices_log")
+             for n in (1, 2)]
+    for width in (16, 20, 30):
+        shown = elide_distinct(names, width)
+        assert len(set(shown)) == 4 and all(len(name) <= width for name in shown), shown
+    assert elide_distinct(["a/b", "a/c"], 10) == ["a/b", "a/c"]  # short enough: as they are
 
 
 def test_runs_takes_several_directories_and_patterns(workdir, narrow):

@@ -418,6 +418,38 @@ def test_a_killed_tpe_sweep_resumes_in_the_same_study(tmp_path, monkeypatch):
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
 
 
+def test_a_killed_kfold_tpe_sweep_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """SIGKILL in the middle of a cross-validated trial; --resume reruns that trial from its first
+    fold and ends with exactly the table a sweep never killed ends with."""
+    args = ["sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "split.kfold=3", "--trials", "4", "--seed", "3",
+            "trainer.epochs=6", "--threads", "1"]
+    killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
+    killed_dir.mkdir()
+    whole_dir.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "dlcli", *args], cwd=killed_dir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline, directory = time.time() + 120, None
+    while time.time() < deadline:  # kill once trial 002 has begun its folds
+        found = list(killed_dir.glob("runs/sweeps/sweep/*/trials/002/fold-1/metrics.csv"))
+        if found:
+            directory = found[0].parents[3]
+            break
+        time.sleep(0.02)
+    assert directory is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not (directory / "trials" / "002" / "kfold.json").exists()  # killed inside the trial
+    monkeypatch.chdir(killed_dir)
+    resumed = run_cli("sweep", "tpe", "--resume", str(directory))
+    assert resumed.exit_code == 0, resumed.output
+    monkeypatch.chdir(whole_dir)
+    assert run_cli(*args).exit_code == 0
+    whole = next(whole_dir.glob("runs/sweeps/sweep/*"))
+    compared = ["number", "status", "optim.lr", "val_accuracy", "val_accuracy_std", "val_loss", "best_epoch"]
+    pd.testing.assert_frame_equal(pd.read_csv(directory / "results.csv")[compared], pd.read_csv(whole / "results.csv")[compared])
+    assert read(directory / "summary.json")["best_trial"] == read(whole / "summary.json")["best_trial"]
+
+
 def test_trials_per_gpu_places_k_trials_on_each_gpu():
     from dlcli.sweep.backends import plan_slots, slot_device
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,9 +18,6 @@ from dlcli.errors import UserError
 from dlcli.runs import ARTIFACTS_DIR, effective_status, read_json, read_metrics, read_summary
 
 NOT_COMPARED = ("name", "resume", "runs_dir")  # where a run lives, not what it computed
-MAX_VALUE_WIDTH = 24
-MAX_RUN_WIDTH = 40
-MIN_RUN_WIDTH = 16
 
 
 @dataclass
@@ -55,6 +51,9 @@ def collect_runs(paths: Sequence[str]) -> RunRows:
                                   if not _not_a_run(summary.relative_to(root))))
     given = [root.resolve() for root in roots]
     base = Path(os.path.commonpath([r.parent if (r / "summary.json").is_file() else r for r in given])) if given else Path.cwd()
+    # a k-fold run is one row (its folds' mean ± std), unless it is what the user gave: then its folds
+    shown_parents = {d for d in run_dirs if d not in given and _is_kfold(d)}
+    run_dirs = [d for d in run_dirs if d.parent not in shown_parents]
     rows, configs, typed = [], [], []
     for run_dir in run_dirs:
         name = os.path.relpath(run_dir, base)
@@ -67,13 +66,32 @@ def collect_runs(paths: Sequence[str]) -> RunRows:
             configs.append({})
             typed.append([])
             continue
-        if summary.get("kind") in ("sweep", "kfold"):
+        if summary.get("kind") == "sweep" or (summary.get("kind") == "kfold" and run_dir not in shown_parents):
             continue  # parents: their runs are listed one by one
-        rows.append(_run_row(run_dir, name, summary))
+        rows.append(_kfold_row(run_dir, name, summary) if summary.get("kind") == "kfold" else _run_row(run_dir, name, summary))
         configs.append(_flat_config(run_dir))
         typed.append(_typed_keys(run_dir))
     _add_settings(rows, configs)
     return RunRows(rows, typed)
+
+
+def _is_kfold(run_dir: Path) -> bool:
+    try:
+        return read_summary(run_dir).get("kind") == "kfold"
+    except UserError:
+        return False
+
+
+def _kfold_row(run_dir: Path, name: str, summary: dict) -> dict:
+    """A k-fold run as one row: the folds' mean best validation value, their spread, the mean test."""
+    monitor = summary.get("monitor")
+    row = {"run": name, "status": effective_status(run_dir, summary), "folds": summary.get("folds")}
+    if monitor:
+        row[monitor] = _number(summary.get("mean"))
+        row[f"{monitor}_std"] = _number(summary.get("std"))
+    for key, value in (summary.get("test_mean") or {}).items():
+        row[f"test_{key}"] = _number(value)
+    return row
 
 
 def _not_a_run(path: Path) -> bool:
@@ -162,127 +180,88 @@ def _add_settings(rows: list[dict], configs: list[dict]) -> None:
     runs (a setting a run does not have counts as null)."""
     present = [c for c in configs if c]
     keys = list(dict.fromkeys(k for c in present for k in c))
-    differing = [k for k in keys if k not in NOT_COMPARED and len({_key(c.get(k)) for c in present}) > 1]
+    differing = [k for k in keys if k not in NOT_COMPARED and len({comparable(c.get(k)) for c in present}) > 1]
     components = [g for g in COMPONENT_GROUPS if any(g in c for c in present)]
     for row, config in zip(rows, configs):
         if config:
             row.update({k: config.get(k) for k in dict.fromkeys([*components, *differing])})
 
 
-def _key(value) -> str:
+def comparable(value) -> str:
     return repr(value)
 
 
-# -- the terminal table ------------------------------------------------------------------------
+def is_monitor(column: str) -> bool:
+    return column.startswith("val_") and not column.endswith("_std")
+
+
+def filter_runs(runs: RunRows, conditions: Sequence[str]) -> RunRows:
+    """The runs whose columns meet every `KEY=VALUE` (or `KEY!=VALUE`) condition: --where."""
+    every = list(dict.fromkeys(k for row in runs.rows for k in row))
+    kept = list(zip(runs.rows, runs.typed))
+    for condition in conditions:
+        negate = "!=" in condition
+        key, _, value = condition.partition("!=" if negate else "=")
+        key, value = key.strip(), value.strip()
+        if not key or ("=" not in condition):
+            raise UserError(f"--where {condition} is not KEY=VALUE (or KEY!=VALUE), e.g. --where data=digits")
+        if key not in every:
+            raise UserError(f"--where {condition}: {key} is not a column: columns are {', '.join(every)}")
+        kept = [(row, typed) for row, typed in kept if _matches(row.get(key), value) != negate]
+    return RunRows([row for row, _ in kept], [typed for _, typed in kept])
+
+
+def _matches(value, wanted: str) -> bool:
+    from dlcli.numbers import setting
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(wanted) == float(value)
+        except ValueError:
+            return False
+    text = "null" if value is None else setting(value) if not isinstance(value, str) else value
+    return text.replace(" ", "") == wanted.replace(" ", "")
+
 
 @dataclass
-class TableView:
-    columns: list[str]
-    rows: list[dict]
-    facts: list[str]  # what all runs share, said once in the title (all completed, one date)
+class RunGroup:
+    label: str  # data=digits · val_accuracy
+    metric: str | None
+    runs: RunRows
 
 
-def display_rows(runs: RunRows) -> TableView:
-    """The terminal's view: columns in the order they matter, without those that are empty or the
-    same everywhere. Run and status; epochs; the validation and test metric (one `metric` column
-    naming it when the runs measure different things); the components; the settings the user
-    typed; then best epoch and the other test numbers."""
-    rows = runs.rows
-    present = list(dict.fromkeys(k for row in rows for k in row))
-    monitors = [k for k in present if k.startswith("val_")]
-    metrics = [m[len("val_"):] for m in monitors]
-    headline = [*monitors, *(f"test_{m}" for m in metrics)]
-    if len(monitors) > 1:  # mixed tasks: one column per role, not one per metric
-        shown = []
-        for row in rows:
-            metric = next((m for m in metrics if row.get(f"val_{m}") is not None or row.get(f"test_{m}") is not None), None)
-            view = {k: v for k, v in row.items() if k not in headline}
-            view.update(metric=metric, val=row.get(f"val_{metric}"), test=row.get(f"test_{metric}"))
-            shown.append(view)
-        rows, leading = shown, ["metric", "val", "test"]
-    else:
-        leading = [*monitors, *(f"test_{m}" for m in metrics if f"test_{m}" in present)]
-    components = [g for g in COMPONENT_GROUPS if g in present]
-    typed = [k for keys in runs.typed for k in keys if k in present and k not in components]
-    rest = [k for k in present if k.startswith("test_") and k not in headline]
-    order = list(dict.fromkeys(["run", "status", *leading, "diagnosis", *components, *typed, "epochs", "best_epoch", *rest]))
-    facts = []
-    statuses = {row.get("status") for row in rows}
-    if len(rows) > 1 and len(statuses) == 1:
-        facts.append(f"all {statuses.pop()}")
-    rows, day = _without_shared_date(rows)
-    if day:
-        facts.append(f"all on {day}")
-    return TableView([c for c in order if c == "run" or _varies(rows, c)], rows, facts)
+def group_runs(runs: RunRows) -> list[RunGroup]:
+    """Runs on different data sets, or judged by different metrics, are not comparable: one group
+    per (data, validation metric), in the order first met. A run with no metric (failed early)
+    joins its data set's group."""
+    keys = []
+    for row in runs.rows:
+        metric = next((k for k in row if is_monitor(k) and row[k] is not None), None)
+        keys.append((row.get("data"), metric))
+    for i, (data, metric) in enumerate(keys):
+        if metric is None:
+            keys[i] = next((k for k in keys if k[0] == data and k[1] is not None), (data, None))
+    groups: dict = {}
+    for key, row, typed in zip(keys, runs.rows, runs.typed):
+        groups.setdefault(key, ([], []))
+        groups[key][0].append(row)
+        groups[key][1].append(typed)
+    return [RunGroup(" · ".join(p for p in (f"data={data}" if data is not None else None, metric) if p), metric,
+                     RunRows(rows, typed)) for (data, metric), (rows, typed) in groups.items()]
 
 
-_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{2}-\d{2}-\d{2})")
+def best_first(group: RunGroup) -> None:
+    """Sort a group's runs by its validation metric, best first (runs without one last)."""
+    from dlcli.metric_names import monitor_mode
+
+    if group.metric is None:
+        return
+    sign = -1 if monitor_mode(group.metric) == "max" else 1
+    order = sorted(range(len(group.runs.rows)), key=lambda i: _sort_key(group.runs.rows[i].get(group.metric), sign))
+    group.runs = RunRows([group.runs.rows[i] for i in order], [group.runs.typed[i] for i in order])
 
 
-def _without_shared_date(rows: list[dict]) -> tuple[list[dict], str | None]:
-    """Runs started on one day are told apart by their time: runs/mlp/2026-11-24_10-31-07 shows
-    as mlp/10-31-07, and the day is said once."""
-    days = {m.group(1) for row in rows for m in [_STAMP.search(str(row.get("run", "")))] if m}
-    if len(days) != 1 or not all(_STAMP.search(str(row.get("run", ""))) for row in rows):
-        return rows, None
-    return [{**row, "run": _STAMP.sub(r"\2", row["run"], count=1)} for row in rows], days.pop()
-
-
-def _varies(rows: list[dict], column: str) -> bool:
-    values = [_key(row.get(column)) for row in rows]
-    if all(row.get(column) is None for row in rows):
-        return False
-    return len(rows) == 1 or len(set(values)) > 1
-
-
-def cell_text(column: str, value) -> str:
-    from dlcli.numbers import setting, short
-
-    if value is None:
-        return "-"
-    if column in ("run", "status"):
-        return str(value)
-    text = short(value) if _is_measurement(column) else setting(value)
-    return elide(text, MAX_VALUE_WIDTH)
-
-
-def _is_measurement(column: str) -> bool:
-    return column.startswith(("val_", "test_", "train_")) or column in ("val", "test", "epochs", "best_epoch")
-
-
-def is_number_column(column: str) -> bool:
-    return _is_measurement(column)
-
-
-def elide(text: str, width: int) -> str:
-    """Long text keeps its start and its end (where paths and lists differ)."""
-    if len(text) <= width:
-        return text
-    keep = width - 1
-    return text[: keep - keep // 2] + "…" + text[len(text) - keep // 2:]
-
-
-def fit_columns(columns: list[str], cells: dict[str, list[str]], width: int, essential: int) -> tuple[list[str], list[str], int]:
-    """The columns that fit in `width` terminal cells, in order, those left out, and the width the
-    run column gets: the run names are shortened (middle elided) before any of the first
-    `essential` columns is left out."""
-    def need(column: str, limit: int | None = None) -> int:
-        widest = max([len(header_text(column)), *(len(c) for c in cells[column])])
-        return (min(widest, limit) if limit else widest) + 3  # padding and border
-
-    run_width = need("run", MAX_RUN_WIDTH) - 3
-    essential_need = 1 + sum(need(c) for c in columns[1:essential])
-    if essential_need + run_width + 3 > width:
-        run_width = max(MIN_RUN_WIDTH, width - essential_need - 3)
-    kept, left_out, used = ["run"], [], 1 + run_width + 3
-    for column in columns[1:]:
-        if used + need(column) <= width:
-            kept.append(column)
-            used += need(column)
-        else:
-            left_out.append(column)
-    return kept, left_out, run_width
-
-
-def header_text(column: str) -> str:
-    return elide(column, MAX_VALUE_WIDTH)
+def _sort_key(value, sign: int):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return (0, sign * value)
+    return (1, 0)

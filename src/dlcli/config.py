@@ -7,6 +7,7 @@ can add their own options and experiments next to the built-in ones.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -71,10 +72,6 @@ REQUIRED_GROUPS = ("data", "model", "optim")  # a run cannot do without these
 
 def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = ()) -> DictConfig:
     """The fully composed (not yet resolved) config for these Hydra overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
     from dlcli.conf.schema import register
 
     overrides = list(overrides)
@@ -84,20 +81,22 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = (
     searched = ["hydra.searchpath=[" + ",".join(extra) + "]"] if extra else []
 
     def composed(given: list[str]) -> DictConfig:
-        GlobalHydra.instance().clear()
-        try:
-            with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-                try:
-                    cfg = hydra_compose(config_name="config", overrides=given + searched)
-                except Exception as exc:  # Hydra raises several types; all are the user's input here
-                    raise UserError(_explain_hydra_error(exc, overrides, config_dirs)) from None
-                loader = GlobalHydra.instance().config_loader()
-                for group in REQUIRED_GROUPS:
-                    if not isinstance(cfg.get(group), DictConfig):
-                        options = ", ".join(sorted(loader.get_group_options(group)))
-                        raise UserError(f"a run needs a {group}, and the overrides removed it: choose one with {group}=NAME ({options})")
-        finally:
-            GlobalHydra.instance().clear()
+        groups, values = _split_values(given)
+        key = (tuple(groups), tuple(searched), _fingerprint(extra))
+        cfg = _COMPOSED.get(key)
+        if cfg is None:
+            cfg = _hydra_compose(groups + searched, overrides, config_dirs)
+            if len(_COMPOSED) >= _COMPOSED_MOST:
+                _COMPOSED.pop(next(iter(_COMPOSED)))
+            _COMPOSED[key] = cfg
+        cfg = copy.deepcopy(cfg)
+        if values:  # as Hydra applies them after composing: in order, on the struct config
+            from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+            try:
+                ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+            except Exception as exc:
+                raise UserError(_explain_hydra_error(exc, overrides, config_dirs)) from None
         return cfg
 
     cfg = composed(overrides)
@@ -110,6 +109,70 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = (
     except Exception as exc:
         raise UserError(f"cannot resolve the config: {first_line(exc)}") from None
     return cfg
+
+
+# Hydra's composition of a set of group choices, kept for this process: a sweep composes every
+# trial (and every value it checks) from the same groups, and Hydra reads and merges every option's
+# YAML each time (~0.2 s). Plain `key.path=value` overrides are applied to a copy, exactly as Hydra
+# applies them after composing (its own ConfigLoaderImpl._apply_overrides_to_config).
+_COMPOSED: dict[tuple, DictConfig] = {}
+_COMPOSED_MOST = 64
+
+
+def _hydra_compose(given: list[str], overrides: Sequence[str], config_dirs) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+            try:
+                cfg = hydra_compose(config_name="config", overrides=given)
+            except Exception as exc:  # Hydra raises several types; all are the user's input here
+                raise UserError(_explain_hydra_error(exc, overrides, config_dirs)) from None
+            loader = GlobalHydra.instance().config_loader()
+            for group in REQUIRED_GROUPS:
+                if not isinstance(cfg.get(group), DictConfig):
+                    options = ", ".join(sorted(loader.get_group_options(group)))
+                    raise UserError(f"a run needs a {group}, and the overrides removed it: choose one with {group}=NAME ({options})")
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def _split_values(given: list[str]) -> tuple[list[str], list]:
+    """Overrides that choose config groups (or touch hydra.*) as given, and the plain value
+    overrides of dotted keys (`optim.lr=0.1`, `+data.as_sequence=true`, `~model.hidden`) parsed,
+    which Hydra applies after composing whatever their order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    groups, values = [], []
+    parsed = OverridesParser.create().parse_overrides(given)
+    for text, override in zip(given, parsed):
+        key = override.key_or_group
+        plain = ("." in key and "/" not in key and override.package is None and not override.is_sweep_override()
+                 and not override.is_hydra_override())
+        if plain:
+            values.append(override)
+        else:
+            groups.append(text)
+    return groups, values
+
+
+def _fingerprint(extra: list[str]) -> tuple:
+    """What the extra config directories hold (names, sizes, times): an option edited between two
+    compositions in one process is read again."""
+    files = []
+    for directory in extra:
+        root = Path(directory.removeprefix("file://"))
+        for path in sorted(root.rglob("*")):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            files.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(files)
 
 
 TRAIN_WITH = "train_with"  # a model option's own training defaults: model.train_with=[optim.lr=0.1, ...]

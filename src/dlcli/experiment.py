@@ -17,7 +17,7 @@ from dlcli.engine.device import select_device
 from dlcli.engine.state import Session
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.losses import build_loss, head_size, one_logit, present_as_two_logits
-from dlcli.engine.metrics import monitor_mode
+from dlcli.metric_names import monitor_mode
 from dlcli.engine.tta import checked_views
 from dlcli.engine.optim import FULL_BATCH_ONLY, build_optimizer, build_scheduler, l1_penalty
 from dlcli.errors import InputTooSmall, UserError

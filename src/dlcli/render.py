@@ -214,10 +214,11 @@ def param_table(summary: dict) -> Table:
     return table
 
 
-def runs_table(runs, rows: list[dict], where: str, width: int, chosen: list[str] | None = None):
+def runs_table(runs, rows: list[dict], where: str, width: int, chosen: list[str] | None = None, group: str | None = None):
     """`dl runs`' table of collected runs (rows already sorted), fitted to `width` columns unless
-    the user chose them; and the columns that did not fit."""
-    from dlcli.compare import cell_text, display_rows, elide, fit_columns, header_text, is_number_column
+    the user chose them; and the columns that did not fit. `group` names the runs' data set and
+    metric when the runs listed span several."""
+    from dlcli.compare_view import cell_text, display_rows, elide_distinct, fit_columns, header_text, is_number_column
     from dlcli.config import COMPONENT_GROUPS
     from dlcli.errors import UserError
 
@@ -236,9 +237,9 @@ def runs_table(runs, rows: list[dict], where: str, width: int, chosen: list[str]
     essential = next((i for i, c in enumerate(wanted) if c not in ("run", "status", "metric", "val", "test", *COMPONENT_GROUPS)
                       and not c.startswith(("val_", "test_"))), len(wanted))
     kept, left_out, run_width = fit_columns(wanted, cells, width, essential) if chosen is None else (wanted, [], 10_000)
-    cells["run"] = [elide(name, run_width) for name in cells["run"]]
+    cells["run"] = elide_distinct(cells["run"], run_width)
     facts = f" ({', '.join(shown.facts)})" if shown.facts else ""
-    title = f"{len(rows)} run{'' if len(rows) == 1 else 's'} under {where}{facts}"
+    title = f"{group + ': ' if group else ''}{len(rows)} run{'' if len(rows) == 1 else 's'} under {where}{facts}"
     table = Table(title=title, min_width=min(len(title), width))
     for column in kept:
         table.add_column(header_text(column), justify="right" if is_number_column(column) else "left", no_wrap=True, overflow="ellipsis")

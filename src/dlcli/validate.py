@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from dlcli.constraints import Options, check
-from dlcli.engine.metrics import TASK_METRICS
+from dlcli.metric_names import TASK_METRICS
 from dlcli.errors import UserError
 
 

@@ -224,49 +224,62 @@ def diagnose(
         "  dl runs\n\n"
         "  dl runs runs/softmax runs/mlp_dropout --sort val_accuracy\n\n"
         "  dl runs 'runs/sweeps/sweep/*' --columns status,val_accuracy,optim.lr\n\n"
+        "  dl runs --where data=digits --where status=completed\n\n"
         "  dl runs runs/train --json"
     ),
 )
 @handle_errors
 def list_runs(
     directories: Optional[List[str]] = typer.Argument(None, help="Directories holding runs, or patterns (default: runs/); searched recursively.", show_default=False),
-    sort: Optional[str] = typer.Option(None, "--sort", help="Column to sort by (e.g. val_accuracy, test_accuracy)."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="Column to sort by (default: each group's validation metric, best first)."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated columns to show (default: those that differ, most useful first)."),
+    where: Optional[List[str]] = typer.Option(None, "--where", help="Only runs whose column has this value: KEY=VALUE or KEY!=VALUE (e.g. data=digits, status=completed, optim.lr=0.1); repeat to narrow."),
     as_json: bool = typer.Option(False, "--json", help="Print every column of every run as JSON (numbers, booleans and lists typed)."),
 ):
-    """Compare runs (or a sweep's trials) in one table: status, metrics, and the settings that differ."""
-    from dlcli.compare import collect_runs
+    """Compare runs (or a sweep's trials) in one table per data set and metric: status, metrics, and the settings that differ."""
+    from dlcli.compare import best_first, collect_runs, filter_runs, group_runs
 
     directories = list(directories or ["runs"])
-    runs = collect_runs(directories)
-    rows = runs.rows
-    every = list(dict.fromkeys(k for row in rows for k in row))
-    if sort is not None:
-        if sort not in every:
-            raise UserError(f"--sort {sort} is not a column: columns are {', '.join(every)}")
-        from dlcli.engine.metrics import monitor_mode  # (imports torch: only when sorting)
-
-        descending = monitor_mode(sort) == "max"
-
-        def order(row):  # missing values last; numbers before text, so mixed columns still sort
-            value = row.get(sort)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return (0, -value if descending else value, "")
-            return (1 if value is not None else 2, 0, json.dumps(value))
-
-        rows.sort(key=order)
+    runs = filter_runs(collect_runs(directories), where or [])
+    every = list(dict.fromkeys(k for row in runs.rows for k in row))
+    if sort is not None and sort not in every:
+        raise UserError(f"--sort {sort} is not a column: columns are {', '.join(every)}")
+    groups = group_runs(runs)
+    for group in groups:
+        if sort is None:
+            best_first(group)
+        else:
+            _sort_rows(group.runs, sort)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([row for group in groups for row in group.runs.rows], indent=2))
         return
-    where = ", ".join(directories)
-    if not rows:
-        console.print(f"no runs under {where}", markup=False, highlight=False)
+    where_text = ", ".join(directories) + "".join(f" where {w}" for w in where or [])
+    if not groups:
+        console.print(f"no runs under {where_text}", markup=False, highlight=False)
         return
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns is not None else None
-    table, left_out = runs_table(runs, rows, where, console.width, chosen)
-    console.print(table)
-    if left_out:
-        differ = "" if len(rows) == 1 else (" differs" if len(left_out) == 1 else " differ")  # one run: nothing to differ from
-        err_console.print(f"{len(left_out)} more column{'' if len(left_out) == 1 else 's'}{differ} but do not fit: "
-                          f"{', '.join(left_out)} (choose with --columns, or see all with --json)",
-                          markup=False, highlight=False, soft_wrap=True)
+    for group in groups:
+        rows = group.runs.rows
+        table, left_out = runs_table(group.runs, rows, where_text, console.width, chosen, group.label if len(groups) > 1 else None)
+        console.print(table)
+        if left_out:
+            differ = "" if len(rows) == 1 else (" differs" if len(left_out) == 1 else " differ")  # one run: nothing to differ from
+            err_console.print(f"{len(left_out)} more column{'' if len(left_out) == 1 else 's'}{differ} but do not fit: "
+                              f"{', '.join(left_out)} (choose with --columns, or see all with --json)",
+                              markup=False, highlight=False, soft_wrap=True)
+
+
+def _sort_rows(runs, sort: str) -> None:
+    """--sort COLUMN: best first for a metric, missing values last; numbers before text."""
+    from dlcli.metric_names import monitor_mode
+
+    descending = monitor_mode(sort) == "max"
+
+    def order(index):
+        value = runs.rows[index].get(sort)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (0, -value if descending else value, "")
+        return (1 if value is not None else 2, 0, json.dumps(value))
+
+    ranked = sorted(range(len(runs.rows)), key=order)
+    runs.rows[:], runs.typed[:] = [runs.rows[i] for i in ranked], [runs.typed[i] for i in ranked]

@@ -13,19 +13,6 @@ import torch
 
 from dlcli.engine.targets import invert_transform
 
-# Metric names per task: the first is the one model selection uses.
-TASK_METRICS = {"classification": ("accuracy",), "regression": ("rmse", "mae", "r2", "log_rmse")}
-HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "mae": False, "r2": True, "log_rmse": False, "loss": False, "macro_f1": True}
-
-
-def monitor_mode(monitor: str) -> str:
-    """'max' when a larger value of the monitored metric is better, else 'min'."""
-    metric = monitor
-    for prefix in ("train_", "val_", "test_", "best_"):
-        metric = metric.removeprefix(prefix)
-    return "max" if HIGHER_IS_BETTER.get(metric, False) else "min"
-
-
 def epoch_scores(task: str, outputs: torch.Tensor, targets: torch.Tensor, target_std: float = 1.0,
                  target_mean: float = 0.0, target_transform: str = "none") -> dict[str, torch.Tensor]:
     """The task metrics of one epoch as 0-d tensors on the outputs' device (no sync).

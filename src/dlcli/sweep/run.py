@@ -127,7 +127,7 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
     """Default metric: the task's validation metric. Validated on the first trial's config, which
     also says where the sweep goes (its runs_dir)."""
     from dlcli.config import compose
-    from dlcli.engine.metrics import TASK_METRICS, monitor_mode
+    from dlcli.metric_names import TASK_METRICS, monitor_mode
     from dlcli.experiment import build_experiment
 
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
