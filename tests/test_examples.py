@@ -32,6 +32,8 @@ SWEEP = "runs/sweeps/sweep/2026-11-24_10-31-07"
 KFOLD = "runs/house_prices/2026-11-24_11-00-00"  # a finished k-fold run ...
 REFIT = "runs/house_prices/2026-11-24_11-20-00"  # ... and its refit
 PHOTOS = "runs/photos/2026-11-24_12-00-00"  # a run on the photos/ folder
+HOUSES = "runs/sweeps/houses/2026-11-24_12-00-00"  # a k-fold sweep of the house-prices recipe ...
+HOUSES_REFIT = "runs/houses/2026-11-24_12-30-00"  # ... and the refit of its best trial on every row
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "lenet_fashion", "mlp_fashion", "softmax_fashion", "vgg_small_fashion", "cifar_cnn")
 
 
@@ -108,6 +110,11 @@ def example_dir(tmp_path_factory):
         _made_as(f"train refit={KFOLD}", root, REFIT)
         table.drop(columns=["SalePrice"]).to_csv(root / "test.csv", index=False)
         _made_as("train data=imagefolder data.root=photos model=lenet trainer.epochs=1 --name photos", root, PHOTOS)
+        assert run_cli("sweep", "grid", "experiment=house_prices_kfold", "data.path=train.csv", "optim.lr=0.01,0.003",
+                       "trainer.epochs=1", "--name", "houses", "-q").exit_code == 0
+        (root / HOUSES).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(next((root / "runs" / "sweeps" / "houses").iterdir())), root / HOUSES)
+        _made_as(f"train refit={HOUSES} split.test=0", root, HOUSES_REFIT)
         from sklearn.datasets import load_digits
 
         np.save(root / "rows.npy", load_digits().data[:20])

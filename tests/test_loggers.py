@@ -115,11 +115,12 @@ def test_an_interrupted_run_is_killed_in_mlflow_and_resumes_the_same_run(workdir
 
 
 def test_a_sweep_is_a_parent_mlflow_run_with_one_nested_run_per_trial(workdir):
-    result = run_cli("sweep", "grid", "optim.lr=0.1,0.01", "data=iris", "trainer.epochs=2", "logger=mlflow", "-q")
+    result = run_cli("sweep", "grid", "optim.lr=0.1,0.01", "data=iris", "trainer.epochs=2", "logger=mlflow", "--name", "irises", "-q")
     assert result.exit_code == 0, result.output
-    sweep = next((workdir / "runs" / "sweeps" / "sweep").iterdir())
+    sweep = next((workdir / "runs" / "sweeps" / "irises").iterdir())
     client, parent = mlflow_run(sweep)
     assert parent.info.status == "FINISHED" and parent.data.tags["dl.kind"] == "sweep"
+    assert client.get_experiment(parent.info.experiment_id).name == "irises"  # named after --name, as the study is
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.params["optim.lr"] for c in children) == ["0.01", "0.1"]
     assert all(c.info.status == "FINISHED" for c in children)

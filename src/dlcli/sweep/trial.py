@@ -23,7 +23,7 @@ class TrialSpec:
     trial_dir: str
     metric: str  # e.g. val_accuracy
     mode: str  # max | min
-    pruning: Pruning = field(default_factory=lambda: Pruning())
+    pruning: Pruning = field(default_factory=Pruning)
     threads: int = 1
     config_dirs: list[str] = field(default_factory=list)
     device: str | None = None  # e.g. cuda:1 when each trial gets its own GPU
