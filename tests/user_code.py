@@ -165,3 +165,25 @@ class BreaksInEval(__import__("torch").nn.Module):
         if not self.training and len(x) == 256:  # the diagnostics' look at one batch of 256
             raise RuntimeError("this model cannot be looked at like that")
         return self.net(x)
+
+
+class NanOnRankOne(__import__("torch").nn.Module):
+    """A linear model whose outputs become NaN on rank 1 only, from its `after`-th training batch:
+    one rank's divergence, which every rank must agree to stop on."""
+
+    def __init__(self, input_shape, num_outputs: int, after: int = 20):
+        super().__init__()
+        import torch
+
+        self.linear = torch.nn.Linear(int(torch.tensor(input_shape).prod()), num_outputs)
+        self.after, self.calls = after, 0
+
+    def forward(self, x):
+        import torch.distributed as dist
+
+        out = self.linear(x.flatten(1))
+        if self.training and dist.is_initialized() and dist.get_rank() == 1:
+            self.calls += 1
+            if self.calls >= self.after:
+                return out * float("nan")
+        return out

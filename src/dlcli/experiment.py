@@ -17,6 +17,7 @@ from dlcli.engine.device import select_device
 from dlcli.engine.state import Session
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.losses import build_loss, head_size, one_logit, present_as_two_logits
+from dlcli.engine.distributed import check_devices
 from dlcli.metric_names import monitor_mode
 from dlcli.engine.tta import checked_views
 from dlcli.engine.optim import FULL_BATCH_ONLY, build_optimizer, build_scheduler, l1_penalty
@@ -60,6 +61,8 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     start weights (model.weights=RUN_DIR of a dl model) are not read again."""
     check_config(cfg)
     device = select_device(cfg.trainer.device)
+    check_devices(int(cfg.trainer.get("devices", 1)), device, bool(cfg.trainer.get("sync_batchnorm", False)),
+                  int(cfg.trainer.batch_size))
     notes = []
     brought = list(cfg.model.get("train_with") or [])
     if brought and not restoring:

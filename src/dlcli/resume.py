@@ -33,10 +33,12 @@ from dlcli.runs import (
     write_metrics,
 )
 from dlcli.tracking import as_new_run, build_loggers
+from dlcli.launch import devices_of, resume_distributed
 from dlcli.training import TrainResult, now, run_facts, run_in
 
 # Overrides that may accompany resume=RUN_DIR: where and how it runs, not what it computes.
-RESUME_OVERRIDES = ("resume", "trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
+RESUME_OVERRIDES = ("resume", "trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots",
+                    "trainer.max_restarts")
 
 
 def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence[Callback] = (),
@@ -69,6 +71,11 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         lock.release()
         raise
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
+    if devices_of(saved) > 1:  # trained by several processes: so is the rest of it
+        try:
+            return resume_distributed(run_dir, saved, reporter, callbacks, trust)
+        finally:
+            lock.release()
     reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
     return run_in(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock, resumed=True)
 
@@ -129,6 +136,11 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         lock.release()
         raise
     reporter.log(f"continuing {source} after epoch {state.epoch} in a new run, up to epoch {epochs}")
+    if devices_of(saved) > 1:
+        try:
+            return resume_distributed(run_dir, saved, reporter, callbacks, trust)
+        finally:
+            lock.release()
     return run_in(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock)
 
 

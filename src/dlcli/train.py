@@ -55,10 +55,21 @@ def train(
 
         cfg, facts = refit_config(cfg, overrides, trust)
         check = same_test_split(Path(facts["refit_of"]))
+    from dlcli.engine.distributed import launched_by_torchrun
+    from dlcli.launch import devices_of, train_distributed
+
+    several = devices_of(cfg) > 1 or launched_by_torchrun()
     if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
+        if several:
+            raise UserError(f"split.kfold with trainer.devices={devices_of(cfg)}: k-fold trains its folds in one process; "
+                            "use trainer.devices=1, or train one fold at a time with split.fold=N")
         from dlcli.kfold import train_kfold
 
         return train_kfold(cfg, overrides, reporter, callbacks)
+    if several:
+        if run_dir is not None:
+            raise UserError("trainer.devices>1 needs a run directory of its own, made by the launching process")
+        return train_distributed(cfg, overrides, reporter, evaluate_test, callbacks, facts, check)
     from dlcli.training import new_run
 
     return new_run(cfg, overrides, reporter, run_dir, evaluate_test, callbacks, facts, check)

@@ -62,20 +62,27 @@ def new_run(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter |
     split once, summarize. `run_dir` is an empty directory a sweep or k-fold parent made for it;
     `facts` go into its summary; `check` may refuse the built experiment (a refit's test split)."""
     reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
+    experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
+    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
+    return run_in(experiment, run_dir, FitState(), reporter, evaluate_test, [*configured, *callbacks], lock)
+
+
+def start_new_run(cfg: DictConfig, overrides: Sequence[str] = (), run_dir: Path | None = None, facts: dict | None = None,
+                  check: Callable[[Experiment], None] | None = None) -> tuple[Experiment, Path, RunLock]:
+    """The built experiment and its new run directory, with its first files (resumable from birth:
+    an untrained last.pt) and its lock held."""
     experiment = build_experiment(cfg)
     if check is not None:
         check(experiment)
-    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
     start = RunStart(
         texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(overrides)},
         jsons={"split.json": split_record(experiment, cfg), PREPROCESSING_FILE: experiment.data.preprocessing()},
         summary={**run_facts(experiment), **(facts or {}), "status": "running", "started_at": now(), "wall_seconds": 0.0},
         folders=("checkpoints",),
-        # resumable from birth
         then=lambda directory: save_checkpoint(directory / "checkpoints" / "last.pt", experiment.session, FitState()),
     )
     run_dir, lock = start_run_dir(cfg.runs_dir, cfg.name, start, into=run_dir)
-    return run_in(experiment, run_dir, FitState(), reporter, evaluate_test, [*configured, *callbacks], lock)
+    return experiment, run_dir, lock
 
 
 def run_in(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,

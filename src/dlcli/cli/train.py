@@ -74,6 +74,8 @@ def train(
     silent = quiet or as_json
     reporter = Reporter(Console(quiet=True) if silent else console, show_progress=not silent and composed.trainer.progress)
     result = run_training(composed, overrides, reporter, trust=trust or [])
+    if _not_rank_zero():  # under torchrun every rank runs this command; rank 0 speaks for the run
+        return
     if as_json:
         print(json.dumps({"run_dir": str(result.run_dir), **result.summary}, indent=2))
     elif quiet:
@@ -90,3 +92,7 @@ def train(
         raise typer.Exit(1)
 
 
+def _not_rank_zero() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) != 0 and "TORCHELASTIC_RUN_ID" in os.environ

@@ -53,6 +53,9 @@ class TrainerSchema:
     plots: bool = True
     diagnostics: bool = True
     diagnostics_every: int = 10
+    devices: int = 1
+    max_restarts: int = 0
+    sync_batchnorm: bool = False
 
 
 @dataclass
@@ -113,6 +116,9 @@ CONSTRAINTS = {
     "trainer.plots": BOOLEAN,
     "trainer.diagnostics": BOOLEAN,
     "trainer.diagnostics_every": POSITIVE_INT,
+    "trainer.devices": Interval(1, 4096, integer=True),
+    "trainer.max_restarts": Interval(0, 1000, integer=True),
+    "trainer.sync_batchnorm": BOOLEAN,
     "split.val": FRACTION,
     "split.test": FRACTION,
     "split.stratify": BOOLEAN,

@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dlcli.engine.distributed import World, part_of_batch, shard
 from dlcli.errors import UserError
 
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
@@ -33,18 +34,25 @@ class TensorBatches:
         x = self.features[rows]
         return (self.transform(x) if self.transform is not None else x), self.targets[rows]
 
-    def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def shuffled(self, batch_size: int, generator: torch.Generator, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of `batch_size` in a seeded order; with several ranks, this rank's part of each
+        (every rank draws the same order from the same generator)."""
         count = len(self)
         order = torch.randperm(count, generator=generator).to(self.targets.device)
         for start in range(0, count, batch_size):
             rows = order[start : start + batch_size]
             if len(rows) == 1 and count > 1:
                 return  # a lone trailing sample breaks batch norm and adds only noise
+            rows = part_of_batch(rows, world)
+            if rows is None:
+                return
             yield self._batch(rows)
 
-    def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self), batch_size):
-            yield self._batch(slice(start, start + batch_size))
+    def in_order(self, batch_size: int, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every sample in order; with several ranks, this rank's contiguous shard."""
+        part = shard(len(self), world)
+        for start in range(part.start, part.stop, batch_size):
+            yield self._batch(slice(start, min(start + batch_size, part.stop)))
 
     def peek(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first `count` samples as one batch, for a look that must not disturb training."""
@@ -84,14 +92,43 @@ class LoaderBatches:
         y = y.to(self.device, non_blocking=True)
         return (self.transform(x) if self.transform is not None else x), y
 
-    def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def shuffled(self, batch_size: int, generator: torch.Generator, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self)
+        if world.active:
+            yield from self._rank_batches(batch_size, generator, world)
+            return
         for batch in _from_workers(self._loader(batch_size, generator)):
             if len(batch[1]) == 1 and count > 1:
                 return
             yield self._to_device(batch)
 
-    def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _rank_batches(self, batch_size: int, generator: torch.Generator, world: World):
+        """This rank's part of each global batch of the same seeded order every rank draws; the
+        workers' random draws (augmentation) are seeded from the run's generator and the rank."""
+        count = len(self)
+        order = torch.randperm(count, generator=generator)
+        seed = int(torch.randint(2**62, (1,), generator=generator)) + world.rank
+        batches = []
+        for start in range(0, count, batch_size):
+            rows = order[start : start + batch_size]
+            part = part_of_batch(rows, world) if not (len(rows) == 1 and count > 1) else None
+            if part is None:
+                break
+            batches.append(part.tolist())
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
+                            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+        for batch in _from_workers(loader):
+            yield self._to_device(batch)
+
+    def in_order(self, batch_size: int, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if world.active:
+            from torch.utils.data import Subset
+
+            loader = DataLoader(Subset(self.dataset, shard(len(self), world)), batch_size=batch_size,
+                                num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+            for batch in _from_workers(loader):
+                yield self._to_device(batch)
+            return
         for batch in _from_workers(self._loader(batch_size, None)):
             yield self._to_device(batch)
 

@@ -247,7 +247,8 @@ class Checkpointer(Callback):
         import threading
 
         # Only the main thread receives signals; a process that ignores Ctrl-C keeps ignoring it.
-        if threading.current_thread() is not threading.main_thread():
+        # With several ranks, fit's collective Ctrl-C decides when every rank stops together.
+        if threading.current_thread() is not threading.main_thread() or self.session.world.active:
             return
         current = signal.getsignal(signal.SIGINT)
         if callable(current):  # Python's default (KeyboardInterrupt), or someone's own, which we chain to

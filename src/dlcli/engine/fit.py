@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from dlcli.engine.callbacks import Callback, CallbackList
-from dlcli.engine.loop import TimedBatches, predict, train_epoch
+from dlcli.engine.distributed import World, gather_in_order, summed
+from dlcli.engine.loop import EpochResult, TimedBatches, predict, train_epoch
 from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import current_lr
 from dlcli.engine.state import BatchSource, FitState, Session
@@ -39,13 +40,37 @@ def evaluate_outputs(session: Session, data: BatchSource, model: nn.Module | Non
 
 
 def validate(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validation loss and the task metric as 0-d tensors on the device (read once per epoch)."""
-    outputs, targets = predict(session.model, session.val_data.in_order(session.eval_batch_size), session.step.amp,
+    """Validation loss and the task metric as 0-d tensors on the device (read once per epoch); with
+    several ranks each predicts its shard and every rank scores all of them, each sample once."""
+    world = session.world
+    outputs, targets = predict(session.model, session.val_data.in_order(session.eval_batch_size, world), session.step.amp,
                                on_device=True)
+    outputs, targets = gather_in_order(outputs, targets, world)
     with torch.no_grad():
         loss = session.loss_fn(outputs, targets)
     return loss, epoch_scores(session.task, outputs, targets, session.target_std, session.target_mean,
                               session.target_transform)[session.metric]
+
+
+def rank_weight(count: int, batch_size: int, world: World):
+    """With several ranks: (batch index, this rank's rows) -> its share of the step's gradient,
+    world size x its rows / the global batch's rows, so that DDP's average over the ranks is the
+    one-process mean over the batch (1 for every batch but an uneven last one)."""
+    if not world.active:
+        return None
+    batches = math.ceil(count / batch_size)
+    last = count - batch_size * (batches - 1)
+    return lambda index, rows: world.size * rows / (last if index == batches - 1 else batch_size)
+
+
+def across_ranks(result: EpochResult, world: World) -> EpochResult:
+    """One rank's epoch as the whole epoch every rank trained: losses and counts summed, outputs and
+    targets gathered (the training metric is then the one process's)."""
+    if not world.active:
+        return result
+    outputs, targets = gather_in_order(result.outputs, result.targets, world)
+    count = int(summed(torch.tensor(float(result.count)), world))
+    return EpochResult(loss_sum=summed(result.loss_sum, world), count=count, outputs=outputs, targets=targets)
 
 
 def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -> FitState:
@@ -53,16 +78,20 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
     hooks = CallbackList(callbacks)
     step_scheduler = session.schedule.scheduler if session.schedule.interval == "step" else None
     status = "failed"
+    ctrl_c = CollectiveCtrlC(session.world)
     try:
+        ctrl_c.catch()
         hooks.on_fit_start(session, state)
         first = session.epochs + 1 if state.stopped_early else state.epoch + 1  # a finished early stop stays stopped
         for epoch in range(first, session.epochs + 1):
             hooks.on_epoch_start(epoch)
             lr = current_lr(session.optimizer)
             started = time.perf_counter()
-            batches = TimedBatches(session.train_data.shuffled(session.step.batch_size, session.generator))
-            result = train_epoch(session.model, session.optimizer, session.loss_fn, batches, session.step, session.scaler,
-                                 step_scheduler, hooks.batch_end, hooks.after_backward)
+            batches = TimedBatches(session.train_data.shuffled(session.step.batch_size, session.generator, session.world))
+            result = train_epoch(session.train_model or session.model, session.optimizer, session.loss_fn, batches, session.step,
+                                 session.scaler, step_scheduler, hooks.batch_end, hooks.after_backward,
+                                 rank_weight(len(session.train_data), session.step.batch_size, session.world))
+            result = across_ranks(result, session.world)
             train_seconds = time.perf_counter() - started
             train_metric = epoch_scores(session.task, result.outputs, result.targets, session.target_std,
                                         session.target_mean, session.target_transform)[session.metric]
@@ -102,6 +131,8 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                 stop = session.patience is not None and state.epochs_without_improvement >= session.patience
                 state.stopped_early = stop and epoch < session.epochs
                 hooks.on_epoch_end(state, row, improved)
+                if ctrl_c.agreed():  # a Ctrl-C on any rank: every rank stops after this epoch, which is kept
+                    raise KeyboardInterrupt
             if stop:
                 break
         status = "completed"
@@ -112,5 +143,43 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
         status = "pruned"
         raise
     finally:
+        ctrl_c.release()
         hooks.on_fit_end(state, status)
     return state
+
+
+class CollectiveCtrlC:
+    """Ctrl-C with several ranks: a rank that stopped alone would leave the others waiting in a
+    collective, so the first Ctrl-C on any rank only marks it, and after each epoch the ranks agree
+    (a sum over them) whether to stop; all then stop together, with the epoch kept. A second
+    Ctrl-C stops that process at once (the launcher then ends the others)."""
+
+    def __init__(self, world: World):
+        self.world, self.pressed, self._previous = world, False, None
+
+    def catch(self) -> None:
+        import signal
+        import threading
+
+        if self.world.active and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
+
+    def release(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_ctrl_c(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        if self.world.main:
+            import sys
+
+            sys.stderr.write("\nCtrl-C: finishing this epoch on every process to keep it, then stopping (Ctrl-C again to "
+                             "stop at once)\n")
+
+    def agreed(self) -> bool:
+        return self.world.active and float(summed(torch.tensor(float(self.pressed)), self.world)) > 0

@@ -70,6 +70,7 @@ def train_epoch(
     step_scheduler=None,
     on_batch_end: Callable[[int, torch.Tensor], None] | None = None,  # (batch size, batch loss)
     after_backward: Callable[[nn.Module], None] | None = None,
+    weight: Callable[[int, int], float] | None = None,  # (batch index, its rows here) -> this rank's share of the step
 ) -> EpochResult:
     """One pass over `batches` (already shuffled).
 
@@ -79,8 +80,9 @@ def train_epoch(
     """
     model.train()
     loss_sum, count, outputs_seen, targets_seen = None, 0, [], []
-    for x, y in batches:
-        outputs, loss = train_step(model, optimizer, loss_fn, x, y, step, scaler, after_backward)
+    for index, (x, y) in enumerate(batches):
+        outputs, loss = train_step(model, optimizer, loss_fn, x, y, step, scaler, after_backward,
+                                   weight(index, len(y)) if weight is not None else 1.0)
         if step_scheduler is not None:
             step_scheduler.step()
         size, loss = len(y), loss.detach()
@@ -102,8 +104,11 @@ def train_epoch(
     )
 
 
-def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, after_backward=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimization step on one batch: forward, loss, backward, (clip), update."""
+def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, after_backward=None,
+               weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimization step on one batch: forward, loss, backward, (clip), update. `weight` scales
+    what is minimized (not the loss reported): DistributedDataParallel averages the ranks'
+    gradients, so a rank holding more of an uneven last batch must count for more."""
     if step.amp:
         with autocast(x.device, True):
             outputs = model(x)
@@ -111,7 +116,7 @@ def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, a
     else:
         outputs = model(x)
         loss = loss_fn(outputs, y)
-    objective = loss
+    objective = loss if weight == 1.0 else loss * weight
     if step.l1:  # the reported loss stays the data loss, comparable with the validation loss
         objective = loss + step.l1 * sum(p.abs().sum() for p in step.l1_params)
     optimizer.zero_grad(set_to_none=True)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from dlcli.engine.batches import LoaderBatches, TensorBatches
+from dlcli.engine.distributed import World
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.optim import Schedule
 
@@ -42,6 +43,8 @@ class Session:
     target_std: float = 1.0
     target_transform: str = "none"  # log | log1p: outputs are mapped back with exp | expm1 for the metrics
     scaler: torch.amp.GradScaler | None = None
+    world: World = World()  # this process among several training together (DistributedDataParallel)
+    train_model: nn.Module | None = None  # the model wrapped for several processes (DDP); steps go through it
 
     @property
     def loss_units(self) -> str | None:

@@ -276,6 +276,9 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
                             "(then train the chosen settings on train+val with dl train refit=BEST_TRIAL)")
         if cfg.get("refit"):
             raise UserError("refit= trains one finished run again: it has no place in a sweep")
+        if int(cfg.trainer.get("devices", 1)) > 1:
+            raise UserError(f"trainer.devices={cfg.trainer.devices} in a sweep: each trial trains in one process here; "
+                            "use --jobs to run trials side by side (one GPU each when there are several)")
         epochs = max(epochs, int(cfg.trainer.epochs))
         folds.add(int(cfg.split.kfold) if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None else None)
     if len(folds) > 1:

@@ -1,0 +1,280 @@
+"""`trainer.devices=N`: one run trained by N processes with DistributedDataParallel, started by
+PyTorch's elastic launcher (the engine behind `torchrun`), never by a launcher of dl's own.
+
+The parent process composes and checks the config and creates the run directory once (config.yaml,
+split.json, an untrained last.pt), holds the run's lock, and starts the workers with
+`torch.distributed.launcher.api.elastic_launch` (c10d rendezvous on localhost:0, so concurrent runs
+never collide on a port). Every worker reads the resolved config and last.pt from the run
+directory (it never parses the command line) and restores from it, so a new run, a resumed one and
+a launcher restart (trainer.max_restarts) all start the same way. Rank 0 writes everything: the
+lines, metrics.csv, checkpoints, the summary, the test look. Under `torchrun ... -m dlcli train`
+the processes are already started: rank 0 creates the run directory and tells the others where.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlcli.engine.progress import Reporter
+from dlcli.errors import UserError, first_line
+from dlcli.runs import read_summary, update_summary
+from dlcli.training import TrainResult, start_new_run
+
+# how a run runs, not what it computes: the command's values reach the workers
+HOW_IT_RUNS = ("trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
+
+
+def devices_of(cfg: DictConfig) -> int:
+    return int(cfg.trainer.get("devices", 1) or 1)
+
+
+def train_distributed(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, evaluate_test: bool = True,
+                      callbacks: Sequence = (), facts: dict | None = None, check=None) -> TrainResult:
+    """A new run trained by trainer.devices processes."""
+    _no_python_callbacks(callbacks)
+    from dlcli.engine.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        return _as_torchrun_worker(cfg, overrides, evaluate_test, facts, check)
+    experiment, run_dir, lock = start_new_run(cfg, overrides, None, facts, check)
+    del experiment  # the workers build their own; this one only checked the config and wrote the first files
+    try:
+        # the workers read back the config this command composed: what it builds is trusted as typed
+        launch_workers(run_dir, cfg, reporter, evaluate_test=evaluate_test, trust=targets_of(cfg))
+    finally:
+        lock.release()
+    return TrainResult(run_dir, read_summary(run_dir))
+
+
+def resume_distributed(run_dir: Path, saved: DictConfig, reporter: Reporter, callbacks: Sequence = (),
+                       trust: Sequence[str] = ()) -> TrainResult:
+    """A resumed run whose config trains on several processes (the run's lock is held by the caller)."""
+    _no_python_callbacks(callbacks)
+    launch_workers(run_dir, saved, reporter, trust=trust)
+    return TrainResult(run_dir, read_summary(run_dir))
+
+
+def targets_of(cfg: DictConfig) -> list[str]:
+    """Every class or function the config builds (its `_target_`s)."""
+    found = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            target = node.get("_target_")
+            if isinstance(target, str) and target:
+                found.append(target)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(OmegaConf.to_container(cfg, resolve=True))
+    return sorted(set(found))
+
+
+def _no_python_callbacks(callbacks: Sequence) -> None:
+    if callbacks:
+        raise UserError("callbacks given from Python cannot reach the worker processes of trainer.devices>1: "
+                        "name them in the config (callbacks.NAME._target_=module.Class) so every run builds them")
+
+
+def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_test: bool = True,
+                   trust: Sequence[str] = ()) -> None:
+    """Start trainer.devices workers on this machine and wait for them. A worker that dies ends the
+    others (the launcher stops them); the run is then left interrupted and resumable."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # the launcher logs a worker's end (and Ctrl-C) as a page of tracebacks; the run's summary says it in a line
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed.elastic")] + ["torch.distributed.elastic"]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    devices = devices_of(cfg)
+    how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
+    how["quiet"] = bool(reporter.console.quiet)  # -q / --json: rank 0 prints nothing either
+    how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=int(cfg.trainer.get("max_restarts", 0)),
+                          monitor_interval=0.1, start_method="spawn",
+                          # Ctrl-C reaches every worker from the terminal: rank 0 keeps its epoch and closes
+                          # the run, the others stop; the launcher passing it on again would make it a second
+                          # Ctrl-C, which stops at once. It waits for them instead (SIGTERM still stops all).
+                          signals_to_handle="SIGTERM,SIGHUP,SIGQUIT")
+    reporter.log(f"training on {devices} processes (DistributedDataParallel, {_backend(cfg)}); "
+                 f"batch {int(cfg.trainer.batch_size)} = {devices} x {int(cfg.trainer.batch_size) // devices} per process")
+    update_summary(run_dir, world_size=devices, per_rank_batch=int(cfg.trainer.batch_size) // devices)
+    import signal
+
+    # a handler that does nothing, not SIG_IGN: an ignored signal stays ignored in the workers it starts
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        elastic_launch(config, worker)(str(run_dir), how, list(trust), evaluate_test)
+    except ChildFailedError as exc:
+        _ended_by_a_worker(run_dir, exc)
+    except Exception as exc:  # the launcher's own signal exception (Ctrl-C, SIGTERM) and rendezvous failures
+        if type(exc).__name__ == "SignalException":
+            _left_resumable(run_dir, "interrupted")
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _backend(cfg: DictConfig) -> str:
+    return "gloo on CPU" if str(cfg.trainer.device) == "cpu" or not _cuda() else "nccl on CUDA"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _ended_by_a_worker(run_dir: Path, exc) -> None:
+    failures = getattr(exc, "failures", {}) or {}
+    rank, failure = next(iter(sorted(failures.items())), (None, None))
+    what = f"worker rank {rank} ended ({_exit_text(failure)})" if failure is not None else f"a worker failed ({first_line(exc)})"
+    said = _worker_message(failure)
+    if said:
+        what += f": {said}"
+    _left_resumable(run_dir, "failed", f"{what}; the others were stopped; continue with: dl train resume={run_dir}")
+
+
+def _worker_message(failure) -> str | None:
+    """The one line of the exception a worker ended with, when it raised one."""
+    message = getattr(failure, "message", None)
+    if isinstance(message, dict):
+        message = message.get("message")
+    if not isinstance(message, str) or not message or message.startswith("To enable traceback"):
+        return None
+    return first_line(message.removeprefix("UserError: "))
+
+
+def _exit_text(failure) -> str:
+    code = getattr(failure, "exitcode", None)
+    if isinstance(code, int) and code < 0:
+        import signal
+
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _left_resumable(run_dir: Path, status: str, message: str | None = None) -> None:
+    """A run rank 0 could not close (it was killed too) says how it ended, never `running`."""
+    summary = read_summary(run_dir)
+    if summary.get("status") == "running":
+        update_summary(run_dir, status=status, message=message or f"continue with: dl train resume={run_dir}")
+    elif message and summary.get("status") not in ("completed",):
+        update_summary(run_dir, message=message)
+
+
+def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
+    """One process of the group: join it, train, leave it."""
+    import torch.distributed as dist
+
+    backend = "nccl" if _cuda() and str(how.get("trainer.device")) != "cpu" else "gloo"
+    dist.init_process_group(backend)
+    try:
+        train_as_rank(Path(run_dir), how, trust, evaluate_test)
+    finally:
+        dist.destroy_process_group()
+
+
+def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test: bool) -> None:
+    """Restore the run from its last.pt and train this rank's part; rank 0 writes the run."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from dlcli.engine.callbacks import build_callbacks
+    from dlcli.engine.checkpoint import load_checkpoint, restore
+    from dlcli.engine.distributed import current_world
+    from dlcli.engine.fit import NonFiniteLoss, fit
+    from dlcli.errors import TrialPruned
+    from dlcli.experiment import build_experiment
+    from dlcli.runs import load_saved_config
+    from dlcli.tracking import build_loggers
+    from dlcli.training import run_in
+
+    world = current_world()
+    cfg = load_saved_config(run_dir, trust)
+    how = dict(how)
+    quiet = bool(how.pop("quiet", False))
+    for key, value in how.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    on_gpu = _cuda() and str(cfg.trainer.device) != "cpu"
+    if on_gpu:
+        torch.cuda.set_device(world.local_rank)
+    cfg.trainer.device = f"cuda:{world.local_rank}" if on_gpu else "cpu"
+    cfg.trainer.devices = 1  # this process trains one device's share
+    if not on_gpu:  # the machine's cores, shared by the processes on it
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))))
+    sync_batchnorm = bool(cfg.trainer.get("sync_batchnorm", False))
+    cfg.trainer.sync_batchnorm = False  # checked by the parent; converted below
+    experiment = build_experiment(cfg, restoring=True)
+    session = experiment.session
+    state = restore(session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
+    if sync_batchnorm:
+        session.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(session.model)  # the same parameters, synced statistics
+    session.world = world
+    session.train_model = DistributedDataParallel(session.model, device_ids=[world.local_rank] if on_gpu else None)
+    if world.main:
+        from rich.console import Console
+
+        reporter = Reporter(Console(quiet=quiet), show_progress=bool(cfg.trainer.progress) and not quiet)
+        configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
+        if state.epoch:
+            reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
+        update_summary(run_dir, status="running", message=None)
+        run_in(experiment, run_dir, state, reporter, evaluate_test, configured, None, resumed=state.epoch > 0)
+        return
+    try:
+        fit(session, state, [])
+    except (NonFiniteLoss, TrialPruned, KeyboardInterrupt):
+        pass  # every rank stops alike; rank 0 records how the run ended
+
+
+def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], evaluate_test: bool, facts: dict | None, check) -> TrainResult:
+    """Started by torchrun: the process group exists (or is made from torchrun's environment); rank 0
+    creates the run directory and sends its path to the others, then every rank trains."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if _cuda() and str(cfg.trainer.device) != "cpu" else "gloo"
+        dist.init_process_group(backend)
+    world_size = dist.get_world_size()
+    if world_size != devices_of(cfg):
+        cfg.trainer.devices = world_size  # torchrun decides how many processes there are
+    try:
+        where: list = [None]
+        lock = None
+        if dist.get_rank() == 0:
+            try:
+                _, run_dir, lock = start_new_run(cfg, overrides, None, facts, check)
+                update_summary(run_dir, world_size=world_size, per_rank_batch=int(cfg.trainer.batch_size) // world_size)
+                where = [str(run_dir)]
+            except UserError as exc:  # every rank must hear it, or the others wait for a path forever
+                where = [exc]
+        dist.broadcast_object_list(where, src=0)
+        if isinstance(where[0], UserError):
+            raise where[0]
+        how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
+        how["quiet"] = dist.get_rank() != 0
+        try:
+            train_as_rank(Path(where[0]), how, (), evaluate_test)
+        finally:
+            if lock is not None:
+                lock.release()
+        return TrainResult(Path(where[0]), read_summary(Path(where[0])))
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,163 @@
+"""trainer.devices=N: one run trained by N processes (DistributedDataParallel through PyTorch's
+elastic launcher), here as 2 CPU processes with gloo. Each launch starts fresh interpreters, so the
+runs are few and short."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import read, run_cli
+from dlcli.engine.distributed import World, part_of_batch, shard
+
+TWO = ["trainer.devices=2", "trainer.device=cpu", "trainer.progress=false", "trainer.plots=false"]
+TABLE = ["data=csv", "data.path=rows.csv", "data.target=label", "trainer.epochs=2", "trainer.checkpoint_every=0"]
+
+
+def write_rows(path: Path, count: int = 1010) -> None:
+    """A table whose validation split has 101 rows (split.val=0.1), not a multiple of 2 or 3."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(count, 4))
+    pd.DataFrame({**{f"x{i}": x[:, i] for i in range(4)}, "label": np.where(x[:, 0] + x[:, 1] > 0, "a", "b")}).to_csv(path, index=False)
+
+
+def runs(workdir: Path) -> list[Path]:
+    return sorted(p for p in (workdir / "runs" / "train").iterdir() if not p.name.startswith("."))
+
+
+def weights(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def children_alive() -> list[int]:
+    """Processes whose parent is this one (a worker the launcher left behind); multiprocessing's
+    resource tracker, which spawn starts once and keeps for the life of this process, is not one."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"resource_tracker" not in command:
+                alive.append(int(entry.name))
+    return alive
+
+
+def test_each_sample_is_in_exactly_one_shard_and_batches_split_evenly():
+    for size in (2, 3):
+        shards = [shard(101, World(rank, size)) for rank in range(size)]
+        assert sorted(i for s in shards for i in s) == list(range(101))  # no padding, no duplicate
+        rows = torch.arange(32)
+        parts = [part_of_batch(rows, World(rank, size)) for rank in range(size)]
+        assert torch.equal(torch.cat(parts), rows)
+    assert part_of_batch(torch.arange(1), World(0, 2)) is None  # a batch some rank would miss is skipped by all
+
+
+def test_two_processes_train_the_weights_one_process_trains(workdir):
+    write_rows(workdir / "rows.csv")
+    one = run_cli("train", *TABLE, "trainer.device=cpu", "trainer.progress=false", "-q")
+    assert one.exit_code == 0, one.output
+    two = run_cli("train", *TABLE, *TWO, "-q")
+    assert two.exit_code == 0, two.output
+    single, double = runs(workdir)
+    assert len(runs(workdir)) == 2 and len(list(double.glob("config.yaml"))) == 1  # one run directory, one config
+    summary = read(double / "summary.json")
+    assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["per_rank_batch"] == 16
+    # the same global batch of 32: within float32 summation order (measured: ~2e-7 after 3 epochs on digits)
+    a, b = weights(single), weights(double)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    # validation counts every one of its 101 rows once: the same numbers as one process
+    assert read(double / "split.json")["sizes"]["val"] == 101
+    first, second = pd.read_csv(single / "metrics.csv"), pd.read_csv(double / "metrics.csv")
+    for column in ("val_loss", "val_accuracy", "train_loss", "train_accuracy"):
+        np.testing.assert_allclose(first[column], second[column], rtol=1e-5, atol=1e-6)
+    assert summary["test"]["samples"] == read(single / "summary.json")["test"]["samples"]
+    assert not children_alive()
+
+
+def test_a_nan_on_one_rank_stops_every_rank_with_a_failed_run(workdir):
+    write_rows(workdir / "rows.csv", 400)
+    started = time.monotonic()
+    result = run_cli("train", *TABLE, *TWO, "model._target_=user_code.NanOnRankOne", "~model.hidden", "~model.activation",
+                     "~model.dropout", "~model.batch_norm", "--trust", "user_code", "-q")
+    assert time.monotonic() - started < 120
+    assert result.exit_code == 1, result.output
+    summary = read(runs(workdir)[0] / "summary.json")
+    assert summary["status"] == "failed" and "loss became nan" in summary["message"]
+    assert not children_alive()
+
+
+def test_a_killed_worker_ends_the_others_and_the_run_resumes_to_the_uninterrupted_numbers(workdir):
+    write_rows(workdir / "rows.csv", 400)
+    whole = run_cli("train", *TABLE, *TWO, "trainer.epochs=4", "-q")
+    assert whole.exit_code == 0, whole.output
+    killed = run_cli("train", *TABLE, *TWO, "trainer.epochs=4", "+callbacks.kill._target_=user_code.KillAt",
+                     "+callbacks.kill.epoch=2", f"+callbacks.kill.marker={workdir / 'killed'}", "--trust", "user_code", "-q")
+    assert killed.exit_code != 0
+    assert not children_alive()  # the other worker was stopped, not left behind
+    reference, run = runs(workdir)
+    summary = read(run / "summary.json")
+    assert summary["status"] == "failed" and "worker rank 0 ended (signal SIGKILL)" in summary["message"]
+    resumed = run_cli("train", f"resume={run}", "--trust", "user_code", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    pd.testing.assert_frame_equal(pd.read_csv(reference / "metrics.csv").drop(columns=["seconds", "samples_per_second"]),
+                                  pd.read_csv(run / "metrics.csv").drop(columns=["seconds", "samples_per_second"]),
+                                  rtol=1e-6, atol=1e-7)
+    a, b = weights(reference), weights(run)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+def test_ctrl_c_stops_every_worker_and_leaves_a_resumable_run(tmp_path):
+    """The terminal's Ctrl-C reaches the launcher and every worker: rank 0 keeps the epoch it is
+    in, the run says interrupted, nothing is left running, and resume finishes it."""
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "dlcli", "train", "trainer.epochs=200", "trainer.devices=2", "trainer.device=cpu", "-q"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline, metrics = time.time() + 120, None
+    while time.time() < deadline and metrics is None:
+        found = list(tmp_path.glob("runs/train/*/metrics.csv"))
+        if found and len(found[0].read_text().splitlines()) > 2:
+            metrics = found[0]
+        time.sleep(0.1)
+    assert metrics is not None
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
+    _, err = process.communicate(timeout=90)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "death signal" not in err
+    summary = json.loads((metrics.parent / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "resume=" in summary["message"]
+    assert len(metrics.read_text().splitlines()) == summary["epochs_completed"] + 1
+    time.sleep(1)  # multiprocessing's resource tracker leaves once it sees its parent gone
+    listed = subprocess.run(["ps", "-o", "stat=,pid=,args=", "-s", str(process.pid)], capture_output=True, text=True).stdout
+    running = [line for line in listed.splitlines() if line.strip() and not line.strip().startswith("Z")]  # Z: ended, unreaped
+    assert not running, listed  # no worker of that session still running
+
+
+@pytest.mark.parametrize("args, says", [
+    (["trainer.devices=2", "trainer.device=cpu", "trainer.batch_size=33"], "trainer.batch_size=33 is the global batch"),
+    (["trainer.sync_batchnorm=true", "trainer.device=cpu"], "trainer.sync_batchnorm=true needs CUDA"),
+    (["trainer.devices=2", "trainer.device=cpu", "split.kfold=3"], "split.kfold with trainer.devices=2"),
+    (["trainer.devices=0"], "trainer.devices=0"),
+])
+def test_what_cannot_run_on_several_processes_is_one_line(workdir, args, says):
+    result = run_cli("train", *args)
+    assert result.exit_code == 2 and says in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not (workdir / "runs").exists()
+
+
+def test_a_sweep_keeps_each_trial_in_one_process(workdir):
+    result = run_cli("sweep", "grid", "optim.lr=0.1,0.2", "trainer.devices=2", "trainer.device=cpu")
+    assert result.exit_code == 2 and "trainer.devices=2 in a sweep" in result.stderr
