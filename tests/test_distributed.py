@@ -62,14 +62,27 @@ def test_each_sample_is_in_exactly_one_shard_and_batches_split_evenly():
     assert part_of_batch(torch.arange(1), World(0, 2)) is None  # a batch some rank would miss is skipped by all
 
 
-def test_two_processes_train_the_weights_one_process_trains(workdir):
-    write_rows(workdir / "rows.csv")
-    one = run_cli("train", *TABLE, "trainer.device=cpu", "trainer.progress=false", "-q")
-    assert one.exit_code == 0, one.output
-    two = run_cli("train", *TABLE, *TWO, "-q")
-    assert two.exit_code == 0, two.output
-    single, double = runs(workdir)
-    assert len(runs(workdir)) == 2 and len(list(double.glob("config.yaml"))) == 1  # one run directory, one config
+@pytest.fixture(scope="module")
+def one_and_two(tmp_path_factory):
+    """The same run trained by one process and by two (module-wide: each launch starts interpreters)."""
+    root = tmp_path_factory.mktemp("ddp")
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        write_rows(root / "rows.csv")
+        one = run_cli("train", *TABLE, "trainer.device=cpu", "trainer.progress=false", "-q")
+        assert one.exit_code == 0, one.output
+        two = run_cli("train", *TABLE, *TWO, "-q")
+        assert two.exit_code == 0, two.output
+        assert not children_alive()
+        yield root, *runs(root)
+    finally:
+        os.chdir(previous)
+
+
+def test_two_processes_train_the_weights_one_process_trains(one_and_two):
+    root, single, double = one_and_two
+    assert len(runs(root)) == 2 and len(list(double.glob("config.yaml"))) == 1  # one run directory, one config
     summary = read(double / "summary.json")
     assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["per_rank_batch"] == 16
     # the same global batch of 32: within float32 summation order (measured: ~2e-7 after 3 epochs on digits)
@@ -81,7 +94,6 @@ def test_two_processes_train_the_weights_one_process_trains(workdir):
     for column in ("val_loss", "val_accuracy", "train_loss", "train_accuracy"):
         np.testing.assert_allclose(first[column], second[column], rtol=1e-5, atol=1e-6)
     assert summary["test"]["samples"] == read(single / "summary.json")["test"]["samples"]
-    assert not children_alive()
 
 
 def test_a_nan_on_one_rank_stops_every_rank_with_a_failed_run(workdir):
@@ -96,15 +108,14 @@ def test_a_nan_on_one_rank_stops_every_rank_with_a_failed_run(workdir):
     assert not children_alive()
 
 
-def test_a_killed_worker_ends_the_others_and_the_run_resumes_to_the_uninterrupted_numbers(workdir):
-    write_rows(workdir / "rows.csv", 400)
-    whole = run_cli("train", *TABLE, *TWO, "trainer.epochs=4", "-q")
-    assert whole.exit_code == 0, whole.output
-    killed = run_cli("train", *TABLE, *TWO, "trainer.epochs=4", "+callbacks.kill._target_=user_code.KillAt",
-                     "+callbacks.kill.epoch=2", f"+callbacks.kill.marker={workdir / 'killed'}", "--trust", "user_code", "-q")
+def test_a_killed_worker_ends_the_others_and_the_run_resumes_to_the_uninterrupted_numbers(one_and_two, workdir):
+    _, _, reference = one_and_two
+    write_rows(workdir / "rows.csv")
+    killed = run_cli("train", *TABLE, *TWO, "+callbacks.kill._target_=user_code.KillAt", "+callbacks.kill.epoch=2",
+                     f"+callbacks.kill.marker={workdir / 'killed'}", "--trust", "user_code", "-q")
     assert killed.exit_code != 0
     assert not children_alive()  # the other worker was stopped, not left behind
-    reference, run = runs(workdir)
+    run, = runs(workdir)
     summary = read(run / "summary.json")
     assert summary["status"] == "failed" and "worker rank 0 ended (signal SIGKILL)" in summary["message"]
     resumed = run_cli("train", f"resume={run}", "--trust", "user_code", "-q")
@@ -114,6 +125,21 @@ def test_a_killed_worker_ends_the_others_and_the_run_resumes_to_the_uninterrupte
                                   rtol=1e-6, atol=1e-7)
     a, b = weights(reference), weights(run)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+def test_under_torchrun_dl_is_a_worker_and_rank_0_makes_the_one_run_directory(tmp_path):
+    import subprocess
+    import sys
+
+    write_rows(tmp_path / "rows.csv", 200)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+               "--rdzv-endpoint", "localhost:0", "-m", "dlcli", "train", *TABLE, "trainer.device=cpu", "-q"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    made = list((tmp_path / "runs" / "train").iterdir())
+    assert len(made) == 1 and done.stdout.count("completed ") == 1  # one directory, one line: rank 0's
+    summary = read(made[0] / "summary.json")
+    assert summary["status"] == "completed" and summary["world_size"] == 2
 
 
 def test_ctrl_c_stops_every_worker_and_leaves_a_resumable_run(tmp_path):
@@ -158,6 +184,39 @@ def test_what_cannot_run_on_several_processes_is_one_line(workdir, args, says):
     assert len(result.stderr.strip().splitlines()) == 1 and not (workdir / "runs").exists()
 
 
-def test_a_sweep_keeps_each_trial_in_one_process(workdir):
-    result = run_cli("sweep", "grid", "optim.lr=0.1,0.2", "trainer.devices=2", "trainer.device=cpu")
-    assert result.exit_code == 2 and "trainer.devices=2 in a sweep" in result.stderr
+def trials_in_study(sweep: Path) -> list:
+    import optuna
+
+    from dlcli.sweep.study import storage
+
+    name = optuna.get_all_study_names(storage(sweep))[0]
+    return optuna.load_study(study_name=name, storage=storage(sweep)).get_trials(deepcopy=False)
+
+
+def test_a_sweep_trial_on_two_processes_is_one_run_directory(workdir):
+    write_rows(workdir / "rows.csv", 200)
+    result = run_cli("sweep", "grid", "optim.lr=0.1,0.05", *TABLE, *TWO, "--prune", "median", "-q")
+    assert result.exit_code == 0, result.output
+    sweep = next((workdir / "runs" / "sweeps" / "sweep").iterdir())
+    for trial in sorted((sweep / "trials").iterdir()):
+        summary = read(trial / "summary.json")
+        assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["test"] is None
+        assert [p.name for p in trial.iterdir() if p.name == "config.yaml"] == ["config.yaml"]
+        assert not any(p.is_dir() and p.name.startswith("20") for p in trial.iterdir())  # no run directory inside
+    assert read(sweep / "summary.json")["test"]["samples"] == 20  # the one test look, after the sweep
+    # the trial's pruner reached rank 0 from the sweep, not through config.yaml (a refit must not report to the study)
+    assert "StudyReporting" not in (sweep / "trials" / "000" / "config.yaml").read_text()
+    assert len(trials_in_study(sweep)) == 2 and all(t.intermediate_values for t in trials_in_study(sweep))
+    both = run_cli("sweep", "grid", "optim.lr=0.1,0.2", *TWO, "--jobs", "2")
+    assert both.exit_code == 2 and "trainer.devices=2 with --jobs 2" in both.stderr
+
+
+def test_a_callback_that_stops_the_run_on_rank_0_stops_every_rank(workdir):
+    """Callbacks run on rank 0; when one ends the run there, the others must not wait for it."""
+    write_rows(workdir / "rows.csv", 200)
+    result = run_cli("train", *TABLE, *TWO, "trainer.epochs=5", "+callbacks.stop._target_=user_code.RaiseAt",
+                     "+callbacks.stop.epoch=2", "--trust", "user_code", "-q")
+    assert result.exit_code == 1, result.output
+    summary = read(runs(workdir)[0] / "summary.json")
+    assert summary["status"] == "failed" and summary["epochs_completed"] == 2 and "worker" not in summary["message"]
+    assert not children_alive()

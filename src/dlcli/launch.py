@@ -34,18 +34,22 @@ def devices_of(cfg: DictConfig) -> int:
 
 
 def train_distributed(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, evaluate_test: bool = True,
-                      callbacks: Sequence = (), facts: dict | None = None, check=None) -> TrainResult:
-    """A new run trained by trainer.devices processes."""
+                      callbacks: Sequence = (), facts: dict | None = None, check=None, run_dir: Path | None = None,
+                      quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = ()) -> TrainResult:
+    """A new run trained by trainer.devices processes (in `run_dir`, an empty directory a sweep made
+    for its trial; `quiet`: rank 0 prints nothing, as a trial does not; `rank_zero_callbacks`:
+    {_target_, arguments} of callbacks rank 0 builds besides the config's, such as a trial's pruner)."""
     _no_python_callbacks(callbacks)
     from dlcli.engine.distributed import launched_by_torchrun
 
     if launched_by_torchrun():
         return _as_torchrun_worker(cfg, overrides, evaluate_test, facts, check)
-    experiment, run_dir, lock = start_new_run(cfg, overrides, None, facts, check)
+    experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
     del experiment  # the workers build their own; this one only checked the config and wrote the first files
     try:
         # the workers read back the config this command composed: what it builds is trusted as typed
-        launch_workers(run_dir, cfg, reporter, evaluate_test=evaluate_test, trust=targets_of(cfg))
+        launch_workers(run_dir, cfg, reporter, evaluate_test=evaluate_test, trust=targets_of(cfg), quiet=quiet,
+                       rank_zero_callbacks=rank_zero_callbacks)
     finally:
         lock.release()
     return TrainResult(run_dir, read_summary(run_dir))
@@ -85,7 +89,7 @@ def _no_python_callbacks(callbacks: Sequence) -> None:
 
 
 def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_test: bool = True,
-                   trust: Sequence[str] = ()) -> None:
+                   trust: Sequence[str] = (), quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = ()) -> None:
     """Start trainer.devices workers on this machine and wait for them. A worker that dies ends the
     others (the launcher stops them); the run is then left interrupted and resumable."""
     import logging
@@ -98,7 +102,8 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
         logging.getLogger(name).setLevel(logging.CRITICAL)
     devices = devices_of(cfg)
     how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
-    how["quiet"] = bool(reporter.console.quiet)  # -q / --json: rank 0 prints nothing either
+    how["quiet"] = bool(reporter.console.quiet) if quiet is None else quiet  # -q / --json: rank 0 prints nothing either
+    how["rank_zero_callbacks"] = [dict(spec) for spec in rank_zero_callbacks]
     how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=int(cfg.trainer.get("max_restarts", 0)),
@@ -198,7 +203,7 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     from dlcli.engine.callbacks import build_callbacks
     from dlcli.engine.checkpoint import load_checkpoint, restore
     from dlcli.engine.distributed import current_world
-    from dlcli.engine.fit import NonFiniteLoss, fit
+    from dlcli.engine.fit import NonFiniteLoss, StoppedWithRankZero, fit
     from dlcli.errors import TrialPruned
     from dlcli.experiment import build_experiment
     from dlcli.runs import load_saved_config
@@ -209,6 +214,7 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     cfg = load_saved_config(run_dir, trust)
     how = dict(how)
     quiet = bool(how.pop("quiet", False))
+    extra = how.pop("rank_zero_callbacks", [])
     for key, value in how.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     on_gpu = _cuda() and str(cfg.trainer.device) != "cpu"
@@ -232,7 +238,7 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
         from rich.console import Console
 
         reporter = Reporter(Console(quiet=quiet), show_progress=bool(cfg.trainer.progress) and not quiet)
-        configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
+        configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger")), *map(_built, extra)]
         if state.epoch:
             reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
         update_summary(run_dir, status="running", message=None)
@@ -240,8 +246,17 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
         return
     try:
         fit(session, state, [])
-    except (NonFiniteLoss, TrialPruned, KeyboardInterrupt):
+    except (NonFiniteLoss, TrialPruned, KeyboardInterrupt, StoppedWithRankZero):
         pass  # every rank stops alike; rank 0 records how the run ended
+
+
+def _built(spec: dict):
+    """A callback from {_target_, arguments} the launching process handed over (never read from a file)."""
+    import importlib
+
+    arguments = dict(spec)
+    module, _, name = arguments.pop("_target_").rpartition(".")
+    return getattr(importlib.import_module(module), name)(**arguments)
 
 
 def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], evaluate_test: bool, facts: dict | None, check) -> TrainResult:

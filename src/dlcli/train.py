@@ -67,9 +67,7 @@ def train(
 
         return train_kfold(cfg, overrides, reporter, callbacks)
     if several:
-        if run_dir is not None:
-            raise UserError("trainer.devices>1 needs a run directory of its own, made by the launching process")
-        return train_distributed(cfg, overrides, reporter, evaluate_test, callbacks, facts, check)
+        return train_distributed(cfg, overrides, reporter, evaluate_test, callbacks, facts, check, run_dir)
     from dlcli.training import new_run
 
     return new_run(cfg, overrides, reporter, run_dir, evaluate_test, callbacks, facts, check)

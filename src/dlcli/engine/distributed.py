@@ -76,12 +76,15 @@ def gather_in_order(outputs: torch.Tensor, targets: torch.Tensor, world: World) 
 
 
 def summed(value: torch.Tensor, world: World) -> torch.Tensor:
-    """A 0-d tensor summed over the ranks (on the CPU for gloo, on the device for nccl)."""
+    """A tensor summed over the ranks, element by element (on the CPU for gloo, on the device for nccl)."""
     if not world.active:
         return value
     import torch.distributed as dist
 
-    on = value.detach().clone() if dist.get_backend() == "nccl" else value.detach().cpu().clone()
+    if dist.get_backend() == "nccl":  # nccl sums on this rank's GPU
+        on = value.detach().to(f"cuda:{torch.cuda.current_device()}", copy=True)
+    else:
+        on = value.detach().cpu().clone()
     dist.all_reduce(on)
     return on.to(value.device)
 

@@ -130,9 +130,21 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                 session.schedule.step_epoch(row[session.monitor])
                 stop = session.patience is not None and state.epochs_without_improvement >= session.patience
                 state.stopped_early = stop and epoch < session.epochs
-                hooks.on_epoch_end(state, row, improved)
-                if ctrl_c.agreed():  # a Ctrl-C on any rank: every rank stops after this epoch, which is kept
-                    raise KeyboardInterrupt
+                ended = None
+                try:
+                    hooks.on_epoch_end(state, row, improved)
+                except Exception as exc:  # a pruner's stop, a callback's failure: on rank 0, where callbacks run
+                    if not session.world.active:
+                        raise
+                    ended = exc
+                if session.world.active:  # every rank learns what any rank decided, and all act alike
+                    pressed, stopped = agree(session.world, ctrl_c.pressed, ended is not None)
+                    if ended is not None:
+                        raise ended
+                    if stopped:
+                        raise StoppedWithRankZero(f"rank 0 stopped the run after epoch {epoch}")
+                    if pressed:  # a Ctrl-C on any rank: every rank stops after this epoch, which is kept
+                        raise KeyboardInterrupt
             if stop:
                 break
         status = "completed"
@@ -181,5 +193,13 @@ class CollectiveCtrlC:
             sys.stderr.write("\nCtrl-C: finishing this epoch on every process to keep it, then stopping (Ctrl-C again to "
                              "stop at once)\n")
 
-    def agreed(self) -> bool:
-        return self.world.active and float(summed(torch.tensor(float(self.pressed)), self.world)) > 0
+
+
+class StoppedWithRankZero(Exception):
+    """Rank 0 ended the run (a pruner, a callback that failed): the other ranks end with it."""
+
+
+def agree(world: World, *flags: bool) -> list[bool]:
+    """Each flag, true when it is true on any rank (one sum over the ranks for all of them)."""
+    totals = summed(torch.tensor([float(flag) for flag in flags]), world)
+    return [bool(total > 0) for total in totals.tolist()]

@@ -22,9 +22,11 @@ class StudyReporting(Callback):
     cross-validated trial reports instead, after each fold, the mean over its folds so far."""
 
     def __init__(self, sweep_dir: Path, study_name: str, trial_id: int, pruning, metric: str):
-        from dlcli.sweep.study import trial_handle
+        from dlcli.sweep.study import Pruning, trial_handle
 
-        self.trial = trial_handle(sweep_dir, study_name, trial_id, pruning)
+        if isinstance(pruning, dict) or hasattr(pruning, "keys"):  # named in a trial's config (trainer.devices>1)
+            pruning = Pruning(**dict(pruning))
+        self.trial = trial_handle(Path(sweep_dir), study_name, trial_id, pruning)
         self.rule, self.metric = pruning.rule, metric
 
     def on_epoch_end(self, state, row: dict, improved: bool) -> None:

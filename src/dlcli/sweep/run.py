@@ -66,7 +66,11 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
         if note:
             log(note)
         space, planned = plan_space(settings, plan.config_dirs)
-        max_epochs, folds = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
+        max_epochs, folds, devices = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
+        if devices > 1 and (plan.jobs > 1 or plan.backend != "local" or plan.trials_per_gpu):
+            used = "--trials-per-gpu" if plan.trials_per_gpu else f"--backend {plan.backend}" if plan.backend != "local" else f"--jobs {plan.jobs}"
+            raise UserError(f"trainer.devices={devices} with {used}: a trial that trains on several processes takes the "
+                            "machine's devices itself, so trials run one at a time (--jobs 1, the local backend)")
         metric, mode, runs_dir = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs)
         settings.metric, settings.mode = metric, mode
         if runs_dir != "runs" and plan.runs_dir == "runs":  # runs_dir=... among the overrides: where the sweep goes
@@ -249,13 +253,14 @@ def _bound(param, value) -> str:
     return str(int(value)) if param.integer else repr(float(value))
 
 
-def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> tuple[int, int | None]:
+def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> tuple[int, int | None, int]:
     """Every value a swept parameter can take, checked before the first trial starts: composed with
     the first trial's other values and checked as `dl train` would (types, ranges, choices, each
     component's settings); an interval at both its ends. With `trusted`, the composed configs may
     only build trusted classes (a resumed sweep's saved overrides). Returns the most epochs a
     trial trains and the folds each trial cross-validates over (None: no k-fold), the steps a
-    pruner counts in (Hyperband's budget)."""
+    pruner counts in (Hyperband's budget), and the most processes a trial trains with
+    (trainer.devices)."""
     from dlcli.config import compose
     from dlcli.experiment import check_config
     from dlcli.trust import check_trusted_targets
@@ -265,7 +270,7 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
     for param in space.params:
         values = param.values if param.discrete else [_bound(param, param.low), _bound(param, param.high)]
         variants += [{**first, param.key: value} for value in values if value != first[param.key]]
-    epochs, folds = 1, set()
+    epochs, folds, devices = 1, set(), 1
     for params in variants:
         cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in params.items())], config_dirs)
         if trusted is not None:
@@ -276,15 +281,16 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
                             "(then train the chosen settings on train+val with dl train refit=BEST_TRIAL)")
         if cfg.get("refit"):
             raise UserError("refit= trains one finished run again: it has no place in a sweep")
-        if int(cfg.trainer.get("devices", 1)) > 1:
-            raise UserError(f"trainer.devices={cfg.trainer.devices} in a sweep: each trial trains in one process here; "
-                            "use --jobs to run trials side by side (one GPU each when there are several)")
+        if int(cfg.trainer.get("devices", 1)) > 1 and cfg.split.get("kfold") is not None:
+            raise UserError(f"split.kfold with trainer.devices={cfg.trainer.devices}: k-fold trains its folds in one process; "
+                            "use trainer.devices=1 in a cross-validated sweep")
+        devices = max(devices, int(cfg.trainer.get("devices", 1)))
         epochs = max(epochs, int(cfg.trainer.epochs))
         folds.add(int(cfg.split.kfold) if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None else None)
     if len(folds) > 1:
         raise UserError("every trial of a sweep is cross-validated over the same split.kfold, or none is: "
                         "fix split.kfold outside the swept values")
-    return epochs, folds.pop()
+    return epochs, folds.pop(), devices
 
 
 def _check_declared(settings: SweepSettings, plan: SweepPlan) -> None:

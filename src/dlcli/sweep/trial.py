@@ -67,7 +67,12 @@ def run_trial(spec: TrialSpec) -> dict:
         # its epochs (or folds) go to the sweep's study: for the pruner and for optuna-dashboard's curves
         study = StudyReporting(Path(spec.sweep_dir), spec.study_name, spec.trial_id, spec.pruning, spec.metric) \
             if spec.trial_id is not None else None
-        if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:  # a cross-validated trial
+        if int(cfg.trainer.get("devices", 1)) > 1:  # several processes: the pruner goes along as a config callback
+            from dlcli.launch import train_distributed
+
+            result = train_distributed(cfg, spec.overrides, reporter, evaluate_test=False, run_dir=trial_dir, quiet=True,
+                                       rank_zero_callbacks=[_study_callback(spec)] if study is not None else [])
+        elif cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:  # a cross-validated trial
             from dlcli.kfold import train_kfold
 
             result = train_kfold(cfg, spec.overrides, reporter, run_dir=trial_dir, evaluate_test=False,
@@ -94,6 +99,15 @@ def run_trial(spec: TrialSpec) -> dict:
     record.update(trial_outcome(trial_dir, spec.metric, spec.mode))
     record["pid"] = os.getpid()
     return record
+
+
+def _study_callback(spec: TrialSpec) -> dict:
+    """The trial's study reporting as rank 0 of a multi-process trial builds it (a class and its
+    arguments: the object itself cannot travel to a spawned process)."""
+    import dataclasses
+
+    return {"_target_": "dlcli.sweep.prune.StudyReporting", "sweep_dir": str(spec.sweep_dir), "study_name": spec.study_name,
+            "trial_id": spec.trial_id, "pruning": dataclasses.asdict(spec.pruning), "metric": spec.metric}
 
 
 def trial_outcome(trial_dir: Path, metric: str, mode: str) -> dict:
