@@ -18,7 +18,8 @@ from conftest import read, run_cli
 from dlcli.engine.distributed import World, part_of_batch, shard
 
 TWO = ["trainer.devices=2", "trainer.device=cpu", "trainer.progress=false", "trainer.plots=false"]
-TABLE = ["data=csv", "data.path=rows.csv", "data.target=label", "trainer.epochs=2", "trainer.checkpoint_every=0"]
+TABLE = ["data=csv", "data.path=rows.csv", "data.target=label", "trainer.epochs=2", "trainer.checkpoint_every=0",
+         "trainer.batch_size=48"]  # a global batch that 2 and 3 processes split evenly
 
 
 def write_rows(path: Path, count: int = 1010) -> None:
@@ -74,33 +75,36 @@ def one_and_two(tmp_path_factory):
         assert one.exit_code == 0, one.output
         two = run_cli("train", *TABLE, *TWO, "-q")
         assert two.exit_code == 0, two.output
+        three = run_cli("train", *TABLE, *TWO, "trainer.devices=3", "-q")
+        assert three.exit_code == 0, three.output
         assert not children_alive()
         yield root, *runs(root)
     finally:
         os.chdir(previous)
 
 
-def test_two_processes_train_the_weights_one_process_trains(one_and_two):
-    root, single, double = one_and_two
-    assert len(runs(root)) == 2 and len(list(double.glob("config.yaml"))) == 1  # one run directory, one config
-    summary = read(double / "summary.json")
-    assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["per_rank_batch"] == 16
-    # the same global batch of 32: within float32 summation order (measured: ~2e-7 after 3 epochs on digits)
-    a, b = weights(single), weights(double)
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
-    # validation counts every one of its 101 rows once: the same numbers as one process
-    assert read(double / "split.json")["sizes"]["val"] == 101
-    first, second = pd.read_csv(single / "metrics.csv"), pd.read_csv(double / "metrics.csv")
-    for column in ("val_loss", "val_accuracy", "train_loss", "train_accuracy"):
-        np.testing.assert_allclose(first[column], second[column], rtol=1e-5, atol=1e-6)
-    assert summary["test"]["samples"] == read(single / "summary.json")["test"]["samples"]
+def test_two_and_three_processes_train_the_weights_one_process_trains(one_and_two):
+    root, single, double, triple = one_and_two
+    assert len(runs(root)) == 3 and len(list(double.glob("config.yaml"))) == 1  # one run directory, one config
+    for run, size in ((double, 2), (triple, 3)):
+        summary = read(run / "summary.json")
+        assert summary["status"] == "completed" and summary["world_size"] == size and summary["per_rank_batch"] == 48 // size
+        # the same global batch of 48: within float32 summation order (measured: ~2e-7 after 3 epochs on digits)
+        a, b = weights(single), weights(run)
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+        # validation counts every one of its 101 rows once: the same numbers as one process
+        assert read(run / "split.json")["sizes"]["val"] == 101
+        first, other = pd.read_csv(single / "metrics.csv"), pd.read_csv(run / "metrics.csv")
+        for column in ("val_loss", "val_accuracy", "train_loss", "train_accuracy"):
+            np.testing.assert_allclose(first[column], other[column], rtol=1e-5, atol=1e-6)
+        assert summary["test"]["samples"] == read(single / "summary.json")["test"]["samples"]
 
 
 def test_a_nan_on_one_rank_stops_every_rank_with_a_failed_run(workdir):
     write_rows(workdir / "rows.csv", 400)
     started = time.monotonic()
     result = run_cli("train", *TABLE, *TWO, "model._target_=user_code.NanOnRankOne", "~model.hidden", "~model.activation",
-                     "~model.dropout", "~model.batch_norm", "--trust", "user_code", "-q")
+                     "~model.dropout", "~model.batch_norm", "+model.after=4", "--trust", "user_code", "-q")
     assert time.monotonic() - started < 120
     assert result.exit_code == 1, result.output
     summary = read(runs(workdir)[0] / "summary.json")
@@ -109,7 +113,7 @@ def test_a_nan_on_one_rank_stops_every_rank_with_a_failed_run(workdir):
 
 
 def test_a_killed_worker_ends_the_others_and_the_run_resumes_to_the_uninterrupted_numbers(one_and_two, workdir):
-    _, _, reference = one_and_two
+    _, _, reference, _ = one_and_two
     write_rows(workdir / "rows.csv")
     killed = run_cli("train", *TABLE, *TWO, "+callbacks.kill._target_=user_code.KillAt", "+callbacks.kill.epoch=2",
                      f"+callbacks.kill.marker={workdir / 'killed'}", "--trust", "user_code", "-q")
@@ -123,6 +127,19 @@ def test_a_killed_worker_ends_the_others_and_the_run_resumes_to_the_uninterrupte
     pd.testing.assert_frame_equal(pd.read_csv(reference / "metrics.csv").drop(columns=["seconds", "samples_per_second"]),
                                   pd.read_csv(run / "metrics.csv").drop(columns=["seconds", "samples_per_second"]),
                                   rtol=1e-6, atol=1e-7)
+    a, b = weights(reference), weights(run)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+def test_max_restarts_lets_the_launcher_restart_the_workers_from_the_last_checkpoint(one_and_two, workdir):
+    _, _, reference, _ = one_and_two
+    write_rows(workdir / "rows.csv")
+    result = run_cli("train", *TABLE, *TWO, "trainer.max_restarts=1", "+callbacks.kill._target_=user_code.KillAt",
+                     "+callbacks.kill.epoch=1", f"+callbacks.kill.marker={workdir / 'killed'}", "--trust", "user_code", "-q")
+    assert result.exit_code == 0, result.output
+    assert (workdir / "killed").exists()  # it was killed once, and the restart finished it
+    run, = runs(workdir)
+    assert read(run / "summary.json")["status"] == "completed"
     a, b = weights(reference), weights(run)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
 
@@ -195,7 +212,7 @@ def trials_in_study(sweep: Path) -> list:
 
 def test_a_sweep_trial_on_two_processes_is_one_run_directory(workdir):
     write_rows(workdir / "rows.csv", 200)
-    result = run_cli("sweep", "grid", "optim.lr=0.1,0.05", *TABLE, *TWO, "--prune", "median", "-q")
+    result = run_cli("sweep", "grid", "optim.lr=0.1,0.05", *TABLE, *TWO, "--prune", "median", "--jobs", "2", "-q")
     assert result.exit_code == 0, result.output
     sweep = next((workdir / "runs" / "sweeps" / "sweep").iterdir())
     for trial in sorted((sweep / "trials").iterdir()):
@@ -207,8 +224,8 @@ def test_a_sweep_trial_on_two_processes_is_one_run_directory(workdir):
     # the trial's pruner reached rank 0 from the sweep, not through config.yaml (a refit must not report to the study)
     assert "StudyReporting" not in (sweep / "trials" / "000" / "config.yaml").read_text()
     assert len(trials_in_study(sweep)) == 2 and all(t.intermediate_values for t in trials_in_study(sweep))
-    both = run_cli("sweep", "grid", "optim.lr=0.1,0.2", *TWO, "--jobs", "2")
-    assert both.exit_code == 2 and "trainer.devices=2 with --jobs 2" in both.stderr
+    both = run_cli("sweep", "grid", "optim.lr=0.1,0.2", *TWO, "--trials-per-gpu", "2")
+    assert both.exit_code == 2 and "--trials-per-gpu 2 with trainer.devices=2" in both.stderr
 
 
 def test_a_callback_that_stops_the_run_on_rank_0_stops_every_rank(workdir):
@@ -220,3 +237,30 @@ def test_a_callback_that_stops_the_run_on_rank_0_stops_every_rank(workdir):
     summary = read(runs(workdir)[0] / "summary.json")
     assert summary["status"] == "failed" and summary["epochs_completed"] == 2 and "worker" not in summary["message"]
     assert not children_alive()
+
+
+def test_pool_slots_get_disjoint_gpu_groups_for_multi_gpu_trials():
+    from dlcli.sweep.backends import gpu_group
+    from dlcli.sweep.plan import SweepPlan
+    from dlcli.sweep.run import check_devices_per_trial
+    from dlcli.errors import UserError
+
+    assert [gpu_group(slot, 8, 4) for slot in (0, 1)] == ["0,1,2,3", "4,5,6,7"]
+    assert gpu_group(0, 0, 2) is None and gpu_group(1, 8, 1) is None
+    check_devices_per_trial(4, SweepPlan(jobs=2), gpus=8)
+    with pytest.raises(UserError, match="--jobs 3 trials of trainer.devices=4 GPUs need 12 GPUs"):
+        check_devices_per_trial(4, SweepPlan(jobs=3), gpus=8)
+    with pytest.raises(UserError, match="--backend ray"):
+        check_devices_per_trial(2, SweepPlan(jobs=1, backend="ray"), gpus=0)
+
+
+def test_more_gpus_than_the_machine_has_and_mps_are_one_line(monkeypatch):
+    from dlcli.engine.distributed import check_devices
+    from dlcli.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(UserError, match="trainer.devices=4: this machine has 2 CUDA GPUs"):
+        check_devices(4, torch.device("cuda", 0), False, 32)
+    check_devices(2, torch.device("cuda", 0), True, 32)  # two GPUs, synced batch norm: fine
+    with pytest.raises(UserError, match="with MPS"):
+        check_devices(2, torch.device("mps"), False, 32)

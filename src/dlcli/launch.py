@@ -35,10 +35,11 @@ def devices_of(cfg: DictConfig) -> int:
 
 def train_distributed(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, evaluate_test: bool = True,
                       callbacks: Sequence = (), facts: dict | None = None, check=None, run_dir: Path | None = None,
-                      quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = ()) -> TrainResult:
+                      quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = (), threads: int | None = None) -> TrainResult:
     """A new run trained by trainer.devices processes (in `run_dir`, an empty directory a sweep made
     for its trial; `quiet`: rank 0 prints nothing, as a trial does not; `rank_zero_callbacks`:
-    {_target_, arguments} of callbacks rank 0 builds besides the config's, such as a trial's pruner)."""
+    {_target_, arguments} of callbacks rank 0 builds besides the config's, such as a trial's pruner;
+    `threads`: the CPU threads all the processes share, a sweep trial's part of the cores)."""
     _no_python_callbacks(callbacks)
     from dlcli.engine.distributed import launched_by_torchrun
 
@@ -49,7 +50,7 @@ def train_distributed(cfg: DictConfig, overrides: Sequence[str], reporter: Repor
     try:
         # the workers read back the config this command composed: what it builds is trusted as typed
         launch_workers(run_dir, cfg, reporter, evaluate_test=evaluate_test, trust=targets_of(cfg), quiet=quiet,
-                       rank_zero_callbacks=rank_zero_callbacks)
+                       rank_zero_callbacks=rank_zero_callbacks, threads=threads)
     finally:
         lock.release()
     return TrainResult(run_dir, read_summary(run_dir))
@@ -89,7 +90,8 @@ def _no_python_callbacks(callbacks: Sequence) -> None:
 
 
 def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_test: bool = True,
-                   trust: Sequence[str] = (), quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = ()) -> None:
+                   trust: Sequence[str] = (), quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = (),
+                   threads: int | None = None) -> None:
     """Start trainer.devices workers on this machine and wait for them. A worker that dies ends the
     others (the launcher stops them); the run is then left interrupted and resumable."""
     import logging
@@ -104,6 +106,7 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
     how["quiet"] = bool(reporter.console.quiet) if quiet is None else quiet  # -q / --json: rank 0 prints nothing either
     how["rank_zero_callbacks"] = [dict(spec) for spec in rank_zero_callbacks]
+    how["threads"] = threads
     how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=int(cfg.trainer.get("max_restarts", 0)),
@@ -215,6 +218,7 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     how = dict(how)
     quiet = bool(how.pop("quiet", False))
     extra = how.pop("rank_zero_callbacks", [])
+    threads = how.pop("threads", None)
     for key, value in how.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     on_gpu = _cuda() and str(cfg.trainer.device) != "cpu"
@@ -222,8 +226,8 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
         torch.cuda.set_device(world.local_rank)
     cfg.trainer.device = f"cuda:{world.local_rank}" if on_gpu else "cpu"
     cfg.trainer.devices = 1  # this process trains one device's share
-    if not on_gpu:  # the machine's cores, shared by the processes on it
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not on_gpu:  # the machine's cores (or the sweep trial's share of them), shared by the processes on it
+        cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
         torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))))
     sync_batchnorm = bool(cfg.trainer.get("sync_batchnorm", False))
     cfg.trainer.sync_batchnorm = False  # checked by the parent; converted below

@@ -60,13 +60,25 @@ _worker_device: str | None = None
 _worker_stopping = False  # set by Ctrl-C: this worker starts no more trials
 
 
-def _init_worker(slots, gpus: int) -> None:
+def gpu_group(slot: int, gpus: int, devices: int) -> str | None:
+    """The GPUs of pool slot `slot` when each trial trains on `devices` of them (trainer.devices):
+    slot k gets GPUs k*devices .. (k+1)*devices - 1, as CUDA_VISIBLE_DEVICES; None without GPUs."""
+    if devices <= 1 or gpus == 0:
+        return None
+    return ",".join(str(g) for g in range(slot * devices, (slot + 1) * devices))
+
+
+def _init_worker(slots, gpus: int, devices: int = 1) -> None:
     """Each pool worker takes a slot; with several GPUs, slot k trains on cuda:(k mod GPUs).
     Ctrl-C (which reaches every process of the terminal's group) makes an idle worker refuse the
     trials queued for it; a running trial's own handler (dlcli.engine.checkpoint) chains to this
     one, so the trial stops as interrupted and the worker then refuses the rest too."""
     global _worker_device
-    _worker_device = slot_device(slots.get(), gpus)
+    slot = slots.get()
+    group = gpu_group(slot, gpus, devices)
+    if group is not None:  # the trial's launcher gives its workers the slot's GPUs, and only those
+        os.environ["CUDA_VISIBLE_DEVICES"] = group
+    _worker_device = slot_device(slot, gpus) if devices <= 1 else None
     signal.signal(signal.SIGINT, _stop_taking_trials)
 
 
@@ -174,13 +186,14 @@ class PoolSlots(Slots):
         return records
 
 
-def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, on_result: OnResult) -> None:
-    """Trials in `jobs` worker processes (slot k on cuda:(k mod GPUs) when there are several)."""
+def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, on_result: OnResult, devices: int = 1) -> None:
+    """Trials in `jobs` worker processes (slot k on cuda:(k mod GPUs) when there are several; with
+    trainer.devices=N, slot k's trial launches its N processes on its own N GPUs)."""
     context = pool_context(threads)
     slots = context.Queue()
     for slot in range(jobs):
         slots.put(slot)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(slots, gpus))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(slots, gpus, devices))
     try:
         fill_wait_drain(specs, jobs, PoolSlots(pool), on_result)
     finally:

@@ -91,3 +91,4 @@ class OpenSweep:
     mode: str
     parents: list = field(default_factory=list)  # the sweep's own run in loggers that nest (dlcli.tracking)
     named: list = field(default_factory=list)  # name=<--name> for every trial, unless the overrides name them
+    devices: int = 1  # processes each trial trains with (trainer.devices)

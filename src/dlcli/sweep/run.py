@@ -67,10 +67,7 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
             log(note)
         space, planned = plan_space(settings, plan.config_dirs)
         max_epochs, folds, devices = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
-        if devices > 1 and (plan.jobs > 1 or plan.backend != "local" or plan.trials_per_gpu):
-            used = "--trials-per-gpu" if plan.trials_per_gpu else f"--backend {plan.backend}" if plan.backend != "local" else f"--jobs {plan.jobs}"
-            raise UserError(f"trainer.devices={devices} with {used}: a trial that trains on several processes takes the "
-                            "machine's devices itself, so trials run one at a time (--jobs 1, the local backend)")
+        check_devices_per_trial(devices, plan, torch.cuda.device_count())
         metric, mode, runs_dir = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs)
         settings.metric, settings.mode = metric, mode
         if runs_dir != "runs" and plan.runs_dir == "runs":  # runs_dir=... among the overrides: where the sweep goes
@@ -86,7 +83,7 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
         named = _trial_name(space, sweep_dir)
         open_sweep = OpenSweep(sweep_dir, settings, plan, space, planned, pruning, study_name, metric, mode,
                                _parent_runs(sweep_dir, settings, space, first_trial(space), plan.config_dirs, log, named),
-                               named)
+                               named, devices)
         try:
             return _run_trials(open_sweep, log)
         except BaseException:  # the sweep broke off: its parent run must not say running forever
@@ -219,7 +216,7 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
         else:
             import torch
 
-            run_in_pool(specs, plan.jobs, torch.cuda.device_count(), plan.threads, on_result)
+            run_in_pool(specs, plan.jobs, torch.cuda.device_count(), plan.threads, on_result, s.devices)
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
@@ -242,6 +239,23 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
                    **{f"test_{k}": v for k, v in (summary.get("test") or {}).items() if k not in ("epoch", "samples")}}
         close_parent_runs(s.parents, summary["status"], numbers, log)
     return result
+
+
+def check_devices_per_trial(devices: int, plan: SweepPlan, gpus: int) -> None:
+    """Trials on trainer.devices=N processes each: locally, --jobs J of them at once on J x N GPUs
+    (or sharing the CPU cores); not with --trials-per-gpu (which shares one GPU among trials) or
+    Ray (whose tasks are placed one GPU share at a time)."""
+    if devices <= 1:
+        return
+    if plan.trials_per_gpu:
+        raise UserError(f"--trials-per-gpu {plan.trials_per_gpu} with trainer.devices={devices}: one puts several trials on "
+                        "a GPU, the other several GPUs under a trial; give one")
+    if plan.backend != "local":
+        raise UserError(f"trainer.devices={devices} with --backend {plan.backend}: trials on several processes run on the "
+                        "local backend (--jobs J of them at once)")
+    if gpus and plan.jobs * devices > gpus:
+        raise UserError(f"--jobs {plan.jobs} trials of trainer.devices={devices} GPUs need {plan.jobs * devices} GPUs, and "
+                        f"this machine has {gpus}: give --jobs {max(1, gpus // devices)}")
 
 
 def first_trial(space: SearchSpace) -> dict[str, str]:

@@ -71,7 +71,8 @@ def run_trial(spec: TrialSpec) -> dict:
             from dlcli.launch import train_distributed
 
             result = train_distributed(cfg, spec.overrides, reporter, evaluate_test=False, run_dir=trial_dir, quiet=True,
-                                       rank_zero_callbacks=[_study_callback(spec)] if study is not None else [])
+                                       rank_zero_callbacks=[_study_callback(spec)] if study is not None else [],
+                                       threads=spec.threads)
         elif cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:  # a cross-validated trial
             from dlcli.kfold import train_kfold
 
