@@ -250,8 +250,9 @@ def test_pool_slots_get_disjoint_gpu_groups_for_multi_gpu_trials():
     check_devices_per_trial(4, SweepPlan(jobs=2), gpus=8)
     with pytest.raises(UserError, match="--jobs 3 trials of trainer.devices=4 GPUs need 12 GPUs"):
         check_devices_per_trial(4, SweepPlan(jobs=3), gpus=8)
-    with pytest.raises(UserError, match="--backend ray"):
-        check_devices_per_trial(2, SweepPlan(jobs=1, backend="ray"), gpus=0)
+    check_devices_per_trial(2, SweepPlan(jobs=2, backend="ray"), gpus=0)  # Ray places them: N CPUs (and GPUs) per trial
+    with pytest.raises(UserError, match="give --gpus-per-trial 2"):
+        check_devices_per_trial(2, SweepPlan(jobs=1, backend="ray", gpus_per_trial=1), gpus=0)
 
 
 def test_more_gpus_than_the_machine_has_and_mps_are_one_line(monkeypatch):
@@ -264,3 +265,12 @@ def test_more_gpus_than_the_machine_has_and_mps_are_one_line(monkeypatch):
     check_devices(2, torch.device("cuda", 0), True, 32)  # two GPUs, synced batch norm: fine
     with pytest.raises(UserError, match="with MPS"):
         check_devices(2, torch.device("mps"), False, 32)
+
+
+def test_ray_places_trials_that_train_on_two_processes(workdir):
+    pytest.importorskip("ray")
+    write_rows(workdir / "rows.csv", 200)
+    result = run_cli("sweep", "grid", "optim.lr=0.1,0.05", *TABLE, *TWO, "--backend", "ray", "--jobs", "2", "-q")
+    assert result.exit_code == 0, result.output
+    sweep = next((workdir / "runs" / "sweeps" / "sweep").iterdir())
+    assert [read(t / "summary.json")["world_size"] for t in sorted((sweep / "trials").iterdir())] == [2, 2]

@@ -100,7 +100,8 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     # the launcher logs a worker's end (and Ctrl-C) as a page of tracebacks; the run's summary says it in a line
-    for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed.elastic")] + ["torch.distributed.elastic"]:
+    quieted = ("torch.distributed.elastic", "torch.multiprocessing")
+    for name in [*quieted, *(n for n in logging.root.manager.loggerDict if n.startswith(quieted))]:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     devices = devices_of(cfg)
     how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
@@ -191,11 +192,30 @@ def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
     import torch.distributed as dist
 
     backend = "nccl" if _cuda() and str(how.get("trainer.device")) != "cpu" else "gloo"
-    dist.init_process_group(backend)
+    join_group(backend)
     try:
         train_as_rank(Path(run_dir), how, trust, evaluate_test)
     finally:
         dist.destroy_process_group()
+
+
+def join_group(backend: str) -> None:
+    """init_process_group from the launcher's environment. After a restart (trainer.max_restarts)
+    the launcher's store still holds the first attempt's addresses under the same keys, and a new
+    rank would connect to a process that is gone: each attempt gets keys of its own."""
+    import datetime
+
+    import torch.distributed as dist
+
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if attempt == 0:
+        dist.init_process_group(backend)
+        return
+    rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    hosts = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size, is_master=hosts,
+                          timeout=datetime.timedelta(minutes=10))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"dl_attempt_{attempt}", store), rank=rank, world_size=size)
 
 
 def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test: bool) -> None:
@@ -234,6 +254,8 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     experiment = build_experiment(cfg, restoring=True)
     session = experiment.session
     state = restore(session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
+    if world.rank:  # random draws (dropout, augmentation) differ between ranks, reproducibly from the seed and the rank
+        torch.manual_seed((int(cfg.seed) * 1_000_003 + world.rank * 7919 + state.epoch) % 2**63)
     if sync_batchnorm:
         session.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(session.model)  # the same parameters, synced statistics
     session.world = world

@@ -237,7 +237,10 @@ class RaySlots(Slots):
         return records
 
 
-def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_per_trial: float, on_result: OnResult) -> None:
+def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_per_trial: float, on_result: OnResult,
+               devices: int = 1) -> None:
+    """Trials as Ray tasks; a trial on trainer.devices=N processes asks Ray for N CPUs (and the
+    GPUs --gpus-per-trial names: Ray makes them the task's CUDA_VISIBLE_DEVICES)."""
     try:
         import ray
     except ImportError:
@@ -248,12 +251,12 @@ def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:  # a local instance sized for --jobs trials at once
-                ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                ray.init(num_cpus=jobs * devices, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                          object_store_memory=100 * 1024**2)
         except Exception as exc:
             raise UserError(f"--backend ray could not {'reach ' + address if address else 'start a local instance'}: {first_line(exc)}") from None
     try:
-        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
+        remote = ray.remote(num_cpus=devices, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
         fill_wait_drain(specs, jobs, RaySlots(ray, remote), on_result)
     finally:
         if started_here:

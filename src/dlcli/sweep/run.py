@@ -210,7 +210,7 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
     status = "completed"
     try:
         if plan.backend == "ray":
-            run_on_ray(specs, plan.jobs, plan.address, plan.gpus_per_trial, on_result)
+            run_on_ray(specs, plan.jobs, plan.address, plan.gpus_per_trial, on_result, s.devices)
         elif plan.jobs == 1:
             run_in_process(specs, on_result)
         else:
@@ -243,16 +243,18 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
 
 def check_devices_per_trial(devices: int, plan: SweepPlan, gpus: int) -> None:
     """Trials on trainer.devices=N processes each: locally, --jobs J of them at once on J x N GPUs
-    (or sharing the CPU cores); not with --trials-per-gpu (which shares one GPU among trials) or
-    Ray (whose tasks are placed one GPU share at a time)."""
+    (or sharing the CPU cores); on Ray each trial asks for N CPUs and --gpus-per-trial N GPUs; not
+    with --trials-per-gpu (which shares one GPU among trials)."""
     if devices <= 1:
         return
     if plan.trials_per_gpu:
         raise UserError(f"--trials-per-gpu {plan.trials_per_gpu} with trainer.devices={devices}: one puts several trials on "
                         "a GPU, the other several GPUs under a trial; give one")
-    if plan.backend != "local":
-        raise UserError(f"trainer.devices={devices} with --backend {plan.backend}: trials on several processes run on the "
-                        "local backend (--jobs J of them at once)")
+    if plan.backend == "ray":
+        if plan.gpus_per_trial and plan.gpus_per_trial != devices:
+            raise UserError(f"--gpus-per-trial {plan.gpus_per_trial:g} with trainer.devices={devices}: a trial on {devices} "
+                            f"GPUs asks Ray for {devices}; give --gpus-per-trial {devices} (or leave it out on CPUs)")
+        return
     if gpus and plan.jobs * devices > gpus:
         raise UserError(f"--jobs {plan.jobs} trials of trainer.devices={devices} GPUs need {plan.jobs * devices} GPUs, and "
                         f"this machine has {gpus}: give --jobs {max(1, gpus // devices)}")
