@@ -274,3 +274,25 @@ def test_ray_places_trials_that_train_on_two_processes(workdir):
     assert result.exit_code == 0, result.output
     sweep = next((workdir / "runs" / "sweeps" / "sweep").iterdir())
     assert [read(t / "summary.json")["world_size"] for t in sorted((sweep / "trials").iterdir())] == [2, 2]
+
+
+class RandomDraws(torch.utils.data.Dataset):
+    """Each item is a random draw, as an augmentation's is (from the worker's seeded generator)."""
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, index):
+        return torch.rand(1), torch.tensor(0)
+
+
+def test_dataloader_draws_differ_between_ranks_and_repeat_from_the_seed_and_the_rank():
+    from dlcli.engine.batches import LoaderBatches
+
+    def draws(rank: int) -> torch.Tensor:
+        batches = LoaderBatches(RandomDraws(), torch.zeros(16, dtype=torch.long), torch.device("cpu"), num_workers=1)
+        generator = torch.Generator().manual_seed(7)  # the run's: the same on every rank
+        return torch.cat([x for x, _ in batches.shuffled(8, generator, World(rank, 2))])
+
+    assert len(draws(0)) == 8 and not torch.equal(draws(0), draws(1))
+    assert torch.equal(draws(1), draws(1))

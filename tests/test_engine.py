@@ -157,6 +157,28 @@ def test_amp_without_cuda_is_a_note_not_an_error(fast):
     assert any("amp" in note for note in experiment.notes) and experiment.session.scaler is None
 
 
+def test_bf16_autocasts_on_the_cpu_and_float16_there_is_one_line(workdir, fast):
+    from dlcli.engine.loop import autocast
+
+    experiment = build_experiment(fast("trainer.precision=bf16", "trainer.device=cpu"))
+    assert experiment.session.step.precision == "bf16" and experiment.session.scaler is None  # no scaler for bf16
+    with autocast(torch.device("cpu"), "bf16"):
+        assert experiment.session.model(torch.zeros(2, 1, 8, 8)).dtype == torch.bfloat16
+    summary = train(fast("trainer.precision=bf16", "trainer.device=cpu"), [], quiet_reporter()).summary
+    assert summary["status"] == "completed" and summary["best_val_accuracy"] > 0.5
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="trainer.precision=16 .* needs CUDA"):
+            build_experiment(fast("trainer.precision=16", "trainer.device=cpu"))
+
+
+def test_channels_last_orders_image_weights_and_is_refused_for_tables(workdir, fast):
+    experiment = build_experiment(fast("model=lenet", "data.resize=28", "trainer.channels_last=true", "trainer.device=cpu"))
+    conv = next(m for m in experiment.session.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(UserError, match="trainer.channels_last=true orders image activations"):
+        build_experiment(fast("data=iris", "trainer.channels_last=true"))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_amp_trains_on_cuda(workdir, fast):
     summary = train(fast("trainer.device=cuda", "trainer.amp=true"), [], quiet_reporter()).summary

@@ -68,10 +68,8 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     if brought and not restoring:
         notes.append(f"this model brings its own training defaults (model.train_with): {', '.join(brought)}; "
                      "whatever you set yourself wins")
-    amp = bool(cfg.trainer.amp)
-    if amp and device.type != "cuda":
-        notes.append(f"trainer.amp=true needs CUDA: training in float32 on {device}")
-        amp = False
+    precision = training_precision(cfg, device, notes)
+    speed_switches(cfg, device, notes)
     torch.manual_seed(cfg.seed)  # model init, then dropout, repeat for the same seed
     data = prepare_data(cfg.data, cfg.split, cfg.seed)
     checked_views((cfg.get("eval") or {}).get("tta"), data.input_shape)  # before training, not at the test look
@@ -85,6 +83,11 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
             present_as_two_logits(model)
         if getattr(model, "start_note", None):
             notes.append(model.start_note)
+        if cfg.trainer.get("channels_last"):
+            if len(data.input_shape) != 3:
+                raise UserError(f"trainer.channels_last=true orders image activations (channels, height, width), and this "
+                                f"data's inputs are {'x'.join(map(str, data.input_shape))}: drop it")
+            model = model.to(memory_format=torch.channels_last)
     except InputTooSmall as exc:  # the fix is in the data config, which only this level sees
         raise exc.with_hint(can_resize="resize" in cfg.data) from None
     optimizer = build_optimizer(cfg.optim, model, int(cfg.trainer.batch_size), notes)
@@ -107,7 +110,7 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
         schedule=schedule,
         loss_fn=build_loss(loss_cfg, data.task, data.num_outputs, train_targets(data), float(cfg.trainer.label_smoothing)).to(device),
         device=device,
-        step=StepConfig(batch_size, amp, cfg.trainer.grad_clip, cfg.trainer.grad_clip_mode, l1, tuple(l1_params)),
+        step=StepConfig(batch_size, precision, cfg.trainer.grad_clip, cfg.trainer.grad_clip_mode, l1, tuple(l1_params)),
         generator=torch.Generator().manual_seed(int(cfg.seed)),
         train_data=data.batches("train", device, training=True),
         val_data=data.batches("val", device) if validated else None,
@@ -122,9 +125,41 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
         target_mean=scaler.mean if scaler else 0.0,
         target_std=scaler.std if scaler else 1.0,
         target_transform=scaler.transform_name if scaler else "none",
-        scaler=torch.amp.GradScaler("cuda") if amp else None,
+        scaler=torch.amp.GradScaler("cuda") if precision == "16" else None,
     )
     return Experiment(cfg=cfg, data=data, session=session, notes=notes + data.notes)
+
+
+def training_precision(cfg: DictConfig, device: torch.device, notes: list[str]) -> str:
+    """trainer.precision on this device: 16 (float16 autocast with a GradScaler) needs CUDA, bf16 a
+    GPU that has bfloat16 or the CPU; trainer.amp=true is precision=16, and off CUDA it trains in
+    float32 and says so, as it always has."""
+    precision = str(cfg.trainer.get("precision", "32"))
+    if cfg.trainer.amp and precision == "32":
+        if device.type != "cuda":
+            notes.append(f"trainer.amp=true needs CUDA: training in float32 on {device}")
+            return "32"
+        return "16"
+    if precision == "16" and device.type != "cuda":
+        raise UserError(f"trainer.precision=16 (float16 with a GradScaler) needs CUDA, and this run trains on {device}: "
+                        "use trainer.precision=bf16 on a CPU, or 32")
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UserError(f"trainer.precision=bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use trainer.precision=16")
+        if device.type == "mps":
+            raise UserError("trainer.precision=bf16 on MPS: this PyTorch has no bfloat16 autocast there; use 32")
+    return precision
+
+
+def speed_switches(cfg: DictConfig, device: torch.device, notes: list[str]) -> None:
+    """TF32 and cudnn.benchmark on CUDA GPUs (trainer.tf32, on by default), said in the run log."""
+    if device.type != "cuda":
+        return
+    tf32 = bool(cfg.trainer.get("tf32", True))
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+    if tf32:
+        notes.append("TF32 matmuls and convolutions and cudnn.benchmark are on (trainer.tf32=false turns TF32 off)")
 
 
 def _check_no_validation(cfg: DictConfig) -> None:

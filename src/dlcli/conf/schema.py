@@ -56,6 +56,9 @@ class TrainerSchema:
     devices: int = 1
     max_restarts: int = 0
     sync_batchnorm: bool = False
+    precision: str = "32"
+    channels_last: bool = False
+    tf32: bool = True
 
 
 @dataclass
@@ -119,6 +122,9 @@ CONSTRAINTS = {
     "trainer.devices": Interval(1, 4096, integer=True),
     "trainer.max_restarts": Interval(0, 1000, integer=True),
     "trainer.sync_batchnorm": BOOLEAN,
+    "trainer.precision": Options(("32", "bf16", "16")),
+    "trainer.channels_last": BOOLEAN,
+    "trainer.tf32": BOOLEAN,
     "split.val": FRACTION,
     "split.test": FRACTION,
     "split.stratify": BOOLEAN,

@@ -31,7 +31,7 @@ class NonFiniteLoss(RunFailed):
 def evaluate_outputs(session: Session, data: BatchSource, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
     """Outputs, targets, loss and task metrics (scikit-learn) on every sample of `data`: for reports.
     `model` stands in for the session's (test-time augmentation wraps it)."""
-    outputs, targets = predict(model or session.model, data.in_order(session.eval_batch_size), session.step.amp)
+    outputs, targets = predict(model or session.model, data.in_order(session.eval_batch_size), session.step.precision)
     metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean,
                     session.target_transform)
     with torch.no_grad():  # on the loss's device: its class weights or pos_weight live there
@@ -43,7 +43,7 @@ def validate(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation loss and the task metric as 0-d tensors on the device (read once per epoch); with
     several ranks each predicts its shard and every rank scores all of them, each sample once."""
     world = session.world
-    outputs, targets = predict(session.model, session.val_data.in_order(session.eval_batch_size, world), session.step.amp,
+    outputs, targets = predict(session.model, session.val_data.in_order(session.eval_batch_size, world), session.step.precision,
                                on_device=True)
     outputs, targets = gather_in_order(outputs, targets, world)
     with torch.no_grad():

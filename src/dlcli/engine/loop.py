@@ -21,7 +21,7 @@ class StepConfig:
     """How each optimization step is taken."""
 
     batch_size: int
-    amp: bool = False  # float16 autocast + GradScaler (CUDA only)
+    precision: str = "32"  # 32 | bf16 (bfloat16 autocast) | 16 (float16 autocast + GradScaler, CUDA only)
     grad_clip: float | None = None
     grad_clip_mode: str = "norm"
     l1: float = 0.0  # optim.l1: strength * sum |w| over l1_params is added to what is minimized
@@ -36,10 +36,15 @@ class EpochResult:
     targets: torch.Tensor
 
 
-def autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+AUTOCAST_DTYPES = {"16": torch.float16, "bf16": torch.bfloat16}  # trainer.precision -> autocast's dtype
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for trainer.precision=16|bf16 (the run checked the device can do it)."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class TimedBatches:
@@ -109,8 +114,8 @@ def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, a
     """One optimization step on one batch: forward, loss, backward, (clip), update. `weight` scales
     what is minimized (not the loss reported): DistributedDataParallel averages the ranks'
     gradients, so a rank holding more of an uneven last batch must count for more."""
-    if step.amp:
-        with autocast(x.device, True):
+    if step.precision != "32":
+        with autocast(x.device, step.precision):
             outputs = model(x)
             loss = loss_fn(outputs, y)
     else:
@@ -148,14 +153,14 @@ def _clip(model: nn.Module, step: StepConfig) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], amp: bool = False,
+def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], precision: str = "32",
             on_device: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Model outputs (float32) and targets for every sample, in order, in eval mode; on the CPU
     unless `on_device` (validation keeps them there and reads back only the scores)."""
     model.eval()
     outputs, targets = [], []
     for x, y in batches:
-        with autocast(x.device, amp):
+        with autocast(x.device, precision):
             out = model(x).float()
         outputs.append(out if on_device else out.cpu())
         targets.append(y if on_device else y.cpu())

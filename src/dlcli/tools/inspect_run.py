@@ -49,6 +49,7 @@ def inspect_run(run_dir: str | Path, checkpoint: str = "best", trust: Sequence[s
     payload = load_checkpoint(path)
     cfg.trainer.device = "cpu"  # inspecting needs no accelerator, and the run's may be absent here
     cfg.trainer.amp = False
+    cfg.trainer.precision = "32"
     experiment = build_experiment(cfg, restoring=True)
     model = experiment.session.model
     load_weights(model, payload, run / "config.yaml")
