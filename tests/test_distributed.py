@@ -100,6 +100,19 @@ def test_two_and_three_processes_train_the_weights_one_process_trains(one_and_tw
         assert summary["test"]["samples"] == read(single / "summary.json")["test"]["samples"]
 
 
+def test_rank_0_failing_mid_epoch_does_not_leave_the_others_waiting(workdir):
+    """Rank 0 stops alone (its callback fails inside an epoch): the others are in a collective it
+    will never join, so it exits non-zero and the launcher stops them; its own message stays."""
+    write_rows(workdir / "rows.csv", 200)
+    started = time.monotonic()
+    result = run_cli("train", *TABLE, *TWO, "+callbacks.boom._target_=user_code.RaiseOnBatch", "--trust", "user_code", "-q")
+    assert time.monotonic() - started < 120
+    assert result.exit_code == 1, result.output
+    summary = read(runs(workdir)[0] / "summary.json")
+    assert summary["status"] == "failed" and "the callback broke mid-epoch" in summary["message"]
+    assert not children_alive()
+
+
 def test_a_nan_on_one_rank_stops_every_rank_with_a_failed_run(workdir):
     write_rows(workdir / "rows.csv", 400)
     started = time.monotonic()

@@ -227,3 +227,16 @@ def test_inspect_shows_what_a_linear_regression_learned_in_the_datas_units(workd
 def test_conv_shape_warns_when_the_input_reads_like_hxwxc():
     result = run_cli("conv-shape", "--input", "32x32x3", "flatten")
     assert result.exit_code == 0 and "did you mean --input 3x32x32?" in result.stderr
+
+
+def test_runs_on_two_csv_files_are_two_groups(workdir, narrow):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for name in ("a.csv", "b.csv"):
+        x = rng.normal(size=(60, 2))
+        pd.DataFrame({"x": x[:, 0], "y": x[:, 1], "label": np.where(x[:, 0] > 0, "p", "n")}).to_csv(name, index=False)
+        assert run_cli("train", "data=csv", f"data.path={name}", "data.target=label", "trainer.epochs=1", "-q").exit_code == 0
+    table = run_cli("runs").stdout
+    assert "data=csv (a.csv) · val_accuracy: 1 run" in table and "data=csv (b.csv) · val_accuracy: 1 run" in table

@@ -187,3 +187,15 @@ class NanOnRankOne(__import__("torch").nn.Module):
             if self.calls >= self.after:
                 return out * float("nan")
         return out
+
+
+class RaiseOnBatch(Callback):
+    """A buggy callback that fails in the middle of an epoch (not at its end)."""
+
+    def __init__(self, batch: int = 3):
+        self.batch, self.seen = batch, 0
+
+    def on_batch_end(self, batch_size, loss):
+        self.seen += 1
+        if self.seen == self.batch:
+            raise ValueError("the callback broke mid-epoch")

@@ -237,17 +237,24 @@ def group_runs(runs: RunRows) -> list[RunGroup]:
     keys = []
     for row in runs.rows:
         metric = next((k for k in row if is_monitor(k) and row[k] is not None), None)
-        keys.append((row.get("data"), metric))
-    for i, (data, metric) in enumerate(keys):
+        source = row.get("data.path") or row.get("data.root")  # data=csv on two files: two data sets
+        keys.append((row.get("data"), str(source) if source else None, metric))
+    for i, (data, source, metric) in enumerate(keys):
         if metric is None:
-            keys[i] = next((k for k in keys if k[0] == data and k[1] is not None), (data, None))
+            keys[i] = next((k for k in keys if k[:2] == (data, source) and k[2] is not None), (data, source, None))
     groups: dict = {}
     for key, row, typed in zip(keys, runs.rows, runs.typed):
         groups.setdefault(key, ([], []))
         groups[key][0].append(row)
         groups[key][1].append(typed)
-    return [RunGroup(" · ".join(p for p in (f"data={data}" if data is not None else None, metric) if p), metric,
-                     RunRows(rows, typed)) for (data, metric), (rows, typed) in groups.items()]
+    return [RunGroup(" · ".join(p for p in (_data_label(data, source), metric) if p), metric, RunRows(rows, typed))
+            for (data, source, metric), (rows, typed) in groups.items()]
+
+
+def _data_label(data, source) -> str | None:
+    if data is None:
+        return None
+    return f"data={data} ({source})" if source else f"data={data}"
 
 
 def best_first(group: RunGroup) -> None:

@@ -47,6 +47,7 @@ def train_distributed(cfg: DictConfig, overrides: Sequence[str], reporter: Repor
         return _as_torchrun_worker(cfg, overrides, evaluate_test, facts, check)
     experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
     del experiment  # the workers build their own; this one only checked the config and wrote the first files
+    release_device_memory()
     try:
         # the workers read back the config this command composed: what it builds is trusted as typed
         launch_workers(run_dir, cfg, reporter, evaluate_test=evaluate_test, trust=targets_of(cfg), quiet=quiet,
@@ -83,6 +84,18 @@ def targets_of(cfg: DictConfig) -> list[str]:
     return sorted(set(found))
 
 
+def release_device_memory() -> None:
+    """What the launching process built to check the run goes back to the GPU before the workers
+    (rank 0 shares that GPU) need it."""
+    import gc
+
+    gc.collect()
+    if _cuda():
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def _no_python_callbacks(callbacks: Sequence) -> None:
     if callbacks:
         raise UserError("callbacks given from Python cannot reach the worker processes of trainer.devices>1: "
@@ -109,18 +122,23 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     how["rank_zero_callbacks"] = [dict(spec) for spec in rank_zero_callbacks]
     how["threads"] = threads
     how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
+    options = {}
+    if "signals_to_handle" in LaunchConfig.__dataclass_fields__:  # torch >= 2.9
+        # Ctrl-C reaches every worker from the terminal: rank 0 keeps its epoch and closes the run,
+        # the others stop; the launcher passing it on again would make it a second Ctrl-C, which
+        # stops at once. It waits for them instead (SIGTERM still stops all).
+        options["signals_to_handle"] = "SIGTERM,SIGHUP,SIGQUIT"
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=int(cfg.trainer.get("max_restarts", 0)),
-                          monitor_interval=0.1, start_method="spawn",
-                          # Ctrl-C reaches every worker from the terminal: rank 0 keeps its epoch and closes
-                          # the run, the others stop; the launcher passing it on again would make it a second
-                          # Ctrl-C, which stops at once. It waits for them instead (SIGTERM still stops all).
-                          signals_to_handle="SIGTERM,SIGHUP,SIGQUIT")
+                          monitor_interval=0.1, start_method="spawn", **options)
     reporter.log(f"training on {devices} processes (DistributedDataParallel, {_backend(cfg)}); "
                  f"batch {int(cfg.trainer.batch_size)} = {devices} x {int(cfg.trainer.batch_size) // devices} per process")
     update_summary(run_dir, world_size=devices, per_rank_batch=int(cfg.trainer.batch_size) // devices)
     import signal
 
+    # the launcher installs handlers of its own and leaves them: put back what this process had
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
+    saved_env = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
     # a handler that does nothing, not SIG_IGN: an ignored signal stays ignored in the workers it starts
     previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
@@ -134,6 +152,13 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        if saved_env is None:
+            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
+        else:
+            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = saved_env
 
 
 def _backend(cfg: DictConfig) -> str:
@@ -148,7 +173,7 @@ def _cuda() -> bool:
 
 def _ended_by_a_worker(run_dir: Path, exc) -> None:
     failures = getattr(exc, "failures", {}) or {}
-    rank, failure = next(iter(sorted(failures.items())), (None, None))
+    rank, failure = exc.get_first_failure() if failures and hasattr(exc, "get_first_failure") else (None, None)
     what = f"worker rank {rank} ended ({_exit_text(failure)})" if failure is not None else f"a worker failed ({first_line(exc)})"
     said = _worker_message(failure)
     if said:
@@ -181,10 +206,8 @@ def _exit_text(failure) -> str:
 def _left_resumable(run_dir: Path, status: str, message: str | None = None) -> None:
     """A run rank 0 could not close (it was killed too) says how it ended, never `running`."""
     summary = read_summary(run_dir)
-    if summary.get("status") == "running":
+    if summary.get("status") == "running":  # rank 0 closed nothing: this is all there is to say
         update_summary(run_dir, status=status, message=message or f"continue with: dl train resume={run_dir}")
-    elif message and summary.get("status") not in ("completed",):
-        update_summary(run_dir, message=message)
 
 
 def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
@@ -268,7 +291,15 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
         if state.epoch:
             reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
         update_summary(run_dir, status="running", message=None)
-        run_in(experiment, run_dir, state, reporter, evaluate_test, configured, None, resumed=state.epoch > 0)
+        result = run_in(experiment, run_dir, state, reporter, evaluate_test, configured, None, resumed=state.epoch > 0)
+        if result.status != "completed" and not session.stopped_together:
+            # rank 0 stopped on its own (an image it could not read, a second Ctrl-C): the others wait in
+            # a collective. The run is closed; a non-zero exit makes the launcher stop them.
+            import sys
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         return
     try:
         fit(session, state, [])
@@ -312,7 +343,7 @@ def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], evaluate_test
         how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
         how["quiet"] = dist.get_rank() != 0
         try:
-            train_as_rank(Path(where[0]), how, (), evaluate_test)
+            train_as_rank(Path(where[0]), how, targets_of(cfg), evaluate_test)
         finally:
             if lock is not None:
                 lock.release()

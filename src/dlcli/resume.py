@@ -33,7 +33,7 @@ from dlcli.runs import (
     write_metrics,
 )
 from dlcli.tracking import as_new_run, build_loggers
-from dlcli.launch import devices_of, resume_distributed
+from dlcli.launch import devices_of, release_device_memory, resume_distributed
 from dlcli.training import TrainResult, now, run_facts, run_in
 
 # Overrides that may accompany resume=RUN_DIR: where and how it runs, not what it computes.
@@ -72,6 +72,8 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         raise
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
     if devices_of(saved) > 1:  # trained by several processes: so is the rest of it
+        experiment = state = None  # the workers build their own (rank 0 shares this GPU)
+        release_device_memory()
         try:
             return resume_distributed(run_dir, saved, reporter, callbacks, trust)
         finally:
@@ -137,6 +139,8 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         raise
     reporter.log(f"continuing {source} after epoch {state.epoch} in a new run, up to epoch {epochs}")
     if devices_of(saved) > 1:
+        experiment = state = None  # the workers build their own (rank 0 shares this GPU)
+        release_device_memory()
         try:
             return resume_distributed(run_dir, saved, reporter, callbacks, trust)
         finally:

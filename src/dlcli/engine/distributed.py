@@ -50,10 +50,11 @@ def launched_by_torchrun() -> bool:
 
 def part_of_batch(rows: torch.Tensor, world: World) -> torch.Tensor | None:
     """This rank's part of a global batch (as even as the batch allows); None when some rank would
-    get nothing, so that every rank skips that batch alike (a step every rank must take together)."""
+    get fewer than two rows (a lone sample breaks batch norm, as in one process), so that every rank
+    skips that batch alike (a step every rank must take together)."""
     if not world.active:
         return rows
-    if len(rows) < world.size:
+    if len(rows) < 2 * world.size:
         return None
     return torch.tensor_split(rows, world.size)[world.rank]
 
@@ -73,6 +74,23 @@ def gather_in_order(outputs: torch.Tensor, targets: torch.Tensor, world: World) 
     dist.all_gather_object(parts, (outputs.detach().cpu(), targets.detach().cpu()))
     device = outputs.device
     return (torch.cat([p[0] for p in parts]).to(device), torch.cat([p[1] for p in parts]).to(device))
+
+
+def buffers_of_rank_zero(model: torch.nn.Module, world: World) -> None:
+    """Every rank's buffers (batch norm's running statistics) made rank 0's: each rank updated its
+    own on its own batches since DDP last broadcast them, and validation, like the checkpoint, must
+    use rank 0's."""
+    if not world.active:
+        return
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        if dist.get_backend() == "nccl" or buffer.device.type == "cpu":
+            dist.broadcast(buffer, src=0)
+        else:  # gloo works on CPU tensors
+            on_cpu = buffer.detach().cpu()
+            dist.broadcast(on_cpu, src=0)
+            buffer.copy_(on_cpu)
 
 
 def summed(value: torch.Tensor, world: World) -> torch.Tensor:

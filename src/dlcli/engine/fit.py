@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dlcli.engine.callbacks import Callback, CallbackList
-from dlcli.engine.distributed import World, gather_in_order, summed
+from dlcli.engine.distributed import World, buffers_of_rank_zero, gather_in_order, summed
 from dlcli.engine.loop import EpochResult, TimedBatches, predict, train_epoch
 from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import current_lr
@@ -95,15 +95,18 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
             train_seconds = time.perf_counter() - started
             train_metric = epoch_scores(session.task, result.outputs, result.targets, session.target_std,
                                         session.target_mean, session.target_transform)[session.metric]
+            buffers_of_rank_zero(session.model, session.world)
             val_loss, val_metric = validate(session) if session.val_data is not None else (result.loss_sum.new_tensor(math.nan),) * 2
             train_loss_sum, train_metric, val_loss, val_metric = torch.stack(
                 [result.loss_sum.double(), train_metric.double(), val_loss.double(), val_metric.double()]).tolist()
             if not math.isfinite(train_loss_sum):
+                session.stopped_together = True  # the loss is summed over the ranks: every rank sees it
                 raise NonFiniteLoss(
                     f"the training loss became {train_loss_sum} in epoch {epoch}: the run is stopped and "
                     f"the last good checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
                 )
             if session.val_data is not None and not math.isfinite(val_loss):  # this epoch's weights are no good
+                session.stopped_together = True  # gathered: every rank sees it
                 raise NonFiniteLoss(
                     f"the validation loss became {val_loss} after epoch {epoch}: the run is stopped and the last good "
                     f"checkpoint kept; try a lower optim.lr (now {lr:g}) or trainer.grad_clip=1.0"
@@ -139,6 +142,7 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                     ended = exc
                 if session.world.active:  # every rank learns what any rank decided, and all act alike
                     pressed, stopped = agree(session.world, ctrl_c.pressed, ended is not None)
+                    session.stopped_together = ended is not None or stopped or pressed
                     if ended is not None:
                         raise ended
                     if stopped:

@@ -123,7 +123,7 @@ def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, a
         loss = loss_fn(outputs, y)
     objective = loss if weight == 1.0 else loss * weight
     if step.l1:  # the reported loss stays the data loss, comparable with the validation loss
-        objective = loss + step.l1 * sum(p.abs().sum() for p in step.l1_params)
+        objective = objective + step.l1 * sum(p.abs().sum() for p in step.l1_params)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(objective).backward()

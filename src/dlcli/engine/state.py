@@ -45,6 +45,7 @@ class Session:
     scaler: torch.amp.GradScaler | None = None
     world: World = World()  # this process among several training together (DistributedDataParallel)
     train_model: nn.Module | None = None  # the model wrapped for several processes (DDP); steps go through it
+    stopped_together: bool = False  # several processes: the run ended by a decision every rank took
 
     @property
     def loss_units(self) -> str | None:
