@@ -43,7 +43,7 @@ def finish(sweep_dir, records, space, metric, mode, status, log, trust=(), folds
         if status == "completed":
             fields["test"] = _test_best(Path(record["run_dir"]), trust)
             log(f"best trial {number:03d}: {metric} {value_text(record)}; on the held-out test split"
-                + (f" (mean of its {folds} fold models)" if folds else "") + ": "
+                + (f" (the mean of its {folds} fold models' numbers)" if folds else "") + ": "
                 + ", ".join(f"{k} {short(v)}" for k, v in fields["test"].items() if isinstance(v, float)))
     summary = update_summary(sweep_dir, **fields)
     return SweepResult(sweep_dir, summary, sorted_by_metric(frame, metric, mode))
