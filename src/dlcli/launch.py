@@ -67,21 +67,9 @@ def resume_distributed(run_dir: Path, saved: DictConfig, reporter: Reporter, cal
 
 def targets_of(cfg: DictConfig) -> list[str]:
     """Every class or function the config builds (its `_target_`s)."""
-    found = []
+    from dlcli.trust import targets_in
 
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            target = node.get("_target_")
-            if isinstance(target, str) and target:
-                found.append(target)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(OmegaConf.to_container(cfg, resolve=True))
-    return sorted(set(found))
+    return sorted({target for _, target in targets_in(OmegaConf.to_container(cfg, resolve=True)) if isinstance(target, str)})
 
 
 def release_device_memory() -> None:
@@ -131,7 +119,8 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=int(cfg.trainer.get("max_restarts", 0)),
                           monitor_interval=0.1, start_method="spawn", **options)
-    reporter.log(f"training on {devices} processes (DistributedDataParallel, {_backend(cfg)}); "
+    backend = backend_for(cfg.trainer.device)
+    reporter.log(f"training on {devices} processes (DistributedDataParallel, {backend} on {'CUDA' if backend == 'nccl' else 'CPU'}); "
                  f"batch {int(cfg.trainer.batch_size)} = {devices} x {int(cfg.trainer.batch_size) // devices} per process")
     update_summary(run_dir, world_size=devices, per_rank_batch=int(cfg.trainer.batch_size) // devices)
     import signal
@@ -161,8 +150,9 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
             os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = saved_env
 
 
-def _backend(cfg: DictConfig) -> str:
-    return "gloo on CPU" if str(cfg.trainer.device) == "cpu" or not _cuda() else "nccl on CUDA"
+def backend_for(device: str) -> str:
+    """nccl for CUDA GPUs, gloo for CPU processes (trainer.device=cpu, or no CUDA)."""
+    return "nccl" if _cuda() and str(device) != "cpu" else "gloo"
 
 
 def _cuda() -> bool:
@@ -214,8 +204,7 @@ def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
     """One process of the group: join it, train, leave it."""
     import torch.distributed as dist
 
-    backend = "nccl" if _cuda() and str(how.get("trainer.device")) != "cpu" else "gloo"
-    join_group(backend)
+    join_group(backend_for(how.get("trainer.device")))
     try:
         train_as_rank(Path(run_dir), how, trust, evaluate_test)
     finally:
@@ -264,7 +253,7 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     threads = how.pop("threads", None)
     for key, value in how.items():
         OmegaConf.update(cfg, key, value, force_add=True)
-    on_gpu = _cuda() and str(cfg.trainer.device) != "cpu"
+    on_gpu = backend_for(cfg.trainer.device) == "nccl"
     if on_gpu:
         torch.cuda.set_device(world.local_rank)
     cfg.trainer.device = f"cuda:{world.local_rank}" if on_gpu else "cpu"
@@ -309,11 +298,10 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
 
 def _built(spec: dict):
     """A callback from {_target_, arguments} the launching process handed over (never read from a file)."""
-    import importlib
+    from dlcli.factory import resolve_target
 
     arguments = dict(spec)
-    module, _, name = arguments.pop("_target_").rpartition(".")
-    return getattr(importlib.import_module(module), name)(**arguments)
+    return resolve_target(arguments.pop("_target_"), "callbacks")(**arguments)
 
 
 def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], evaluate_test: bool, facts: dict | None, check) -> TrainResult:
@@ -322,8 +310,7 @@ def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], evaluate_test
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        backend = "nccl" if _cuda() and str(cfg.trainer.device) != "cpu" else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group(backend_for(cfg.trainer.device))
     world_size = dist.get_world_size()
     if world_size != devices_of(cfg):
         cfg.trainer.devices = world_size  # torchrun decides how many processes there are

@@ -72,12 +72,8 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         raise
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
     if devices_of(saved) > 1:  # trained by several processes: so is the rest of it
-        experiment = state = None  # the workers build their own (rank 0 shares this GPU)
-        release_device_memory()
-        try:
-            return resume_distributed(run_dir, saved, reporter, callbacks, trust)
-        finally:
-            lock.release()
+        del experiment, state  # the workers build their own (rank 0 shares this GPU)
+        return _on_workers(run_dir, saved, reporter, callbacks, trust, lock)
     reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
     return run_in(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock, resumed=True)
 
@@ -139,13 +135,19 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         raise
     reporter.log(f"continuing {source} after epoch {state.epoch} in a new run, up to epoch {epochs}")
     if devices_of(saved) > 1:
-        experiment = state = None  # the workers build their own (rank 0 shares this GPU)
-        release_device_memory()
-        try:
-            return resume_distributed(run_dir, saved, reporter, callbacks, trust)
-        finally:
-            lock.release()
+        del experiment, state  # the workers build their own (rank 0 shares this GPU)
+        return _on_workers(run_dir, saved, reporter, callbacks, trust, lock)
     return run_in(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock)
+
+
+def _on_workers(run_dir: Path, saved: DictConfig, reporter: Reporter, callbacks: Sequence[Callback], trust: Sequence[str],
+                lock: RunLock) -> TrainResult:
+    """The rest of a run whose config trains on several processes; the run's lock is let go after."""
+    release_device_memory()
+    try:
+        return resume_distributed(run_dir, saved, reporter, callbacks, trust)
+    finally:
+        lock.release()
 
 
 def saved_state_of(run_dir: Path) -> FitState:

@@ -62,8 +62,8 @@ def new_run(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter |
     split once, summarize. `run_dir` is an empty directory a sweep or k-fold parent made for it;
     `facts` go into its summary; `check` may refuse the built experiment (a refit's test split)."""
     reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
+    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]  # before runs/ is touched
     experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
-    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
     return run_in(experiment, run_dir, FitState(), reporter, evaluate_test, [*configured, *callbacks], lock)
 
 

@@ -198,7 +198,6 @@ class CollectiveCtrlC:
                              "stop at once)\n")
 
 
-
 class StoppedWithRankZero(Exception):
     """Rank 0 ended the run (a pruner, a callback that failed): the other ranks end with it."""
 
