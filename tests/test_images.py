@@ -175,16 +175,24 @@ def test_missing_files_and_bad_shapes_are_one_line_errors(workdir, image_root, a
     assert not (workdir / "runs").exists()
 
 
-def test_augmentation_runs_train_only_through_a_dataloader(workdir, image_root):
+def test_batchable_augmentation_runs_on_the_device_and_per_image_work_through_a_dataloader(workdir, image_root):
     overrides = ["data=fashion_mnist", f"data.root={image_root}", "data.download=false", "data.augment.crop_padding=2",
                  "data.augment.hflip=true", "data.augment.rotation=10", "data.augment.random_erasing=0.3", "data.num_workers=2", *FAST_CNN]
     experiment = build_experiment(compose(overrides))
-    assert isinstance(experiment.session.train_data, LoaderBatches)
-    assert isinstance(experiment.session.val_data, TensorBatches)  # evaluation is never augmented
+    assert isinstance(experiment.session.train_data, TensorBatches) and experiment.session.train_data.augment is not None
+    assert any("augmenting whole batches on the device" in note for note in experiment.notes)
+    assert isinstance(experiment.session.val_data, TensorBatches) and experiment.session.val_data.augment is None  # never augmented
     x, y = next(experiment.session.train_data.shuffled(8, torch.Generator().manual_seed(0)))
     assert x.shape == (8, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (8,)
     summary = train(compose(overrides + ["trainer.epochs=2"]), [], quiet_reporter()).summary
     assert summary["status"] == "completed" and summary["test"]["accuracy"] > 0.5
+
+    per_image = build_experiment(compose(overrides + ["data.augment.color_jitter=0.2"]))
+    assert isinstance(per_image.session.train_data, LoaderBatches)
+    assert isinstance(per_image.session.val_data, TensorBatches)
+    assert any("data.augment.color_jitter=0.2 works image by image" in note for note in per_image.notes)
+    x, y = next(per_image.session.train_data.shuffled(8, torch.Generator().manual_seed(0)))
+    assert x.shape == (8, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (8,)
 
 
 def test_resize_and_computed_normalization(image_root):

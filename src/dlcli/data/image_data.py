@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dlcli.data.batch_augment import DeviceAugment, per_sample_settings
 from dlcli.data.images import KNOWN_STATS, ImageSet
 from dlcli.data.split import Split
 from dlcli.data.transforms import Augment, Normalization, batch_transform, channel_stats, sample_transform
@@ -90,9 +91,10 @@ class ImageData:
         rows = self.split.part(part)
         targets = torch.as_tensor(self.source.targets[rows], dtype=torch.long)
         augmenting = training and self.augment.active
-        if self.source.images is not None and not augmenting:
+        if self.source.images is not None and not (augmenting and per_sample_settings(self.augment)):
             images = self.source.images[torch.as_tensor(rows, dtype=torch.long)]
-            return TensorBatches(images.to(device), targets.to(device), batch_transform(self.resize, self.normalization))
+            augment = DeviceAugment(self.augment, self.resize, self.normalization) if augmenting else None
+            return TensorBatches(images.to(device), targets.to(device), batch_transform(self.resize, self.normalization), augment)
         transform = sample_transform(self.input_shape[1:], self.resize, self.normalization, self.augment if augmenting else None)
         return LoaderBatches(TransformedSamples(self.source, rows, transform), targets, device, self.num_workers)
 
@@ -136,7 +138,21 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
     if num_workers > cores:  # more loader processes than cores only queue for them (and torch warns)
         notes.append(f"data.num_workers={num_workers} is more than this machine's {cores} cores: using {cores}")
         num_workers = cores
+    if augmentation.active:
+        notes.append(_augmentation_path(source, augmentation, num_workers))
     return ImageData(source, split, input_shape, resize, stats, augmentation, num_workers, notes)
+
+
+def _augmentation_path(source: ImageSet, augment: Augment, num_workers: int) -> str:
+    """Where the training batches are augmented, and why (a line of the run log)."""
+    workers = f"{num_workers} DataLoader worker process{'es' if num_workers != 1 else ''}" if num_workers else "the DataLoader's main process"
+    per_sample = per_sample_settings(augment)
+    if source.images is None:
+        return f"augmenting each image in {workers}: the images are read from files (data.cache=memory decodes them once)"
+    if per_sample:
+        return (f"augmenting each image in {workers}: data.augment.{', '.join(per_sample)} works image by image; "
+                "without it the augmentation runs on whole batches on the device")
+    return "augmenting whole batches on the device (batched tensor operations, drawn from the run's seed)"
 
 
 def _given_stats(given, channels: int) -> Normalization:

@@ -6,7 +6,7 @@ Both give the loop (x, y) pairs on the device: `shuffled` in a seeded order for 
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -17,21 +17,33 @@ from dlcli.errors import UserError
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
+class BatchAugment(Protocol):
+    """Augmentation of training batches where they are (dlcli.data.batch_augment): each epoch
+    draws its random numbers from the run's generator, then transforms batches of sample rows."""
+
+    def epoch(self, count: int, generator: torch.Generator, device: torch.device,
+              world: World) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]: ...
+
+
 class TensorBatches:
     """Samples held on the device as tensors, batched by indexing; no DataLoader overhead.
 
     `transform` runs on each batch on the device (e.g. uint8 -> float, resize, normalize), so
-    images stay compact in memory and are never resized all at once.
+    images stay compact in memory and are never resized all at once; `augment`, when given, takes
+    its place for training batches.
     """
 
-    def __init__(self, features: torch.Tensor, targets: torch.Tensor, transform: BatchTransform | None = None):
-        self.features, self.targets, self.transform = features, targets, transform
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor, transform: BatchTransform | None = None,
+                 augment: BatchAugment | None = None):
+        self.features, self.targets, self.transform, self.augment = features, targets, transform, augment
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def _batch(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, rows, augmented: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.features[rows]
+        if augmented is not None:
+            return augmented(x, rows), self.targets[rows]
         return (self.transform(x) if self.transform is not None else x), self.targets[rows]
 
     def shuffled(self, batch_size: int, generator: torch.Generator, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -39,6 +51,7 @@ class TensorBatches:
         (every rank draws the same order from the same generator)."""
         count = len(self)
         order = torch.randperm(count, generator=generator).to(self.targets.device)
+        augmented = self.augment.epoch(count, generator, self.targets.device, world) if self.augment is not None else None
         for start in range(0, count, batch_size):
             rows = order[start : start + batch_size]
             if len(rows) == 1 and count > 1:
@@ -46,7 +59,7 @@ class TensorBatches:
             rows = part_of_batch(rows, world)
             if rows is None:
                 return
-            yield self._batch(rows)
+            yield self._batch(rows, augmented)
 
     def in_order(self, batch_size: int, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every sample in order; with several ranks, this rank's contiguous shard."""
