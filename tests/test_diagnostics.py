@@ -175,9 +175,13 @@ def test_an_input_pipeline_that_keeps_the_model_waiting(workdir):
 
     write_image_folder(workdir / "photos", per_class=30, sizes=((256, 256),))  # decoding dwarfs a linear model
     findings, _ = diagnosed("data=imagefolder", "data.root=photos", "data.resize=32", "data.num_workers=0", "model=softmax",
-                            "trainer.epochs=3")
+                            "trainer.epochs=3", "data.cache=none")  # the files read every epoch
     found = next(f for f in findings if f["code"] == "input_pipeline_bound")
-    assert found["evidence"]["median_share_waiting"] > THRESHOLDS["input_pipeline_bound.share"] and "data.num_workers" in found["suggestion"]
+    assert found["evidence"]["median_share_waiting"] > THRESHOLDS["input_pipeline_bound.share"]
+    assert "data.cache=memory" in found["suggestion"] and "data.num_workers" in found["suggestion"]
+    cached, _ = diagnosed("data=imagefolder", "data.root=photos", "data.resize=32", "data.num_workers=0", "model=softmax",
+                          "trainer.epochs=3", name="cached")  # decoded once: the model no longer waits
+    assert not any(f["code"] == "input_pipeline_bound" for f in cached)
 
 
 def test_a_check_that_cannot_be_made_never_costs_the_run(workdir):

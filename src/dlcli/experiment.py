@@ -71,7 +71,7 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     precision = training_precision(cfg, device, notes)
     speed_switches(cfg, device, notes)
     torch.manual_seed(cfg.seed)  # model init, then dropout, repeat for the same seed
-    data = prepare_data(cfg.data, cfg.split, cfg.seed)
+    data = prepare_data(cfg.data, cfg.split, cfg.seed, device)
     checked_views((cfg.get("eval") or {}).get("tta"), data.input_shape)  # before training, not at the test look
     validated = len(data.split.val) > 0
     if not validated:

@@ -290,6 +290,10 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
             sys.stderr.flush()
             os._exit(1)
         return
+    if cfg.trainer.get("compile"):
+        from dlcli.engine.compiled import compile_session
+
+        compile_session(session)  # rank 0 says how it went
     try:
         fit(session, state, [])
     except (NonFiniteLoss, TrialPruned, KeyboardInterrupt, StoppedWithRankZero):

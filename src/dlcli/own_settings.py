@@ -14,6 +14,7 @@ OWN_SETTINGS = {
         "resize": nullable(Interval(1, 4096, integer=True)), "num_workers": Interval(0, 256, integer=True),
         "normalize": Anything(),  # dataset | computed | none | {mean, std}: read by dlcli.data.image_data
         "augment": Anything(),  # each setting declared in dlcli.data.transforms
+        "cache": Options(("auto", "memory", "none")),  # a folder of images decoded once: dlcli.data.image_cache
     },
     "model": {
         "init": Anything(),  # a scheme's name or {scheme, settings}: dlcli.models.init

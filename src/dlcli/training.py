@@ -21,6 +21,7 @@ from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findi
 from dlcli.diagnostics.checks import said_before_training
 from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
 from dlcli.engine.checkpoint import Checkpointer, save_checkpoint
+from dlcli.engine.compiled import compile_session
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
 from dlcli.engine.metrics_csv import MetricsCsv
 from dlcli.engine.progress import Reporter
@@ -117,6 +118,8 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
              if trainer.get("diagnostics", True) else None)
     if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
         watch.evidence.initial_loss = read_summary(run_dir).get("initial_loss")
+    if trainer.get("compile"):
+        reporter.log(f"note: {compile_session(session)}")
     fields: dict = {"status": "failed"}
     error: BaseException | None = None  # a bug's exception, re-raised once the run is closed
     to_checkpoint = False  # metrics.csv is cut back to what last.pt holds: a resume continues from there

@@ -59,6 +59,7 @@ class TrainerSchema:
     precision: str = "32"
     channels_last: bool = False
     tf32: bool = True
+    compile: bool = False
 
 
 @dataclass
@@ -125,6 +126,7 @@ CONSTRAINTS = {
     "trainer.precision": Options(("32", "bf16", "16")),
     "trainer.channels_last": BOOLEAN,
     "trainer.tf32": BOOLEAN,
+    "trainer.compile": BOOLEAN,
     "split.val": FRACTION,
     "split.test": FRACTION,
     "split.stratify": BOOLEAN,

@@ -18,7 +18,7 @@ from dlcli.factory import call_target
 PREPROCESS_KEYS = ("standardize", "standardize_target", "target_transform", "as_sequence")
 PREPROCESSING_FILE = "preprocessing.json"  # in every run: what it learned from its train rows
 PREPROCESSING_FORMAT = 1  # of preprocessing.json; raise it when a reader could misread a new record
-IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers")
+IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers", "cache")
 DATA_KEY_CONSTRAINTS = OWN_SETTINGS["data"]  # what they may be
 
 
@@ -83,8 +83,9 @@ class PreparedData:
         return functional.interpolate(x, size=tuple(self.input_shape[1:]), mode="bilinear", align_corners=False)
 
 
-def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
+def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=None):
     """Load, split (seeded, stratified for classification) and encode the configured data.
+    `device`: where the run trains (a folder of images decoded into memory must fit there too).
 
     Returns PreparedData for tables and ImageData for images; both hand the engine batch sources.
     """
@@ -107,8 +108,10 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int):
     if isinstance(raw, ImageSet):
         if options.get("target_transform") not in (None, "none"):
             raise UserError(f"data.target_transform={options['target_transform']} applies to regression targets only: drop it")
+        from dlcli.data.image_cache import decoded_once
         from dlcli.data.image_data import prepare_images
 
+        raw = decoded_once(raw, str(options.get("cache", "auto")), options.get("resize"), device)
         return prepare_images(raw, split, options.get("resize"), options.get("normalize", "dataset"),
                               options.get("augment") or {}, int(options.get("num_workers", 0)))
     features, feature_names, encoding = encode_features(raw, split.train, bool(options.get("standardize", True)))

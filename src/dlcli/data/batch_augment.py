@@ -9,7 +9,8 @@ the CPU's vector units):
   (rotation alone: nearest, as torchvision's RandomRotation); the crop's size is drawn as
   torchvision's (area share in `scale`, log-uniform aspect in `ratio`) and clipped to the image
   instead of redrawn, so that every draw is one tensor operation;
-- crop_padding: zero padding and a random offset per image (two gathers);
+- crop_padding: zero padding and a random window per image (on the uint8 pixels when no
+  resampling comes first);
 - hflip / vflip: each image flipped with probability 1/2;
 - gaussian_noise: added to pixels in [0, 1], clipped back;
 - random_erasing (cutout): with its probability, a rectangle of 2-33% of the image with aspect
@@ -80,24 +81,35 @@ class EpochDraws:
     def apply(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         owner, augment = self.owner, self.owner.augment
         u = self.u[rows.to(self.u.device)]
+        affine = owner._crop is not None or bool(augment.rotation)
+        resizing = owner.resize is not None and tuple(x.shape[-2:]) != (owner.resize, owner.resize)
+        early = not affine and not resizing  # shifts and flips on the uint8 pixels: a quarter of the bytes to move
+        if early:
+            x = self._shift_and_flip(x, u)
         x = owner._to_float(x)
-        if owner._crop is not None or augment.rotation:
+        if affine:
             x = _affine(x, u, owner._crop, float(augment.rotation))
-        if self.padding:
-            x = translate(x, self.padding, u[:, COLUMN["shift_y"]], u[:, COLUMN["shift_x"]])
-        if augment.hflip:
-            x = flip_where(x, u[:, COLUMN["hflip"]] < 0.5, dim=3)
-        if augment.vflip:
-            x = flip_where(x, u[:, COLUMN["vflip"]] < 0.5, dim=2)
+        if not early:
+            x = self._shift_and_flip(x, u)
         if self.noise is not None:
             x = (x + float(augment.gaussian_noise) * torch.randn(x.shape, generator=self.noise[0], device=self.noise[1])
                  .to(x.device)).clamp_(0.0, 1.0)
         if owner.norm is not None:
             mean = torch.tensor(owner.norm.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
             std = torch.tensor(owner.norm.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-            x = (x - mean) / std
+            x = x.sub_(mean).div_(std)
         if augment.random_erasing:
             x = erase(x, u[:, COLUMN["erase"]] < float(augment.random_erasing), *(u[:, COLUMN[name]] for name in DRAWS[10:]))
+        return x
+
+    def _shift_and_flip(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        augment = self.owner.augment
+        if self.padding:
+            x = translate(x, self.padding, u[:, COLUMN["shift_y"]], u[:, COLUMN["shift_x"]])
+        if augment.hflip:
+            x = flip_where(x, u[:, COLUMN["hflip"]] < 0.5, dim=3)
+        if augment.vflip:
+            x = flip_where(x, u[:, COLUMN["vflip"]] < 0.5, dim=2)
         return x
 
 
@@ -121,11 +133,17 @@ def translate(x: torch.Tensor, padding: int, uy: torch.Tensor, ux: torch.Tensor)
     span = 2 * padding + 1
     dy = (uy * span).long().clamp_(max=span - 1)
     dx = (ux * span).long().clamp_(max=span - 1)
-    padded = F.pad(x, (padding, padding, padding, padding))
-    rows = (dy.view(-1, 1) + torch.arange(height, device=x.device)).view(batch, 1, height, 1)
-    padded = padded.gather(2, rows.expand(batch, channels, height, width + 2 * padding))
-    cols = (dx.view(-1, 1) + torch.arange(width, device=x.device)).view(batch, 1, 1, width)
-    return padded.gather(3, cols.expand(batch, channels, height, width))
+    if (height + 2 * padding) * (width + 2 * padding) <= 4 * height * width:
+        # every window of the padded batch is a view; each image's window is copied out once
+        windows = F.pad(x, (padding,) * 4).unfold(2, height, 1).unfold(3, width, 1)  # B, C, span, span, H, W
+        return windows[torch.arange(batch, device=x.device), :, dy.to(x.device), dx.to(x.device)]
+    # a padding large for the image: no padded copy, pixels gathered from the image and masked
+    rows = (dy - padding).view(-1, 1).to(x.device) + torch.arange(height, device=x.device)  # each output row's source
+    cols = (dx - padding).view(-1, 1).to(x.device) + torch.arange(width, device=x.device)
+    out = x.gather(2, rows.clamp(0, height - 1).view(batch, 1, height, 1).expand(batch, channels, height, width))
+    out = out.gather(3, cols.clamp(0, width - 1).view(batch, 1, 1, width).expand(batch, channels, height, width))
+    outside = ((rows < 0) | (rows >= height)).view(batch, 1, height, 1) | ((cols < 0) | (cols >= width)).view(batch, 1, 1, width)
+    return out.masked_fill(outside, 0)
 
 
 def erase(x: torch.Tensor, chosen: torch.Tensor, u_area: torch.Tensor, u_ratio: torch.Tensor, u_top: torch.Tensor,

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dlcli.data.batch_augment import DeviceAugment, per_sample_settings
+from dlcli.data.image_cache import usable_cores
 from dlcli.data.images import KNOWN_STATS, ImageSet
 from dlcli.data.split import Split
 from dlcli.data.transforms import Augment, Normalization, batch_transform, channel_stats, sample_transform
@@ -18,6 +19,7 @@ from dlcli.errors import UserError
 
 NORMALIZE = ("dataset", "computed", "none")
 STATS_SAMPLE = 2000  # images read to compute statistics of a folder of files
+STATS_CHUNK = 2**22  # pixels (x channels) of in-memory images taken at once for statistics (as float64: 32 MB)
 
 
 class TransformedSamples(Dataset):
@@ -99,12 +101,6 @@ class ImageData:
         return LoaderBatches(TransformedSamples(self.source, rows, transform), targets, device, self.num_workers)
 
 
-def _usable_cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augment: dict, num_workers: int) -> ImageData:
     if resize is not None and (not isinstance(resize, int) or isinstance(resize, bool) or resize < 1):
         raise UserError(f"data.resize={resize} must be a positive image size in pixels (or null)")
@@ -134,7 +130,7 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
             normalize = "computed"
     if normalize == "computed":
         stats = _train_stats(source, split, channels, resize)
-    cores = _usable_cores()
+    cores = usable_cores()
     if num_workers > cores:  # more loader processes than cores only queue for them (and torch warns)
         notes.append(f"data.num_workers={num_workers} is more than this machine's {cores} cores: using {cores}")
         num_workers = cores
@@ -178,7 +174,8 @@ def _train_stats(source: ImageSet, split: Split, channels: int, resize: int | No
     rows = split.train
     to_size = v2.Resize([resize, resize], antialias=True) if resize else (lambda x: x)
     if source.images is not None:
-        chunks = (to_size(source.images[torch.as_tensor(rows[i : i + 4096], dtype=torch.long)]) for i in range(0, len(rows), 4096))
+        step = max(1, STATS_CHUNK // int(np.prod(source.images.shape[1:])))  # images per chunk: bounded in bytes, not count
+        chunks = (to_size(source.images[torch.as_tensor(rows[i : i + step], dtype=torch.long)]) for i in range(0, len(rows), step))
         return channel_stats(chunks, channels)
     sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), STATS_SAMPLE)).astype(int)]
     return channel_stats((to_size(source.files[int(r)][0]).unsqueeze(0) for r in sample), channels)

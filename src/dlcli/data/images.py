@@ -102,8 +102,9 @@ def _as_nchw(data) -> torch.Tensor:
 class ImageFiles(Dataset):
     """Images on disk, decoded on demand as uint8 C x H x W tensors (grey or RGB)."""
 
-    def __init__(self, paths: list[Path], labels: np.ndarray, grayscale: bool):
+    def __init__(self, paths: list[Path], labels: np.ndarray, grayscale: bool, root: Path | None = None):
         self.paths, self.labels, self.mode = paths, labels, "L" if grayscale else "RGB"
+        self.root = root  # the folder they were listed from (where their decoded cache is kept)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -168,5 +169,5 @@ def load_imagefolder(root: str, grayscale: bool | str = "auto") -> ImageSet:
         width, height = sizes.pop()
         shape = (channels, height, width)
     targets = np.asarray(labels, dtype=np.int64)
-    return ImageSet(name=folder.name, class_names=classes, targets=targets, files=ImageFiles(paths, targets, grey),
+    return ImageSet(name=folder.name, class_names=classes, targets=targets, files=ImageFiles(paths, targets, grey, folder),
                     image_shape=shape, notes=notes)

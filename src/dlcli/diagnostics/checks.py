@@ -363,7 +363,8 @@ def input_pipeline_bound(f: Facts, t: dict) -> Finding | None:
     return Finding("input_pipeline_bound", "warning", None, {"median_share_waiting": median},
                    f"training waits for its data: reading and preparing batches takes {100 * median:.0f}% of the "
                    "training time, so the model is idle most of the time",
-                   f.advise(("data.num_workers", 4), then="more loader processes, or a smaller data.resize"))
+                   f.advise(("data.cache", "memory"), ("data.num_workers", 4),
+                            then="decoding the images once, more loader processes, or a smaller data.resize"))
 
 
 def _larger(config: dict | None) -> list[tuple[str, object]]:

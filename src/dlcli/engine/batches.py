@@ -110,7 +110,7 @@ class LoaderBatches:
         if world.active:
             yield from self._rank_batches(batch_size, generator, world)
             return
-        for batch in _from_workers(self._loader(batch_size, generator)):
+        for batch in from_workers(self._loader(batch_size, generator)):
             if len(batch[1]) == 1 and count > 1:
                 return
             yield self._to_device(batch)
@@ -130,7 +130,7 @@ class LoaderBatches:
             batches.append(part.tolist())
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
-        for batch in _from_workers(loader):
+        for batch in from_workers(loader):
             yield self._to_device(batch)
 
     def in_order(self, batch_size: int, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -139,10 +139,10 @@ class LoaderBatches:
 
             loader = DataLoader(Subset(self.dataset, shard(len(self), world)), batch_size=batch_size,
                                 num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
-            for batch in _from_workers(loader):
+            for batch in from_workers(loader):
                 yield self._to_device(batch)
             return
-        for batch in _from_workers(self._loader(batch_size, None)):
+        for batch in from_workers(self._loader(batch_size, None)):
             yield self._to_device(batch)
 
     def peek(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +152,7 @@ class LoaderBatches:
         return self._to_device(default_collate([self.dataset[i] for i in range(min(count, len(self.dataset)))]))
 
 
-def _from_workers(loader: DataLoader) -> Iterator:
+def from_workers(loader: DataLoader) -> Iterator:
     """The loader's batches. A user error raised in a worker process (a file that cannot be
     decoded) comes back from it with the worker's whole traceback as its message: it is raised
     here again as the one line it was."""

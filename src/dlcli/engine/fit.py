@@ -31,7 +31,7 @@ class NonFiniteLoss(RunFailed):
 def evaluate_outputs(session: Session, data: BatchSource, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
     """Outputs, targets, loss and task metrics (scikit-learn) on every sample of `data`: for reports.
     `model` stands in for the session's (test-time augmentation wraps it)."""
-    outputs, targets = predict(model or session.model, data.in_order(session.eval_batch_size), session.step.precision)
+    outputs, targets = predict(model if model is not None else session.model, data.in_order(session.eval_batch_size), session.step.precision)
     metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean,
                     session.target_transform)
     with torch.no_grad():  # on the loss's device: its class weights or pos_weight live there
@@ -43,8 +43,8 @@ def validate(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation loss and the task metric as 0-d tensors on the device (read once per epoch); with
     several ranks each predicts its shard and every rank scores all of them, each sample once."""
     world = session.world
-    outputs, targets = predict(session.model, session.val_data.in_order(session.eval_batch_size, world), session.step.precision,
-                               on_device=True)
+    outputs, targets = predict(session.evaluation_module, session.val_data.in_order(session.eval_batch_size, world),
+                               session.step.precision, on_device=True)
     outputs, targets = gather_in_order(outputs, targets, world)
     with torch.no_grad():
         loss = session.loss_fn(outputs, targets)
@@ -88,7 +88,7 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
             lr = current_lr(session.optimizer)
             started = time.perf_counter()
             batches = TimedBatches(session.train_data.shuffled(session.step.batch_size, session.generator, session.world))
-            result = train_epoch(session.train_model or session.model, session.optimizer, session.loss_fn, batches, session.step,
+            result = train_epoch(session.training_module, session.optimizer, session.loss_fn, batches, session.step,
                                  session.scaler, step_scheduler, hooks.batch_end, hooks.after_backward,
                                  rank_weight(len(session.train_data), session.step.batch_size, session.world))
             result = across_ranks(result, session.world)

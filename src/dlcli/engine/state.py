@@ -44,8 +44,19 @@ class Session:
     target_transform: str = "none"  # log | log1p: outputs are mapped back with exp | expm1 for the metrics
     scaler: torch.amp.GradScaler | None = None
     world: World = World()  # this process among several training together (DistributedDataParallel)
-    train_model: nn.Module | None = None  # the model wrapped for several processes (DDP); steps go through it
+    train_model: nn.Module | None = None  # the model wrapped (DDP, torch.compile); training steps go through it
+    eval_model: nn.Module | None = None  # the model compiled for validation (trainer.compile)
     stopped_together: bool = False  # several processes: the run ended by a decision every rank took
+
+    @property
+    def training_module(self) -> nn.Module:
+        """What training steps call: the wrapped model, or the model itself. (Never `a or b`: a
+        compiled module refuses truth tests.)"""
+        return self.train_model if self.train_model is not None else self.model
+
+    @property
+    def evaluation_module(self) -> nn.Module:
+        return self.eval_model if self.eval_model is not None else self.model
 
     @property
     def loss_units(self) -> str | None:

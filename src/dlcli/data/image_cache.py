@@ -1,0 +1,218 @@
+"""A folder of images decoded once (data.cache): the decoded, resized uint8 pixels held in memory,
+so that every epoch takes the same path as MNIST and CIFAR (batches cut from a tensor on the
+device), and kept in a cache file beside the data, so that the next run starts without decoding.
+
+- `auto` decodes when the pixels fit MEMORY_SHARE of the machine's memory, twice (the whole set
+  and the split's parts cut from it) (and, for a run on a
+  GPU, GPU_SHARE of its free memory: the training set is copied there); `memory` always decodes;
+  `none` reads the files in DataLoader workers every epoch (what a folder too big for memory does).
+- Decoding runs in DataLoader worker processes (PIL holds the GIL), with a progress bar.
+- The cache file is `<root>/.dl-cache/decoded-<mode>-<size>.bin` (or under ~/.cache/dlcli/images
+  when the data's folder cannot be written): one JSON header line, then the raw pixels. Its key is
+  a digest of every file's name, size and modification time, its label, the colour mode and the
+  resize, so a changed folder is decoded again; the header's shape and a checksum of the pixels
+  are checked before it is used, so a damaged or truncated cache is rebuilt, never loaded. It holds
+  numbers only: reading it runs no code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dlcli.data.images import ImageFiles, ImageSet
+from dlcli.files import write_atomically
+
+CACHE_SETTINGS = ("auto", "memory", "none")
+CACHE_FORMAT = 1  # of the cache file; raise it when the decoding changes
+CACHE_DIR = ".dl-cache"  # hidden: a folder of class sub-folders skips it
+MEMORY_SHARE = 0.25  # auto: the decoded pixels may take up to this share of the machine's memory
+GPU_SHARE = 0.5  # ... and this share of the GPU's free memory, when the run trains on one
+UNKNOWN_MEMORY = 8 * 2**30  # what a machine that does not say how much memory it has is taken to have
+HEADER_LIMIT = 64 * 1024  # a header line longer than this is not one dl wrote
+DECODE_BATCH = 256
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def decoded_once(source: ImageSet, setting: str, resize: int | None, device: torch.device | None = None) -> ImageSet:
+    """`source` with its files decoded into memory when data.cache says so (notes say what was done)."""
+    if source.files is None or setting == "none" or (source.image_shape is None and resize is None):
+        return source  # in memory already, not wanted, or sizes that differ (prepare_images asks for a resize)
+    if resize is not None and (not isinstance(resize, int) or isinstance(resize, bool) or resize < 1):
+        return source  # prepare_images names the bad value
+    files = source.files
+    channels = 1 if files.mode == "L" else 3
+    shape = (channels, resize, resize) if resize else tuple(source.image_shape)
+    size = len(files) * int(np.prod(shape))
+    notes = list(source.notes)
+    if setting == "auto":
+        too_big = _over_budget(size, device)
+        if too_big:
+            notes.append(f"the {len(files):,} decoded images would take {_gb(size)}, more than {too_big}: reading them "
+                         "from the files in DataLoader workers every epoch (data.cache=memory decodes them once anyway)")
+            return dataclasses.replace(source, notes=notes)
+    images, note = _from_cache_or_decoded(files, shape, resize)
+    notes.append(note)
+    return dataclasses.replace(source, images=images, image_shape=shape, notes=notes)
+
+
+def _over_budget(size: int, device: torch.device | None) -> str | None:
+    """What the decoded pixels would not fit in (words for the run log), or None when they fit."""
+    memory = _machine_memory()
+    if 2 * size > MEMORY_SHARE * memory:  # the set, and its split parts cut from it
+        return f"{MEMORY_SHARE:.0%} of this machine's {_gb(memory)} of memory"
+    if device is not None and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if size > GPU_SHARE * free:
+            return f"{GPU_SHARE:.0%} of the {_gb(free)} free on {device}"
+    return None
+
+
+def _machine_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # a system without these names
+        return UNKNOWN_MEMORY
+
+
+def _gb(size: int) -> str:
+    return f"{size / 2**30:.2f} GB" if size >= 2**27 else f"{size / 2**20:.1f} MB"
+
+
+def _from_cache_or_decoded(files: ImageFiles, shape: tuple[int, int, int], resize: int | None) -> tuple[torch.Tensor, str]:
+    key = folder_key(files, resize)
+    name = f"decoded-{files.mode}-{resize or 'native'}.bin"
+    places = _cache_places(files.root, name)
+    why = "no cache of them yet"
+    for path in places:
+        if path.exists() and not path.parent.is_symlink():
+            images, why = read_cache(path, key, (len(files), *shape))
+            if images is not None:
+                return images, f"the {len(files):,} images were decoded before: read from the cache {path}"
+            break
+    images = decode_all(files, shape, resize)
+    where = _write_cache(places, key, images)
+    kept = f"kept in {where}" if isinstance(where, Path) else f"not kept on disk ({where})"
+    return images, (f"decoded the {len(files):,} images once into memory ({_gb(images.numel())}; {why}), {kept}: "
+                    "every epoch reads them from there")
+
+
+def _cache_places(root: Path | None, name: str) -> list[Path]:
+    """Beside the data first, else the user's cache (for a folder that cannot be written)."""
+    mine = Path("~/.cache/dlcli/images").expanduser()
+    if root is None:
+        return []
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return [root / CACHE_DIR / name, mine / digest / name]
+
+
+def folder_key(files: ImageFiles, resize: int | None) -> str:
+    """A digest of what the decoded pixels depend on: every file's place, size, modification time
+    and label, the colour mode, the resize and the cache's format."""
+    digest = hashlib.sha256(f"format={CACHE_FORMAT} mode={files.mode} resize={resize}\n".encode())
+    for path, label in zip(files.paths, files.labels):
+        stat = path.stat()
+        shown = path.relative_to(files.root) if files.root is not None else path
+        digest.update(f"{shown}\t{stat.st_size}\t{stat.st_mtime_ns}\t{int(label)}\n".encode())
+    return digest.hexdigest()
+
+
+def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tensor | None, str]:
+    """The cached pixels when the file is whole and made for this key, else (None, why not)."""
+    try:
+        with path.open("rb") as file:
+            line = file.readline(HEADER_LIMIT)
+            header = json.loads(line)
+            if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
+                return None, "the cache was written by another version"
+            if header.get("key") != key:
+                return None, "the folder changed since the cache was written"
+            if header.get("shape") != list(shape):
+                return None, f"the cache {path} is damaged (its shape is not the folder's)"
+            pixels = np.fromfile(file, dtype=np.uint8)
+    except (OSError, ValueError) as exc:  # unreadable, or a header that is not JSON
+        return None, f"the cache {path} is damaged ({type(exc).__name__})"
+    if pixels.size != int(np.prod(shape)):
+        return None, f"the cache {path} is damaged ({pixels.size:,} bytes of pixels, {int(np.prod(shape)):,} expected)"
+    if _checksum(pixels) != header.get("checksum"):
+        return None, f"the cache {path} is damaged (its checksum does not match)"
+    return torch.from_numpy(pixels.reshape(shape)), ""
+
+
+def _write_cache(places: list[Path], key: str, images: torch.Tensor) -> Path | str:
+    """The cache written to the first place that takes it; or why none did."""
+    pixels = images.numpy().reshape(-1)
+    header = json.dumps({"format": CACHE_FORMAT, "key": key, "shape": list(images.shape), "checksum": _checksum(pixels)})
+
+    def write(file) -> None:
+        file.write(header.encode() + b"\n")
+        file.write(memoryview(pixels))
+
+    why = "no folder to keep it in"
+    for path in places:
+        if path.parent.is_symlink():  # a link planted in a folder of data must not lead the write elsewhere
+            why = f"{path.parent} is a link"
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, write, binary=True, size_hint=pixels.size)
+            return path
+        except Exception as exc:  # a read-only data folder, a full disk: the run goes on without
+            why = f"{path.parent} cannot be written: {type(exc).__name__}"
+    return why
+
+
+def _checksum(pixels: np.ndarray) -> str:
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(pixels)), digest_size=16).hexdigest()
+
+
+class DecodedAtSize(Dataset):
+    """Each file decoded (and resized to the model's size) as uint8, for the one decoding pass."""
+
+    def __init__(self, files: ImageFiles, resize: int | None):
+        self.files, self.resize = files, resize
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image, _ = self.files[index]
+        if self.resize is not None and tuple(image.shape[-2:]) != (self.resize, self.resize):
+            from torchvision.transforms.v2 import functional as F
+
+            image = F.resize(image, [self.resize, self.resize], antialias=True)
+        return image
+
+
+def decode_all(files: ImageFiles, shape: tuple[int, int, int], resize: int | None) -> torch.Tensor:
+    """Every file decoded into one uint8 N x C x H x W tensor, in worker processes, with a progress bar."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from dlcli.engine.batches import from_workers
+
+    images = torch.empty((len(files), *shape), dtype=torch.uint8)
+    workers = min(usable_cores(), max(0, len(files) // 2000))  # small folders: starting processes costs more
+    # its own generator: a DataLoader draws its workers' seed, which must not move the run's global one
+    loader = DataLoader(DecodedAtSize(files, resize), batch_size=DECODE_BATCH, num_workers=workers, generator=torch.Generator())
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("decoding images once"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=console, transient=True, disable=not console.is_terminal)
+    with bar:
+        task = bar.add_task("decode", total=len(files))
+        done = 0
+        for batch in from_workers(loader):
+            images[done : done + len(batch)] = batch
+            done += len(batch)
+            bar.update(task, completed=done)
+    return images
