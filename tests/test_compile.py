@@ -88,3 +88,6 @@ def test_the_batch_sizes_an_epoch_has_are_the_ones_compiled():
     assert batch_sizes(97, 32, World(), training=False) == [32, 1]
     assert batch_sizes(100, 32, World(rank=1, size=2), training=True) == [16, 2]
     assert batch_sizes(101, 64, World(rank=0, size=2), training=False) == [51]
+    # every rank warms up as many steps as the others, even where its parts of two batches are alike
+    assert batch_sizes(23, 12, World(rank=0, size=2), training=True) == [6, 6]
+    assert batch_sizes(23, 12, World(rank=1, size=2), training=True) == [6, 5]

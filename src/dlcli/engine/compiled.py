@@ -49,13 +49,15 @@ def compile_session(session: Session) -> str:
 def batch_sizes(count: int, batch_size: int, world: World, training: bool) -> list[int]:
     """The sizes of the batches one pass over `count` samples gives this process: the full one and
     a shorter last one (training drops a lone last sample; several processes split each batch)."""
-    sizes = {min(batch_size, count), count % batch_size}
+    sizes = {min(batch_size, count), count % batch_size} - {0}
     if training:
         sizes.discard(1)
-    sizes.discard(0)
-    if training and world.active:
-        sizes = {len(torch.tensor_split(torch.arange(size), world.size)[world.rank]) for size in sizes if size >= 2 * world.size}
-    elif world.active:  # evaluation: contiguous shards, batched within them
+    if world.active and training:
+        # one size per global batch size, on every rank alike: each warm-up step is a step every rank
+        # takes together (DistributedDataParallel's forward may broadcast buffers)
+        return [len(torch.tensor_split(torch.arange(size), world.size)[world.rank])
+                for size in sorted(sizes, reverse=True) if size >= 2 * world.size]
+    if world.active:  # evaluation: contiguous shards, batched within them (no collective in its forward)
         shard = len(torch.tensor_split(torch.arange(count), world.size)[world.rank])
         sizes = {size for size in (min(batch_size, shard), shard % batch_size) if size}
     return sorted(sizes, reverse=True)
