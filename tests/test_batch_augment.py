@@ -57,6 +57,16 @@ def test_a_crop_with_padding_is_a_shift_within_the_padding_and_every_shift_is_dr
     assert out.shape == x.shape
 
 
+def test_a_padding_large_for_the_image_takes_the_gathering_path_with_the_same_meaning():
+    x = distinct_images(300, size=6).float()
+    u, v = torch.rand(300, generator=torch.Generator().manual_seed(2)), torch.rand(300, generator=torch.Generator().manual_seed(3))
+    out = translate(x, 8, u, v)  # (6 + 16)^2 > 4 x 6^2: no padded copy
+    padded = torch.nn.functional.pad(x, (8,) * 4)
+    dy, dx = (u * 17).long(), (v * 17).long()
+    assert torch.equal(out, torch.stack([padded[i, :, dy[i] : dy[i] + 6, dx[i] : dx[i] + 6] for i in range(300)]))
+    assert (out == 0).all(dim=(1, 2, 3)).any()  # some windows lie wholly in the padding
+
+
 def test_translate_pads_with_zeros_at_the_drawn_offsets():
     x = torch.arange(16.0).view(1, 1, 4, 4).repeat(2, 1, 1, 1)
     out = translate(x, 1, torch.tensor([0.0, 0.99]), torch.tensor([0.0, 0.99]))
@@ -88,6 +98,19 @@ def test_cutout_happens_after_normalizing_so_the_hole_is_the_mean():
     half = torch.full((2,), 0.5)
     kept = erase(torch.ones(2, 1, 8, 8), chosen, half, half, half, half)
     assert kept[1].min() == 1 and kept[0].min() == 0
+
+
+def test_random_resized_crop_keeps_its_aspect_in_pixels_on_a_wide_image():
+    from dlcli.data.batch_augment import _affine
+
+    x = torch.zeros(1, 1, 20, 40)
+    x[..., 5:15, 10:30] = 1.0  # a 10 x 20 block in the middle
+    u = torch.full((1, 14), 0.5)
+    crop = {"scale": [0.25, 0.25], "ratio": [1.0, 1.0]}  # a square of a quarter of the area: 14.1 x 14.1 pixels
+    out = _affine(x, u, crop, 0.0)
+    # the middle square of the image, stretched back to 20 x 40: the block covers ~ 10/14.1 of its height
+    # and its full width, so about 0.71 of the output; a crop of the aspect in [-1, 1] units would be 0.5
+    assert 0.6 < float(out.mean()) < 0.8
 
 
 def test_random_resized_crop_and_rotation_keep_the_shape_and_the_full_crop_is_the_image():

@@ -60,24 +60,48 @@ def test_a_compiled_run_resumes_exactly(workdir, eager_compile):
     assert resumed.summary["test"] == reference.summary["test"]
 
 
-def test_where_compiling_fails_the_run_trains_without_it_and_says_why(workdir, monkeypatch):
+def test_where_compiling_fails_the_run_trains_without_it_says_why_and_keeps_no_trace(workdir, monkeypatch):
+    """The compiler fails at the evaluation step, after a training step of the warm-up moved the
+    batch-norm statistics and drew dropout: the run trains as a plain one would."""
+    real_compile = torch.compile
+
     def failing_compile(module, **settings):
-        class Refused(torch.nn.Module):
+        if not isinstance(module, torch.nn.Module) or module.training is False:
+            return real_compile(module, backend="eager", **settings)
+
+        class FailsInEval(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.inner = module
 
-            def forward(self, *args):
-                raise RuntimeError("no C++ compiler found for the inductor backend\nmore detail")
+            def forward(self, x):
+                if not self.inner.training:
+                    raise RuntimeError("no C++ compiler found for the inductor backend\nmore detail")
+                return self.inner(x)
 
-        return Refused()
+        return FailsInEval()
 
     monkeypatch.setattr(torch, "compile", failing_compile)
+    plain = train(compose([*STEPS, "name=plain"]), [], quiet_reporter())
     result = train(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter())
     assert result.summary["status"] == "completed"
     log = (result.run_dir / "train.log").read_text()
     assert ("trainer.compile=true: torch.compile failed here (RuntimeError: no C++ compiler found for the inductor backend): "
             "training without it") in log
+    for a, b in zip(rows(plain), rows(result), strict=True):
+        assert [a[k] for k in ("train_loss", "val_loss")] == [b[k] for k in ("train_loss", "val_loss")]
+
+
+def test_an_unreadable_image_during_the_warm_up_is_the_runs_failure_not_the_compilers(workdir, monkeypatch, eager_compile):
+    from dlcli.engine.batches import TensorBatches
+    from dlcli.errors import UserError
+
+    def unreadable(self, count):
+        raise UserError("photos/cat/003.png cannot be decoded (OSError: truncated): remove it or replace it")
+
+    monkeypatch.setattr(TensorBatches, "peek", unreadable)
+    result = train(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter())
+    assert result.summary["status"] == "failed" and "003.png cannot be decoded" in result.summary["message"]
 
 
 def test_the_batch_sizes_an_epoch_has_are_the_ones_compiled():
@@ -87,7 +111,9 @@ def test_the_batch_sizes_an_epoch_has_are_the_ones_compiled():
     assert batch_sizes(10, 32, World(), training=True) == [10]
     assert batch_sizes(97, 32, World(), training=False) == [32, 1]
     assert batch_sizes(100, 32, World(rank=1, size=2), training=True) == [16, 2]
-    assert batch_sizes(101, 64, World(rank=0, size=2), training=False) == [51]
+    # evaluation: the rank's contiguous shard (distributed.shard), batched within it
+    assert batch_sizes(101, 64, World(rank=0, size=2), training=False) == [50]
+    assert batch_sizes(101, 64, World(rank=1, size=2), training=False) == [51]
     # every rank warms up as many steps as the others, even where its parts of two batches are alike
     assert batch_sizes(23, 12, World(rank=0, size=2), training=True) == [6, 6]
     assert batch_sizes(23, 12, World(rank=1, size=2), training=True) == [6, 5]

@@ -9,8 +9,13 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
 
 def test_the_gpu_benchmark_runs_on_the_cpu_at_small_sizes(tmp_path):
-    result = subprocess.run([sys.executable, str(BENCHMARK), "--quick", "--images", "256", "--pngs", "200", "--repeats", "1"],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    import os
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = subprocess.run([sys.executable, str(BENCHMARK), "--quick", "--device", "cpu", "--images", "256", "--pngs", "200",
+                             "--repeats", "1"], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={**os.environ, "TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr
     out = result.stdout
     ratios = [float(r) for r in re.findall(r"dl/hand (\d+\.\d+)", out)]
@@ -18,4 +23,5 @@ def test_the_gpu_benchmark_runs_on_the_cpu_at_small_sizes(tmp_path):
     assert "on-device crop+flip" in out and "DataLoader crop+flip (2 workers)" in out
     assert re.search(r"PNG folder from the disk cache, epoch 1 +[\d,]+ samples/s", out)
     assert "time to the first batch, PNG folder, next run (the disk cache)" in out
-    assert not list(tmp_path.iterdir())  # its data and runs were in a temporary folder, removed
+    assert list(tmp_path.iterdir()) == [scratch]  # nothing where it ran
+    assert not list(scratch.glob("dl-gpu-bench-*"))  # its data and runs: a temporary folder, removed

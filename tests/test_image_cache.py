@@ -128,3 +128,42 @@ def test_an_unreadable_image_is_one_line_before_runs_is_touched(workdir, folder)
     result = run_cli("train", "data=imagefolder", f"data.root={folder}", *FAST)
     assert result.exit_code == 2 and "005.png" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (workdir / "runs").exists()
+
+
+def test_the_folder_is_normalized_alike_whether_decoded_once_or_read_from_files(workdir, folder):
+    memory = build_experiment(folder_run(folder, "data.cache=memory")).data.normalization
+    files = build_experiment(folder_run(folder, "data.cache=none")).data.normalization
+    assert memory == files
+
+
+def test_auto_is_decided_once_and_kept_by_the_run(workdir, folder, monkeypatch):
+    result = train(folder_run(folder), [], quiet_reporter())
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.load(result.run_dir / "config.yaml").data.cache == "memory"
+    monkeypatch.setattr(image_cache, "MEMORY_SHARE", 1e-9)  # the machine is fuller now: auto would read the files
+    again = build_experiment(OmegaConf.load(result.run_dir / "config.yaml"), restoring=True)
+    assert again.data.source.images is not None  # the run's own decision stands (its resume trains the same way)
+
+
+@pytest.mark.parametrize("plant", ["link", "pipe", "huge"])
+def test_a_planted_cache_file_is_never_followed_blocked_on_or_read_whole(workdir, folder, tmp_path, plant):
+    import os
+
+    build_experiment(folder_run(folder))
+    path = cache_file(folder)
+    header = path.read_bytes().split(b"\n", 1)[0] + b"\n"
+    path.unlink()
+    if plant == "link":
+        outside = tmp_path / "outside.bin"
+        outside.write_bytes(header + bytes(60 * 3 * 20 * 20))
+        path.symlink_to(outside)
+    elif plant == "pipe":
+        os.mkfifo(path)
+    else:
+        with path.open("wb") as file:  # a valid header, then far more bytes than the pixels
+            file.write(header)
+            file.truncate(len(header) + 2**40)
+    rebuilt = build_experiment(folder_run(folder))
+    assert "decoded the 60 images once" in notes_of(rebuilt)
+    assert not path.is_symlink() and path.is_file() and path.stat().st_size < 2**20

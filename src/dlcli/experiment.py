@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlcli.data import PreparedData, prepare_data
 from dlcli.engine.device import select_device
@@ -71,7 +71,13 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     precision = training_precision(cfg, device, notes)
     speed_switches(cfg, device, notes)
     torch.manual_seed(cfg.seed)  # model init, then dropout, repeat for the same seed
-    data = prepare_data(cfg.data, cfg.split, cfg.seed, device)
+    # a run made before data.cache read its folder's files every epoch: it goes on doing so
+    unset_cache = "none" if restoring and "cache" not in cfg.data else None
+    data = prepare_data(cfg.data, cfg.split, cfg.seed, device, unset_cache, int(cfg.trainer.get("devices", 1)))
+    if getattr(data, "cache", None) is not None and cfg.data.get("cache") != data.cache:
+        # data.cache=auto decided: the run keeps the decision (config.yaml), so that its resume, its
+        # evaluation and its other processes read the folder the same way whatever memory is free then
+        OmegaConf.update(cfg, "data.cache", data.cache, force_add=True)
     checked_views((cfg.get("eval") or {}).get("tta"), data.input_shape)  # before training, not at the test look
     validated = len(data.split.val) > 0
     if not validated:

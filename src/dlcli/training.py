@@ -118,12 +118,12 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
              if trainer.get("diagnostics", True) else None)
     if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
         watch.evidence.initial_loss = read_summary(run_dir).get("initial_loss")
-    if trainer.get("compile"):
-        reporter.log(f"note: {compile_session(session)}")
     fields: dict = {"status": "failed"}
     error: BaseException | None = None  # a bug's exception, re-raised once the run is closed
     to_checkpoint = False  # metrics.csv is cut back to what last.pt holds: a resume continues from there
     try:
+        if trainer.get("compile"):  # inside: a Ctrl-C while it compiles leaves an interrupted, resumable run
+            reporter.log(f"note: {compile_session(session)}")
         fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks, *([watch] if watch else [])])
         if state.stopped_early:
             reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")

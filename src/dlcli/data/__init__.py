@@ -83,9 +83,11 @@ class PreparedData:
         return functional.interpolate(x, size=tuple(self.input_shape[1:]), mode="bilinear", align_corners=False)
 
 
-def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=None):
+def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=None, cache: str | None = None,
+                 copies: int = 1):
     """Load, split (seeded, stratified for classification) and encode the configured data.
-    `device`: where the run trains (a folder of images decoded into memory must fit there too).
+    For a folder of images: `device` is where the run trains and `copies` the processes that each
+    hold the set (decoded pixels must fit there too); `cache` stands in for data.cache.
 
     Returns PreparedData for tables and ImageData for images; both hand the engine batch sources.
     """
@@ -111,7 +113,7 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=
         from dlcli.data.image_cache import decoded_once
         from dlcli.data.image_data import prepare_images
 
-        raw = decoded_once(raw, str(options.get("cache", "auto")), options.get("resize"), device)
+        raw = decoded_once(raw, cache or str(options.get("cache", "auto")), options.get("resize"), device, copies)
         return prepare_images(raw, split, options.get("resize"), options.get("normalize", "dataset"),
                               options.get("augment") or {}, int(options.get("num_workers", 0)))
     features, feature_names, encoding = encode_features(raw, split.train, bool(options.get("standardize", True)))

@@ -29,7 +29,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from dlcli.data.transforms import Augment, Normalization, batch_transform
+from dlcli.data.transforms import Augment, Normalization, Normalizer, batch_transform
 from dlcli.engine.distributed import World
 
 # data.augment settings that need per-image work in PIL-style steps: they keep the DataLoader path
@@ -54,6 +54,7 @@ class DeviceAugment:
     def __init__(self, augment: Augment, resize: int | None, norm: Normalization | None):
         self.augment, self.resize, self.norm = augment, resize, norm
         self._to_float = batch_transform(resize, None)
+        self.normalize = Normalizer(norm) if norm is not None else None
         self._crop = augment.crop_settings()
 
     def epoch(self, count: int, generator: torch.Generator, device: torch.device, world: World = World()):
@@ -94,10 +95,8 @@ class EpochDraws:
         if self.noise is not None:
             x = (x + float(augment.gaussian_noise) * torch.randn(x.shape, generator=self.noise[0], device=self.noise[1])
                  .to(x.device)).clamp_(0.0, 1.0)
-        if owner.norm is not None:
-            mean = torch.tensor(owner.norm.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-            std = torch.tensor(owner.norm.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-            x = x.sub_(mean).div_(std)
+        if owner.normalize is not None:
+            x = owner.normalize(x)
         if augment.random_erasing:
             x = erase(x, u[:, COLUMN["erase"]] < float(augment.random_erasing), *(u[:, COLUMN[name]] for name in DRAWS[10:]))
         return x
@@ -176,8 +175,8 @@ def _affine(x: torch.Tensor, u: torch.Tensor, crop: dict | None, degrees: float)
         log_lo, log_hi = math.log(crop["ratio"][0]), math.log(crop["ratio"][1])
         aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, COLUMN["crop_aspect"]])
         # the crop's width and height as shares of the image's (clipped to the image)
-        w = torch.sqrt(area * aspect).clamp(max=1.0)
-        h = torch.sqrt(area / aspect).clamp(max=1.0)
+        w = torch.sqrt(area * aspect * height / width).clamp(max=1.0)  # the aspect in pixels, as torchvision's
+        h = torch.sqrt(area / aspect * width / height).clamp(max=1.0)
         cx = (1 - w) * (2 * u[:, COLUMN["crop_x"]] - 1)  # the crop's centre in [-1, 1] coordinates, inside the image
         cy = (1 - h) * (2 * u[:, COLUMN["crop_y"]] - 1)
         theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = w, h, cx, cy

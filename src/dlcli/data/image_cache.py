@@ -9,8 +9,8 @@ device), and kept in a cache file beside the data, so that the next run starts w
 - Decoding runs in DataLoader worker processes (PIL holds the GIL), with a progress bar.
 - The cache file is `<root>/.dl-cache/decoded-<mode>-<size>.bin` (or under ~/.cache/dlcli/images
   when the data's folder cannot be written): one JSON header line, then the raw pixels. Its key is
-  a digest of every file's name, size and modification time, its label, the colour mode and the
-  resize, so a changed folder is decoded again; the header's shape and a checksum of the pixels
+  a digest of every file's name, size, modification and change times and inode, its label, the
+  colour mode and the resize, so a changed (or copied) folder is decoded again; the header's shape and a checksum of the pixels
   are checked before it is used, so a damaged or truncated cache is rebuilt, never loaded. It holds
   numbers only: reading it runs no code.
 """
@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 import torch
@@ -44,8 +45,10 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def decoded_once(source: ImageSet, setting: str, resize: int | None, device: torch.device | None = None) -> ImageSet:
-    """`source` with its files decoded into memory when data.cache says so (notes say what was done)."""
+def decoded_once(source: ImageSet, setting: str, resize: int | None, device: torch.device | None = None,
+                 copies: int = 1) -> ImageSet:
+    """`source` with its files decoded into memory when data.cache says so (notes say what was done);
+    `copies`: the processes on this machine that will each hold the set (trainer.devices)."""
     if source.files is None or setting == "none" or (source.image_shape is None and resize is None):
         return source  # in memory already, not wanted, or sizes that differ (prepare_images asks for a resize)
     if resize is not None and (not isinstance(resize, int) or isinstance(resize, bool) or resize < 1):
@@ -56,7 +59,7 @@ def decoded_once(source: ImageSet, setting: str, resize: int | None, device: tor
     size = len(files) * int(np.prod(shape))
     notes = list(source.notes)
     if setting == "auto":
-        too_big = _over_budget(size, device)
+        too_big = _over_budget(size * max(1, copies), device, size)
         if too_big:
             notes.append(f"the {len(files):,} decoded images would take {_gb(size)}, more than {too_big}: reading them "
                          "from the files in DataLoader workers every epoch (data.cache=memory decodes them once anyway)")
@@ -66,14 +69,15 @@ def decoded_once(source: ImageSet, setting: str, resize: int | None, device: tor
     return dataclasses.replace(source, images=images, image_shape=shape, notes=notes)
 
 
-def _over_budget(size: int, device: torch.device | None) -> str | None:
-    """What the decoded pixels would not fit in (words for the run log), or None when they fit."""
+def _over_budget(size: int, device: torch.device | None, per_device: int) -> str | None:
+    """What the decoded pixels would not fit in (words for the run log), or None when they fit:
+    `size` bytes in this machine's memory (every process's copy), `per_device` on each GPU."""
     memory = _machine_memory()
     if 2 * size > MEMORY_SHARE * memory:  # the set, and its split parts cut from it
         return f"{MEMORY_SHARE:.0%} of this machine's {_gb(memory)} of memory"
     if device is not None and device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        if size > GPU_SHARE * free:
+        if per_device > GPU_SHARE * free:
             return f"{GPU_SHARE:.0%} of the {_gb(free)} free on {device}"
     return None
 
@@ -93,13 +97,14 @@ def _from_cache_or_decoded(files: ImageFiles, shape: tuple[int, int, int], resiz
     key = folder_key(files, resize)
     name = f"decoded-{files.mode}-{resize or 'native'}.bin"
     places = _cache_places(files.root, name)
-    why = "no cache of them yet"
-    for path in places:
-        if path.exists() and not path.parent.is_symlink():
-            images, why = read_cache(path, key, (len(files), *shape))
+    why = None
+    for path in places:  # a stale cache beside a folder that cannot be written leaves the user's one usable
+        if path.exists() or path.is_symlink():
+            images, problem = read_cache(path, key, (len(files), *shape))
             if images is not None:
                 return images, f"the {len(files):,} images were decoded before: read from the cache {path}"
-            break
+            why = why or problem
+    why = why or "no cache of them yet"
     images = decode_all(files, shape, resize)
     where = _write_cache(places, key, images)
     kept = f"kept in {where}" if isinstance(where, Path) else f"not kept on disk ({where})"
@@ -117,20 +122,32 @@ def _cache_places(root: Path | None, name: str) -> list[Path]:
 
 
 def folder_key(files: ImageFiles, resize: int | None) -> str:
-    """A digest of what the decoded pixels depend on: every file's place, size, modification time
-    and label, the colour mode, the resize and the cache's format."""
+    """A digest of what the decoded pixels depend on: every file's place, size, modification and
+    change times, inode and label, the colour mode, the resize and the cache's format."""
     digest = hashlib.sha256(f"format={CACHE_FORMAT} mode={files.mode} resize={resize}\n".encode())
     for path, label in zip(files.paths, files.labels):
         stat = path.stat()
         shown = path.relative_to(files.root) if files.root is not None else path
-        digest.update(f"{shown}\t{stat.st_size}\t{stat.st_mtime_ns}\t{int(label)}\n".encode())
+        # the change time and inode as well: no copy or unpacking keeps them, so a cache that came
+        # with a folder from elsewhere is never taken for this one's, and an edit that kept the
+        # modification time is still seen
+        digest.update(f"{shown}\t{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}\t{int(label)}\n".encode())
     return digest.hexdigest()
 
 
 def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tensor | None, str]:
-    """The cached pixels when the file is whole and made for this key, else (None, why not)."""
+    """The cached pixels when the file is a whole regular file made for this key, else (None, why
+    not). Never through a link, never blocking on a pipe, never reading more than the pixels."""
+    expected = int(np.prod(shape))
     try:
-        with path.open("rb") as file:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        return None, f"the cache {path} cannot be opened ({type(exc).__name__})"
+    with os.fdopen(descriptor, "rb") as file:
+        try:
+            stat = os.fstat(descriptor)
+            if not S_ISREG(stat.st_mode):
+                return None, f"the cache {path} is not a regular file"
             line = file.readline(HEADER_LIMIT)
             header = json.loads(line)
             if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
@@ -139,11 +156,13 @@ def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tens
                 return None, "the folder changed since the cache was written"
             if header.get("shape") != list(shape):
                 return None, f"the cache {path} is damaged (its shape is not the folder's)"
-            pixels = np.fromfile(file, dtype=np.uint8)
-    except (OSError, ValueError) as exc:  # unreadable, or a header that is not JSON
-        return None, f"the cache {path} is damaged ({type(exc).__name__})"
-    if pixels.size != int(np.prod(shape)):
-        return None, f"the cache {path} is damaged ({pixels.size:,} bytes of pixels, {int(np.prod(shape)):,} expected)"
+            if stat.st_size != len(line) + expected:
+                return None, f"the cache {path} is damaged ({stat.st_size - len(line):,} bytes of pixels, {expected:,} expected)"
+            pixels = np.fromfile(file, dtype=np.uint8, count=expected)
+        except (OSError, ValueError) as exc:  # unreadable, or a header that is not JSON
+            return None, f"the cache {path} is damaged ({type(exc).__name__})"
+    if pixels.size != expected:
+        return None, f"the cache {path} is damaged ({pixels.size:,} bytes of pixels, {expected:,} expected)"
     if _checksum(pixels) != header.get("checksum"):
         return None, f"the cache {path} is damaged (its checksum does not match)"
     return torch.from_numpy(pixels.reshape(shape)), ""

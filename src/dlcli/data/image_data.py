@@ -65,6 +65,14 @@ class ImageData:
     def num_outputs(self) -> int:
         return len(self.source.class_names)
 
+    @property
+    def cache(self) -> str | None:
+        """How a folder of images is read (data.cache as this run resolved it): memory (decoded
+        once) or none (the files, every epoch); None for sets that are not folders."""
+        if self.source.files is None:
+            return None
+        return "memory" if self.source.images is not None else "none"
+
     def preprocessing(self) -> dict:
         """What `dl predict` needs to feed new images to the model (the run's preprocessing.json)."""
         from dlcli.data import PREPROCESSING_FORMAT
@@ -173,9 +181,13 @@ def _train_stats(source: ImageSet, split: Split, channels: int, resize: int | No
 
     rows = split.train
     to_size = v2.Resize([resize, resize], antialias=True) if resize else (lambda x: x)
+    if source.files is not None:  # a folder: the same sample of images, decoded once or read from the files
+        sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), STATS_SAMPLE)).astype(int)]
+        if source.images is not None:  # decoded at the model's size already
+            return channel_stats((source.images[int(r)].unsqueeze(0) for r in sample), channels)
+        return channel_stats((to_size(source.files[int(r)][0]).unsqueeze(0) for r in sample), channels)
     if source.images is not None:
         step = max(1, STATS_CHUNK // int(np.prod(source.images.shape[1:])))  # images per chunk: bounded in bytes, not count
         chunks = (to_size(source.images[torch.as_tensor(rows[i : i + step], dtype=torch.long)]) for i in range(0, len(rows), step))
         return channel_stats(chunks, channels)
-    sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), STATS_SAMPLE)).astype(int)]
-    return channel_stats((to_size(source.files[int(r)][0]).unsqueeze(0) for r in sample), channels)
+    raise ValueError(f"{source.name} holds neither images nor files")

@@ -119,15 +119,32 @@ def batch_transform(resize: int | None, norm: Normalization | None):
     """uint8 N x C x H x W batch on the device -> normalized float batch at the model's size."""
     from torchvision.transforms.v2 import functional as F
 
+    normalize = Normalizer(norm) if norm is not None else None
+
     def transform(x: torch.Tensor) -> torch.Tensor:
         x = x.float().div_(255.0)
         if resize is not None and tuple(x.shape[-2:]) != (resize, resize):
             x = F.resize(x, [resize, resize], antialias=True)
-        if norm is not None:
-            x = F.normalize(x, list(norm.mean), list(norm.std))
-        return x
+        return normalize(x) if normalize is not None else x
 
     return transform
+
+
+class Normalizer:
+    """(x - mean) / std per channel, in place, with mean and std made once per device: a tensor
+    built from Python numbers for every batch is a copy from the host that waits for the GPU."""
+
+    def __init__(self, norm: Normalization):
+        self.norm = norm
+        self._made: dict = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.device, x.dtype)
+        if key not in self._made:
+            self._made[key] = tuple(torch.tensor(values, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+                                    for values in (self.norm.mean, self.norm.std))
+        mean, std = self._made[key]
+        return x.sub_(mean).div_(std)
 
 
 def sample_transform(size: tuple[int, int], resize: int | None, norm: Normalization | None, augment: Augment | None):

@@ -14,7 +14,7 @@ def data_signature(cfg: DictConfig, input_shape: tuple[int, ...] | None) -> tupl
     """(input shape, outputs) the model is built for: from the data, or --input over it."""
     from dlcli.data import prepare_data
 
-    data = prepare_data(cfg.data, cfg.split, cfg.seed)
+    data = prepare_data(cfg.data, cfg.split, cfg.seed, cache="none")  # shapes only: no folder decoded
     return (tuple(input_shape) if input_shape else data.input_shape), data.num_outputs
 
 
