@@ -363,15 +363,9 @@ def input_pipeline_bound(f: Facts, t: dict) -> Finding | None:
     return Finding("input_pipeline_bound", "warning", None, {"median_share_waiting": median},
                    f"training waits for its data: reading and preparing batches takes {100 * median:.0f}% of the "
                    "training time, so the model is idle most of the time",
-                   f.advise(*_decode_once(f.config), ("data.num_workers", 4),
-                            then="more loader processes, or a smaller data.resize"))
-
-
-def _decode_once(config: dict | None) -> tuple:
-    """data.cache=memory, for a folder whose files are read every epoch (not a set in memory
-    already, whose DataLoader is there for per-image augmentation)."""
-    data = (config or {}).get("data") or {}
-    return (("data.cache", "memory"),) if data.get("cache") == "none" else ()
+                   # decoding once helps a folder read from its files (not a set in memory already)
+                   f.advise(*[("data.cache", "memory")] * (((f.config or {}).get("data") or {}).get("cache") == "none"),
+                            ("data.num_workers", 4), then="more loader processes, or a smaller data.resize"))
 
 
 def _larger(config: dict | None) -> list[tuple[str, object]]:
