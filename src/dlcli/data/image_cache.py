@@ -59,21 +59,24 @@ def decoded_once(source: ImageSet, setting: str, resize: int | None, device: tor
     size = len(files) * int(np.prod(shape))
     notes = list(source.notes)
     if setting == "auto":
-        too_big = _over_budget(size * max(1, copies), device, size)
+        held = 2 * size * max(1, copies)  # the set and its split parts, in every process
+        too_big = _over_budget(held, device, size)
         if too_big:
-            notes.append(f"the {len(files):,} decoded images would take {_gb(size)}, more than {too_big}: reading them "
-                         "from the files in DataLoader workers every epoch (data.cache=memory decodes them once anyway)")
+            each = f" in each of {copies} processes" if copies > 1 else ""
+            notes.append(f"the {len(files):,} decoded images would take {_gb(size)}, {_gb(held)} with their split parts{each}, "
+                         f"more than {too_big}: reading them from the files in DataLoader workers every epoch "
+                         "(data.cache=memory decodes them once anyway)")
             return dataclasses.replace(source, notes=notes)
     images, note = _from_cache_or_decoded(files, shape, resize)
     notes.append(note)
     return dataclasses.replace(source, images=images, image_shape=shape, notes=notes)
 
 
-def _over_budget(size: int, device: torch.device | None, per_device: int) -> str | None:
+def _over_budget(held: int, device: torch.device | None, per_device: int) -> str | None:
     """What the decoded pixels would not fit in (words for the run log), or None when they fit:
-    `size` bytes in this machine's memory (every process's copy), `per_device` on each GPU."""
+    `held` bytes in this machine's memory, `per_device` on each GPU."""
     memory = _machine_memory()
-    if 2 * size > MEMORY_SHARE * memory:  # the set, and its split parts cut from it
+    if held > MEMORY_SHARE * memory:
         return f"{MEMORY_SHARE:.0%} of this machine's {_gb(memory)} of memory"
     if device is not None and device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
