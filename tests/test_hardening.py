@@ -61,6 +61,29 @@ def test_ctrl_c_on_a_parallel_sweep_starts_nothing_new_and_its_files_match_its_t
     assert summary["status"] == "interrupted" and sum(summary["counts"].values()) == len(trials)
 
 
+def test_ctrl_c_from_the_terminal_with_dataloader_workers_keeps_the_epoch_and_no_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches the DataLoader's workers too; killed, they would fail the batch
+    the run waits for (a traceback, a failed run). They ignore it: the run finishes the epoch under
+    way, keeps it, and stops, interrupted."""
+    from image_fixtures import write_image_folder
+
+    folder = write_image_folder(tmp_path / "photos", per_class=300, sizes=((48, 48),))  # epochs long enough to be cut
+    run = dl("train", "data=imagefolder", f"data.root={folder}", "data.cache=none", "data.num_workers=2",
+             "data.augment.color_jitter=0.3", "model=lenet", "trainer.epochs=200", "trainer.checkpoint_every=3600",
+             cwd=tmp_path, start_new_session=True)
+    metrics = lambda: list(tmp_path.glob("runs/train/*/metrics.csv"))  # noqa: E731
+    wait_until(lambda: metrics() and len(metrics()[0].read_text().strip().splitlines()) >= 2)  # an epoch done
+    time.sleep(0.2)  # into the next one
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "Traceback" not in err
+    summary = read(metrics()[0].parent / "summary.json")
+    # an epoch ended and is not saved yet: the first Ctrl-C finishes the one under way (its batches
+    # still to come from the workers) and keeps both
+    assert summary["status"] == "interrupted" and summary["epochs_completed"] >= 2
+
+
 def test_ctrl_c_during_the_test_look_is_an_interrupt_and_resume_finishes_it(workdir, monkeypatch):
     import dlcli.training
 

@@ -40,7 +40,7 @@ def test_the_first_run_decodes_once_and_the_next_reads_the_cache_with_the_same_n
     assert isinstance(first.session.train_data, TensorBatches)  # the in-memory path, as MNIST's
     assert "decoded the 60 images once into memory" in notes_of(first) and cache_file(folder).exists()
     second = build_experiment(folder_run(folder))
-    assert f"read from the cache {cache_file(folder)}" in notes_of(second)
+    assert f"read into memory from the cache {cache_file(folder)}" in notes_of(second)
     assert torch.equal(first.data.source.images, second.data.source.images)
     files = build_experiment(folder_run(folder, "data.cache=none"))
     assert isinstance(files.session.train_data, LoaderBatches)
@@ -63,7 +63,7 @@ def test_a_changed_folder_is_decoded_again(workdir, folder):
     Image.new("RGB", (20, 20)).save(folder / "dog" / "999.png")
     grown = build_experiment(folder_run(folder))
     assert "the folder changed" in notes_of(grown) and len(grown.data.source.images) == 61
-    assert "read from the cache" in notes_of(build_experiment(folder_run(folder)))
+    assert "from the cache" in notes_of(build_experiment(folder_run(folder)))
 
 
 @pytest.mark.parametrize("damage, why", [
@@ -82,7 +82,7 @@ def test_a_damaged_cache_is_rebuilt_not_loaded(workdir, folder, damage, why):
     assert torch.equal(rebuilt.data.source.images, reference)
     header = json.loads(path.read_bytes().split(b"\n", 1)[0])
     assert header["shape"] == [60, 3, 20, 20]  # written whole again
-    assert "read from the cache" in notes_of(build_experiment(folder_run(folder)))
+    assert "from the cache" in notes_of(build_experiment(folder_run(folder)))
 
 
 def test_each_resize_has_its_own_cache_at_the_model_size(workdir, folder):
@@ -106,8 +106,8 @@ def test_auto_leaves_a_folder_that_does_not_fit_on_files_and_memory_decodes_it_a
 def test_a_folder_that_cannot_hold_the_cache_uses_the_user_cache_and_a_link_is_never_followed(workdir, folder, tmp_path):
     (folder / ".dl-cache").write_text("a file where the cache folder would be")
     experiment = build_experiment(folder_run(folder))
-    assert "kept in " + str(tmp_path / "home" / ".cache" / "dlcli" / "images") in notes_of(experiment)
-    assert "read from the cache " + str(tmp_path / "home") in notes_of(build_experiment(folder_run(folder)))
+    assert "the cache " + str(tmp_path / "home" / ".cache" / "dlcli" / "images") in notes_of(experiment)
+    assert "from the cache " + str(tmp_path / "home") in notes_of(build_experiment(folder_run(folder)))
     (folder / ".dl-cache").unlink()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -146,7 +146,7 @@ def test_auto_is_decided_once_and_kept_by_the_run(workdir, folder, monkeypatch):
     assert again.data.source.images is not None  # the run's own decision stands (its resume trains the same way)
 
 
-@pytest.mark.parametrize("plant", ["link", "pipe", "huge"])
+@pytest.mark.parametrize("plant", ["link", "pipe", "huge", "directory"])
 def test_a_planted_cache_file_is_never_followed_blocked_on_or_read_whole(workdir, folder, tmp_path, plant):
     import os
 
@@ -160,10 +160,33 @@ def test_a_planted_cache_file_is_never_followed_blocked_on_or_read_whole(workdir
         path.symlink_to(outside)
     elif plant == "pipe":
         os.mkfifo(path)
+    elif plant == "directory":
+        path.mkdir()
     else:
         with path.open("wb") as file:  # a valid header, then far more bytes than the pixels
             file.write(header)
             file.truncate(len(header) + 2**40)
     rebuilt = build_experiment(folder_run(folder))
     assert "decoded the 60 images once" in notes_of(rebuilt)
+    if plant == "directory":  # cannot be replaced by a file: the user's cache keeps them
+        assert "the cache " + str(tmp_path / "home") in notes_of(rebuilt)
+        return
     assert not path.is_symlink() and path.is_file() and path.stat().st_size < 2**20
+
+
+def test_a_folder_read_from_files_says_so_and_a_blur_larger_than_the_images_is_one_line(workdir, folder):
+    files = build_experiment(folder_run(folder, "data.cache=none"))
+    assert "data.cache=none: the 60 images are read from their files every epoch" in notes_of(files)
+    result = run_cli("train", "data=imagefolder", f"data.root={folder}", "data.augment.gaussian_blur={kernel: 41}", *FAST)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "gaussian_blur kernel 41 is too large for 20x20 images: at most 39" in result.stderr
+    assert not (workdir / "runs").exists()
+
+
+def test_an_empty_class_folder_and_a_cache_setting_on_a_table_are_one_line(workdir, folder):
+    (folder / "wolf").mkdir()
+    result = run_cli("train", "data=imagefolder", f"data.root={folder}", *FAST)
+    assert result.exit_code == 2 and "the class folder wolf holds no images" in result.stderr
+    result = run_cli("train", "data=wine", "+data.cache=none", "trainer.epochs=1")
+    assert result.exit_code == 2 and "data.cache=none applies to folders of images" in result.stderr
+    assert not (workdir / "runs").exists()

@@ -122,8 +122,12 @@ def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, r
     error: BaseException | None = None  # a bug's exception, re-raised once the run is closed
     to_checkpoint = False  # metrics.csv is cut back to what last.pt holds: a resume continues from there
     try:
-        if trainer.get("compile"):  # inside: a Ctrl-C while it compiles leaves an interrupted, resumable run
-            reporter.log(f"note: {compile_session(session)}")
+        if trainer.get("compile"):
+            # inside the try: a Ctrl-C leaves an interrupted, resumable run. Held until compiling ends: the
+            # compiler runs code in weak-reference callbacks, where Python drops a KeyboardInterrupt
+            with ctrl_c_deferred():
+                line = compile_session(session)
+            reporter.log(f"note: {line}")
         fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks, *([watch] if watch else [])])
         if state.stopped_early:
             reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")

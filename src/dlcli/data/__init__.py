@@ -116,6 +116,9 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=
         raw = decoded_once(raw, cache or str(options.get("cache", "auto")), options.get("resize"), device, copies)
         return prepare_images(raw, split, options.get("resize"), options.get("normalize", "dataset"),
                               options.get("augment") or {}, int(options.get("num_workers", 0)))
+    if options.get("cache") is not None:
+        raise UserError(f"data.cache={options['cache']} applies to folders of images (data=imagefolder), and {raw.name} is "
+                        "a table held in memory: drop it")
     features, feature_names, encoding = encode_features(raw, split.train, bool(options.get("standardize", True)))
     targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)),
                                                   str(options.get("target_transform") or "none"))

@@ -49,8 +49,11 @@ def decoded_once(source: ImageSet, setting: str, resize: int | None, device: tor
                  copies: int = 1) -> ImageSet:
     """`source` with its files decoded into memory when data.cache says so (notes say what was done);
     `copies`: the processes on this machine that will each hold the set (trainer.devices)."""
-    if source.files is None or setting == "none" or (source.image_shape is None and resize is None):
-        return source  # in memory already, not wanted, or sizes that differ (prepare_images asks for a resize)
+    if source.files is None or (source.image_shape is None and resize is None):
+        return source  # in memory already, or sizes that differ (prepare_images asks for a resize)
+    if setting == "none":
+        return dataclasses.replace(source, notes=[*source.notes, f"data.cache=none: the {len(source.files):,} images are read "
+                                                  "from their files every epoch, in DataLoader workers"])
     if resize is not None and (not isinstance(resize, int) or isinstance(resize, bool) or resize < 1):
         return source  # prepare_images names the bad value
     files = source.files
@@ -68,6 +71,8 @@ def decoded_once(source: ImageSet, setting: str, resize: int | None, device: tor
                          "(data.cache=memory decodes them once anyway)")
             return dataclasses.replace(source, notes=notes)
     images, note = _from_cache_or_decoded(files, shape, resize)
+    if setting == "auto":
+        note += f" (data.cache=auto: {_gb(2 * size * max(1, copies))} with the split's parts fits this machine)"
     notes.append(note)
     return dataclasses.replace(source, images=images, image_shape=shape, notes=notes)
 
@@ -105,14 +110,13 @@ def _from_cache_or_decoded(files: ImageFiles, shape: tuple[int, int, int], resiz
         if path.exists() or path.is_symlink():
             images, problem = read_cache(path, key, (len(files), *shape))
             if images is not None:
-                return images, f"the {len(files):,} images were decoded before: read from the cache {path}"
+                return images, f"the {len(files):,} images were decoded before: read into memory from the cache {path}"
             why = why or problem
     why = why or "no cache of them yet"
     images = decode_all(files, shape, resize)
     where = _write_cache(places, key, images)
-    kept = f"kept in {where}" if isinstance(where, Path) else f"not kept on disk ({where})"
-    return images, (f"decoded the {len(files):,} images once into memory ({_gb(images.numel())}; {why}), {kept}: "
-                    "every epoch reads them from there")
+    kept = f"the cache {where} keeps them for the next run" if isinstance(where, Path) else f"not kept on disk ({where})"
+    return images, f"decoded the {len(files):,} images once into memory ({_gb(images.numel())}; {why}); {kept}"
 
 
 def _cache_places(root: Path | None, name: str) -> list[Path]:
@@ -146,11 +150,12 @@ def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tens
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         return None, f"the cache {path} cannot be opened ({type(exc).__name__})"
+    stat = os.fstat(descriptor)
+    if not S_ISREG(stat.st_mode):  # a directory, a pipe, a device in its place
+        os.close(descriptor)
+        return None, f"the cache {path} is not a regular file"
     with os.fdopen(descriptor, "rb") as file:
         try:
-            stat = os.fstat(descriptor)
-            if not S_ISREG(stat.st_mode):
-                return None, f"the cache {path} is not a regular file"
             line = file.readline(HEADER_LIMIT)
             header = json.loads(line)
             if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
@@ -221,12 +226,13 @@ def decode_all(files: ImageFiles, shape: tuple[int, int, int], resize: int | Non
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from dlcli.engine.batches import from_workers
+    from dlcli.engine.batches import from_workers, ignore_ctrl_c
 
     images = torch.empty((len(files), *shape), dtype=torch.uint8)
     workers = min(usable_cores(), max(0, len(files) // 2000))  # small folders: starting processes costs more
     # its own generator: a DataLoader draws its workers' seed, which must not move the run's global one
-    loader = DataLoader(DecodedAtSize(files, resize), batch_size=DECODE_BATCH, num_workers=workers, generator=torch.Generator())
+    loader = DataLoader(DecodedAtSize(files, resize), batch_size=DECODE_BATCH, num_workers=workers, generator=torch.Generator(),
+                        worker_init_fn=ignore_ctrl_c)
     console = Console(stderr=True)
     bar = Progress(TextColumn("decoding images once"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=console, transient=True, disable=not console.is_terminal)

@@ -128,6 +128,7 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
         raise UserError("the images in data.root differ in size: set data.resize=N to bring them all to NxN (e.g. data.resize=64)")
     channels, height, width = source.image_shape if source.image_shape else (1 if source.files.mode == "L" else 3, resize, resize)
     input_shape = (channels, resize, resize) if resize else (channels, height, width)
+    _check_blur_fits(augmentation, input_shape)
     notes = list(source.notes)
     stats = _given_stats(given, channels) if given is not None else None
     if normalize == "dataset":
@@ -145,6 +146,15 @@ def prepare_images(source: ImageSet, split: Split, resize, normalize: str, augme
     if augmentation.active:
         notes.append(_augmentation_path(source, augmentation, num_workers))
     return ImageData(source, split, input_shape, resize, stats, augmentation, num_workers, notes)
+
+
+def _check_blur_fits(augment: Augment, input_shape: tuple[int, int, int]) -> None:
+    """A blur kernel pads the image by half its size, mirrored, which needs that many pixels."""
+    blur = augment.blur_settings()
+    side = min(input_shape[1:])
+    if blur is not None and blur["kernel"] // 2 >= side:
+        raise UserError(f"data.augment.gaussian_blur kernel {blur['kernel']} is too large for {input_shape[1]}x{input_shape[2]} "
+                        f"images: at most {2 * side - 1} (or a larger data.resize)")
 
 
 def _augmentation_path(source: ImageSet, augment: Augment, num_workers: int) -> str:

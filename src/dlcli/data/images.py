@@ -150,6 +150,10 @@ def load_imagefolder(root: str, grayscale: bool | str = "auto") -> ImageSet:
                 labels.append(label)
     if len(classes) < 2 or not paths:
         raise UserError(f"data.root={root} needs at least two class sub-folders with images ({len(classes)} folders, {len(paths)} images found)")
+    empty = [name for label, name in enumerate(classes) if label not in set(labels)]
+    if empty:  # a class no image teaches: a head output that can only be wrong
+        raise UserError(f"data.root={root}: the class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} "
+                        f"hold{'' if len(empty) > 1 else 's'} no images: add images, or remove {'them' if len(empty) > 1 else 'it'}")
     sizes, modes = set(), set()
     for path in paths:  # headers and structure only: cheap even for many files
         size, mode = look(path)

@@ -96,6 +96,7 @@ class LoaderBatches:
                 pin_memory=self.device.type == "cuda",
                 persistent_workers=self.num_workers > 0,
                 drop_last=False,
+                worker_init_fn=ignore_ctrl_c,
             )
         return self._loaders[key]
 
@@ -128,7 +129,7 @@ class LoaderBatches:
             if part is None:
                 break
             batches.append(part.tolist())
-        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers, worker_init_fn=ignore_ctrl_c,
                             pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
         for batch in from_workers(loader):
             yield self._to_device(batch)
@@ -138,7 +139,7 @@ class LoaderBatches:
             from torch.utils.data import Subset
 
             loader = DataLoader(Subset(self.dataset, shard(len(self), world)), batch_size=batch_size,
-                                num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+                                num_workers=self.num_workers, pin_memory=self.device.type == "cuda", worker_init_fn=ignore_ctrl_c)
             for batch in from_workers(loader):
                 yield self._to_device(batch)
             return
@@ -150,6 +151,15 @@ class LoaderBatches:
         from torch.utils.data import default_collate
 
         return self._to_device(default_collate([self.dataset[i] for i in range(min(count, len(self.dataset)))]))
+
+
+def ignore_ctrl_c(worker_id: int) -> None:
+    """A DataLoader worker's start: a terminal's Ctrl-C reaches the whole process group, and a
+    worker it killed would fail the batch the main process is waiting for (a traceback, the epoch
+    lost). The main process decides what Ctrl-C does; the workers end with it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def from_workers(loader: DataLoader) -> Iterator:
