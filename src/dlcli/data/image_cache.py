@@ -65,7 +65,7 @@ def decoded_once(source: ImageSet, setting: str, resize: int | None, device: tor
         held = 2 * size * max(1, copies)  # the set and its split parts, in every process
         too_big = _over_budget(held, device, size)
         if too_big:
-            each = f" in each of {copies} processes" if copies > 1 else ""
+            each = f" across its {copies} processes" if copies > 1 else ""
             notes.append(f"the {len(files):,} decoded images would take {_gb(size)}, {_gb(held)} with their split parts{each}, "
                          f"more than {too_big}: reading them from the files in DataLoader workers every epoch "
                          "(data.cache=memory decodes them once anyway)")
