@@ -203,7 +203,8 @@ def engine_against_hand(root: Path, device: str, args) -> list[dict]:
         row = {"model": model, "precision": precision, "compile": compiled, "channels_last": channels_last,
                "hand_images_s": hand_rate, "dl_images_s": dl_rate, "dl_over_hand": dl_rate / hand_rate}
         print(f"  {model:<9} precision={precision:<4} compile={str(compiled):<5} channels_last={str(channels_last):<5} "
-              f"hand {hand_rate:9,.0f}/s  dl {dl_rate:9,.0f}/s  dl/hand {row['dl_over_hand']:.3f}")
+              f"hand {hand_rate:9,.0f}/s  dl {dl_rate:9,.0f}/s  dl/hand {row['dl_over_hand']:.3f}"
+              f"{verdict(row['dl_over_hand'] >= 0.95)}")
         rows.append(row)
         del experiment, hand
     base = {r["model"]: r["dl_images_s"] for r in rows if r["precision"] == "32" and not r["compile"] and not r["channels_last"]}
@@ -245,8 +246,10 @@ def data_paths(cifar_root: Path, mnist_root: Path, device: str, args) -> list[di
         for name, rate in rates.items():
             row = {"model": model, "path": name, "images_s": rate, "over_no_augmentation": rate / rates["no augmentation"],
                    "over_dataloader": rate / rates["DataLoader crop+flip (2 workers)"]}
+            on_device = name == "on-device crop+flip"
+            met = row["over_no_augmentation"] >= (0.90 if on.type == "cuda" else 0.85) and row["over_dataloader"] >= 3
             print(f"  {model:<9} {name:<33} {rate:9,.0f}/s  x{row['over_no_augmentation']:.3f} of no augmentation  "
-                  f"x{row['over_dataloader']:.2f} of the DataLoader path")
+                  f"x{row['over_dataloader']:.2f} of the DataLoader path{verdict(met) if on_device else ''}")
             rows.append(row)
     return rows
 
@@ -295,11 +298,17 @@ def folder_against_memory(mnist_root: Path, pngs: Path, device: str, args, workd
     for name, rate in best.items():
         against = best["in memory, epoch 1" if name.endswith("epoch 1") else "in memory, epoch 2"]
         rows.append({"path": name, "samples_s": rate, "over_in_memory": rate / against})
-        print(f"  {name:<55} {rate:9,.0f} samples/s  x{rate / against:.3f} of in memory")
+        folder = name.startswith("PNG folder") and "data.cache=none" not in name
+        print(f"  {name:<55} {rate:9,.0f} samples/s  x{rate / against:.3f} of in memory{verdict(rate / against >= 0.9) if folder else ''}")
     for name, seconds in first.items():
         rows.append({"path": name, "first_batch_s": seconds})
         print(f"  time to the first batch, {name:<40} {seconds:6.2f}s")
     return rows
+
+
+def verdict(met: bool) -> str:
+    """A row's mark against its section's goal."""
+    return "  (goal met)" if met else "  (BELOW GOAL)"
 
 
 def first_batch_seconds(overrides: list[str]) -> float:
@@ -344,6 +353,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {torch.get_num_threads()} threads"
     print(f"device {device} ({name}); {args.images:,} CIFAR-shaped images, batch {args.batch_size}, min of {args.repeats} "
           "interleaved repeats")
+    if args.quick:
+        print("--quick: sizes too small and repeats too few to judge the goals; it checks that everything runs")
     workdir = Path(tempfile.mkdtemp(prefix="dl-gpu-bench-"))
     try:
         cifar_root = write_cifar(workdir / "cifar", args.images)
