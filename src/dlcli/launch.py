@@ -259,7 +259,9 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     cfg.trainer.device = f"cuda:{world.local_rank}" if on_gpu else "cpu"
     cfg.trainer.devices = 1  # this process trains one device's share
     if not on_gpu:  # the machine's cores (or the sweep trial's share of them), shared by the processes on it
-        cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        from dlcli.machine import usable_cores
+
+        cores = threads or usable_cores()
         torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))))
     sync_batchnorm = bool(cfg.trainer.get("sync_batchnorm", False))
     cfg.trainer.sync_batchnorm = False  # checked by the parent; converted below

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dlcli.data.images import ImageFiles, ImageSet
 from dlcli.files import write_atomically
+from dlcli.machine import memory_bytes, usable_cores
 
 CACHE_SETTINGS = ("auto", "memory", "none")
 CACHE_FORMAT = 1  # of the cache file; raise it when the decoding changes
@@ -39,10 +40,6 @@ GPU_SHARE = 0.5  # ... and this share of the GPU's free memory, when the run tra
 UNKNOWN_MEMORY = 8 * 2**30  # what a machine that does not say how much memory it has is taken to have
 HEADER_LIMIT = 64 * 1024  # a header line longer than this is not one dl wrote
 DECODE_BATCH = 256
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def decoded_once(source: ImageSet, setting: str, resize: int | None, device: torch.device | None = None,
@@ -80,7 +77,7 @@ def decoded_once(source: ImageSet, setting: str, resize: int | None, device: tor
 def _over_budget(held: int, device: torch.device | None, per_device: int) -> str | None:
     """What the decoded pixels would not fit in (words for the run log), or None when they fit:
     `held` bytes in this machine's memory, `per_device` on each GPU."""
-    memory = _machine_memory()
+    memory = memory_bytes() or UNKNOWN_MEMORY
     if held > MEMORY_SHARE * memory:
         return f"{MEMORY_SHARE:.0%} of this machine's {_gb(memory)} of memory"
     if device is not None and device.type == "cuda":
@@ -88,13 +85,6 @@ def _over_budget(held: int, device: torch.device | None, per_device: int) -> str
         if per_device > GPU_SHARE * free:
             return f"{GPU_SHARE:.0%} of the {_gb(free)} free on {device}"
     return None
-
-
-def _machine_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # a system without these names
-        return UNKNOWN_MEMORY
 
 
 def _gb(size: int) -> str:

@@ -4,7 +4,6 @@ the config lists, and dry-runs one sample so a model that does not fit the data 
 
 from __future__ import annotations
 
-import os
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -15,6 +14,7 @@ from dlcli.errors import UserError, first_line
 from dlcli.factory import call_target
 from dlcli.own_settings import OWN_SETTINGS
 from dlcli.models.init import initialize, parse_scheme
+from dlcli.machine import memory_bytes
 
 # Config keys handled here rather than passed to the model's constructor.
 BUILD_KEYS = ("init", "freeze", "train_with")  # (train_with is read when the config is composed: dlcli.config)
@@ -56,7 +56,7 @@ def check_size(model_cfg: DictConfig, skip, input_shape: tuple[int, ...], num_ou
         probe = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
                             input_shape=tuple(input_shape), num_outputs=num_outputs)
     count = sum(p.numel() for p in probe.parameters())
-    needed, available = count * 4, _memory_bytes()
+    needed, available = count * 4, memory_bytes()
     if available and needed > MEMORY_SHARE * available:
         settings = ", ".join(f"model.{k}={show(v)}" for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
                              if k not in ("_target_", *BUILD_KEYS, "weights"))
@@ -64,13 +64,6 @@ def check_size(model_cfg: DictConfig, skip, input_shape: tuple[int, ...], num_ou
         raise UserError(f"{model_cfg._target_} with {settings} on inputs of shape {shape} has {count:,} parameters "
                         f"({needed / 2**30:.1f} GB in float32), more than this machine's {available / 2**30:.1f} GB of "
                         "memory can train: choose smaller settings or smaller inputs (data.resize for images)")
-
-
-def _memory_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def model_build_keys(model_cfg: DictConfig) -> tuple[str, ...]:

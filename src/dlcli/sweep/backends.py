@@ -265,5 +265,6 @@ def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_
 
 def default_threads(jobs: int) -> int:
     """Each concurrent trial's share of the CPU cores this process may use."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // jobs)
+    from dlcli.machine import usable_cores
+
+    return max(1, usable_cores() // jobs)
