@@ -171,6 +171,32 @@ def test_bf16_autocasts_on_the_cpu_and_float16_there_is_one_line(workdir, fast):
             build_experiment(fast("trainer.precision=16", "trainer.device=cpu"))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bfloat16_says_it_will_be_slower(workdir, fast, monkeypatch, native):
+    import dlcli.experiment
+
+    monkeypatch.setattr(dlcli.experiment, "cpu_has_native_bf16", lambda: native)
+    notes = "\n".join(build_experiment(fast("trainer.precision=bf16", "trainer.device=cpu")).notes)
+    assert ("this CPU has no native bfloat16" in notes) is (not native)
+    assert "native bfloat16" not in "\n".join(build_experiment(fast("trainer.device=cpu")).notes)  # float32 says nothing
+    if not native:  # in the run log, as compile's time is
+        result = train(fast("trainer.precision=bf16", "trainer.device=cpu", "trainer.epochs=1"), [], quiet_reporter())
+        assert "expect it slower than trainer.precision=32" in (result.run_dir / "train.log").read_text()
+
+
+@pytest.mark.parametrize("capabilities, native", [
+    ({"avx512_bf16": True, "amx_bf16": False}, True), ({"amx_bf16": True}, True), ({"bf16": True, "architecture": "arm64"}, True),
+    ({"avx512_bf16": False, "avx2": True}, False), ({}, False),
+])
+def test_native_bfloat16_is_read_from_the_cpu_capabilities(monkeypatch, capabilities, native):
+    from dlcli.engine.device import cpu_has_native_bf16
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert cpu_has_native_bf16() is native
+    monkeypatch.delattr(torch.cpu, "get_capabilities")
+    assert cpu_has_native_bf16() is None  # an older PyTorch: nothing said rather than a guess
+
+
 def test_channels_last_orders_image_weights_and_is_refused_for_tables(workdir, fast):
     experiment = build_experiment(fast("model=lenet", "data.resize=28", "trainer.channels_last=true", "trainer.device=cpu"))
     conv = next(m for m in experiment.session.model.modules() if isinstance(m, torch.nn.Conv2d))
