@@ -14,7 +14,9 @@ someone else, and a `_target_` is a call. Such a config may name:
 3. what the user trusts: `--trust NAME` or a ./conf/trust.yaml holding `trust: [NAME, ...]`, where
    NAME is a module (trusting everything under it) or one dotted target; and what the working
    directory's own ./conf files name (`named_by_own_configs`): the user's configs vouch for the
-   user's classes, in the directory they are in. A run directory never vouches for itself.
+   user's classes, in the directory they are in. A received directory never vouches for itself:
+   inside a run, sweep or k-fold directory, or one the command opens, ./conf counts for nothing
+   (dlcli.workdir, one rule for everything the working directory may vouch for).
 
 Anything else is refused in one line that names it and how to trust it. Overrides read from a file
 are held to the same rule, and may not reach Hydra itself (`hydra.*`) or carry interpolations, even
@@ -78,10 +80,12 @@ def check_trusted_targets(config: Any, trusted: Iterable[str] = (), source: str 
         if not isinstance(target, str) or not is_trusted(target, path, trusted):
             shown = str(target).replace("\n", " ")[:120]
             module = shown.rsplit(".", 1)[0] if "." in shown else shown
+            from dlcli.workdir import set_aside
+
             raise UserError(
                 f"{path}._target_={shown} in {source} is not trusted: a config read from a file may build only what dl's "
                 f"own configs name, or an optimizer, schedule, loss, model, callback or logger class of dl's kind; "
-                f"if you trust it, add --trust {module}"
+                f"if you trust it, add --trust {module}{set_aside('./conf')}"
             )
 
 
@@ -111,6 +115,40 @@ def check_trusted_overrides(overrides: Sequence[str], trusted: Iterable[str] = (
                                   trusted, source)
         else:
             check_trusted_targets(_nest(key, _plain(value)), trusted, source)
+
+
+def needing_trust(config: Any) -> dict[str, str]:
+    """target -> the path it is built at, for every `_target_` in `config` that a file alone could
+    not name (not dl's own, nor a library class of its place's kind): what a command the user typed
+    builds on the user's word. A sweep trusts these by exact name for its own trials and its look at the test
+    split, and records them so that a resume can say which need trusting again."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(config, (DictConfig, ListConfig)):
+        config = OmegaConf.to_container(config, resolve=False)
+    return {target: path for path, target in targets_in(config) if isinstance(target, str) and not is_trusted(target, path)}
+
+
+def targets_typed(overrides: Sequence[str]) -> list[str]:
+    """Every `_target_` the overrides set, directly or inside a value: what the user names when
+    typing them (and so trusts, in this command)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    found: list[str] = []
+    for text in overrides:
+        try:
+            parsed = parser.parse_overrides([text])[0]
+            value = _plain(parsed.value())
+        except Exception:
+            continue  # malformed: composing it says what is wrong
+        key = parsed.key_or_group
+        nested = {"_target_": value} if key == "_target_" or key.endswith("._target_") else _nest(key, value)
+        for _, target in targets_in(nested):
+            for one in target if isinstance(target, list) else [target]:  # a swept target: each value
+                if isinstance(one, str):
+                    found.append(one)
+    return found
 
 
 def _nest(dotted: str, value: Any) -> Any:
@@ -153,10 +191,16 @@ def targets_in(value: Any, path: str = ""):
 
 def trusted_here() -> list[str]:
     """Names the user trusts for every file opened from this directory: ./conf/trust.yaml, and
-    what this directory's own ./conf files name (named_by_own_configs)."""
+    what this directory's own ./conf files name (named_by_own_configs); nothing when the working
+    directory is received (dlcli.workdir: a run, sweep or k-fold directory, or one this command
+    opens, never vouches for itself)."""
     from dlcli.received import read_yaml
+    from dlcli.workdir import own_conf
 
-    path = Path.cwd() / TRUST_FILE
+    conf = own_conf()
+    if conf is None:
+        return []
+    path = conf / TRUST_FILE.name
     named = named_by_own_configs()
     if not path.is_file():
         return named
@@ -176,12 +220,15 @@ def named_by_own_configs() -> list[str]:
     model=mynet from ./conf/model/mynet.yaml (class mypkg.MyNet) opens that run here without
     --trust. A module that lives in this directory (./mypkg/ or ./mypkg.py) is trusted whole, as
     the user's own code; any other target only by its exact name. Only the directory dl runs in
-    vouches: a run directory's config.yaml, wherever it is, still trusts nothing."""
+    vouches, and only when it is the user's (dlcli.workdir): a run directory's config.yaml,
+    wherever it is, still trusts nothing."""
     import yaml
 
-    root = Path.cwd() / "conf"
-    if not root.is_dir() or (Path.cwd() / "config.yaml").is_file():
-        return []  # (a run directory, even as the working directory, does not vouch for its own config)
+    from dlcli.workdir import own_conf
+
+    root = own_conf()
+    if root is None:
+        return []  # (a received directory, even as the working directory, does not vouch for its own config)
     named: set[str] = set()
     for file in sorted(root.rglob("*.yaml"))[:OWN_CONFIGS_SCANNED]:
         try:

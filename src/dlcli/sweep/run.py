@@ -11,7 +11,7 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from omegaconf import OmegaConf
 
@@ -25,7 +25,8 @@ from dlcli.sweep.asker import TrialAsker, collect
 from dlcli.sweep.best import finish, value_text
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.kinds import check_budget, kind_of
-from dlcli.sweep.plan import LATER_SETTINGS, SAVED_PLAN, SAVED_SETTINGS, OpenSweep, declared, SweepPlan, SweepResult, SweepSettings
+from dlcli.sweep.plan import (LATER_SETTINGS, SAVED_PLAN, SAVED_SETTINGS, OpenSweep, declared, saved_config_dirs, SweepPlan,
+                              SweepResult, SweepSettings)
 from dlcli.sweep.results import results_frame, write_results
 from dlcli.sweep.space import SearchSpace, parse_space
 from dlcli.sweep.study import STUDY_FILE, STUDY_NAME, Pruning
@@ -49,10 +50,14 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
     plan = dataclasses.replace(plan, config_dirs=[str(Path(d).resolve()) for d in plan.config_dirs])
     sweep_dir, lock, saved = None, None, {}
     if plan.resume is not None:
+        from dlcli.trust import targets_typed
+
+        # the sweep's overrides typed again after --resume are the user's word again (they must match the saved ones)
+        plan = dataclasses.replace(plan, trust=[*plan.trust, *targets_typed(settings.overrides)])
         sweep_dir, settings, saved = _resume_settings(Path(plan.resume).expanduser(), settings, plan.trust)
         trials_per_gpu = plan.trials_per_gpu or saved.get("trials_per_gpu")
         plan = dataclasses.replace(
-            plan, config_dirs=plan.config_dirs or [str(d) for d in saved.get("config_dirs") or []], trials_per_gpu=trials_per_gpu,
+            plan, config_dirs=plan.config_dirs or saved_config_dirs(saved, sweep_dir), trials_per_gpu=trials_per_gpu,
             # jobs derived from --trials-per-gpu are derived again here (this machine may have other GPUs)
             jobs=plan.jobs or (saved.get("jobs") if not trials_per_gpu else None), threads=plan.threads or saved.get("threads"))
         lock = RunLock(sweep_dir).acquire()  # one process finishes a sweep at a time
@@ -63,41 +68,69 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
 
         jobs, ray_gpus, note = plan_slots(plan.jobs, plan.trials_per_gpu, torch.cuda.device_count(), plan.backend)
         plan = dataclasses.replace(plan, jobs=jobs, gpus_per_trial=plan.gpus_per_trial or ray_gpus)
-        if note:
-            log(note)
         space, planned = plan_space(settings, plan.config_dirs)
-        max_epochs, folds, devices = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
+        bounds = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
+        max_epochs, folds, devices = bounds.epochs, bounds.folds, bounds.devices
+        if plan.resume is None:  # what the user's own command builds is trusted for every step of this sweep
+            plan = dataclasses.replace(plan, trust=[*plan.trust, *sorted(bounds.user_targets)])
         check_devices_per_trial(devices, plan, torch.cuda.device_count())
-        metric, mode, runs_dir = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs)
+        metric, mode, runs_dir = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs,
+                                                  received=plan.resume is not None)
         settings.metric, settings.mode = metric, mode
         if runs_dir != "runs" and plan.runs_dir == "runs":  # runs_dir=... among the overrides: where the sweep goes
             plan = dataclasses.replace(plan, runs_dir=runs_dir)
         plan = dataclasses.replace(plan, threads=plan.threads or default_threads(plan.jobs))
         study_name = saved.get("study_name", STUDY_NAME) if plan.resume is not None else plan.name
+        if note:  # said once every check has passed: a command refused says one line, the reason
+            log(note)
         if sweep_dir is None:
-            sweep_dir, lock = _new_sweep_dir(settings, plan, space, planned, metric, mode, folds)
+            sweep_dir, lock = _new_sweep_dir(settings, plan, space, planned, metric, mode, folds, bounds.user_targets)
         sweep_dir = sweep_dir.resolve()  # trials (and Ray workers on other nodes) find the study by this path
         update_summary(sweep_dir, kind="sweep", status="running", metric=metric, mode=mode, trials=planned)
-        pruning = Pruning(settings.prune, settings.prune_warmup, settings.prune_startup, steps=folds or max_epochs,
-                          per_fold=folds is not None)
-        named = _trial_name(space, sweep_dir)
-        open_sweep = OpenSweep(sweep_dir, settings, plan, space, planned, pruning, study_name, metric, mode,
-                               _parent_runs(sweep_dir, settings, space, first_trial(space), plan.config_dirs, log, named),
-                               named, devices)
         try:
-            return _run_trials(open_sweep, log)
-        except BaseException:  # the sweep broke off: its parent run must not say running forever
-            from dlcli.tracking import close_parent_runs
-
-            close_parent_runs(open_sweep.parents, "failed", {}, log)
+            pruning = Pruning(settings.prune, settings.prune_warmup, settings.prune_startup, steps=folds or max_epochs,
+                              per_fold=folds is not None)
+            named = _trial_name(space, sweep_dir)
+            open_sweep = OpenSweep(sweep_dir, settings, plan, space, planned, pruning, study_name, metric, mode,
+                                   _parent_runs(sweep_dir, settings, space, first_trial(space), plan.config_dirs, log, named),
+                                   named, devices)
+            return _run_closing_parents(open_sweep, log)
+        except BaseException as exc:  # whatever broke off the sweep, its summary must not say running forever
+            _record_broken_off(sweep_dir, exc)
             raise
     finally:
         if lock is not None:
             lock.release()
 
 
+def _run_closing_parents(open_sweep: OpenSweep, log: Callable[[str], None]) -> SweepResult:
+    try:
+        return _run_trials(open_sweep, log)
+    except BaseException:  # the sweep broke off: its parent run must not say running forever
+        from dlcli.tracking import close_parent_runs
+
+        close_parent_runs(open_sweep.parents, "failed", {}, log)
+        raise
+
+
+def _record_broken_off(sweep_dir: Path, exc: BaseException) -> None:
+    """A sweep that stopped on an error (or a second Ctrl-C) after its directory said running:
+    the summary says how it ended and why, so `dl runs` and --resume see the truth."""
+    from dlcli.errors import first_line
+    from dlcli.runs import read_summary
+
+    try:
+        if read_summary(sweep_dir).get("status") != "running":
+            return
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        update_summary(sweep_dir, status="interrupted" if interrupted else "failed",
+                       message="interrupted" if interrupted else first_line(exc, default=type(exc).__name__))
+    except Exception:  # recording the end must not hide the error that ended it
+        pass
+
+
 def _new_sweep_dir(settings: SweepSettings, plan: SweepPlan, space: SearchSpace, planned: int, metric: str, mode: str,
-                   folds: int | None):
+                   folds: int | None, user_targets: dict[str, str]):
     """runs/sweeps/<name>/<timestamp>/ with sweep.yaml (what --resume reads back) and an empty trials/."""
     saved = {
         **settings.as_dict(),
@@ -110,6 +143,9 @@ def _new_sweep_dir(settings: SweepSettings, plan: SweepPlan, space: SearchSpace,
         "jobs": plan.jobs,
         "threads": plan.threads,
         "trials_per_gpu": plan.trials_per_gpu,
+        # the classes the user's command built on their word: a resume names them when they need trusting again
+        # (this record only words that refusal: the file never vouches for them)
+        "typed_targets": dict(user_targets),
         "command": " ".join(shlex.quote(a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
     }
     start = RunStart(texts={"sweep.yaml": OmegaConf.to_yaml(OmegaConf.create(saved))}, folders=("trials",),
@@ -124,14 +160,19 @@ def plan_space(settings: SweepSettings, config_dirs) -> tuple[SearchSpace, int]:
     return space, check_budget(settings.kind, space, settings.trials)
 
 
-def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[str, str], config_dirs) -> tuple[str, str, str]:
+def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[str, str], config_dirs,
+                     received: bool = False) -> tuple[str, str, str]:
     """Default metric: the task's validation metric. Validated on the first trial's config, which
-    also says where the sweep goes (its runs_dir)."""
+    also says where the sweep goes (its runs_dir). `received`: the overrides come from sweep.yaml
+    (a resume), which never starts a download."""
     from dlcli.config import compose
     from dlcli.metric_names import TASK_METRICS, monitor_mode
     from dlcli.experiment import build_experiment
+    from dlcli.received import never_download
 
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
+    if received:
+        never_download(cfg)
     if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
         cfg.split.fold = 1  # a cross-validated trial: its folds are built as its first one is
     experiment = build_experiment(cfg)
@@ -180,7 +221,8 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
     finished = {r["number"] for r in records}
     todo = [n for n in range(s.planned) if n not in finished]
     asker = TrialAsker(study, sweep_dir, settings, space, metric, mode, plan.threads, plan.config_dirs,
-                       [*s.named, *(p.override for p in s.parents)], again, s.pruning, s.study_name)
+                       [*s.named, *(p.override for p in s.parents)], again, s.pruning, s.study_name,
+                       received=plan.resume is not None)
     asker.check_space_of_study()
     if records:
         log(f"resuming {sweep_dir}: {len(records)} of {s.planned} trials already finished")
@@ -269,28 +311,36 @@ def _bound(param, value) -> str:
     return str(int(value)) if param.integer else repr(float(value))
 
 
-def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> tuple[int, int | None, int]:
+class TrialBounds(NamedTuple):
+    epochs: int  # the most epochs a trial trains
+    folds: int | None  # the folds each trial cross-validates over (None: no k-fold)
+    devices: int  # the most processes a trial trains with (trainer.devices)
+    user_targets: dict[str, str]  # `_target_` -> its path: what the trials build on the user's word only (dlcli.trust)
+
+
+def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> TrialBounds:
     """Every value a swept parameter can take, checked before the first trial starts: composed with
     the first trial's other values and checked as `dl train` would (types, ranges, choices, each
     component's settings); an interval at both its ends. With `trusted`, the composed configs may
     only build trusted classes (a resumed sweep's saved overrides). Returns the most epochs a
-    trial trains and the folds each trial cross-validates over (None: no k-fold), the steps a
-    pruner counts in (Hyperband's budget), and the most processes a trial trains with
-    (trainer.devices)."""
+    trial trains and the folds each trial cross-validates over (the steps a pruner counts in:
+    Hyperband's budget), the most processes a trial trains with, and the classes only the user's
+    word trusts."""
     from dlcli.config import compose
     from dlcli.experiment import check_config
-    from dlcli.trust import check_trusted_targets
+    from dlcli.trust import check_trusted_targets, needing_trust
 
     first = first_trial(space)
     variants = [dict(first)]
     for param in space.params:
         values = param.values if param.discrete else [_bound(param, param.low), _bound(param, param.high)]
         variants += [{**first, param.key: value} for value in values if value != first[param.key]]
-    epochs, folds, devices = 1, set(), 1
+    epochs, folds, devices, user_targets = 1, set(), 1, {}
     for params in variants:
         cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in params.items())], config_dirs)
         if trusted is not None:
             check_trusted_targets(cfg, trusted, source="the sweep's overrides")
+        user_targets.update(needing_trust(cfg))
         check_config(cfg)
         if cfg.split.get("kfold") is None and float(cfg.split.val) == 0:
             raise UserError("a sweep compares trials on the validation split, and split.val=0 leaves none: keep a split.val "
@@ -306,7 +356,7 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
     if len(folds) > 1:
         raise UserError("every trial of a sweep is cross-validated over the same split.kfold, or none is: "
                         "fix split.kfold outside the swept values")
-    return epochs, folds.pop(), devices
+    return TrialBounds(epochs, folds.pop(), devices, user_targets)
 
 
 def _check_declared(settings: SweepSettings, plan: SweepPlan) -> None:
@@ -324,6 +374,9 @@ def _check_declared(settings: SweepSettings, plan: SweepPlan) -> None:
 
 
 def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str] = ()) -> tuple[Path, SweepSettings, dict]:
+    from dlcli.workdir import opening
+
+    opening(sweep_dir)  # a ./conf inside it is not the user's (dlcli.workdir)
     if not (sweep_dir / "sweep.yaml").is_file():
         raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
     check_no_links_out(sweep_dir, "the sweep directory")  # its study, trials and results are written and deleted in it
@@ -344,12 +397,35 @@ def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str]
         problem = table[key].problem(saved[key]) if not (key == "config_dirs" and saved[key] is None) else None
         if problem is not None:
             raise UserError(f"{path}: {render(key, saved[key], problem)} (restore the file from a copy of the sweep)")
+    if given.overrides and list(given.overrides) != saved["overrides"]:
+        raise UserError(f"--resume {sweep_dir} sweeps {' '.join(saved['overrides'])}; drop the overrides or start a new sweep")
     from dlcli.trust import check_trusted_overrides
 
+    _check_typed_targets_trusted(sweep_dir, saved, trust)
     check_trusted_overrides(saved["overrides"], trust, source=str(path))  # before any of them is composed
     settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__ if k in saved})
-    if given.overrides and list(given.overrides) != settings.overrides:
-        raise UserError(f"--resume {sweep_dir} sweeps {' '.join(settings.overrides)}; drop the overrides or start a new sweep")
     if given.kind != settings.kind:
         raise UserError(f"--resume {sweep_dir} is a {settings.kind} sweep: use dl sweep {settings.kind} --resume {sweep_dir}")
     return sweep_dir, settings, saved
+
+
+def _check_typed_targets_trusted(sweep_dir: Path, saved: dict, trust: Sequence[str]) -> None:
+    """The classes the sweep's own command built on the user's word (sweep.yaml's typed_targets)
+    are not trusted by that record: a sweep directory may come from someone else and never vouches
+    for itself. Refuse, before any trial, in words that say how the user trusts them again. (The
+    record only words this refusal: every saved override and composed config is still checked.)"""
+    from dlcli.trust import is_trusted, targets_typed, trusted_here
+
+    typed = saved.get("typed_targets")
+    if not isinstance(typed, dict):
+        return  # an older sweep, or a record of another shape: the checks that follow still refuse what is untrusted
+    trusted = [*trust, *trusted_here()]
+    for target, path in typed.items():
+        if not isinstance(target, str) or not isinstance(path, str) or is_trusted(target, path, trusted):
+            continue
+        shown = target[:120]  # a received file's text: the error line escapes it, this bounds it
+        module = shown.rsplit(".", 1)[0] if "." in shown else shown
+        retype = ", or type the sweep's overrides again after --resume" if target in targets_typed(saved["overrides"]) else ""
+        raise UserError(f"{sweep_dir} built {path[:120]}._target_={shown} on the word of the command that started it, and a sweep "
+                        f"directory never vouches for its own classes: resume with --trust {module} (or list {module} in "
+                        f"./conf/trust.yaml{retype})")
