@@ -222,7 +222,7 @@ def test_amp_trains_on_cuda(workdir, fast):
         ("optim.nesterov=true optim.momentum=0", "optim settings rejected by torch.optim.SGD: Nesterov momentum requires a momentum"),
         ("optim=adam optim.betas=[2,0.9]", "optim.betas=[2,0.9] must be a list of exactly 2 numbers in [0, 1): element 0 (2) must be in [0, 1)"),
         ("model.hidden=64", "model.hidden=64 must be a list of any number of whole numbers in [1, 1000000], e.g. [64]"),
-        ("sched=step sched.step_size=0", "sched.step_size=0 must be at least 1"),
+        ("sched=step sched.step_size=0", "sched.step_size=0 must be a whole number of at least 1 or a share of the run in (0, 1)"),
         ("trainer.metric=log_rmse", "trainer.metric=log_rmse is not valid"),
     ],
 )

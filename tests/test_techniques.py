@@ -231,6 +231,50 @@ def test_schedules_give_their_learning_rate_curves(workdir):
     assert rates == pytest.approx([0.01, 0.0325, 0.055, 0.0775, 0.1, 0.0775, 0.055, 0.0325, 0.01])  # up 4 batches, down 4
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3, 100])
+@pytest.mark.parametrize("sched", ["step", "multistep", "exponential", "inverse_time", "polynomial", "cosine", "linear",
+                                   "warmup_cosine", "onecycle", "cyclic", "plateau"])
+def test_every_schedule_s_defaults_fit_a_run_of_any_length(workdir, sched, epochs):
+    built = experiment("data=iris", f"sched={sched}", f"trainer.epochs={epochs}")
+    scheduler = built.session.schedule.scheduler
+    length = epochs * (4 if sched in ("cyclic", "onecycle") else 1)  # iris: 120 train rows, 4 batches of 32 per epoch
+    if sched == "multistep":
+        assert max(scheduler.milestones) <= max(1, epochs - 1)  # every milestone acts within a run of two epochs or more
+        assert "sched.milestones=[0.5, 0.75] of the run's" in "\n".join(built.notes)
+    if sched == "step":
+        assert 1 <= scheduler.step_size <= max(1, epochs // 2 + 1)
+    if sched == "cyclic":  # four cycles over the run's batches, not 200 batches up whatever its length
+        assert scheduler.total_size <= max(2, length // 4 + 1)
+    if sched == "warmup_cosine":  # warms up at least one epoch where the run has a second to anneal in
+        assert isinstance(scheduler, torch.optim.lr_scheduler.SequentialLR) is (epochs > 1)
+
+
+def test_shares_of_the_run_become_epochs_and_typed_epochs_past_the_run_are_refused(workdir):
+    assert lr_column(trained("data=iris", "sched=multistep", "trainer.epochs=4", "optim.lr=0.1")) == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    assert lr_column(trained("data=iris", "sched=multistep", "trainer.epochs=8", "optim.lr=0.1")) == pytest.approx(
+        [0.1] * 4 + [0.01] * 2 + [0.001] * 2)  # 0.5 and 0.75 of 8: epochs 4 and 6
+    assert lr_column(trained("data=iris", "sched=step", "sched.step_size=0.25", "trainer.epochs=4", "optim.lr=0.1")) == pytest.approx(
+        [0.1, 0.01, 0.001, 0.0001])
+    mixed = trained("data=iris", "sched=multistep", "sched.milestones=[1,0.75]", "trainer.epochs=4", "optim.lr=0.1")
+    assert lr_column(mixed) == pytest.approx([0.1, 0.01, 0.01, 0.001])  # an epoch and a share together
+    assert "sched.milestones=[1, 0.75] of the run's 4 epochs: [1, 3]" in (mixed.run_dir / "train.log").read_text()
+    for typed, words in ((["sched=multistep", "sched.milestones=[2,5]"], "lowers the rate at epoch 5"),
+                         (["sched=step", "sched.step_size=3"], "sched.step_size=3 lowers the rate every 3 epochs")):
+        result = run_cli("train", "data=iris", "trainer.epochs=3", *typed)
+        assert result.exit_code == 2 and words in result.stderr and "trainer.epochs=3" in result.stderr
+    # a schedule that steps every batch counts batches: milestones past the epoch count are its own
+    by_batch = experiment("data=iris", "sched=multistep", "+sched.interval=step", "sched.milestones=[6,0.5]", "trainer.epochs=3")
+    assert by_batch.session.schedule.scheduler.milestones == {6: 2}  # 0.5 of 12 batches, beside batch 6
+
+
+def test_a_run_with_shares_of_its_length_cannot_simply_go_on_longer(workdir):
+    first = trained("data=iris", "sched=multistep", "trainer.epochs=2", "name=shares")
+    longer = run_cli("train", f"resume={first.run_dir}", "trainer.epochs=4")
+    assert longer.exit_code == 2 and "sched=multistep is planned over the run's 2 epochs" in longer.stderr
+    typed = trained("data=iris", "sched=multistep", "sched.milestones=[1]", "trainer.epochs=2", "name=typed")
+    assert run_cli("train", f"resume={typed.run_dir}", "trainer.epochs=4").exit_code == 0  # epochs go on as they were
+
+
 def test_optimizers_and_the_linear_scaling_rule(workdir):
     for name, kind in (("nadam", torch.optim.NAdam), ("radam", torch.optim.RAdam), ("rprop", torch.optim.Rprop)):
         assert isinstance(experiment("data=iris", f"optim={name}").session.optimizer, kind)

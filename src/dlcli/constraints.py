@@ -318,6 +318,19 @@ def one_of(*constraints: Constraint) -> Constraint:
     return AnyOf(tuple(constraints))
 
 
+@dataclass(frozen=True)
+class RunShare(Interval):
+    """A share of the run, strictly between 0 and 1: a schedule's count of epochs (or batches)
+    that the run turns into one from its own length (dlcli.engine.schedulers.resolve_run_shares)."""
+
+    low: float | None = 0
+    high: float | None = 1
+    closed: str = "neither"
+
+    def describe(self) -> str:
+        return "a share of the run in (0, 1)"
+
+
 # the common ones
 POSITIVE_INT = Interval(1, None, integer=True)
 NON_NEGATIVE_INT = Interval(0, None, integer=True)
@@ -326,6 +339,7 @@ NON_NEGATIVE = Interval(0, None)
 PROBABILITY = Interval(0, 1)
 RATE = Interval(0, 1, closed="left")  # dropout, label smoothing, momentum: 1 would stop learning
 FRACTION = Interval(0, 1, closed="left")
+RUN_SHARE = RunShare()
 SEED = Interval(0, 2**32 - 1, integer=True)  # what numpy, scikit-learn and torch all accept
 NUMBER = Interval()
 INTEGER = Interval(integer=True)

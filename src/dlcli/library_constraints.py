@@ -3,6 +3,10 @@ which their signatures do not state: a rate is positive, two betas each lie in [
 factor is positive. dl's own classes declare theirs beside them (@constrained); a class named by
 `_target_` that is in neither place is checked by its annotations alone.
 
+A count of a schedule's steps may also be a share of the run (0.5: half of it), which the run turns
+into epochs or batches from its own length (dlcli.engine.schedulers.resolve_run_shares), so that an
+option's defaults fit a run of any length.
+
 "auto" is a value dl fills in at run time (from the data or each parameter group's own rate).
 """
 
@@ -15,6 +19,7 @@ from dlcli.constraints import (
     POSITIVE,
     POSITIVE_INT,
     RATE,
+    RUN_SHARE,
     Interval,
     ListOf,
     Options,
@@ -45,8 +50,8 @@ LIBRARY = {
     "torch.optim.Rprop": {"lr": POSITIVE, "etas": Positions((("decrease", Interval(0, 1, closed="neither")),
                                                              ("increase", Interval(1, None, closed="neither")))),
                           "step_sizes": ListOf(POSITIVE, 2, 2), "maximize": BOOLEAN},
-    "torch.optim.lr_scheduler.StepLR": {"step_size": POSITIVE_INT, "gamma": POSITIVE},
-    "torch.optim.lr_scheduler.MultiStepLR": {"milestones": ListOf(POSITIVE_INT, 1), "gamma": POSITIVE},
+    "torch.optim.lr_scheduler.StepLR": {"step_size": one_of(POSITIVE_INT, RUN_SHARE), "gamma": POSITIVE},
+    "torch.optim.lr_scheduler.MultiStepLR": {"milestones": ListOf(one_of(POSITIVE_INT, RUN_SHARE), 1), "gamma": POSITIVE},
     "torch.optim.lr_scheduler.ExponentialLR": {"gamma": POSITIVE},
     "torch.optim.lr_scheduler.CosineAnnealingLR": {"T_max": POSITIVE_INT, "eta_min": NON_NEGATIVE},
     "torch.optim.lr_scheduler.LinearLR": {"start_factor": Interval(0, 1, closed="right"), "end_factor": Interval(0, 1),
@@ -58,8 +63,8 @@ LIBRARY = {
                                             "anneal_strategy": Options(("cos", "linear")), "cycle_momentum": BOOLEAN,
                                             "div_factor": POSITIVE, "final_div_factor": POSITIVE, "three_phase": BOOLEAN},
     "torch.optim.lr_scheduler.CyclicLR": {"base_lr": one_of(POSITIVE, ListOf(POSITIVE, 1), AUTO),
-                                          "max_lr": one_of(POSITIVE, ListOf(POSITIVE, 1)), "step_size_up": POSITIVE_INT,
-                                          "step_size_down": nullable(POSITIVE_INT),
+                                          "max_lr": one_of(POSITIVE, ListOf(POSITIVE, 1)), "step_size_up": one_of(POSITIVE_INT, RUN_SHARE),
+                                          "step_size_down": nullable(one_of(POSITIVE_INT, RUN_SHARE)),
                                           "mode": Options(("triangular", "triangular2", "exp_range")), "gamma": POSITIVE,
                                           "cycle_momentum": BOOLEAN},
     "torch.optim.lr_scheduler.ReduceLROnPlateau": {"mode": Options(("min", "max", "auto")), "factor": Interval(0, 1, closed="neither"),

@@ -96,7 +96,7 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
     if planned:
         raise UserError(f"sched={planned} is planned over the run's {before} epochs, so it cannot simply go on to {epochs}: "
                         f"start a new run with trainer.epochs={epochs} (schedules that do not depend on the total, "
-                        "such as none, step, exponential and plateau, can be continued)")
+                        "such as none, exponential, plateau, and step or multistep given in epochs, can be continued)")
     # where the new run goes is this command's to say (its runs_dir), never the saved file's
     for key in ("trainer.epochs", "runs_dir", *RESUME_OVERRIDES[1:]):
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
@@ -159,13 +159,16 @@ def saved_state_of(run_dir: Path) -> FitState:
 def _schedule_planned_over_epochs(cfg: DictConfig) -> str | None:
     """The name of the run's schedule when it is laid over trainer.epochs (cosine, linear,
     onecycle, ...): its state cannot be stretched to a longer run. The sched option declares it
-    (`planned_over_epochs: true`); a run saved before the key existed is matched to its option."""
+    (`planned_over_epochs: true`), or takes a count from the run's length (milestones as shares of
+    it); a run saved before the key existed is matched to its option."""
+    from dlcli.engine.schedulers import has_run_shares
+
     node = OmegaConf.to_container(cfg.get("sched")) if cfg.get("sched") is not None else None
     name = option_name("sched", node)
     declared = (node or {}).get("planned_over_epochs")
     if declared is None:
         declared = dict(config_options("sched")).get(name, {}).get("planned_over_epochs", False)
-    return name if declared else None
+    return name if declared or has_run_shares(node or {}) else None
 
 
 def check_resume_overrides(run_dir: Path, overrides: Sequence[str]) -> None:

@@ -44,14 +44,28 @@ def _fold_within_kfold(cfg: DictConfig) -> None:
                         f"split.fold={fold} needs split.kfold=K (the number of folds)")
 
 
-def _milestones_within_epochs(cfg: DictConfig) -> None:
-    milestones = (cfg.get("sched") or {}).get("milestones")
+def _epoch_counts_within_epochs(cfg: DictConfig) -> None:
+    """Epochs the user gave a schedule (a milestone, a step size) must fall inside the run: one past
+    its end would never lower the rate. Shares of the run (0.5) always fit; a schedule that steps
+    every batch counts batches, which the run checks when it knows them."""
+    sched = cfg.get("sched") or {}
+    if not sched.get("_target_") or sched.get("interval", "epoch") != "epoch":
+        return
     epochs = cfg.trainer.epochs
-    if isinstance(milestones, Sequence) and not isinstance(milestones, str) and all(isinstance(m, int) for m in milestones):
-        late = [m for m in milestones if m >= epochs]
+    milestones = sched.get("milestones")
+    if isinstance(milestones, Sequence) and not isinstance(milestones, str):
+        late = [m for m in milestones if _whole(m) and m >= epochs]
         if late:
             raise UserError(f"sched.milestones={list(milestones)} lowers the rate at epoch {late[0]}, and the run has "
-                            f"trainer.epochs={epochs}: give milestones below {epochs}")
+                            f"trainer.epochs={epochs}: give milestones below {epochs}, or shares of the run such as [0.5, 0.75]")
+    step_size = sched.get("step_size")
+    if _whole(step_size) and step_size >= epochs:
+        raise UserError(f"sched.step_size={step_size} lowers the rate every {step_size} epochs, and the run has "
+                        f"trainer.epochs={epochs}, so it never would: give a step size below {epochs}, or a share of the run such as 0.5")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _sched_interval(cfg: DictConfig) -> None:
@@ -60,7 +74,7 @@ def _sched_interval(cfg: DictConfig) -> None:
 
 
 # relations between settings, checked after each value is (a function raises UserError)
-RELATIONS = (_val_and_test_leave_training_rows, _fold_within_kfold, _milestones_within_epochs, _sched_interval)
+RELATIONS = (_val_and_test_leave_training_rows, _fold_within_kfold, _epoch_counts_within_epochs, _sched_interval)
 
 
 def metric_for(cfg: DictConfig, task: str) -> str:

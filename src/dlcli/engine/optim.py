@@ -129,10 +129,19 @@ class Schedule:
             self.scheduler.load_state_dict(state)
 
 
-def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, monitor_mode: str) -> Schedule:
+def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, monitor_mode: str, epochs: int,
+                    notes: list[str] | None = None) -> Schedule:
+    """The run's schedule; its counts given as shares of the run become counts of its `epochs`
+    (or of its batches, for a schedule that steps every batch), said in `notes`."""
+    from dlcli.engine.schedulers import resolve_run_shares
+
     if not sched_cfg.get("_target_"):
         return Schedule(None)
     cfg = OmegaConf.to_container(sched_cfg, resolve=True)
+    by_batch = cfg.get("interval", "epoch") == "step"
+    cfg, said = resolve_run_shares(cfg, epochs * steps_per_epoch if by_batch else epochs, "batches" if by_batch else "epochs")
+    if notes is not None:
+        notes.extend(said)
     # Values only the run knows: batches per epoch (one-cycle) and whether the monitor is min or max.
     if cfg.get("steps_per_epoch") == "auto":
         cfg["steps_per_epoch"] = steps_per_epoch
