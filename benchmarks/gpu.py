@@ -268,7 +268,9 @@ def folder_against_memory(mnist_root: Path, pngs: Path, device: str, args, workd
             f"runs_dir={workdir / 'runs'}"]
     memory = ["data=mnist", f"data.root={mnist_root}", "data.download=false", *base]
     folder = ["data=imagefolder", f"data.root={pngs}", *base]
-    cache = pngs / ".dl-cache"
+    from dlcli.data.cache_store import folder_entry
+
+    cache = folder_entry(pngs)  # where dl keeps the folder's decoded pixels (the user's cache directory)
 
     def run(overrides: list[str]) -> list[float]:
         return epoch_rates(train(compose(overrides), [], Reporter(Console(quiet=True), show_progress=False)).run_dir)

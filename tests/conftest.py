@@ -1,7 +1,10 @@
+import atexit
 import io
 import json
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,19 @@ if os.environ.get("DL_TEST_TORCH_THREADS"):
 # children inherit; take it back, so those tests test dl rather than how pytest was launched.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# dl keeps decoded image folders in the user's cache directory ($XDG_CACHE_HOME/dl): no test writes
+# into the real one, not even a fixture shared by a module (each test then gets its own, below)
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dl-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def own_cache_directory(tmp_path_factory, monkeypatch):
+    """Each test its own cache directory (the dl processes it starts inherit it): a folder decoded
+    by one test is never read from another's cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
-"""A folder of images decoded once (data.cache): into memory, kept on disk beside the data, rebuilt
-when the folder changes or the cache is damaged, and left on files when it would not fit."""
+"""A folder of images decoded once (data.cache): into memory, kept on disk in the user's cache
+directory (never in the data's folder), rebuilt when the folder changes or the cache is damaged, and
+left on files when it would not fit; `dl cache` lists and removes what is kept."""
 
 import json
 
@@ -19,7 +20,7 @@ FAST = ["model=lenet", "optim=adam", "trainer.progress=false", "trainer.epochs=2
 
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the fallback cache lands in this test's home
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the cache lands in this test's cache directory
     return write_image_folder(tmp_path / "pets", per_class=20, sizes=((20, 20),))
 
 
@@ -28,7 +29,14 @@ def folder_run(folder, *extra):
 
 
 def cache_file(folder, name="decoded-RGB-native.bin"):
-    return folder / ".dl-cache" / name
+    from dlcli.data.cache_store import folder_entry
+
+    return folder_entry(folder) / name
+
+
+def listing(folder) -> list[tuple[str, int, int]]:
+    """Every name under the folder with its size and modification time: what a run must not change."""
+    return sorted((str(p.relative_to(folder)), p.lstat().st_size, p.lstat().st_mtime_ns) for p in folder.rglob("*"))
 
 
 def notes_of(experiment) -> str:
@@ -69,9 +77,9 @@ def test_a_changed_folder_is_decoded_again(workdir, folder):
 @pytest.mark.parametrize("damage, why", [
     (lambda data: data[:-100], "bytes of pixels"),  # cut short
     (lambda data: data[:-1] + bytes([data[-1] ^ 0xFF]), "checksum does not match"),  # one pixel changed
-    (lambda data: b"not json\n" + data, "damaged (JSONDecodeError)"),
+    (lambda data: b"not json\n" + data, "its header is not one dl wrote"),
     (lambda data: data.replace(b'"shape": [60', b'"shape": [61', 1), "shape is not the folder's"),
-    (lambda data: b"", "damaged (JSONDecodeError)"),
+    (lambda data: b"", "its header is not one dl wrote"),
 ])
 def test_a_damaged_cache_is_rebuilt_not_loaded(workdir, folder, damage, why):
     reference = build_experiment(folder_run(folder)).data.source.images
@@ -103,17 +111,49 @@ def test_auto_leaves_a_folder_that_does_not_fit_on_files_and_memory_decodes_it_a
     assert isinstance(forced.session.train_data, TensorBatches) and cache_file(folder).exists()
 
 
-def test_a_folder_that_cannot_hold_the_cache_uses_the_user_cache_and_a_link_is_never_followed(workdir, folder, tmp_path):
-    (folder / ".dl-cache").write_text("a file where the cache folder would be")
-    experiment = build_experiment(folder_run(folder))
-    assert "the cache " + str(tmp_path / "home" / ".cache" / "dlcli" / "images") in notes_of(experiment)
-    assert "from the cache " + str(tmp_path / "home") in notes_of(build_experiment(folder_run(folder)))
-    (folder / ".dl-cache").unlink()
+def test_the_cache_is_kept_in_the_user_cache_and_a_read_only_data_folder_is_never_written(workdir, folder, tmp_path):
+    import stat
+
+    before = listing(folder)
+    modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")] if path.is_dir()}
+    for path in modes:
+        path.chmod(stat.S_IMODE(modes[path]) & ~0o222)  # a shared, read-only dataset
+    try:
+        first = build_experiment(folder_run(folder))
+        assert f"the cache {tmp_path / 'cache' / 'dl' / 'images'}" in notes_of(first)
+        assert "from the cache" in notes_of(build_experiment(folder_run(folder)))
+        result = run_cli("train", "data=imagefolder", f"data.root={folder}", *FAST, "trainer.plots=false", "--quiet")
+        assert result.exit_code == 0, result.output
+    finally:
+        for path, mode in modes.items():
+            path.chmod(stat.S_IMODE(mode))
+    # nothing written there, nothing touched (the check that counts where root writes through any mode)
+    assert listing(folder) == before and not (folder / ".dl-cache").exists()
+    elsewhere = tmp_path / "named"  # data.cache_dir names dl's cache directory instead
+    named = build_experiment(folder_run(folder, f"+data.cache_dir={elsewhere}"))
+    assert f"the cache {elsewhere / 'images'}" in notes_of(named) and listing(folder) == before
+
+
+def test_a_link_in_place_of_the_folder_s_cache_directory_is_never_followed(workdir, folder, tmp_path):
+    entry = cache_file(folder).parent
+    entry.parent.mkdir(parents=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (folder / ".dl-cache").symlink_to(elsewhere)
-    build_experiment(folder_run(folder))
+    entry.symlink_to(elsewhere)
+    built = build_experiment(folder_run(folder))
+    assert "not kept on disk" in notes_of(built) and "is a link" in notes_of(built)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_the_same_folder_by_another_path_shares_its_cache_and_a_copy_does_not(workdir, folder, tmp_path):
+    import shutil
+
+    build_experiment(folder_run(folder))
+    (tmp_path / "link").symlink_to(folder)
+    assert "from the cache" in notes_of(build_experiment(folder_run(tmp_path / "link")))  # keyed by the resolved path
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy, copy_function=shutil.copy2)  # modification times kept, change times and inodes not
+    assert "decoded the 60 images once" in notes_of(build_experiment(folder_run(copy)))
 
 
 def test_a_bad_cache_setting_is_one_line(workdir, folder):
@@ -168,8 +208,8 @@ def test_a_planted_cache_file_is_never_followed_blocked_on_or_read_whole(workdir
             file.truncate(len(header) + 2**40)
     rebuilt = build_experiment(folder_run(folder))
     assert "decoded the 60 images once" in notes_of(rebuilt)
-    if plant == "directory":  # cannot be replaced by a file: the user's cache keeps them
-        assert "the cache " + str(tmp_path / "home") in notes_of(rebuilt)
+    if plant == "directory":  # cannot be replaced by a file: the run goes on without a cache, and says so
+        assert "not kept on disk" in notes_of(rebuilt) and path.is_dir()
         return
     assert not path.is_symlink() and path.is_file() and path.stat().st_size < 2**20
 
@@ -190,3 +230,44 @@ def test_an_empty_class_folder_and_a_cache_setting_on_a_table_are_one_line(workd
     result = run_cli("train", "data=wine", "+data.cache=none", "trainer.epochs=1")
     assert result.exit_code == 2 and "data.cache=none applies to folders of images" in result.stderr
     assert not (workdir / "runs").exists()
+
+
+def test_dl_cache_lists_each_entry_against_its_folder_and_clears_the_stale_ones(workdir, folder, tmp_path):
+    import shutil
+
+    from conftest import assert_cli_runs_without_torch
+
+    changed, gone = (write_image_folder(tmp_path / name, per_class=20, sizes=((20, 20),)) for name in ("changed", "gone"))
+    for each in (folder, changed, gone):
+        build_experiment(folder_run(each))
+    build_experiment(folder_run(folder, "data.resize=16"))
+    (changed / "cat" / "000.png").write_bytes((changed / "dog" / "000.png").read_bytes())
+    shutil.rmtree(gone)
+    (cache_file(folder).parent / "decoded-RGB-8.bin").write_bytes(b'{"format": 0}\n')  # an older dl's
+    listed = json.loads(run_cli("cache", "list", "--json").stdout)
+    why = {(entry["folder"], entry["resize"]): entry["why"] for entry in listed}
+    assert why == {(str(folder), None): None, (str(folder), 16): None, (str(changed), None): "its folder changed since",
+                   (str(gone), None): "its folder no longer exists", (None, None): "not a cache this version of dl wrote"}
+    table = run_cli("cache", "list")
+    assert table.exit_code == 0 and "3 stale" in table.stdout and "dl cache clear --stale" in table.stdout
+    cleared = run_cli("cache", "clear", "--stale")
+    assert cleared.exit_code == 0 and "removed 3 stale cache files" in cleared.stdout
+    assert [entry["stale"] for entry in json.loads(run_cli("cache", "list", "--json").stdout)] == [False, False]
+    assert "from the cache" in notes_of(build_experiment(folder_run(folder)))  # what is current stays
+    assert "decoded the 60 images once" in notes_of(build_experiment(folder_run(changed)))
+    everything = json.loads(run_cli("cache", "clear", "--json").stdout)
+    assert len(everything["removed"]) == 3 and everything["bytes"] > 0
+    assert "nothing kept under" in run_cli("cache", "list").stdout
+    assert_cli_runs_without_torch("cache", "list")
+
+
+def test_a_saved_run_s_cache_directory_is_not_where_eval_or_resume_write(workdir, folder, tmp_path):
+    import shutil
+
+    named = tmp_path / "named"
+    result = train(folder_run(folder, f"+data.cache_dir={named}", "trainer.plots=false"), [], quiet_reporter())
+    assert (named / "images").is_dir()
+    shutil.rmtree(named)  # a run directory received from someone else names a folder of theirs
+    evaluated = run_cli("eval", str(result.run_dir))
+    assert evaluated.exit_code == 0, evaluated.output
+    assert not named.exists() and cache_file(folder).exists()  # the user's own cache directory instead

@@ -73,7 +73,7 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     torch.manual_seed(cfg.seed)  # model init, then dropout, repeat for the same seed
     # a run made before data.cache read its folder's files every epoch: it goes on doing so
     unset_cache = "none" if restoring and "cache" not in cfg.data else None
-    data = prepare_data(cfg.data, cfg.split, cfg.seed, device, unset_cache, int(cfg.trainer.get("devices", 1)))
+    data = prepare_data(cfg.data, cfg.split, cfg.seed, device, unset_cache, int(cfg.trainer.get("devices", 1)), saved=restoring)
     if getattr(data, "cache", None) is not None and cfg.data.get("cache") != data.cache:
         # data.cache=auto decided: the run keeps the decision (config.yaml), so that its resume, its
         # evaluation and its other processes read the folder the same way whatever memory is free then

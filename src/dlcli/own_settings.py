@@ -15,6 +15,7 @@ OWN_SETTINGS = {
         "normalize": Anything(),  # dataset | computed | none | {mean, std}: read by dlcli.data.image_data
         "augment": Anything(),  # each setting declared in dlcli.data.transforms
         "cache": Options(("auto", "memory", "none")),  # a folder of images decoded once: dlcli.data.image_cache
+        "cache_dir": nullable(Text(non_empty=True)),  # where it is kept (null: $XDG_CACHE_HOME/dl): dlcli.data.cache_store
     },
     "model": {
         "init": Anything(),  # a scheme's name or {scheme, settings}: dlcli.models.init

@@ -18,7 +18,7 @@ from dlcli.factory import call_target
 PREPROCESS_KEYS = ("standardize", "standardize_target", "target_transform", "as_sequence")
 PREPROCESSING_FILE = "preprocessing.json"  # in every run: what it learned from its train rows
 PREPROCESSING_FORMAT = 1  # of preprocessing.json; raise it when a reader could misread a new record
-IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers", "cache")
+IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers", "cache", "cache_dir")
 DATA_KEY_CONSTRAINTS = OWN_SETTINGS["data"]  # what they may be
 
 
@@ -84,10 +84,12 @@ class PreparedData:
 
 
 def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=None, cache: str | None = None,
-                 copies: int = 1):
+                 copies: int = 1, saved: bool = False):
     """Load, split (seeded, stratified for classification) and encode the configured data.
     For a folder of images: `device` is where the run trains and `copies` the processes that each
-    hold the set (decoded pixels must fit there too); `cache` stands in for data.cache.
+    hold the set (decoded pixels must fit there too); `cache` stands in for data.cache. `saved`: the
+    config was read from a run directory, which may have come from anyone, so its data.cache_dir is
+    not where dl writes (the user's own cache directory is).
 
     Returns PreparedData for tables and ImageData for images; both hand the engine batch sources.
     """
@@ -113,12 +115,14 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=
         from dlcli.data.image_cache import decoded_once
         from dlcli.data.image_data import prepare_images
 
-        raw = decoded_once(raw, cache or str(options.get("cache", "auto")), options.get("resize"), device, copies)
+        cache_dir = None if saved else options.get("cache_dir")
+        raw = decoded_once(raw, cache or str(options.get("cache", "auto")), options.get("resize"), device, copies, cache_dir)
         return prepare_images(raw, split, options.get("resize"), options.get("normalize", "dataset"),
                               options.get("augment") or {}, int(options.get("num_workers", 0)))
-    if options.get("cache") is not None:
-        raise UserError(f"data.cache={options['cache']} applies to folders of images (data=imagefolder), and {raw.name} is "
-                        "a table held in memory: drop it")
+    for key in ("cache", "cache_dir"):
+        if options.get(key) is not None:
+            raise UserError(f"data.{key}={options[key]} applies to folders of images (data=imagefolder), and {raw.name} is "
+                            "a table held in memory: drop it")
     features, feature_names, encoding = encode_features(raw, split.train, bool(options.get("standardize", True)))
     targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)),
                                                   str(options.get("target_transform") or "none"))

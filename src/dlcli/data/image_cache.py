@@ -1,18 +1,20 @@
 """A folder of images decoded once (data.cache): the decoded, resized uint8 pixels held in memory,
 so that every epoch takes the same path as MNIST and CIFAR (batches cut from a tensor on the
-device), and kept in a cache file beside the data, so that the next run starts without decoding.
+device), and kept in a cache file in the user's cache directory, so that the next run starts
+without decoding.
 
 - `auto` decodes when the pixels fit MEMORY_SHARE of the machine's memory, twice (the whole set
   and the split's parts cut from it) (and, for a run on a
   GPU, GPU_SHARE of its free memory: the training set is copied there); `memory` always decodes;
   `none` reads the files in DataLoader workers every epoch (what a folder too big for memory does).
 - Decoding runs in DataLoader worker processes (PIL holds the GIL), with a progress bar.
-- The cache file is `<root>/.dl-cache/decoded-<mode>-<size>.bin` (or under ~/.cache/dlcli/images
-  when the data's folder cannot be written): one JSON header line, then the raw pixels. Its key is
-  a digest of every file's name, size, modification and change times and inode, its label, the
-  colour mode and the resize, so a changed (or copied) folder is decoded again; the header's shape and a checksum of the pixels
-  are checked before it is used, so a damaged or truncated cache is rebuilt, never loaded. It holds
-  numbers only: reading it runs no code.
+- The cache file is kept in the user's cache directory, never beside the data
+  (dlcli.data.cache_store: `data.cache_dir`, else `$XDG_CACHE_HOME/dl`, else `~/.cache/dl`): one
+  JSON header line, then the raw pixels. Its key is a digest of every file's name, size,
+  modification and change times and inode, its label, the colour mode and the resize, so a changed
+  (or copied) folder is decoded again; the header's shape and a checksum of the pixels are checked
+  before it is used, so a damaged or truncated cache is rebuilt, never loaded. It holds numbers
+  only: reading it runs no code.
 """
 
 from __future__ import annotations
@@ -20,32 +22,30 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
-from stat import S_ISREG
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dlcli.data.cache_store import CACHE_FORMAT, cache_name, folder_entry, open_cache, read_header
+from dlcli.data.cache_store import folder_key as files_key
 from dlcli.data.images import ImageFiles, ImageSet
 from dlcli.files import write_atomically
 from dlcli.machine import memory_bytes, usable_cores
 
 CACHE_SETTINGS = ("auto", "memory", "none")
-CACHE_FORMAT = 1  # of the cache file; raise it when the decoding changes
-CACHE_DIR = ".dl-cache"  # hidden: a folder of class sub-folders skips it
 MEMORY_SHARE = 0.25  # auto: the decoded pixels may take up to this share of the machine's memory
 GPU_SHARE = 0.5  # ... and this share of the GPU's free memory, when the run trains on one
 UNKNOWN_MEMORY = 8 * 2**30  # what a machine that does not say how much memory it has is taken to have
-HEADER_LIMIT = 64 * 1024  # a header line longer than this is not one dl wrote
 DECODE_BATCH = 256
 
 
 def decoded_once(source: ImageSet, setting: str, resize: int | None, device: torch.device | None = None,
-                 copies: int = 1) -> ImageSet:
+                 copies: int = 1, cache_dir: str | None = None) -> ImageSet:
     """`source` with its files decoded into memory when data.cache says so (notes say what was done);
-    `copies`: the processes on this machine that will each hold the set (trainer.devices)."""
+    `copies`: the processes on this machine that will each hold the set (trainer.devices);
+    `cache_dir`: data.cache_dir (dl's cache directory, where None: dlcli.data.cache_store.cache_root)."""
     if source.files is None or (source.image_shape is None and resize is None):
         return source  # in memory already, or sizes that differ (prepare_images asks for a resize)
     if setting == "none":
@@ -67,7 +67,7 @@ def decoded_once(source: ImageSet, setting: str, resize: int | None, device: tor
                          f"more than {too_big}: reading them from the files in DataLoader workers every epoch "
                          "(data.cache=memory decodes them once anyway)")
             return dataclasses.replace(source, notes=notes)
-    images, note = _from_cache_or_decoded(files, shape, resize)
+    images, note = _from_cache_or_decoded(files, shape, resize, cache_dir)
     if setting == "auto":
         note += f" (data.cache=auto: {_gb(2 * size * max(1, copies))} with the split's parts fits this machine)"
     notes.append(note)
@@ -91,73 +91,50 @@ def _gb(size: int) -> str:
     return f"{size / 2**30:.2f} GB" if size >= 2**27 else f"{size / 2**20:.1f} MB"
 
 
-def _from_cache_or_decoded(files: ImageFiles, shape: tuple[int, int, int], resize: int | None) -> tuple[torch.Tensor, str]:
+def _from_cache_or_decoded(files: ImageFiles, shape: tuple[int, int, int], resize: int | None,
+                           cache_dir: str | None) -> tuple[torch.Tensor, str]:
+    if files.root is None:  # not a folder: nothing to key a cache by
+        return decode_all(files, shape, resize), f"decoded the {len(files):,} images once into memory"
     key = folder_key(files, resize)
-    name = f"decoded-{files.mode}-{resize or 'native'}.bin"
-    places = _cache_places(files.root, name)
-    why = None
-    for path in places:  # a stale cache beside a folder that cannot be written leaves the user's one usable
-        if path.exists() or path.is_symlink():
-            images, problem = read_cache(path, key, (len(files), *shape))
-            if images is not None:
-                return images, f"the {len(files):,} images were decoded before: read into memory from the cache {path}"
-            why = why or problem
-    why = why or "no cache of them yet"
+    path = folder_entry(files.root, cache_dir) / cache_name(files.mode, resize)
+    why = "no cache of them yet"
+    if path.exists() or path.is_symlink():
+        images, why = read_cache(path, key, (len(files), *shape))
+        if images is not None:
+            return images, f"the {len(files):,} images were decoded before: read into memory from the cache {path}"
     images = decode_all(files, shape, resize)
-    where = _write_cache(places, key, images)
+    where = _write_cache(path, key, images, files, resize)
     kept = f"the cache {where} keeps them for the next run" if isinstance(where, Path) else f"not kept on disk ({where})"
     return images, f"decoded the {len(files):,} images once into memory ({_gb(images.numel())}; {why}); {kept}"
 
 
-def _cache_places(root: Path | None, name: str) -> list[Path]:
-    """Beside the data first, else the user's cache (for a folder that cannot be written)."""
-    mine = Path("~/.cache/dlcli/images").expanduser()
-    if root is None:
-        return []
-    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return [root / CACHE_DIR / name, mine / digest / name]
-
-
 def folder_key(files: ImageFiles, resize: int | None) -> str:
-    """A digest of what the decoded pixels depend on: every file's place, size, modification and
-    change times, inode and label, the colour mode, the resize and the cache's format."""
-    digest = hashlib.sha256(f"format={CACHE_FORMAT} mode={files.mode} resize={resize}\n".encode())
-    for path, label in zip(files.paths, files.labels):
-        stat = path.stat()
-        shown = path.relative_to(files.root) if files.root is not None else path
-        # the change time and inode as well: no copy or unpacking keeps them, so a cache that came
-        # with a folder from elsewhere is never taken for this one's, and an edit that kept the
-        # modification time is still seen
-        digest.update(f"{shown}\t{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}\t{int(label)}\n".encode())
-    return digest.hexdigest()
+    """A digest of what the decoded pixels depend on (dlcli.data.cache_store.folder_key)."""
+    return files_key(files.paths, files.labels, files.root, files.mode, resize)
 
 
 def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tensor | None, str]:
     """The cached pixels when the file is a whole regular file made for this key, else (None, why
     not). Never through a link, never blocking on a pipe, never reading more than the pixels."""
     expected = int(np.prod(shape))
-    try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        return None, f"the cache {path} cannot be opened ({type(exc).__name__})"
-    stat = os.fstat(descriptor)
-    if not S_ISREG(stat.st_mode):  # a directory, a pipe, a device in its place
-        os.close(descriptor)
-        return None, f"the cache {path} is not a regular file"
-    with os.fdopen(descriptor, "rb") as file:
+    file, size = open_cache(path)
+    if file is None:
+        return None, size
+    with file:
         try:
-            line = file.readline(HEADER_LIMIT)
-            header = json.loads(line)
-            if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
+            header, line = read_header(file)
+            if header is None:
+                return None, f"the cache {path} is damaged (its header is not one dl wrote)"
+            if header.get("format") != CACHE_FORMAT:
                 return None, "the cache was written by another version"
             if header.get("key") != key:
                 return None, "the folder changed since the cache was written"
             if header.get("shape") != list(shape):
                 return None, f"the cache {path} is damaged (its shape is not the folder's)"
-            if stat.st_size != len(line) + expected:
-                return None, f"the cache {path} is damaged ({stat.st_size - len(line):,} bytes of pixels, {expected:,} expected)"
+            if size != len(line) + expected:
+                return None, f"the cache {path} is damaged ({size - len(line):,} bytes of pixels, {expected:,} expected)"
             pixels = np.fromfile(file, dtype=np.uint8, count=expected)
-        except (OSError, ValueError) as exc:  # unreadable, or a header that is not JSON
+        except (OSError, ValueError) as exc:  # unreadable
             return None, f"the cache {path} is damaged ({type(exc).__name__})"
     if pixels.size != expected:
         return None, f"the cache {path} is damaged ({pixels.size:,} bytes of pixels, {expected:,} expected)"
@@ -166,27 +143,25 @@ def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tens
     return torch.from_numpy(pixels.reshape(shape)), ""
 
 
-def _write_cache(places: list[Path], key: str, images: torch.Tensor) -> Path | str:
-    """The cache written to the first place that takes it; or why none did."""
+def _write_cache(path: Path, key: str, images: torch.Tensor, files: ImageFiles, resize: int | None) -> Path | str:
+    """The cache written whole to `path` (its header names the folder, so `dl cache list` can check
+    it against the folder later); or why it was not."""
     pixels = images.numpy().reshape(-1)
-    header = json.dumps({"format": CACHE_FORMAT, "key": key, "shape": list(images.shape), "checksum": _checksum(pixels)})
+    header = json.dumps({"format": CACHE_FORMAT, "key": key, "shape": list(images.shape), "checksum": _checksum(pixels),
+                         "folder": str(files.root.resolve()), "mode": files.mode, "resize": resize})
 
     def write(file) -> None:
         file.write(header.encode() + b"\n")
         file.write(memoryview(pixels))
 
-    why = "no folder to keep it in"
-    for path in places:
-        if path.parent.is_symlink():  # a link planted in a folder of data must not lead the write elsewhere
-            why = f"{path.parent} is a link"
-            continue
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, write, binary=True, size_hint=pixels.size)
-            return path
-        except Exception as exc:  # a read-only data folder, a full disk: the run goes on without
-            why = f"{path.parent} cannot be written: {type(exc).__name__}"
-    return why
+    if path.parent.is_symlink():  # a link in place of the folder's entry must not lead the write elsewhere
+        return f"{path.parent} is a link"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, write, binary=True, size_hint=pixels.size)
+        return path
+    except Exception as exc:  # a read-only or full cache directory: the run goes on without
+        return f"{path.parent} cannot be written: {type(exc).__name__}"
 
 
 def _checksum(pixels: np.ndarray) -> str:

@@ -16,6 +16,20 @@ from pathlib import Path
 from dlcli.errors import UserError, first_line
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far beyond what a model here is fed (resize first)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def class_files(folder: Path) -> tuple[list[str], list[Path], list[int]]:
+    """A folder of one sub-folder per class: the class names (sorted; hidden folders are not
+    classes), and every image file under them with its class's index, in a fixed order."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(path)
+                labels.append(label)
+    return classes, paths, labels
 
 
 class UnreadableImage(UserError):

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dlcli.constraints import Options, Text, constrained
-from dlcli.data.image_files import decode, look
+from dlcli.data.image_files import class_files, decode, look
 from dlcli.errors import UserError, first_line
 
 # Per-channel mean and std of the official train splits, the values the literature uses.
@@ -26,7 +26,6 @@ KNOWN_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
 TORCHVISION_SETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass
@@ -104,7 +103,7 @@ class ImageFiles(Dataset):
 
     def __init__(self, paths: list[Path], labels: np.ndarray, grayscale: bool, root: Path | None = None):
         self.paths, self.labels, self.mode = paths, labels, "L" if grayscale else "RGB"
-        self.root = root  # the folder they were listed from (where their decoded cache is kept)
+        self.root = root  # the folder they were listed from (what their decoded cache is kept for)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -141,13 +140,7 @@ def load_imagefolder(root: str, grayscale: bool | str = "auto") -> ImageSet:
     folder = Path(str(root)).expanduser()
     if not folder.is_dir():
         raise UserError(f"data.root={root}: no such directory (it should hold one sub-folder of images per class)")
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((folder / name).rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(path)
-                labels.append(label)
+    classes, paths, labels = class_files(folder)
     if len(classes) < 2 or not paths:
         raise UserError(f"data.root={root} needs at least two class sub-folders with images ({len(classes)} folders, {len(paths)} images found)")
     empty = [name for label, name in enumerate(classes) if label not in set(labels)]

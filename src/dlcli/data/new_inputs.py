@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from dlcli.data.images import IMAGE_SUFFIXES
+from dlcli.data.image_files import IMAGE_SUFFIXES
 from dlcli.data.preprocess import encoding_from_json
 from dlcli.data.split import listed
 from dlcli.data.tables import check_numbers
