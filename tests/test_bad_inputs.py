@@ -77,6 +77,19 @@ def nothing(workdir, run):
     return {}
 
 
+def outputs(workdir, run):
+    """Places --output may name that are not regular files, and a file that chooses where data goes."""
+    import os
+
+    os.mkfifo(workdir / "fifo")
+    (workdir / "dangling").symlink_to(workdir / "gone" / "x.csv")
+    (workdir / "to_device").symlink_to("/dev/null")
+    np.save(workdir / "rows.npy", np.zeros((2, 64), dtype=np.float32))
+    (workdir / "fetch.yaml").write_text("- data=mnist\n- data.root=" + str(workdir / "elsewhere") + "\n")
+    return {"run": str(run), "rows": str(workdir / "rows.npy"), "fifo": str(workdir / "fifo"), "fetch": str(workdir / "fetch.yaml"),
+            "dangling": str(workdir / "dangling"), "to_device": str(workdir / "to_device")}
+
+
 CASES = [
     # -- dl train: choices, types and ranges ----------------------------------------------------------
     ("unknown model", ["train", "model=transformer"], nothing, "unknown model 'transformer': choose one of"),
@@ -160,6 +173,18 @@ CASES = [
     ("eval a raw pickle", ["eval", "{pickle}"], damaged_run, "cannot be read safely"),
     ("eval a hostile config", ["eval", "{hostile}"], damaged_run, "os.system"),
     ("eval on an absent device", ["eval", "{mismatch}", "--device", "cuda:7"], damaged_run, "cuda:7"),
+    # -- dl predict and dl export: --output is a regular file (a link to one is written through) --------
+    ("predict --output onto a FIFO", ["predict", "{run}", "{rows}", "--output", "{fifo}"], outputs, "fifo is a FIFO (a named pipe)"),
+    ("predict --output onto a device", ["predict", "{run}", "{rows}", "--output", "/dev/null"], outputs,
+     "--output /dev/null is a device"),
+    ("predict --output through a link to nothing", ["predict", "{run}", "{rows}", "--output", "{dangling}"], outputs,
+     "is a link to nothing"),
+    ("export --output through a link to a device", ["export", "{run}", "--format", "torchscript", "--output", "{to_device}"],
+     outputs, "is a device (through a link)"),
+    ("export --output onto a FIFO", ["export", "{run}", "--format", "torchscript", "--output", "{fifo}"], outputs, "is a FIFO"),
+    # -- a file from elsewhere never chooses where a download goes --------------------------------------
+    ("download into a folder a file names", ["train", "--overrides-file", "{fetch}", "data.download=true"], outputs,
+     "names data.root="),
     # -- dl sweep -------------------------------------------------------------------------------------
     ("sweep nothing", ["sweep", "grid", "trainer.epochs=2"], nothing, "nothing to sweep"),
     ("sweep a bad value", ["sweep", "grid", "optim.lr=0.1,abc"], nothing, "optim.lr=abc"),

@@ -35,18 +35,20 @@ def made(tmp_path_factory):
                   "trainer.progress=false", "trainer.checkpoint_every=0"]
         assert run_cli("train", *common, "--name", "sent").exit_code == 0
         assert run_cli("sweep", "grid", "optim.lr=0.1,0.01", *common, "--name", "sent").exit_code == 0
+        assert run_cli("train", *common, "split.kfold=2", "--name", "sentk").exit_code == 0
     finally:
         os.chdir(previous)
     run = next((home / "runs" / "sent").iterdir())
     sweep = next((home / "runs" / "sweeps" / "sent").iterdir())
-    return home, run, sweep
+    kfold = next((home / "runs" / "sentk").iterdir())
+    return home, run, sweep, kfold
 
 
 @pytest.fixture
 def case(made, tmp_path, monkeypatch):
     """A fresh copy of the received directories in an empty working directory, plus a folder
     outside them holding files a hostile link may point at."""
-    home, run, sweep = made
+    home, run, sweep, kfold = made
     work = tmp_path / "work"
     work.mkdir()
     for name in ("table.csv", "new.csv"):
@@ -54,13 +56,15 @@ def case(made, tmp_path, monkeypatch):
     received_run, received_sweep = work / "received" / "run", work / "received" / "sweep"
     shutil.copytree(run, received_run, symlinks=True)
     shutil.copytree(sweep, received_sweep, symlinks=True)
+    shutil.copytree(kfold, work / "received" / "kfold", symlinks=True)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "victim").write_text("precious\n")
     (outside / "001").mkdir()
     (outside / "001" / "keep").write_text("keep me\n")
     monkeypatch.chdir(work)
-    return {"run": received_run, "sweep": received_sweep, "outside": outside, "marker": tmp_path / "MARK", "work": work}
+    return {"run": received_run, "sweep": received_sweep, "kfold": work / "received" / "kfold", "outside": outside,
+            "marker": tmp_path / "MARK", "work": work, "above": tmp_path}
 
 
 # -- payloads: each turns a received directory hostile -----------------------------------------------
@@ -185,6 +189,15 @@ def summary_fields_of_other_types(c):
     summary.write_text(__import__("json").dumps(content))
 
 
+def mlflow_store_in_a_folder_above(c):
+    """A store in a folder that holds the run (any, up to /) rather than in its runs directory: a
+    resume would create the database and an mlartifacts/ there."""
+    def change(cfg):
+        cfg["logger"] = {"mlflow": {"_target_": "dlcli.tracking.mlflow.MLflowLogger", "experiment": None, "parent_run_id": None,
+                                    "tracking_uri": f"sqlite:///{c['above']}/above.db"}}
+    edit_config(c["run"] / "config.yaml", change)
+
+
 def an_optimizer_that_needs_a_closure(c):
     edit_config(c["run"] / "config.yaml", lambda cfg: cfg["optim"].update(_target_="torch.optim.LBFGS"))
 
@@ -199,7 +212,7 @@ RUN_PAYLOADS = [code_in_data_target, hub_load_of_a_local_hubconf, os_system_as_a
                 dl_class_that_writes_where_it_is_told, a_logger_class_elsewhere_with_a_store_outside,
                 overrides_reach_hydra_searchpath, overrides_with_an_escaped_interpolation, overrides_send_the_run_elsewhere,
                 a_download_into_a_place_the_file_names, json_files_of_other_shapes, summary_fields_of_other_types,
-                an_optimizer_that_needs_a_closure, a_program_as_a_target]
+                an_optimizer_that_needs_a_closure, a_program_as_a_target, mlflow_store_in_a_folder_above]
 
 
 def sweep_override_runs_code(c):
@@ -254,9 +267,38 @@ def sweep_space_changed_under_its_study(c):
     failed.write_text(failed.read_text().replace('"completed"', '"failed"'))
 
 
+def a_download_the_sweep_names(c):
+    """sweep.yaml and best.yaml choose MNIST with data.root outside and data.download=true: a resume,
+    or a run from best.yaml, would download there (creating MNIST/raw/ even without a network)."""
+    data = ["data=mnist", f"data.root={c['outside'] / 'data'}", "data.download=true"]
+    for name in ("sweep.yaml", "best.yaml"):
+        path = c["sweep"] / name
+        settings = yaml.safe_load(path.read_text())
+        settings["overrides"] = [o for o in settings["overrides"] if not o.startswith("data")] + data
+        path.write_text(yaml.safe_dump(settings))
+    failed = c["sweep"] / "trials" / "001" / "summary.json"
+    failed.write_text(failed.read_text().replace('"completed"', '"failed"'))
+
+
+def sweep_composes_from_a_config_dir_it_names(c):
+    """sweep.yaml's config_dirs names a folder of options (one of them downloads into a folder
+    outside), and its overrides choose that option: a file choosing where configs are read from."""
+    options = c["sweep"] / "options" / "data"
+    options.mkdir(parents=True)
+    (options / "fetch.yaml").write_text(yaml.safe_dump({"_target_": "dlcli.data.images.load_torchvision", "name": "mnist",
+                                                        "root": str(c["outside"] / "data"), "download": True}))
+    path = c["sweep"] / "sweep.yaml"
+    settings = yaml.safe_load(path.read_text())
+    settings["overrides"] = [o for o in settings["overrides"] if not o.startswith("data")] + ["data=fetch"]
+    settings["config_dirs"] = [str(c["sweep"] / "options")]
+    path.write_text(yaml.safe_dump(settings))
+    failed = c["sweep"] / "trials" / "001" / "summary.json"
+    failed.write_text(failed.read_text().replace('"completed"', '"failed"'))
+
+
 SWEEP_PAYLOADS = [sweep_override_runs_code, sweep_trials_is_a_link_out, sweep_study_is_a_link_out,
                   sweep_environment_interpolation, sweep_yaml_bomb, sweep_logs_to_a_store_outside,
-                  sweep_space_changed_under_its_study]
+                  sweep_space_changed_under_its_study, a_download_the_sweep_names, sweep_composes_from_a_config_dir_it_names]
 
 
 # -- commands: each opens a received directory --------------------------------------------------------
@@ -287,7 +329,11 @@ SWEEP_COMMANDS = {
 
 
 def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes and every folder (an empty MNIST/raw/ that a download began counts)."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+STORES = ("above.db", "mlflow.db", "mlartifacts", "mlruns")  # what an MLflow store leaves beside itself
 
 
 def check_case(c, args: list[str]) -> None:
@@ -298,6 +344,9 @@ def check_case(c, args: list[str]) -> None:
     where = " ".join(args)
     assert not c["marker"].exists(), f"code ran: {where}"
     assert snapshot(c["outside"]) == before, f"wrote outside the received directory: {where}"
+    for folder in (c["above"], c["work"], c["work"] / "received"):  # the folders that hold the received directories
+        made = [name for name in STORES if (folder / name).exists()]
+        assert not made, f"an MLflow store outside a runs directory: {folder}/{made}: {where}"
     assert result.exit_code in (0, 1, 2), (where, result.output)  # 1: a run that failed, and said so in one line
     assert result.exception is None or isinstance(result.exception, SystemExit), (where, result.output)
     assert "Traceback" not in result.output, (where, result.output)
@@ -419,3 +468,217 @@ def test_a_copied_run_with_mlflow_logs_nothing_outside_on_resume(tmp_path, monke
     assert "logger=mlflow" in result.stderr and "copied from elsewhere" in result.stderr
     assert read(summary)["status"] == "completed" and "mlflow" in read(summary)["logger_failures"]
     assert snapshot(original / "runs") == artifacts_before
+
+
+# -- run `dl` inside the received directory ---------------------------------------------------------
+# A received directory must not vouch for itself when `dl` runs inside it: its ./conf (trust.yaml,
+# the targets its files name, its options on the search path) and its modules count for nothing
+# in a run, a sweep, a k-fold parent, anything inside them, and any folder the command opens.
+
+def vouching_for_itself(opened: Path, cwd: Path, marker: Path) -> None:
+    """`opened`'s files name code (data._target_ runs source text that touches `marker`); the
+    working directory `cwd` carries what would vouch for it: conf/trust.yaml trusting torch.fx,
+    conf/data/evil.yaml holding the same target (what the overrides, sweep.yaml and best.yaml
+    choose with data=evil)."""
+    payload = {"_target_": "torch.fx.graph_module._exec_with_source", "src": f"import os; os.system('touch {marker}')",
+               "globals": {}}
+    (cwd / "conf" / "data").mkdir(parents=True, exist_ok=True)
+    (cwd / "conf" / "trust.yaml").write_text(yaml.safe_dump({"trust": ["torch.fx", "os"]}))
+    (cwd / "conf" / "data" / "evil.yaml").write_text(yaml.safe_dump(payload))
+    for config in opened.rglob("config.yaml"):
+        edit_config(config, lambda cfg: cfg.update(data=payload))
+    for overrides in opened.rglob("overrides.yaml"):
+        overrides.write_text(yaml.safe_dump(["data=evil"]))
+    for name in ("sweep.yaml", "best.yaml"):
+        if (opened / name).is_file():
+            settings = yaml.safe_load((opened / name).read_text())
+            settings["overrides"] = [o for o in settings["overrides"] if not o.startswith("data")] + ["data=evil"]
+            (opened / name).write_text(yaml.safe_dump(settings))
+    if (opened / "trials" / "001").is_dir():  # so that a resumed sweep has a trial to run
+        failed = opened / "trials" / "001" / "summary.json"
+        failed.write_text(failed.read_text().replace('"completed"', '"failed"'))
+
+
+def interrupted_here(directory: Path) -> None:
+    summary = directory / "summary.json"
+    summary.write_text(summary.read_text().replace('"completed"', '"interrupted"'))
+
+
+# command -> (its arguments given the opened directory as the working directory names it, the exit code)
+RUN_OPENERS = {
+    "eval": (lambda d, c: ["eval", d], 2),
+    "predict": (lambda d, c: ["predict", d, str(c["work"] / "new.csv"), "--output", str(c["work"] / "p.csv")], 2),
+    "export": (lambda d, c: ["export", d, "--format", "torchscript", "--output", str(c["work"] / "m.pt")], 2),
+    "inspect": (lambda d, c: ["inspect", d], 2),
+    "diagnose": (lambda d, c: ["diagnose", d], 0),  # reads the run as plain data, builds nothing: works
+    "train resume=": (lambda d, c: ["train", f"resume={d}"], 2),
+    "train refit=": (lambda d, c: ["train", f"refit={d}"], 2),
+    "train --overrides-file": (lambda d, c: ["train", "--overrides-file", str(Path(d) / "overrides.yaml")], 2),
+}
+SWEEP_OPENERS = {
+    "sweep --resume": (lambda d, c: ["sweep", "grid", "--resume", d], 2),
+    "train refit=": (lambda d, c: ["train", f"refit={d}"], 2),
+    "train --overrides-file best.yaml": (lambda d, c: ["train", "--overrides-file", str(Path(d) / "best.yaml")], 2),
+}
+KFOLD_OPENERS = {
+    "predict": RUN_OPENERS["predict"],
+    "train resume=": RUN_OPENERS["train resume="],
+    "train refit=": RUN_OPENERS["train refit="],
+    "train --overrides-file": RUN_OPENERS["train --overrides-file"],
+}
+# (where: which received directory, the one the command opens inside it, the working directory inside that)
+INSIDE = [
+    ("a run", "run", "", "", RUN_OPENERS),
+    ("a folder inside a run", "run", "", "checkpoints", RUN_OPENERS),
+    ("a trial inside a sweep", "sweep", "trials/000", "", RUN_OPENERS),
+    ("a sweep", "sweep", "", "", SWEEP_OPENERS),
+    ("a sweep, from inside its trial", "sweep", "", "trials/000", SWEEP_OPENERS),
+    ("a fold inside a k-fold parent", "kfold", "fold-1", "", RUN_OPENERS),
+    ("a k-fold parent", "kfold", "", "", KFOLD_OPENERS),
+    ("a k-fold parent, from inside its fold", "kfold", "", "fold-1", KFOLD_OPENERS),
+]
+INSIDE_CASES = [(where, kind, opened, cwd, command, *openers[command])
+                for where, kind, opened, cwd, openers in INSIDE for command in openers]
+
+
+def run_inside(case, kind: str, opened: str, cwd: str, command: str, args, monkeypatch) -> list[str]:
+    """Make the received directory vouch for itself, `cd` into it: the command's arguments."""
+    opened_dir = case[kind] / opened
+    here = opened_dir / cwd
+    vouching_for_itself(opened_dir, here, case["marker"])
+    if command == "train resume=":
+        interrupted_here(opened_dir)  # so that there is something to resume
+    monkeypatch.chdir(here)
+    return args(os.path.relpath(opened_dir, here), case)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where, kind, opened, cwd, command, args, code", INSIDE_CASES,
+                         ids=[f"{case[0]}: {case[4]}" for case in INSIDE_CASES])
+def test_dl_inside_a_received_directory_trusts_nothing_it_carries(case, monkeypatch, where, kind, opened, cwd, command, args, code):
+    """`cd` into the received directory (or a folder inside it) and open it: what it carries in its
+    own conf/ neither trusts its targets nor composes its options; the command refuses in one line
+    (diagnose, which builds nothing, just works) and nothing runs."""
+    result = check_case(case, run_inside(case, kind, opened, cwd, command, args, monkeypatch))
+    assert result.exit_code == code, (where, command, result.output)
+    if code == 2:
+        assert "not trusted" in result.stderr or "unknown data 'evil'" in result.stderr, (where, command, result.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, command", [("run", "eval"), ("run", "train --overrides-file"), ("sweep", "sweep --resume")])
+def test_the_same_conf_in_a_folder_of_the_users_own_is_trusted(case, monkeypatch, kind, command):
+    """The control: the very payload, with the received directory's rule switched off, runs (the
+    marker appears). So the table above is refused by the rule, not by a payload that could not run."""
+    import dlcli.workdir
+
+    monkeypatch.setattr(dlcli.workdir, "received_here", lambda: None)
+    args, _ = (SWEEP_OPENERS if kind == "sweep" else RUN_OPENERS)[command]
+    run_cli(*run_inside(case, kind, "", "", command, args, monkeypatch))
+    assert case["marker"].exists(), "the payload did not run even where it is trusted: the table proves nothing"
+
+
+@pytest.mark.slow
+def test_a_received_directory_is_not_on_the_import_path(case, tmp_path):
+    """A `hydra_plugins/` package in the working directory runs when Hydra starts if the directory
+    is on the import path: `dl` puts the working directory there for the user's own modules, never
+    a received one. (A real `dl` process: the import path and Hydra's plugins are per process.)"""
+    import subprocess
+    import sys
+
+    def plant(folder: Path, marker: Path) -> None:
+        (folder / "hydra_plugins").mkdir()
+        (folder / "hydra_plugins" / "planted.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+
+    dl = [sys.executable, "-P", "-c", "from dlcli.cli import main; main()"]  # as the `dl` script starts (-P: no '' first)
+    plant(case["run"], case["marker"])
+    refused = subprocess.run([*dl, "train", "resume=."], cwd=case["run"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "already completed" in refused.stderr, refused.stderr
+    assert not case["marker"].exists(), "a received directory's hydra_plugins ran"
+    own, mark = tmp_path / "mine", tmp_path / "MINE"
+    own.mkdir()
+    plant(own, mark)
+    subprocess.run([*dl, "train", "--cfg"], cwd=own, capture_output=True, text=True, timeout=120)
+    assert mark.exists(), "the user's own working directory is on the import path (their modules, their plugins)"
+
+
+def test_what_makes_a_directory_received(case, monkeypatch, tmp_path):
+    """dlcli.workdir's rule, directly: dl's directories (by the files dl writes first, two of them,
+    so that a project's lone config.yaml or sweep.yaml is not taken for one), anything inside them,
+    and a folder the command opens (whatever it holds)."""
+    from dlcli import workdir
+
+    assert workdir.made_by_dl(case["run"]) == "a run directory"
+    assert workdir.made_by_dl(case["sweep"]) == "a sweep directory"
+    assert workdir.made_by_dl(case["kfold"]) == "a k-fold run directory"
+    assert workdir.made_by_dl(case["sweep"] / "trials" / "000") == "a run directory"
+    project = tmp_path / "project"
+    (project / "conf").mkdir(parents=True)
+    (project / "config.yaml").write_text("a: 1\n")
+    (project / "sweep.yaml").write_text("method: bayes\n")  # a W&B sweep file, say
+    assert workdir.made_by_dl(project) is None
+    monkeypatch.chdir(project)
+    assert workdir.received_here() is None and workdir.own_conf() == project / "conf"
+    monkeypatch.chdir(case["run"] / "checkpoints")
+    assert "a run directory dl made" in workdir.received_here() and workdir.own_conf() is None
+    plain = tmp_path / "sent" / "inner"  # no marker files at all: received because the command opens it
+    plain.mkdir(parents=True)
+    (plain / "conf").mkdir()
+    monkeypatch.chdir(plain)
+    assert workdir.own_conf() == plain / "conf"
+    workdir.opening(plain.parent / "best.yaml")
+    assert "opened by this command" in workdir.received_here() and workdir.own_conf() is None
+
+
+# -- the MLflow store a received config may name ----------------------------------------------------
+
+def test_a_local_mlflow_store_lies_exactly_in_the_runs_directory_that_holds_the_run(tmp_path):
+    """Beside the runs directory means in it: not in any folder above the run (up to /), not inside
+    a run; a trial's and a fold's runs directory is their sweep's or parent's; a run that is not
+    where dl puts runs has none (and logs nowhere)."""
+    from dlcli.tracking.mlflow import check_store_beside, default_tracking_uri
+
+    runs = tmp_path / "project" / "runs"
+    run = runs / "train" / "2026-11-24_10-31-07"
+    sweep = runs / "sweeps" / "s" / "2026-11-24_10-31-08"
+    for folder in (run, sweep / "trials" / "003" / "fold-2"):
+        folder.mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text("kind: grid\n")
+    home = runs.resolve()
+    assert default_tracking_uri(run) == f"sqlite:///{home / 'mlflow.db'}"
+    for directory in (run, sweep, sweep / "trials" / "003", sweep / "trials" / "003" / "fold-2"):
+        assert check_store_beside(f"sqlite:///{home / 'mlflow.db'}", directory) == home / "mlflow.db"
+        assert check_store_beside(f"file://{home / 'mlruns'}", directory) is not None
+        assert check_store_beside("http://tracking.example:5000", directory) is None  # a server is not a place here
+        for elsewhere in (tmp_path / "project" / "x.db", tmp_path / "x.db", Path("/x.db"), run / "x.db", runs / "train" / "x.db"):
+            with pytest.raises(ValueError, match="is not in .*, the runs directory that holds the run"):
+                check_store_beside(f"sqlite:///{elsewhere}", directory)
+    copied = tmp_path / "Downloads" / "R"  # a run copied to a folder of another name: no runs directory
+    copied.mkdir(parents=True)
+    for uri in (f"sqlite:///{tmp_path / 'Downloads' / 'mlflow.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        with pytest.raises(ValueError, match="not inside a runs directory"):
+            check_store_beside(uri, copied)
+    with pytest.raises(ValueError, match="not inside a runs directory"):
+        default_tracking_uri(copied)
+
+
+# -- --output onto a link ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_output_onto_a_link_writes_through_to_its_file(case, command):
+    """--output naming a link writes the regular file it leads to (through a chain of links too);
+    the links stay links. (Replacing them would replace, run as root, `--output /dev/stdout`.)"""
+    target = case["outside"] / "kept.out"
+    target.write_text("old\n")
+    (case["work"] / "middle").symlink_to(target)
+    link = case["work"] / "out"
+    link.symlink_to(case["work"] / "middle")
+    args = (["predict", str(case["run"]), "new.csv"] if command == "predict"
+            else ["export", str(case["run"]), "--format", "torchscript"])
+    result = run_cli(*args, "--output", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and (case["work"] / "middle").is_symlink()
+    assert target.read_bytes() != b"old\n" and link.read_bytes() == target.read_bytes()
+    if command == "export":
+        assert (case["outside"] / "kept.out.json").is_file()  # the sidecar beside the file written
+    assert not [p for p in case["outside"].iterdir() if p.name.startswith(".")], "a temporary file was left"

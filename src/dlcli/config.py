@@ -2,7 +2,8 @@
 
 The built-in configs live in the package (`dlcli/conf`), so `dl` works from any directory. A
 `./conf` in the working directory and any `--config-dir` are added to Hydra's search path so users
-can add their own options and experiments next to the built-in ones.
+can add their own options and experiments next to the built-in ones (./conf only where the working
+directory is the user's own, not a received one: dlcli.workdir).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ CONFIG_MODULE = "dlcli.conf"
 
 
 def search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
-    """Extra config directories: ./conf (if present) and each --config-dir, as file:// paths."""
+    """Extra config directories: ./conf (when the working directory is the user's own:
+    dlcli.workdir) and each --config-dir, as file:// paths."""
+    from dlcli.workdir import own_conf
+
     dirs: list[Path] = []
-    local = Path.cwd() / "conf"
-    if local.is_dir():
+    local = own_conf()
+    if local is not None:
         dirs.append(local)
     for d in config_dirs:
         p = Path(d).expanduser()
@@ -51,8 +55,11 @@ def read_overrides_file(path: str | Path, trust: Sequence[str] = (), what: str |
     from dlcli.received import read_yaml
     from dlcli.trust import check_trusted_overrides
 
+    from dlcli.workdir import opening
+
     what = what or f"--overrides-file {path}"
     file = Path(path).expanduser()
+    opening(file)  # its folder is received: a ./conf there is not the user's
     if not file.is_file():
         raise UserError(f"{what}: no such file (give a sweep's best.yaml or a run's overrides.yaml)")
     content = read_yaml(file, what)
@@ -65,6 +72,22 @@ def read_overrides_file(path: str | Path, trust: Sequence[str] = (), what: str |
     # resume and runs_dir are where that run lived, not settings to repeat: a new run goes where this
     # command says
     return [o for o in overrides if override_key(o) not in ("resume", "runs_dir")]
+
+
+def downloads_only_as_typed(cfg: DictConfig, from_file: Sequence[str], typed: Sequence[str], what: str) -> None:
+    """A config composed with overrides read from a file (which may come from someone else)
+    downloads only when the user types data.download=true, and never into a data.root that only
+    the file names: a download writes there. Otherwise its data is read where it already is."""
+    from dlcli.received import never_download
+
+    typed_keys = {override_key(o) for o in typed}
+    data = cfg.get("data")
+    if "data.download" not in typed_keys or not isinstance(data, DictConfig) or not data.get("download"):
+        never_download(cfg)
+        return
+    if "data.root" in {override_key(o) for o in from_file} and "data.root" not in typed_keys:
+        raise UserError(f"data.download=true with {what}, which names data.root={data.get('root')}: a download goes only "
+                        "where you say; type data.root=PATH too")
 
 
 REQUIRED_GROUPS = ("data", "model", "optim")  # a run cannot do without these
@@ -260,10 +283,12 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str], config_dirs: 
         options = sorted(getattr(exc, "options", None) or [])
         missing = getattr(exc, "missing_cfg_file", "") or ""
         group, _, option = missing.rpartition("/")
+        from dlcli.workdir import set_aside
+
         if group and options:
-            return f"unknown {group} '{option}': choose one of {', '.join(options)}"
+            return f"unknown {group} '{option}': choose one of {', '.join(options)}{set_aside('./conf')}"
         if group:
-            return f"unknown {group} '{option}'"
+            return f"unknown {group} '{option}'{set_aside('./conf')}"
         return first_line(message)
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, ValidationError) and "Error merging override" in message:
@@ -364,9 +389,11 @@ def option_name(group: str, node) -> str:
 def config_options(group: str) -> list[tuple[str, dict]]:
     import yaml
 
-    if group not in _option_cache:
+    directories = config_directories()
+    key = f"{group}:{':'.join(map(str, directories))}"  # ./conf counts in some directories, not others
+    if key not in _option_cache:
         options = []
-        for directory in config_directories():
+        for directory in directories:
             for file in sorted((directory / group).glob("*.yaml")):
                 try:
                     settings = yaml.safe_load(file.read_text(encoding="utf-8"))
@@ -374,5 +401,5 @@ def config_options(group: str) -> list[tuple[str, dict]]:
                     continue
                 if isinstance(settings, dict):
                     options.append((file.stem, settings))
-        _option_cache[group] = options
-    return _option_cache[group]
+        _option_cache[key] = options
+    return _option_cache[key]

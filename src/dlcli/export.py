@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from dlcli.errors import UserError, first_line
-from dlcli.files import check_no_links_out
+from dlcli.files import check_no_links_out, output_file
 from dlcli.predict import check_output_path
 from dlcli.runs import write_json
 
@@ -51,6 +51,10 @@ def export_run(run_path: str | Path, fmt: str = "onnx", output: str | Path | Non
     check_output_path(destination, output, "model" + SUFFIXES[fmt])
     if output is None:
         check_no_links_out(trained.run_dir)  # the export goes into the run
+        sidecar = sidecar_path(destination)
+    else:  # a link the user named (or the sidecar's name beside it) is written through
+        destination = output_file(destination, output)
+        sidecar = output_file(sidecar_path(destination), sidecar_path(destination))
     wrapped = exported_module(trained.model, trained.record)
     sample, source = verification_rows(trained)
     expected = _outputs(wrapped, sample)
@@ -69,11 +73,10 @@ def export_run(run_path: str | Path, fmt: str = "onnx", output: str | Path | Non
             raise UserError(f"the {fmt} export of {name} does not reproduce the PyTorch model on {len(sample)} {source} "
                             f"(largest difference {difference:.3g}, tolerance rtol={TOLERANCE['rtol']:g} atol={TOLERANCE['atol']:g}): "
                             "nothing was written")
-        sidecar = describe(trained, fmt, destination, len(sample), difference, source)
-        write_json(Path(scratch) / "sidecar.json", sidecar)
+        described = describe(trained, fmt, destination, len(sample), difference, source)
         os.replace(file, destination)
-        os.replace(Path(scratch) / "sidecar.json", sidecar_path(destination))
-    return {**sidecar, "path": str(destination), "sidecar": str(sidecar_path(destination))}
+    write_json(sidecar, described)  # fresh and renamed into place, beside wherever the sidecar's name leads
+    return {**described, "path": str(destination), "sidecar": str(sidecar)}
 
 
 def sidecar_path(destination: Path) -> Path:

@@ -6,6 +6,12 @@ through it. Files that grow (train.log, metrics.csv) and the run's .lock are ope
 O_NOFOLLOW. A directory about to be written is first checked for links that lead out of it, and a
 tree is only deleted when it lies inside its directory with no link on the way.
 
+A file the user names outside any run (`--output`) is another matter: the user chose it, links
+and all. A link there is written through (its regular file gets the new contents, the link stays),
+and anything that is not a regular file (a folder, a device, a FIFO, a socket, a link to nothing)
+is refused in one line (`output_file`): replacing `--output /dev/stdout` would replace the
+system's link, and writing a device or a FIFO is not a file dl can make whole.
+
 A full disk is one line (DiskFull) that names the directory, the space the write needed and what
 is free; the half-written temporary file is removed.
 """
@@ -13,10 +19,11 @@ is free; the half-written temporary file is removed.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
+import stat
 import tempfile
-import functools
 from pathlib import Path
 from typing import Callable, IO
 
@@ -47,6 +54,39 @@ def write_atomically(path: Path, write: Callable[[IO], None], binary: bool = Fal
         if out_of_space(exc):
             raise disk_full(path, size_hint, exc) from None
         raise
+
+
+def output_file(path: Path, given: str | Path | None = None) -> Path:
+    """The regular file to write for a path the user named (`--output`): the path itself when
+    nothing is there or a regular file is, the regular file a link leads to (written through: the
+    link stays), and a one-line refusal for anything else, named as what it is."""
+    path = Path(path)
+    shown = f"--output {given if given is not None else path}"
+    try:
+        info = os.stat(path)  # follows links, as far as they lead
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise UserError(f"{shown} is a link to nothing ({os.readlink(path)}): give a file path, or a link to a file") from None
+        return path  # a new file
+    except OSError as exc:  # a loop of links, a name too long, a folder that cannot be looked into
+        raise UserError(f"{shown} cannot be written: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        through = " (through a link)" if path.is_symlink() else ""
+        raise UserError(f"{shown} is {_file_kind(info.st_mode)}{through}: dl writes its output whole into a regular file; "
+                        "give a file path")
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (a named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def write_text(path: Path, text: str) -> None:

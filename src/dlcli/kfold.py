@@ -51,7 +51,10 @@ def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, c
 def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (), trust: Sequence[str] = ()):
     from dlcli.resume import check_resume_overrides
 
+    from dlcli.workdir import opening
+
     parent = Path(str(cfg.resume)).expanduser()
+    opening(parent)
     check_resume_overrides(parent, overrides)
     check_no_links_out(parent)  # its folds are written (and an unstarted one deleted) in it
     if read_summary(parent).get("status") == "completed":

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from dlcli.errors import UserError
-from dlcli.files import check_no_links_out
+from dlcli.files import check_no_links_out, output_file
 
 BATCH_SIZE = 4096
 
@@ -40,7 +40,9 @@ def predict_file(run_path: str | Path, input_path: str | Path, output: str | Pat
     if destination.exists() and destination.resolve() == source.resolve():
         raise UserError(f"--output {output} is the input file: choose another path")
     check_output_path(destination, output, "predictions.csv")
-    if output is None:
+    if output is not None:
+        destination = output_file(destination, output)  # a link the user named is written through
+    else:
         check_no_links_out(home)  # the predictions go into the run
     started, answers, notes, first = time.perf_counter(), [], [], None
     for run, record in zip(models, records):  # each fold prepares the input with what its own training rows taught it
@@ -82,7 +84,10 @@ def model_runs(run_path: str | Path, fold: int | None) -> tuple[Path, list[Path]
     fold of a k-fold run (only fold `fold` with --fold)."""
     from dlcli.runs import is_kfold_parent, read_summary
 
+    from dlcli.workdir import opening
+
     path = Path(str(run_path)).expanduser()
+    opening(path)
     if not is_kfold_parent(path):
         if fold is not None:
             raise UserError(f"--fold {fold} picks one model of a k-fold run, and {run_path} is a single run: drop --fold")
@@ -178,8 +183,9 @@ def check_output_path(destination: Path, given, example: str) -> None:
 
 def _write_whole(table, destination: Path) -> None:
     """Write a fresh hidden file beside the destination and rename it: an interrupted write leaves
-    no half file, and a link at the destination is replaced, not written through. Hidden files
-    that an earlier, killed `dl predict` of the same output left are removed first."""
+    no half file. (A link the user named with --output was followed to its file before: the link
+    stays; in a run, a link is replaced.) Hidden files that an earlier, killed `dl predict` of the
+    same output left are removed first."""
     from dlcli.files import write_atomically
 
     try:

@@ -57,6 +57,15 @@ def read_json(path: Path, what: str | None = None) -> Any:
         raise UserError(f"{what} is not readable JSON ({first_line(exc)}): restore it from a copy") from None
 
 
+def never_download(config: Any) -> None:
+    """A config read from a received file, or composed with overrides from one (an --overrides-file,
+    a resumed sweep's sweep.yaml), never downloads: a download writes into data.root, a folder the
+    file may name. Reading data already there is fine. (A plain dict or a DictConfig, in place.)"""
+    data = config.get("data") if config is not None else None
+    if data is not None and hasattr(data, "get") and data.get("download"):
+        data["download"] = False
+
+
 def check_no_interpolation(value: Any, what: str, path: str = "") -> None:
     """Refuse `${...}` anywhere in a received value (keys included)."""
     if isinstance(value, str):

@@ -33,7 +33,10 @@ def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str]
     """The config a refit trains, and the facts its summary records (source, epochs and why)."""
     from dlcli.runs import best_trial, is_kfold_parent, is_sweep_dir
 
+    from dlcli.workdir import opening
+
     source = Path(str(cfg.refit)).expanduser()
+    opening(source)
     extra = [o for o in overrides if override_key(o) not in REFIT_OVERRIDES and not override_key(o).startswith("logger.")]
     if extra:
         raise UserError(f"refit trains {source}'s own config again, so '{extra[0]}' cannot apply: drop it "

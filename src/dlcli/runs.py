@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -273,6 +274,26 @@ def is_sweep_dir(path) -> bool:
     return (path / "sweep.yaml").is_file() and (path / "trials").is_dir()
 
 
+STAMP = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(-\d+)?")  # create_run_dir's names: 2026-11-24_10-31-07[-N]
+
+
+def runs_dir_holding(directory: str | Path) -> Path | None:
+    """The runs directory that holds a run, sweep or k-fold directory, by where dl puts each one:
+    <runs_dir>/<name>/<timestamp>/ (a sweep: <runs_dir>/sweeps/<name>/<timestamp>/), a fold at
+    <k-fold parent>/fold-N/, a trial at <sweep>/trials/NNN/. None for a directory that is not laid
+    out so (a run copied to a folder of another name): it has no runs directory."""
+    path = Path(directory).expanduser().resolve()
+    if re.fullmatch(r"fold-\d+", path.name):
+        path = path.parent  # a fold: its k-fold parent (itself perhaps a sweep's trial)
+    if path.parent.name == "trials" and re.fullmatch(r"\d{3,}", path.name):
+        path = path.parent.parent  # a trial: its sweep
+    if not STAMP.fullmatch(path.name) or len(path.parents) < 2:
+        return None
+    if path.parent.parent.name == "sweeps" and len(path.parents) > 2 and is_sweep_dir(path):
+        return path.parents[2]
+    return path.parents[1]
+
+
 def best_trial(sweep_dir: Path) -> Path:
     """The directory of a sweep's best trial, by the number its summary records (never a path it
     holds: a received sweep's summary must not lead out of it)."""
@@ -291,8 +312,11 @@ def best_trial(sweep_dir: Path) -> Path:
 
 
 def find_run(path: str | Path) -> Path:
-    """A run directory given by the user, checked to be one."""
+    """A run directory given by the user, checked to be one (and, from now on, received: dlcli.workdir)."""
+    from dlcli.workdir import opening
+
     run_dir = Path(path).expanduser()
+    opening(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{path} is not a directory: give a run directory such as runs/train/<timestamp>")
     if is_sweep_dir(run_dir):
@@ -322,18 +346,18 @@ def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
     from omegaconf import OmegaConf
 
     from dlcli.moved_targets import modernize
-    from dlcli.received import read_yaml
+    from dlcli.received import never_download, read_yaml
     from dlcli.trust import check_trusted_targets
+    from dlcli.workdir import opening
 
+    opening(run_dir)  # before trust.yaml is looked for: inside it, ./conf vouches for nothing
     path = Path(run_dir) / "config.yaml"
     content = read_yaml(path)
     if not isinstance(content, dict) or "trainer" not in content or "data" not in content:
         raise UserError(f"{path} is not a dl run config (no data or trainer section): restore it from a copy of the run")
     modernize(content)  # a run written by an earlier dl names classes where they were then
     check_trusted_targets(content, trust, source=str(path))
-    data = content.get("data")
-    if isinstance(data, dict) and data.get("download"):
-        data["download"] = False  # never fetch into a place a saved file names (a dl train of your own may)
+    never_download(content)  # never fetch into a place a saved file names (a dl train of your own may)
     try:
         return OmegaConf.create(content)
     except Exception as exc:  # keys OmegaConf cannot hold (not strings): not a config dl wrote

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 import pkgutil
 import sys
 
@@ -144,10 +143,9 @@ def checked_options(declare):
 
 
 def main() -> None:
-    # Your own modules (mypkg.MyNet, mypkg.MyCallback) are imported from the directory you run dl in,
-    # as `python -m` would; appended, so they never shadow an installed package.
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+    from dlcli.workdir import use_own_modules
+
+    use_own_modules()  # your own modules (mypkg.MyNet) import from the directory you run dl in, unless it is received
     app(prog_name="dl")
 
 

@@ -26,12 +26,14 @@ class TrialAsker:
     Ctrl-C until they are done (Optuna breaks its file lock when interrupted waiting for it)."""
 
     def __init__(self, study, sweep_dir: Path, settings: SweepSettings, space: SearchSpace, metric: str, mode: str,
-                 threads: int, config_dirs, extra: list[str], again: dict[int, dict[str, str]], pruning, study_name: str):
+                 threads: int, config_dirs, extra: list[str], again: dict[int, dict[str, str]], pruning, study_name: str,
+                 received: bool = False):
         from dlcli.sweep.study import distributions
 
         self.study, self.sweep_dir, self.settings, self.space = study, sweep_dir, settings, space
         self.metric, self.mode, self.threads, self.config_dirs, self.extra = metric, mode, threads, list(config_dirs), extra
         self.pruning, self.study_name = pruning, study_name
+        self.received = received  # the overrides come from a sweep.yaml read back: its trials never download
         self.known = dict(again)
         if not KINDS[settings.kind].draws:  # a grid's trial N is its N-th combination
             self.known.update({n: params for n, params in enumerate(grid_combinations(space)) if n not in again})
@@ -69,7 +71,7 @@ class TrialAsker:
             yield TrialSpec(number, trial_params(self.space, trial), self.space.fixed,
                             str(self.sweep_dir / "trials" / f"{number:03d}"), self.metric, self.mode, self.pruning,
                             self.threads, self.config_dirs, extra=list(self.extra), sweep_dir=str(self.sweep_dir),
-                            trial_id=trial_id_of(trial), study_name=self.study_name)
+                            trial_id=trial_id_of(trial), study_name=self.study_name, received=self.received)
 
     def tell(self, record: dict) -> None:
         import time

@@ -92,3 +92,19 @@ class OpenSweep:
     parents: list = field(default_factory=list)  # the sweep's own run in loggers that nest (dlcli.tracking)
     named: list = field(default_factory=list)  # name=<--name> for every trial, unless the overrides name them
     devices: int = 1  # processes each trial trains with (trainer.devices)
+
+
+def saved_config_dirs(saved: dict, sweep_dir: Path) -> list[str]:
+    """The --config-dir a resumed sweep composes from is typed again: sweep.yaml's own list says
+    where the sweep was first composed from, and a file that may come from someone else may not
+    choose where configs are read from (as hydra.searchpath in it may not)."""
+    import shlex
+
+    from dlcli.errors import UserError
+
+    named = [str(d) for d in saved.get("config_dirs") or []]
+    if named:
+        again = " ".join(f"--config-dir {shlex.quote(d)}" for d in named)
+        raise UserError(f"--resume {sweep_dir} was composed with {again}: give it again if it is yours "
+                        "(a sweep's own file may not choose where configs are read from)")
+    return []

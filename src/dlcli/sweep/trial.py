@@ -31,6 +31,7 @@ class TrialSpec:
     sweep_dir: str | None = None  # where the sweep's Optuna study is (study.journal)
     trial_id: int | None = None  # this trial in that study: it reports its epochs (or folds) there for pruning
     study_name: str = STUDY_NAME
+    received: bool = False  # the overrides come from a sweep.yaml read back (--resume): never a download
 
     @property
     def overrides(self) -> list[str]:
@@ -62,6 +63,10 @@ def run_trial(spec: TrialSpec) -> dict:
     record = {"number": spec.number, "status": "failed", "params": spec.params, "run_dir": str(trial_dir), "message": None}
     try:
         cfg = compose(spec.overrides, spec.config_dirs)
+        if spec.received:
+            from dlcli.received import never_download
+
+            never_download(cfg)  # a download writes into data.root, which the file may name
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
         reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
         # its epochs (or folds) go to the sweep's study: for the pruner and for optuna-dashboard's curves

@@ -2,9 +2,11 @@
 <runs_dir>/mlartifacts/), nested under a sweep's or k-fold's parent run.
 
 Resume continues the same MLflow run (epochs are sent only once last.pt holds them, so a resumed
-run never sends an epoch twice). A local store must lie in the runs directory that holds the run:
-a run or store copied from elsewhere records another machine's paths, and dl writes nothing
-outside the runs directory (the logger says why and goes off; training goes on).
+run never sends an epoch twice). A local store must lie in the runs directory that holds the run
+(dlcli.runs.runs_dir_holding: <runs_dir>/<name>/<timestamp>/ -> <runs_dir>), not in any folder
+above it: a run or store copied from elsewhere records another machine's paths, a received config
+may name any place, and dl writes nothing outside the runs directory (the logger says why and goes
+off; training goes on).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 
 from dlcli.files import write_text
-from dlcli.runs import git_commit
+from dlcli.runs import git_commit, runs_dir_holding
 from dlcli.tracking.base import ParentRun, RunLogger, final_numbers, require
 
 MLFLOW_RECORD = "mlflow.json"  # in a run (or sweep, or k-fold parent): which MLflow run it is
@@ -26,7 +28,7 @@ class MLflowLogger(RunLogger):
     """An MLflow run per dl run (nested under a sweep's or k-fold's parent run): the flattened
     config as params, each epoch's metrics with step = epoch, tags for the status, run directory and
     git commit, and config.yaml and summary.json as artifacts (pictures follow from dlcli.plots).
-    The store is runs_dir/mlflow.db unless `tracking_uri` names another."""
+    The store is <runs dir that holds the run>/mlflow.db unless `tracking_uri` names another."""
 
     option = "mlflow"
 
@@ -45,9 +47,10 @@ class MLflowLogger(RunLogger):
             self.client, self.run_id = recorded_mlflow_run(self.run.run_dir)
             self.client.update_run(self.run_id, status="RUNNING")
             return
-        # a local store lives in the runs directory (a folder above this run), whoever wrote the config
-        check_store_beside(self.tracking_uri or default_tracking_uri(self.run.cfg.runs_dir, create=False), self.run.run_dir)
-        self.client = mlflow_client(self.tracking_uri, self.run.cfg)
+        # a local store lives in the runs directory that holds this run, whoever wrote the config
+        uri = self.tracking_uri or default_tracking_uri(self.run.run_dir)
+        check_store_beside(uri, self.run.run_dir)
+        self.client = mlflow_client(uri)
         experiment_id = experiment_id_for(self.client, self.experiment or str(self.run.cfg.name))
         check_artifacts_beside(self.client, experiment_id=experiment_id)
         tags = {"dl.run_dir": str(self.run.run_dir), "dl.status": "running"}
@@ -139,14 +142,14 @@ class MLflowLogger(RunLogger):
             node.tracking_uri = None
 
 
-def mlflow_client(tracking_uri: str | None, cfg):
+def mlflow_client(tracking_uri: str):
     import logging
 
     from mlflow.tracking import MlflowClient
 
     for name in ("mlflow", "alembic"):  # their INFO lines (creating tables, ...) are not the user's business
         logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri or default_tracking_uri(cfg.runs_dir))  # cfg: only when no URI is given
+    return MlflowClient(tracking_uri)
 
 
 def recorded_mlflow_run(directory: Path):
@@ -164,21 +167,29 @@ def recorded_mlflow_run(directory: Path):
     if not isinstance(run_id, str) or not isinstance(uri, str):
         raise ValueError(f"{directory / MLFLOW_RECORD} is damaged (no run_id and tracking_uri)")
     check_store_beside(uri, directory)
-    client = mlflow_client(uri, None)
+    client = mlflow_client(uri)
     check_artifacts_beside(client, run_id=run_id)
     return client, run_id
 
 
 def check_store_beside(uri: str, directory: Path) -> Path | None:
-    """A local MLflow store (its file) must lie in a folder above `directory` (the runs directory
-    that holds the run, where the default store runs/mlflow.db is); a server is not a place on this
-    disk (None). Otherwise why this run cannot log there: the store was copied from elsewhere, or a
-    config names another place, and dl writes nothing outside the runs directory."""
+    """A local MLflow store (its file, or a file store's folder) must lie directly in the runs
+    directory that holds `directory` (where the default store runs/mlflow.db is), so that it and its
+    mlartifacts/ beside it are inside that runs directory; a server is not a place on this disk
+    (None). Otherwise why this run cannot log there: the store was copied from elsewhere, or a config
+    names another place (any folder above the run, up to /), and dl writes nothing outside the runs
+    directory."""
     store = _local_path(uri)
-    if store is not None and not _inside(Path(directory).resolve(), store.resolve().parent):
-        raise ValueError(f"the MLflow store {uri} is not in the runs directory that holds {directory} (copied from elsewhere, "
-                         "or named by the config): dl writes nothing outside it, so this run is not logged to MLflow "
-                         "(for a store kept elsewhere, use an MLflow server)")
+    if store is None:
+        return None
+    home = runs_dir_holding(directory)
+    if home is None:
+        raise ValueError(f"not inside a runs directory (<runs_dir>/<name>/<timestamp>/), {directory} has no place for the MLflow "
+                         f"store {uri}: dl writes nothing outside the run, so this run is not logged to MLflow")
+    if store.expanduser().resolve().parent != home:
+        raise ValueError(f"copied from elsewhere or named by the config, the MLflow store {uri} is not in {home}, the runs directory "
+                         "that holds the run: dl writes nothing outside it, so this run is not logged to MLflow (for a store "
+                         "kept elsewhere, use an MLflow server)")
     return store
 
 
@@ -219,11 +230,13 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def default_tracking_uri(runs_dir, create: bool = True) -> str:
-    path = Path(str(runs_dir)).expanduser().resolve()
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path / 'mlflow.db'}"
+def default_tracking_uri(directory: Path) -> str:
+    """The default store of a run, sweep or k-fold directory: mlflow.db in the runs directory that holds it."""
+    home = runs_dir_holding(directory)
+    if home is None:
+        raise ValueError(f"not inside a runs directory (<runs_dir>/<name>/<timestamp>/), {directory} has no place for an MLflow "
+                         "store: dl writes nothing outside the run, so this run is not logged to MLflow")
+    return f"sqlite:///{home / 'mlflow.db'}"
 
 
 def experiment_id_for(client, name: str) -> str:
@@ -232,11 +245,13 @@ def experiment_id_for(client, name: str) -> str:
         return found.experiment_id
     # With the default local store, artifacts live beside it (runs/mlartifacts/), not in ./mlruns
     # of whatever directory dl happened to run in; a server keeps its own artifact store.
+    # (any sqlite URI: MLflow's own default for a database store is ./mlruns in the working directory)
     location = None
-    if client.tracking_uri.startswith("sqlite:///"):
+    store = _local_path(client.tracking_uri)
+    if store is not None and client.tracking_uri.lower().startswith("sqlite"):
         from dlcli.runs import ARTIFACTS_DIR
 
-        location = (Path(client.tracking_uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR).as_uri()
+        location = (store.expanduser().resolve().parent / ARTIFACTS_DIR).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # another process created it a moment ago
@@ -274,8 +289,9 @@ def _open_parent_run(directory: Path, cfg, node, kind: str, params: dict) -> Par
         client, run_id = recorded_mlflow_run(directory)
         client.update_run(run_id, status="RUNNING")
     else:
-        check_store_beside(node.get("tracking_uri") or default_tracking_uri(cfg.runs_dir, create=False), directory)
-        client = mlflow_client(node.get("tracking_uri"), cfg)
+        uri = node.get("tracking_uri") or default_tracking_uri(directory)
+        check_store_beside(uri, directory)
+        client = mlflow_client(uri)
         experiment_id = experiment_id_for(client, node.get("experiment") or str(cfg.name))
         check_artifacts_beside(client, experiment_id=experiment_id)
         tags = {"dl.run_dir": str(directory), "dl.kind": kind, "dl.status": "running"}
