@@ -630,6 +630,25 @@ def test_what_makes_a_directory_received(case, monkeypatch, tmp_path):
     assert "opened by this command" in workdir.received_here() and workdir.own_conf() is None
 
 
+@pytest.mark.slow
+def test_an_overrides_file_writes_into_no_folder_it_names(case, monkeypatch):
+    """An --overrides-file that names data.cache_dir (and data.root) for an image folder: the folder
+    is read where it is, its decoded cache goes to the user's own cache directory, never to the
+    folder the file names; typed by the user, data.cache_dir is used."""
+    from image_fixtures import write_image_folder
+
+    pets = write_image_folder(case["work"] / "pets", per_class=8, sizes=((12, 12),))
+    named = case["outside"] / "cache"
+    (case["work"] / "sent.yaml").write_text(yaml.safe_dump(
+        ["data=imagefolder", f"data.root={pets}", "data.cache=memory", f"data.cache_dir={named}", "model=lenet"]))
+    quick = ["trainer.epochs=1", "trainer.plots=false", "trainer.progress=false", "-q"]
+    check_case(case, ["train", "--overrides-file", str(case["work"] / "sent.yaml"), *quick])
+    assert not named.exists() and any(Path(os.environ["XDG_CACHE_HOME"]).rglob("*.bin")), "the cache went where the file says"
+    mine = case["work"] / "my-cache"
+    assert run_cli("train", "--overrides-file", str(case["work"] / "sent.yaml"), f"data.cache_dir={mine}", *quick).exit_code == 0
+    assert any(mine.rglob("*.bin")), "a data.cache_dir the user typed is where the cache goes"
+
+
 # -- the MLflow store a received config may name ----------------------------------------------------
 
 def test_a_local_mlflow_store_lies_exactly_in_the_runs_directory_that_holds_the_run(tmp_path):
@@ -682,3 +701,132 @@ def test_output_onto_a_link_writes_through_to_its_file(case, command):
     if command == "export":
         assert (case["outside"] / "kept.out.json").is_file()  # the sidecar beside the file written
     assert not [p for p in case["outside"].iterdir() if p.name.startswith(".")], "a temporary file was left"
+
+
+# -- checkpoints of the wrong shape (issue 33 item 18) ---------------------------------------------------
+# A table of damage x command: every command that loads a checkpoint refuses, before using it, in one
+# line naming the file and the field; nothing is left `running`, and no new run is started.
+
+def _damage_checkpoints(c, change) -> None:
+    import torch
+
+    for name in ("best.pt", "last.pt"):
+        path = c["run"] / "checkpoints" / name
+        payload = torch.load(path, weights_only=True)
+        torch.save(change(payload) or payload, path)
+
+
+def _first_weight(payload):
+    payload["model"][next(iter(payload["model"]))] = "x"
+
+
+def _tensor(*shape, dtype="uint8"):
+    import torch
+
+    return torch.zeros(*shape, dtype=getattr(torch, dtype))
+
+
+# name -> (what is done to best.pt and last.pt, words the refusal holds)
+CHECKPOINT_DAMAGE = {
+    "not a mapping": (lambda p: [1], "not a dl checkpoint"),
+    "format unknown": (lambda p: p.update(format=99), "format=99"),
+    "state missing": (lambda p: p.pop("state") and None, "state is missing"),
+    "state a string": (lambda p: p.update(state="x"), "state is x"),
+    "epoch a string": (lambda p: p["state"].update(epoch="abc"), "state.epoch=abc"),
+    "epoch negative": (lambda p: p["state"].update(epoch=-5), "state.epoch=-5"),
+    "epoch a tensor": (lambda p: p["state"].update(epoch=_tensor(3)), "state.epoch is a tensor"),
+    "best epoch after the last": (lambda p: p["state"].update(best_epoch=p["state"]["epoch"] + 7), "state.best_epoch="),
+    "model a string": (lambda p: p.update(model="x"), "model is x"),
+    "a weight a string": (_first_weight, "is x (of type str), not a tensor"),
+    "optimizer a number": (lambda p: p.update(optimizer=5), "optimizer is 5"),
+    "rng missing": (lambda p: p.pop("rng") and None, "rng is missing"),
+    "rng of floats": (lambda p: p["rng"].update(torch=_tensor(3, dtype="float32")), "rng.torch is a torch.float32 tensor"),
+    "rng of another size": (lambda p: p["rng"].update(shuffle=_tensor(10)), "rng.shuffle holds 10 bytes"),
+    "cuda rng a string": (lambda p: p["rng"].update(cuda="x"), "rng.cuda is x"),
+}
+
+# well formed, but not fitting the run's own optimizer or schedule: only a resume loads those parts
+def _optimizer_buffers_of_another_shape(p):
+    for values in p["optimizer"]["state"].values():
+        values.update({k: _tensor(7, dtype="float32") for k, v in values.items() if getattr(v, "dim", lambda: 0)()})
+
+
+RESUME_DAMAGE = {
+    "optimizer buffers of another shape": (_optimizer_buffers_of_another_shape, "its optimizer does not fit"),
+    "optimizer groups of another number": (lambda p: p["optimizer"].update(param_groups=p["optimizer"]["param_groups"] * 2),
+                                           "its optimizer does not fit"),
+    "schedule field of another kind": (lambda p: p["scheduler"].update(last_epoch="x"), "its scheduler does not fit"),
+    "rng bytes that are no generator's state": (lambda p: p["rng"].update(torch=_tensor(p["rng"]["torch"].numel())),
+                                                "its rng.torch does not fit"),
+}
+
+CHECKPOINT_COMMANDS = {
+    "eval": lambda c: ["eval", str(c["run"])],
+    "inspect": lambda c: ["inspect", str(c["run"])],
+    "predict": lambda c: ["predict", str(c["run"]), "new.csv"],
+    "export": lambda c: ["export", str(c["run"]), "--format", "torchscript"],
+    "train resume=": lambda c: (interrupted(c), ["train", f"resume={c['run']}"])[1],
+    "train resume= longer": lambda c: ["train", f"resume={c['run']}", "trainer.epochs=3"],
+}
+
+
+def _refused_checkpoint(case, args, words) -> None:
+    result = check_case(case, args)
+    where = " ".join(args)
+    assert result.exit_code == 2, (where, result.output)
+    assert words in result.stderr and "checkpoints/" in result.stderr and ".pt" in result.stderr, (where, result.stderr)
+    assert read(case["run"] / "summary.json")["status"] != "running", where
+    assert not (case["work"] / "runs").exists(), (where, "a new run was started")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", list(CHECKPOINT_DAMAGE), ids=str)
+def test_a_checkpoint_of_the_wrong_shape_against_every_command(case, damage):
+    change, words = CHECKPOINT_DAMAGE[damage]
+    pristine = case["run"].with_name("pristine")
+    shutil.copytree(case["run"], pristine)
+    for command in CHECKPOINT_COMMANDS.values():
+        shutil.rmtree(case["run"])
+        shutil.copytree(pristine, case["run"])
+        _damage_checkpoints(case, change)
+        _refused_checkpoint(case, command(case), words)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", list(RESUME_DAMAGE), ids=str)
+def test_a_checkpoint_that_does_not_fit_its_run_is_refused_by_resume(case, damage):
+    """Parts only a resume loads: the other commands use the weights and work; both resumes refuse
+    before training (and before a longer run's new directory exists)."""
+    change, words = RESUME_DAMAGE[damage]
+    pristine = case["run"].with_name("pristine")
+    shutil.copytree(case["run"], pristine)
+    for name, command in CHECKPOINT_COMMANDS.items():
+        shutil.rmtree(case["run"])
+        shutil.copytree(pristine, case["run"])
+        _damage_checkpoints(case, change)
+        if name.startswith("train"):
+            _refused_checkpoint(case, command(case), words)
+        else:
+            assert check_case(case, command(case)).exit_code == 0, name
+
+
+def test_every_checkpoint_damage_is_one_line_naming_the_field(tmp_path):
+    """The check itself, without a command: fast, and the same table."""
+    import torch
+
+    from dlcli.engine.checkpoint import load_checkpoint
+    from dlcli.errors import UserError
+
+    good = {"format": 2, "model": {"w": torch.zeros(2, 2)}, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+            "scheduler": {}, "scaler": {}, "rng": {"torch": torch.get_rng_state(), "shuffle": torch.get_rng_state(), "cuda": []},
+            "state": {"epoch": 3, "best_value": 0.5, "best_epoch": 2, "epochs_without_improvement": 1, "stopped_early": False}}
+    path = tmp_path / "last.pt"
+    torch.save(good, path)
+    assert load_checkpoint(path)["state"]["epoch"] == 3
+    for name, (change, words) in CHECKPOINT_DAMAGE.items():
+        payload = __import__("copy").deepcopy(good)
+        torch.save(change(payload) or payload, path)
+        with pytest.raises(UserError) as refused:
+            load_checkpoint(path)
+        message = str(refused.value)
+        assert words in message and str(path) in message and "\n" not in message, (name, message)

@@ -74,22 +74,6 @@ def read_overrides_file(path: str | Path, trust: Sequence[str] = (), what: str |
     return [o for o in overrides if override_key(o) not in ("resume", "runs_dir")]
 
 
-def downloads_only_as_typed(cfg: DictConfig, from_file: Sequence[str], typed: Sequence[str], what: str) -> None:
-    """A config composed with overrides read from a file (which may come from someone else)
-    downloads only when the user types data.download=true, and never into a data.root that only
-    the file names: a download writes there. Otherwise its data is read where it already is."""
-    from dlcli.received import never_download
-
-    typed_keys = {override_key(o) for o in typed}
-    data = cfg.get("data")
-    if "data.download" not in typed_keys or not isinstance(data, DictConfig) or not data.get("download"):
-        never_download(cfg)
-        return
-    if "data.root" in {override_key(o) for o in from_file} and "data.root" not in typed_keys:
-        raise UserError(f"data.download=true with {what}, which names data.root={data.get('root')}: a download goes only "
-                        "where you say; type data.root=PATH too")
-
-
 REQUIRED_GROUPS = ("data", "model", "optim")  # a run cannot do without these
 
 

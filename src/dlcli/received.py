@@ -57,13 +57,36 @@ def read_json(path: Path, what: str | None = None) -> Any:
         raise UserError(f"{what} is not readable JSON ({first_line(exc)}): restore it from a copy") from None
 
 
-def never_download(config: Any) -> None:
+def never_write_where_it_names(config: Any) -> None:
     """A config read from a received file, or composed with overrides from one (an --overrides-file,
-    a resumed sweep's sweep.yaml), never downloads: a download writes into data.root, a folder the
-    file may name. Reading data already there is fine. (A plain dict or a DictConfig, in place.)"""
+    a resumed sweep's sweep.yaml), writes into no folder it names: it never downloads (a download
+    writes into data.root) and keeps no decoded cache in its data.cache_dir (the user's own cache
+    directory is used). Reading data already there is fine. (A plain dict or a DictConfig, in place.)"""
     data = config.get("data") if config is not None else None
-    if data is not None and hasattr(data, "get") and data.get("download"):
+    if data is None or not hasattr(data, "get"):
+        return
+    if data.get("download"):
         data["download"] = False
+    if data.get("cache_dir") is not None:
+        data["cache_dir"] = None
+
+
+def writes_only_where_typed(config: Any, file_keys: set[str], typed_keys: set[str], what: str) -> None:
+    """A config composed with overrides read from a file (which may come from someone else; the
+    keys it set, and those the user typed) writes into a folder only where the user says: it
+    downloads only when data.download=true is typed, and never into a data.root only the file
+    names; it keeps decoded images in data.cache_dir only when that is typed. Data already where
+    the file says is read there."""
+    data = config.get("data")
+    if data is None or not hasattr(data, "get"):
+        return
+    if data.get("download") and "data.download" not in typed_keys:
+        data["download"] = False
+    elif data.get("download") and "data.root" in file_keys and "data.root" not in typed_keys:
+        raise UserError(f"data.download=true with {what}, which names data.root={data.get('root')}: a download goes only "
+                        "where you say; type data.root=PATH too")
+    if data.get("cache_dir") is not None and "data.cache_dir" not in typed_keys:
+        data["cache_dir"] = None
 
 
 def check_no_interpolation(value: Any, what: str, path: str = "") -> None:

@@ -346,7 +346,7 @@ def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
     from omegaconf import OmegaConf
 
     from dlcli.moved_targets import modernize
-    from dlcli.received import never_download, read_yaml
+    from dlcli.received import never_write_where_it_names, read_yaml
     from dlcli.trust import check_trusted_targets
     from dlcli.workdir import opening
 
@@ -357,7 +357,7 @@ def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
         raise UserError(f"{path} is not a dl run config (no data or trainer section): restore it from a copy of the run")
     modernize(content)  # a run written by an earlier dl names classes where they were then
     check_trusted_targets(content, trust, source=str(path))
-    never_download(content)  # never fetch into a place a saved file names (a dl train of your own may)
+    never_write_where_it_names(content)  # no download, no cache where a saved file says (a dl train of your own may)
     try:
         return OmegaConf.create(content)
     except Exception as exc:  # keys OmegaConf cannot hold (not strings): not a config dl wrote

@@ -51,14 +51,16 @@ def train(
 
         raise UserError("dl train runs one config; for Hydra's -m/--multirun grid use: dl sweep grid "
                         + " ".join(shlex.quote(o) for o in overrides or []))
-    from dlcli.config import compose, downloads_only_as_typed, read_overrides_file, to_yaml
+    from dlcli.config import compose, override_key, read_overrides_file, to_yaml
+    from dlcli.received import writes_only_where_typed
 
     from_file = read_overrides_file(overrides_file, trust or []) if overrides_file else []
     typed = list(overrides or [])
     overrides = [*from_file, *typed]
     composed = compose(overrides, config_dir or [])
-    if overrides_file:  # a file from elsewhere never starts a download into a folder it names
-        downloads_only_as_typed(composed, from_file, typed, f"--overrides-file {overrides_file}")
+    if overrides_file:  # a file from elsewhere never writes into a folder it names (a download, a cache)
+        writes_only_where_typed(composed, {override_key(o) for o in from_file}, {override_key(o) for o in typed},
+                                f"--overrides-file {overrides_file}")
     # Options are set on the composed config, not spliced into override strings: a name with
     # spaces or quotes is a value, not Hydra grammar. overrides.yaml still records them.
     if name is not None:

@@ -33,7 +33,7 @@ class TrialAsker:
         self.study, self.sweep_dir, self.settings, self.space = study, sweep_dir, settings, space
         self.metric, self.mode, self.threads, self.config_dirs, self.extra = metric, mode, threads, list(config_dirs), extra
         self.pruning, self.study_name = pruning, study_name
-        self.received = received  # the overrides come from a sweep.yaml read back: its trials never download
+        self.received = received  # the overrides come from a sweep.yaml read back: its trials write into no folder it names
         self.known = dict(again)
         if not KINDS[settings.kind].draws:  # a grid's trial N is its N-th combination
             self.known.update({n: params for n, params in enumerate(grid_combinations(space)) if n not in again})

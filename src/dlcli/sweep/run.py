@@ -164,15 +164,15 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
                      received: bool = False) -> tuple[str, str, str]:
     """Default metric: the task's validation metric. Validated on the first trial's config, which
     also says where the sweep goes (its runs_dir). `received`: the overrides come from sweep.yaml
-    (a resume), which never starts a download."""
+    (a resume), which writes into no folder it names (no download, no cache)."""
     from dlcli.config import compose
     from dlcli.metric_names import TASK_METRICS, monitor_mode
     from dlcli.experiment import build_experiment
-    from dlcli.received import never_download
+    from dlcli.received import never_write_where_it_names
 
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
     if received:
-        never_download(cfg)
+        never_write_where_it_names(cfg)
     if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
         cfg.split.fold = 1  # a cross-validated trial: its folds are built as its first one is
     experiment = build_experiment(cfg)

@@ -31,7 +31,7 @@ class TrialSpec:
     sweep_dir: str | None = None  # where the sweep's Optuna study is (study.journal)
     trial_id: int | None = None  # this trial in that study: it reports its epochs (or folds) there for pruning
     study_name: str = STUDY_NAME
-    received: bool = False  # the overrides come from a sweep.yaml read back (--resume): never a download
+    received: bool = False  # the overrides come from a sweep.yaml read back (--resume): no download, no cache where it says
 
     @property
     def overrides(self) -> list[str]:
@@ -64,9 +64,9 @@ def run_trial(spec: TrialSpec) -> dict:
     try:
         cfg = compose(spec.overrides, spec.config_dirs)
         if spec.received:
-            from dlcli.received import never_download
+            from dlcli.received import never_write_where_it_names
 
-            never_download(cfg)  # a download writes into data.root, which the file may name
+            never_write_where_it_names(cfg)  # no download into data.root, no cache in data.cache_dir: the file may name them
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
         reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
         # its epochs (or folds) go to the sweep's study: for the pruner and for optuna-dashboard's curves
