@@ -1,6 +1,12 @@
-"""Ctrl-C on a real `dl train` process: metrics flushed, last.pt kept, status interrupted, resumable."""
+"""Stopping a real `dl` process by a signal, however it arrives: metrics flushed, last.pt kept,
+status interrupted with a whole summary, resumable, and no process of it left behind.
+
+The table `STOPS` is every way a stop reaches a run (Ctrl-C, SIGTERM, SIGHUP; to the process the
+user started, to one worker of a multi-process run, twice); `SWEEP_KILLS` the ways a sweep with a
+pool of workers dies. Each row starts real processes, so the runs are tiny (data=wine)."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,10 +17,70 @@ import pytest
 
 from conftest import wait_for_file
 
+DL = [sys.executable, "-m", "dlcli"]
+TWO = ["trainer.devices=2", "trainer.device=cpu"]
+
+
+def session_processes(session: int) -> list[int]:
+    """Live processes of a session (what a test started with start_new_session, and all they started)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":  # Z: ended, not yet reaped
+                alive.append(int(entry.name))
+    return alive
+
+
+def children_of(pid: int) -> list[int]:
+    return [p for p in session_processes(pid) if _parent(p) == pid and b"resource_tracker" not in _cmdline(p)]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def gone_within(session: int, seconds: float) -> list[int]:
+    """The session's processes still alive after `seconds` (none, when everything ended)."""
+    deadline = time.monotonic() + seconds
+    while session_processes(session) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return session_processes(session)
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`dl ARGS` as a program would start it: SIGINT left at its default, in a session of its own
+    (so that every process it starts can be found, and a signal to it is not a terminal's)."""
+    err = open(cwd / "stderr.txt", "w")  # a file, not a pipe: a process left behind would hold a pipe open
+    return subprocess.Popen([*DL, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+
+
+def wait_for_rows(pattern: str, cwd: Path, rows: int, timeout: float = 180) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sorted(cwd.glob(pattern))
+        if len(found) >= 1 and all(len(f.read_text().splitlines()) > rows for f in found):
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {pattern} with {rows} rows within {timeout} s: {(cwd / 'stderr.txt').read_text()}")
+
 
 @pytest.mark.slow
 def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
-    command = [sys.executable, "-m", "dlcli", "train", "trainer.epochs=60", "--quiet"]
+    command = [*DL, "train", "trainer.epochs=60", "--quiet"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     metrics = None
@@ -35,10 +101,102 @@ def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
     completed = summary["epochs_completed"]
     assert len((run / "metrics.csv").read_text().splitlines()) == completed + 1
     assert (run / "checkpoints" / "last.pt").exists() and wait_for_file(run / "curves.png")
-    resumed = subprocess.run(
-        [sys.executable, "-m", "dlcli", "train", f"resume={run}", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    resumed = subprocess.run([*DL, "train", f"resume={run}", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads(resumed.stdout)
     assert final["status"] == "completed" and final["epochs_completed"] == 60
     assert len(Path(tmp_path, run, "metrics.csv").read_text().splitlines()) == 61
+
+
+# (processes, who gets the signal, the signals in order, every finished epoch kept?)
+# A first stop signal finishes the epoch in progress (on every rank) and keeps it; a second stops at
+# once, keeping what last.pt holds (trainer.checkpoint_every=0 below: every epoch).
+STOPS = [
+    pytest.param([], "parent", ["SIGTERM"], id="one process, SIGTERM (kill PID, a supervisor, preemption)"),
+    pytest.param([], "parent", ["SIGHUP"], id="one process, SIGHUP (the terminal closed)"),
+    pytest.param(TWO, "parent", ["SIGINT"], id="two processes, SIGINT to the launching process only"),
+    pytest.param(TWO, "parent", ["SIGTERM"], id="two processes, SIGTERM to the launching process"),
+    pytest.param(TWO, "worker", ["SIGHUP"], id="two processes, SIGHUP to one worker"),
+    pytest.param(TWO, "parent", ["SIGINT", "SIGINT"], id="two processes, SIGINT twice to the launching process"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices, whom, signals", STOPS)
+def test_a_stop_signal_however_it_arrives_stops_the_run_as_ctrl_c_does(tmp_path, devices, whom, signals):
+    process = start(["train", "data=wine", "trainer.epochs=2000", "trainer.plots=false", "trainer.checkpoint_every=0",
+                     *devices, "-q"], tmp_path)
+    metrics = wait_for_rows("runs/train/*/metrics.csv", tmp_path, 3)
+    seen = len(metrics.read_text().splitlines()) - 1
+    target = process.pid if whom == "parent" else children_of(process.pid)[-1]
+    for name in signals:
+        os.kill(target, getattr(signal, name))
+        time.sleep(0.2)
+    process.wait(timeout=120)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Fatal Python error" not in err
+    assert not gone_within(process.pid, 10), "a process of the run was left running"
+    summary = json.loads((metrics.parent / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "resume=" in summary["message"]
+    rows = len(metrics.read_text().splitlines()) - 1
+    assert summary["epochs_completed"] == rows >= seen  # every epoch that had finished is kept
+    assert summary["wall_seconds"] > 0 and summary["finished_at"]
+    listed = subprocess.run([*DL, "runs", "runs/train", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert json.loads(listed.stdout)[0]["epochs"] == rows, listed.stdout
+
+
+SWEEP_KILLS = [
+    pytest.param("SIGKILL", id="SIGKILL: the workers die with the sweep"),
+    pytest.param("SIGTERM", id="SIGTERM: the sweep stops its workers, as on Ctrl-C"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SWEEP_KILLS)
+def test_a_killed_sweep_leaves_no_worker_and_resumes(tmp_path, name):
+    """Killed under --jobs 2, a sweep's pool workers end with it (no orphan training on, holding the
+    sweep's lock), and --resume then finishes the sweep without waiting for any lock."""
+    process = start(["sweep", "grid", "data=wine", "optim.lr=0.1,0.01,0.001", "trainer.epochs=400", "trainer.plots=false",
+                     "--jobs", "2", "-q"], tmp_path)
+    wait_for_rows("runs/sweeps/sweep/*/trials/*/metrics.csv", tmp_path, 2)
+    assert len(children_of(process.pid)) == 2  # the pool's two workers
+    os.kill(process.pid, getattr(signal, name))
+    process.wait(timeout=120)
+    assert not gone_within(process.pid, 5), "a sweep worker outlived the sweep"
+    sweep_dir, = (tmp_path / "runs" / "sweeps" / "sweep").iterdir()
+    resumed = subprocess.run([*DL, "sweep", "grid", "--resume", str(sweep_dir), "-q"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "lock" not in resumed.stderr  # neither dl's (the sweep's) nor Optuna's (its journal's)
+    assert json.loads((sweep_dir / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_run_lock_is_not_held_by_the_children_a_process_forks(tmp_path):
+    """A lock belongs to the open file, which a forked child shares: a child that outlived its
+    killed parent kept the lock, and a resume was refused in the dead parent's name. The child's
+    copy is closed at once, and the parent's lock holds for as long as the parent does."""
+    from dlcli.run_lock import RunLock, is_training
+
+    lock = RunLock(tmp_path).acquire()
+    started, ready = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: lives on after the parent lets go, as an orphaned worker did
+        os.write(ready, b"1")  # (fork has returned here: what happens to the lock at fork is done)
+        time.sleep(5)
+        os._exit(0)
+    os.read(started, 1)
+    try:
+        assert is_training(tmp_path)  # the parent still holds it, whatever the child did with its copy
+        lock.release()  # the parent ends (its lock goes with it); the child lives on
+        assert not is_training(tmp_path)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
+def test_a_worker_asked_to_die_with_a_parent_that_is_already_gone_dies(tmp_path):
+    """The parent may end before the child asks to be told: the child looks once more after asking."""
+    code = "import os, sys, time; from dlcli.processes import die_with_parent; die_with_parent(int(sys.argv[1])); time.sleep(30)"
+    done = subprocess.run([sys.executable, "-c", code, str(os.getpid() + 10**6)], timeout=20)  # not its parent
+    assert done.returncode == -signal.SIGKILL

@@ -1,42 +1,93 @@
 """Ctrl-C (SIGINT) around work that must be whole: a checkpoint and the progress it records, the
 end of a run's bookkeeping, a journal write that holds a file lock.
 
-`ctrl_c_deferred()` holds a Ctrl-C (a first or a second) until its block is done, then lets it act
-as it would have. `reached(name)` marks a named point of a run's closing sequence; it does nothing
-unless a test has registered a probe (`probe`), which is how the suite interrupts a run at each
-of those points and checks that no finished epoch is lost.
+SIGTERM and SIGHUP are stop requests too (a supervisor's stop, a cluster's preemption, a closed
+terminal, `kill PID`): `stop_signals_act_as_ctrl_c()` makes them do what Ctrl-C does, so every
+handler below sees the three alike (`STOP_SIGNALS`). `ctrl_c_deferred()` holds a stop signal (a
+first or a second) until its block is done, then lets it act as it would have. `reached(name)`
+marks a named point of a run's closing sequence; it does nothing unless a test has registered a
+probe (`probe`), which is how the suite interrupts a run at each of those points and checks that
+no finished epoch is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from typing import Callable
 
 _probes: list[Callable[[str], None]] = []
 
+# the signals that ask a run to stop: Ctrl-C, `kill`/a supervisor/preemption, a closed terminal
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def stop_signals_act_as_ctrl_c() -> None:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so a run stopped by them closes
+    like a Ctrl-C'd one (summary, checkpoint, exit 130) instead of dying mid-write. Only where they
+    have their default action: a SIGHUP ignored by `nohup` stays ignored. Main thread only."""
+    for signum in STOP_SIGNALS:
+        if signum != signal.SIGINT and signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, signal.default_int_handler)
+
+
+def catch_stop_signals(handler) -> dict:
+    """`handler` for every stop signal that Python handles in this process now (Ctrl-C's default,
+    SIGTERM and SIGHUP after `stop_signals_act_as_ctrl_c`, a caller's own handler); returns what
+    was there, for `restore_handlers`. A signal ignored (a background job's Ctrl-C, `nohup`'s
+    SIGHUP) stays ignored, and one left at the system's default keeps it (a sweep's pool worker
+    ends at once on SIGTERM)."""
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS if callable(signal.getsignal(signum))}
+
+
+def restore_handlers(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def signal_name(signum: int) -> str:
+    """`Ctrl-C` for SIGINT, the signal's name for the others (what the user is told was received)."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+class StopRequests:
+    """A stop-signal handler that only counts: it stands in where nothing can stop yet (a worker
+    process starting up) and is read when something can (dlcli.engine.fit's collective stop)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, signum, frame) -> None:
+        self.count += 1
+
 
 @contextlib.contextmanager
 def ctrl_c_deferred():
-    """Hold Ctrl-C until the block is done. A Python-level handler records the signal meanwhile
-    (one already pending when the block starts is caught too); afterwards the handler that was
-    in place is called with it (Python's default raises KeyboardInterrupt there). Main thread
-    only; signals do not arrive elsewhere."""
+    """Hold a stop signal until the block is done. A Python-level handler records it meanwhile (one
+    already pending when the block starts is caught too); afterwards the handler that was in place
+    is called with the first one received (Python's default for Ctrl-C raises KeyboardInterrupt
+    there; a signal whose action was the default then takes it). Main thread only; signals do not
+    arrive elsewhere."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append((signum, frame))) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore_handlers(previous)
         if caught:
-            if callable(previous):
-                previous(signal.SIGINT, caught[0])  # e.g. Python's default: KeyboardInterrupt, now
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
+            signum, frame = caught[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # e.g. Python's default: KeyboardInterrupt, now
+            elif handler == signal.SIG_DFL:
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                os.kill(os.getpid(), signum)  # what the signal would have done: the default action, now
 
 
 def reached(point: str) -> None:

@@ -20,10 +20,12 @@ from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlcli.engine.checkpoint import load_checkpoint, saved_state
 from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError, first_line
+from dlcli.interrupts import STOP_SIGNALS, StopRequests, catch_stop_signals, stop_signals_act_as_ctrl_c
 from dlcli.runs import read_summary, update_summary
-from dlcli.training import TrainResult, start_new_run
+from dlcli.training import TrainResult, now, progress_fields, start_new_run
 
 # how a run runs, not what it computes: the command's values reach the workers
 HOW_IT_RUNS = ("trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
@@ -44,7 +46,7 @@ def train_distributed(cfg: DictConfig, overrides: Sequence[str], reporter: Repor
     from dlcli.engine.distributed import launched_by_torchrun
 
     if launched_by_torchrun():
-        return _as_torchrun_worker(cfg, overrides, evaluate_test, facts, check)
+        return _as_torchrun_worker(cfg, overrides, reporter, evaluate_test, facts, check)
     experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
     del experiment  # the workers build their own; this one only checked the config and wrote the first files
     release_device_memory()
@@ -112,10 +114,9 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
     options = {}
     if "signals_to_handle" in LaunchConfig.__dataclass_fields__:  # torch >= 2.9
-        # Ctrl-C reaches every worker from the terminal: rank 0 keeps its epoch and closes the run,
-        # the others stop; the launcher passing it on again would make it a second Ctrl-C, which
-        # stops at once. It waits for them instead (SIGTERM still stops all).
-        options["signals_to_handle"] = "SIGTERM,SIGHUP,SIGQUIT"
+        # Ctrl-C, SIGTERM and SIGHUP are this process's to pass on (forward_stop_signals): the
+        # launcher's own handling ends the workers before rank 0 can keep its epoch and close the run
+        options["signals_to_handle"] = "SIGQUIT"
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=int(cfg.trainer.get("max_restarts", 0)),
                           monitor_interval=0.1, start_method="spawn", **options)
@@ -124,23 +125,26 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
                  f"batch {int(cfg.trainer.batch_size)} = {devices} x {int(cfg.trainer.batch_size) // devices} per process")
     update_summary(run_dir, world_size=devices, per_rank_batch=int(cfg.trainer.batch_size) // devices)
     import signal
+    import time
 
     # the launcher installs handlers of its own and leaves them: put back what this process had
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
+    saved = {sig: signal.getsignal(sig) for sig in (*STOP_SIGNALS, signal.SIGQUIT)}
     saved_env = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
-    # a handler that does nothing, not SIG_IGN: an ignored signal stays ignored in the workers it starts
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    started = time.perf_counter()
+    forward_stop_signals()
     try:
         elastic_launch(config, worker)(str(run_dir), how, list(trust), evaluate_test)
     except ChildFailedError as exc:
-        _ended_by_a_worker(run_dir, exc)
-    except Exception as exc:  # the launcher's own signal exception (Ctrl-C, SIGTERM) and rendezvous failures
+        _ended_by_a_worker(run_dir, exc, time.perf_counter() - started)
+    except KeyboardInterrupt:  # a stop signal before any worker had started: nothing trained
+        _left_resumable(run_dir, "interrupted", seconds=time.perf_counter() - started)
+        raise
+    except Exception as exc:  # the launcher's own signal exception (SIGQUIT; older torch: any) and rendezvous failures
         if type(exc).__name__ == "SignalException":
-            _left_resumable(run_dir, "interrupted")
+            _left_resumable(run_dir, "interrupted", seconds=time.perf_counter() - started)
             raise KeyboardInterrupt from None
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
         for sig, handler in saved.items():
             if handler is not None:
                 signal.signal(sig, handler)
@@ -148,6 +152,32 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
             os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
         else:
             os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = saved_env
+
+
+def forward_stop_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP sent to this process are passed on, once each, to the workers:
+    however a stop signal arrives (a terminal's Ctrl-C, `kill PID`, a supervisor, a notebook's
+    interrupt), every rank gets one, and they stop together as Ctrl-C makes them (the epoch in
+    progress kept; a second signal stops at once). The workers are in a process group of their
+    own (`worker`), so a signal to this process's group reaches them through here only, never
+    twice. Before any worker exists there is nothing to keep: this process stops."""
+    import signal
+
+    def forward(signum, frame) -> None:
+        import multiprocessing
+
+        workers = multiprocessing.active_children()  # the launcher's, started from this process
+        if not workers:
+            raise KeyboardInterrupt
+        for process in workers:
+            try:
+                os.kill(process.pid, signum)
+            except ProcessLookupError:  # ended meanwhile
+                pass
+
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:  # nohup's SIGHUP stays ignored, here and in the workers
+            signal.signal(signum, forward)
 
 
 def backend_for(device: str) -> str:
@@ -161,14 +191,14 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _ended_by_a_worker(run_dir: Path, exc) -> None:
+def _ended_by_a_worker(run_dir: Path, exc, seconds: float) -> None:
     failures = getattr(exc, "failures", {}) or {}
     rank, failure = exc.get_first_failure() if failures and hasattr(exc, "get_first_failure") else (None, None)
     what = f"worker rank {rank} ended ({_exit_text(failure)})" if failure is not None else f"a worker failed ({first_line(exc)})"
     said = _worker_message(failure)
     if said:
         what += f": {said}"
-    _left_resumable(run_dir, "failed", f"{what}; the others were stopped; continue with: dl train resume={run_dir}")
+    _left_resumable(run_dir, "failed", f"{what}; the others were stopped; continue with: dl train resume={run_dir}", seconds)
 
 
 def _worker_message(failure) -> str | None:
@@ -193,17 +223,30 @@ def _exit_text(failure) -> str:
     return f"exit code {code}"
 
 
-def _left_resumable(run_dir: Path, status: str, message: str | None = None) -> None:
-    """A run rank 0 could not close (it was killed too) says how it ended, never `running`."""
+def _left_resumable(run_dir: Path, status: str, message: str | None = None, seconds: float = 0.0) -> None:
+    """A run rank 0 could not close (it was killed too) says how it ended, never `running`, and
+    what a resume continues from: the progress last.pt holds, as a closed run's summary does."""
     summary = read_summary(run_dir)
-    if summary.get("status") == "running":  # rank 0 closed nothing: this is all there is to say
-        update_summary(run_dir, status=status, message=message or f"continue with: dl train resume={run_dir}")
+    if summary.get("status") != "running":  # rank 0 closed the run: it said everything
+        return
+    try:
+        progress = progress_fields(saved_state(load_checkpoint(run_dir / "checkpoints" / "last.pt")), summary.get("monitor", "val_loss"))
+    except (UserError, KeyError, TypeError):  # no whole last.pt: the status alone
+        progress = {}
+    update_summary(run_dir, status=status, message=message or f"continue with: dl train resume={run_dir}", **progress,
+                   wall_seconds=float(summary.get("wall_seconds") or 0.0) + seconds, finished_at=now())
 
 
 def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
-    """One process of the group: join it, train, leave it."""
+    """One process of the group: join it, train, leave it. It leaves the launching process's
+    process group first: stop signals reach it through the launching process, once
+    (forward_stop_signals); until it can stop with the others it counts them (StopRequests)."""
     import torch.distributed as dist
 
+    if hasattr(os, "setpgid"):
+        os.setpgid(0, 0)
+    stop_signals_act_as_ctrl_c()
+    catch_stop_signals(StopRequests())
     join_group(backend_for(how.get("trainer.device")))
     try:
         train_as_rank(Path(run_dir), how, trust, evaluate_test)
@@ -310,7 +353,8 @@ def _built(spec: dict):
     return resolve_target(arguments.pop("_target_"), "callbacks")(**arguments)
 
 
-def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], evaluate_test: bool, facts: dict | None, check) -> TrainResult:
+def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, evaluate_test: bool, facts: dict | None,
+                        check) -> TrainResult:
     """Started by torchrun: the process group exists (or is made from torchrun's environment); rank 0
     creates the run directory and sends its path to the others, then every rank trains."""
     import torch.distributed as dist
@@ -334,7 +378,9 @@ def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], evaluate_test
         if isinstance(where[0], UserError):
             raise where[0]
         how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
-        how["quiet"] = dist.get_rank() != 0
+        # rank 0 speaks for the run, as the command was told to (-q, --json: only the final line or the JSON)
+        how["quiet"] = dist.get_rank() != 0 or bool(reporter.console.quiet)
+        how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
         try:
             train_as_rank(Path(where[0]), how, targets_of(cfg), evaluate_test)
         finally:

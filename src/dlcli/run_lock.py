@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from pathlib import Path
 
 from dlcli.errors import UserError
@@ -14,7 +15,12 @@ class RunLock:
     """Who is training in a run directory right now: a lock on <run>/.lock, held for as long as
     the run trains. The operating system drops it when that process ends, however it ends
     (SIGKILL and power loss included), so a run that says `running` but whose lock is free was
-    killed, and a run whose lock is held must not be resumed by a second process."""
+    killed, and a run whose lock is held must not be resumed by a second process.
+
+    The lock belongs to the open file, and a forked child (a sweep's pool worker, a DataLoader
+    worker) would share it: it would outlive a killed owner in every child that outlives it, and a
+    resume would be refused in the owner's name. Each forked child therefore closes its copy at
+    once (the owner's lock stays), so the lock lives exactly as long as the process that took it."""
 
     FILE = ".lock"
 
@@ -36,12 +42,34 @@ class RunLock:
         file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         file.flush()
         self._file = file
+        _held.add(self)
         return self
 
     def release(self) -> None:
+        _held.discard(self)
         if self._file is not None:
             self._file.close()  # closing drops the lock
             self._file = None
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: close this process's copy of the file. Closing a copy never unlocks
+        (only the last copy does, or an explicit unlock), so the owner keeps its lock."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+_held: "weakref.WeakSet[RunLock]" = weakref.WeakSet()
+
+
+def _forget_held_locks() -> None:
+    for lock in list(_held):
+        lock._forget_in_child()
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; a spawned or exec'd process never gets the file (PEP 446)
+    os.register_at_fork(after_in_child=_forget_held_locks)
 
 
 def is_training(run_dir: Path) -> bool:

@@ -13,9 +13,8 @@ import pkgutil
 import sys
 
 import typer
-from rich.console import Console
-
 from dlcli.errors import RunFailed, UserError, printable
+from dlcli.terminal import SafeConsole
 
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (an unknown option, a missing argument, a bad option value) as one line on
@@ -50,8 +49,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console()
-err_console = Console(stderr=True)
+console = SafeConsole()  # every string shown escaped (dlcli.terminal): names and files may be someone else's
+err_console = SafeConsole(stderr=True)
 
 OVERRIDES_HELP = "Hydra overrides: key=value, group=option, +key=value, ~key."
 QUIET_HELP = "No progress bars or per-epoch/per-trial lines: only the line that matters (where the result is, the headline numbers)."
@@ -146,6 +145,11 @@ def main() -> None:
     from dlcli.workdir import use_own_modules
 
     use_own_modules()  # your own modules (mypkg.MyNet) import from the directory you run dl in, unless it is received
+    from dlcli.interrupts import stop_signals_act_as_ctrl_c
+
+    # `kill PID`, a supervisor's stop, a cluster's preemption (SIGTERM) and a closed terminal
+    # (SIGHUP) stop a command as Ctrl-C does: a run keeps every finished epoch and says so
+    stop_signals_act_as_ctrl_c()
     app(prog_name="dl")
 
 

@@ -32,12 +32,12 @@ from pathlib import Path
 import torch
 
 from dlcli.engine.callbacks import Callback
+from dlcli.engine.checkpoint_shape import check_checkpoint, layout_problem, optimizer_state_problem
 from dlcli.engine.state import FitState, Session
 from dlcli.errors import UserError, first_line
-from dlcli.interrupts import ctrl_c_deferred, reached
+from dlcli.interrupts import catch_stop_signals, ctrl_c_deferred, reached, restore_handlers, signal_name
 
 FORMAT = 2  # 2: run progress without the per-epoch history (that is metrics.csv)
-READABLE_FORMATS = (1, 2)
 
 
 def checkpoint_payload(session: Session, state: FitState) -> dict:
@@ -112,7 +112,8 @@ def copy_checkpoint(source: Path, target: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A dl checkpoint, read with weights_only=True: tensors and plain containers, never code."""
+    """A dl checkpoint, read with weights_only=True: tensors and plain containers, never code;
+    and of a dl checkpoint's shape (dlcli.engine.checkpoint_shape) before anything uses it."""
     import pickle
     import warnings
 
@@ -130,9 +131,7 @@ def load_checkpoint(path: Path) -> dict:
     except (OSError, RuntimeError, EOFError, ValueError) as exc:  # truncated, corrupt or not a torch file
         detail = first_line(exc)
         raise UserError(f"checkpoint {path} cannot be read: {detail}") from None
-    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
-        raise UserError(f"{path} is not a dl checkpoint (format {FORMAT})")
-    return payload
+    return check_checkpoint(payload, path)
 
 
 def saved_state(payload: dict) -> FitState:
@@ -150,18 +149,42 @@ def load_weights(model, payload: dict, config_path: Path | str) -> None:
         raise UserError(f"the checkpoint does not fit the model built from {config_path} (was it edited?): {detail}") from None
 
 
-def restore(session: Session, payload: dict, config_path: Path | str = "config.yaml") -> FitState:
-    """Put the model, optimizer, scheduler, scaler and RNGs back exactly as they were saved."""
+def restore(session: Session, payload: dict, config_path: Path | str = "config.yaml", source: Path | str = "the checkpoint") -> FitState:
+    """Put the model, optimizer, scheduler, scaler and RNGs back exactly as they were saved (a
+    payload load_checkpoint has checked; what torch checks itself inside its state dicts is one
+    line here, naming the part that does not fit)."""
     load_weights(session.model, payload, config_path)
-    session.optimizer.load_state_dict(payload["optimizer"])
-    session.schedule.load_state_dict(payload["scheduler"])
+    steps = [("optimizer", lambda: _load_optimizer(session.optimizer, payload["optimizer"])),
+             ("scheduler", lambda: _load_as_laid_out(session.schedule, payload["scheduler"], "scheduler"))]
     if session.scaler is not None and payload["scaler"]:
-        session.scaler.load_state_dict(payload["scaler"])
-    torch.set_rng_state(payload["rng"]["torch"])
-    session.generator.set_state(payload["rng"]["shuffle"])
+        steps.append(("scaler", lambda: _load_as_laid_out(session.scaler, payload["scaler"], "scaler")))
+    steps += [("rng.torch", lambda: torch.set_rng_state(payload["rng"]["torch"])),
+              ("rng.shuffle", lambda: session.generator.set_state(payload["rng"]["shuffle"]))]
     if session.device.type == "cuda" and payload["rng"]["cuda"]:
-        torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        steps.append(("rng.cuda", lambda: torch.cuda.set_rng_state_all(payload["rng"]["cuda"])))
+    for part, step in steps:
+        try:
+            step()
+        except (ValueError, RuntimeError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise UserError(f"{source}: its {part} does not fit the run built from {config_path} (was it edited?): "
+                            f"{first_line(exc, default=type(exc).__name__)}") from None
     return saved_state(payload)
+
+
+def _load_optimizer(optimizer, saved: dict) -> None:
+    optimizer.load_state_dict(saved)  # torch checks the parameter groups against the optimizer's
+    problem = optimizer_state_problem(optimizer)
+    if problem:
+        raise ValueError(problem)
+
+
+def _load_as_laid_out(component, saved: dict, part: str) -> None:
+    """A schedule or grad scaler's saved state, if it has the layout of the component's own
+    (torch assigns every saved field as it is, checking nothing)."""
+    problem = layout_problem(saved, component.state_dict(), part)
+    if problem:
+        raise ValueError(problem)
+    component.load_state_dict(saved)
 
 
 class Checkpointer(Callback):
@@ -177,7 +200,7 @@ class Checkpointer(Callback):
         self._live: FitState | None = None  # fit's own state: what has finished
         self._in_epoch = False  # between an epoch's start and its end the live weights are mid-epoch
         self._stop_requested = False
-        self._previous_handler = None
+        self._previous_handlers: dict = {}
         self._written_at = time.monotonic()
         self.saved_state: FitState | None = None  # the progress last.pt holds (known from fit start on)
 
@@ -243,32 +266,29 @@ class Checkpointer(Callback):
 
     # -- Ctrl-C ----------------------------------------------------------------------------------
     def _catch_ctrl_c(self) -> None:
-        import signal
         import threading
 
         # Only the main thread receives signals; a process that ignores Ctrl-C keeps ignoring it.
+        # SIGTERM and SIGHUP are caught alike where dl made them act as Ctrl-C (dlcli.interrupts).
         # With several ranks, fit's collective Ctrl-C decides when every rank stops together.
         if threading.current_thread() is not threading.main_thread() or self.session.world.active:
             return
-        current = signal.getsignal(signal.SIGINT)
-        if callable(current):  # Python's default (KeyboardInterrupt), or someone's own, which we chain to
-            self._previous_handler = signal.signal(signal.SIGINT, self._on_ctrl_c)
+        self._previous_handlers = catch_stop_signals(self._on_ctrl_c)
 
     def _release_ctrl_c(self) -> None:
-        import signal
-
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        restore_handlers(self._previous_handlers)
+        self._previous_handlers = {}
 
     def _on_ctrl_c(self, signum, frame) -> None:
         import signal
 
-        if self._previous_handler not in (None, signal.default_int_handler):
-            self._previous_handler(signum, frame)  # e.g. a sweep worker's "start no more trials"
+        previous = self._previous_handlers.get(signum)
+        if previous not in (None, signal.default_int_handler):
+            previous(signum, frame)  # e.g. a sweep worker's "start no more trials"
         if self._stop_requested or not self.unsaved_epoch():
             raise KeyboardInterrupt  # a second Ctrl-C, or nothing finished is unsaved: stop now
         self._stop_requested = True
         import sys
 
-        sys.stderr.write("\nCtrl-C: finishing this epoch to keep it, then stopping (Ctrl-C again to stop at once)\n")
+        name = signal_name(signum)
+        sys.stderr.write(f"\n{name}: finishing this epoch to keep it, then stopping ({name} again to stop at once)\n")

@@ -21,7 +21,7 @@ from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import current_lr
 from dlcli.engine.state import BatchSource, FitState, Session
 from dlcli.errors import RunFailed, TrialPruned
-from dlcli.interrupts import ctrl_c_deferred
+from dlcli.interrupts import StopRequests, catch_stop_signals, ctrl_c_deferred, restore_handlers, signal_name
 
 
 class NonFiniteLoss(RunFailed):
@@ -165,27 +165,30 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
 
 
 class CollectiveCtrlC:
-    """Ctrl-C with several ranks: a rank that stopped alone would leave the others waiting in a
-    collective, so the first Ctrl-C on any rank only marks it, and after each epoch the ranks agree
-    (a sum over them) whether to stop; all then stop together, with the epoch kept. A second
-    Ctrl-C stops that process at once (the launcher then ends the others)."""
+    """Ctrl-C (or SIGTERM, SIGHUP) with several ranks: a rank that stopped alone would leave the
+    others waiting in a collective, so the first stop signal on any rank only marks it, and after
+    each epoch the ranks agree (a sum over them) whether to stop; all then stop together, with the
+    epoch kept. A second one stops that process at once (the launcher then ends the others). A
+    signal that arrived before the fit began (a worker starting up counts them: StopRequests)
+    counts as pressed."""
 
     def __init__(self, world: World):
-        self.world, self.pressed, self._previous = world, False, None
+        self.world, self.pressed, self._previous = world, False, {}
 
     def catch(self) -> None:
-        import signal
         import threading
 
         if self.world.active and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
+            self._previous = catch_stop_signals(self._on_ctrl_c)
+            counters = {handler for handler in self._previous.values() if isinstance(handler, StopRequests)}  # one for all signals
+            early = sum(counter.count for counter in counters)
+            if early > 1:
+                raise KeyboardInterrupt
+            self.pressed = early == 1
 
     def release(self) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        restore_handlers(self._previous)
+        self._previous = {}
 
     def _on_ctrl_c(self, signum, frame) -> None:
         if self.pressed:
@@ -194,7 +197,8 @@ class CollectiveCtrlC:
         if self.world.main:
             import sys
 
-            sys.stderr.write("\nCtrl-C: finishing this epoch on every process to keep it, then stopping (Ctrl-C again to "
+            name = signal_name(signum)
+            sys.stderr.write(f"\n{name}: finishing this epoch on every process to keep it, then stopping ({name} again to "
                              "stop at once)\n")
 
 

@@ -14,6 +14,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
 from dlcli.errors import UserError, first_line
+from dlcli.interrupts import STOP_SIGNALS
+from dlcli.processes import die_with_parent
 from dlcli.sweep.trial import TrialSpec, run_trial
 
 OnResult = Callable[[dict], bool]  # returns False to stop the sweep (fail-fast)
@@ -68,18 +70,30 @@ def gpu_group(slot: int, gpus: int, devices: int) -> str | None:
     return ",".join(str(g) for g in range(slot * devices, (slot + 1) * devices))
 
 
-def _init_worker(slots, gpus: int, devices: int = 1) -> None:
+def _init_worker(slots, gpus: int, devices: int = 1, sweep_pid: int | None = None) -> None:
     """Each pool worker takes a slot; with several GPUs, slot k trains on cuda:(k mod GPUs).
     Ctrl-C (which reaches every process of the terminal's group) makes an idle worker refuse the
     trials queued for it; a running trial's own handler (dlcli.engine.checkpoint) chains to this
-    one, so the trial stops as interrupted and the worker then refuses the rest too."""
+    one, so the trial stops as interrupted and the worker then refuses the rest too.
+
+    A worker ends with the sweep process: killed (SIGKILL), the sweep cannot tell it to stop, and
+    a worker left waiting for its next trial would wait forever. Its trial in progress is lost, as
+    a killed trial is: `--resume` runs it again from scratch."""
     global _worker_device
+    if sweep_pid is not None:
+        die_with_parent(sweep_pid)
     slot = slots.get()
     group = gpu_group(slot, gpus, devices)
     if group is not None:  # the trial's launcher gives its workers the slot's GPUs, and only those
         os.environ["CUDA_VISIBLE_DEVICES"] = group
     _worker_device = slot_device(slot, gpus) if devices <= 1 else None
     signal.signal(signal.SIGINT, _stop_taking_trials)
+    # The sweep stops its workers with SIGINT (above); a SIGTERM or SIGHUP reaching a worker itself
+    # (the pool ending a broken worker, a supervisor ending every process) ends it at once: a
+    # worker that took it as a Ctrl-C would go on waiting for trials that never come.
+    for signum in STOP_SIGNALS:
+        if signum != signal.SIGINT:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def _stop_taking_trials(signum, frame) -> None:
@@ -193,7 +207,8 @@ def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, 
     slots = context.Queue()
     for slot in range(jobs):
         slots.put(slot)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(slots, gpus, devices))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                               initargs=(slots, gpus, devices, os.getpid()))
     try:
         fill_wait_drain(specs, jobs, PoolSlots(pool), on_result)
     finally:

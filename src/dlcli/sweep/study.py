@@ -128,9 +128,15 @@ def _after_startup(pruner_class, startup: int):
 def repair_journal(sweep_dir: Path) -> str | None:
     """A sweep killed while Optuna wrote to its journal leaves a last line without its newline:
     that torn record is cut off (kept in study.journal.torn), and the trial it belonged to runs
-    again. A damaged line elsewhere is one line naming it. Returns what was done, if anything."""
+    again. A damaged line elsewhere is one line naming it. Returns what was done, if anything.
+    Called with the sweep's lock held, so no process of the sweep is alive to hold Optuna's journal
+    lock: one left by a process killed while writing is removed (Optuna would wait for it, then
+    break it with two warnings)."""
     import json
 
+    stale_lock = Path(sweep_dir) / (STUDY_FILE + ".lock")  # a link Optuna makes beside the journal
+    if stale_lock.is_symlink() or stale_lock.is_file():
+        stale_lock.unlink()  # the link itself, never what it names
     journal = Path(sweep_dir) / STUDY_FILE
     if not journal.is_file() or journal.is_symlink():
         return None
