@@ -602,6 +602,22 @@ def test_a_received_directory_is_not_on_the_import_path(case, tmp_path):
     assert mark.exists(), "the user's own working directory is on the import path (their modules, their plugins)"
 
 
+def test_the_folder_of_an_overrides_file_is_received_whatever_it_holds(case, monkeypatch):
+    """A folder sent with an overrides file and a conf/ beside it, and none of dl's files (nothing
+    marks it as dl's): `cd` there and `dl train --overrides-file best.yaml` composes nothing from
+    that conf/, and says why in its one line."""
+    sent = case["work"] / "sent"
+    (sent / "conf" / "data").mkdir(parents=True)
+    (sent / "conf" / "data" / "evil.yaml").write_text(yaml.safe_dump(
+        {"_target_": "torch.fx.graph_module._exec_with_source", "src": f"import os; os.system('touch {case['marker']}')",
+         "globals": {}}))
+    (sent / "best.yaml").write_text(yaml.safe_dump({"overrides": ["data=evil"]}))
+    monkeypatch.chdir(sent)
+    result = check_case(case, ["train", "--overrides-file", "best.yaml"])
+    assert result.exit_code == 2 and "unknown data 'evil'" in result.stderr
+    assert "./conf is not read here" in result.stderr and "opened by this command" in result.stderr
+
+
 def test_what_makes_a_directory_received(case, monkeypatch, tmp_path):
     """dlcli.workdir's rule, directly: dl's directories (by the files dl writes first, two of them,
     so that a project's lone config.yaml or sweep.yaml is not taken for one), anything inside them,

@@ -66,7 +66,8 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         experiment = build_experiment(saved, restoring=True)
         configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
         check_same_split(experiment, run_dir)
-        state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
+        last = run_dir / "checkpoints" / "last.pt"
+        state = restore(experiment.session, load_checkpoint(last), run_dir / "config.yaml", last)
     except BaseException:
         lock.release()
         raise
@@ -120,6 +121,8 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
         rows = read_metrics(source / "metrics.csv", up_to=state.epoch)
         write_metrics(directory / "metrics.csv", rows, metric_columns(experiment.session.metric))
 
+    last = source / "checkpoints" / "last.pt"  # restored before the new run exists: one that does not fit leaves none
+    state = restore(experiment.session, load_checkpoint(last), source / "config.yaml", last)
     start = RunStart(
         texts={"config.yaml": config_text(saved), "overrides.yaml": overrides_text(new_overrides)},
         jsons={PREPROCESSING_FILE: experiment.data.preprocessing()},
@@ -128,11 +131,6 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
                  "initial_loss": read_summary(source).get("initial_loss")},
         folders=("checkpoints",), then=carry_over)
     run_dir, lock = start_run_dir(saved.runs_dir, saved.name, start)
-    try:
-        state = restore(experiment.session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
-    except BaseException:
-        lock.release()
-        raise
     reporter.log(f"continuing {source} after epoch {state.epoch} in a new run, up to epoch {epochs}")
     if devices_of(saved) > 1:
         del experiment, state  # the workers build their own (rank 0 shares this GPU)
