@@ -15,9 +15,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from omegaconf import OmegaConf
 
-from dlcli.constraints import render
 from dlcli.errors import UserError
-from dlcli.files import check_no_links_out
 from dlcli.numbers import as_number, setting
 from dlcli.run_lock import RunLock
 from dlcli.runs import RunStart, start_run_dir, update_summary
@@ -25,9 +23,9 @@ from dlcli.sweep.asker import TrialAsker, collect
 from dlcli.sweep.best import finish, value_text
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
 from dlcli.sweep.kinds import check_budget, kind_of
-from dlcli.sweep.plan import (LATER_SETTINGS, SAVED_PLAN, SAVED_SETTINGS, OpenSweep, declared, saved_config_dirs, SweepPlan,
-                              SweepResult, SweepSettings)
+from dlcli.sweep.plan import OpenSweep, declared, saved_config_dirs, SweepPlan, SweepResult, SweepSettings
 from dlcli.sweep.results import results_frame, write_results
+from dlcli.sweep.saved import read_saved_sweep
 from dlcli.sweep.space import SearchSpace, parse_space
 from dlcli.sweep.study import STUDY_FILE, STUDY_NAME, Pruning
 
@@ -54,7 +52,7 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
 
         # the sweep's overrides typed again after --resume are the user's word again (they must match the saved ones)
         plan = dataclasses.replace(plan, trust=[*plan.trust, *targets_typed(settings.overrides)])
-        sweep_dir, settings, saved = _resume_settings(Path(plan.resume).expanduser(), settings, plan.trust)
+        sweep_dir, settings, saved = read_saved_sweep(Path(plan.resume).expanduser(), settings, plan.trust)
         trials_per_gpu = plan.trials_per_gpu or saved.get("trials_per_gpu")
         plan = dataclasses.replace(
             plan, config_dirs=plan.config_dirs or saved_config_dirs(saved, sweep_dir), trials_per_gpu=trials_per_gpu,
@@ -371,61 +369,3 @@ def _check_declared(settings: SweepSettings, plan: SweepPlan) -> None:
         problem = constraint.problem(value)
         if problem is not None:
             raise UserError(f"--{name.replace('_', '-')} {show(value)} {problem}")
-
-
-def _resume_settings(sweep_dir: Path, given: SweepSettings, trust: Sequence[str] = ()) -> tuple[Path, SweepSettings, dict]:
-    from dlcli.workdir import opening
-
-    opening(sweep_dir)  # a ./conf inside it is not the user's (dlcli.workdir)
-    if not (sweep_dir / "sweep.yaml").is_file():
-        raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
-    check_no_links_out(sweep_dir, "the sweep directory")  # its study, trials and results are written and deleted in it
-    from dlcli.received import read_yaml
-
-    path = sweep_dir / "sweep.yaml"
-    saved = read_yaml(path)  # bounded plain YAML, no interpolation: a sweep may come from someone else
-    if not isinstance(saved, dict):
-        raise UserError(f"{path} is not a sweep's settings (a mapping with kind, overrides, ...): restore it from a copy")
-    if "study" not in saved:
-        raise UserError(f"--resume {sweep_dir} was made by an older dl, before sweeps kept an Optuna study: start a new sweep")
-    table = declared()
-    for key in (*SAVED_SETTINGS, *LATER_SETTINGS, *SAVED_PLAN):  # the plan's keys say how it ran: optional
-        if key not in saved:
-            if key in SAVED_SETTINGS:
-                raise UserError(f"{path}: {key} is missing (restore the file from a copy of the sweep)")
-            continue
-        problem = table[key].problem(saved[key]) if not (key == "config_dirs" and saved[key] is None) else None
-        if problem is not None:
-            raise UserError(f"{path}: {render(key, saved[key], problem)} (restore the file from a copy of the sweep)")
-    if given.overrides and list(given.overrides) != saved["overrides"]:
-        raise UserError(f"--resume {sweep_dir} sweeps {' '.join(saved['overrides'])}; drop the overrides or start a new sweep")
-    from dlcli.trust import check_trusted_overrides
-
-    _check_typed_targets_trusted(sweep_dir, saved, trust)
-    check_trusted_overrides(saved["overrides"], trust, source=str(path))  # before any of them is composed
-    settings = SweepSettings(**{k: saved[k] for k in SweepSettings.__dataclass_fields__ if k in saved})
-    if given.kind != settings.kind:
-        raise UserError(f"--resume {sweep_dir} is a {settings.kind} sweep: use dl sweep {settings.kind} --resume {sweep_dir}")
-    return sweep_dir, settings, saved
-
-
-def _check_typed_targets_trusted(sweep_dir: Path, saved: dict, trust: Sequence[str]) -> None:
-    """The classes the sweep's own command built on the user's word (sweep.yaml's typed_targets)
-    are not trusted by that record: a sweep directory may come from someone else and never vouches
-    for itself. Refuse, before any trial, in words that say how the user trusts them again. (The
-    record only words this refusal: every saved override and composed config is still checked.)"""
-    from dlcli.trust import is_trusted, targets_typed, trusted_here
-
-    typed = saved.get("typed_targets")
-    if not isinstance(typed, dict):
-        return  # an older sweep, or a record of another shape: the checks that follow still refuse what is untrusted
-    trusted = [*trust, *trusted_here()]
-    for target, path in typed.items():
-        if not isinstance(target, str) or not isinstance(path, str) or is_trusted(target, path, trusted):
-            continue
-        shown = target[:120]  # a received file's text: the error line escapes it, this bounds it
-        module = shown.rsplit(".", 1)[0] if "." in shown else shown
-        retype = ", or type the sweep's overrides again after --resume" if target in targets_typed(saved["overrides"]) else ""
-        raise UserError(f"{sweep_dir} built {path[:120]}._target_={shown} on the word of the command that started it, and a sweep "
-                        f"directory never vouches for its own classes: resume with --trust {module} (or list {module} in "
-                        f"./conf/trust.yaml{retype})")
