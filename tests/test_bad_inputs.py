@@ -77,6 +77,12 @@ def nothing(workdir, run):
     return {}
 
 
+def image_folder(workdir, run):
+    from image_fixtures import write_image_folder
+
+    return {"pets": str(write_image_folder(workdir / "pets", per_class=10, sizes=((12, 12),)))}
+
+
 def outputs(workdir, run):
     """Places --output may name that are not regular files, and a file that chooses where data goes."""
     import os
@@ -139,6 +145,29 @@ CASES = [
      "sched.step_size=5 lowers the rate every 5 epochs, and the run has trainer.epochs=3"),
     ("milestone neither an epoch nor a share", ["train", "sched=multistep", "sched.milestones=[1.5]"], nothing,
      "element 0 (1.5) must be a whole number of at least 1 or a share of the run in (0, 1)"),
+    # -- dl train: settings that would have no effect in the run they are given to ---------------------
+    ("as_sequence for a model that reads none", ["train", "data=iris", "+data.as_sequence=true"], nothing,
+     "data.as_sequence=true shapes each row as a sequence for sequence models (cnn1d, gru, lstm, rnn), and model=mlp does not"),
+    ("augmentation on a table", ["train", "data=iris", "+data.augment={{hflip: true}}"], nothing,
+     "data.augment={'hflip': True} applies to image sets"),
+    ("image normalization on a table", ["train", "data=digits", "+data.normalize=none"], nothing,
+     "data.normalize=none applies to image sets (data=imagefolder, mnist, fashion_mnist, cifar10), and digits is a table"),
+    ("loader workers on a table", ["train", "data=wine", "+data.num_workers=4"], nothing, "data.num_workers=4 applies to image sets"),
+    ("a cache directory on a table", ["train", "data=wine", "+data.cache_dir=/tmp/x"], nothing, "data.cache_dir=/tmp/x applies to image sets"),
+    ("table scaling on images", ["train", "data=imagefolder", "data.root={pets}", "model=lenet", "+data.standardize=true"], image_folder,
+     "data.standardize=true applies to tables, and pets is a set of images: drop it (data.normalize scales images)"),
+    ("a sequence of images", ["train", "data=imagefolder", "data.root={pets}", "+data.as_sequence=true", "model=lstm"], image_folder,
+     "data.as_sequence=true applies to tables"),
+    ("a schedule setting with no schedule", ["train", "+sched.gamma=0.5"], nothing,
+     "sched.gamma=0.5 has no effect: this run's sched has no class to take it (sched=none keeps a constant rate); choose a sched"),
+    ("a loss setting with the usual loss", ["train", "data=diabetes", "+loss.weight=balanced"], nothing,
+     "loss.weight=balanced has no effect: this run's loss has no class to take it (loss=auto takes the task's usual loss)"),
+    ("label smoothing on a regression", ["train", "data=diabetes", "trainer.label_smoothing=0.1"], nothing,
+     "trainer.label_smoothing=0.1 spreads target mass over classes, and this run is a regression"),
+    ("plateau stepped every batch", ["train", "sched=plateau", "+sched.interval=step"], nothing,
+     "sched.interval=step cannot apply to sched=plateau"),
+    ("a sweep of trials that would ignore a setting", ["sweep", "grid", "data=iris", "optim.lr=0.1,0.2", "+data.as_sequence=true"], nothing,
+     "data.as_sequence=true shapes each row as a sequence"),
     ("runs_dir is a file", ["train", "runs_dir={file}"], a_file, "runs_dir="),
     ("runs_dir under /proc", ["train", "runs_dir=/proc/no/such/runs"], nothing, "runs_dir=/proc/no/such/runs"),
     ("runs_dir in a system directory", ["train", "runs_dir=/sys/dl-runs"], nothing, "runs_dir=/sys/dl-runs cannot hold runs"),
@@ -213,6 +242,10 @@ CASES = [
     ("lr-find unknown ladder", ["lr-find", "--mode", "cubic"], nothing, "--mode cubic"),
     ("lr-find unknown model", ["lr-find", "model=transformer"], nothing, "unknown model"),
     ("lr-find bad name", ["lr-find", "--name", "a/b"], nothing, "a/b"),
+    # a name becomes a folder that dl and others list: no disguise in it (a right-to-left override, a zero-width space)
+    ("lr-find disguised name", ["lr-find", "--name", "\u202eevil"], nothing, "\\u202eevil must be a plain name without format"),
+    ("train disguised name", ["train", "--name", "a\u200bb"], nothing, "a\\u200bb must be a plain name without format"),
+    ("sweep disguised name", ["sweep", "grid", "optim.lr=0.1,0.2", "--name", "\u202eevil"], nothing, "without format characters"),
     # -- dl param-count and dl conv-shape -------------------------------------------------------------
     ("param-count unknown model", ["param-count", "model=transformer"], nothing, "unknown model"),
     ("param-count bad input", ["param-count", "--input", "3xx2"], nothing, "3xx2"),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from dlcli.compare import RunRows, comparable, is_monitor
 from dlcli.config import COMPONENT_GROUPS
+from dlcli.errors import printable
 
 MAX_VALUE_WIDTH = 24
 MAX_RUN_WIDTH = 40
@@ -92,8 +93,8 @@ def cell_text(column: str, value) -> str:
     if value is None:
         return "-"
     if column in ("run", "status"):
-        return str(value)
-    text = short(value) if _is_measurement(column) else setting(value)
+        return printable(str(value))  # escaped before any width is counted or any name elided
+    text = printable(short(value) if _is_measurement(column) else setting(value))
     return elide(text, MAX_VALUE_WIDTH)
 
 

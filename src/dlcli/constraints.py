@@ -157,6 +157,9 @@ class Text(Constraint):
             return f"must be {self.describe()} without control characters (a newline, a tab)"
         if self.plain_name and ("/" in value or "\\" in value or value.startswith(".")):
             return f"must be {self.describe()} (no '/', not starting with '.')"
+        if self.plain_name and printable(value) != value:
+            # a name becomes a folder others list: a right-to-left override or a zero-width space there is a disguise
+            return f"must be {self.describe()} without format characters (a right-to-left override, a zero-width space)"
         return None
 
     def describe(self) -> str:
@@ -170,7 +173,7 @@ class Text(Constraint):
         if self.non_empty or self.plain_name:
             out.append("")
         if self.plain_name:
-            out += ["a/b", ".hidden"]
+            out += ["a/b", ".hidden", "\u202eevil", "a\u200bb"]
         return out
 
 

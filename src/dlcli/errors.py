@@ -14,7 +14,9 @@ def first_line(error: BaseException | str, default: str | None = None, limit: in
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-UNPRINTABLE = ("Cc", "Cf", "Cs", "Zl", "Zp")  # control and format characters: a newline, an escape, a right-to-left mark
+# control and format characters (a newline, an escape, a right-to-left override, a zero-width space), line and
+# paragraph separators, surrogates, private-use and unassigned code points: nothing a name needs, all a disguise can use
+UNPRINTABLE = ("Cc", "Cf", "Cs", "Zl", "Zp", "Co", "Cn")
 
 
 def printable(text: str) -> str:
@@ -25,6 +27,12 @@ def printable(text: str) -> str:
     if all(" " <= c < "\x7f" for c in text):
         return text
     return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in UNPRINTABLE else c for c in text)
+
+
+def printable_lines(text: str) -> str:
+    """`printable`, line by line: a text of several lines (a config shown as YAML, a run's opening
+    lines) keeps them; within each, every control and format character is escaped."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 class UserError(Exception):

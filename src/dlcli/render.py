@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from dlcli.errors import printable
 from dlcli.numbers import as_number, setting, short
 
 
@@ -30,8 +31,9 @@ def kfold_table(parent: Path) -> Table:
 
 
 def headline(run_dir: Path, summary: dict) -> str:
-    """The one line a quiet run prints: where it is, how it ended, and its headline numbers."""
-    parts = [f"{summary.get('status', '?')} {run_dir}"]
+    """The one line a quiet run prints: where it is, how it ended, and its headline numbers (the
+    run's name escaped: printed with print(), it passes no console of dl's)."""
+    parts = [printable(f"{summary.get('status', '?')} {run_dir}")]
     if summary.get("kind") == "kfold":
         if summary.get("mean") is not None:
             parts.append(f"{summary.get('monitor', 'metric')} {short(summary['mean'])} ± {short(summary['std'])} over folds")
@@ -48,12 +50,13 @@ def headline(run_dir: Path, summary: dict) -> str:
 
 
 def sweep_headline(sweep_dir: Path, summary: dict) -> str:
-    """The one line a quiet sweep prints: where, how it ended, the best trial and its test look."""
-    parts = [f"{summary.get('status', '?')} {sweep_dir}"]
+    """The one line a quiet sweep prints: where, how it ended, the best trial and its test look
+    (names and overrides escaped, as `headline`)."""
+    parts = [printable(f"{summary.get('status', '?')} {sweep_dir}")]
     metric = summary.get("metric")
     if summary.get("best_trial") is not None:
         chosen = " ".join(o for o in summary.get("best_overrides") or [])
-        parts.append(f"best trial {summary['best_trial']:03d}: {metric} {short(summary.get(f'best_{metric}'))} ({chosen})")
+        parts.append(printable(f"best trial {summary['best_trial']:03d}: {metric} {short(summary.get(f'best_{metric}'))} ({chosen})"))
     test = summary.get("test") or {}
     task_metric = next((k for k in ("accuracy", "rmse") if k in test), None)
     if task_metric:
@@ -170,8 +173,9 @@ def _sweep_cell(column: str, value) -> str:
 
     if value is None or value is pd.NA or value != value:
         return "-"
-    # dotted columns are the swept settings (optim.lr=0.01827), the rest are measurements
-    return setting(as_number(value)) if "." in column else fmt(value)
+    # dotted columns are the swept settings (optim.lr=0.01827), the rest are measurements; escaped
+    # here, so that the widths the table is fitted to count what is shown
+    return printable(setting(as_number(value)) if "." in column else fmt(value))
 
 
 def shape_text(values) -> str:

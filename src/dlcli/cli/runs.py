@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, checked_options, console, err_console, handle_errors
-from dlcli.errors import UserError
+from dlcli.errors import UserError, printable
 from dlcli.render import confusion_table, fmt, metrics_table, per_class_table, runs_table
 
 MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as the picture
@@ -74,8 +74,8 @@ def evaluate(
         written.append(Path(report["run"]) / f"confusion-{split}.png")  # drawn by a background process
     if quiet:
         metric = next(k for k in ("accuracy", "rmse") if k in report)
-        print(f"{split} {metric} {fmt(report[metric])} ({checkpoint} checkpoint, {report['samples']} samples)  wrote "
-              + ", ".join(map(str, written)))
+        print(printable(f"{split} {metric} {fmt(report[metric])} ({checkpoint} checkpoint, {report['samples']} samples)  wrote "
+                        + ", ".join(map(str, written))))
         return
     console.print(metrics_table(report))
     if "per_class" in report:

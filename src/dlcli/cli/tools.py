@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, app, checked_options, console, err_console, handle_errors
-from dlcli.errors import UserError
+from dlcli.errors import UserError, printable
 from rich.table import Table
 
 from dlcli.render import param_table, shape_table
@@ -183,7 +183,7 @@ def lr_find(
         return
     use_line = f"use: dl train {report['override']}    (plot: {run_dir / 'lr_find.png'})"
     if quiet:
-        print(use_line)
+        print(printable(use_line))
         return
     table = Table(title=f"learning-rate suggestions ({report['steps_run']} steps{', stopped at divergence' if result.stopped_early else ''})")
     table.add_column("rule")

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dlcli.engine.callbacks import Callback
+from dlcli.errors import printable_lines
 from dlcli.numbers import short
+from dlcli.terminal import SafeConsole
 
 REFRESH_SECONDS = 0.25  # how often the bars are updated (and the running loss read off the device)
 
@@ -24,7 +26,7 @@ class Reporter(Callback):
     """One line per epoch, and every message of the run, on the console and in train.log."""
 
     def __init__(self, console: Console | None = None, show_progress: bool = True):
-        self.console = console or Console()
+        self.console = console or SafeConsole()
         self.show_progress = show_progress and self.console.is_terminal
         self.log_file: TextIO | None = None
         self._epochs, self._metric = 0, "accuracy"
@@ -36,15 +38,17 @@ class Reporter(Callback):
         self.log_file = open_append(path)  # never through a link
 
     def log(self, message: str, style: str | None = None) -> None:
+        message = printable_lines(message)  # whatever console it was given (a run's name may be anyone's), and in train.log
         if not self.console.quiet:  # rendering costs even when nothing is shown
             self.console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
         self._to_log_file(message + "\n")
 
     def warn(self, message: str) -> None:
         """On stderr even when quiet (something the user must hear about), and in train.log."""
+        message = printable_lines(message)
         self._to_log_file(message + "\n")
         if not self.warnings_silenced:
-            Console(stderr=True).print(message, markup=False, highlight=False, soft_wrap=True)
+            SafeConsole(stderr=True).print(message, markup=False, highlight=False, soft_wrap=True)
 
     warnings_silenced = False  # sweep trials: their warnings go to their own train.log only
 
