@@ -19,7 +19,6 @@ is free; the half-written temporary file is removed.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import shutil
 import stat
@@ -45,7 +44,7 @@ def write_atomically(path: Path, write: Callable[[IO], None], binary: bool = Fal
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.name}.", suffix=suffix)
     temporary = Path(name)
     try:
-        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 would hide a run from the people it is shared with
+        os.fchmod(handle, 0o666 & ~current_umask())  # mkstemp's 0600 would hide a run from the people it is shared with
         with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as file:
             write(file)
         os.replace(temporary, path)
@@ -116,7 +115,7 @@ def open_lock_file(path: Path) -> IO:
 
 def _open_no_follow(path: Path, flags: int) -> int:
     try:
-        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)  # less the umask, as any file the user makes
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UserError(f"{path} is a link: dl never writes through links in a run directory; remove it") from None
@@ -193,11 +192,29 @@ def disk_full(path: Path, needed: int | None, exc: BaseException | None = None) 
     return DiskFull(f"no space left in {directory}:{need}{have}; free some space (what was finished is kept)")
 
 
-@functools.lru_cache(maxsize=1)
-def _umask() -> int:
-    mask = os.umask(0o022)
+def current_umask() -> int:
+    """The process's umask, read where the system shows it (Linux's /proc/self/status) rather than
+    by setting it, as os.umask must: while it is set to something else, a file another thread
+    creates would get the wrong mode. Read each time: a program may change it between runs."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere, the only way there is
     os.umask(mask)
     return mask
+
+
+def as_mkdir_would(directory: Path) -> Path:
+    """Give a directory tempfile.mkdtemp made (always 0700, for its own safety while it is a
+    temporary name) the mode a plain mkdir gives: 0777 less the umask. A run directory is made
+    that way so it appears whole; under umask 022 a lab's shared runs/ must still be readable by
+    the group, under 077 it stays private."""
+    os.chmod(directory, 0o777 & ~current_umask())
+    return directory
 
 
 def _inside(path: Path, root: Path) -> bool:

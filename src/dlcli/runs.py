@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from dlcli.errors import UserError, first_line
+from dlcli.files import as_mkdir_would
 from dlcli.run_lock import RunLock, can_tell_liveness, is_training
 
 CHECKPOINTS = ("best", "last")  # checkpoints/<name>.pt of every run
@@ -42,7 +43,7 @@ def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = No
     created = _make_parents(parent, runs_dir)
     temporary = reserved = None
     try:
-        temporary = Path(tempfile.mkdtemp(prefix=f".{stamp}.", suffix=".partial", dir=parent))
+        temporary = as_mkdir_would(Path(tempfile.mkdtemp(prefix=f".{stamp}.", suffix=".partial", dir=parent)))
         if checkpoints:
             (temporary / "checkpoints").mkdir()
         if populate is not None:
