@@ -301,6 +301,21 @@ SWEEP_PAYLOADS = [sweep_override_runs_code, sweep_trials_is_a_link_out, sweep_st
                   sweep_space_changed_under_its_study, a_download_the_sweep_names, sweep_composes_from_a_config_dir_it_names]
 
 
+# -- a sweep.yaml that vouches for the classes it builds (issue 33 item 17) ---------------------------
+
+def sweep_yaml_vouches_for_its_own_targets(c):
+    """sweep.yaml records the classes its own command built on the user's word (typed_targets):
+    a forged record naming the payload as "typed" must trust nothing."""
+    sweep_override_runs_code(c)
+    path = c["sweep"] / "sweep.yaml"
+    settings = yaml.safe_load(path.read_text())
+    settings["typed_targets"] = {"torch.fx.graph_module._exec_with_source": "callbacks.p"}
+    path.write_text(yaml.safe_dump(settings))
+
+
+SWEEP_PAYLOADS += [sweep_yaml_vouches_for_its_own_targets]
+
+
 # -- commands: each opens a received directory --------------------------------------------------------
 
 def interrupted(c):
@@ -695,6 +710,29 @@ def test_a_local_mlflow_store_lies_exactly_in_the_runs_directory_that_holds_the_
             check_store_beside(uri, copied)
     with pytest.raises(ValueError, match="not inside a runs directory"):
         default_tracking_uri(copied)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_creates_its_store_only_in_its_runs_directory(made, tmp_path, monkeypatch):
+    """A received run, in a runs directory as dl lays them out, whose config names a store in a
+    folder above that runs directory: the resume trains on with MLflow off and creates nothing
+    there; a store named in the runs directory itself is created and used."""
+    pytest.importorskip("mlflow")
+    runs = tmp_path / "project" / "runs"
+    run = runs / "sent" / made[1].name
+    shutil.copytree(made[1], run)
+    shutil.copy(made[0] / "table.csv", tmp_path / "project" / "table.csv")
+    monkeypatch.chdir(tmp_path / "project")
+    for uri, logged in ((f"sqlite:///{tmp_path}/above.db", False), (f"sqlite:///{runs}/mine.db", True)):
+        edit_config(run / "config.yaml", lambda cfg: cfg.update(logger={"mlflow": {
+            "_target_": "dlcli.tracking.mlflow.MLflowLogger", "experiment": None, "parent_run_id": None, "tracking_uri": uri}}))
+        interrupted_here(run)
+        result = run_cli("train", f"resume={run}")
+        assert result.exit_code == 0, result.output
+        assert ("logger=mlflow failed" not in result.stderr) == logged, result.stderr
+        assert (run / "mlflow.json").is_file() == logged
+    assert not any((tmp_path / name).exists() for name in ("above.db", "mlartifacts", "mlruns"))
+    assert (runs / "mine.db").is_file() and (runs / "mlartifacts").is_dir()
 
 
 # -- --output onto a link ------------------------------------------------------------------------------
