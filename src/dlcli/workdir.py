@@ -28,6 +28,9 @@ from pathlib import Path
 # nothing: what they compose is checked by the marker files, which any opened run or sweep has.
 _OPENED: list[Path] = []
 _ON_IMPORT_PATH: list[str] = []  # the working directory, when use_own_modules() put it on sys.path
+# What the walk up from a working directory found (its path -> the clause, or None). A directory
+# does not become dl's while a command runs in it, and `dl runs` asks once per run and option group.
+_MADE_ABOVE: dict[Path, str | None] = {}
 
 
 def made_by_dl(directory: Path) -> str | None:
@@ -72,10 +75,11 @@ def received_here() -> str | None:
         cwd = Path.cwd()
     except OSError:
         return "the working directory is gone"
-    for folder in (cwd, *cwd.parents):
-        kind = made_by_dl(folder)
-        if kind is not None:
-            return f"{_shown(folder, cwd)} is {kind} dl made"
+    if cwd not in _MADE_ABOVE:
+        _MADE_ABOVE[cwd] = next((f"{_shown(folder, cwd)} is {kind} dl made" for folder in (cwd, *cwd.parents)
+                                 if (kind := made_by_dl(folder)) is not None), None)
+    if _MADE_ABOVE[cwd] is not None:
+        return _MADE_ABOVE[cwd]
     for folder in _OPENED:
         if cwd == folder or folder in cwd.parents:
             return f"{_shown(folder, cwd)} is opened by this command"
