@@ -184,6 +184,33 @@ def test_bf16_on_a_cpu_without_native_bfloat16_says_it_will_be_slower(workdir, f
         assert "expect it slower than trainer.precision=32" in (result.run_dir / "train.log").read_text()
 
 
+def test_settings_that_wait_on_a_switch_that_is_off_are_a_note_and_sequence_models_take_sequences(workdir, fast):
+    from dlcli.no_effect import dormant_settings
+
+    quiet = "\n".join(build_experiment(fast("data=iris")).notes)
+    assert "no effect" not in quiet  # the defaults say nothing
+    waiting = ["trainer.early_stopping.patience=3", "trainer.grad_clip_mode=value", "trainer.diagnostics=false",
+               "trainer.diagnostics_every=3", "trainer.max_restarts=2"]
+    result = train(fast("data=iris", "trainer.epochs=1", *waiting), [], quiet_reporter())
+    assert result.summary["status"] == "completed"
+    log = (result.run_dir / "train.log").read_text()
+    for line in ("trainer.early_stopping.patience=3 has no effect while trainer.early_stopping.enabled=false",
+                 "trainer.grad_clip_mode=value has no effect while trainer.grad_clip is null",
+                 "trainer.diagnostics_every=3 has no effect while trainer.diagnostics=false",
+                 "trainer.max_restarts=2 has no effect while the run has one process"):
+        assert line in log, line
+    switched_on = compose(["trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=3", "trainer.grad_clip=1.0",
+                           "trainer.grad_clip_mode=value"])
+    assert dormant_settings(switched_on) == []  # the switch on: each acts
+    for model in ("lstm", "cnn1d"):  # what data.as_sequence is for
+        assert build_experiment(fast("data=iris", f"model={model}", "+data.as_sequence=true")).data.input_shape == (1, 4)
+    from dlcli.no_effect import check_settings_take_effect
+
+    check_settings_take_effect(compose(["data=iris", "+data.as_sequence=true", "model._target_=mypkg.SignalNet"]))  # yours: not judged
+    with pytest.raises(UserError, match="model=mlp does not read one"):
+        check_settings_take_effect(compose(["data=iris", "+data.as_sequence=true"]))
+
+
 @pytest.mark.parametrize("capabilities, native", [
     ({"avx512_bf16": True, "amx_bf16": False}, True), ({"amx_bf16": True}, True), ({"bf16": True, "architecture": "arm64"}, True),
     ({"avx512_bf16": False, "avx2": True}, False), ({}, False),

@@ -228,7 +228,7 @@ def test_an_empty_class_folder_and_a_cache_setting_on_a_table_are_one_line(workd
     result = run_cli("train", "data=imagefolder", f"data.root={folder}", *FAST)
     assert result.exit_code == 2 and "the class folder wolf holds no images" in result.stderr
     result = run_cli("train", "data=wine", "+data.cache=none", "trainer.epochs=1")
-    assert result.exit_code == 2 and "data.cache=none applies to folders of images" in result.stderr
+    assert result.exit_code == 2 and "data.cache=none applies to image sets" in result.stderr
     assert not (workdir / "runs").exists()
 
 

@@ -23,6 +23,7 @@ from dlcli.engine.tta import checked_views
 from dlcli.engine.optim import FULL_BATCH_ONLY, build_optimizer, build_scheduler, l1_penalty
 from dlcli.errors import InputTooSmall, UserError
 from dlcli.models import build_model
+from dlcli.no_effect import check_settings_fit_the_task, check_settings_take_effect, dormant_settings
 from dlcli.validate import metric_for, monitor_for, validate_config
 
 
@@ -68,12 +69,16 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     if brought and not restoring:
         notes.append(f"this model brings its own training defaults (model.train_with): {', '.join(brought)}; "
                      "whatever you set yourself wins")
+    if isinstance(cfg.get("recipe"), DictConfig) and not restoring:
+        notes.append(swapped_recipe_note(cfg))
     precision = training_precision(cfg, device, notes)
     speed_switches(cfg, device, notes)
     torch.manual_seed(cfg.seed)  # model init, then dropout, repeat for the same seed
     # a run made before data.cache read its folder's files every epoch: it goes on doing so
     unset_cache = "none" if restoring and "cache" not in cfg.data else None
     data = prepare_data(cfg.data, cfg.split, cfg.seed, device, unset_cache, int(cfg.trainer.get("devices", 1)), saved=restoring)
+    check_settings_fit_the_task(cfg, data.task)
+    notes += dormant_settings(cfg)
     if getattr(data, "cache", None) is not None and cfg.data.get("cache") != data.cache:
         # data.cache=auto decided: the run keeps the decision (config.yaml), so that its resume, its
         # evaluation and its other processes read the folder the same way whatever memory is free then
@@ -134,6 +139,19 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
         scaler=torch.amp.GradScaler("cuda") if precision == "16" else None,
     )
     return Experiment(cfg=cfg, data=data, session=session, notes=notes + data.notes)
+
+
+def swapped_recipe_note(cfg: DictConfig) -> str:
+    """What the run log says when the user chose another model than the recipe's (dlcli.recipes)."""
+    from dlcli.config import option_name
+
+    recipe = OmegaConf.to_container(cfg.recipe, resolve=True)
+    made_for, gave = recipe.get("made_for"), ", ".join(map(str, recipe.get("gave_way") or [])) or "none"
+    chosen = option_name("model", OmegaConf.to_container(cfg.model, resolve=True))
+    optimizer = option_name("optim", OmegaConf.to_container(cfg.optim, resolve=True))
+    return (f"experiment={recipe.get('name')} was made for model={made_for}; with model={chosen} its settings for "
+            f"{made_for} gave way ({gave}): model={chosen} trains as its own option makes it, with optim={optimizer} "
+            f"at optim.lr={cfg.optim.get('lr')} unless you set one")
 
 
 def training_precision(cfg: DictConfig, device: torch.device, notes: list[str]) -> str:
@@ -201,6 +219,7 @@ def check_config(cfg: DictConfig) -> None:
     from dlcli.tracking import build_loggers
 
     validate_config(cfg)
+    check_settings_take_effect(cfg)
     prepare_call(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed}, own=DATA_KEY_CONSTRAINTS)
     prepare_call(cfg.model, "model", skip=model_build_keys(cfg.model), runtime={"input_shape": None, "num_outputs": None},
                  own=BUILD_KEY_CONSTRAINTS)

@@ -71,6 +71,10 @@ def _whole(value) -> bool:
 def _sched_interval(cfg: DictConfig) -> None:
     if (cfg.get("sched") or {}).get("_target_"):
         check("sched.interval", cfg.sched.get("interval", "epoch"), Options(("epoch", "step")))
+        if cfg.sched.get("interval") == "step" and str(cfg.sched._target_).endswith("ReduceLROnPlateau"):
+            # it steps on the validation metric, which exists once an epoch
+            raise UserError("sched.interval=step cannot apply to sched=plateau: it lowers the rate on the validation metric, "
+                            "measured once an epoch; drop it")
 
 
 # relations between settings, checked after each value is (a function raises UserError)

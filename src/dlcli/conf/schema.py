@@ -94,6 +94,7 @@ class RootSchema:
     refit: Optional[str] = None
     callbacks: Dict[str, Any] = field(default_factory=dict)
     logger: Dict[str, Any] = field(default_factory=dict)
+    recipe: Any = None  # a recipe whose model the user swapped: what gave way (dlcli.recipes)
 
 
 # What each value may be (the types above are OmegaConf's; these are the ranges and choices), read

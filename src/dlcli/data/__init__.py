@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from dlcli.data.preprocess import ArrayEncoding, TableEncoding, TargetScaler, encode_features, encode_targets
 from dlcli.data.split import Split, split_dataset
-from dlcli.constraints import Interval, check
+from dlcli.constraints import Interval, check, show
 from dlcli.errors import UserError
 from dlcli.own_settings import OWN_SETTINGS
 from dlcli.factory import call_target
@@ -19,6 +19,8 @@ PREPROCESS_KEYS = ("standardize", "standardize_target", "target_transform", "as_
 PREPROCESSING_FILE = "preprocessing.json"  # in every run: what it learned from its train rows
 PREPROCESSING_FORMAT = 1  # of preprocessing.json; raise it when a reader could misread a new record
 IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers", "cache", "cache_dir")
+TABLE_ONLY_KEYS = ("standardize", "standardize_target", "as_sequence")
+IMAGE_ONLY_KEYS = ("normalize", "augment", "num_workers", "cache", "cache_dir")  # data.resize also fits image-shaped tables
 DATA_KEY_CONSTRAINTS = OWN_SETTINGS["data"]  # what they may be
 
 
@@ -112,6 +114,10 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=
     if isinstance(raw, ImageSet):
         if options.get("target_transform") not in (None, "none"):
             raise UserError(f"data.target_transform={options['target_transform']} applies to regression targets only: drop it")
+        for key in TABLE_ONLY_KEYS:  # read only on the table path below: on images they would do nothing
+            if options.get(key) is not None:
+                raise UserError(f"data.{key}={show(options[key])} applies to tables, and {raw.name} is a set of images: drop it"
+                                f"{' (data.normalize scales images)' if key == 'standardize' else ''}")
         from dlcli.data.image_cache import decoded_once
         from dlcli.data.image_data import prepare_images
 
@@ -119,10 +125,10 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=
         raw = decoded_once(raw, cache or str(options.get("cache", "auto")), options.get("resize"), device, copies, cache_dir)
         return prepare_images(raw, split, options.get("resize"), options.get("normalize", "dataset"),
                               options.get("augment") or {}, int(options.get("num_workers", 0)))
-    for key in ("cache", "cache_dir"):
+    for key in IMAGE_ONLY_KEYS:  # read only on the image path above: on a table they would do nothing
         if options.get(key) is not None:
-            raise UserError(f"data.{key}={options[key]} applies to folders of images (data=imagefolder), and {raw.name} is "
-                            "a table held in memory: drop it")
+            raise UserError(f"data.{key}={show(options[key])} applies to image sets (data=imagefolder, mnist, fashion_mnist, "
+                            f"cifar10), and {raw.name} is a table held in memory: drop it")
     features, feature_names, encoding = encode_features(raw, split.train, bool(options.get("standardize", True)))
     targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)),
                                                   str(options.get("target_transform") or "none"))
