@@ -175,6 +175,17 @@ def a_download_into_a_place_the_file_names(c):
         "_target_": "dlcli.data.images.load_torchvision", "name": "mnist", "root": str(c["outside"] / "data"), "download": True}))
 
 
+def an_image_folder_and_a_cache_directory_the_file_names(c):
+    """The config names an image folder outside (read where it is) and a cache directory outside:
+    decoding it writes into neither (issue 33, item 4: 47 MB of .dl-cache in a folder it named)."""
+    from image_fixtures import write_image_folder
+
+    pets = write_image_folder(c["outside"] / "pets", per_class=6, sizes=((8, 8),))
+    edit_config(c["run"] / "config.yaml", lambda cfg: cfg.update(data={
+        "_target_": "dlcli.data.images.load_imagefolder", "root": str(pets), "cache": "memory", "resize": 8,
+        "cache_dir": str(c["outside"] / "cache")}))
+
+
 def json_files_of_other_shapes(c):
     (c["run"] / "summary.json").write_text("[1, 2]")
     (c["run"] / "split.json").write_text("[1]")
@@ -211,7 +222,8 @@ RUN_PAYLOADS = [code_in_data_target, hub_load_of_a_local_hubconf, os_system_as_a
                 log_is_a_link_out, checkpoints_folder_is_a_link_out, runs_and_mlflow_store_elsewhere,
                 dl_class_that_writes_where_it_is_told, a_logger_class_elsewhere_with_a_store_outside,
                 overrides_reach_hydra_searchpath, overrides_with_an_escaped_interpolation, overrides_send_the_run_elsewhere,
-                a_download_into_a_place_the_file_names, json_files_of_other_shapes, summary_fields_of_other_types,
+                a_download_into_a_place_the_file_names, an_image_folder_and_a_cache_directory_the_file_names,
+                json_files_of_other_shapes, summary_fields_of_other_types,
                 an_optimizer_that_needs_a_closure, a_program_as_a_target, mlflow_store_in_a_folder_above]
 
 
@@ -657,6 +669,9 @@ def test_what_makes_a_directory_received(case, monkeypatch, tmp_path):
     (plain / "conf").mkdir()
     monkeypatch.chdir(plain)
     assert workdir.own_conf() == plain / "conf"
+    workdir.opening(plain.parent / "nothing-there.yaml")  # a path the command cannot read opens nothing
+    assert workdir.own_conf() == plain / "conf"
+    (plain.parent / "best.yaml").write_text("overrides: []\n")
     workdir.opening(plain.parent / "best.yaml")
     assert "opened by this command" in workdir.received_here() and workdir.own_conf() is None
 

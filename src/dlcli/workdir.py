@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 
 # Directories this process has opened as received (resolved). A command opens its directories
-# before it reads ./conf for them; workers a command starts inherit nothing from here, and need
-# nothing: what they compose is checked by the marker files, which any opened run or sweep has.
+# before it reads ./conf for them; the processes it starts inherit nothing from here, and need
+# nothing: a worker builds the config its parent composed and checked, a sweep's trial composes
+# inside the sweep (its marker files), and a resumed sweep's trials never take the folders it names.
 _OPENED: list[Path] = []
 _ON_IMPORT_PATH: list[str] = []  # the working directory, when use_own_modules() put it on sys.path
 # What the walk up from a working directory found (its path -> the clause, or None). A directory
@@ -56,6 +57,8 @@ def opening(path: str | Path) -> None:
     directory holds is read; takes the working directory back off the import path if it was
     put there."""
     path = Path(str(path)).expanduser()
+    if not path.exists():
+        return  # nothing is read from it (the command says so): its folder is not opened
     folder = path if path.is_dir() else path.parent
     try:
         _OPENED.append(folder.resolve())
