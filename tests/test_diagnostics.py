@@ -93,6 +93,51 @@ def test_exploding_gradients_at_a_spike(workdir):
     assert found["evidence"]["step"] == 60 and "trainer.grad_clip" in found["suggestion"]
 
 
+SPIKE = ["model._target_=user_code.SpikeNet", "~model.hidden", "~model.activation", "~model.dropout", "~model.batch_norm",
+         "~model.init", "~model.freeze", "trainer.diagnostics_every=1", "trainer.progress=false"]
+
+
+def test_a_resumed_run_names_the_steps_an_uninterrupted_run_names(workdir):
+    """Steps go on counting across a resume (from the checkpoint's count): the spike at step 150
+    (epoch 4, about 45 steps an epoch) is found at step 150 by a run stopped after epoch 2 and
+    resumed, as by one that ran through. (It was step 60 after the resume: counted from it.)"""
+    from conftest import quiet_reporter
+    from dlcli.config import compose
+    from dlcli.engine.checkpoint import load_checkpoint
+    from dlcli.train import train
+    from user_code import CtrlCAt
+
+    overrides = [*SPIKE, "+model.spike_at=150", "trainer.epochs=5"]
+    through = train(compose([*overrides, "name=through"]), [], quiet_reporter())
+    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[CtrlCAt(epoch=2)])
+    assert stopped.status == "interrupted"
+    steps = load_checkpoint(stopped.run_dir / "checkpoints" / "last.pt")["state"]["steps"]
+    assert 0 < steps < 150  # epochs 1 and 2, counted
+    resume = [f"resume={stopped.run_dir}"]
+    resumed = train(compose(resume), resume, quiet_reporter(), trust=["user_code"])
+    assert resumed.status == "completed"
+
+    def spike(run):
+        return next(f for f in read(run / "diagnostics.json")["findings"] if f["code"] == "exploding_gradients")
+
+    assert spike(through.run_dir)["evidence"]["step"] == spike(resumed.run_dir)["evidence"]["step"] == 150
+    assert spike(through.run_dir)["message"] == spike(resumed.run_dir)["message"]
+    assert (load_checkpoint(through.run_dir / "checkpoints" / "last.pt")["state"]["steps"]
+            == load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["state"]["steps"] == 5 * steps // 2)
+
+
+def test_a_checkpoint_without_a_step_count_counts_its_epochs_batches():
+    """Checkpoints written before steps were counted hold epochs only: each epoch counts its
+    batches (a lone trailing sample is none, as training skips it)."""
+    from dlcli.engine.state import FitState, steps_taken
+
+    assert steps_taken(FitState(epoch=3), samples=100, batch_size=32) == 12  # 32, 32, 32, 4
+    assert steps_taken(FitState(epoch=3), samples=97, batch_size=32) == 9  # the 97th sample alone: skipped
+    assert steps_taken(FitState(epoch=2), samples=1, batch_size=32) == 2
+    assert steps_taken(FitState(epoch=3, steps=7), samples=100, batch_size=32) == 7  # counted: as counted
+    assert steps_taken(FitState(), samples=100, batch_size=32) == 0
+
+
 def test_dead_relus(workdir):
     findings, _ = diagnosed("optim.lr=1")
     found = next(f for f in findings if f["code"] == "dead_relus")

@@ -133,21 +133,24 @@ class SoftmaxNet(__import__("torch").nn.Module):
 
 
 class SpikeNet(__import__("torch").nn.Module):
-    """An MLP whose outputs are blown up on one training step: a gradient spike."""
+    """An MLP whose outputs are blown up on one training step: a gradient spike. The training steps
+    are counted in a buffer, which checkpoints keep: a resumed run spikes at the same step."""
 
     def __init__(self, input_shape, num_outputs, spike_at: int = 60):
+        import torch
         from torch import nn
 
         super().__init__()
         features = int(__import__("math").prod(input_shape))
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(features, 32), nn.ReLU(), nn.Linear(32, num_outputs))
-        self.spike_at, self.calls = spike_at, 0
+        self.spike_at = spike_at
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
     def forward(self, x):
         out = self.net(x)
         if self.training:
             self.calls += 1
-            if self.calls == self.spike_at:
+            if int(self.calls) == self.spike_at:
                 return out * 1000.0
         return out
 

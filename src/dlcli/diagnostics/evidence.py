@@ -66,6 +66,10 @@ class Diagnostics(Callback):
             self.failed = f"{type(exc).__name__}: {exc}"
 
     def on_fit_start(self, session, state) -> None:
+        from dlcli.engine.state import steps_taken
+
+        # a resumed run goes on counting: its findings name the steps an uninterrupted run would
+        self._steps = steps_taken(state, len(session.train_data), session.step.batch_size)
         self._safely(self._fit_start, session, state)
         if self.early is not None and self.failed is None:
             for finding in self.early(self.evidence):

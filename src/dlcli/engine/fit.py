@@ -70,7 +70,8 @@ def across_ranks(result: EpochResult, world: World) -> EpochResult:
         return result
     outputs, targets = gather_in_order(result.outputs, result.targets, world)
     count = int(summed(torch.tensor(float(result.count)), world))
-    return EpochResult(loss_sum=summed(result.loss_sum, world), count=count, outputs=outputs, targets=targets)
+    return EpochResult(loss_sum=summed(result.loss_sum, world), count=count, outputs=outputs, targets=targets,
+                       steps=result.steps)  # the ranks step together
 
 
 def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -> FitState:
@@ -126,6 +127,7 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
             # The epoch's bookkeeping is whole: a Ctrl-C meanwhile is held until metrics.csv and the
             # checkpoint have taken the epoch, so stopping never splits them.
             with ctrl_c_deferred():
+                state.steps += result.steps  # with the epoch: a checkpoint holds both or neither
                 if session.val_data is None:  # no validation split (a refit): the newest epoch is the one to keep
                     improved = state.take_latest(epoch)
                 else:

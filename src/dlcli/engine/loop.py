@@ -34,6 +34,7 @@ class EpochResult:
     count: int
     outputs: torch.Tensor  # predicted classes (classification) or outputs (regression), on the device
     targets: torch.Tensor
+    steps: int = 0  # optimizer steps taken (batches trained)
 
 
 AUTOCAST_DTYPES = {"16": torch.float16, "bf16": torch.bfloat16}  # trainer.precision -> autocast's dtype
@@ -106,6 +107,7 @@ def train_epoch(
         count=count,
         outputs=torch.cat(outputs_seen) if len(outputs_seen) > 1 else outputs_seen[0],
         targets=torch.cat(targets_seen) if len(targets_seen) > 1 else targets_seen[0],
+        steps=len(targets_seen),
     )
 
 

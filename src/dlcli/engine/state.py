@@ -75,6 +75,7 @@ class FitState:
     Small and fixed in size: the per-epoch rows live in metrics.csv."""
 
     epoch: int = 0  # epochs completed
+    steps: int = 0  # optimizer steps taken (batches trained): what counts steps goes on from here after a resume
     best_value: float | None = None
     best_epoch: int = 0
     epochs_without_improvement: int = 0
@@ -101,3 +102,14 @@ class FitState:
         else:
             self.epochs_without_improvement += 1
         return improved
+
+
+def steps_taken(state: FitState, samples: int, batch_size: int) -> int:
+    """The optimizer steps a run has taken, for whatever numbers steps (the diagnosis, TensorBoard)
+    so that a resumed run goes on counting where it stopped. A checkpoint written before steps were
+    counted holds epochs but no steps: there, each epoch counts its batches of `batch_size` out of
+    `samples` (a lone trailing sample is no batch)."""
+    if state.steps or not state.epoch:
+        return state.steps
+    per_epoch = samples // batch_size + (samples % batch_size > 1) if samples > 1 else samples
+    return state.epoch * per_epoch

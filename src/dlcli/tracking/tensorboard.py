@@ -28,11 +28,10 @@ class TensorBoardLogger(RunLogger):
         from torch.utils.tensorboard import SummaryWriter
 
         from dlcli.engine.optim import current_lr
+        from dlcli.engine.state import steps_taken
 
         self.session, self.current_lr = session, current_lr
-        samples, batch = len(session.train_data), int(self.run.cfg.trainer.batch_size)
-        self.steps_per_epoch = samples // batch + (samples % batch > 1)  # a lone last sample is not a step
-        self.step = state.epoch * self.steps_per_epoch
+        self.step = steps_taken(state, len(session.train_data), session.step.batch_size)  # a resume goes on counting
         directory = self.run.run_dir / "tensorboard"
         # On resume, anything logged after the checkpoint (lost epochs of a killed run) is purged.
         resumed = directory.is_dir()
