@@ -146,6 +146,25 @@ def test_a_stop_signal_however_it_arrives_stops_the_run_as_ctrl_c_does(tmp_path,
     assert json.loads(listed.stdout)[0]["epochs"] == rows, listed.stdout
 
 
+@pytest.mark.slow
+def test_a_killed_worker_is_one_failed_line_that_names_it(tmp_path):
+    """SIGKILL to rank 1: rank 0 and the launcher stop, stderr is the one `failed:` line naming the
+    rank that ended and how (not the broken connection rank 0 saw, nor a native crash dump from a
+    process being torn down), and the run is resumable."""
+    process = start(["train", "data=wine", "trainer.epochs=2000", "trainer.plots=false", *TWO, "-q"], tmp_path)
+    metrics = wait_for_rows("runs/train/*/metrics.csv", tmp_path, 3)
+    rank_1 = sorted(children_of(process.pid))[-1]  # the launcher starts rank 0 first
+    os.kill(rank_1, signal.SIGKILL)
+    process.wait(timeout=120)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 1, err
+    assert not gone_within(process.pid, 10), "a process of the run was left running"
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("failed: worker rank 1 ended (signal SIGKILL)"), err
+    summary = json.loads((metrics.parent / "summary.json").read_text())
+    assert summary["status"] == "failed" and "resume=" in summary["message"] and summary["epochs_completed"] >= 1
+
+
 SWEEP_KILLS = [
     pytest.param("SIGKILL", id="SIGKILL: the workers die with the sweep"),
     pytest.param("SIGTERM", id="SIGTERM: the sweep stops its workers, as on Ctrl-C"),

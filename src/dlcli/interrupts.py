@@ -52,6 +52,32 @@ def signal_name(signum: int) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
+def forward_stop_signals() -> None:
+    """Each stop signal this process gets is passed on, once, to the processes it started through
+    multiprocessing (PyTorch's launcher starts a multi-process run's workers so): however a stop
+    arrives (a terminal's Ctrl-C, `kill PID`, a supervisor, a notebook's interrupt), every worker
+    gets one, and they stop together as Ctrl-C makes them. The workers must sit in a process group
+    of their own (dlcli.launch.worker), so that a signal to this process's group reaches them
+    through here only, never twice. Before any worker exists there is nothing to keep: this
+    process stops (KeyboardInterrupt). A signal this process ignores (`nohup`) stays ignored."""
+
+    def forward(signum, frame) -> None:
+        import multiprocessing
+
+        workers = multiprocessing.active_children()
+        if not workers:
+            raise KeyboardInterrupt
+        for process in workers:
+            try:
+                os.kill(process.pid, signum)
+            except ProcessLookupError:  # ended meanwhile
+                pass
+
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, forward)
+
+
 class StopRequests:
     """A stop-signal handler that only counts: it stands in where nothing can stop yet (a worker
     process starting up) and is read when something can (dlcli.engine.fit's collective stop)."""

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlcli.engine.checkpoint import load_checkpoint, saved_state
 from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError, first_line
-from dlcli.interrupts import STOP_SIGNALS, StopRequests, catch_stop_signals, stop_signals_act_as_ctrl_c
+from dlcli.interrupts import STOP_SIGNALS, StopRequests, catch_stop_signals, forward_stop_signals, stop_signals_act_as_ctrl_c
 from dlcli.runs import read_summary, update_summary
 from dlcli.training import TrainResult, now, progress_fields, start_new_run
 
@@ -154,32 +154,6 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
             os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = saved_env
 
 
-def forward_stop_signals() -> None:
-    """Ctrl-C, SIGTERM and SIGHUP sent to this process are passed on, once each, to the workers:
-    however a stop signal arrives (a terminal's Ctrl-C, `kill PID`, a supervisor, a notebook's
-    interrupt), every rank gets one, and they stop together as Ctrl-C makes them (the epoch in
-    progress kept; a second signal stops at once). The workers are in a process group of their
-    own (`worker`), so a signal to this process's group reaches them through here only, never
-    twice. Before any worker exists there is nothing to keep: this process stops."""
-    import signal
-
-    def forward(signum, frame) -> None:
-        import multiprocessing
-
-        workers = multiprocessing.active_children()  # the launcher's, started from this process
-        if not workers:
-            raise KeyboardInterrupt
-        for process in workers:
-            try:
-                os.kill(process.pid, signum)
-            except ProcessLookupError:  # ended meanwhile
-                pass
-
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) != signal.SIG_IGN:  # nohup's SIGHUP stays ignored, here and in the workers
-            signal.signal(signum, forward)
-
-
 def backend_for(device: str) -> str:
     """nccl for CUDA GPUs, gloo for CPU processes (trainer.device=cpu, or no CUDA)."""
     return "nccl" if _cuda() and str(device) != "cpu" else "gloo"
@@ -192,13 +166,27 @@ def _cuda() -> bool:
 
 
 def _ended_by_a_worker(run_dir: Path, exc, seconds: float) -> None:
-    failures = getattr(exc, "failures", {}) or {}
-    rank, failure = exc.get_first_failure() if failures and hasattr(exc, "get_first_failure") else (None, None)
+    rank, failure = _cause(getattr(exc, "failures", {}) or {})
     what = f"worker rank {rank} ended ({_exit_text(failure)})" if failure is not None else f"a worker failed ({first_line(exc)})"
     said = _worker_message(failure)
     if said:
         what += f": {said}"
-    _left_resumable(run_dir, "failed", f"{what}; the others were stopped; continue with: dl train resume={run_dir}", seconds)
+    message = f"{what}; the others were stopped; continue with: dl train resume={run_dir}"
+    if rank not in (None, 0) and read_summary(run_dir).get("status") == "failed":
+        # rank 0 closed the run on the connection the ended rank broke ("Connection reset by peer"):
+        # the rank that ended is what the user must hear of; the rest of rank 0's summary stands
+        update_summary(run_dir, message=message)
+    _left_resumable(run_dir, "failed", message, seconds)
+
+
+def _cause(failures: dict) -> tuple:
+    """(rank, failure) that ended the run: a rank killed by a signal, else the one that failed
+    first. The others fail after it (rank 0 exits 1 once it has closed the run on a broken
+    connection), within the same second the launcher's timestamps count in."""
+    if not failures:
+        return None, None
+    killed = [(rank, failure) for rank, failure in sorted(failures.items()) if (getattr(failure, "exitcode", 0) or 0) < 0]
+    return killed[0] if killed else min(failures.items(), key=lambda item: (getattr(item[1], "timestamp", 0), item[0]))
 
 
 def _worker_message(failure) -> str | None:
@@ -206,8 +194,8 @@ def _worker_message(failure) -> str | None:
     message = getattr(failure, "message", None)
     if isinstance(message, dict):
         message = message.get("message")
-    if not isinstance(message, str) or not message or message.startswith("To enable traceback"):
-        return None
+    if not isinstance(message, str) or not message or message.startswith(("To enable traceback", "Signal ")):
+        return None  # (torch's "Signal 9 (SIGKILL) received by PID ...": the exit text says it)
     return first_line(message.removeprefix("UserError: "))
 
 
@@ -241,17 +229,34 @@ def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
     """One process of the group: join it, train, leave it. It leaves the launching process's
     process group first: stop signals reach it through the launching process, once
     (forward_stop_signals); until it can stop with the others it counts them (StopRequests)."""
-    import torch.distributed as dist
-
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)
     stop_signals_act_as_ctrl_c()
     catch_stop_signals(StopRequests())
     join_group(backend_for(how.get("trainer.device")))
+    trained = False
     try:
         train_as_rank(Path(run_dir), how, trust, evaluate_test)
+        trained = True
     finally:
-        dist.destroy_process_group()
+        leave_group(together=trained)
+
+
+def leave_group(together: bool) -> None:
+    """The end of a rank, in order. Every rank that trained to the end waits for the others (rank 0
+    still looks at the test split and closes the run): a rank that tore its connections down while
+    another used them would break that one's. Then the DDP wrapper and its reducer, which hold the
+    group, are freed now rather than in the interpreter's teardown, where a native thread still
+    running aborts the process at exit; then the group goes. A rank that failed leaves at once
+    (the launcher ends the others)."""
+    import gc
+
+    import torch.distributed as dist
+
+    if together:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def join_group(backend: str) -> None:
@@ -361,7 +366,7 @@ def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], reporter: Rep
 
     if not dist.is_initialized():
         dist.init_process_group(backend_for(cfg.trainer.device))
-    world_size = dist.get_world_size()
+    world_size, trained = dist.get_world_size(), False
     if world_size != devices_of(cfg):
         cfg.trainer.devices = world_size  # torchrun decides how many processes there are
     try:
@@ -386,6 +391,7 @@ def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], reporter: Rep
         finally:
             if lock is not None:
                 lock.release()
+        trained = True
         return TrainResult(Path(where[0]), read_summary(Path(where[0])))
     finally:
-        dist.destroy_process_group()
+        leave_group(together=trained)
