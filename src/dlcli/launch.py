@@ -180,9 +180,8 @@ def _ended_by_a_worker(run_dir: Path, exc, seconds: float) -> None:
 
 
 def _cause(failures: dict) -> tuple:
-    """(rank, failure) that ended the run: a rank killed by a signal, else the one that failed
-    first. The others fail after it (rank 0 exits 1 once it has closed the run on a broken
-    connection), within the same second the launcher's timestamps count in."""
+    """(rank, failure) that ended the run: a rank killed by a signal, else the first to fail (the
+    others fail after it, often within the second the launcher's timestamps count in)."""
     if not failures:
         return None, None
     killed = [(rank, failure) for rank, failure in sorted(failures.items()) if (getattr(failure, "exitcode", 0) or 0) < 0]
@@ -243,18 +242,21 @@ def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
 
 
 def leave_group(together: bool) -> None:
-    """The end of a rank, in order. Every rank that trained to the end waits for the others (rank 0
-    still looks at the test split and closes the run): a rank that tore its connections down while
-    another used them would break that one's. Then the DDP wrapper and its reducer, which hold the
-    group, are freed now rather than in the interpreter's teardown, where a native thread still
-    running aborts the process at exit; then the group goes. A rank that failed leaves at once
-    (the launcher ends the others)."""
+    """The end of a rank, in order: the ranks that trained to the end wait for each other (rank 0
+    still closes the run; connections torn down meanwhile would break its), the DDP objects that
+    hold the group are freed now, not in the interpreter's teardown (a native thread still running
+    there aborts the process), then the group goes. A failed rank leaves at once (the launcher
+    ends the others) without the crash dump PyTorch's launcher enabled (faulthandler): a dead
+    peer's connections may abort it on the way out, and the run's one line says how it ended."""
+    import faulthandler
     import gc
 
     import torch.distributed as dist
 
     if together:
         dist.barrier()
+    else:
+        faulthandler.disable()
     gc.collect()
     dist.destroy_process_group()
 
