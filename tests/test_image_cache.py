@@ -271,3 +271,16 @@ def test_a_saved_run_s_cache_directory_is_not_where_eval_or_resume_write(workdir
     evaluated = run_cli("eval", str(result.run_dir))
     assert evaluated.exit_code == 0, evaluated.output
     assert not named.exists() and cache_file(folder).exists()  # the user's own cache directory instead
+
+
+def test_dl_s_cache_directory_follows_the_setting_then_xdg_then_home(tmp_path, monkeypatch):
+    from dlcli.data.cache_store import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "dl"
+    assert cache_root(str(tmp_path / "mine")) == tmp_path / "mine"  # data.cache_dir
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the XDG specification says
+    assert cache_root() == tmp_path / "home" / ".cache" / "dl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_root() == tmp_path / "home" / ".cache" / "dl"
