@@ -14,6 +14,8 @@ the processes are already started: rank 0 creates the run directory and tells th
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from pathlib import Path
 from typing import Sequence
@@ -124,9 +126,6 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     reporter.log(f"training on {devices} processes (DistributedDataParallel, {backend} on {'CUDA' if backend == 'nccl' else 'CPU'}); "
                  f"batch {int(cfg.trainer.batch_size)} = {devices} x {int(cfg.trainer.batch_size) // devices} per process")
     update_summary(run_dir, world_size=devices, per_rank_batch=int(cfg.trainer.batch_size) // devices)
-    import signal
-    import time
-
     # the launcher installs handlers of its own and leaves them: put back what this process had
     saved = {sig: signal.getsignal(sig) for sig in (*STOP_SIGNALS, signal.SIGQUIT)}
     saved_env = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
@@ -201,8 +200,6 @@ def _worker_message(failure) -> str | None:
 def _exit_text(failure) -> str:
     code = getattr(failure, "exitcode", None)
     if isinstance(code, int) and code < 0:
-        import signal
-
         try:
             return f"signal {signal.Signals(-code).name}"
         except ValueError:
@@ -254,8 +251,11 @@ def leave_group(together: bool) -> None:
     import torch.distributed as dist
 
     if together:
-        dist.barrier()
-    else:
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer ended meanwhile (rank 0 stopped at once): leave as a failed rank does
+            together = False
+    if not together:
         faulthandler.disable()
     gc.collect()
     dist.destroy_process_group()
