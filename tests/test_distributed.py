@@ -100,6 +100,62 @@ def test_two_and_three_processes_train_the_weights_one_process_trains(one_and_tw
         assert summary["test"]["samples"] == read(single / "summary.json")["test"]["samples"]
 
 
+CONV = ["data=imagefolder", "data.root=pics", "model=lenet", "trainer.epochs=2", "trainer.batch_size=12",
+        "trainer.checkpoint_every=0", "trainer.device=cpu", "trainer.progress=false", "trainer.plots=false"]
+FROM_FILES = ["data.cache=none", "data.num_workers=0"]  # the DataLoader path (no workers: the order is what is tested)
+
+
+@pytest.fixture(scope="module")
+def conv_runs(tmp_path_factory):
+    """LeNet on a PNG folder (36 images of 28x28, 3 classes; 2 epochs of a global batch of 12), by one
+    process and by two, the folder held in memory and read from its files."""
+    from image_fixtures import write_image_folder
+
+    root = tmp_path_factory.mktemp("ddp-conv")
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        write_image_folder(root / "pics", per_class=12, sizes=((28, 28),))
+        made = {}
+        for name, extra in (("one", []), ("two", TWO), ("one_files", FROM_FILES), ("two_files", [*TWO, *FROM_FILES])):
+            result = run_cli("train", *CONV, *extra, "--name", name, "-q")
+            assert result.exit_code == 0, result.output
+            made[name], = (root / "runs" / name).iterdir()
+        assert not children_alive()
+        yield made
+    finally:
+        os.chdir(previous)
+
+
+@pytest.mark.slow
+def test_a_conv_net_trains_the_same_weights_on_one_and_two_processes_from_memory_or_files(conv_runs):
+    """Convolutions, max-pooling and ReLU reduce in another order on half the batch, and nothing
+    more: the same weights and numbers within float32 rounding. The folder read from its files
+    draws its order as the one held in memory does (it drew the DataLoader's seed first, so every
+    epoch's order differed from the other paths': 0.08 apart after one epoch)."""
+    reference = weights(conv_runs["one"])
+    for name in ("two", "one_files", "two_files"):
+        other = weights(conv_runs[name])
+        assert max(float((reference[k] - other[k]).abs().max()) for k in reference) < 1e-5, name
+        first, then = pd.read_csv(conv_runs["one"] / "metrics.csv"), pd.read_csv(conv_runs[name] / "metrics.csv")
+        for column in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(first[column], then[column], rtol=1e-5, atol=1e-6, err_msg=f"{name} {column}")
+    assert read(conv_runs["two_files"] / "summary.json")["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_dropout_draws_other_masks_on_other_ranks_so_two_processes_differ_from_one(workdir):
+    """What the README says cannot agree: ranks other than 0 draw from seed + rank, so their dropout
+    masks are not the ones one process draws for those rows (one stream cannot be split by rows)."""
+    write_rows(workdir / "rows.csv", 400)
+    for extra in ([], TWO):
+        assert run_cli("train", *TABLE, "model.dropout=0.3", "trainer.device=cpu", "trainer.progress=false", *extra,
+                       "-q").exit_code == 0
+    one, two = runs(workdir)
+    a, b = weights(one), weights(two)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) > 1e-3
+
+
 def test_rank_0_failing_mid_epoch_does_not_leave_the_others_waiting(workdir):
     """Rank 0 stops alone (its callback fails inside an epoch): the others are in a collective it
     will never join, so it exits non-zero and the launcher stops them; its own message stays."""

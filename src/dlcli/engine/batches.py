@@ -84,21 +84,31 @@ class LoaderBatches:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _loader(self, batch_size: int, generator: torch.Generator | None) -> DataLoader:
-        key = (batch_size, generator is not None)
-        if key not in self._loaders:  # kept, so persistent workers survive from epoch to epoch
-            self._loaders[key] = DataLoader(
+    def _loader(self, batch_size: int) -> DataLoader:
+        """The loader of evaluation's batches, in order."""
+        if batch_size not in self._loaders:  # kept, so persistent workers survive from epoch to epoch
+            self._loaders[batch_size] = DataLoader(
                 self.dataset,
                 batch_size=batch_size,
-                shuffle=generator is not None,
-                generator=generator,
                 num_workers=self.num_workers,
                 pin_memory=self.device.type == "cuda",
                 persistent_workers=self.num_workers > 0,
                 drop_last=False,
                 worker_init_fn=ignore_ctrl_c,
             )
-        return self._loaders[key]
+        return self._loaders[batch_size]
+
+    def _shuffling_loader(self, seed: int) -> DataLoader:
+        """One process's loader of training batches, kept so that its persistent workers survive from
+        epoch to epoch: each epoch hands it that epoch's batches (EpochBatches). Its workers' random
+        draws are seeded from the first epoch's seed, which the run's generator gave."""
+        if "shuffled" not in self._loaders:
+            self._loaders["shuffled"] = DataLoader(
+                self.dataset, batch_sampler=EpochBatches(), num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
+                worker_init_fn=ignore_ctrl_c, generator=torch.Generator().manual_seed(seed),
+            )
+        return self._loaders["shuffled"]
 
     def _to_device(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -107,30 +117,20 @@ class LoaderBatches:
         return (self.transform(x) if self.transform is not None else x), y
 
     def shuffled(self, batch_size: int, generator: torch.Generator, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        count = len(self)
-        if world.active:
-            yield from self._rank_batches(batch_size, generator, world)
-            return
-        for batch in from_workers(self._loader(batch_size, generator)):
-            if len(batch[1]) == 1 and count > 1:
-                return
-            yield self._to_device(batch)
-
-    def _rank_batches(self, batch_size: int, generator: torch.Generator, world: World):
-        """This rank's part of each global batch of the same seeded order every rank draws; the
-        workers' random draws (augmentation) are seeded from the run's generator and the rank."""
-        count = len(self)
-        order = torch.randperm(count, generator=generator)
-        seed = int(torch.randint(2**62, (1,), generator=generator)) + world.rank
-        batches = []
-        for start in range(0, count, batch_size):
-            rows = order[start : start + batch_size]
-            part = part_of_batch(rows, world) if not (len(rows) == 1 and count > 1) else None
-            if part is None:
-                break
-            batches.append(part.tolist())
-        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers, worker_init_fn=ignore_ctrl_c,
-                            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+        """Batches of `batch_size` in a seeded order; with several ranks, this rank's part of each.
+        One process and every rank draw only the order from the run's generator, as TensorBatches
+        does, so that one process and several, and a folder read from its files or held in memory,
+        train on the same batches; the workers' random draws (augmentation) are seeded from the
+        generator's state and the rank."""
+        order = torch.randperm(len(self), generator=generator)
+        seed = seed_from(generator) + world.rank
+        batches = epoch_batches(order, batch_size, world)
+        if world.active:  # a loader per epoch: its workers' draws seeded by this epoch's seed (exact resume)
+            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers, worker_init_fn=ignore_ctrl_c,
+                                pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+        else:
+            loader = self._shuffling_loader(seed)
+            loader.batch_sampler.batches = batches  # before iter(): its workers fetch ahead from these
         for batch in from_workers(loader):
             yield self._to_device(batch)
 
@@ -143,7 +143,7 @@ class LoaderBatches:
             for batch in from_workers(loader):
                 yield self._to_device(batch)
             return
-        for batch in from_workers(self._loader(batch_size, None)):
+        for batch in from_workers(self._loader(batch_size)):
             yield self._to_device(batch)
 
     def peek(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,6 +151,42 @@ class LoaderBatches:
         from torch.utils.data import default_collate
 
         return self._to_device(default_collate([self.dataset[i] for i in range(min(count, len(self.dataset)))]))
+
+
+def epoch_batches(order: torch.Tensor, batch_size: int, world: World) -> list[list[int]]:
+    """This rank's rows of each global batch of `batch_size` taken from `order`, as TensorBatches
+    takes them: a lone trailing sample (which breaks batch norm) and a batch some rank would get
+    fewer than two rows of end the epoch."""
+    count, batches = len(order), []
+    for start in range(0, count, batch_size):
+        rows = order[start : start + batch_size]
+        part = part_of_batch(rows, world) if not (len(rows) == 1 and count > 1) else None
+        if part is None:
+            break
+        batches.append(part.tolist())
+    return batches
+
+
+def seed_from(generator: torch.Generator) -> int:
+    """A seed that follows from the generator's state without drawing from it (a draw would change
+    the orders of the epochs after, which then differed from the in-memory path's)."""
+    import hashlib
+
+    digest = hashlib.blake2b(generator.get_state().numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 2  # below 2**62: room for the rank and the worker's id
+
+
+class EpochBatches:
+    """A batch sampler whose batches are set anew each epoch (a kept DataLoader's)."""
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def ignore_ctrl_c(worker_id: int) -> None:
