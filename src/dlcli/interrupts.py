@@ -13,6 +13,7 @@ no finished epoch is lost.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import threading
@@ -62,8 +63,6 @@ def forward_stop_signals() -> None:
     process stops (KeyboardInterrupt). A signal this process ignores (`nohup`) stays ignored."""
 
     def forward(signum, frame) -> None:
-        import multiprocessing
-
         workers = multiprocessing.active_children()
         if not workers:
             raise KeyboardInterrupt
