@@ -171,17 +171,32 @@ def test_bf16_autocasts_on_the_cpu_and_float16_there_is_one_line(workdir, fast):
             build_experiment(fast("trainer.precision=16", "trainer.device=cpu"))
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_bf16_on_a_cpu_without_native_bfloat16_says_it_will_be_slower(workdir, fast, monkeypatch, native):
+@pytest.mark.parametrize("support, said", [("none", "this CPU has no native bfloat16"),
+                                           ("dot products", "has bfloat16 dot products (AVX512-BF16 or Arm BF16) but no matrix units"),
+                                           ("matrix units", None), (None, None)])
+def test_bf16_on_a_cpu_without_bfloat16_matrix_units_says_it_may_be_slower(workdir, fast, monkeypatch, support, said):
     import dlcli.experiment
 
-    monkeypatch.setattr(dlcli.experiment, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(dlcli.experiment, "cpu_bf16_support", lambda: support)
     notes = "\n".join(build_experiment(fast("trainer.precision=bf16", "trainer.device=cpu")).notes)
-    assert ("this CPU has no native bfloat16" in notes) is (not native)
-    assert "native bfloat16" not in "\n".join(build_experiment(fast("trainer.device=cpu")).notes)  # float32 says nothing
-    if not native:  # in the run log, as compile's time is
+    assert ("trainer.precision=bf16: this CPU" in notes) is (said is not None) and (said is None or said in notes)
+    assert "bfloat16" not in "\n".join(build_experiment(fast("trainer.device=cpu")).notes)  # float32 says nothing
+    if support == "none":  # in the run log, as compile's time is
         result = train(fast("trainer.precision=bf16", "trainer.device=cpu", "trainer.epochs=1"), [], quiet_reporter())
         assert "expect it slower than trainer.precision=32" in (result.run_dir / "train.log").read_text()
+
+
+@pytest.mark.parametrize("capabilities, support", [
+    ({"avx512_bf16": True, "amx_bf16": True}, "matrix units"), ({"avx512_bf16": True, "amx_bf16": False}, "dot products"),
+    ({"bf16": True, "architecture": "arm64"}, "dot products"), ({"avx512_bf16": False, "avx2": True}, "none"), ({}, "none"),
+])
+def test_bfloat16_support_is_read_from_the_cpu_capabilities(monkeypatch, capabilities, support):
+    from dlcli.engine.device import cpu_bf16_support
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert cpu_bf16_support() == support
+    monkeypatch.delattr(torch.cpu, "get_capabilities")
+    assert cpu_bf16_support() is None  # an older PyTorch: nothing said rather than a guess
 
 
 def test_settings_that_wait_on_a_switch_that_is_off_are_a_note_and_sequence_models_take_sequences(workdir, fast):
@@ -209,19 +224,6 @@ def test_settings_that_wait_on_a_switch_that_is_off_are_a_note_and_sequence_mode
     check_settings_take_effect(compose(["data=iris", "+data.as_sequence=true", "model._target_=mypkg.SignalNet"]))  # yours: not judged
     with pytest.raises(UserError, match="model=mlp does not read one"):
         check_settings_take_effect(compose(["data=iris", "+data.as_sequence=true"]))
-
-
-@pytest.mark.parametrize("capabilities, native", [
-    ({"avx512_bf16": True, "amx_bf16": False}, True), ({"amx_bf16": True}, True), ({"bf16": True, "architecture": "arm64"}, True),
-    ({"avx512_bf16": False, "avx2": True}, False), ({}, False),
-])
-def test_native_bfloat16_is_read_from_the_cpu_capabilities(monkeypatch, capabilities, native):
-    from dlcli.engine.device import cpu_has_native_bf16
-
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
-    assert cpu_has_native_bf16() is native
-    monkeypatch.delattr(torch.cpu, "get_capabilities")
-    assert cpu_has_native_bf16() is None  # an older PyTorch: nothing said rather than a guess
 
 
 def test_channels_last_orders_image_weights_and_is_refused_for_tables(workdir, fast):

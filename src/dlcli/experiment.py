@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dlcli.data import PreparedData, prepare_data
-from dlcli.engine.device import cpu_has_native_bf16, select_device
+from dlcli.engine.device import cpu_bf16_support, select_device
 from dlcli.engine.state import Session
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.losses import build_loss, head_size, one_logit, present_as_two_logits
@@ -172,9 +172,13 @@ def training_precision(cfg: DictConfig, device: torch.device, notes: list[str]) 
             raise UserError(f"trainer.precision=bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use trainer.precision=16")
         if device.type == "mps":
             raise UserError("trainer.precision=bf16 on MPS: this PyTorch has no bfloat16 autocast there; use 32")
-        if device.type == "cpu" and cpu_has_native_bf16() is False:
+        support = cpu_bf16_support() if device.type == "cpu" else None
+        if support == "none":
             notes.append("trainer.precision=bf16: this CPU has no native bfloat16 (no AVX512-BF16, AMX or Arm BF16), so every "
                          "bfloat16 operation is converted to float32 and back: expect it slower than trainer.precision=32")
+        elif support == "dot products":
+            notes.append("trainer.precision=bf16: this CPU has bfloat16 dot products (AVX512-BF16 or Arm BF16) but no matrix "
+                         "units (AMX): small models often train slower than at trainer.precision=32; compare samples/s")
     return precision
 
 
