@@ -15,7 +15,7 @@ from typing import Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlcli.errors import UserError, first_line
-from dlcli.recipes import Recipe, gave_way, read_recipe, swapped_to
+from dlcli.recipes import chosen_recipe, gave_way, model_training_defaults, swapped_to, typed_choices
 
 CONFIG_MODULE = "dlcli.conf"
 
@@ -107,8 +107,8 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = (
                 raise UserError(_explain_hydra_error(exc, overrides, config_dirs)) from None
         return cfg
 
-    recipe = chosen_recipe(overrides)
-    swapped = swapped_to(recipe, _typed_choices(overrides))
+    recipe = chosen_recipe(overrides, dict(config_options("experiment")))
+    swapped = swapped_to(recipe, typed_choices(overrides))
 
     def with_own_model(cfg: DictConfig) -> DictConfig:
         """The recipe's model swapped: the chosen model as its own option makes it, with what the user typed under it."""
@@ -191,61 +191,6 @@ def _fingerprint(extra: list[str]) -> tuple:
                 continue
             files.append((str(path), stat.st_size, stat.st_mtime_ns))
     return tuple(files)
-
-
-TRAIN_WITH = "train_with"  # a model option's own training defaults: model.train_with=[optim.lr=0.1, ...]
-TRAIN_WITH_KEYS = ("optim", "sched", "trainer.epochs", "trainer.batch_size", "trainer.grad_clip")  # what they may set
-
-
-def model_training_defaults(cfg: DictConfig, overrides: Sequence[str], recipe: Recipe | None = None,
-                            swapped: bool = False) -> list[str]:
-    """The overrides a model option brings in its `train_with` list (a rate, an optimizer, epochs)
-    that the user left to it: a value (`optim.lr=0.1`) is dropped when the user typed its key, a
-    key under it, or chose its group (`optim=adam` keeps the model's SGD rate off Adam); a choice
-    (`optim=adam`) only when the user chose that group (`optim.lr=1e-4` then sets Adam's rate).
-    Under a recipe (dlcli.recipes) the list is the recipe's, the settings it tuned for its model (a
-    recipe that declares none sets its training itself: nothing is brought); when the user swapped
-    the recipe's model, it is the chosen model's own, which yields to what the recipe set for every
-    model as to what the user typed. Only optimizer, schedule and a few trainer settings may be
-    brought; they compose like typed overrides, so config.yaml records them (resume and sweeps
-    repeat exactly)."""
-    model = cfg.get("model")
-    wanted = model.get(TRAIN_WITH) if isinstance(model, DictConfig) else None
-    if not wanted:
-        return []
-    typed = [override_key(o).lstrip("+~") for o in overrides]
-    if "experiment" in typed and (recipe is None or (not swapped and recipe.tuned is None)):
-        return []  # a recipe that declares no tuned settings sets its training itself
-    if recipe is not None and swapped:
-        typed += [*recipe.choices, *recipe.settings]
-    where = f"model.{TRAIN_WITH}"
-    if not isinstance(wanted, (list, ListConfig)) or not all(isinstance(entry, str) for entry in wanted):
-        raise UserError(f"{where} must be a list of overrides such as [optim.lr=0.1]")
-    brought = []
-    for entry in wanted:
-        key = override_key(entry)
-        if "=" not in entry or not key.startswith(TRAIN_WITH_KEYS) or "_target_" in key or "${" in entry:
-            raise UserError(f"{where} holds {entry!r}: it may only set {', '.join(TRAIN_WITH_KEYS)} (key=value)")
-        group = key.split(".", 1)[0]
-        # a choice (optim=adam) yields only to another choice: `optim.lr=1e-4` then sets Adam's rate;
-        # a value (optim.lr=0.1) yields to that key, a key under it, or another optimizer
-        if any(t == key or t.startswith(key + ".") or t == group for t in typed) if "." in key else key in typed:
-            continue
-        brought.append(entry)
-    return brought
-
-
-def chosen_recipe(overrides: Sequence[str]) -> Recipe | None:
-    """The recipe the overrides choose (experiment=NAME), read from its option file."""
-    name = _typed_choices(overrides).get("experiment")
-    content = dict(config_options("experiment")).get(name) if name else None
-    return read_recipe(name, content) if isinstance(content, dict) else None
-
-
-def _typed_choices(overrides: Sequence[str]) -> dict[str, str]:
-    """group -> option for the overrides that choose one (`model=mlp`, `experiment=house_prices_kfold`)."""
-    return {override_key(o): str(o).split("=", 1)[1] for o in overrides
-            if "=" in str(o) and "." not in override_key(o) and not str(o).startswith("~")}
 
 
 def check_schema_keys(cfg: DictConfig) -> None:

@@ -21,7 +21,7 @@ OWN_SETTINGS = {
         "init": Anything(),  # a scheme's name or {scheme, settings}: dlcli.models.init
         "freeze": ListOf(Text(non_empty=True)),
         "weights": nullable(Text(non_empty=True)),
-        "train_with": ListOf(Text(non_empty=True)),  # the option's own training defaults (dlcli.config)
+        "train_with": ListOf(Text(non_empty=True)),  # the option's own training defaults (dlcli.recipes)
     },
     "optim": {"decay_bias_and_norm": BOOLEAN, "head_lr": nullable(POSITIVE), "l1": NON_NEGATIVE, "scale_lr_with_batch": BOOLEAN},
     "sched": {"interval": Options(("epoch", "step")), "planned_over_epochs": BOOLEAN},
