@@ -804,6 +804,8 @@ CHECKPOINT_DAMAGE = {
     "epoch a string": (lambda p: p["state"].update(epoch="abc"), "state.epoch=abc"),
     "epoch negative": (lambda p: p["state"].update(epoch=-5), "state.epoch=-5"),
     "epoch a tensor": (lambda p: p["state"].update(epoch=_tensor(3)), "state.epoch is a tensor"),
+    "steps a string": (lambda p: p["state"].update(steps="abc"), "state.steps=abc"),
+    "steps negative": (lambda p: p["state"].update(steps=-5), "state.steps=-5"),
     "best epoch after the last": (lambda p: p["state"].update(best_epoch=p["state"]["epoch"] + 7), "state.best_epoch="),
     "model a string": (lambda p: p.update(model="x"), "model is x"),
     "a weight a string": (_first_weight, "is x (of type str), not a tensor"),

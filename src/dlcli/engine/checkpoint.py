@@ -136,9 +136,6 @@ def load_checkpoint(path: Path) -> dict:
 
 def saved_state(payload: dict) -> FitState:
     fields = {k: v for k, v in payload["state"].items() if k in FitState.__dataclass_fields__}
-    steps = fields.get("steps", 0)  # absent from checkpoints written before steps were counted
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise UserError(f"a checkpoint's state.steps={steps!r} is not a count of optimizer steps (a whole number, 0 or more)")
     return FitState(**fields)  # format 1 also held the history, which now lives in metrics.csv
 
 

@@ -24,6 +24,7 @@ from dlcli.errors import UserError
 
 READABLE_FORMATS = (1, 2)  # 2: run progress without the per-epoch history (that is metrics.csv)
 MOST_EPOCHS = 10**9  # far beyond any run; bounds what a received file may claim
+MOST_STEPS = 10**15  # likewise for optimizer steps
 
 
 class Part:
@@ -59,10 +60,12 @@ class Setting(Part):
 
 @dataclass(frozen=True)
 class Table(Part):
-    """A mapping with these required keys, each checked by its part (other keys are let be: an
-    older format held more)."""
+    """A mapping with these keys, each checked by its part (other keys are let be: an older format
+    held more); the keys named `optional` are checked where present (a newer field, which older
+    checkpoints lack), the others are required."""
 
     fields: dict
+    optional: tuple = ()
 
     def problems(self, value, where):
         if not isinstance(value, dict):
@@ -71,6 +74,8 @@ class Table(Part):
         for key, part in self.fields.items():
             inner = f"{where}.{key}" if where else key
             if key not in value:
+                if key in self.optional:
+                    continue
                 yield inner, "is missing"
                 return
             yield from part.problems(value[key], inner)
@@ -160,8 +165,10 @@ def declared() -> Table:
         "optimizer": Table({"state": Keyed(), "param_groups": Items(Mapping())}),
         "scheduler": Mapping(),
         "scaler": Mapping(),
-        "state": Table({"epoch": epoch, "best_value": Setting(nullable(Interval())), "best_epoch": epoch,
-                        "epochs_without_improvement": epoch, "stopped_early": Setting(Boolean())}),
+        "state": Table({"epoch": epoch, "steps": Setting(Interval(0, MOST_STEPS, integer=True)),
+                        "best_value": Setting(nullable(Interval())), "best_epoch": epoch,
+                        "epochs_without_improvement": epoch, "stopped_early": Setting(Boolean())},
+                       optional=("steps",)),  # counted since issue 33: older checkpoints lack it
         "rng": Table({"torch": GeneratorState(cpu_state), "shuffle": GeneratorState(cpu_state),
                       "cuda": Items(GeneratorState())}),
     })
