@@ -481,3 +481,21 @@ def test_a_resumed_random_sweep_draws_what_an_uninterrupted_one_draws(workdir):
     resumed = sweep(kind="random", resume=stopped.sweep_dir)
     columns = ["number", "optim.lr", "model.dropout"]
     assert table(resumed)[columns].sort_values("number").equals(table(whole)[columns].sort_values("number"))
+
+
+def test_a_trial_killed_inside_ask_before_its_values_were_written_runs_again(tmp_path):
+    """A kill between Optuna's ask() taking the queued trial (number set, RUNNING) and writing its
+    values leaves a trial with no values: resuming fails it and runs its number again, instead of
+    reading values it never had (a KeyError once seen under load)."""
+    from optuna.trial import TrialState
+
+    from dlcli.sweep.asker import collect
+    from dlcli.sweep.study import NUMBER_ATTR, Pruning, open_study
+
+    space = parse_space(["optim.lr=tag(log,interval(1e-3,0.5))"])
+    study = open_study(tmp_path, "s", "tpe", space, 0, 4, "max", Pruning("none"))
+    study.enqueue_trial({}, user_attrs={NUMBER_ATTR: 0})
+    study.ask()  # no distributions: the queued trial is taken, its value never written (the kill)
+    records, again = collect(tmp_path, study, space, "val_accuracy", "max")
+    assert records == [] and 0 not in again
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL]

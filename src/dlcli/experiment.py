@@ -60,7 +60,7 @@ def train_targets(data):
 def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     """`restoring`: a checkpoint of the run is loaded next (eval, resume, inspect), so the model's
     start weights (model.weights=RUN_DIR of a dl model) are not read again."""
-    check_config(cfg)
+    check_config(cfg, saved=restoring)
     device = select_device(cfg.trainer.device)
     check_devices(int(cfg.trainer.get("devices", 1)), device, bool(cfg.trainer.get("sync_batchnorm", False)),
                   int(cfg.trainer.batch_size))
@@ -206,10 +206,11 @@ def _check_no_validation(cfg: DictConfig) -> None:
         raise UserError("sched=plateau steps on a validation metric, and split.val=0 has none: choose another schedule")
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig, saved: bool = False) -> None:
     """The checks `build_experiment` makes before it loads anything: every value against its
     declared constraint (dlcli.constraints: the schema's, each component's, the keys dl handles
     itself), the relations between settings, and every component's settings against its class.
+    `saved`: a run that exists is opened (validate_config).
     Cheap enough to run on every trial of a sweep before the first one starts."""
     from omegaconf import OmegaConf
 
@@ -222,7 +223,7 @@ def check_config(cfg: DictConfig) -> None:
     from dlcli.models.init import parse_scheme
     from dlcli.tracking import build_loggers
 
-    validate_config(cfg)
+    validate_config(cfg, saved)
     check_settings_take_effect(cfg)
     prepare_call(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed}, own=DATA_KEY_CONSTRAINTS)
     prepare_call(cfg.model, "model", skip=model_build_keys(cfg.model), runtime={"input_shape": None, "num_outputs": None},

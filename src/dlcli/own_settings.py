@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from dlcli.constraints import BOOLEAN, NON_NEGATIVE, POSITIVE, Anything, Interval, ListOf, Options, Text, nullable
 
+# data settings that act on one kind of data set only (a one-line error on the other: dlcli.data;
+# never suggested for the other: dlcli.advice)
+TABLE_ONLY_KEYS = ("standardize", "standardize_target", "as_sequence")
+IMAGE_ONLY_KEYS = ("normalize", "augment", "num_workers", "cache", "cache_dir")  # data.resize also fits image-shaped tables
+
 OWN_SETTINGS = {
     "data": {
         "standardize": BOOLEAN, "standardize_target": BOOLEAN, "as_sequence": BOOLEAN,

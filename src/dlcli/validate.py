@@ -16,9 +16,11 @@ def _choice(key: str, value, choices) -> None:
         raise UserError(f"{key}={value} is not valid: choose one of {', '.join(map(str, choices))}")
 
 
-def validate_config(cfg: DictConfig) -> None:
+def validate_config(cfg: DictConfig, saved: bool = False) -> None:
     """Every value of the root, trainer and split against its declared constraint
-    (dlcli.conf.schema.CONSTRAINTS), then the relations between settings."""
+    (dlcli.conf.schema.CONSTRAINTS), then the relations between settings. `saved`: the config of
+    a run that exists (eval, resume): the judgements of a new run's plan (NEW_RUN_RELATIONS) were
+    made when it was trained, by the rules of that day, and do not shut the run out later."""
     from dlcli.conf.schema import CONSTRAINTS
 
     for key, constraint in CONSTRAINTS.items():
@@ -27,7 +29,7 @@ def validate_config(cfg: DictConfig) -> None:
         if isinstance(parent, DictConfig) and leaf in parent:
             value = OmegaConf.select(cfg, key)
             check(key, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value, constraint)
-    for relation in RELATIONS:
+    for relation in RELATIONS if saved else (*RELATIONS, *NEW_RUN_RELATIONS):
         relation(cfg)
 
 
@@ -78,7 +80,10 @@ def _sched_interval(cfg: DictConfig) -> None:
 
 
 # relations between settings, checked after each value is (a function raises UserError)
-RELATIONS = (_val_and_test_leave_training_rows, _fold_within_kfold, _epoch_counts_within_epochs, _sched_interval)
+RELATIONS = (_val_and_test_leave_training_rows, _fold_within_kfold, _sched_interval)
+# judgements of a plan, made when a run starts: a run trained before sched.step_size past the run
+# was refused (a schedule that never acted) still evaluates, and resumes as it was
+NEW_RUN_RELATIONS = (_epoch_counts_within_epochs,)
 
 
 def metric_for(cfg: DictConfig, task: str) -> str:

@@ -11,7 +11,7 @@ from dlcli.data.preprocess import ArrayEncoding, TableEncoding, TargetScaler, en
 from dlcli.data.split import Split, split_dataset
 from dlcli.constraints import Interval, check, show
 from dlcli.errors import UserError
-from dlcli.own_settings import OWN_SETTINGS
+from dlcli.own_settings import IMAGE_ONLY_KEYS, OWN_SETTINGS, TABLE_ONLY_KEYS
 from dlcli.factory import call_target
 
 # Config keys of data/ that steer preprocessing rather than the source itself.
@@ -19,8 +19,6 @@ PREPROCESS_KEYS = ("standardize", "standardize_target", "target_transform", "as_
 PREPROCESSING_FILE = "preprocessing.json"  # in every run: what it learned from its train rows
 PREPROCESSING_FORMAT = 1  # of preprocessing.json; raise it when a reader could misread a new record
 IMAGE_KEYS = ("resize", "normalize", "augment", "num_workers", "cache", "cache_dir")
-TABLE_ONLY_KEYS = ("standardize", "standardize_target", "as_sequence")
-IMAGE_ONLY_KEYS = ("normalize", "augment", "num_workers", "cache", "cache_dir")  # data.resize also fits image-shaped tables
 DATA_KEY_CONSTRAINTS = OWN_SETTINGS["data"]  # what they may be
 
 

@@ -114,7 +114,9 @@ def collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str) 
         latest = {}
         for trial in study.get_trials(deepcopy=False):
             number = trial.user_attrs.get(NUMBER_ATTR)
-            if number is None:  # asked without a number (an older interruption): nothing to keep
+            # asked without a number (an older interruption), or killed inside ask() before every value
+            # was written: nothing to keep, and the trial's number runs again
+            if number is None or any(p.key not in trial.params for p in space.params):
                 if trial.state == TrialState.RUNNING:
                     study.tell(trial.number, state=TrialState.FAIL)
                 continue
