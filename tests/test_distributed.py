@@ -156,6 +156,7 @@ def test_dropout_draws_other_masks_on_other_ranks_so_two_processes_differ_from_o
     assert max(float((a[k] - b[k]).abs().max()) for k in a) > 1e-3
 
 
+@pytest.mark.slow  # starts processes
 def test_rank_0_failing_mid_epoch_does_not_leave_the_others_waiting(workdir):
     """Rank 0 stops alone (its callback fails inside an epoch): the others are in a collective it
     will never join, so it exits non-zero and the launcher stops them; its own message stays."""
@@ -169,6 +170,7 @@ def test_rank_0_failing_mid_epoch_does_not_leave_the_others_waiting(workdir):
     assert not children_alive()
 
 
+@pytest.mark.slow  # starts processes
 def test_a_nan_on_one_rank_stops_every_rank_with_a_failed_run(workdir):
     write_rows(workdir / "rows.csv", 400)
     started = time.monotonic()
@@ -305,6 +307,7 @@ def test_a_sweep_trial_on_two_processes_is_one_run_directory(workdir):
     assert both.exit_code == 2 and "--trials-per-gpu 2 with trainer.devices=2" in both.stderr
 
 
+@pytest.mark.slow  # starts processes
 def test_a_callback_that_stops_the_run_on_rank_0_stops_every_rank(workdir):
     """Callbacks run on rank 0; when one ends the run there, the others must not wait for it."""
     write_rows(workdir / "rows.csv", 200)
@@ -344,6 +347,7 @@ def test_more_gpus_than_the_machine_has_and_mps_are_one_line(monkeypatch):
         check_devices(2, torch.device("mps"), False, 32)
 
 
+@pytest.mark.slow  # starts processes
 def test_ray_places_trials_that_train_on_two_processes(workdir):
     pytest.importorskip("ray")
     write_rows(workdir / "rows.csv", 200)
