@@ -154,6 +154,8 @@ CASES = [
      "data.normalize=none applies to image sets (data=imagefolder, mnist, fashion_mnist, cifar10), and digits is a table"),
     ("loader workers on a table", ["train", "data=wine", "+data.num_workers=4"], nothing, "data.num_workers=4 applies to image sets"),
     ("a cache directory on a table", ["train", "data=wine", "+data.cache_dir=/tmp/x"], nothing, "data.cache_dir=/tmp/x applies to image sets"),
+    ("a cache directory on a table, typed without +", ["train", "data=wine", "data.cache_dir=/tmp/x"], nothing,
+     "data.cache_dir applies to image sets only, and data._target_=dlcli.data.sources.load_sklearn is not one: drop it"),
     ("table scaling on images", ["train", "data=imagefolder", "data.root={pets}", "model=lenet", "+data.standardize=true"], image_folder,
      "data.standardize=true applies to tables, and pets is a set of images: drop it (data.normalize scales images)"),
     ("a sequence of images", ["train", "data=imagefolder", "data.root={pets}", "+data.as_sequence=true", "model=lstm"], image_folder,

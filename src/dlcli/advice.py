@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dlcli.constraints import Anything, Constraint, show
-from dlcli.own_settings import IMAGE_ONLY_KEYS, TABLE_ONLY_KEYS
-
-_OTHER_KIND_KEYS = {"images": TABLE_ONLY_KEYS, "tables": IMAGE_ONLY_KEYS}  # a kind of data set -> settings it refuses
+from dlcli.own_settings import data_setting_of_the_other_kind
 
 
 def suggest(config: Mapping | None, *candidates: tuple[str, object]) -> list[str]:
@@ -23,19 +21,13 @@ def suggest(config: Mapping | None, *candidates: tuple[str, object]) -> list[str
     against the declared constraints only, when the config is not known."""
     kept = []
     for key, value in candidates:
-        if key.removeprefix("data.") in _OTHER_KIND_KEYS.get(_data_kind(config), ()):
+        group, _, leaf = key.partition(".")
+        if group == "data" and data_setting_of_the_other_kind((_node(config or {}, "data") or {}).get("_target_"), leaf):
             continue  # data.normalize for a table, data.standardize for images: refused there
         form = _form(config, key)
         if form is not None and _constraint(config, key).problem(value) is None:
             kept.append(f"{form}{key}={show(value)}")
     return kept
-
-
-def _data_kind(config: Mapping | None) -> str | None:
-    """"images" or "tables" for dl's own data sets (dlcli.data.images / dlcli.data.sources); None for
-    a user's own set, or a config not known."""
-    target = str((_node(config, "data") or {}).get("_target_") or "") if config is not None else ""
-    return "images" if target.startswith("dlcli.data.images.") else "tables" if target.startswith("dlcli.data.sources.") else None
 
 
 def _form(config: Mapping | None, key: str) -> str | None:

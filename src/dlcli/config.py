@@ -296,11 +296,14 @@ def _unknown_key(key: str, cfg: DictConfig | None) -> str:
         fields = list(SCHEMA_NODES[parent].__dataclass_fields__)
         where = f"{parent} takes" if parent else "the top level takes"
         return f"unknown config key '{key}': {where} {', '.join(fields)}{hint(fields)}"
-    from dlcli.own_settings import OWN_SETTINGS
+    from dlcli.own_settings import OWN_SETTINGS, data_setting_of_the_other_kind
 
-    if leaf in OWN_SETTINGS.get(parent, {}):  # a setting dl reads itself, left out of this option's YAML
-        return f"{key} is not in the {parent} config; dl reads it: add it with +{key}=VALUE"
     node = OmegaConf.select(cfg, parent) if cfg is not None and parent else None
+    if leaf in OWN_SETTINGS.get(parent, {}):  # a setting dl reads itself, left out of this option's YAML
+        other = data_setting_of_the_other_kind(node.get("_target_"), leaf) if parent == "data" and isinstance(node, DictConfig) else None
+        if other:  # `+` would only meet the next refusal (dlcli.data)
+            return f"{key} applies to {other} only, and data._target_={node._target_} is not one: drop it"
+        return f"{key} is not in the {parent} config; dl reads it: add it with +{key}=VALUE"
     if isinstance(node, DictConfig) and node.get("_target_"):
         from dlcli.factory import target_parameters
 

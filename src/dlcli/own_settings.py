@@ -12,6 +12,18 @@ from dlcli.constraints import BOOLEAN, NON_NEGATIVE, POSITIVE, Anything, Interva
 TABLE_ONLY_KEYS = ("standardize", "standardize_target", "as_sequence")
 IMAGE_ONLY_KEYS = ("normalize", "augment", "num_workers", "cache", "cache_dir")  # data.resize also fits image-shaped tables
 
+
+def data_setting_of_the_other_kind(data_target, leaf: str) -> str | None:
+    """"tables" or "image sets" when data.`leaf` applies only to that kind and `data_target` is
+    one of dl's own data sets of the other kind (a user's own set is not judged here)."""
+    target = str(data_target or "")
+    kind = "images" if target.startswith("dlcli.data.images.") else "tables" if target.startswith("dlcli.data.sources.") else None
+    if kind == "images" and leaf in TABLE_ONLY_KEYS:
+        return "tables"
+    if kind == "tables" and leaf in IMAGE_ONLY_KEYS:
+        return "image sets"
+    return None
+
 OWN_SETTINGS = {
     "data": {
         "standardize": BOOLEAN, "standardize_target": BOOLEAN, "as_sequence": BOOLEAN,
