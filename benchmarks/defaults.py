@@ -82,7 +82,7 @@ def data_for(model: str, pictures: Path) -> tuple[str, ...]:
         return (f"data={TABLE[model]}",)
     if model in SEQUENCE:
         return ("data=digits", "+data.as_sequence=true")
-    from dlcli.config import compose
+    from dlcli.config.compose import compose
     from dlcli.errors import UserError
     from dlcli.experiment import build_experiment
 

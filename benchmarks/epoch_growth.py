@@ -36,7 +36,7 @@ import torch
 
 from whole_run import dl_run, hand_written_long_run
 from dlcli.engine.callbacks import Callback
-from dlcli.plots import wait_for_pictures
+from dlcli.tracking.plots import wait_for_pictures
 
 FULL = (100, 400, 1600)
 QUICK = (5, 20, 80)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.data.image_data import TransformedSamples
 from dlcli.data.transforms import sample_transform
 from dlcli.engine.batches import LoaderBatches
@@ -261,7 +261,7 @@ def folder_against_memory(mnist_root: Path, pngs: Path, device: str, args, workd
     from rich.console import Console
 
     from dlcli.engine.progress import Reporter
-    from dlcli.train import train
+    from dlcli.run.dispatch import train
 
     base = ["model=lenet", "model.activation=relu", "optim=sgd", f"trainer.device={device}", "trainer.progress=false",
             "trainer.epochs=2", f"trainer.batch_size={args.batch_size}", "trainer.diagnostics=false", "trainer.plots=false",

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from whole_run import WORKLOADS, dl_overrides, dl_run  # noqa: E402  (the same MLP as the whole-run benchmark)
 
 from dlcli.engine.callbacks import Callback  # noqa: E402
-from dlcli.plots import wait_for_pictures  # noqa: E402
+from dlcli.tracking.plots import wait_for_pictures  # noqa: E402
 
 LOGGERS = {"no diagnostics": ["trainer.diagnostics=false"], "none": [], "tensorboard": ["logger=tensorboard"],
            "mlflow": ["logger=mlflow"]}

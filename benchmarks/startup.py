@@ -80,7 +80,7 @@ def main() -> None:
             times["plain script"].append(timed(plain, root))
             times["dl train"].append(timed(dl, root))
             # the pictures of the run are drawn by a background process: let it finish untimed
-            while subprocess.run(["pgrep", "-f", "dlcli.plots"], capture_output=True).returncode == 0:
+            while subprocess.run(["pgrep", "-f", "dlcli.tracking.plots"], capture_output=True).returncode == 0:
                 time.sleep(0.1)
     best = {name: min(values) for name, values in times.items()}
     print(f"end to end, min of {args.repeats} interleaved repeats (fresh processes)")

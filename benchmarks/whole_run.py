@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from dlcli.engine.callbacks import Callback
-from dlcli.plots import wait_for_pictures
+from dlcli.tracking.plots import wait_for_pictures
 
 CLASSES = 10
 HIDDEN = 256
@@ -118,8 +118,8 @@ def quiet_reporter():
 
 
 def dl_run(overrides: list[str], callbacks=()) -> dict:
-    from dlcli.config import compose
-    from dlcli.train import train
+    from dlcli.config.compose import compose
+    from dlcli.run.dispatch import train
 
     result = train(compose(overrides), overrides, quiet_reporter(), callbacks=list(callbacks))
     assert result.status == "completed", result.summary

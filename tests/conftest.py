@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from dlcli.cli import app
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.engine.progress import Reporter
 
 
@@ -48,10 +48,10 @@ def own_cache_directory(tmp_path_factory, monkeypatch):
 def no_background_pictures(request, monkeypatch):
     """Each run's pictures are drawn by a process of their own; only the tests that look at
     pictures (the `pictures` marker) pay for that on these 2-core machines."""
-    import dlcli.plots
+    import dlcli.tracking.plots
 
     if request.node.get_closest_marker("pictures") is None:
-        monkeypatch.setattr(dlcli.plots, "drawing_enabled", False)
+        monkeypatch.setattr(dlcli.tracking.plots, "drawing_enabled", False)
 
 
 @pytest.fixture

@@ -26,3 +26,14 @@ def test_long_modules_say_why():
         if len(lines) > LONG and not any("longer than 400 lines because" in line.lower() for line in lines[:30]):
             long.append(f"{path.relative_to(SOURCE)} ({len(lines)} lines)")
     assert not long, f"modules over {LONG} lines without the reason at their top: {', '.join(long)}"
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages (conf/ lives outside src/, so setuptools cannot find them
+    all): a new package under src/dlcli must be named there, or a wheel would leave it out."""
+    import tomllib
+
+    listed = set(tomllib.loads((SOURCE.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {"dlcli." + ".".join(p.parent.relative_to(SOURCE).parts) if p.parent != SOURCE else "dlcli"
+               for p in SOURCE.rglob("__init__.py")}
+    assert on_disk | {"dlcli.conf"} == listed

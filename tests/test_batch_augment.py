@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import quiet_reporter
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.data.batch_augment import DeviceAugment, erase, flip_where, translate
 from dlcli.data.transforms import Augment, Normalization
 from dlcli.engine.checkpoint import load_checkpoint
-from dlcli.train import train
+from dlcli.run.dispatch import train
 from image_fixtures import write_mnist
 from test_engine import InterruptAt
 

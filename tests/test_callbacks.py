@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from conftest import only_run, quiet_reporter, read, run_cli
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, save_checkpoint
 from dlcli.engine.fit import FitState, fit
 from dlcli.experiment import build_experiment
-from dlcli.train import train
+from dlcli.run.dispatch import train
 
 TESTS = Path(__file__).parent
 COMPARED = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -146,7 +146,7 @@ def test_early_stopping_counts_patience_across_an_interrupt(workdir):
 
 @pytest.mark.pictures
 def test_pictures_are_drawn_beside_the_run_unless_turned_off(workdir):
-    from dlcli.plots import wait_for_pictures
+    from dlcli.tracking.plots import wait_for_pictures
 
     drawn = train(compose(["trainer.epochs=2", "trainer.progress=false"]), [], quiet_reporter())
     plain = train(compose(["trainer.epochs=2", "trainer.progress=false", "trainer.plots=false", "name=plain"]), [], quiet_reporter())

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import assert_cli_runs_without_torch, only_run, read, run_cli
-from dlcli.plots import wait_for_pictures
+from dlcli.tracking.plots import wait_for_pictures
 
 RUN_FILES = {"config.yaml", "overrides.yaml", "metrics.csv", "summary.json", "split.json", "checkpoints", "curves.png", "train.log"}
 
@@ -43,7 +43,7 @@ def test_name_option_and_json_output(workdir):
 def test_two_runs_in_the_same_second_get_their_own_directories(workdir):
     from datetime import datetime
 
-    from dlcli.runs import create_run_dir
+    from dlcli.rundir.directory import create_run_dir
 
     now = datetime(2026, 11, 24, 10, 31, 7)
     names = [create_run_dir("runs", "train", now).name for _ in range(3)]

@@ -1,5 +1,5 @@
 """No finished epoch is lost, at any moment: Ctrl-C (a first, or a second right after it) is sent at
-each named point of a run's last epoch and closing sequence (dlcli.interrupts.reached), and the
+each named point of a run's last epoch and closing sequence (dlcli.system.interrupts.reached), and the
 run must be left with metrics.csv, last.pt and summary.json agreeing, and resume to exactly the
 numbers of a run that was never interrupted. A full disk is one line and a resumable run."""
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import quiet_reporter, read
-from dlcli import interrupts
-from dlcli.config import compose
+from dlcli.system import interrupts
+from dlcli.config.compose import compose
 from dlcli.engine.checkpoint import load_checkpoint
-from dlcli.runs import read_metrics
-from dlcli.train import train
+from dlcli.rundir.directory import read_metrics
+from dlcli.run.dispatch import train
 
 EPOCHS = 3
 NUMBERS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")  # not the timings

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import quiet_reporter, run_cli
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.engine.compiled import batch_sizes
 from dlcli.engine.distributed import World
-from dlcli.train import train
+from dlcli.run.dispatch import train
 from test_engine import InterruptAt
 
 STEPS = ["trainer.epochs=3", "trainer.progress=false", "model.dropout=0.3", "model.batch_norm=true", "trainer.batch_size=50"]

@@ -1,6 +1,6 @@
 import pytest
 
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.errors import UserError
 
 
@@ -69,7 +69,7 @@ def test_a_model_brings_its_own_training_defaults_and_whatever_the_user_types_wi
     assert compose(["model=alexnet", "optim=sgd"]).optim._target_ == "torch.optim.SGD"
     assert compose(["model=mlp"]).optim.lr == 0.03  # a model without its own keeps the optimizer's
     assert compose(["experiment=lenet_fashion"]).optim.lr == 0.9  # a recipe sets its training for its model itself
-    assert compose(["experiment=lenet_fashion", "model=gru"]).optim.lr == 0.1  # another model: its own (dlcli.recipes)
+    assert compose(["experiment=lenet_fashion", "model=gru"]).optim.lr == 0.1  # another model: its own (dlcli.config.recipes)
     own = tmp_path / "conf" / "model"
     own.mkdir(parents=True)
     (own / "sneaky.yaml").write_text("_target_: dlcli.models.MLP\nhidden: [8]\ntrain_with: ['+callbacks.x._target_=os.system']\n")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.data import prepare_data
 from dlcli.data.split import split_dataset
 from dlcli.errors import UserError

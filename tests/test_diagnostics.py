@@ -102,9 +102,9 @@ def test_a_resumed_run_names_the_steps_an_uninterrupted_run_names(workdir):
     (epoch 4, about 45 steps an epoch) is found at step 150 by a run stopped after epoch 2 and
     resumed, as by one that ran through. (It was step 60 after the resume: counted from it.)"""
     from conftest import quiet_reporter
-    from dlcli.config import compose
+    from dlcli.config.compose import compose
     from dlcli.engine.checkpoint import load_checkpoint
-    from dlcli.train import train
+    from dlcli.run.dispatch import train
     from user_code import CtrlCAt
 
     overrides = [*SPIKE, "+model.spike_at=150", "trainer.epochs=5"]

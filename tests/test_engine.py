@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import quiet_reporter, read
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.engine.device import select_device
@@ -12,8 +12,8 @@ from dlcli.engine.optim import parameter_groups
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.models import MLP
-from dlcli.plots import wait_for_pictures
-from dlcli.train import train
+from dlcli.tracking.plots import wait_for_pictures
+from dlcli.run.dispatch import train
 
 
 def test_default_experiment_learns_digits(workdir):
@@ -200,7 +200,7 @@ def test_bfloat16_support_is_read_from_the_cpu_capabilities(monkeypatch, capabil
 
 
 def test_settings_that_wait_on_a_switch_that_is_off_are_a_note_and_sequence_models_take_sequences(workdir, fast):
-    from dlcli.no_effect import dormant_settings
+    from dlcli.config.no_effect import dormant_settings
 
     quiet = "\n".join(build_experiment(fast("data=iris")).notes)
     assert "no effect" not in quiet  # the defaults say nothing
@@ -219,7 +219,7 @@ def test_settings_that_wait_on_a_switch_that_is_off_are_a_note_and_sequence_mode
     assert dormant_settings(switched_on) == []  # the switch on: each acts
     for model in ("lstm", "cnn1d"):  # what data.as_sequence is for
         assert build_experiment(fast("data=iris", f"model={model}", "+data.as_sequence=true")).data.input_shape == (1, 4)
-    from dlcli.no_effect import check_settings_take_effect
+    from dlcli.config.no_effect import check_settings_take_effect
 
     check_settings_take_effect(compose(["data=iris", "+data.as_sequence=true", "model._target_=mypkg.SignalNet"]))  # yours: not judged
     with pytest.raises(UserError, match="model=mlp does not read one"):

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import quiet_reporter
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.engine.callbacks import Callback
-from dlcli.train import train
+from dlcli.run.dispatch import train
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "epoch_growth.py"
 EPOCHS = 40

@@ -38,7 +38,7 @@ def test_runs_sweeps_and_kfold_parents_follow_the_umask(workdir, umask):
 
 
 def test_the_umask_is_read_without_being_changed():
-    from dlcli.files import current_umask
+    from dlcli.system.files import current_umask
 
     previous = os.umask(0o027)
     try:

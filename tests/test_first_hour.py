@@ -6,10 +6,10 @@ import pytest
 from rich.console import Console
 
 import dlcli.cli
-import dlcli.plots
+import dlcli.tracking.plots
 from conftest import only_run, read, run_cli
-from dlcli.numbers import setting, short
-from dlcli.runs import read_metrics
+from dlcli.system.numbers import setting, short
+from dlcli.rundir.directory import read_metrics
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_a_kfold_run_is_one_row_with_its_spread_until_you_open_it(workdir, narro
 
 
 def test_shortened_run_names_stay_distinct():
-    from dlcli.compare_view import elide_distinct
+    from dlcli.cli.runs_table import elide_distinct
 
     names = [f"sweeps/{sweep}/2026-12-05_18-44-26/trials/{n:03d}" for sweep in ("titanic_survival", "house_prices_log")
              for n in (1, 2)]
@@ -159,11 +159,11 @@ def test_regression_loss_is_labelled_and_metrics_that_do_not_apply_are_left_out(
 def test_eval_shows_the_confusion_matrix_and_names_its_files(workdir, monkeypatch):
     assert run_cli("train", "data=iris", "trainer.epochs=2").exit_code == 0
     run = only_run(workdir)
-    monkeypatch.setattr(dlcli.plots, "drawing_enabled", True)
+    monkeypatch.setattr(dlcli.tracking.plots, "drawing_enabled", True)
     result = run_cli("eval", str(run))
     assert "confusion matrix (rows: true class, columns: predicted)" in result.stdout
     assert f"wrote {run / 'eval-test.json'}" in result.stdout and f"wrote {run / 'confusion-test.png'}" in result.stdout
-    dlcli.plots.wait_for_pictures()
+    dlcli.tracking.plots.wait_for_pictures()
     assert (run / "confusion-test.png").is_file()
 
 

@@ -1,8 +1,8 @@
 """A property-based fuzzer over every setting of every option of every config group.
 
-The keys are read from the config tree itself (dlcli/conf/ and the schema), so a new option or key
+The keys are read from the config tree itself (conf/ and the schema), so a new option or key
 is covered without editing this file. For each key, Hypothesis draws values that break its
-declared constraint (dlcli.constraints: wrong types, wrong element types, wrong lengths, empty
+declared constraint (dlcli.config.constraints: wrong types, wrong element types, wrong lengths, empty
 lists, 0, negatives, NaN, inf, huge numbers) and values that satisfy it, plus text in the override
 grammar (quotes, brackets, commas, `${...}`). Each is composed, validated, built, and trained for
 one optimizer step on a tiny batch, in process. The invariant: a one-line user error that names
@@ -27,8 +27,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlcli.config import compose
-from dlcli.constraints import Anything, Constraint
+from dlcli.config.compose import compose
+from dlcli.config.constraints import Anything, Constraint
 from dlcli.errors import UserError, printable
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "dlcli" / "conf"
@@ -56,7 +56,7 @@ def _leaves(node: dict, prefix: str):
 @lru_cache(maxsize=1)
 def all_keys() -> list[tuple[str, str, str | None]]:
     """(group, option, dotted key) for every leaf key of every option file, and (None) the schema's."""
-    from dlcli.conf.schema import CONSTRAINTS
+    from dlcli.config.schema import CONSTRAINTS
 
     keys = []
     for folder in sorted(p for p in CONF.iterdir() if p.is_dir() and p.name not in SKIPPED_GROUPS):
@@ -70,10 +70,10 @@ def all_keys() -> list[tuple[str, str, str | None]]:
 
 def constraint_of(group: str, option: str, key: str) -> Constraint:
     """The constraint dl declares for this key (Anything when it declares none)."""
-    from dlcli.conf.schema import CONSTRAINTS
+    from dlcli.config.schema import CONSTRAINTS
     from dlcli.data.transforms import AUGMENT_CONSTRAINTS
-    from dlcli.factory import constraints_for, resolve_target
-    from dlcli.own_settings import OWN_SETTINGS
+    from dlcli.config.build import constraints_for, resolve_target
+    from dlcli.config.own_settings import OWN_SETTINGS
 
     if key in CONSTRAINTS:
         return CONSTRAINTS[key]

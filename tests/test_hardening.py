@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import only_run, quiet_reporter, read, run_cli
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
-from dlcli.train import train
+from dlcli.run.dispatch import train
 
 TESTS = Path(__file__).parent
 USER_CODE_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
@@ -85,12 +85,12 @@ def test_ctrl_c_from_the_terminal_with_dataloader_workers_keeps_the_epoch_and_no
 
 
 def test_ctrl_c_during_the_test_look_is_an_interrupt_and_resume_finishes_it(workdir, monkeypatch):
-    import dlcli.training
+    import dlcli.run.single
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dlcli.training, "evaluate_checkpoint", interrupted)
+    monkeypatch.setattr(dlcli.run.single, "evaluate_checkpoint", interrupted)
     result = run_cli("train", "trainer.epochs=2")
     assert result.exit_code == 130 and "Traceback" not in result.output
     run = only_run(workdir)
@@ -103,7 +103,7 @@ def test_ctrl_c_during_the_test_look_is_an_interrupt_and_resume_finishes_it(work
 
 
 def test_an_import_broken_by_ctrl_c_counts_as_ctrl_c(workdir, monkeypatch):
-    import dlcli.training
+    import dlcli.run.single
 
     def import_interrupted(*args, **kwargs):
         try:
@@ -111,18 +111,18 @@ def test_an_import_broken_by_ctrl_c_counts_as_ctrl_c(workdir, monkeypatch):
         except KeyboardInterrupt:
             raise ImportError("cannot import name 'metrics' (partially initialized module)")
 
-    monkeypatch.setattr(dlcli.training, "evaluate_checkpoint", import_interrupted)
+    monkeypatch.setattr(dlcli.run.single, "evaluate_checkpoint", import_interrupted)
     result = train(compose(["trainer.epochs=1", "trainer.progress=false"]), [], quiet_reporter())
     assert result.status == "interrupted"
 
 
 def test_an_interrupt_while_the_run_directory_is_made_leaves_nothing(workdir, monkeypatch):
-    import dlcli.training
+    import dlcli.run.single
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dlcli.training, "save_checkpoint", interrupted)  # the last of the run's first files
+    monkeypatch.setattr(dlcli.run.single, "save_checkpoint", interrupted)  # the last of the run's first files
     result = run_cli("train", "trainer.epochs=1")
     assert result.exit_code == 130
     assert not (workdir / "runs").exists()

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import quiet_reporter, run_cli
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.data import image_cache
 from dlcli.engine.batches import LoaderBatches, TensorBatches
 from dlcli.experiment import build_experiment
-from dlcli.train import train
+from dlcli.run.dispatch import train
 from image_fixtures import write_image_folder
 
 FAST = ["model=lenet", "optim=adam", "trainer.progress=false", "trainer.epochs=2"]

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import only_run, quiet_reporter, read, run_cli
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.engine.batches import LoaderBatches, TensorBatches
 from dlcli.experiment import build_experiment
-from dlcli.train import train
+from dlcli.run.dispatch import train
 from image_fixtures import write_cifar10, write_image_folder, write_mnist
 
 FAST_CNN = ["model=lenet", "model.activation=relu", "optim=adam", "trainer.progress=false"]
@@ -231,9 +231,9 @@ def test_kfold_interrupted_resumes_the_missing_folds(workdir):
 
 
 def test_every_experiment_composes_and_the_small_ones_run(workdir, image_root):
-    from dlcli.config import compose as compose_cfg
+    from dlcli.config.compose import compose as compose_cfg
 
-    names = sorted(p.stem for p in Path(__file__).parents[1].joinpath("src/dlcli/conf/experiment").glob("*.yaml"))
+    names = sorted(p.stem for p in Path(__file__).parents[1].joinpath("conf/experiment").glob("*.yaml"))
     assert {"softmax_fashion", "mlp_fashion", "lenet_fashion", "vgg_small_fashion", "cifar_cnn", "linreg_synthetic", "house_prices_kfold"} <= set(names)
     for name in names:
         assert compose_cfg([f"experiment={name}"]).name

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import quiet_reporter
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.tools.inspect_run import SMALL, inspect_lines, inspect_run
-from dlcli.train import train
+from dlcli.run.dispatch import train
 
 LINREG = ["data=linreg_synthetic", "model=linreg", "optim.lr=0.03", "optim.momentum=0", "trainer.batch_size=10",
           "trainer.epochs=3", "trainer.progress=false"]
@@ -65,7 +65,7 @@ def test_standardization_constants_are_the_runs_own(workdir):
     """mu and sigma are those the run fitted on its train rows (population std), m and s its target's."""
     from dlcli.data import prepare_data
     from dlcli.data.sources import make_linreg_synthetic
-    from dlcli.runs import load_saved_config
+    from dlcli.rundir.directory import load_saved_config
 
     run = trained(*LINREG, "data.standardize=true", "data.standardize_target=true")
     units = inspect_run(run, "last")["units"]
@@ -85,7 +85,7 @@ def test_softmax_logits_in_raw_units_equal_the_models(workdir):
     from sklearn.datasets import load_iris
 
     from dlcli.data import prepare_data
-    from dlcli.runs import load_saved_config
+    from dlcli.rundir.directory import load_saved_config
 
     run = trained("data=iris", "model=softmax", "trainer.epochs=3", "trainer.progress=false")
     report = inspect_run(run)
@@ -121,7 +121,7 @@ def test_a_table_with_categories_and_missing_values(workdir):
     assert units["feature_shift"][2:] == [0.0, 0.0] and units["feature_scale"][2:] == [1.0, 1.0]
     # predictions in the data's own units agree with the stored model's, on rows with no missing value
     from dlcli.data import prepare_data
-    from dlcli.runs import load_saved_config
+    from dlcli.rundir.directory import load_saved_config
 
     cfg = load_saved_config(run)
     data = prepare_data(cfg.data, cfg.split, cfg.seed)

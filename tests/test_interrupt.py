@@ -195,7 +195,7 @@ def test_a_run_lock_is_not_held_by_the_children_a_process_forks(tmp_path):
     """A lock belongs to the open file, which a forked child shares: a child that outlived its
     killed parent kept the lock, and a resume was refused in the dead parent's name. The child's
     copy is closed at once, and the parent's lock holds for as long as the parent does."""
-    from dlcli.run_lock import RunLock, is_training
+    from dlcli.rundir.lock import RunLock, is_training
 
     lock = RunLock(tmp_path).acquire()
     started, ready = os.pipe()
@@ -216,6 +216,6 @@ def test_a_run_lock_is_not_held_by_the_children_a_process_forks(tmp_path):
 
 def test_a_worker_asked_to_die_with_a_parent_that_is_already_gone_dies(tmp_path):
     """The parent may end before the child asks to be told: the child looks once more after asking."""
-    code = "import os, sys, time; from dlcli.processes import die_with_parent; die_with_parent(int(sys.argv[1])); time.sleep(30)"
+    code = "import os, sys, time; from dlcli.system.processes import die_with_parent; die_with_parent(int(sys.argv[1])); time.sleep(30)"
     done = subprocess.run([sys.executable, "-c", code, str(os.getpid() + 10**6)], timeout=20)  # not its parent
     assert done.returncode == -signal.SIGKILL

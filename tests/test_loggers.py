@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import only_run, read, run_cli
-from dlcli.runs import read_metrics
+from dlcli.rundir.directory import read_metrics
 
 TESTS = Path(__file__).resolve().parent
 USER_CODE_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))

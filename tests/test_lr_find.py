@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from conftest import only_run, quiet_reporter, read, run_cli
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.tools.lr_find import lr_ladder, lr_range_test, suggest
-from dlcli.train import train
+from dlcli.run.dispatch import train
 
 
 def test_ladder_has_exact_endpoints():

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.models import CifarCNN, LeNet, build_model
 

@@ -5,12 +5,12 @@ import torch
 from torch import nn
 
 from conftest import assert_cli_runs_without_torch, quiet_reporter, run_cli
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.experiment import build_experiment
 from dlcli.tools.model_summary import summarize
 from dlcli.tools.param_count import model_summary
-from dlcli.train import train
+from dlcli.run.dispatch import train
 
 
 def test_lenet_counts_shapes_and_multiply_adds():

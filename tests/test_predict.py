@@ -286,8 +286,8 @@ def test_onnx_export_matches_pytorch_for_the_classic_models(workdir, model, data
     import onnxruntime
     import torch
 
-    from dlcli.export import exported_module, verification_rows
-    from dlcli.trained import open_trained_run
+    from dlcli.trained.export import exported_module, verification_rows
+    from dlcli.trained.opened import open_trained_run
 
     ok("train", f"model={model}", *data, "trainer.epochs=1", "-q")
     run = newest(workdir, "train")
@@ -311,7 +311,7 @@ def test_torchscript_export_includes_image_normalization(workdir):
     assert result["normalization_included"] and Path("net.pt").is_file() and Path("net.pt.json").is_file()
     loaded = torch.jit.load("net.pt")
     pixels = torch.rand(3, 3, 24, 24)
-    from dlcli.trained import open_trained_run
+    from dlcli.trained.opened import open_trained_run
 
     trained = open_trained_run(run)
     norm = trained.record["images"]["normalize"]

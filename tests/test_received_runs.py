@@ -456,7 +456,7 @@ def test_links_that_stay_inside_are_fine_and_links_out_are_named(case):
 def test_trust_by_name_admits_dls_own_kinds_and_what_the_user_trusts(case):
     """A config may name torch classes of the kind its place needs (an optimizer under optim) without
     --trust; a function there is refused; a user module needs --trust (or ./conf/trust.yaml)."""
-    from dlcli.trust import is_trusted
+    from dlcli.trust.targets import is_trusted
 
     assert is_trusted("torch.optim.ASGD", "optim") and is_trusted("torch.optim.lr_scheduler.StepLR", "sched")
     assert is_trusted("torch.nn.CrossEntropyLoss", "loss") and is_trusted("dlcli.models.MLP", "model")
@@ -597,9 +597,9 @@ def test_dl_inside_a_received_directory_trusts_nothing_it_carries(case, monkeypa
 def test_the_same_conf_in_a_folder_of_the_users_own_is_trusted(case, monkeypatch, kind, command):
     """The control: the very payload, with the received directory's rule switched off, runs (the
     marker appears). So the table above is refused by the rule, not by a payload that could not run."""
-    import dlcli.workdir
+    import dlcli.trust.workdir
 
-    monkeypatch.setattr(dlcli.workdir, "received_here", lambda: None)
+    monkeypatch.setattr(dlcli.trust.workdir, "received_here", lambda: None)
     args, _ = (SWEEP_OPENERS if kind == "sweep" else RUN_OPENERS)[command]
     run_cli(*run_inside(case, kind, "", "", command, args, monkeypatch))
     assert case["marker"].exists(), "the payload did not run even where it is trusted: the table proves nothing"
@@ -646,10 +646,10 @@ def test_the_folder_of_an_overrides_file_is_received_whatever_it_holds(case, mon
 
 
 def test_what_makes_a_directory_received(case, monkeypatch, tmp_path):
-    """dlcli.workdir's rule, directly: dl's directories (by the files dl writes first, two of them,
+    """dlcli.trust.workdir's rule, directly: dl's directories (by the files dl writes first, two of them,
     so that a project's lone config.yaml or sweep.yaml is not taken for one), anything inside them,
     and a folder the command opens (whatever it holds)."""
-    from dlcli import workdir
+    from dlcli.trust import workdir
 
     assert workdir.made_by_dl(case["run"]) == "a run directory"
     assert workdir.made_by_dl(case["sweep"]) == "a sweep directory"

@@ -87,12 +87,12 @@ def test_bad_spaces_are_explained(workdir, overrides, kind, message):
 
 
 def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypatch):
-    import dlcli.evaluate
-    import dlcli.training  # imported before the patch: it holds evaluate_checkpoint itself (trials never call it)
+    import dlcli.trained.evaluate
+    import dlcli.run.single  # imported before the patch: it holds evaluate_checkpoint itself (trials never call it)
 
     looks = []
-    original = dlcli.evaluate.evaluate_checkpoint
-    monkeypatch.setattr(dlcli.evaluate, "evaluate_checkpoint",
+    original = dlcli.trained.evaluate.evaluate_checkpoint
+    monkeypatch.setattr(dlcli.trained.evaluate, "evaluate_checkpoint",
                         lambda exp, run, split, ckpt, **kw: looks.append((str(run), split)) or original(exp, run, split, ckpt, **kw))
     result = sweep("optim.lr=0.3,0.03", "model.hidden=[32],[64]", *QUICK)
     directory = result.sweep_dir
@@ -162,7 +162,7 @@ def test_a_kfold_sweep_judges_each_trial_by_its_mean_over_folds(workdir):
 
 
 def test_the_house_prices_kfold_recipe_sweeps_as_it_is(workdir):
-    from dlcli.config import compose
+    from dlcli.config.compose import compose
 
     assert compose(["experiment=house_prices_kfold"]).split.kfold == 5
     csv = workdir / "houses.csv"

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from conftest import quiet_reporter, read, run_cli
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
-from dlcli.train import train
+from dlcli.run.dispatch import train
 from image_fixtures import write_image_folder
 
 

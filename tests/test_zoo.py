@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from dlcli.config import compose
+from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.models import build_model
 

@@ -18,13 +18,14 @@ from dlcli.engine.state import Session
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.losses import build_loss, head_size, one_logit, present_as_two_logits
 from dlcli.engine.distributed import check_devices
-from dlcli.metric_names import monitor_mode
+from dlcli.config.metric_names import monitor_mode
 from dlcli.engine.tta import checked_views
 from dlcli.engine.optim import FULL_BATCH_ONLY, build_optimizer, build_scheduler, l1_penalty
 from dlcli.errors import InputTooSmall, UserError
 from dlcli.models import build_model
-from dlcli.no_effect import check_settings_fit_the_task, check_settings_take_effect, dormant_settings
-from dlcli.validate import metric_for, monitor_for, validate_config
+from dlcli.models.build import check_model_reads_sequences
+from dlcli.config.no_effect import check_settings_fit_the_task, check_settings_take_effect, dormant_settings
+from dlcli.config.validate import metric_for, monitor_for, validate_config
 
 
 @dataclass
@@ -142,8 +143,8 @@ def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
 
 
 def swapped_recipe_note(cfg: DictConfig) -> str:
-    """What the run log says when the user chose another model than the recipe's (dlcli.recipes)."""
-    from dlcli.config import option_name
+    """What the run log says when the user chose another model than the recipe's (dlcli.config.recipes)."""
+    from dlcli.config.compose import option_name
 
     recipe = OmegaConf.to_container(cfg.recipe, resolve=True)
     made_for, gave = recipe.get("made_for"), ", ".join(map(str, recipe.get("gave_way") or [])) or "none"
@@ -208,7 +209,7 @@ def _check_no_validation(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig, saved: bool = False) -> None:
     """The checks `build_experiment` makes before it loads anything: every value against its
-    declared constraint (dlcli.constraints: the schema's, each component's, the keys dl handles
+    declared constraint (dlcli.config.constraints: the schema's, each component's, the keys dl handles
     itself), the relations between settings, and every component's settings against its class.
     `saved`: a run that exists is opened (validate_config).
     Cheap enough to run on every trial of a sweep before the first one starts."""
@@ -218,13 +219,14 @@ def check_config(cfg: DictConfig, saved: bool = False) -> None:
     from dlcli.engine.callbacks import build_callbacks
     from dlcli.engine.optim import OPTIM_KEY_CONSTRAINTS, OPTIM_KEYS, SCHED_KEY_CONSTRAINTS, SCHED_KEYS
     from dlcli.engine.tta import tta_views
-    from dlcli.factory import prepare_call
+    from dlcli.config.build import prepare_call
     from dlcli.models.build import BUILD_KEY_CONSTRAINTS, model_build_keys
     from dlcli.models.init import parse_scheme
     from dlcli.tracking import build_loggers
 
     validate_config(cfg, saved)
     check_settings_take_effect(cfg)
+    check_model_reads_sequences(cfg)
     prepare_call(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed}, own=DATA_KEY_CONSTRAINTS)
     prepare_call(cfg.model, "model", skip=model_build_keys(cfg.model), runtime={"input_shape": None, "num_outputs": None},
                  own=BUILD_KEY_CONSTRAINTS)

@@ -14,7 +14,7 @@ import sys
 
 import typer
 from dlcli.errors import RunFailed, UserError, printable
-from dlcli.terminal import SafeConsole
+from dlcli.system.terminal import SafeConsole
 
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (an unknown option, a missing argument, a bad option value) as one line on
@@ -49,7 +49,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = SafeConsole()  # every string shown escaped (dlcli.terminal): names and files may be someone else's
+console = SafeConsole()  # every string shown escaped (dlcli.system.terminal): names and files may be someone else's
 err_console = SafeConsole(stderr=True)
 
 OVERRIDES_HELP = "Hydra overrides: key=value, group=option, +key=value, ~key."
@@ -101,7 +101,7 @@ def handle_errors(command):
                 raise
             # a path the system refused (a name too long, no permission, a read-only disk): the
             # path and the system's reason; whatever was being written is removed where it is made
-            from dlcli.constraints import show
+            from dlcli.config.constraints import show
 
             err_console.print(f"error: {show(exc.filename)}: {exc.strerror or type(exc).__name__}", markup=False, highlight=False,
                               soft_wrap=True)
@@ -125,7 +125,7 @@ def checked_options(declare):
 
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
-            from dlcli.constraints import show, without_null
+            from dlcli.config.constraints import show, without_null
 
             given = signature.bind_partial(*args, **kwargs).arguments
             for name, constraint in declare().items():
@@ -142,10 +142,10 @@ def checked_options(declare):
 
 
 def main() -> None:
-    from dlcli.workdir import use_own_modules
+    from dlcli.trust.workdir import use_own_modules
 
     use_own_modules()  # your own modules (mypkg.MyNet) import from the directory you run dl in, unless it is received
-    from dlcli.interrupts import stop_signals_act_as_ctrl_c
+    from dlcli.system.interrupts import stop_signals_act_as_ctrl_c
 
     # `kill PID`, a supervisor's stop, a cluster's preemption (SIGTERM) and a closed terminal
     # (SIGHUP) stop a command as Ctrl-C does: a run keeps every finished epoch and says so

@@ -1,220 +1,15 @@
-"""The commands that open a run: `dl eval`, `dl predict`, `dl export`, `dl inspect`, `dl diagnose`,
-and `dl runs`, which compares many."""
+"""`dl runs`: many runs compared in one table per data set and metric."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, checked_options, console, err_console, handle_errors
-from dlcli.errors import UserError, printable
-from dlcli.render import confusion_table, fmt, metrics_table, per_class_table, runs_table
-
-MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as the picture
-
-
-def _checkpoint():
-    from dlcli.constraints import Options
-    from dlcli.runs import CHECKPOINTS
-
-    return {"checkpoint": Options(CHECKPOINTS)}
-
-
-def _eval_options():
-    from dlcli.constraints import ListOf, Options
-    from dlcli.engine.tta import VIEWS
-    from dlcli.evaluate import SPLITS
-
-    return {**_checkpoint(), "split": Options(SPLITS), "tta": ListOf(Options(("none", *VIEWS)))}
-
-
-def _predict_options():
-    from dlcli.constraints import Interval
-
-    return {**_checkpoint(), "fold": Interval(1, 10_000, integer=True)}
-
-
-def _export_options():
-    from dlcli.constraints import Options
-    from dlcli.export import FORMATS
-
-    return {**_checkpoint(), "fmt": Options(FORMATS)}
-
-
-@app.command(
-    name="eval",
-    epilog="Examples:\n\n  dl eval runs/train/2026-11-24_10-31-07\n\n  dl eval RUN_DIR --split val --checkpoint last --json",
-)
-@handle_errors
-@checked_options(_eval_options)
-def evaluate(
-    run_dir: Path = RUN_DIR,
-    split: str = typer.Option("test", "--split", help="test | val | train"),
-    checkpoint: str = CHECKPOINT,
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: the run's)."),
-    trust: Optional[List[str]] = TRUST,
-    tta: Optional[List[str]] = typer.Option(None, "--tta", help="Test-time augmentation: average over these flips too (hflip, vflip; repeatable). Default: the run's eval.tta; --tta none turns it off."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the headline metric and the files written."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-):
-    """Evaluate a run's checkpoint on the same split it was trained with."""
-    from dlcli import plots
-    from dlcli.evaluate import evaluate_run
-
-    views = None if not tta else [] if tta == ["none"] else list(tta)
-    report = evaluate_run(run_dir, split, checkpoint, device, trust or [], tta=views)
-    if as_json:
-        print(json.dumps(report, indent=2))
-        return
-    written = [Path(report["run"]) / f"eval-{split}.json"]
-    if "confusion_matrix" in report and plots.drawing_enabled:
-        written.append(Path(report["run"]) / f"confusion-{split}.png")  # drawn by a background process
-    if quiet:
-        metric = next(k for k in ("accuracy", "rmse") if k in report)
-        print(printable(f"{split} {metric} {fmt(report[metric])} ({checkpoint} checkpoint, {report['samples']} samples)  wrote "
-                        + ", ".join(map(str, written))))
-        return
-    console.print(metrics_table(report))
-    if "per_class" in report:
-        console.print(per_class_table(report))
-    if "confusion_matrix" in report and len(report["confusion_matrix"]) <= MAX_CLASSES_IN_TERMINAL:
-        console.print(confusion_table(report))
-    from dlcli.diagnostics.report import diagnosis_lines, read_findings
-
-    findings = read_findings(Path(report["run"]))
-    if findings is not None:  # what training showed about this model (dl diagnose has the details)
-        for line in diagnosis_lines(findings):
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
-    for path in written:
-        console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
-
-
-@app.command(
-    name="predict",
-    epilog=(
-        "Examples:\n\n"
-        "  dl predict runs/house_prices/2026-11-24_11-20-00 test.csv --output submission.csv\n\n"
-        "  dl predict runs/photos/2026-11-24_12-00-00 photos/ --proba      (a folder of images, searched recursively)\n\n"
-        "  dl predict RUN_DIR rows.npy --json      (rows of features in a NumPy file)"
-    ),
-)
-@handle_errors
-@checked_options(_predict_options)
-def predict_command(
-    run_dir: Path = typer.Argument(..., help="A run directory written by dl train (a refit, any run), or a k-fold run: the mean of its fold models."),
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="A CSV, an image, a folder of images, or a .npy array."),
-    fold: Optional[int] = typer.Option(None, "--fold", help="Of a k-fold run, predict with fold N's model alone (default: all folds, averaged)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV (default: RUN_DIR/predictions-<input>.csv)."),
-    checkpoint: str = CHECKPOINT,
-    proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
-    id_column: Optional[str] = typer.Option(None, "--id", help="The input's id column to copy into the output (default: a column the run dropped, such as Id)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
-    trust: Optional[List[str]] = TRUST,
-    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
-):
-    """Predict new data with a trained run: one row per input, in the target's own terms."""
-    from dlcli.predict import predict_file
-
-    result = predict_file(run_dir, input_path, output, checkpoint, proba, id_column, device, trust or [], fold)
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return
-    for note in result["notes"]:
-        err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
-    rate = f", {result['rows_per_second']:,.0f} rows/s" if result["rows_per_second"] else ""
-    model = result.get("ensemble") or f"{result['checkpoint']} checkpoint, epoch {result['epoch']}"
-    console.print(f"wrote {result['rows']} predictions ({', '.join(result['columns'])}) to {result['output']} "
-                  f"[{model}, {result['device']}{rate}]", markup=False, highlight=False, soft_wrap=True)
-
-
-@app.command(
-    name="export",
-    epilog=(
-        "Examples:\n\n"
-        "  dl export runs/train/2026-11-24_10-31-07 --format onnx\n\n"
-        "  dl export RUN_DIR --format torchscript --output model.pt --checkpoint last"
-    ),
-)
-@handle_errors
-@checked_options(_export_options)
-def export_command(
-    run_dir: Path = RUN_DIR,
-    fmt: str = typer.Option("onnx", "--format", help="onnx | torchscript"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The file to write (default: RUN_DIR/model.onnx or model.torchscript.pt); a .json sidecar goes beside it."),
-    checkpoint: str = CHECKPOINT,
-    trust: Optional[List[str]] = TRUST,
-    as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON."),
-):
-    """Export a run's model to ONNX or TorchScript, checked against PyTorch on its test rows."""
-    from dlcli.export import export_run
-
-    result = export_run(run_dir, fmt, output, checkpoint, trust or [])
-    if as_json:
-        print(json.dumps({k: v for k, v in result.items() if k != "preprocessing"}, indent=2))
-        return
-    verified = result["verified"]
-    for line in (f"wrote {result['path']} ({fmt}, {result['checkpoint']} checkpoint, epoch {result['epoch']})",
-                 f"wrote {result['sidecar']} (input shape, class names, preprocessing)",
-                 f"input: {result['input']['takes']}",
-                 f"output: {result['output']['gives']}",
-                 f"checked: the same outputs as PyTorch on {verified['rows']} {verified['inputs']} (largest difference "
-                 f"{verified['max_abs_difference']:.2g}; rtol {verified['rtol']:g}, atol {verified['atol']:g})"):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-@app.command(
-    name="inspect",
-    epilog="Examples:\n\n  dl inspect runs/train/2026-11-24_10-31-07\n\n  dl inspect RUN_DIR --checkpoint last --json",
-)
-@handle_errors
-@checked_options(_checkpoint)
-def inspect_run_command(
-    run_dir: Path = RUN_DIR,
-    checkpoint: str = CHECKPOINT,
-    trust: Optional[List[str]] = TRUST,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-):
-    """Show what a run's model learned: each parameter's shape, statistics and small tensors' values
-    (a linear model's also in the data's own units)."""
-    from dlcli.tools.inspect_run import inspect_lines, inspect_run
-
-    report = inspect_run(run_dir, checkpoint, trust or [])
-    if as_json:
-        print(json.dumps(report, indent=2))
-        return
-    for line in inspect_lines(report):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-@app.command(
-    name="diagnose",
-    epilog="Examples:\n\n  dl diagnose runs/train/2026-11-24_10-31-07\n\n  dl diagnose RUN_DIR --json",
-)
-@handle_errors
-def diagnose(
-    run_dir: Path = typer.Argument(..., help="A run directory written by dl train (finished, interrupted or failed)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
-):
-    """Why a run went wrong: overfitting, underfitting, learning rate, gradients, dead ReLUs, outputs, inputs, balance."""
-    from dataclasses import asdict
-
-    from dlcli.diagnostics.checks import diagnose_run
-    from dlcli.diagnostics.report import diagnosis_lines
-    from dlcli.runs import find_run
-
-    findings, watched = diagnose_run(find_run(run_dir))
-    if as_json:
-        print(json.dumps({"run": str(run_dir), "from": "diagnostics.json" if watched else "metrics.csv",
-                          "findings": [asdict(f) for f in findings]}, indent=2))
-        return
-    if not watched:
-        console.print(f"{run_dir} has no diagnostics.json (it was not watched while training): "
-                      "this is what its metrics.csv shows", markup=False, highlight=False, soft_wrap=True)
-    for line in diagnosis_lines(findings):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+from dlcli.cli import app, console, err_console, handle_errors
+from dlcli.cli.render import runs_table
+from dlcli.errors import UserError
 
 
 @app.command(
@@ -237,7 +32,7 @@ def list_runs(
     as_json: bool = typer.Option(False, "--json", help="Print every column of every run as JSON (numbers, booleans and lists typed)."),
 ):
     """Compare runs (or a sweep's trials) in one table per data set and metric: status, metrics, and the settings that differ."""
-    from dlcli.compare import best_first, collect_runs, filter_runs, group_runs
+    from dlcli.rundir.collect import best_first, collect_runs, filter_runs, group_runs
 
     directories = list(directories or ["runs"])
     runs = filter_runs(collect_runs(directories), where or [])
@@ -271,7 +66,7 @@ def list_runs(
 
 def _sort_rows(runs, sort: str) -> None:
     """--sort COLUMN: best first for a metric, missing values last; numbers before text."""
-    from dlcli.metric_names import monitor_mode
+    from dlcli.config.metric_names import monitor_mode
 
     descending = monitor_mode(sort) == "max"
 

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from dlcli.cli import CONFIG_DIR, QUIET_HELP, TRUST, app, checked_options, console, err_console, handle_errors
-from dlcli.render import sweep_headline, sweep_table
+from dlcli.cli.render import sweep_headline, sweep_table
 from dlcli.sweep.kinds import KINDS, Kind
 from dlcli.sweep.study import DEFAULT_STARTUP, DEFAULT_WARMUP
 

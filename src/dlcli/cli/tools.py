@@ -12,13 +12,13 @@ from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, app, checked_options, console,
 from dlcli.errors import UserError, printable
 from rich.table import Table
 
-from dlcli.render import param_table, shape_table
+from dlcli.cli.render import param_table, shape_table
 
 
 def _options(*names: str) -> dict:
     """What the tools' options may be (--input is a shape, read by checked_shape)."""
-    from dlcli.conf.schema import CONSTRAINTS
-    from dlcli.constraints import POSITIVE, Interval, Options
+    from dlcli.config.schema import CONSTRAINTS
+    from dlcli.config.constraints import POSITIVE, Interval, Options
     from dlcli.tools.lr_find import LADDERS, MOST_STEPS
 
     declared = {"depth": Interval(1, 64, integer=True), "start": POSITIVE, "end": POSITIVE,
@@ -82,7 +82,7 @@ def convshape_text(
             raise UserError("--input is required with a layer chain: e.g. --input 3x32x32")
         result = chain_shapes(shape, layers).to_dict()
     else:
-        from dlcli.config import compose
+        from dlcli.config.compose import compose
         from dlcli.tools.layer_spec import check_traceable
         from dlcli.tools.param_count import model_summary
 
@@ -122,7 +122,7 @@ def param_count(
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ):
     """Parameters per layer (trainable or frozen), buffers, size, multiply-adds, output shapes."""
-    from dlcli.config import compose
+    from dlcli.config.compose import compose
     from dlcli.tools.layer_spec import check_traceable
     from dlcli.tools.param_count import model_summary
 
@@ -167,8 +167,8 @@ def lr_find(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """The learning-rate range test: climb a ladder of rates for a few hundred batches, suggest one."""
-    from dlcli.config import compose
-    from dlcli.runs import read_json
+    from dlcli.config.compose import compose
+    from dlcli.rundir.directory import read_json
     from dlcli.tools.lr_find import find_lr
 
     cfg = compose(list(overrides or []), config_dir or [])

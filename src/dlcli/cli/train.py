@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, QUIET_HELP, TRUST, app, console, err_console, handle_errors
-from dlcli.render import headline, kfold_table, summary_table
+from dlcli.cli.render import headline, kfold_table, summary_table
 
 
 @app.command(
@@ -51,8 +51,8 @@ def train(
 
         raise UserError("dl train runs one config; for Hydra's -m/--multirun grid use: dl sweep grid "
                         + " ".join(shlex.quote(o) for o in overrides or []))
-    from dlcli.config import compose, override_key, read_overrides_file, to_yaml
-    from dlcli.received import writes_only_where_typed
+    from dlcli.config.compose import compose, override_key, read_overrides_file, to_yaml
+    from dlcli.trust.received import writes_only_where_typed
 
     from_file = read_overrides_file(overrides_file, trust or []) if overrides_file else []
     typed = list(overrides or [])
@@ -73,7 +73,7 @@ def train(
         console.print(to_yaml(composed), markup=False, highlight=False, soft_wrap=True)
         return
     from dlcli.engine.progress import Reporter
-    from dlcli.train import train as run_training
+    from dlcli.run.dispatch import train as run_training
 
     silent = quiet or as_json
     reporter = Reporter(Console(quiet=True) if silent else console, show_progress=not silent and composed.trainer.progress)

@@ -9,10 +9,10 @@ from omegaconf import DictConfig
 
 from dlcli.data.preprocess import ArrayEncoding, TableEncoding, TargetScaler, encode_features, encode_targets
 from dlcli.data.split import Split, split_dataset
-from dlcli.constraints import Interval, check, show
+from dlcli.config.constraints import Interval, check, show
 from dlcli.errors import UserError
-from dlcli.own_settings import IMAGE_ONLY_KEYS, OWN_SETTINGS, TABLE_ONLY_KEYS
-from dlcli.factory import call_target
+from dlcli.config.own_settings import IMAGE_ONLY_KEYS, OWN_SETTINGS, TABLE_ONLY_KEYS
+from dlcli.config.build import call_target
 
 # Config keys of data/ that steer preprocessing rather than the source itself.
 PREPROCESS_KEYS = ("standardize", "standardize_target", "target_transform", "as_sequence")
@@ -166,9 +166,9 @@ def _split(split_cfg: DictConfig, targets: np.ndarray, task: str, fixed_test) ->
     stratify = np.asarray(targets).astype(str) if task == "classification" and split_cfg.stratify else None
     kfold, fold = split_cfg.get("kfold"), split_cfg.get("fold")
     if kfold is not None:
-        # a config is checked whole before data is read (dlcli.validate); this guards a caller of
+        # a config is checked whole before data is read (dlcli.config.validate); this guards a caller of
         # the Python API with the same declared constraints and the same words
-        from dlcli.conf.schema import CONSTRAINTS
+        from dlcli.config.schema import CONSTRAINTS
 
         fold = 1 if fold is None else fold
         check("split.kfold", kfold, CONSTRAINTS["split.kfold"])

@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 from dlcli.data.cache_store import CACHE_FORMAT, cache_name, folder_entry, open_cache, read_header
 from dlcli.data.cache_store import folder_key as files_key
 from dlcli.data.images import ImageFiles, ImageSet
-from dlcli.files import write_atomically
-from dlcli.machine import memory_bytes, usable_cores
+from dlcli.system.files import write_atomically
+from dlcli.system.machine import memory_bytes, usable_cores
 
 CACHE_SETTINGS = ("auto", "memory", "none")
 MEMORY_SHARE = 0.25  # auto: the decoded pixels may take up to this share of the machine's memory

@@ -13,9 +13,9 @@ from dlcli.data.batch_augment import DeviceAugment, per_sample_settings
 from dlcli.data.images import KNOWN_STATS, ImageSet
 from dlcli.data.split import Split
 from dlcli.data.transforms import Augment, Normalization, batch_transform, channel_stats, sample_transform
-from dlcli.constraints import NUMBER, POSITIVE, ListOf, check
+from dlcli.config.constraints import NUMBER, POSITIVE, ListOf, check
 from dlcli.errors import UserError
-from dlcli.machine import usable_cores
+from dlcli.system.machine import usable_cores
 
 NORMALIZE = ("dataset", "computed", "none")
 STATS_SAMPLE = 2000  # images read to compute statistics of a folder of files

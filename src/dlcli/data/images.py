@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlcli.constraints import Options, Text, constrained
+from dlcli.config.constraints import Options, Text, constrained
 from dlcli.data.image_files import class_files, decode, look
 from dlcli.errors import UserError, first_line
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dlcli.constraints import (
+from dlcli.config.constraints import (
     NON_NEGATIVE,
     NUMBER,
     POSITIVE,

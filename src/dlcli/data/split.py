@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlcli.conf.schema import CONSTRAINTS
-from dlcli.constraints import check
+from dlcli.config.schema import CONSTRAINTS
+from dlcli.config.constraints import check
 from dlcli.errors import UserError, first_line
 
 PARTS = ("train", "val", "test")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from dlcli.constraints import FLOAT32_MAX, show  # dl trains in float32: a larger number becomes infinite
+from dlcli.config.constraints import FLOAT32_MAX, show  # dl trains in float32: a larger number becomes infinite
 from dlcli.errors import UserError, first_line
 
 HEADER_BYTES = 1 << 20  # a header line longer than this is no table's

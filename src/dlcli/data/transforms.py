@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from dlcli.constraints import (
+from dlcli.config.constraints import (
     BOOLEAN,
     NON_NEGATIVE,
     PROBABILITY,

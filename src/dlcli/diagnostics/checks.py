@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dlcli.advice import suggest
+from dlcli.config.advice import suggest
 from dlcli.diagnostics.evidence import Evidence
 from dlcli.diagnostics.report import Finding, fmt, read_findings
 
@@ -38,7 +38,7 @@ class Facts:
     config: dict | None = None  # the run's config, which a suggestion must fit (None: not known)
 
     def advise(self, *candidates: tuple[str, object], then: str = "") -> str:
-        """The candidate overrides that fit this run (dlcli.advice), then any advice in words."""
+        """The candidate overrides that fit this run (dlcli.config.advice), then any advice in words."""
         return ", ".join([*suggest(self.config, *candidates), *([then] if then else [])]) or "see the finding above"
 
 
@@ -97,7 +97,7 @@ def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None, c
 def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
     """A run's findings: its diagnostics.json, or (killed runs, older runs) an analysis of its files.
     Returns the findings and whether they were read from diagnostics.json."""
-    from dlcli.runs import read_metrics, read_summary
+    from dlcli.rundir.directory import read_metrics, read_summary
 
     saved = read_findings(run_dir)
     if saved is not None:
@@ -108,7 +108,7 @@ def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
 def _saved_config(run_dir: Path) -> dict | None:
     """The run's config.yaml as plain data (received.read_yaml: bounded, no tags), or None."""
     from dlcli.errors import UserError
-    from dlcli.received import read_yaml
+    from dlcli.trust.received import read_yaml
 
     try:
         content = read_yaml(run_dir / "config.yaml")

@@ -22,14 +22,14 @@ class Finding:
 
 
 def write_findings(run_dir: Path, findings: list[Finding]) -> None:
-    from dlcli.runs import write_json
+    from dlcli.rundir.directory import write_json
 
     write_json(run_dir / "diagnostics.json", {"findings": [asdict(f) for f in findings]})
 
 
 def read_findings(run_dir: Path) -> list[Finding] | None:
     from dlcli.errors import UserError
-    from dlcli.runs import read_json
+    from dlcli.rundir.directory import read_json
 
     path = run_dir / "diagnostics.json"
     if not path.is_file():
@@ -54,7 +54,7 @@ def diagnosis_lines(findings: list[Finding], skipped: str | None = None) -> list
 
 
 def fmt(value) -> str:
-    from dlcli.numbers import short
+    from dlcli.system.numbers import short
 
     if isinstance(value, (list, tuple)):
         return ", ".join(short(v) for v in value)

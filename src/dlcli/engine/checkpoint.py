@@ -15,10 +15,10 @@ full torch.save and nothing per epoch copies the model:
   progress finishes (epochs are short then: that is why last.pt lagged) and is written first;
 - a write (best.pt, last.pt and the progress they record) is one step a Ctrl-C cannot split, and
   so is an epoch's bookkeeping in `fit` and the final write: a Ctrl-C there, first or second, is
-  held until the step is done (dlcli.interrupts), so the end of a run never loses an epoch;
+  held until the step is done (dlcli.system.interrupts), so the end of a run never loses an epoch;
 - SIGKILL (or a second Ctrl-C mid-epoch) loses at most the epochs since the last write: about
   `trainer.checkpoint_every` seconds. Resume continues from last.pt and cuts metrics.csv back to it.
-- files are written fresh and renamed into place (dlcli.files): never half a checkpoint, never
+- files are written fresh and renamed into place (dlcli.system.files): never half a checkpoint, never
   through a link; a full disk is one line (DiskFull) and the run stays resumable.
 """
 
@@ -35,7 +35,7 @@ from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint_shape import check_checkpoint, layout_problem, optimizer_state_problem
 from dlcli.engine.state import FitState, Session
 from dlcli.errors import UserError, first_line
-from dlcli.interrupts import catch_stop_signals, ctrl_c_deferred, reached, restore_handlers, signal_name
+from dlcli.system.interrupts import catch_stop_signals, ctrl_c_deferred, reached, restore_handlers, signal_name
 
 FORMAT = 2  # 2: run progress without the per-epoch history (that is metrics.csv)
 
@@ -86,7 +86,7 @@ def _copy(value, reuse=None):
 def write_payload(path: Path, payload: dict) -> None:
     """A whole checkpoint or none: a fresh temporary file replaces `path` (never a half-written
     checkpoint, never a write through a link); a full disk is a DiskFull error naming the size."""
-    from dlcli.files import write_atomically
+    from dlcli.system.files import write_atomically
 
     write_atomically(path, lambda file: torch.save(payload, file), binary=True, size_hint=_payload_bytes(payload))
 
@@ -106,7 +106,7 @@ def save_checkpoint(path: Path, session: Session, state: FitState) -> None:
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
-    from dlcli.files import copy_file
+    from dlcli.system.files import copy_file
 
     copy_file(source, target)
 
@@ -269,7 +269,7 @@ class Checkpointer(Callback):
         import threading
 
         # Only the main thread receives signals; a process that ignores Ctrl-C keeps ignoring it.
-        # SIGTERM and SIGHUP are caught alike where dl made them act as Ctrl-C (dlcli.interrupts).
+        # SIGTERM and SIGHUP are caught alike where dl made them act as Ctrl-C (dlcli.system.interrupts).
         # With several ranks, fit's collective Ctrl-C decides when every rank stops together.
         if threading.current_thread() is not threading.main_thread() or self.session.world.active:
             return

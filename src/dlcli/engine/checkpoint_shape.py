@@ -5,7 +5,7 @@ A run directory may come from someone else. torch.load(weights_only=True) keeps 
 checkpoint; this keeps the rest honest: a string where the weights belong, an epoch of "abc" or -5,
 an optimizer of 5, a missing or mis-sized RNG state would otherwise surface as a traceback deep in
 torch (or, for a negative epoch, as a metrics.csv counting from -4). Each is one line naming the
-file and the field, as every other received file is (dlcli.received, dlcli.data.record).
+file and the field, as every other received file is (dlcli.trust.received, dlcli.data.record).
 
 The parts of torch's own state dicts (the optimizer's per-parameter state, a schedule's fields)
 are checked by torch when they are loaded; those errors are turned into one line where they are
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dlcli.constraints import Boolean, Constraint, Interval, nullable, show
+from dlcli.config.constraints import Boolean, Constraint, Interval, nullable, show
 from dlcli.errors import UserError
 
 READABLE_FORMATS = (1, 2)  # 2: run progress without the per-epoch history (that is metrics.csv)

@@ -21,7 +21,7 @@ from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import current_lr
 from dlcli.engine.state import BatchSource, FitState, Session
 from dlcli.errors import RunFailed, TrialPruned
-from dlcli.interrupts import StopRequests, catch_stop_signals, ctrl_c_deferred, restore_handlers, signal_name
+from dlcli.system.interrupts import StopRequests, catch_stop_signals, ctrl_c_deferred, restore_handlers, signal_name
 
 
 class NonFiniteLoss(RunFailed):

@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional
 
-from dlcli.constraints import NON_NEGATIVE, POSITIVE, RATE, ListOf, Null, Options, constrained, nullable, one_of
+from dlcli.config.constraints import NON_NEGATIVE, POSITIVE, RATE, ListOf, Null, Options, constrained, nullable, one_of
 from dlcli.errors import UserError
-from dlcli.factory import call_target
+from dlcli.config.build import call_target
 
 CLASSIFICATION = {"dlcli.engine.losses.cross_entropy": "cross_entropy", "dlcli.engine.losses.FocalLoss": "focal",
                   "dlcli.engine.losses.BinaryCrossEntropy": "bce"}

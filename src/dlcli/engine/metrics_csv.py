@@ -11,9 +11,9 @@ import csv
 from pathlib import Path
 
 from dlcli.engine.callbacks import Callback
-from dlcli.files import disk_full, open_append, out_of_space
-from dlcli.interrupts import reached
-from dlcli.runs import metric_columns, read_metrics, write_metrics
+from dlcli.system.files import disk_full, open_append, out_of_space
+from dlcli.system.interrupts import reached
+from dlcli.rundir.directory import metric_columns, read_metrics, write_metrics
 
 
 class MetricsCsv(Callback):

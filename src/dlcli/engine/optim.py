@@ -9,8 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dlcli.errors import UserError, first_line
-from dlcli.factory import call_target, prepare_call
-from dlcli.own_settings import OWN_SETTINGS
+from dlcli.config.build import call_target, prepare_call
+from dlcli.config.own_settings import OWN_SETTINGS
 
 OPTIM_KEYS = ("decay_bias_and_norm", "head_lr", "l1", "scale_lr_with_batch")  # handled here, not passed to torch.optim
 REFERENCE_BATCH = 256  # the linear scaling rule: lr x batch_size / 256 (Goyal et al.)

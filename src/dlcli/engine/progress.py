@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dlcli.engine.callbacks import Callback
 from dlcli.errors import printable_lines
-from dlcli.numbers import short
-from dlcli.terminal import SafeConsole
+from dlcli.system.numbers import short
+from dlcli.system.terminal import SafeConsole
 
 REFRESH_SECONDS = 0.25  # how often the bars are updated (and the running loss read off the device)
 
@@ -33,7 +33,7 @@ class Reporter(Callback):
 
     # -- logging -------------------------------------------------------------------------------
     def attach_log(self, path: Path) -> None:
-        from dlcli.files import open_append
+        from dlcli.system.files import open_append
 
         self.log_file = open_append(path)  # never through a link
 

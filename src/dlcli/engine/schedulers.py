@@ -8,7 +8,7 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
 
-from dlcli.constraints import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, RUN_SHARE, Interval, constrained, one_of
+from dlcli.config.constraints import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, RUN_SHARE, Interval, constrained, one_of
 from dlcli.errors import UserError
 
 # A schedule's settings that count its steps (epochs, or batches when it steps every batch), with the

@@ -9,16 +9,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from dlcli.constraints import show
+from dlcli.config.compose import config_options, option_name
+from dlcli.config.constraints import show
 from dlcli.errors import UserError, first_line
-from dlcli.factory import call_target
-from dlcli.own_settings import OWN_SETTINGS
+from dlcli.config.build import call_target
+from dlcli.config.own_settings import OWN_SETTINGS
 from dlcli.models.init import initialize, parse_scheme
-from dlcli.machine import memory_bytes
+from dlcli.models.registry import MODELS
+from dlcli.system.machine import memory_bytes
 
 # Config keys handled here rather than passed to the model's constructor.
-BUILD_KEYS = ("init", "freeze", "train_with")  # (train_with is read when the config is composed: dlcli.config)
+BUILD_KEYS = ("init", "freeze", "train_with")  # (train_with is read when the config is composed: dlcli.config.compose)
 BUILD_KEY_CONSTRAINTS = OWN_SETTINGS["model"]  # what they may be
+MODEL_PACKAGE = "dlcli.models."
 
 
 def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int, start_weights: bool = True) -> nn.Module:
@@ -84,7 +87,7 @@ def _takes_weights(model_cfg: DictConfig) -> bool:
     """Does the model's own constructor take `weights` (torchvision's do, from a file or a name)?"""
     import inspect
 
-    from dlcli.factory import resolve_target
+    from dlcli.config.build import resolve_target
 
     if not model_cfg.get("_target_"):
         return False
@@ -140,3 +143,26 @@ def _dry_run(model: nn.Module, name: str, input_shape: tuple[int, ...], num_outp
 def _device_of(model: nn.Module) -> torch.device:
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
+
+
+def check_model_reads_sequences(cfg: DictConfig) -> None:
+    """data.as_sequence shapes each row as a 1 x columns signal, which only sequence models read;
+    any other of dl's models flattens it back (or refuses it). A class of the user's own may read
+    sequences: it is not judged."""
+    if not cfg.data.get("as_sequence"):
+        return
+    target = str(cfg.model.get("_target_") or "")
+    if not target.startswith(MODEL_PACKAGE):
+        return
+    model = MODELS.get(target.removeprefix(MODEL_PACKAGE))
+    if model is not None and not getattr(model, "reads_sequences", False):
+        readers = sorted({name for name, settings in config_options("model") if _reads_sequences(settings.get("_target_"))})
+        chosen = option_name("model", OmegaConf.to_container(cfg.model, resolve=True))
+        raise UserError(f"data.as_sequence=true shapes each row as a sequence for sequence models "
+                        f"({', '.join(readers)}), and model={chosen} does not read one: drop it, or choose one of them")
+
+
+def _reads_sequences(target) -> bool:
+    if not isinstance(target, str) or not target.startswith(MODEL_PACKAGE):
+        return False
+    return bool(getattr(MODELS.get(target.removeprefix(MODEL_PACKAGE)), "reads_sequences", False))

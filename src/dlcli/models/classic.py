@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from dlcli.models.layers import flat_features, image_input
-from dlcli.constraints import RATE, Interval, ListOf, Positions, constrained
+from dlcli.config.constraints import RATE, Interval, ListOf, Positions, constrained
 from dlcli.models.registry import register
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from dlcli.models.layers import activation as make_activation
 from dlcli.models.layers import ACTIVATIONS, POOLS, image_input, spatial_output
 from dlcli.models.layers import pool as make_pool
-from dlcli.constraints import Options, constrained
+from dlcli.config.constraints import Options, constrained
 from dlcli.models.registry import register
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from dlcli.constraints import POSITIVE, Options, check
+from dlcli.config.constraints import POSITIVE, Options, check
 from dlcli.errors import UserError
 
 # scheme -> (the torch.nn.init function, its settings and their defaults)

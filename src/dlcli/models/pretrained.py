@@ -13,7 +13,7 @@ from torch import nn
 
 from dlcli.errors import UserError, first_line
 from dlcli.models.layers import image_input
-from dlcli.constraints import Text, constrained, nullable
+from dlcli.config.constraints import Text, constrained, nullable
 from dlcli.models.registry import register
 
 

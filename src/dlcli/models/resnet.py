@@ -7,7 +7,7 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models.layers import flat_features, image_input
-from dlcli.constraints import BOOLEAN, Interval, ListOf, Options, constrained
+from dlcli.config.constraints import BOOLEAN, Interval, ListOf, Options, constrained
 from dlcli.models.registry import register
 
 RESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}

@@ -11,7 +11,7 @@ from torch import nn
 
 from dlcli.errors import UserError
 from dlcli.models.layers import flat_features
-from dlcli.constraints import BOOLEAN, RATE, Interval, ListOf, Options, constrained
+from dlcli.config.constraints import BOOLEAN, RATE, Interval, ListOf, Options, constrained
 from dlcli.models.registry import register
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -32,7 +32,7 @@ def _sequence_input(input_shape, model: str) -> tuple[int, int]:
 class RecurrentClassifier(nn.Module):
     """Many-to-one: the final hidden state (both directions if bidirectional) feeds a linear head."""
 
-    reads_sequences = True  # data.as_sequence means something to it (dlcli.no_effect)
+    reads_sequences = True  # data.as_sequence means something to it (dlcli.config.no_effect)
     grows_with = ("hidden",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
 
     def __init__(self, input_shape, num_outputs: int, cell: str = "lstm", hidden: int = 64, layers: int = 1,
@@ -60,7 +60,7 @@ class RecurrentClassifier(nn.Module):
 class CNN1d(nn.Module):
     """Blocks of conv1d + batch norm + ReLU + max-pool, global average pooling, a linear head."""
 
-    reads_sequences = True  # data.as_sequence means something to it (dlcli.no_effect)
+    reads_sequences = True  # data.as_sequence means something to it (dlcli.config.no_effect)
     grows_with = ("channels",)  # the settings that make it larger (a diagnosis of underfitting suggests them)
 
     def __init__(self, input_shape, num_outputs: int, channels=(16, 32), kernel: int = 5, pool: int = 2):

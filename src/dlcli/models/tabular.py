@@ -9,7 +9,7 @@ from torch import nn
 from dlcli.errors import UserError
 from dlcli.models import layers as layers_lib
 from dlcli.models.layers import ACTIVATIONS
-from dlcli.constraints import BOOLEAN, RATE, Interval, ListOf, Options, constrained, one_of
+from dlcli.config.constraints import BOOLEAN, RATE, Interval, ListOf, Options, constrained, one_of
 from dlcli.models.registry import register
 
 

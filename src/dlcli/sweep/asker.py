@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlcli.errors import UserError, first_line
-from dlcli.files import remove_tree
-from dlcli.interrupts import ctrl_c_deferred
-from dlcli.runs import read_summary
+from dlcli.system.files import remove_tree
+from dlcli.system.interrupts import ctrl_c_deferred
+from dlcli.rundir.directory import read_summary
 from dlcli.sweep.kinds import KINDS, grid_combinations
 from dlcli.sweep.plan import FINISHED, SweepSettings
 from dlcli.sweep.space import SearchSpace
@@ -105,7 +105,7 @@ def collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str) 
     with the same values. Waiting trials a killed sweep enqueued but never asked are dropped."""
     from optuna.trial import TrialState, create_trial
 
-    from dlcli.run_lock import is_training
+    from dlcli.rundir.lock import is_training
     from dlcli.sweep.study import NUMBER_ATTR, outcome, trial_params
 
     with ctrl_c_deferred():

@@ -14,8 +14,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
 from dlcli.errors import UserError, first_line
-from dlcli.interrupts import STOP_SIGNALS
-from dlcli.processes import die_with_parent
+from dlcli.system.interrupts import STOP_SIGNALS
+from dlcli.system.processes import die_with_parent
 from dlcli.sweep.trial import TrialSpec, run_trial
 
 OnResult = Callable[[dict], bool]  # returns False to stop the sweep (fail-fast)
@@ -280,6 +280,6 @@ def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_
 
 def default_threads(jobs: int) -> int:
     """Each concurrent trial's share of the CPU cores this process may use."""
-    from dlcli.machine import usable_cores
+    from dlcli.system.machine import usable_cores
 
     return max(1, usable_cores() // jobs)

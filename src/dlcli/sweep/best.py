@@ -8,9 +8,9 @@ from typing import Sequence
 
 from omegaconf import OmegaConf
 
-from dlcli.numbers import short
-from dlcli.plots import draw_in_background
-from dlcli.runs import load_saved_config, update_summary, write_text
+from dlcli.system.numbers import short
+from dlcli.tracking.plots import draw_in_background
+from dlcli.rundir.directory import load_saved_config, update_summary, write_text
 from dlcli.sweep.plan import SweepResult
 from dlcli.sweep.results import chosen_by, close_call, plot_sweep, results_frame, sorted_by_metric, write_results
 
@@ -62,7 +62,7 @@ def value_text(record: dict) -> str:
 
 def _resolution(trial_dir: Path, metric: str) -> float | None:
     """The smallest step of an accuracy on this trial's validation split (1 / its rows)."""
-    from dlcli.runs import read_json
+    from dlcli.rundir.directory import read_json
 
     if metric != "val_accuracy" or not (trial_dir / "split.json").is_file():
         return None
@@ -76,7 +76,7 @@ def _test_best(trial_dir: Path, trust: Sequence[str] = ()) -> dict:
     a cross-validated trial), after every trial is done."""
     import statistics
 
-    from dlcli.evaluate import evaluate_checkpoint
+    from dlcli.trained.evaluate import evaluate_checkpoint
     from dlcli.experiment import build_experiment
 
     keep = ("samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")

@@ -21,8 +21,8 @@ SAVED_PLAN = ("jobs", "threads", "trials_per_gpu", "config_dirs")  # and may hol
 def declared() -> dict:
     """What each setting of a sweep may be: one table for the command's options, for SweepSettings
     and SweepPlan given through the Python API, and for the sweep.yaml a resume reads."""
-    from dlcli.conf.schema import CONSTRAINTS
-    from dlcli.constraints import SEED, Interval, ListOf, Options, Text, nullable
+    from dlcli.config.schema import CONSTRAINTS
+    from dlcli.config.constraints import SEED, Interval, ListOf, Options, Text, nullable
     from dlcli.sweep.study import MOST_TRIALS
 
     at_once = nullable(Interval(1, MOST_AT_ONCE, integer=True))

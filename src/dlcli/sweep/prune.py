@@ -50,7 +50,7 @@ class StudyReporting(Callback):
                               f"mean {self.metric} {mean:.4g}")
 
     def _report(self, value: float, step: int) -> bool:
-        from dlcli.interrupts import ctrl_c_deferred
+        from dlcli.system.interrupts import ctrl_c_deferred
 
         with ctrl_c_deferred():  # a Ctrl-C inside the journal's lock would break the lock for everyone
             self.trial.report(value, step)

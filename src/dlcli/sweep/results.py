@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlcli.numbers import short
-from dlcli.runs import write_text
+from dlcli.system.numbers import short
+from dlcli.rundir.directory import write_text
 from dlcli.sweep.space import SearchSpace
 
 
@@ -81,7 +81,7 @@ def close_call(best: pd.DataFrame, metric: str, resolution: float | None, spread
 
 def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path) -> None:
     """The metric against each swept parameter; log axes where the parameter is log-scaled."""
-    from dlcli.plots import _figure, _save
+    from dlcli.tracking.plots import _figure, _save
 
     done = frame[frame[metric].notna()]
     if done.empty or not space.names:

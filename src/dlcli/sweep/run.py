@@ -16,9 +16,9 @@ from typing import Callable, NamedTuple, Sequence
 from omegaconf import OmegaConf
 
 from dlcli.errors import UserError
-from dlcli.numbers import as_number, setting
-from dlcli.run_lock import RunLock
-from dlcli.runs import RunStart, start_run_dir, update_summary
+from dlcli.system.numbers import as_number, setting
+from dlcli.rundir.lock import RunLock
+from dlcli.rundir.directory import RunStart, start_run_dir, update_summary
 from dlcli.sweep.asker import TrialAsker, collect
 from dlcli.sweep.best import finish, value_text
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
@@ -48,7 +48,7 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
     plan = dataclasses.replace(plan, config_dirs=[str(Path(d).resolve()) for d in plan.config_dirs])
     sweep_dir, lock, saved = None, None, {}
     if plan.resume is not None:
-        from dlcli.trust import targets_typed
+        from dlcli.trust.targets import targets_typed
 
         # the sweep's overrides typed again after --resume are the user's word again (they must match the saved ones)
         plan = dataclasses.replace(plan, trust=[*plan.trust, *targets_typed(settings.overrides)])
@@ -115,7 +115,7 @@ def _record_broken_off(sweep_dir: Path, exc: BaseException) -> None:
     """A sweep that stopped on an error (or a second Ctrl-C) after its directory said running:
     the summary says how it ended and why, so `dl runs` and --resume see the truth."""
     from dlcli.errors import first_line
-    from dlcli.runs import read_summary
+    from dlcli.rundir.directory import read_summary
 
     try:
         if read_summary(sweep_dir).get("status") != "running":
@@ -163,10 +163,10 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
     """Default metric: the task's validation metric. Validated on the first trial's config, which
     also says where the sweep goes (its runs_dir). `received`: the overrides come from sweep.yaml
     (a resume), which writes into no folder it names (no download, no cache)."""
-    from dlcli.config import compose
-    from dlcli.metric_names import TASK_METRICS, monitor_mode
+    from dlcli.config.compose import compose
+    from dlcli.config.metric_names import TASK_METRICS, monitor_mode
     from dlcli.experiment import build_experiment
-    from dlcli.received import never_write_where_it_names
+    from dlcli.trust.received import never_write_where_it_names
 
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
     if received:
@@ -190,14 +190,14 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
 def _trial_name(space: SearchSpace, sweep_dir: Path) -> list[str]:
     """Trials are named after the sweep's --name (the MLflow experiment they log to), unless the
     overrides name them."""
-    from dlcli.config import override_key
+    from dlcli.config.compose import override_key
 
     return [] if any(override_key(o) == "name" for o in space.fixed) or "name" in space.keys else [f"name={sweep_dir.parent.name}"]
 
 
 def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log, named: list[str]):
     """With a logger that nests runs (MLflow), the sweep is a run and its trials are runs under it."""
-    from dlcli.config import compose
+    from dlcli.config.compose import compose
     from dlcli.tracking import open_parent_runs
 
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items()), *named], config_dirs)
@@ -313,7 +313,7 @@ class TrialBounds(NamedTuple):
     epochs: int  # the most epochs a trial trains
     folds: int | None  # the folds each trial cross-validates over (None: no k-fold)
     devices: int  # the most processes a trial trains with (trainer.devices)
-    user_targets: dict[str, str]  # `_target_` -> its path: what the trials build on the user's word only (dlcli.trust)
+    user_targets: dict[str, str]  # `_target_` -> its path: what the trials build on the user's word only (dlcli.trust.targets)
 
 
 def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] | None = None) -> TrialBounds:
@@ -324,9 +324,9 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
     trial trains and the folds each trial cross-validates over (the steps a pruner counts in:
     Hyperband's budget), the most processes a trial trains with, and the classes only the user's
     word trusts."""
-    from dlcli.config import compose
+    from dlcli.config.compose import compose
     from dlcli.experiment import check_config
-    from dlcli.trust import check_trusted_targets, needing_trust
+    from dlcli.trust.targets import check_trusted_targets, needing_trust
 
     first = first_trial(space)
     variants = [dict(first)]
@@ -360,7 +360,7 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
 def _check_declared(settings: SweepSettings, plan: SweepPlan) -> None:
     """Settings given through the Python API meet the table the command's options meet, in the
     same words (the command has checked its own already)."""
-    from dlcli.constraints import show
+    from dlcli.config.constraints import show
 
     for name, constraint in declared().items():
         if name in ("kind", "overrides", "config_dirs"):

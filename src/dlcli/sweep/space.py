@@ -59,7 +59,7 @@ def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import IntervalSweep, RangeSweep
 
-    from dlcli.config import CONFIG_MODULE, search_path
+    from dlcli.config.compose import CONFIG_MODULE, search_path
 
     space = SearchSpace()
     GlobalHydra.instance().clear()

@@ -150,7 +150,7 @@ def repair_journal(sweep_dir: Path) -> str | None:
                             "or start a new sweep") from None
     if whole == len(data):
         return None
-    from dlcli.files import write_atomically
+    from dlcli.system.files import write_atomically
 
     write_atomically(journal.with_name(STUDY_FILE + ".torn"), lambda file: file.write(data[whole:]), binary=True)
     with open(journal, "r+b") as file:  # cut in place: Optuna's lock file stays beside it

@@ -49,12 +49,12 @@ def run_trial(spec: TrialSpec) -> dict:
     import torch
     from rich.console import Console
 
-    from dlcli.config import compose
+    from dlcli.config.compose import compose
     from dlcli.engine.progress import Reporter
     from dlcli.errors import RunFailed, UserError
-    from dlcli.runs import update_summary
+    from dlcli.rundir.directory import update_summary
     from dlcli.sweep.prune import StudyReporting
-    from dlcli.training import new_run
+    from dlcli.run.single import new_run
 
     torch.set_num_threads(spec.threads)
     trial_dir = Path(spec.trial_dir)
@@ -64,7 +64,7 @@ def run_trial(spec: TrialSpec) -> dict:
     try:
         cfg = compose(spec.overrides, spec.config_dirs)
         if spec.received:
-            from dlcli.received import never_write_where_it_names
+            from dlcli.trust.received import never_write_where_it_names
 
             never_write_where_it_names(cfg)  # no download into data.root, no cache in data.cache_dir: the file may name them
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
@@ -73,13 +73,13 @@ def run_trial(spec: TrialSpec) -> dict:
         study = StudyReporting(Path(spec.sweep_dir), spec.study_name, spec.trial_id, spec.pruning, spec.metric) \
             if spec.trial_id is not None else None
         if int(cfg.trainer.get("devices", 1)) > 1:  # several processes: the pruner goes along as a config callback
-            from dlcli.launch import train_distributed
+            from dlcli.run.launch import train_distributed
 
             result = train_distributed(cfg, spec.overrides, reporter, evaluate_test=False, run_dir=trial_dir, quiet=True,
                                        rank_zero_callbacks=[_study_callback(spec)] if study is not None else [],
                                        threads=spec.threads)
         elif cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:  # a cross-validated trial
-            from dlcli.kfold import train_kfold
+            from dlcli.run.kfold import train_kfold
 
             result = train_kfold(cfg, spec.overrides, reporter, run_dir=trial_dir, evaluate_test=False,
                                  after_fold=study.after_fold if study else None)
@@ -93,7 +93,7 @@ def run_trial(spec: TrialSpec) -> dict:
         record["message"] = str(exc)
     except Exception as exc:  # a crash in one trial must not end the sweep; its traceback goes to its train.log
         if not (trial_dir / "summary.json").exists():  # it crashed before its run began (a run logs its own)
-            from dlcli.files import open_append
+            from dlcli.system.files import open_append
 
             with open_append(trial_dir / "train.log") as log:
                 log.write(traceback.format_exc())
@@ -143,7 +143,7 @@ def trial_outcome(trial_dir: Path, metric: str, mode: str) -> dict:
 
 
 def _fold_status(fold_dir: Path) -> str | None:
-    from dlcli.runs import read_summary
+    from dlcli.rundir.directory import read_summary
 
     return read_summary(fold_dir).get("status") if (fold_dir / "summary.json").is_file() else None
 

@@ -40,7 +40,7 @@ def inspect_run(run_dir: str | Path, checkpoint: str = "best", trust: Sequence[s
     (read safely: only trusted classes, see `load_saved_config`), on the CPU."""
     from dlcli.engine.checkpoint import load_checkpoint, load_weights
     from dlcli.experiment import build_experiment
-    from dlcli.runs import check_checkpoint_name, checkpoint_path, find_run, load_saved_config
+    from dlcli.rundir.directory import check_checkpoint_name, checkpoint_path, find_run, load_saved_config
 
     check_checkpoint_name(checkpoint)
     run = find_run(run_dir)
@@ -125,7 +125,7 @@ def data_units(experiment, run: Path) -> tuple[dict | None, str]:
     """The single linear layer's parameters in the data's own units, or None and the reason the
     values are as stored."""
     from dlcli.data import PreparedData
-    from dlcli.evaluate import check_same_split
+    from dlcli.trained.evaluate import check_same_split
 
     found = single_linear(experiment.session.model)
     if found is None:
@@ -190,7 +190,7 @@ def feature_scaling(cfg, data, run: Path):
     from dlcli.data import PREPROCESSING_FILE, PREPROCESSING_FORMAT
     from dlcli.data.preprocess import TableEncoding, encoding_from_json
     from dlcli.data.record import check_preprocessing
-    from dlcli.runs import read_json
+    from dlcli.rundir.directory import read_json
 
     saved = run / PREPROCESSING_FILE
     record = check_preprocessing(read_json(saved), saved, PREPROCESSING_FORMAT) if saved.is_file() else None

@@ -179,8 +179,8 @@ def find_lr(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     from omegaconf import OmegaConf
 
     from dlcli.experiment import build_experiment
-    from dlcli.plots import plot_lr_find
-    from dlcli.runs import create_run_dir, write_json, write_text
+    from dlcli.tracking.plots import plot_lr_find
+    from dlcli.rundir.directory import create_run_dir, write_json, write_text
 
     ladder = lr_ladder(start, end, steps, mode)
     experiment = build_experiment(cfg)

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from dlcli.errors import UserError
 from dlcli.tools.model_summary import ModelSummary, summarize
-from dlcli.validate import validate_config
+from dlcli.config.validate import validate_config
 
 
 def data_signature(cfg: DictConfig, input_shape: tuple[int, ...] | None) -> tuple[tuple[int, ...], int]:

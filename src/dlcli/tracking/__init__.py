@@ -21,5 +21,5 @@ from dlcli.tracking.base import (  # noqa: F401  (the package's public names)
 )
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
+    if _module.name not in {"base", "plots"}:  # plots draws figures; every other module is a logger
         importlib.import_module(f"{__name__}.{_module.name}")

@@ -111,7 +111,7 @@ class RunLogger(Callback):
 
     @classmethod
     def log_pictures(cls, run_dir: Path, paths: Sequence[Path]) -> None:
-        """The run's pictures, once drawn (called by the drawing process, dlcli.plots)."""
+        """The run's pictures, once drawn (called by the drawing process, dlcli.tracking.plots)."""
 
     @classmethod
     def as_new_run(cls, node) -> None:
@@ -124,7 +124,7 @@ def typed_overrides(cfg: DictConfig, overrides: Sequence[str]) -> dict:
     as scalars TensorBoard and MLflow can show."""
     from omegaconf import OmegaConf
 
-    from dlcli.config import COMPONENT_GROUPS, option_name, override_key
+    from dlcli.config.compose import COMPONENT_GROUPS, option_name, override_key
 
     values = {}
     for override in overrides:
@@ -155,7 +155,7 @@ def build_loggers(node) -> list[RunLogger]:
     """The loggers of the config's `logger:` mapping (logger=tensorboard, logger=[tensorboard,mlflow])."""
     import inspect
 
-    from dlcli.factory import call_target, prepare_call
+    from dlcli.config.build import call_target, prepare_call
 
     loggers = []
     for name, entry in (node or {}).items():
@@ -170,7 +170,7 @@ def build_loggers(node) -> list[RunLogger]:
 
 def logger_classes(cfg) -> list[tuple[str, type[RunLogger]]]:
     """(name, class) of each logger the config names (logger.<name>._target_)."""
-    from dlcli.factory import resolve_target
+    from dlcli.config.build import resolve_target
 
     found = []
     for name, node in (cfg.get("logger") or {}).items():

@@ -3,7 +3,7 @@
 
 Resume continues the same MLflow run (epochs are sent only once last.pt holds them, so a resumed
 run never sends an epoch twice). A local store must lie in the runs directory that holds the run
-(dlcli.runs.runs_dir_holding: <runs_dir>/<name>/<timestamp>/ -> <runs_dir>), not in any folder
+(dlcli.rundir.directory.runs_dir_holding: <runs_dir>/<name>/<timestamp>/ -> <runs_dir>), not in any folder
 above it: a run or store copied from elsewhere records another machine's paths, a received config
 may name any place, and dl writes nothing outside the runs directory (the logger says why and goes
 off; training goes on).
@@ -16,8 +16,8 @@ import math
 import time
 from pathlib import Path
 
-from dlcli.files import write_text
-from dlcli.runs import git_commit, runs_dir_holding
+from dlcli.system.files import write_text
+from dlcli.rundir.directory import git_commit, runs_dir_holding
 from dlcli.tracking.base import ParentRun, RunLogger, final_numbers, require
 
 MLFLOW_RECORD = "mlflow.json"  # in a run (or sweep, or k-fold parent): which MLflow run it is
@@ -27,7 +27,7 @@ MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KI
 class MLflowLogger(RunLogger):
     """An MLflow run per dl run (nested under a sweep's or k-fold's parent run): the flattened
     config as params, each epoch's metrics with step = epoch, tags for the status, run directory and
-    git commit, and config.yaml and summary.json as artifacts (pictures follow from dlcli.plots).
+    git commit, and config.yaml and summary.json as artifacts (pictures follow from dlcli.tracking.plots).
     The store is <runs dir that holds the run>/mlflow.db unless `tracking_uri` names another."""
 
     option = "mlflow"
@@ -160,7 +160,7 @@ def recorded_mlflow_run(directory: Path):
     the runs directory, so a local store must be the one beside this run (an ancestor folder of it
     holds the store), and the MLflow run's artifacts must live beside that store; otherwise this
     says why logging cannot go on (the logger turns itself off and training goes on)."""
-    from dlcli.runs import read_json
+    from dlcli.rundir.directory import read_json
 
     record = read_json(directory / MLFLOW_RECORD)
     run_id, uri = (record.get("run_id"), record.get("tracking_uri")) if isinstance(record, dict) else (None, None)
@@ -249,7 +249,7 @@ def experiment_id_for(client, name: str) -> str:
     location = None
     store = _local_path(client.tracking_uri)
     if store is not None and client.tracking_uri.lower().startswith("sqlite"):
-        from dlcli.runs import ARTIFACTS_DIR
+        from dlcli.rundir.directory import ARTIFACTS_DIR
 
         location = (store.expanduser().resolve().parent / ARTIFACTS_DIR).as_uri()
     try:

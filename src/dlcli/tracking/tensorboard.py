@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlcli.constraints import POSITIVE_INT, constrained
+from dlcli.config.constraints import POSITIVE_INT, constrained
 from dlcli.tracking.base import RunLogger, final_numbers, require, typed_overrides
 
 
@@ -13,7 +13,7 @@ class TensorBoardLogger(RunLogger):
     """Event files in <run>/tensorboard/: every metrics.csv column per epoch (step = epoch), the
     batch loss and learning rate every `log_every_n_steps` optimizer steps (in tensorboard/steps/),
     and at the end the overridden settings with the final numbers (the HPARAMS tab). Pictures are
-    added by the process that draws them (dlcli.plots)."""
+    added by the process that draws them (dlcli.tracking.plots)."""
 
     option = "tensorboard"
 

@@ -1,0 +1,178 @@
+"""Build a component from its config node: `_target_` names the class or function to call.
+
+Unlike hydra.utils.instantiate, keyword arguments are checked against the target's signature
+first (names, required ones, and the simple types its annotations state: bool, int, float), so
+a misspelt key or `batch_norm=maybe` gets a message naming the valid ones instead of a wrapped
+TypeError. What the target builds is checked to be the kind of thing asked for.
+
+Errors: a library target (torch, torchvision) that refuses its settings with ValueError or
+TypeError is a one-line user error; anything raised by dl's own or a user's class keeps its
+traceback (dl's classes raise UserError for bad settings; anything else there is a bug).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlcli.config.constraints import NUMBER, Constraint, check, from_annotation
+from dlcli.errors import UserError, first_line
+
+# What the run passes each group's target itself: never a config key.
+RUNTIME_KEYS = {"model": ("input_shape", "num_outputs"), "optim": ("params",), "sched": ("optimizer",)}
+# Libraries whose ValueError/TypeError from a constructor means "these settings are refused".
+SETTINGS_REFUSED_BY = ("torch", "torchvision")
+
+
+def resolve_target(path: str, group: str) -> Any:
+    from hydra.utils import get_object
+
+    try:
+        return get_object(path)
+    except Exception:
+        raise UserError(f"{group}._target_={path} cannot be imported: give a dotted path to a class or function") from None
+
+
+def target_kwargs(node: DictConfig, skip: Iterable[str] = ()) -> dict:
+    skip = set(skip) | {"_target_"}
+    values = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in values.items() if k not in skip}
+
+
+def target_parameters(node: DictConfig, group: str) -> dict[str, inspect.Parameter] | None:
+    """The settings the node's target accepts from config (not what the run passes it), or None
+    when it takes **kwargs (then anything may be valid)."""
+    params = _parameters(resolve_target(node._target_, group))
+    if params is None:
+        return None
+    return {name: p for name, p in params.items() if name not in {*RUNTIME_KEYS.get(group, ()), "self"}}
+
+
+def call_target(node: DictConfig, group: str, skip: Iterable[str] = (), inject: dict | None = None,
+                expect: type | tuple[type, ...] | None = None, expect_name: str | None = None, own: dict | None = None,
+                **runtime: Any) -> Any:
+    """Call node._target_ with the node's keys (minus `skip`) plus `runtime` keyword arguments.
+
+    `inject` values are passed only when the target accepts them (e.g. a seed for data makers).
+    With `expect`, what the target returns must be an instance of it (`expect_name` says what).
+    """
+    target, kwargs = prepare_call(node, group, skip, inject, runtime, own)
+    if expect is not None and inspect.isclass(target) and not issubclass(target, expect):
+        # known before the call: a class of another kind is never built (its constructor may do anything)
+        raise UserError(f"{group}._target_={node._target_} is a class of another kind, not a {expect_name or _names(expect)}: "
+                        "name a class that builds one")
+    try:
+        built = target(**kwargs)
+    except (ValueError, TypeError) as exc:
+        if not _module_of(node._target_).startswith(SETTINGS_REFUSED_BY):
+            raise  # a bug, or the user's own class refusing: its traceback says where
+        detail = first_line(exc)
+        raise UserError(f"{group} settings rejected by {node._target_}: {detail}") from None
+    if expect is not None and not isinstance(built, expect):
+        raise UserError(
+            f"{group}._target_={node._target_} built a {type(built).__name__}, not a {expect_name or _names(expect)}: "
+            f"name a class that builds one"
+        )
+    return built
+
+
+def prepare_call(node: DictConfig, group: str, skip: Iterable[str] = (), inject: dict | None = None,
+                 runtime: dict | None = None, own: dict | None = None) -> tuple[Any, dict]:
+    """The target and its checked keyword arguments, without calling it (so a whole sweep's
+    settings can be checked before the first trial starts). Every setting is checked against its
+    constraint (dlcli.config.constraints): the target's declared ones, the table for library classes, or
+    its annotation; `own` holds the constraints of the keys dl handles itself (the `skip` ones)."""
+    runtime = runtime or {}
+    if "_target_" not in node or not node._target_:
+        raise UserError(f"{group} has no _target_: name the class or function that builds it")
+    missing_values = sorted(OmegaConf.missing_keys(node))
+    if missing_values:
+        key = missing_values[0]  # already the full dotted path, e.g. data.path
+        raise UserError(f"{key} must be set (it has no default): add {key}=... to the command")
+    target = resolve_target(node._target_, group)
+    values = OmegaConf.to_container(node, resolve=True)
+    for key, constraint in (own or {}).items():  # dl's own keys of this group (optim.head_lr, model.init, ...)
+        if key in values:
+            check(f"{group}.{key}", values[key], constraint)
+    kwargs = target_kwargs(node, skip)
+    kwargs.update(runtime)
+    params = _parameters(target)
+    if params is None:
+        _check_values(group, kwargs, constraints_for(target, node._target_), runtime)
+        return target, kwargs
+    for key, value in (inject or {}).items():
+        if key in params and key not in kwargs:
+            kwargs[key] = value
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        valid = sorted(p for p in params if p not in runtime and p != "self")
+        raise UserError(f"{group}.{unknown[0]} is not a setting of {node._target_}: valid settings are {', '.join(valid)}")
+    missing = [
+        name
+        for name, p in params.items()
+        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in kwargs
+    ]
+    if missing:
+        raise UserError(f"{group}.{missing[0]} is required by {node._target_}: set it with {group}.{missing[0]}=...")
+    _check_values(group, kwargs, constraints_for(target, node._target_), runtime)
+    return target, kwargs
+
+
+def constraints_for(target: Any, name: str | None = None) -> dict[str, Constraint]:
+    """Each setting's constraint: derived from the annotations, then the table of library classes
+    dl ships configs for, then what the target declares itself (@constrained); later ones win."""
+    from dlcli.config.library_constraints import LIBRARY
+
+    found: dict[str, Constraint] = {}
+    for key, annotation in _type_hints(target).items():
+        constraint = from_annotation(annotation)
+        if constraint is not None:
+            found[key] = constraint
+    found.update(LIBRARY.get(name or "", {}))
+    found.update(getattr(target, "__constraints__", {}))
+    return found
+
+
+def _check_values(group: str, kwargs: dict, constraints: dict, runtime: dict) -> None:
+    for key, value in kwargs.items():
+        if key in runtime:
+            continue
+        constraint = constraints.get(key)
+        if constraint is not None:
+            check(f"{group}.{key}", value, constraint)
+        elif isinstance(value, float) and not math.isfinite(value):  # nothing a setting can mean by it
+            check(f"{group}.{key}", value, NUMBER)
+
+
+def _module_of(target: str) -> str:
+    return target.rsplit(".", 1)[0] if "." in target else ""
+
+
+def _names(kinds) -> str:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(f"{k.__module__}.{k.__qualname__}" for k in kinds)
+
+
+def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
+    """Named parameters, or None when the target takes **kwargs (then anything may be valid)."""
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return dict(params)
+
+
+def _type_hints(target: Any) -> dict:
+    """Evaluated annotations of the target's parameters, Annotated ones with their extras ({} when
+    they cannot be evaluated)."""
+    function = target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except Exception:  # annotations naming what only a type checker imports: check nothing
+        return {}

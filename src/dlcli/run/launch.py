@@ -1,0 +1,399 @@
+"""`trainer.devices=N`: one run trained by N processes with DistributedDataParallel, started by
+PyTorch's elastic launcher (the engine behind `torchrun`), never by a launcher of dl's own.
+
+The parent process composes and checks the config and creates the run directory once (config.yaml,
+split.json, an untrained last.pt), holds the run's lock, and starts the workers with
+`torch.distributed.launcher.api.elastic_launch` (c10d rendezvous on localhost:0, so concurrent runs
+never collide on a port). Every worker reads the resolved config and last.pt from the run
+directory (it never parses the command line) and restores from it, so a new run, a resumed one and
+a launcher restart (trainer.max_restarts) all start the same way. Rank 0 writes everything: the
+lines, metrics.csv, checkpoints, the summary, the test look. Under `torchrun ... -m dlcli train`
+the processes are already started: rank 0 creates the run directory and tells the others where.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlcli.engine.checkpoint import load_checkpoint, saved_state
+from dlcli.engine.progress import Reporter
+from dlcli.errors import UserError, first_line
+from dlcli.system.interrupts import STOP_SIGNALS, StopRequests, catch_stop_signals, forward_stop_signals, stop_signals_act_as_ctrl_c
+from dlcli.rundir.directory import read_summary, update_summary
+from dlcli.run.single import TrainResult, now, progress_fields, start_new_run
+
+# how a run runs, not what it computes: the command's values reach the workers
+HOW_IT_RUNS = ("trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
+
+
+def devices_of(cfg: DictConfig) -> int:
+    return int(cfg.trainer.get("devices", 1) or 1)
+
+
+def train_distributed(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, evaluate_test: bool = True,
+                      callbacks: Sequence = (), facts: dict | None = None, check=None, run_dir: Path | None = None,
+                      quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = (), threads: int | None = None) -> TrainResult:
+    """A new run trained by trainer.devices processes (in `run_dir`, an empty directory a sweep made
+    for its trial; `quiet`: rank 0 prints nothing, as a trial does not; `rank_zero_callbacks`:
+    {_target_, arguments} of callbacks rank 0 builds besides the config's, such as a trial's pruner;
+    `threads`: the CPU threads all the processes share, a sweep trial's part of the cores)."""
+    _no_python_callbacks(callbacks)
+    from dlcli.engine.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        return _as_torchrun_worker(cfg, overrides, reporter, evaluate_test, facts, check)
+    experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
+    del experiment  # the workers build their own; this one only checked the config and wrote the first files
+    release_device_memory()
+    try:
+        # the workers read back the config this command composed: what it builds is trusted as typed
+        launch_workers(run_dir, cfg, reporter, evaluate_test=evaluate_test, trust=targets_of(cfg), quiet=quiet,
+                       rank_zero_callbacks=rank_zero_callbacks, threads=threads)
+    finally:
+        lock.release()
+    return TrainResult(run_dir, read_summary(run_dir))
+
+
+def resume_distributed(run_dir: Path, saved: DictConfig, reporter: Reporter, callbacks: Sequence = (),
+                       trust: Sequence[str] = ()) -> TrainResult:
+    """A resumed run whose config trains on several processes (the run's lock is held by the caller)."""
+    _no_python_callbacks(callbacks)
+    launch_workers(run_dir, saved, reporter, trust=trust)
+    return TrainResult(run_dir, read_summary(run_dir))
+
+
+def targets_of(cfg: DictConfig) -> list[str]:
+    """Every class or function the config builds (its `_target_`s)."""
+    from dlcli.trust.targets import targets_in
+
+    return sorted({target for _, target in targets_in(OmegaConf.to_container(cfg, resolve=True)) if isinstance(target, str)})
+
+
+def release_device_memory() -> None:
+    """What the launching process built to check the run goes back to the GPU before the workers
+    (rank 0 shares that GPU) need it."""
+    import gc
+
+    gc.collect()
+    if _cuda():
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _no_python_callbacks(callbacks: Sequence) -> None:
+    if callbacks:
+        raise UserError("callbacks given from Python cannot reach the worker processes of trainer.devices>1: "
+                        "name them in the config (callbacks.NAME._target_=module.Class) so every run builds them")
+
+
+def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_test: bool = True,
+                   trust: Sequence[str] = (), quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = (),
+                   threads: int | None = None) -> None:
+    """Start trainer.devices workers on this machine and wait for them. A worker that dies ends the
+    others (the launcher stops them); the run is then left interrupted and resumable."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # the launcher logs a worker's end (and Ctrl-C) as a page of tracebacks; the run's summary says it in a line
+    quieted = ("torch.distributed.elastic", "torch.multiprocessing")
+    for name in [*quieted, *(n for n in logging.root.manager.loggerDict if n.startswith(quieted))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    devices = devices_of(cfg)
+    how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
+    how["quiet"] = bool(reporter.console.quiet) if quiet is None else quiet  # -q / --json: rank 0 prints nothing either
+    how["rank_zero_callbacks"] = [dict(spec) for spec in rank_zero_callbacks]
+    how["threads"] = threads
+    how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
+    options = {}
+    if "signals_to_handle" in LaunchConfig.__dataclass_fields__:  # torch >= 2.9
+        # Ctrl-C, SIGTERM and SIGHUP are this process's to pass on (forward_stop_signals): the
+        # launcher's own handling ends the workers before rank 0 can keep its epoch and close the run
+        options["signals_to_handle"] = "SIGQUIT"
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=int(cfg.trainer.get("max_restarts", 0)),
+                          monitor_interval=0.1, start_method="spawn", **options)
+    backend = backend_for(cfg.trainer.device)
+    reporter.log(f"training on {devices} processes (DistributedDataParallel, {backend} on {'CUDA' if backend == 'nccl' else 'CPU'}); "
+                 f"batch {int(cfg.trainer.batch_size)} = {devices} x {int(cfg.trainer.batch_size) // devices} per process")
+    update_summary(run_dir, world_size=devices, per_rank_batch=int(cfg.trainer.batch_size) // devices)
+    # the launcher installs handlers of its own and leaves them: put back what this process had
+    saved = {sig: signal.getsignal(sig) for sig in (*STOP_SIGNALS, signal.SIGQUIT)}
+    saved_env = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
+    started = time.perf_counter()
+    forward_stop_signals()
+    try:
+        elastic_launch(config, worker)(str(run_dir), how, list(trust), evaluate_test)
+    except ChildFailedError as exc:
+        _ended_by_a_worker(run_dir, exc, time.perf_counter() - started)
+    except KeyboardInterrupt:  # a stop signal before any worker had started: nothing trained
+        _left_resumable(run_dir, "interrupted", seconds=time.perf_counter() - started)
+        raise
+    except Exception as exc:  # the launcher's own signal exception (SIGQUIT; older torch: any) and rendezvous failures
+        if type(exc).__name__ == "SignalException":
+            _left_resumable(run_dir, "interrupted", seconds=time.perf_counter() - started)
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        if saved_env is None:
+            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
+        else:
+            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = saved_env
+
+
+def backend_for(device: str) -> str:
+    """nccl for CUDA GPUs, gloo for CPU processes (trainer.device=cpu, or no CUDA)."""
+    return "nccl" if _cuda() and str(device) != "cpu" else "gloo"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _ended_by_a_worker(run_dir: Path, exc, seconds: float) -> None:
+    rank, failure = _cause(getattr(exc, "failures", {}) or {})
+    what = f"worker rank {rank} ended ({_exit_text(failure)})" if failure is not None else f"a worker failed ({first_line(exc)})"
+    said = _worker_message(failure)
+    if said:
+        what += f": {said}"
+    message = f"{what}; the others were stopped; continue with: dl train resume={run_dir}"
+    if rank not in (None, 0) and read_summary(run_dir).get("status") == "failed":
+        # rank 0 closed the run on the connection the ended rank broke ("Connection reset by peer"):
+        # the rank that ended is what the user must hear of; the rest of rank 0's summary stands
+        update_summary(run_dir, message=message)
+    _left_resumable(run_dir, "failed", message, seconds)
+
+
+def _cause(failures: dict) -> tuple:
+    """(rank, failure) that ended the run: a rank killed by a signal, else the first to fail (the
+    others fail after it, often within the second the launcher's timestamps count in)."""
+    if not failures:
+        return None, None
+    killed = [(rank, failure) for rank, failure in sorted(failures.items()) if (getattr(failure, "exitcode", 0) or 0) < 0]
+    return killed[0] if killed else min(failures.items(), key=lambda item: (getattr(item[1], "timestamp", 0), item[0]))
+
+
+def _worker_message(failure) -> str | None:
+    """The one line of the exception a worker ended with, when it raised one."""
+    message = getattr(failure, "message", None)
+    if isinstance(message, dict):
+        message = message.get("message")
+    if not isinstance(message, str) or not message or message.startswith(("To enable traceback", "Signal ")):
+        return None  # (torch's "Signal 9 (SIGKILL) received by PID ...": the exit text says it)
+    return first_line(message.removeprefix("UserError: "))
+
+
+def _exit_text(failure) -> str:
+    code = getattr(failure, "exitcode", None)
+    if isinstance(code, int) and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _left_resumable(run_dir: Path, status: str, message: str | None = None, seconds: float = 0.0) -> None:
+    """A run rank 0 could not close (it was killed too) says how it ended, never `running`, and
+    what a resume continues from: the progress last.pt holds, as a closed run's summary does."""
+    summary = read_summary(run_dir)
+    if summary.get("status") != "running":  # rank 0 closed the run: it said everything
+        return
+    try:
+        progress = progress_fields(saved_state(load_checkpoint(run_dir / "checkpoints" / "last.pt")), summary.get("monitor", "val_loss"))
+    except (UserError, KeyError, TypeError):  # no whole last.pt: the status alone
+        progress = {}
+    update_summary(run_dir, status=status, message=message or f"continue with: dl train resume={run_dir}", **progress,
+                   wall_seconds=float(summary.get("wall_seconds") or 0.0) + seconds, finished_at=now())
+
+
+def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
+    """One process of the group: join it, train, leave it. It leaves the launching process's
+    process group first: stop signals reach it through the launching process, once
+    (forward_stop_signals); until it can stop with the others it counts them (StopRequests)."""
+    if hasattr(os, "setpgid"):
+        os.setpgid(0, 0)
+    stop_signals_act_as_ctrl_c()
+    catch_stop_signals(StopRequests())
+    join_group(backend_for(how.get("trainer.device")))
+    trained = False
+    try:
+        train_as_rank(Path(run_dir), how, trust, evaluate_test)
+        trained = True
+    finally:
+        leave_group(together=trained)
+
+
+def leave_group(together: bool) -> None:
+    """The end of a rank, in order: the ranks that trained to the end wait for each other (rank 0
+    still closes the run; connections torn down meanwhile would break its), the DDP objects that
+    hold the group are freed now, not in the interpreter's teardown (a native thread still running
+    there aborts the process), then the group goes. A failed rank leaves at once (the launcher
+    ends the others) without the crash dump PyTorch's launcher enabled (faulthandler): a dead
+    peer's connections may abort it on the way out, and the run's one line says how it ended."""
+    import faulthandler
+    import gc
+
+    import torch.distributed as dist
+
+    if together:
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer ended meanwhile (rank 0 stopped at once): leave as a failed rank does
+            together = False
+    if not together:
+        faulthandler.disable()
+    gc.collect()
+    dist.destroy_process_group()
+
+
+def join_group(backend: str) -> None:
+    """init_process_group from the launcher's environment. After a restart (trainer.max_restarts)
+    the launcher's store still holds the first attempt's addresses under the same keys, and a new
+    rank would connect to a process that is gone: each attempt gets keys of its own."""
+    import datetime
+
+    import torch.distributed as dist
+
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if attempt == 0:
+        dist.init_process_group(backend)
+        return
+    rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    hosts = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size, is_master=hosts,
+                          timeout=datetime.timedelta(minutes=10))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"dl_attempt_{attempt}", store), rank=rank, world_size=size)
+
+
+def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test: bool) -> None:
+    """Restore the run from its last.pt and train this rank's part; rank 0 writes the run."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from dlcli.engine.callbacks import build_callbacks
+    from dlcli.engine.checkpoint import load_checkpoint, restore
+    from dlcli.engine.distributed import current_world
+    from dlcli.engine.fit import NonFiniteLoss, StoppedWithRankZero, fit
+    from dlcli.errors import TrialPruned
+    from dlcli.experiment import build_experiment
+    from dlcli.rundir.directory import load_saved_config
+    from dlcli.tracking import build_loggers
+    from dlcli.run.single import run_in
+
+    world = current_world()
+    cfg = load_saved_config(run_dir, trust)
+    how = dict(how)
+    quiet = bool(how.pop("quiet", False))
+    extra = how.pop("rank_zero_callbacks", [])
+    threads = how.pop("threads", None)
+    for key, value in how.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    on_gpu = backend_for(cfg.trainer.device) == "nccl"
+    if on_gpu:
+        torch.cuda.set_device(world.local_rank)
+    cfg.trainer.device = f"cuda:{world.local_rank}" if on_gpu else "cpu"
+    cfg.trainer.devices = 1  # this process trains one device's share
+    if not on_gpu:  # the machine's cores (or the sweep trial's share of them), shared by the processes on it
+        from dlcli.system.machine import usable_cores
+
+        cores = threads or usable_cores()
+        torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))))
+    sync_batchnorm = bool(cfg.trainer.get("sync_batchnorm", False))
+    cfg.trainer.sync_batchnorm = False  # checked by the parent; converted below
+    experiment = build_experiment(cfg, restoring=True)
+    session = experiment.session
+    state = restore(session, load_checkpoint(run_dir / "checkpoints" / "last.pt"), run_dir / "config.yaml")
+    if world.rank:  # random draws (dropout, augmentation) differ between ranks, reproducibly from the seed and the rank
+        torch.manual_seed((int(cfg.seed) * 1_000_003 + world.rank * 7919 + state.epoch) % 2**63)
+    if sync_batchnorm:
+        session.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(session.model)  # the same parameters, synced statistics
+    session.world = world
+    session.train_model = DistributedDataParallel(session.model, device_ids=[world.local_rank] if on_gpu else None)
+    if world.main:
+        from rich.console import Console
+
+        reporter = Reporter(Console(quiet=quiet), show_progress=bool(cfg.trainer.progress) and not quiet)
+        configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger")), *map(_built, extra)]
+        if state.epoch:
+            reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
+        update_summary(run_dir, status="running", message=None)
+        result = run_in(experiment, run_dir, state, reporter, evaluate_test, configured, None, resumed=state.epoch > 0)
+        if result.status != "completed" and not session.stopped_together:
+            # rank 0 stopped on its own (an image it could not read, a second Ctrl-C): the others wait in
+            # a collective. The run is closed; a non-zero exit makes the launcher stop them.
+            import sys
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+        return
+    if cfg.trainer.get("compile"):
+        from dlcli.engine.compiled import compile_session
+
+        compile_session(session)  # rank 0 says how it went
+    try:
+        fit(session, state, [])
+    except (NonFiniteLoss, TrialPruned, KeyboardInterrupt, StoppedWithRankZero):
+        pass  # every rank stops alike; rank 0 records how the run ended
+
+
+def _built(spec: dict):
+    """A callback from {_target_, arguments} the launching process handed over (never read from a file)."""
+    from dlcli.config.build import resolve_target
+
+    arguments = dict(spec)
+    return resolve_target(arguments.pop("_target_"), "callbacks")(**arguments)
+
+
+def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, evaluate_test: bool, facts: dict | None,
+                        check) -> TrainResult:
+    """Started by torchrun: the process group exists (or is made from torchrun's environment); rank 0
+    creates the run directory and sends its path to the others, then every rank trains."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend_for(cfg.trainer.device))
+    world_size, trained = dist.get_world_size(), False
+    if world_size != devices_of(cfg):
+        cfg.trainer.devices = world_size  # torchrun decides how many processes there are
+    try:
+        where: list = [None]
+        lock = None
+        if dist.get_rank() == 0:
+            try:
+                _, run_dir, lock = start_new_run(cfg, overrides, None, facts, check)
+                update_summary(run_dir, world_size=world_size, per_rank_batch=int(cfg.trainer.batch_size) // world_size)
+                where = [str(run_dir)]
+            except UserError as exc:  # every rank must hear it, or the others wait for a path forever
+                where = [exc]
+        dist.broadcast_object_list(where, src=0)
+        if isinstance(where[0], UserError):
+            raise where[0]
+        how = {key: OmegaConf.select(cfg, key) for key in HOW_IT_RUNS}
+        # rank 0 speaks for the run, as the command was told to (-q, --json: only the final line or the JSON)
+        how["quiet"] = dist.get_rank() != 0 or bool(reporter.console.quiet)
+        how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
+        try:
+            train_as_rank(Path(where[0]), how, targets_of(cfg), evaluate_test)
+        finally:
+            if lock is not None:
+                lock.release()
+        trained = True
+        return TrainResult(Path(where[0]), read_summary(Path(where[0])))
+    finally:
+        leave_group(together=trained)

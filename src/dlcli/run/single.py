@@ -1,0 +1,339 @@
+"""One run: build it, create its directory, fit, look at the test split once, close it.
+
+Resuming (dlcli.run.resume), k-fold (dlcli.run.kfold), refits (dlcli.run.refit) and sweep trials all end here,
+in `new_run` or `run_in`; `dlcli.run.dispatch` only chooses which.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlcli.data import PREPROCESSING_FILE
+from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
+from dlcli.diagnostics.checks import said_before_training
+from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
+from dlcli.engine.checkpoint import Checkpointer, save_checkpoint
+from dlcli.engine.compiled import compile_session
+from dlcli.engine.fit import FitState, NonFiniteLoss, fit
+from dlcli.engine.metrics_csv import MetricsCsv
+from dlcli.engine.progress import Reporter
+from dlcli.errors import TrialPruned, UserError
+from dlcli.trained.evaluate import evaluate_checkpoint
+from dlcli.experiment import Experiment, build_experiment
+from dlcli.system.files import DiskFull
+from dlcli.system.interrupts import ctrl_c_deferred, reached
+from dlcli.tracking.plots import draw_in_background
+from dlcli.rundir.directory import (
+    RunLock,
+    RunStart,
+    config_text,
+    git_commit,
+    overrides_text,
+    read_metrics,
+    read_summary,
+    start_run_dir,
+    update_summary,
+)
+from dlcli.tracking import LoggedRun, RunLogger, build_loggers
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+
+def new_run(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter | None = None, run_dir: Path | None = None,
+            evaluate_test: bool = True, callbacks: Sequence[Callback] = (), facts: dict | None = None,
+            check: Callable[[Experiment], None] | None = None) -> TrainResult:
+    """Train the composed config in a new run directory: build everything (every input error
+    surfaces here, before runs/ is touched), write the run's first files, fit, look at the test
+    split once, summarize. `run_dir` is an empty directory a sweep or k-fold parent made for it;
+    `facts` go into its summary; `check` may refuse the built experiment (a refit's test split)."""
+    reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
+    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]  # before runs/ is touched
+    experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
+    return run_in(experiment, run_dir, FitState(), reporter, evaluate_test, [*configured, *callbacks], lock)
+
+
+def start_new_run(cfg: DictConfig, overrides: Sequence[str] = (), run_dir: Path | None = None, facts: dict | None = None,
+                  check: Callable[[Experiment], None] | None = None) -> tuple[Experiment, Path, RunLock]:
+    """The built experiment and its new run directory, with its first files (resumable from birth:
+    an untrained last.pt) and its lock held."""
+    experiment = build_experiment(cfg)
+    if check is not None:
+        check(experiment)
+    start = RunStart(
+        texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(overrides)},
+        jsons={"split.json": split_record(experiment, cfg), PREPROCESSING_FILE: experiment.data.preprocessing()},
+        summary={**run_facts(experiment), **(facts or {}), "status": "running", "started_at": now(), "wall_seconds": 0.0},
+        folders=("checkpoints",),
+        then=lambda directory: save_checkpoint(directory / "checkpoints" / "last.pt", experiment.session, FitState()),
+    )
+    run_dir, lock = start_run_dir(cfg.runs_dir, cfg.name, start, into=run_dir)
+    return experiment, run_dir, lock
+
+
+def run_in(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
+         callbacks: Sequence[Callback], lock: RunLock | None = None, resumed: bool = False) -> TrainResult:
+    """Fit in a run directory that exists (new, or resumed): callbacks, the test look, the summary;
+    the run's lock (held since the run was created or resumed) is let go however this ends."""
+    try:
+        return _fit_and_summarize(experiment, run_dir, state, reporter, evaluate_test, callbacks, resumed)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
+                       callbacks: Sequence[Callback], resumed: bool = False) -> TrainResult:
+    session, trainer = experiment.session, experiment.cfg.trainer
+    started = time.perf_counter()
+    previous_seconds = read_summary(run_dir).get("wall_seconds") or 0.0
+    metrics = MetricsCsv(run_dir / "metrics.csv", session.metric)
+    checkpointer = Checkpointer(run_dir / "checkpoints", session, float(trainer.get("checkpoint_every") or 0.0))
+    reporter.attach_log(run_dir / "train.log")
+    loggers = [c for c in callbacks if isinstance(c, RunLogger)]
+    typed = typed_overrides(run_dir) if loggers else []
+    for logger in loggers:
+        logger.attach(LoggedRun(run_dir, experiment.cfg, [str(o) for o in typed], checkpointer, reporter.warn, resumed))
+    for note in experiment.notes:
+        reporter.log(f"note: {note}")
+    reporter.log(describe(experiment, run_dir))
+    plain_config = OmegaConf.to_container(experiment.cfg, resolve=True)  # what the suggestions must fit
+    watch = (Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn,
+                         early=lambda evidence: said_before_training(evidence, plain_config))
+             if trainer.get("diagnostics", True) else None)
+    if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
+        watch.evidence.initial_loss = read_summary(run_dir).get("initial_loss")
+    fields: dict = {"status": "failed"}
+    error: BaseException | None = None  # a bug's exception, re-raised once the run is closed
+    to_checkpoint = False  # metrics.csv is cut back to what last.pt holds: a resume continues from there
+    try:
+        if trainer.get("compile"):
+            # inside the try: a Ctrl-C leaves an interrupted, resumable run. Held until compiling ends: the
+            # compiler runs code in weak-reference callbacks, where Python drops a KeyboardInterrupt
+            with ctrl_c_deferred():
+                line = compile_session(session)
+            reporter.log(f"note: {line}")
+        fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks, *([watch] if watch else [])])
+        if state.stopped_early:
+            reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")
+        reached("test_look")
+        fields = {"status": "completed", "test": _test_once(experiment, run_dir, state) if evaluate_test else None}
+    except KeyboardInterrupt:
+        fields, to_checkpoint = {"status": "interrupted"}, True
+    except (NonFiniteLoss, TrialPruned) as exc:
+        fields = {"status": "pruned" if isinstance(exc, TrialPruned) else "failed", "message": str(exc)}
+    except UserError as exc:  # found only once training reads it (an image that cannot be decoded): the run failed
+        fields = {"status": "failed", "message": str(exc)}
+    except DiskFull as exc:  # resumable once there is space: the last checkpoint is whole
+        fields, to_checkpoint = {"status": "failed", "message": f"{exc}; then continue with: dl train resume={run_dir}"}, True
+    except CallbackFailed as exc:
+        reporter.log_only(exc.traceback)
+        fields = {"status": "failed", "message": f"{exc} (traceback in {run_dir / 'train.log'})"}
+    except BaseException as exc:
+        if _caused_by_ctrl_c(exc):  # e.g. Ctrl-C inside an import during the test look: an ImportError
+            fields, to_checkpoint = {"status": "interrupted"}, True
+        else:
+            reporter.log_only(traceback.format_exc())
+            fields = {"status": "failed", "message": f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'train.log'})"}
+            error = exc
+    closing = RunClosing(experiment, run_dir, reporter, metrics, checkpointer, watch, loggers, started, previous_seconds)
+    try:
+        summary = closing.close(state, fields, to_checkpoint)
+    except BaseException:
+        if error is None:
+            raise
+        # the run's own exception is what the user must see; this one goes to train.log
+        reporter.log_only("closing the run failed too:\n" + traceback.format_exc())
+        summary = {}
+    if error is not None:
+        raise error
+    return TrainResult(run_dir, summary)
+
+
+@dataclass
+class RunClosing:
+    """The end of a run, however it ended: metrics.csv cut back to the checkpoint when a resume
+    will continue from it, the summary, the diagnosis, the loggers' last word, the pictures.
+    What must stay consistent (metrics.csv, summary.json) is written while Ctrl-C is held;
+    the rest may be interrupted without losing anything the run did."""
+
+    experiment: Experiment
+    run_dir: Path
+    reporter: Reporter
+    metrics: MetricsCsv
+    checkpointer: Checkpointer
+    watch: Diagnostics | None
+    loggers: list
+    started: float
+    previous_seconds: float
+
+    def close(self, state: FitState, fields: dict, to_checkpoint: bool) -> dict:
+        session, trainer, reporter, run_dir = self.experiment.session, self.experiment.cfg.trainer, self.reporter, self.run_dir
+        with ctrl_c_deferred():
+            if to_checkpoint:
+                # Report (and keep in metrics.csv) exactly what last.pt holds: what a resume continues
+                # from. (A failed or pruned run keeps every row: they explain how it ended.)
+                state = self.checkpointer.saved_state or state
+                self.metrics.truncate(state.epoch)
+                if fields["status"] == "interrupted":
+                    fields["message"] = f"interrupted after epoch {state.epoch}; continue with: dl train resume={run_dir}"
+            fields.update(progress_fields(state, session.monitor), wall_seconds=self.previous_seconds + time.perf_counter() - self.started,
+                          finished_at=now())
+            summary = update_summary(run_dir, **fields)
+        reached("summary_written")
+        if self.watch is not None:
+            with ctrl_c_deferred():
+                summary = _diagnose(run_dir, summary, self.watch, reporter, OmegaConf.to_container(self.experiment.cfg, resolve=True))
+        reached("diagnosed")
+        try:
+            for logger in self.loggers:
+                logger.finish(summary)
+            failures = {logger.option: logger.failure for logger in self.loggers if logger.failure}
+            if failures:
+                summary = update_summary(run_dir, logger_failures=failures)
+            reached("loggers_finished")
+            if trainer.get("plots", True):
+                tested = fields.get("test") and self.experiment.data.task == "classification"
+                # the drawing process also hands the pictures to the loggers that are still working
+                draw_in_background(run_dir, ["curves", *(["confusion-test"] if tested else [])],
+                                   log_to=[logger.option for logger in self.loggers if not logger.failure])
+            if summary["status"] != "completed" and summary.get("message"):
+                reporter.log_only(f"{summary['status']}: {summary['message']}")  # the caller shows it (dl train: stderr)
+        finally:
+            reporter.close()
+        return summary
+
+
+def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Reporter, config: dict) -> dict:
+    """The run's diagnosis: diagnostics.json, its codes in summary.json, its lines in the log.
+    A diagnosis that cannot be made costs the run nothing (the traceback goes to train.log)."""
+    try:
+        findings = analyze(read_metrics(run_dir / "metrics.csv"), summary, watch.evidence, config)
+        write_findings(run_dir, findings)
+    except Exception:
+        reporter.log_only("could not diagnose the run:\n" + traceback.format_exc())
+        return summary
+    for line in diagnosis_lines(findings, watch.failed):
+        reporter.log(line)
+    extra = {"diagnostics_skipped": watch.failed} if watch.failed else {}
+    if watch.evidence.initial_loss is not None:
+        extra["initial_loss"] = watch.evidence.initial_loss  # for the diagnosis of a resumed run
+    return update_summary(run_dir, diagnosis=[f.code for f in findings], **extra)
+
+
+def typed_overrides(run_dir: Path) -> list[str]:
+    """overrides.yaml of a run (read as a received file: a resumed run may come from anyone)."""
+    from dlcli.trust.received import read_yaml
+
+    typed = read_yaml(run_dir / "overrides.yaml") if (run_dir / "overrides.yaml").is_file() else []
+    return [str(o) for o in typed] if isinstance(typed, list) else []
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Did a KeyboardInterrupt start this chain of exceptions (one raised while handling it)?"""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _test_once(experiment: Experiment, run_dir: Path, state: FitState) -> dict | None:
+    """The single look at the test split: the best-by-validation checkpoint, after training."""
+    if len(experiment.data.split.test) == 0 or state.best_epoch == 0:
+        return None
+    report = evaluate_checkpoint(experiment, run_dir, "test", "best", draw=False)  # drawn with the curves
+    keep = ("epoch", "samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
+    return {k: report[k] for k in keep if k in report}
+
+
+def describe(experiment: Experiment, run_dir: Path) -> str:
+    data, session = experiment.data, experiment.session
+    sizes = data.split.record()["sizes"]
+    params = sum(p.numel() for p in session.model.parameters())
+    shape = "x".join(map(str, data.input_shape))
+    units = ""
+    if session.loss_units:
+        units = f"\nloss: on the {session.loss_units}; {session.metric}: in the target's own units"
+    if session.val_data is None:
+        units += "\nno validation split (split.val=0): every epoch trains on train+val; best.pt is the last epoch"
+    return (
+        f"run {run_dir}\n"
+        f"device {session.device}  data {data.name} ({data.task}, input {shape}, {data.num_outputs} outputs; "
+        f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']})  "
+        f"model {type(session.model).__name__} ({params:,} parameters)" + units
+    )
+
+
+def split_record(experiment: Experiment, cfg: DictConfig) -> dict:
+    return {
+        "val_fraction": float(cfg.split.val),
+        "test_fraction": float(cfg.split.test),
+        "stratified": bool(cfg.split.stratify) and experiment.data.task == "classification",
+        "seed": int(cfg.split.seed),
+        **experiment.data.split.record(),
+    }
+
+
+def progress_fields(state: FitState, monitor: str) -> dict:
+    return {
+        "epochs_completed": state.epoch,
+        "best_epoch": state.best_epoch or None,
+        f"best_{monitor}": state.best_value,
+        "stopped_early": state.stopped_early,
+    }
+
+
+def run_facts(experiment: Experiment) -> dict:
+    import numpy
+    import sklearn
+    import torch
+
+    import dlcli
+
+    data = experiment.data
+    return {
+        "name": experiment.cfg.name,
+        "task": data.task,
+        "data": data.name,
+        "model": experiment.cfg.model._target_,
+        "metric": experiment.session.metric,
+        "num_classes": len(data.class_names) if data.task == "classification" else None,
+        # regression may learn on a standardized (or log) target: its loss is in those units, its metrics are not
+        "loss_units": experiment.session.loss_units,
+        "monitor": experiment.session.monitor,
+        # without a validation split nothing is selected: best.pt is simply the last epoch
+        **({"selection": "no validation split (split.val=0): best.pt is the last epoch"}
+           if experiment.session.val_data is None else {}),
+        "device": str(experiment.session.device),
+        "seed": int(experiment.cfg.seed),
+        "versions": {
+            "dlcli": dlcli.__version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "scikit-learn": sklearn.__version__,
+        },
+        "git_commit": git_commit(),
+    }
+
+
+def now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")

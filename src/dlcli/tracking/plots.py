@@ -1,0 +1,180 @@
+"""Figures written into a run: learning curves and confusion matrices (matplotlib, no display).
+
+A run's own pictures (curves.png, confusion-<split>.png) are drawn from its files by a separate,
+low-priority process (`python -m dlcli.tracking.plots RUN_DIR PICTURE...`) started when the run ends: the
+run never waits for matplotlib, which costs more to import and draw than a small run takes to
+train. `wait_for_pictures()` waits for them (tests, scripts that open the PNGs at once).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+_drawers: list[subprocess.Popen] = []
+drawing_enabled = True  # the test suite turns this off except where it checks the pictures
+
+
+def _figure(**kwargs):
+    """A matplotlib Figure on the Agg canvas: no pyplot, no display, nothing global to close."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path: Path) -> None:
+    """Write the figure next to `path`, then move it into place: never a half-written PNG."""
+    from dlcli.system.files import write_atomically
+
+    write_atomically(path, lambda file: figure.savefig(file, dpi=100, format=path.suffix.lstrip(".") or "png"), binary=True)
+
+
+def plot_curves(history: list[dict], metric: str, path: Path) -> None:
+    """Loss and the task metric per epoch, train against val."""
+    if not history:
+        return
+    epochs = [row["epoch"] for row in history]
+    marker = "o" if len(history) <= 50 else None  # markers hide the line once epochs crowd
+    figure = _figure(figsize=(10, 4), layout="tight")
+    for axis, key in zip(figure.subplots(1, 2), ("loss", metric)):
+        axis.plot(epochs, [row.get(f"train_{key}", float("nan")) for row in history], marker=marker, label="train")
+        axis.plot(epochs, [row.get(f"val_{key}", float("nan")) for row in history], marker=marker, label="val")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(key)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
+    """Counts per (true, predicted) class, as scikit-learn's ConfusionMatrixDisplay draws them."""
+    import numpy as np
+
+    counts = np.asarray(matrix)
+    size = max(4.0, 0.5 * len(class_names) + 2)
+    figure = _figure(figsize=(size, size), layout="tight")
+    axis = figure.subplots()
+    image = axis.imshow(counts, interpolation="nearest", cmap="viridis")
+    threshold = (counts.max() + counts.min()) / 2.0
+    for (row, column), count in np.ndenumerate(counts):
+        color = image.cmap(0) if count > threshold else image.cmap(image.cmap.N - 1)  # readable on any cell
+        axis.text(column, row, f"{count:d}", ha="center", va="center", color=color)
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45 if max(map(len, class_names), default=0) > 3 else 0)
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("Predicted label")
+    axis.set_ylabel("True label")
+    axis.set_title(title)
+    _save(figure, path)
+
+
+def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], suggestions: dict[str, float],
+                 chosen: str, log_x: bool, path: Path) -> None:
+    """Loss against learning rate, each suggestion marked on the smoothed curve."""
+    import numpy as np
+
+    figure = _figure(figsize=(7, 4.5), layout="tight")
+    axis = figure.subplots()
+    axis.plot(lrs, losses, color="tab:gray", alpha=0.35, linewidth=1, label="loss")
+    axis.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="smoothed loss")
+    for (rule, lr), color in zip(suggestions.items(), ("tab:green", "tab:orange", "tab:red")):
+        y = float(np.interp(np.log10(lr), np.log10(lrs), smoothed)) if log_x else float(np.interp(lr, lrs, smoothed))
+        marker = "*" if rule == chosen else "o"
+        axis.plot([lr], [y], marker=marker, markersize=14 if rule == chosen else 9, color=color, linestyle="none",
+                  label=f"{rule}: {lr:.2g}" + (" (suggested)" if rule == chosen else ""))
+    if log_x:
+        axis.set_xscale("log")
+    top = min(max(smoothed[0], min(smoothed)) * 1.5, max(losses))
+    axis.set_ylim(min(losses) * 0.9 if min(losses) > 0 else None, top)
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("training loss")
+    axis.set_title("learning-rate range test")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    _save(figure, path)
+
+
+# -- a run's pictures, drawn beside the run ---------------------------------------------------------
+
+def draw_in_background(run_dir: Path, pictures: Sequence[str], log_to: Sequence[str] = ()) -> None:
+    """Start a low-priority process that draws these pictures of the run ('curves',
+    'confusion-test', ...) and hands them to the run's loggers (`log_to`: tensorboard, mlflow);
+    its errors go to the run's train.log."""
+    import dlcli
+
+    if not pictures or not drawing_enabled:
+        return
+    if log_to:
+        pictures = [*pictures, f"--log-to={','.join(log_to)}"]
+    env = dict(os.environ, MPLBACKEND="Agg")
+    package_root = str(Path(dlcli.__file__).resolve().parents[1])  # found even when dlcli is not installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    _drawers[:] = [p for p in _drawers if p.poll() is None]
+    _drawers.append(subprocess.Popen(
+        [sys.executable, "-m", "dlcli.tracking.plots", str(run_dir), *pictures],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in the terminal stops the run, not its pictures
+        env=env,
+    ))
+
+
+def wait_for_pictures(timeout: float = 120.0) -> None:
+    """Wait until every picture this process asked for is drawn."""
+    while _drawers:
+        _drawers.pop().wait(timeout)
+
+
+def draw_run_pictures(run_dir: Path, pictures: Sequence[str]) -> None:
+    """Draw pictures of a run from its files: 'curves' from metrics.csv, 'confusion-<split>' from
+    eval-<split>.json."""
+    from dlcli.rundir.directory import read_json, read_metrics
+
+    for picture in pictures:
+        if picture == "curves":
+            rows = read_metrics(run_dir / "metrics.csv")
+            metric = next((k[len("train_"):] for k in (rows[0] if rows else {}) if k.startswith("train_") and k != "train_loss"), None)
+            if metric is not None:
+                plot_curves(rows, metric, run_dir / "curves.png")
+        elif picture.startswith("confusion-"):
+            split = picture.removeprefix("confusion-")
+            report = read_json(run_dir / f"eval-{split}.json")
+            title = f"{split} split, {report['checkpoint']} checkpoint (epoch {report['epoch']})"
+            plot_confusion_matrix(report["confusion_matrix"], report["class_names"], title, run_dir / f"{picture}.png")
+        else:
+            raise ValueError(f"unknown picture {picture!r}")
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m dlcli.tracking.plots RUN_DIR PICTURE...`: the background drawer."""
+    import datetime as dt
+    import traceback
+
+    run_dir, pictures = Path(argv[0]), [a for a in argv[1:] if not a.startswith("--log-to=")]
+    log_to = [name for a in argv[1:] if a.startswith("--log-to=") for name in a.removeprefix("--log-to=").split(",") if name]
+    if hasattr(os, "nice"):
+        os.nice(10)  # never slow down the training that may follow
+    try:
+        draw_run_pictures(run_dir, pictures)
+        from dlcli.tracking import hand_pictures
+
+        hand_pictures(run_dir, [run_dir / f"{p}.png" for p in pictures], log_to)
+    except Exception:
+        try:
+            from dlcli.system.files import open_append
+
+            with open_append(run_dir / "train.log") as log:
+                log.write(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} could not draw {', '.join(pictures)}:\n{traceback.format_exc()}")
+        except Exception:
+            pass  # the run directory is gone: nobody is left to see the pictures either
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
