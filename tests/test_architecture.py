@@ -36,4 +36,6 @@ def test_every_package_is_installed():
     listed = set(tomllib.loads((SOURCE.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     on_disk = {"dlcli." + ".".join(p.parent.relative_to(SOURCE).parts) if p.parent != SOURCE else "dlcli"
                for p in SOURCE.rglob("__init__.py")}
-    assert on_disk | {"dlcli.conf"} == listed
+    conf = SOURCE.parents[1] / "conf"
+    groups = {"dlcli.conf." + folder.name for folder in conf.iterdir() if folder.is_dir() and any(folder.glob("*.yaml"))}
+    assert on_disk | {"dlcli.conf"} | groups == listed
