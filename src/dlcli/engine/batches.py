@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dlcli.engine.distributed import World, part_of_batch, shard
 from dlcli.errors import UserError
+from dlcli.system import interrupts
 
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -190,12 +191,8 @@ class EpochBatches:
 
 
 def ignore_ctrl_c(worker_id: int) -> None:
-    """A DataLoader worker's start: a terminal's Ctrl-C reaches the whole process group, and a
-    worker it killed would fail the batch the main process is waiting for (a traceback, the epoch
-    lost). The main process decides what Ctrl-C does; the workers end with it."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """A DataLoader worker's start: it ignores Ctrl-C (dlcli.system.interrupts.ignore_ctrl_c)."""
+    interrupts.ignore_ctrl_c()
 
 
 def from_workers(loader: DataLoader) -> Iterator:

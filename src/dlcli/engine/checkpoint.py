@@ -35,7 +35,7 @@ from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint_shape import check_checkpoint, layout_problem, optimizer_state_problem
 from dlcli.engine.state import FitState, Session
 from dlcli.errors import UserError, first_line
-from dlcli.system.interrupts import catch_stop_signals, ctrl_c_deferred, reached, restore_handlers, signal_name
+from dlcli.system.interrupts import GracefulStop, ctrl_c_deferred, reached
 
 FORMAT = 2  # 2: run progress without the per-epoch history (that is metrics.csv)
 
@@ -199,8 +199,9 @@ class Checkpointer(Callback):
         self._best_pending: dict | None = None  # a snapshot of a best epoch newer than best.pt
         self._live: FitState | None = None  # fit's own state: what has finished
         self._in_epoch = False  # between an epoch's start and its end the live weights are mid-epoch
-        self._stop_requested = False
-        self._previous_handlers: dict = {}
+        # The run's stop requests (Ctrl-C, SIGTERM, SIGHUP): the first waits for the epoch in progress
+        # only while a finished epoch is unsaved (can_wait), since otherwise last.pt holds everything.
+        self._stop = GracefulStop("this epoch", can_wait=self.unsaved_epoch)
         self._written_at = time.monotonic()
         self.saved_state: FitState | None = None  # the progress last.pt holds (known from fit start on)
 
@@ -208,7 +209,8 @@ class Checkpointer(Callback):
         self._written_at = time.monotonic()
         self._live = state
         self.saved_state = dataclasses.replace(state)  # fit starts from what last.pt holds
-        self._catch_ctrl_c()
+        if not self.session.world.active:  # with several ranks, fit's own GracefulStop stops every rank together
+            self._stop.begin()
 
     def unsaved_epoch(self) -> bool:
         """Has an epoch finished that last.pt does not hold yet?"""
@@ -216,13 +218,13 @@ class Checkpointer(Callback):
 
     def on_epoch_start(self, epoch: int) -> None:
         self._in_epoch = True
-        if self._stop_requested:  # Ctrl-C during the last epoch: keep it, then stop
+        if self._stop.requested:  # Ctrl-C during the last epoch: keep it, then stop
             if self.unsaved_epoch():  # the weights are still exactly the finished epoch's
                 self._write(best=self._best_pending, last=checkpoint_payload(self.session, self._live))
             raise KeyboardInterrupt
 
     def on_epoch_end(self, state: FitState, row: dict, improved: bool) -> None:
-        if self._stop_requested or time.monotonic() - self._written_at >= self.every_seconds:
+        if self._stop.requested or time.monotonic() - self._written_at >= self.every_seconds:
             live = checkpoint_payload(self.session, state)
             self._write(best=live if improved else self._best_pending, last=live)
         elif improved:  # the best weights cannot be recovered later: keep them now
@@ -244,8 +246,8 @@ class Checkpointer(Callback):
                     # a complete checkpoint of its epoch, so last.pt moves up to it too.
                     self._write(best=self._best_pending, last=self._best_pending)
         finally:
-            self._release_ctrl_c()
-        if self._stop_requested and status == "completed":
+            self._stop.end()
+        if self._stop.requested and status == "completed":
             raise KeyboardInterrupt  # pressed during the last epoch, which is now saved
 
     def _write(self, best: dict | None, last: dict) -> None:
@@ -263,32 +265,3 @@ class Checkpointer(Callback):
             self.saved_state = saved_state(last)
             self._best_pending = None
             self._written_at = time.monotonic()
-
-    # -- Ctrl-C ----------------------------------------------------------------------------------
-    def _catch_ctrl_c(self) -> None:
-        import threading
-
-        # Only the main thread receives signals; a process that ignores Ctrl-C keeps ignoring it.
-        # SIGTERM and SIGHUP are caught alike where dl made them act as Ctrl-C (dlcli.system.interrupts).
-        # With several ranks, fit's collective Ctrl-C decides when every rank stops together.
-        if threading.current_thread() is not threading.main_thread() or self.session.world.active:
-            return
-        self._previous_handlers = catch_stop_signals(self._on_ctrl_c)
-
-    def _release_ctrl_c(self) -> None:
-        restore_handlers(self._previous_handlers)
-        self._previous_handlers = {}
-
-    def _on_ctrl_c(self, signum, frame) -> None:
-        import signal
-
-        previous = self._previous_handlers.get(signum)
-        if previous not in (None, signal.default_int_handler):
-            previous(signum, frame)  # e.g. a sweep worker's "start no more trials"
-        if self._stop_requested or not self.unsaved_epoch():
-            raise KeyboardInterrupt  # a second Ctrl-C, or nothing finished is unsaved: stop now
-        self._stop_requested = True
-        import sys
-
-        name = signal_name(signum)
-        sys.stderr.write(f"\n{name}: finishing this epoch to keep it, then stopping ({name} again to stop at once)\n")

@@ -21,7 +21,7 @@ from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import current_lr
 from dlcli.engine.state import BatchSource, FitState, Session
 from dlcli.errors import RunFailed, TrialPruned
-from dlcli.system.interrupts import StopRequests, catch_stop_signals, ctrl_c_deferred, restore_handlers, signal_name
+from dlcli.system.interrupts import GracefulStop, ctrl_c_deferred
 
 
 class NonFiniteLoss(RunFailed):
@@ -79,9 +79,10 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
     hooks = CallbackList(callbacks)
     step_scheduler = session.schedule.scheduler if session.schedule.interval == "step" else None
     status = "failed"
-    ctrl_c = CollectiveCtrlC(session.world)
+    stop_requests = collective_stop(session.world)
     try:
-        ctrl_c.catch()
+        if session.world.active:
+            stop_requests.begin()
         hooks.on_fit_start(session, state)
         first = session.epochs + 1 if state.stopped_early else state.epoch + 1  # a finished early stop stays stopped
         for epoch in range(first, session.epochs + 1):
@@ -143,7 +144,7 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                         raise
                     ended = exc
                 if session.world.active:  # every rank learns what any rank decided, and all act alike
-                    pressed, stopped = agree(session.world, ctrl_c.pressed, ended is not None)
+                    pressed, stopped = agree(session.world, stop_requests.requested, ended is not None)
                     session.stopped_together = ended is not None or stopped or pressed
                     if ended is not None:
                         raise ended
@@ -161,47 +162,18 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
         status = "pruned"
         raise
     finally:
-        ctrl_c.release()
+        stop_requests.end()
         hooks.on_fit_end(state, status)
     return state
 
 
-class CollectiveCtrlC:
+def collective_stop(world: World) -> GracefulStop:
     """Ctrl-C (or SIGTERM, SIGHUP) with several ranks: a rank that stopped alone would leave the
-    others waiting in a collective, so the first stop signal on any rank only marks it, and after
-    each epoch the ranks agree (a sum over them) whether to stop; all then stop together, with the
-    epoch kept. A second one stops that process at once (the launcher then ends the others). A
-    signal that arrived before the fit began (a worker starting up counts them: StopRequests)
-    counts as pressed."""
-
-    def __init__(self, world: World):
-        self.world, self.pressed, self._previous = world, False, {}
-
-    def catch(self) -> None:
-        import threading
-
-        if self.world.active and threading.current_thread() is threading.main_thread():
-            self._previous = catch_stop_signals(self._on_ctrl_c)
-            counters = {handler for handler in self._previous.values() if isinstance(handler, StopRequests)}  # one for all signals
-            early = sum(counter.count for counter in counters)
-            if early > 1:
-                raise KeyboardInterrupt
-            self.pressed = early == 1
-
-    def release(self) -> None:
-        restore_handlers(self._previous)
-        self._previous = {}
-
-    def _on_ctrl_c(self, signum, frame) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-        self.pressed = True
-        if self.world.main:
-            import sys
-
-            name = signal_name(signum)
-            sys.stderr.write(f"\n{name}: finishing this epoch on every process to keep it, then stopping ({name} again to "
-                             "stop at once)\n")
+    others waiting in a collective, so the first stop request on any rank is only recorded, and
+    after each epoch the ranks agree (a sum over them) whether to stop; all then stop together,
+    with the epoch kept. A second stops that process at once (the launcher then ends the others).
+    A request that arrived before the fit began (a worker starting up records them) counts."""
+    return GracefulStop("this epoch on every process" if world.main else None)  # said once, by rank 0
 
 
 class StoppedWithRankZero(Exception):

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlcli.engine.checkpoint import load_checkpoint, saved_state
 from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError, first_line
-from dlcli.system.interrupts import STOP_SIGNALS, StopRequests, catch_stop_signals, forward_stop_signals, stop_signals_act_as_ctrl_c
+from dlcli.system.interrupts import StopRecord, forwarded_to_workers, stop_signals_act_as_ctrl_c
 from dlcli.rundir.directory import read_summary, update_summary
 from dlcli.run.single import TrainResult, now, progress_fields, start_new_run
 
@@ -116,7 +116,7 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
     options = {}
     if "signals_to_handle" in LaunchConfig.__dataclass_fields__:  # torch >= 2.9
-        # Ctrl-C, SIGTERM and SIGHUP are this process's to pass on (forward_stop_signals): the
+        # Ctrl-C, SIGTERM and SIGHUP are this process's to pass on (forwarded_to_workers): the
         # launcher's own handling ends the workers before rank 0 can keep its epoch and close the run
         options["signals_to_handle"] = "SIGQUIT"
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
@@ -126,13 +126,11 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     reporter.log(f"training on {devices} processes (DistributedDataParallel, {backend} on {'CUDA' if backend == 'nccl' else 'CPU'}); "
                  f"batch {int(cfg.trainer.batch_size)} = {devices} x {int(cfg.trainer.batch_size) // devices} per process")
     update_summary(run_dir, world_size=devices, per_rank_batch=int(cfg.trainer.batch_size) // devices)
-    # the launcher installs handlers of its own and leaves them: put back what this process had
-    saved = {sig: signal.getsignal(sig) for sig in (*STOP_SIGNALS, signal.SIGQUIT)}
     saved_env = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
     started = time.perf_counter()
-    forward_stop_signals()
     try:
-        elastic_launch(config, worker)(str(run_dir), how, list(trust), evaluate_test)
+        with forwarded_to_workers():  # puts back the handlers the launcher leaves behind too
+            elastic_launch(config, worker)(str(run_dir), how, list(trust), evaluate_test)
     except ChildFailedError as exc:
         _ended_by_a_worker(run_dir, exc, time.perf_counter() - started)
     except KeyboardInterrupt:  # a stop signal before any worker had started: nothing trained
@@ -144,9 +142,6 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
             raise KeyboardInterrupt from None
         raise
     finally:
-        for sig, handler in saved.items():
-            if handler is not None:
-                signal.signal(sig, handler)
         if saved_env is None:
             os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
         else:
@@ -224,11 +219,12 @@ def _left_resumable(run_dir: Path, status: str, message: str | None = None, seco
 def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
     """One process of the group: join it, train, leave it. It leaves the launching process's
     process group first: stop signals reach it through the launching process, once
-    (forward_stop_signals); until it can stop with the others it counts them (StopRequests)."""
+    (forwarded_to_workers); until it can stop with the others it records them (StopRecord, for
+    the life of the process: fit's GracefulStop counts those that came before it)."""
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)
     stop_signals_act_as_ctrl_c()
-    catch_stop_signals(StopRequests())
+    StopRecord().begin()
     join_group(backend_for(how.get("trainer.device")))
     trained = False
     try:

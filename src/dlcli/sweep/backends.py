@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
 from dlcli.errors import UserError, first_line
-from dlcli.system.interrupts import STOP_SIGNALS
+from dlcli.system.interrupts import StopRecord, pool_worker_stance, signal_children
 from dlcli.system.processes import die_with_parent
 from dlcli.sweep.trial import TrialSpec, run_trial
 
@@ -59,7 +59,7 @@ def slot_device(slot: int, gpus: int) -> str | None:
 
 
 _worker_device: str | None = None
-_worker_stopping = False  # set by Ctrl-C: this worker starts no more trials
+_worker_stops: StopRecord | None = None  # a Ctrl-C recorded there: this worker starts no more trials
 
 
 def gpu_group(slot: int, gpus: int, devices: int) -> str | None:
@@ -73,13 +73,14 @@ def gpu_group(slot: int, gpus: int, devices: int) -> str | None:
 def _init_worker(slots, gpus: int, devices: int = 1, sweep_pid: int | None = None) -> None:
     """Each pool worker takes a slot; with several GPUs, slot k trains on cuda:(k mod GPUs).
     Ctrl-C (which reaches every process of the terminal's group) makes an idle worker refuse the
-    trials queued for it; a running trial's own handler (dlcli.engine.checkpoint) chains to this
-    one, so the trial stops as interrupted and the worker then refuses the rest too.
+    trials queued for it; a running trial's own stop (dlcli.engine.checkpoint) passes it on to the
+    worker's record, so the trial stops as interrupted and the worker then refuses the rest too
+    (dlcli.system.interrupts.pool_worker_stance).
 
     A worker ends with the sweep process: killed (SIGKILL), the sweep cannot tell it to stop, and
     a worker left waiting for its next trial would wait forever. Its trial in progress is lost, as
     a killed trial is: `--resume` runs it again from scratch."""
-    global _worker_device
+    global _worker_device, _worker_stops
     if sweep_pid is not None:
         die_with_parent(sweep_pid)
     slot = slots.get()
@@ -87,22 +88,11 @@ def _init_worker(slots, gpus: int, devices: int = 1, sweep_pid: int | None = Non
     if group is not None:  # the trial's launcher gives its workers the slot's GPUs, and only those
         os.environ["CUDA_VISIBLE_DEVICES"] = group
     _worker_device = slot_device(slot, gpus) if devices <= 1 else None
-    signal.signal(signal.SIGINT, _stop_taking_trials)
-    # The sweep stops its workers with SIGINT (above); a SIGTERM or SIGHUP reaching a worker itself
-    # (the pool ending a broken worker, a supervisor ending every process) ends it at once: a
-    # worker that took it as a Ctrl-C would go on waiting for trials that never come.
-    for signum in STOP_SIGNALS:
-        if signum != signal.SIGINT:
-            signal.signal(signum, signal.SIG_DFL)
-
-
-def _stop_taking_trials(signum, frame) -> None:
-    global _worker_stopping
-    _worker_stopping = True
+    _worker_stops = pool_worker_stance()
 
 
 def _run_in_worker(spec: TrialSpec) -> dict:
-    if _worker_stopping:
+    if _worker_stops is not None and _worker_stops.requested:
         return {"number": spec.number, "status": "not started", "params": spec.params}
     if _worker_device is not None and spec.device is None:
         spec.device = _worker_device
@@ -188,7 +178,7 @@ class PoolSlots(Slots):
     def stop(self, pending: set) -> list[dict]:
         for future in pending:
             future.cancel()  # those still queued in this process
-        _interrupt_workers()  # those running (the terminal's Ctrl-C may not have reached them)
+        signal_children(signal.SIGINT)  # those running (the terminal's Ctrl-C may not have reached them)
         records = []
         for future in wait(pending).done:
             try:
@@ -213,15 +203,6 @@ def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, 
         fill_wait_drain(specs, jobs, PoolSlots(pool), on_result)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _interrupt_workers() -> None:
-    """Ctrl-C to this process's worker processes."""
-    for child in multiprocessing.active_children():
-        try:
-            os.kill(child.pid, signal.SIGINT)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 class RaySlots(Slots):

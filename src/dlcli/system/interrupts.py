@@ -1,13 +1,36 @@
-"""Ctrl-C (SIGINT) around work that must be whole: a checkpoint and the progress it records, the
-end of a run's bookkeeping, a journal write that holds a file lock.
+"""Stopping gracefully, in one process and in many: every signal handler dl installs is installed here.
 
-SIGTERM and SIGHUP are stop requests too (a supervisor's stop, a cluster's preemption, a closed
-terminal, `kill PID`): `stop_signals_act_as_ctrl_c()` makes them do what Ctrl-C does, so every
-handler below sees the three alike (`STOP_SIGNALS`). `ctrl_c_deferred()` holds a stop signal (a
-first or a second) until its block is done, then lets it act as it would have. `reached(name)`
-marks a named point of a run's closing sequence; it does nothing unless a test has registered a
-probe (`probe`), which is how the suite interrupts a run at each of those points and checks that
-no finished epoch is lost.
+A *stop request* is a stop signal this process received (`STOP_SIGNALS`): Ctrl-C (SIGINT), SIGTERM
+(`kill PID`, a supervisor's stop, a cluster's preemption) or SIGHUP (a closed terminal). What it does
+is decided by the innermost *scope* in force when it arrives (one begun and not yet ended):
+
+- no scope: Python's own handling. `stop_signals_act_as_ctrl_c()` (the `dl` command, each process
+  of a multi-process run) makes SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so a
+  stop is a KeyboardInterrupt wherever it lands and the code it unwinds closes the run.
+- `GracefulStop` (a run's epochs): the first request is recorded and announced, and the work asks
+  "should I stop?" (`stop.requested`) at its safe points, the ends of epochs, and stops there. A
+  second request escalates: KeyboardInterrupt at once. So does a first when waiting would keep
+  nothing (`can_wait()` false: the checkpoint already holds every finished epoch).
+- `ctrl_c_deferred()` (a critical section: a checkpoint write, an epoch's bookkeeping, a journal
+  write that holds a file lock): requests are held until the block ends; then the first acts as it
+  would have on arrival, under the scope outside. A split write is never left behind.
+- `StopRecord` (a process that cannot stop yet, or stops only between tasks: a rank starting up, a
+  sweep's pool worker): requests are only counted. A `GracefulStop` begun inside one takes its
+  count as its own: one request before the fit finishes the first epoch, two stop at once.
+- `forwarded_to_workers()` (the process that launched a multi-process run): each request is sent on
+  to the workers, which stop together; before any worker exists it stops this process.
+
+Each scope puts its handler in place when it begins and puts back what was there when it ends
+(restored), so a library caller's own handlers come back untouched. Only the main thread receives
+signals: elsewhere a scope does nothing. A signal this process ignores (a background job's Ctrl-C,
+`nohup`'s SIGHUP) stays ignored, and one at the system's default keeps it (a sweep's pool worker
+ends at once on SIGTERM). A forked child (a DataLoader worker, a sweep's pool worker) starts with
+the handlers that were there before any scope: it never runs its parent's, and takes its own
+stance (`ignore_ctrl_c`, `pool_worker_stance`).
+
+`reached(name)` marks a named point of a run's closing sequence; it does nothing unless a test has
+registered a probe (`probe`), which is how the suite interrupts a run at each of those points and
+checks that no finished epoch is lost.
 """
 
 from __future__ import annotations
@@ -16,13 +39,15 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from typing import Callable
 
-_probes: list[Callable[[str], None]] = []
-
 # the signals that ask a run to stop: Ctrl-C, `kill`/a supervisor/preemption, a closed terminal
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+_scopes: list[_Scope] = []  # begun and not yet ended, the innermost last
+_probes: list[Callable[[str], None]] = []
 
 
 def stop_signals_act_as_ctrl_c() -> None:
@@ -34,18 +59,22 @@ def stop_signals_act_as_ctrl_c() -> None:
             signal.signal(signum, signal.default_int_handler)
 
 
-def catch_stop_signals(handler) -> dict:
-    """`handler` for every stop signal that Python handles in this process now (Ctrl-C's default,
-    SIGTERM and SIGHUP after `stop_signals_act_as_ctrl_c`, a caller's own handler); returns what
-    was there, for `restore_handlers`. A signal ignored (a background job's Ctrl-C, `nohup`'s
-    SIGHUP) stays ignored, and one left at the system's default keeps it (a sweep's pool worker
-    ends at once on SIGTERM)."""
-    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS if callable(signal.getsignal(signum))}
+def ignore_ctrl_c() -> None:
+    """A DataLoader worker's stance: a terminal's Ctrl-C reaches the whole process group, and a
+    worker it killed would fail the batch the main process waits for. The main process decides
+    what Ctrl-C does; the workers end with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def restore_handlers(previous: dict) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+def pool_worker_stance() -> StopRecord:
+    """A sweep's pool worker's stance, for its whole life: Ctrl-C is recorded (the worker then
+    starts no more trials; a trial running stops as its run's `GracefulStop` says), even where
+    the sweep itself ignores Ctrl-C, since the sweep stops its workers with it. SIGTERM or SIGHUP
+    (the pool ending a broken worker, a supervisor ending every process) ends it at once: a worker
+    that took it as a Ctrl-C would go on waiting for trials that never come."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+    return StopRecord().begin()
 
 
 def signal_name(signum: int) -> str:
@@ -53,68 +82,193 @@ def signal_name(signum: int) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
-def forward_stop_signals() -> None:
-    """Each stop signal this process gets is passed on, once, to the processes it started through
-    multiprocessing (PyTorch's launcher starts a multi-process run's workers so): however a stop
-    arrives (a terminal's Ctrl-C, `kill PID`, a supervisor, a notebook's interrupt), every worker
-    gets one, and they stop together as Ctrl-C makes them. The workers must sit in a process group
-    of their own (dlcli.run.launch.worker), so that a signal to this process's group reaches them
-    through here only, never twice. Before any worker exists there is nothing to keep: this
-    process stops (KeyboardInterrupt). A signal this process ignores (`nohup`) stays ignored."""
-
-    def forward(signum, frame) -> None:
-        workers = multiprocessing.active_children()
-        if not workers:
-            raise KeyboardInterrupt
-        for process in workers:
-            try:
-                os.kill(process.pid, signum)
-            except ProcessLookupError:  # ended meanwhile
-                pass
-
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, forward)
+def signal_children(signum: int) -> int:
+    """Send `signum` to each process this one started through multiprocessing; how many there were
+    (one that ended meanwhile counts: it needs no signal)."""
+    children = multiprocessing.active_children()
+    for process in children:
+        try:
+            os.kill(process.pid, signum)
+        except (ProcessLookupError, PermissionError):  # ended meanwhile
+            pass
+    return len(children)
 
 
-class StopRequests:
-    """A stop-signal handler that only counts: it stands in where nothing can stop yet (a worker
-    process starting up) and is read when something can (dlcli.engine.fit's collective stop)."""
+# -- scopes ----------------------------------------------------------------------------------------
+class _Scope:
+    """What stop requests do while it is in force: `_on_request` is its handler, for the stop
+    signals `_takes` (by the handler in place): by default those Python handles, leaving ignored
+    signals ignored and defaults default. Begin and end it, or use it as a context manager."""
 
     def __init__(self):
+        self._previous: dict = {}  # signal -> the handler this scope replaced, put back when it ends
+
+    def _takes(self, handler) -> bool:
+        return callable(handler)
+
+    def _on_request(self, signum: int, frame) -> None:
+        raise NotImplementedError
+
+    def begin(self):
+        if threading.current_thread() is threading.main_thread() and self not in _scopes:
+            self._previous = {signum: signal.signal(signum, self._on_request)
+                              for signum in STOP_SIGNALS if self._takes(signal.getsignal(signum))}
+            _scopes.append(self)
+        return self
+
+    def end(self) -> None:
+        if self in _scopes:
+            _scopes.remove(self)
+            _restore(self._previous)
+
+    def __enter__(self):
+        return self.begin()
+
+    def __exit__(self, *exc) -> None:
+        self.end()
+
+
+class StopRecord(_Scope):
+    """Counts stop requests and does nothing else (see the module doc)."""
+
+    def __init__(self):
+        super().__init__()
         self.count = 0
 
-    def __call__(self, signum, frame) -> None:
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def _on_request(self, signum: int, frame) -> None:
         self.count += 1
+
+
+class GracefulStop(StopRecord):
+    """The first stop request is announced ("finishing `finishing` to keep it", unless `finishing`
+    is None) and read by the work at its safe points (`requested`); a second, or a first while
+    `can_wait()` is false, raises KeyboardInterrupt at once. A handler that was in place before
+    (other than Python's default, which would raise) hears each request first: a pool worker's
+    record, so that it takes no more trials, or a host's own (Ray's)."""
+
+    def __init__(self, finishing: str | None = "this epoch", can_wait: Callable[[], bool] = lambda: True):
+        super().__init__()
+        self.finishing, self.can_wait = finishing, can_wait
+
+    def begin(self):
+        super().begin()
+        outer = _scopes[-2] if len(_scopes) > 1 and _scopes[-1] is self else None
+        if isinstance(outer, StopRecord):  # requests that arrived while the process could only count them
+            self.count = outer.count
+            if self.count > 1:  # a second already: stop at once, with nothing left in force
+                self.end()
+                raise KeyboardInterrupt
+        return self
+
+    def _on_request(self, signum: int, frame) -> None:
+        previous = self._previous.get(signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)
+        self.count += 1
+        if self.count > 1 or not self.can_wait():
+            raise KeyboardInterrupt
+        if self.finishing is not None:
+            name = signal_name(signum)
+            sys.stderr.write(f"\n{name}: finishing {self.finishing} to keep it, then stopping ({name} again to stop at once)\n")
+
+
+class _Held(_Scope):
+    """A critical section (`ctrl_c_deferred`): every stop signal not ignored is held, even one at
+    the system's default, and the first acts when the section ends."""
+
+    def __init__(self):
+        super().__init__()
+        self.held: list[tuple[int, object]] = []
+
+    def _takes(self, handler) -> bool:
+        return handler != signal.SIG_IGN
+
+    def _on_request(self, signum: int, frame) -> None:
+        self.held.append((signum, frame))
+
+    def end(self) -> None:
+        previous = self._previous
+        super().end()
+        if self.held:
+            signum, frame = self.held[0]
+            _act_as(previous.get(signum), signum, frame)
+
+
+class _Forwarded(_Scope):
+    """Each stop request goes on to the worker processes (`forwarded_to_workers`)."""
+
+    def _takes(self, handler) -> bool:
+        return handler != signal.SIG_IGN
+
+    def _on_request(self, signum: int, frame) -> None:
+        if not signal_children(signum):
+            raise KeyboardInterrupt  # no worker yet: nothing to keep, this process stops
 
 
 @contextlib.contextmanager
 def ctrl_c_deferred():
-    """Hold a stop signal until the block is done. A Python-level handler records it meanwhile (one
-    already pending when the block starts is caught too); afterwards the handler that was in place
-    is called with the first one received (Python's default for Ctrl-C raises KeyboardInterrupt
-    there; a signal whose action was the default then takes it). Main thread only; signals do not
-    arrive elsewhere."""
-    if threading.current_thread() is not threading.main_thread():
+    """Hold stop requests until the block is done (one already pending when it starts is caught
+    too), then let the first act as it would have: under the scope outside, or Python's default
+    (KeyboardInterrupt for Ctrl-C), or for a signal left at the system's default, that action."""
+    with _Held():
         yield
-        return
-    caught = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append((signum, frame))) for signum in STOP_SIGNALS}
+
+
+@contextlib.contextmanager
+def forwarded_to_workers():
+    """While the block runs, each stop request this process gets is passed on, once, to the
+    processes it started through multiprocessing (PyTorch's launcher starts a multi-process run's
+    workers so): however a stop arrives (a terminal's Ctrl-C, `kill PID`, a supervisor, a
+    notebook's interrupt), every worker gets one, and they stop together as Ctrl-C makes them. The
+    workers must sit in a process group of their own (dlcli.run.launch.worker), so that a signal to
+    this process's group reaches them through here only, never twice. Before any worker exists
+    there is nothing to keep: KeyboardInterrupt. The launcher installs handlers of its own (SIGQUIT)
+    and leaves them: they are put back as they were too."""
+    quit_signal = getattr(signal, "SIGQUIT", None)
+    kept = signal.getsignal(quit_signal) if quit_signal is not None else None
     try:
-        yield
+        with _Forwarded():
+            yield
     finally:
-        restore_handlers(previous)
-        if caught:
-            signum, frame = caught[0]
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)  # e.g. Python's default: KeyboardInterrupt, now
-            elif handler == signal.SIG_DFL:
-                if signum == signal.SIGINT:
-                    raise KeyboardInterrupt
-                os.kill(os.getpid(), signum)  # what the signal would have done: the default action, now
+        if kept is not None:
+            signal.signal(quit_signal, kept)
 
 
+def _act_as(handler, signum: int, frame) -> None:
+    """What `handler` does with a stop signal, now: call it, or the system's default action."""
+    if callable(handler):
+        handler(signum, frame)  # e.g. Python's default: KeyboardInterrupt, now
+    elif handler in (None, signal.SIG_DFL):
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signum)  # what the signal would have done (it is back at its default): that, now
+
+
+def _restore(handlers: dict) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def _forget_in_child() -> None:
+    """A forked child's parent's scopes are not its own: the handlers that were there before any
+    of them come back."""
+    before: dict = {}
+    for scope in reversed(_scopes):  # the outermost last: what was there first
+        before.update(scope._previous)
+    _scopes.clear()
+    if threading.current_thread() is threading.main_thread():
+        _restore(before)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
+# -- named points of a run's closing sequence (tests) ------------------------------------------------
 def reached(point: str) -> None:
     """A named point of a run's closing sequence (see `probe`)."""
     for probe_function in _probes:
