@@ -1,4 +1,5 @@
-"""Every example a user can copy — the README's and every `--help` epilog's — runs.
+"""Every example a user can copy — the README's, the documentation site's (docs/*.md) and every
+`--help` epilog's — runs, each distinct command once however many pages show it.
 
 Each command runs as written, in an empty working directory that holds what the examples name
 (house.csv, train.csv, test.csv, rows.npy, photos/, resnet18.pth, a finished run, k-fold run,
@@ -26,7 +27,9 @@ from conftest import run_cli
 from dlcli.cli import app
 from image_fixtures import write_cifar10, write_image_folder, write_mnist
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the landing page and the documentation site
 RUN = "runs/train/2026-11-24_10-31-07"
 SWEEP = "runs/sweeps/sweep/2026-11-24_10-31-07"
 KFOLD = "runs/house_prices/2026-11-24_11-00-00"  # a finished k-fold run ...
@@ -37,10 +40,15 @@ HOUSES_REFIT = "runs/houses/2026-11-24_12-30-00"  # ... and the refit of its bes
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "lenet_fashion", "mlp_fashion", "softmax_fashion", "vgg_small_fashion", "cifar_cnn")
 
 
-def readme_examples() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+def page_examples(page: Path) -> list[str]:
+    """The `dl` commands in a page's bash blocks (a command continued with a backslash is one)."""
+    blocks = re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
     text = "\n".join(blocks).replace("\\\n", " ")
     return [_without_comment(line) for line in text.splitlines() if line.strip().startswith("dl ")]
+
+
+def docs_examples() -> list[str]:
+    return [example for page in PAGES for example in page_examples(page)]
 
 
 def help_examples() -> list[str]:
@@ -66,11 +74,15 @@ def _without_comment(line: str) -> str:
     return re.split(r"\s{2,}\(", line.strip())[0].strip()  # --help notes: "   (warns: ...)"
 
 
-EXAMPLES = list(dict.fromkeys([*readme_examples(), *help_examples()]))
+EXAMPLES = list(dict.fromkeys([*docs_examples(), *help_examples()]))  # each distinct command once
 
 
 def test_the_examples_are_found():
-    assert len(readme_examples()) >= 20 and len(help_examples()) >= 15
+    assert len(page_examples(README)) >= 5 and len(docs_examples()) >= 50 and len(help_examples()) >= 15
+    for page in PAGES:  # a command shown in a block of another language would silently never run
+        for language, block in re.findall(r"```(\w*)\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S):
+            shown = [line for line in block.splitlines() if line.strip().startswith("dl ")]
+            assert language == "bash" or not shown, f"{page.name}: {shown[0]} is in a ```{language} block"
     assert any("conv-shape" in e for e in EXAMPLES) and any("--overrides-file" in e for e in EXAMPLES)
 
 
@@ -95,8 +107,9 @@ def example_dir(tmp_path_factory):
         table.to_csv(root / "house.csv", index=False)
         table.to_csv(root / "train.csv", index=False)
         write_image_folder(root / "photos", per_class=12)
-        code = re.search(r"```python\n(# mypkg.py.*?)```", README.read_text(encoding="utf-8"), flags=re.S).group(1)
-        (root / "mypkg.py").write_text(code)  # the README's own callback example
+        code = next(found.group(1) for page in PAGES
+                    if (found := re.search(r"```python\n(# mypkg.py.*?)```", page.read_text(encoding="utf-8"), flags=re.S)))
+        (root / "mypkg.py").write_text(code)  # the documentation's own callback example
         sys.path.append(str(root))
         import torchvision
 
