@@ -99,3 +99,19 @@ def test_the_modules_and_names_the_pages_give_import():
 def test_a_moved_name_is_caught(text, expected):
     (dotted,) = _named_objects(text)
     assert _resolves(dotted) is expected
+
+
+def _layout_names(page: Path, heading: str) -> set[str]:
+    """The names a page's layout block starts its lines with (`cli/`, `experiment.py`, `tracking/,`)."""
+    section = page.read_text(encoding="utf-8").split(heading, 1)[1]
+    block = re.search(r"```\n(.*?)```", section, flags=re.S).group(1)
+    return {name.rstrip(",") for line in block.splitlines() for name in line.split()[:3] if name.rstrip(",").endswith(("/", ".py"))}
+
+
+@pytest.mark.parametrize("page, heading", [(README, "## Layout"), (ROOT / "docs" / "development.md", "## The layout")])
+def test_the_layout_names_every_package(page, heading):
+    source = ROOT / "src" / "dlcli"
+    packages = {f"{path.name}/" for path in source.iterdir() if (path / "__init__.py").is_file()}
+    modules = {path.name for path in source.glob("*.py") if path.name not in ("__init__.py", "__main__.py")}
+    missing = (packages | modules) - _layout_names(page, heading)
+    assert not missing, f"{page.name}'s layout does not name {sorted(missing)}"
