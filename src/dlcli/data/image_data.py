@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from torch.utils.data import Dataset
 
 from dlcli.data.batch_augment import DeviceAugment, per_sample_settings
 from dlcli.data.images import KNOWN_STATS, ImageSet
+from dlcli.data.record import data_record
 from dlcli.data.split import Split
 from dlcli.data.transforms import Augment, Normalization, batch_transform, channel_stats, sample_transform
 from dlcli.config.constraints import NUMBER, POSITIVE, ListOf, check
@@ -52,6 +54,11 @@ class ImageData:
     notes: list[str] = field(default_factory=list)
     task: str = "classification"
     target_scaler: None = None
+    # the modality (dlcli.data.modality), and what its preprocessing record says of every image set
+    kind: ClassVar[str] = "images"
+    stored_shape: ClassVar[None] = None  # images are resized as they are read, never batch by batch
+    target_name: ClassVar[str] = "label"
+    id_columns: ClassVar[tuple] = ()  # listed by file name
 
     @property
     def name(self) -> str:
@@ -75,25 +82,7 @@ class ImageData:
 
     def preprocessing(self) -> dict:
         """What `dl predict` needs to feed new images to the model (the run's preprocessing.json)."""
-        from dlcli.data import PREPROCESSING_FORMAT
-
-        norm = self.normalization
-        return {
-            "format": PREPROCESSING_FORMAT,
-            "kind": "images",
-            "task": self.task,
-            "data": self.name,
-            "input_shape": list(self.input_shape),
-            "stored_shape": None,
-            "images": {
-                "channels": self.input_shape[0],
-                "resize": self.resize,  # null: every image must already be input_shape's size
-                "normalize": {"mean": list(norm.mean), "std": list(norm.std)} if norm else None,
-                "pixels": "uint8 0..255, scaled to [0, 1] before normalizing",
-            },
-            "id_columns": [],
-            "target": {"name": "label", "classes": list(self.class_names), "scaling": None},
-        }
+        return data_record(self)
 
     def batches(self, part: str, device: torch.device, training: bool = False):
         from dlcli.engine.batches import LoaderBatches, TensorBatches

@@ -9,6 +9,7 @@ to new rows. Training and prediction run the same `transform`, so they cannot dr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -56,6 +57,7 @@ def _apply(name: str, y):
 class ArrayEncoding:
     """A numeric array's columns: divided by a known range (pixels), standardized, or as they are."""
 
+    kind: ClassVar[str] = "array"  # in preprocessing.json, beside the fields
     count: int
     divide_by: float | None = None
     center: list[float] | None = None
@@ -83,7 +85,7 @@ class ArrayEncoding:
         return [f"x{i}" for i in range(self.count)]
 
     def to_json(self) -> dict:
-        return {"kind": "array", **asdict(self)}
+        return {"kind": self.kind, **asdict(self)}
 
 
 @dataclass
@@ -91,6 +93,7 @@ class TableEncoding:
     """A table's columns: numeric ones imputed with the train mean (then standardized), text ones
     one-hot over the categories seen in the train rows (missing is a category of its own)."""
 
+    kind: ClassVar[str] = "table"  # in preprocessing.json, beside the fields
     numeric: list[str]
     fill: list[float]
     center: list[float]
@@ -144,12 +147,16 @@ class TableEncoding:
         return [*self.numeric, *(f"{c}_{v}" for c, known in zip(self.categorical, self.categories) for v in known)]
 
     def to_json(self) -> dict:
-        return {"kind": "table", **asdict(self)}
+        return {"kind": self.kind, **asdict(self)}
 
 
 def encoding_from_json(record: dict) -> ArrayEncoding | TableEncoding:
+    """The encoding a record's `features` hold (checked first: dlcli.data.record)."""
     fields = {k: v for k, v in record.items() if k != "kind"}
-    return TableEncoding(**fields) if record["kind"] == "table" else ArrayEncoding(**fields)
+    return ENCODINGS[record["kind"]](**fields)
+
+
+ENCODINGS = {encoding.kind: encoding for encoding in (ArrayEncoding, TableEncoding)}
 
 
 def _safe_std(values: np.ndarray) -> np.ndarray:
@@ -162,17 +169,6 @@ def _as_text(column) -> list[str]:
     """Text cells as str, NA as MISSING_CATEGORY (pandas 3 stores text with its own NA)."""
     values = column.astype(object)
     return values.where(values.notna(), MISSING_CATEGORY).map(str).tolist()
-
-
-def encode_features(raw: RawData, train_rows: np.ndarray, standardize: bool):
-    """Features as float32, their names, and the fitted encoding that produced them."""
-    if not isinstance(raw.features, np.ndarray):  # a pandas table (pandas is imported only for tables)
-        encoding = TableEncoding.fit(raw.features, train_rows, standardize)
-        features, _ = encoding.transform(raw.features)
-    else:
-        encoding = ArrayEncoding.fit(np.asarray(raw.features), train_rows, standardize, raw.feature_scale)
-        features = encoding.transform(raw.features)
-    return features, encoding.feature_names(), encoding
 
 
 def encode_targets(raw: RawData, train_rows: np.ndarray, standardize_target: bool, transform: str = "none"):

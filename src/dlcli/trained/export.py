@@ -1,6 +1,7 @@
 """`dl export RUN_DIR --format onnx|torchscript`: a trained model as one file that runs without dl.
 
-The file holds the run's model with what turns its input into an answer (`Exported`):
+The file holds the run's model with what turns its input into an answer (`Exported`), as the
+run's modality says (dlcli.data.modality):
 - images: the per-channel normalization is included, so the file takes float pixels in [0, 1]
   at the model's size (resizing to that size stays outside: say so in the sidecar);
 - tables and arrays: the encoding (imputation, standardization, one-hot) stays outside, since it
@@ -25,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dlcli.data.modality import modality_named
 from dlcli.errors import UserError, first_line
 from dlcli.system.files import check_no_links_out, output_file
 from dlcli.trained.predict import check_output_path
@@ -104,7 +106,7 @@ def exported_module(model, record: dict):
         def __init__(self):
             super().__init__()
             self.model = model
-            norm = (record.get("images") or {}).get("normalize")
+            norm = modality_named(record["kind"]).normalization(record)
             channels = record["input_shape"][0] if norm else 1
             self.normalize = norm is not None
             self.register_buffer("mean", torch.tensor(norm["mean"] if norm else [0.0]).reshape(1, channels, 1, 1))
@@ -139,7 +141,7 @@ def verification_rows(trained):
     right shape and range stand in, and the sidecar says so."""
     import torch
 
-    from dlcli.data import PreparedData, prepare_data
+    from dlcli.data import prepare_data
 
     cfg = trained.cfg
     shape = tuple(trained.record.get("stored_shape") or trained.record["input_shape"])
@@ -147,25 +149,11 @@ def verification_rows(trained):
         data = prepare_data(cfg.data, cfg.split, int(cfg.seed), cache="none")  # a few rows: no folder decoded
     except UserError as exc:
         generator = torch.Generator().manual_seed(0)
-        if trained.record["kind"] == "images":  # pixels in [0, 1]
-            sample = torch.rand(VERIFY_ROWS, *shape, generator=generator)
-        else:  # encoded features: standardized values and 0/1 indicators live around this range
-            sample = torch.randn(VERIFY_ROWS, *shape, generator=generator)
+        sample = modality_named(trained.record["kind"]).stand_in_rows(VERIFY_ROWS, shape, generator)
         return sample, f"random inputs (the run's data could not be loaded here: {exc})"
     part = next((p for p in ("test", "val", "train") if len(data.split.part(p))), "train")
     rows = data.split.part(part)[:VERIFY_ROWS]
-    source = f"rows of the run's {part} split"
-    if isinstance(data, PreparedData):
-        return torch.as_tensor(data.features[rows], dtype=torch.float32).reshape(-1, *shape), source
-    from torchvision.transforms import v2
-
-    size = tuple(trained.record["input_shape"][1:])
-    if data.source.images is not None:
-        images = list(data.source.images[torch.as_tensor(rows, dtype=torch.long)])
-    else:
-        images = [data.source.files[int(r)][0] for r in rows]
-    resize = v2.Resize(list(size), antialias=True)
-    return torch.stack([resize(i) if tuple(i.shape[1:]) != size else i for i in images]).float().div(255.0), source
+    return modality_named(data.kind).verification_rows(data, rows, shape), f"rows of the run's {part} split"
 
 
 def _outputs(module, x) -> np.ndarray:
@@ -238,18 +226,8 @@ def _run_torchscript(file: Path, sample) -> np.ndarray:
 def describe(trained, fmt: str, destination: Path, rows: int, difference: float, source: str) -> dict:
     record = trained.record
     shape = ["batch", *(record.get("stored_shape") or record["input_shape"])]
-    kind = record["kind"]
-    if kind == "images":
-        resize = record["images"]["resize"]
-        takes = (f"float32 pixels in [0, 1], {shape[1]} channel(s) at {shape[2]}x{shape[3]} (height x width); "
-                 "the per-channel normalization is included" + (f"; resize images to {shape[2]}x{shape[3]} first" if resize else ""))
-    elif kind == "table":
-        takes = ("float32 rows of the encoded features (columns in preprocessing.features order: numeric columns "
-                 "imputed with 'fill' and standardized with 'center'/'scale', then one 0/1 column per category); "
-                 "the encoding is not included")
-    else:
-        takes = ("float32 features in the shape above, scaled as preprocessing.features says (divide_by, or center/scale); "
-                 "the scaling is not included")
+    modality = modality_named(record["kind"])
+    takes = modality.export_takes(record, shape)
     if trained.task == "classification":
         gives = "logits, one per class in class_names order (softmax for probabilities)"
     else:
@@ -265,7 +243,7 @@ def describe(trained, fmt: str, destination: Path, rows: int, difference: float,
         "output": {"name": "output", "gives": gives},
         "class_names": trained.class_names,
         "target": trained.target_name,
-        "normalization_included": kind == "images" and record["images"].get("normalize") is not None,
+        "normalization_included": modality.normalization(record) is not None,
         "preprocessing": record,
         "verified": {"rows": rows, "inputs": source, "max_abs_difference": difference, **TOLERANCE,
                      "against": "the PyTorch model"},

@@ -1,0 +1,124 @@
+"""A data modality (image sets, tables, plain arrays) as one object: how its data set is prepared,
+what it writes into the run's preprocessing.json and how a received record of it is checked, how
+`dl predict` reads new inputs for it and what `dl export` puts around the model.
+
+Each modality is a subclass of `Modality` in its own module of dlcli.data.modalities, registered
+with `@register` under the `kind` it writes into preprocessing.json; every module of that package
+is imported with dlcli.data, so the code that opens a run asks `modality_named(record["kind"])`
+and switches on no name. Adding a modality is adding its module (and its data set's YAML).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dlcli.config.constraints import show
+from dlcli.errors import UserError
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's data is held, which only some modalities use (a folder of images is decoded
+    once into memory when it fits): the device the run trains on, the processes that each hold the
+    set, data.cache as given on the command line, and whether the config came from a run directory
+    (then its data.cache_dir is not where dl writes)."""
+
+    device: Any = None
+    cache: str | None = None
+    copies: int = 1
+    saved: bool = False
+
+
+class Modality:
+    """One kind of data. Subclasses set the class attributes and implement every method."""
+
+    kind: ClassVar[str]  # as written in preprocessing.json: old runs say it, so it is never renamed
+    source_type: ClassVar[type]  # what its data set's _target_ returns (dlcli.data.sources.RawData, ...)
+    settings: ClassVar[tuple[str, ...]] = ()  # data settings only modalities like it read: refused on others
+    applies_to: ClassVar[str]  # the data sets those settings apply to, in a refusal ("tables")
+    is_a: ClassVar[str]  # what a data set of this modality is, in a refusal ("a table held in memory")
+
+    def accepts(self, raw) -> bool:
+        """Whether `raw`, what a data set's _target_ returned, is data of this modality."""
+        return isinstance(raw, self.source_type)
+
+    def setting_hint(self, key: str) -> str:
+        """Words added when data.`key` of another modality is refused here (what does its job here)."""
+        return ""
+
+    def check_options(self, options: dict) -> None:
+        """Refuse a data setting this modality cannot use, before the data is prepared."""
+
+    def prepare(self, raw, split, options: dict, placement: Placement):
+        """Prepared data (dlcli.data.PreparedData, dlcli.data.image_data.ImageData, ...): it hands
+        the engine batch sources, and its `kind` is the `kind` of a registered modality."""
+        raise NotImplementedError
+
+    def record(self, data) -> dict:
+        """This modality's own fields of preprocessing.json (beside those every run writes)."""
+        raise NotImplementedError
+
+    def check_record(self, record: dict, size: int, bad: Callable[[str], Exception]) -> None:
+        """Raise `bad(what)` when this modality's fields of a received record are not what dl writes
+        (`size`: the values of one stored row, checked against input_shape already)."""
+        raise NotImplementedError
+
+    def read_inputs(self, record: dict, source: Path, given: str, id_column: str | None):
+        """dlcli.data.new_inputs.NewInputs from `source` (the existing path the user gave as
+        `given`), prepared as the run prepared its data."""
+        raise NotImplementedError
+
+    def verification_rows(self, data, rows, shape: tuple[int, ...]):
+        """The prepared data's `rows` as a float32 tensor, as the exported file takes them."""
+        raise NotImplementedError
+
+    def stand_in_rows(self, count: int, shape: tuple[int, ...], generator):
+        """Random inputs in the range the exported file takes, where the run's data cannot be loaded."""
+        raise NotImplementedError
+
+    def export_takes(self, record: dict, shape: list) -> str:
+        """What the exported file's input is, in words for its sidecar (`shape`: batch first)."""
+        raise NotImplementedError
+
+    def normalization(self, record: dict) -> dict | None:
+        """{mean, std} per channel that the exported file applies itself, or None."""
+        return None
+
+
+MODALITIES: dict[str, Modality] = {}
+
+
+def register(cls: type[Modality]) -> type[Modality]:
+    """Class decorator: the modality answers for preprocessing.json's `kind` `cls.kind`."""
+    if cls.kind in MODALITIES and type(MODALITIES[cls.kind]) is not cls:
+        raise RuntimeError(f"two modalities write kind {cls.kind}: {type(MODALITIES[cls.kind]).__module__} and {cls.__module__}")
+    MODALITIES[cls.kind] = cls()
+    return cls
+
+
+def modality_named(kind: str) -> Modality:
+    """The modality of a preprocessing record's `kind` (checked to be registered: dlcli.data.record)."""
+    return MODALITIES[kind]
+
+
+def modality_of_source(raw) -> Modality:
+    """The modality of what a data set's _target_ returned (checked to be one of `source_types()`)."""
+    return next(m for m in MODALITIES.values() if m.accepts(raw))
+
+
+def source_types() -> tuple[type, ...]:
+    """What a data set's _target_ may return, once each, in the order the modalities were registered."""
+    return tuple(dict.fromkeys(m.source_type for m in MODALITIES.values()))
+
+
+def refuse_settings_of_other_modalities(modality: Modality, options: dict, name: str) -> None:
+    """data.standardize on a set of images, data.normalize on a table: the setting would do nothing,
+    so it is refused in one line naming the data sets it applies to. `options`: the data settings given."""
+    for other in MODALITIES.values():
+        for key in other.settings:
+            if key not in modality.settings and options.get(key) is not None:
+                raise UserError(f"data.{key}={show(options[key])} applies to {other.applies_to}, and {name} is "
+                                f"{modality.is_a}: drop it{modality.setting_hint(key)}")
