@@ -151,3 +151,8 @@ def register() -> None:
     store = ConfigStore.instance()
     if f"{SCHEMA_NAME}.yaml" not in store.repo:
         store.store(name=SCHEMA_NAME, node=RootSchema)
+
+# `dl sweep KIND`, saved as sweep.yaml's kind: named here, low in the layers, for what reads a
+# sweep.yaml below the sweep package (the run directory); each one's sampler and help are its
+# entry in dlcli.sweep.kinds.KINDS (tests/test_sweep.py keeps the two in step)
+SWEEP_KINDS = ("grid", "random", "tpe")

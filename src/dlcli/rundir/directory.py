@@ -301,10 +301,14 @@ def best_trial(sweep_dir: Path) -> Path:
     summary = read_summary(sweep_dir) if (sweep_dir / "summary.json").is_file() else {}
     number = summary.get("best_trial")
     if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 1_000_000:
+        from dlcli.config.schema import SWEEP_KINDS
         from dlcli.trust.received import read_yaml
 
         saved = read_yaml(sweep_dir / "sweep.yaml")
-        kind = saved.get("kind") if isinstance(saved, dict) and saved.get("kind") in ("grid", "random", "tpe") else "tpe"
+        kind = saved.get("kind") if isinstance(saved, dict) else None
+        if kind not in SWEEP_KINDS:  # no kind to finish it with: a resume would refuse this sweep.yaml too
+            raise UserError(f"{sweep_dir} has no best trial (none completed), and its sweep.yaml names no kind of sweep "
+                            f"({', '.join(SWEEP_KINDS)}): restore sweep.yaml from a copy, or start a new sweep")
         raise UserError(f"{sweep_dir} has no best trial (none completed): finish the sweep with dl sweep {kind} --resume {sweep_dir}")
     trial = sweep_dir / "trials" / f"{number:03d}"
     if not trial.is_dir():
