@@ -18,6 +18,7 @@ from dlcli.engine.state import Session
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.losses import build_loss, head_size, one_logit, present_as_two_logits
 from dlcli.engine.distributed import check_devices
+from dlcli.config.build import settings_checked
 from dlcli.config.metric_names import monitor_mode
 from dlcli.engine.tta import checked_views
 from dlcli.engine.optim import FULL_BATCH_ONLY, build_optimizer, build_scheduler, l1_penalty
@@ -54,14 +55,18 @@ def train_targets(data):
         return None
     import numpy as np
 
-    targets = data.targets if hasattr(data, "targets") else data.source.targets
-    return np.asarray(targets)[data.split.train]
+    return np.asarray(data.targets)[data.split.train]
 
 
 def build_experiment(cfg: DictConfig, restoring: bool = False) -> Experiment:
     """`restoring`: a checkpoint of the run is loaded next (eval, resume, inspect), so the model's
     start weights (model.weights=RUN_DIR of a dl model) are not read again."""
     check_config(cfg, saved=restoring)
+    with settings_checked():  # every setting, just now: what is built is not checked again
+        return _built_experiment(cfg, restoring)
+
+
+def _built_experiment(cfg: DictConfig, restoring: bool) -> Experiment:
     device = select_device(cfg.trainer.device)
     check_devices(int(cfg.trainer.get("devices", 1)), device, bool(cfg.trainer.get("sync_batchnorm", False)),
                   int(cfg.trainer.batch_size))
@@ -213,32 +218,17 @@ def check_config(cfg: DictConfig, saved: bool = False) -> None:
     itself), the relations between settings, and every component's settings against its class.
     `saved`: a run that exists is opened (validate_config).
     Cheap enough to run on every trial of a sweep before the first one starts."""
-    from omegaconf import OmegaConf
-
-    from dlcli.data import DATA_KEY_CONSTRAINTS, IMAGE_KEYS, PREPROCESS_KEYS
+    from dlcli.config.build import check_components
     from dlcli.engine.callbacks import build_callbacks
-    from dlcli.engine.optim import OPTIM_KEY_CONSTRAINTS, OPTIM_KEYS, SCHED_KEY_CONSTRAINTS, SCHED_KEYS
     from dlcli.engine.tta import tta_views
-    from dlcli.config.build import prepare_call
-    from dlcli.models.build import BUILD_KEY_CONSTRAINTS, model_build_keys
     from dlcli.models.init import parse_scheme
     from dlcli.tracking import build_loggers
 
     validate_config(cfg, saved)
     check_settings_take_effect(cfg)
     check_model_reads_sequences(cfg)
-    prepare_call(cfg.data, "data", skip=PREPROCESS_KEYS + IMAGE_KEYS, inject={"seed": cfg.seed}, own=DATA_KEY_CONSTRAINTS)
-    prepare_call(cfg.model, "model", skip=model_build_keys(cfg.model), runtime={"input_shape": None, "num_outputs": None},
-                 own=BUILD_KEY_CONSTRAINTS)
+    check_components(cfg)  # data, model, loss, optim, sched: each one's table (dlcli.config.own_settings.GROUPS)
     parse_scheme(cfg.model.get("init", "default"))
-    if (cfg.get("loss") or {}).get("_target_"):
-        prepare_call(cfg.loss, "loss", inject={"class_weights": None})  # only cross_entropy takes them
     tta_views((cfg.get("eval") or {}).get("tta"))
-    prepare_call(cfg.optim, "optim", skip=OPTIM_KEYS, runtime={"params": None}, own=OPTIM_KEY_CONSTRAINTS)
-    if cfg.sched.get("_target_"):
-        sched = OmegaConf.create({k: v for k, v in OmegaConf.to_container(cfg.sched, resolve=True).items() if v != "auto"})
-        auto = [k for k, v in cfg.sched.items() if v == "auto"]  # filled in by the run (batches per epoch, ...)
-        prepare_call(sched, "sched", skip=SCHED_KEYS, runtime={"optimizer": None, **{k: None for k in auto}},
-                     own=SCHED_KEY_CONSTRAINTS)
     build_callbacks(cfg.get("callbacks"), check_only=True)
-    build_loggers(cfg.get("logger"))  # a logger whose package is missing says which pip install fixes it
+    build_loggers(cfg.get("logger"), check_only=True)  # a logger whose package is missing says which pip install fixes it

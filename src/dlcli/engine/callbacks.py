@@ -136,7 +136,7 @@ def build_callbacks(node, group: str = "callbacks", check_only: bool = False) ->
     """The user's callbacks from the config's `callbacks:` mapping (name -> node with _target_),
     in the mapping's order. An entry set to null is skipped, so an experiment can switch one off.
     With `check_only`, each entry's settings are checked against its class and nothing is built."""
-    from dlcli.config.build import call_target, prepare_call
+    from dlcli.config.build import call_target, prepare_call, settings_checked
 
     if node is None:
         return []
@@ -154,5 +154,6 @@ def build_callbacks(node, group: str = "callbacks", check_only: bool = False) ->
                 "name a subclass of dlcli.engine.callbacks.Callback that overrides some"
             )
         if not check_only:
-            callbacks.append(call_target(entry, f"{group}.{name}"))
+            with settings_checked():  # just now
+                callbacks.append(call_target(entry, f"{group}.{name}"))
     return callbacks

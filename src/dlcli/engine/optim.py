@@ -9,15 +9,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dlcli.errors import UserError, first_line
-from dlcli.config.build import call_target, prepare_call
-from dlcli.config.own_settings import OWN_SETTINGS
+from dlcli.config.build import call_target, checked_once
 
-OPTIM_KEYS = ("decay_bias_and_norm", "head_lr", "l1", "scale_lr_with_batch")  # handled here, not passed to torch.optim
 REFERENCE_BATCH = 256  # the linear scaling rule: lr x batch_size / 256 (Goyal et al.)
 FULL_BATCH_ONLY = ("torch.optim.Rprop",)  # sign-based steps: mini-batch noise flips the signs
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-SCHED_KEYS = ("interval", "planned_over_epochs")  # read by dl (when it steps; whether a run can go on), not the schedule
-OPTIM_KEY_CONSTRAINTS, SCHED_KEY_CONSTRAINTS = OWN_SETTINGS["optim"], OWN_SETTINGS["sched"]  # what they may be
 
 
 def head_prefix(model: nn.Module) -> str:
@@ -60,8 +56,13 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm:
 def build_optimizer(optim_cfg: DictConfig, model: nn.Module, batch_size: int | None = None,
                     notes: list[str] | None = None) -> torch.optim.Optimizer:
     """The configured torch.optim optimizer over the model's parameter groups. With
-    optim.scale_lr_with_batch the rates follow the linear scaling rule (said in `notes`)."""
-    prepare_call(optim_cfg, "optim", skip=OPTIM_KEYS, runtime={"params": None}, own=OPTIM_KEY_CONSTRAINTS)  # every value, first
+    optim.scale_lr_with_batch the rates follow the linear scaling rule (said in `notes`). The
+    settings dl reads itself (optim.head_lr, ...) are declared in dlcli.config.own_settings.GROUPS."""
+    with checked_once(optim_cfg, "optim"):  # the user's values, before the rate is scaled: once
+        return _built_optimizer(optim_cfg, model, batch_size, notes)
+
+
+def _built_optimizer(optim_cfg: DictConfig, model: nn.Module, batch_size: int | None, notes: list[str] | None) -> torch.optim.Optimizer:
     head_lr = optim_cfg.get("head_lr")
     scale = optim_cfg.get("scale_lr_with_batch", False)
     if scale and batch_size:
@@ -77,7 +78,7 @@ def build_optimizer(optim_cfg: DictConfig, model: nn.Module, batch_size: int | N
     )
     if not groups:
         raise UserError("every parameter is frozen (model.freeze): nothing is left to train")
-    optimizer = call_target(optim_cfg, "optim", skip=OPTIM_KEYS, expect=torch.optim.Optimizer, params=groups)
+    optimizer = call_target(optim_cfg, "optim", expect=torch.optim.Optimizer, params=groups)
     if _needs_closure(optimizer):
         raise UserError(f"optim._target_={optim_cfg._target_} re-evaluates the loss inside step() (it needs a closure), which "
                         "dl's loop does not give: choose another optimizer (sgd, adam, adamw, ...)")
@@ -96,7 +97,7 @@ def _needs_closure(optimizer) -> bool:
 
 def l1_penalty(optim_cfg: DictConfig, model: nn.Module) -> tuple[float, list]:
     """optim.l1 and the parameters it applies to: weights, not biases or norm parameters (1-D)."""
-    strength = optim_cfg.get("l1", 0.0) or 0.0  # at least 0: OPTIM_KEY_CONSTRAINTS
+    strength = optim_cfg.get("l1", 0.0) or 0.0  # at least 0: dlcli.config.own_settings.GROUPS
     if not strength:
         return 0.0, []
     return float(strength), [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
@@ -133,16 +134,23 @@ def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, moni
                     notes: list[str] | None = None) -> Schedule:
     """The run's schedule; its counts given as shares of the run become counts of its `epochs`
     (or of its batches, for a schedule that steps every batch), said in `notes`."""
-    from dlcli.engine.schedulers import resolve_run_shares
-
     if not sched_cfg.get("_target_"):
         return Schedule(None)
+    with checked_once(sched_cfg, "sched"):  # the user's values, before shares and autos are filled in: once
+        return _built_schedule(sched_cfg, optimizer, steps_per_epoch, monitor_mode, epochs, notes)
+
+
+def _built_schedule(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, monitor_mode: str, epochs: int,
+                    notes: list[str] | None) -> Schedule:
+    from dlcli.engine.schedulers import resolve_run_shares
+
     cfg = OmegaConf.to_container(sched_cfg, resolve=True)
     by_batch = cfg.get("interval", "epoch") == "step"
     cfg, said = resolve_run_shares(cfg, epochs * steps_per_epoch if by_batch else epochs, "batches" if by_batch else "epochs")
     if notes is not None:
         notes.extend(said)
-    # Values only the run knows: batches per epoch (one-cycle) and whether the monitor is min or max.
+    # Values only the run knows (GROUPS["sched"].filled_when_auto): batches per epoch (one-cycle), each
+    # group's own rate and whether the monitor is min or max.
     if cfg.get("steps_per_epoch") == "auto":
         cfg["steps_per_epoch"] = steps_per_epoch
     if cfg.get("max_lr") == "auto":
@@ -153,8 +161,8 @@ def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, moni
         cfg["mode"] = monitor_mode
     interval = cfg.get("interval", "epoch")
     _rehearse(cfg, optimizer)
-    scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, expect=SCHEDULERS, expect_name="learning-rate scheduler",
-                            own=SCHED_KEY_CONSTRAINTS, optimizer=optimizer)
+    scheduler = call_target(OmegaConf.create(cfg), "sched", expect=SCHEDULERS, expect_name="learning-rate scheduler",
+                            optimizer=optimizer)
     return Schedule(scheduler, interval)
 
 
@@ -165,7 +173,7 @@ def _rehearse(cfg: dict, optimizer) -> None:
 
     groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": group["lr"]} for group in optimizer.param_groups]
     stand_in = torch.optim.SGD(groups, lr=optimizer.param_groups[0]["lr"], momentum=0.9)
-    scheduler = call_target(OmegaConf.create(cfg), "sched", skip=SCHED_KEYS, expect=SCHEDULERS, expect_name="learning-rate scheduler",
+    scheduler = call_target(OmegaConf.create(cfg), "sched", expect=SCHEDULERS, expect_name="learning-rate scheduler",
                             optimizer=stand_in)
     try:
         with warnings.catch_warnings():

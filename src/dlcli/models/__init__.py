@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from dlcli.models.build import build_model, model_build_keys  # noqa: F401  (the package's public names)
+from dlcli.models.build import build_model  # noqa: F401  (the package's public names)
 from dlcli.models.registry import MODELS
 
 for _module in pkgutil.iter_modules(__path__):

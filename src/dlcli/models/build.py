@@ -12,15 +12,12 @@ from torch import nn
 from dlcli.config.compose import config_options, option_name
 from dlcli.config.constraints import show
 from dlcli.errors import UserError, first_line
-from dlcli.config.build import call_target
-from dlcli.config.own_settings import OWN_SETTINGS
+from dlcli.config.build import call_target, checked_once
+from dlcli.config.own_settings import GROUPS
 from dlcli.models.init import initialize, parse_scheme
 from dlcli.models.registry import MODELS
 from dlcli.system.machine import memory_bytes
 
-# Config keys handled here rather than passed to the model's constructor.
-BUILD_KEYS = ("init", "freeze", "train_with")  # (train_with is read when the config is composed: dlcli.config.compose)
-BUILD_KEY_CONSTRAINTS = OWN_SETTINGS["model"]  # what they may be
 MODEL_PACKAGE = "dlcli.models."
 
 
@@ -29,10 +26,10 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs
     one zero sample of the data's shape. `start_weights=False` skips model.weights=RUN_DIR of a dl
     model, for a model whose own checkpoint is loaded next."""
     start_from = start_weights_of(model_cfg)  # model.weights=RUN_DIR for a dl model (torchvision's take it themselves)
-    skip = model_build_keys(model_cfg)
-    check_size(model_cfg, skip, input_shape, num_outputs)
-    model = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
-                        input_shape=tuple(input_shape), num_outputs=num_outputs)
+    with checked_once(model_cfg, "model"):  # counted on the meta device, then built: checked once
+        check_size(model_cfg, input_shape, num_outputs)
+        model = call_target(model_cfg, "model", expect=nn.Module, expect_name="torch.nn.Module",
+                            input_shape=tuple(input_shape), num_outputs=num_outputs)
     scheme = model_cfg.get("init", "default")
     if parse_scheme(scheme)[0] != "default" and (getattr(model, "has_pretrained_weights", False) or start_from is not None):
         raise UserError(f"model.init={scheme} would overwrite the weights from model.weights: keep model.init=default")
@@ -47,7 +44,7 @@ def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs
 MEMORY_SHARE = 0.5  # of this machine's memory that a model's float32 weights may take (gradients and optimizer state need the rest)
 
 
-def check_size(model_cfg: DictConfig, skip, input_shape: tuple[int, ...], num_outputs: int) -> None:
+def check_size(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs: int) -> None:
     """One of dl's own models is first built on the meta device (no memory, no time) and its
     parameters counted: settings that ask for more weights than this machine can hold
     (model.hidden=[100000,100000] is 40 GB) are one line, not a crash or the OOM killer."""
@@ -56,23 +53,17 @@ def check_size(model_cfg: DictConfig, skip, input_shape: tuple[int, ...], num_ou
     if str(model_cfg._target_).rsplit(".", 1)[-1] not in MODELS or not str(model_cfg._target_).startswith("dlcli."):
         return  # a user's class may not build on the meta device
     with torch.device("meta"):
-        probe = call_target(model_cfg, "model", skip=skip, expect=nn.Module, expect_name="torch.nn.Module",
+        probe = call_target(model_cfg, "model", expect=nn.Module, expect_name="torch.nn.Module",
                             input_shape=tuple(input_shape), num_outputs=num_outputs)
     count = sum(p.numel() for p in probe.parameters())
     needed, available = count * 4, memory_bytes()
     if available and needed > MEMORY_SHARE * available:
         settings = ", ".join(f"model.{k}={show(v)}" for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
-                             if k not in ("_target_", *BUILD_KEYS, "weights"))
+                             if k not in ("_target_", *GROUPS["model"].own))
         shape = "x".join(str(size) for size in input_shape)  # the data's side of the count (an MLP's first layer grows with it)
         raise UserError(f"{model_cfg._target_} with {settings} on inputs of shape {shape} has {count:,} parameters "
                         f"({needed / 2**30:.1f} GB in float32), more than this machine's {available / 2**30:.1f} GB of "
                         "memory can train: choose smaller settings or smaller inputs (data.resize for images)")
-
-
-def model_build_keys(model_cfg: DictConfig) -> tuple[str, ...]:
-    """The model config's keys that build_model handles (not passed to the constructor): every
-    model takes model.init, model.freeze and model.weights the same way."""
-    return BUILD_KEYS + (() if _takes_weights(model_cfg) else ("weights",))
 
 
 def start_weights_of(model_cfg: DictConfig) -> str | None:

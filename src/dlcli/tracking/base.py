@@ -55,6 +55,7 @@ class RunLogger(Callback):
     """Base of the loggers: every call is guarded, so a failing logger warns once and goes quiet."""
 
     option = "logger"
+    needs: ClassVar[str | None] = None  # the package (and dlcli extra of that name) a backend cannot work without
     by_option: ClassVar[dict[str, type[RunLogger]]] = {}  # every backend class, by its `option`
 
     def __init_subclass__(cls, **kwargs):
@@ -63,8 +64,14 @@ class RunLogger(Callback):
             RunLogger.by_option[cls.option] = cls
 
     def __init__(self):
+        self.require_package()
         self.failure: str | None = None
         self.run: LoggedRun | None = None
+
+    @classmethod
+    def require_package(cls) -> None:
+        if cls.needs:
+            require(cls.needs, cls.needs, cls.option)
 
     def attach(self, run: LoggedRun) -> None:
         self.run = run
@@ -151,11 +158,13 @@ def final_numbers(summary: dict) -> dict:
     return numbers
 
 
-def build_loggers(node) -> list[RunLogger]:
-    """The loggers of the config's `logger:` mapping (logger=tensorboard, logger=[tensorboard,mlflow])."""
+def build_loggers(node, check_only: bool = False) -> list[RunLogger]:
+    """The loggers of the config's `logger:` mapping (logger=tensorboard, logger=[tensorboard,mlflow]).
+    With `check_only`, each entry's settings and package are checked and nothing is built (a run
+    checks its config before it builds its loggers, once)."""
     import inspect
 
-    from dlcli.config.build import call_target, prepare_call
+    from dlcli.config.build import call_target, prepare_call, settings_checked
 
     loggers = []
     for name, entry in (node or {}).items():
@@ -164,7 +173,11 @@ def build_loggers(node) -> list[RunLogger]:
         target, _ = prepare_call(entry, f"logger.{name}")
         if not (inspect.isclass(target) and issubclass(target, RunLogger)):  # known before anything is called
             raise UserError(f"logger.{name}._target_={entry._target_} is not a dl logger (a dlcli.tracking.RunLogger)")
-        loggers.append(call_target(entry, f"logger.{name}"))
+        if check_only:
+            target.require_package()  # what building it would ask first
+            continue
+        with settings_checked():  # just now
+            loggers.append(call_target(entry, f"logger.{name}"))
     return loggers
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dlcli.system.files import write_text
 from dlcli.rundir.directory import git_commit, runs_dir_holding
-from dlcli.tracking.base import ParentRun, RunLogger, final_numbers, require
+from dlcli.tracking.base import ParentRun, RunLogger, final_numbers
 
 MLFLOW_RECORD = "mlflow.json"  # in a run (or sweep, or k-fold parent): which MLflow run it is
 MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED"}
@@ -31,10 +31,10 @@ class MLflowLogger(RunLogger):
     The store is <runs dir that holds the run>/mlflow.db unless `tracking_uri` names another."""
 
     option = "mlflow"
+    needs = "mlflow"
 
     def __init__(self, tracking_uri: str | None = None, experiment: str | None = None, parent_run_id: str | None = None):
         super().__init__()
-        require("mlflow", "mlflow", self.option)
         self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
         self.client = self.run_id = None
         self.pending: list[dict] = []

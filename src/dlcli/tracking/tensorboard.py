@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlcli.config.constraints import POSITIVE_INT, constrained
-from dlcli.tracking.base import RunLogger, final_numbers, require, typed_overrides
+from dlcli.tracking.base import RunLogger, final_numbers, typed_overrides
 
 
 @constrained(log_every_n_steps=POSITIVE_INT)
@@ -16,10 +16,10 @@ class TensorBoardLogger(RunLogger):
     added by the process that draws them (dlcli.tracking.plots)."""
 
     option = "tensorboard"
+    needs = "tensorboard"
 
     def __init__(self, log_every_n_steps: int = 50):
         super().__init__()
-        require("tensorboard", "tensorboard", self.option)
         self.every = log_every_n_steps
         self.epochs_writer = self.steps_writer = None
         self.step = 0
