@@ -109,6 +109,8 @@ class PreparedWaves:
     task: str = "classification"
     class_names: list[str] = field(default_factory=lambda: ["0", "1"])
     target_scaler: None = None
+    notes: list[str] = field(default_factory=list)
+    num_outputs = 2
     kind = "waves"
     stored_shape = None
     target_name = "label"
@@ -120,6 +122,15 @@ class PreparedWaves:
 
     def preprocessing(self) -> dict:
         return data_record(self)
+
+    def batches(self, part: str, device, training: bool = False):
+        import torch
+
+        from dlcli.engine.batches import TensorBatches
+
+        rows = self.split.part(part)
+        x = torch.as_tensor(self.features[rows]).reshape(-1, *self.input_shape)
+        return TensorBatches(x.to(device), torch.as_tensor(self.targets[rows], dtype=torch.long).to(device))
 
 
 class WavesModality(Modality):
@@ -147,8 +158,18 @@ class WavesModality(Modality):
         x = torch.as_tensor(signals, dtype=torch.float32).reshape(-1, *record["input_shape"])
         return NewInputs(len(x), lambda size: (x[i : i + size] for i in range(0, len(x), size)))
 
-    def normalization(self, record: dict) -> dict | None:
-        return None
+    def verification_rows(self, data: PreparedWaves, rows, shape: tuple[int, ...]):
+        import torch
+
+        return torch.as_tensor(data.features[rows]).reshape(-1, *shape)
+
+    def stand_in_rows(self, count: int, shape: tuple[int, ...], generator):
+        import torch
+
+        return torch.rand(count, *shape, generator=generator) * 2 - 1
+
+    def export_takes(self, record: dict, shape: list) -> str:
+        return f"float32 signals of {shape[-1]} samples divided by {record['waves']['scale']:g}"
 
 
 @pytest.fixture
@@ -194,3 +215,26 @@ def test_settings_of_another_modality_are_refused_in_the_words_of_both(waves):
     with pytest.raises(UserError, match=r"^data.normalize=dataset applies to image sets \(data=imagefolder, mnist, "
                                         r"fashion_mnist, cifar10\), and waves is a set of waves: drop it$"):
         prepare_data(cfg.data, cfg.split, cfg.seed)
+
+
+@pytest.mark.slow
+def test_a_new_modality_trains_predicts_and_exports_through_the_commands(waves, workdir):
+    """`dl train`, `dl predict` and `dl export` with the toy modality, registered only here."""
+    from conftest import only_run, read, run_cli
+
+    trained = run_cli("train", "data=iris", f"data._target_={__name__}.make_waves", "~data.name", "~data.standardize",
+                      "model=mlp", "trainer.epochs=2", "-q")
+    assert trained.exit_code == 0, trained.output
+    run = only_run(workdir)
+    assert read(run / "preprocessing.json")["kind"] == "waves"
+    np.savetxt(workdir / "new.txt", make_waves(6, seed=2).signals)
+    trust = ("--trust", __name__)  # a data set outside dl, read back from the run's config.yaml
+    predicted = run_cli("predict", str(run), str(workdir / "new.txt"), *trust)
+    assert predicted.exit_code == 0, predicted.output
+    assert len(pd.read_csv(run / "predictions-new.csv")) == 6
+    exported = run_cli("export", str(run), "--format", "torchscript", *trust)
+    assert exported.exit_code == 0, exported.output
+    sidecar = read(run / "model.torchscript.pt.json")
+    assert sidecar["input"]["takes"] == waves.export_takes(sidecar["preprocessing"], sidecar["input"]["shape"])
+    assert sidecar["normalization_included"] is False
+    assert sidecar["verified"]["inputs"] == "rows of the run's test split"  # prepared again by the toy modality

@@ -69,6 +69,10 @@ class ImageData:
         return self.source.class_names
 
     @property
+    def targets(self) -> np.ndarray:
+        return self.source.targets
+
+    @property
     def num_outputs(self) -> int:
         return len(self.source.class_names)
 

@@ -10,10 +10,10 @@ and switches on no name. Adding a modality is adding its module (and its data se
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from dlcli.config.constraints import show
 from dlcli.errors import UserError
@@ -30,6 +30,29 @@ class Placement:
     cache: str | None = None
     copies: int = 1
     saved: bool = False
+
+
+class Prepared(Protocol):
+    """What a modality's prepared data offers the run (dlcli.data.PreparedData and
+    dlcli.data.image_data.ImageData are two): the engine takes its batches, the run writes its record."""
+
+    kind: str  # the registered modality's kind
+    task: str  # classification | regression
+    name: str
+    split: Any  # dlcli.data.split.Split
+    targets: Any  # one class index or value per row (the train split's balance the class weights)
+    input_shape: tuple[int, ...]  # what the model sees of one sample
+    stored_shape: tuple[int, ...] | None  # rows kept smaller and resized batch by batch (digits with data.resize)
+    num_outputs: int
+    class_names: list[str] | None
+    target_name: str  # the column predictions are written under
+    id_columns: Sequence[str]
+    target_scaler: Any  # dlcli.data.preprocess.TargetScaler (regression), or None
+    notes: list[str]  # lines for the run log
+
+    def preprocessing(self) -> dict: ...  # the run's preprocessing.json (dlcli.data.record.data_record)
+
+    def batches(self, part: str, device, training: bool = False): ...  # dlcli.engine.batches' sources
 
 
 class Modality:
@@ -52,9 +75,8 @@ class Modality:
     def check_options(self, options: dict) -> None:
         """Refuse a data setting this modality cannot use, before the data is prepared."""
 
-    def prepare(self, raw, split, options: dict, placement: Placement):
-        """Prepared data (dlcli.data.PreparedData, dlcli.data.image_data.ImageData, ...): it hands
-        the engine batch sources, and its `kind` is the `kind` of a registered modality."""
+    def prepare(self, raw, split, options: dict, placement: Placement) -> Prepared:
+        """`raw` (what the data set returned) prepared for a run with the data settings in `options`."""
         raise NotImplementedError
 
     def record(self, data) -> dict:
