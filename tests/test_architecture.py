@@ -1,6 +1,7 @@
 """The layout stays what the README's Development section draws: every import points down a layer,
 the engine imports nothing above it, no two modules of a package import each other in a circle
-(checked by import-linter's contracts in pyproject.toml), and a module grows past ~400 lines only
+(checked by import-linter's contracts in pyproject.toml), imports stand at the top of each module
+(ruff's PLC0415, with the exceptions marked where they are), and a module grows past ~400 lines only
 with the reason written at its top."""
 
 import subprocess
@@ -17,6 +18,15 @@ def test_the_import_contracts_hold():
                             capture_output=True, text=True, cwd=SOURCE.parents[1])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "BROKEN" not in result.stdout and result.stdout.count("KEPT") == 3
+
+
+def test_imports_are_at_the_top_of_each_module():
+    """ruff's PLC0415 over src with the project's settings (pyproject.toml [tool.ruff]): an import
+    inside a function is allowed only in the CLI's command bodies or where marked with its reason."""
+    command = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(command), "check", "--no-cache", "--output-format", "concise", "src"],
+                            capture_output=True, text=True, cwd=SOURCE.parents[1])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
 def test_long_modules_say_why():

@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI prints their message on one line and exits with code 2."""
 
+import unicodedata
+
 MAX_LINE = 300  # a message quotes at most this much of someone else's text (a 50 MB CSV header...)
 
 
@@ -22,8 +24,6 @@ UNPRINTABLE = ("Cc", "Cf", "Cs", "Zl", "Zp", "Co", "Cn")
 def printable(text: str) -> str:
     """`text` with its control and format characters escaped (\\n, \\x1b, \\u202e): what dl prints
     of a message that quotes a user's value stays one line and cannot steer the terminal."""
-    import unicodedata
-
     if all(" " <= c < "\x7f" for c in text):
         return text
     return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in UNPRINTABLE else c for c in text)

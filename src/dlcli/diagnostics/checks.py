@@ -17,9 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import dlcli.models  # noqa: F401  (every model module registers itself on import)
 from dlcli.config.advice import suggest
 from dlcli.diagnostics.evidence import Evidence
 from dlcli.diagnostics.report import Finding, fmt, read_findings
+from dlcli.errors import UserError
+from dlcli.models.registry import MODELS
+from dlcli.rundir.directory import read_metrics, read_summary
+from dlcli.trust.received import read_yaml
 
 
 @dataclass
@@ -97,8 +102,6 @@ def analyze(rows: list[dict], summary: dict, evidence: Evidence | None = None, c
 def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
     """A run's findings: its diagnostics.json, or (killed runs, older runs) an analysis of its files.
     Returns the findings and whether they were read from diagnostics.json."""
-    from dlcli.rundir.directory import read_metrics, read_summary
-
     saved = read_findings(run_dir)
     if saved is not None:
         return saved, True
@@ -107,9 +110,6 @@ def diagnose_run(run_dir: Path) -> tuple[list[Finding], bool]:
 
 def _saved_config(run_dir: Path) -> dict | None:
     """The run's config.yaml as plain data (received.read_yaml: bounded, no tags), or None."""
-    from dlcli.errors import UserError
-    from dlcli.trust.received import read_yaml
-
     try:
         content = read_yaml(run_dir / "config.yaml")
     except (UserError, OSError):
@@ -375,8 +375,6 @@ def _larger(config: dict | None) -> list[tuple[str, object]]:
     target = model.get("_target_") if isinstance(model, dict) else None
     if not isinstance(target, str) or not target.startswith("dlcli.models."):
         return []  # someone else's class is not imported to ask it
-    from dlcli.models.registry import MODELS
-    import dlcli.models  # noqa: F401  (every model module registers itself on import)
 
     grows = getattr(MODELS.get(target.rsplit(".", 1)[-1]), "grows_with", ())
     doubled = []

@@ -7,6 +7,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dlcli.errors import UserError
+from dlcli.rundir.directory import read_json, write_json
+from dlcli.system.numbers import short
+
 
 @dataclass
 class Finding:
@@ -22,15 +26,10 @@ class Finding:
 
 
 def write_findings(run_dir: Path, findings: list[Finding]) -> None:
-    from dlcli.rundir.directory import write_json
-
     write_json(run_dir / "diagnostics.json", {"findings": [asdict(f) for f in findings]})
 
 
 def read_findings(run_dir: Path) -> list[Finding] | None:
-    from dlcli.errors import UserError
-    from dlcli.rundir.directory import read_json
-
     path = run_dir / "diagnostics.json"
     if not path.is_file():
         return None
@@ -54,8 +53,6 @@ def diagnosis_lines(findings: list[Finding], skipped: str | None = None) -> list
 
 
 def fmt(value) -> str:
-    from dlcli.system.numbers import short
-
     if isinstance(value, (list, tuple)):
         return ", ".join(short(v) for v in value)
     return short(value) if value is not None else "-"

@@ -16,9 +16,11 @@ trains without it and its log says why; with several processes it is a one-line 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 
 import torch
+import torch._dynamo as dynamo
 
 from dlcli.engine.distributed import World, shard
 from dlcli.engine.loop import autocast
@@ -30,10 +32,6 @@ def compile_session(session: Session) -> str:
     """Compile the session's steps now; the line for the run log (the seconds it took, or why not).
     With several processes a failure is the run's (one line): a rank that fell back alone would
     take steps the others do not."""
-    import logging
-
-    import torch._dynamo as dynamo
-
     # torch's C++ builder warns that a CPU-only machine has no CUDA runtime: true, and no concern of the run's
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     dynamo.reset()  # a process that trained before (k-fold's folds, a sweep worker's trials) starts clean

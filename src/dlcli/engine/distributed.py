@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from dlcli.errors import UserError
 
@@ -36,8 +37,6 @@ class World:
 
 def current_world() -> World:
     """This process's place in the initialized process group (one process: World())."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
     return World()
@@ -68,7 +67,6 @@ def gather_in_order(outputs: torch.Tensor, targets: torch.Tensor, world: World) 
     """Every rank's shard of outputs and targets, concatenated in rank order (the samples' order)."""
     if not world.active:
         return outputs, targets
-    import torch.distributed as dist
 
     parts: list = [None] * world.size
     dist.all_gather_object(parts, (outputs.detach().cpu(), targets.detach().cpu()))
@@ -82,7 +80,6 @@ def buffers_of_rank_zero(model: torch.nn.Module, world: World) -> None:
     use rank 0's."""
     if not world.active:
         return
-    import torch.distributed as dist
 
     for buffer in model.buffers():
         if dist.get_backend() == "nccl" or buffer.device.type == "cpu":
@@ -97,7 +94,6 @@ def summed(value: torch.Tensor, world: World) -> torch.Tensor:
     """A tensor summed over the ranks, element by element (on the CPU for gloo, on the device for nccl)."""
     if not world.active:
         return value
-    import torch.distributed as dist
 
     if dist.get_backend() == "nccl":  # nccl sums on this rank's GPU
         on = value.detach().to(f"cuda:{torch.cuda.current_device()}", copy=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.nn import functional
 
@@ -116,8 +117,6 @@ def class_weights(weight, train_targets: np.ndarray, num_classes: int) -> list[f
     if weight is None:
         return None
     if weight == "balanced":
-        from sklearn.utils.class_weight import compute_class_weight
-
         present = np.unique(train_targets)
         if len(present) < num_classes:
             raise UserError("loss.weight=balanced needs every class in the train split")

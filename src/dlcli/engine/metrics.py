@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import torch
+from sklearn import metrics
 
 from dlcli.engine.targets import invert_transform
 
@@ -41,8 +42,6 @@ def epoch_scores(task: str, outputs: torch.Tensor, targets: torch.Tensor, target
 def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float = 1.0, target_mean: float = 0.0,
           target_transform: str = "none") -> dict:
     """Task metrics from model outputs; regression values are mapped back to the target's units."""
-    from sklearn import metrics
-
     if task == "classification":
         predictions = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs  # logits or classes
         return {"accuracy": float(metrics.accuracy_score(targets, predictions))}
@@ -69,8 +68,6 @@ def log_rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
 
 def classification_report(outputs: np.ndarray, targets: np.ndarray, class_names: list[str]) -> dict:
     """Per-class precision/recall/F1/support and the confusion matrix (rows: true, cols: predicted)."""
-    from sklearn import metrics
-
     labels = list(range(len(class_names)))
     predictions = outputs.argmax(axis=1)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(

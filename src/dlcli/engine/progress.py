@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dlcli.engine.callbacks import Callback
 from dlcli.errors import printable_lines
+from dlcli.system.files import open_append
 from dlcli.system.numbers import short
 from dlcli.system.terminal import SafeConsole
 
@@ -33,8 +34,6 @@ class Reporter(Callback):
 
     # -- logging -------------------------------------------------------------------------------
     def attach_log(self, path: Path) -> None:
-        from dlcli.system.files import open_append
-
         self.log_file = open_append(path)  # never through a link
 
     def log(self, message: str, style: str | None = None) -> None:

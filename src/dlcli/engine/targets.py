@@ -4,6 +4,8 @@ and every metric and prediction is mapped back to the target's own units. Shared
 
 from __future__ import annotations
 
+import numpy
+
 TARGET_TRANSFORMS = ("none", "log", "log1p")
 
 
@@ -17,6 +19,4 @@ def invert_transform(name: str, y):
 
 
 def _numpy():
-    import numpy
-
     return numpy

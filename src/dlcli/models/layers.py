@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
+import torch
 from torch import nn
 
 from dlcli.errors import InputTooSmall, UserError
@@ -69,10 +73,6 @@ def feature_shape(features: nn.Module, input_shape: tuple[int, ...], model: str)
     An input that shrinks to nothing is a one-line error naming the smallest square size that
     works, so the user can set data.resize to it.
     """
-    import copy
-
-    import torch
-
     meta = copy.deepcopy(features).to("meta").eval()  # the real weights stay untouched
 
     def trace(shape) -> tuple[int, ...] | None:
@@ -109,8 +109,6 @@ def feature_shape(features: nn.Module, input_shape: tuple[int, ...], model: str)
 
 def _where_it_vanishes(meta: nn.Module, input_shape: tuple[int, ...]) -> str:
     """'after the 5th pooling layer (features.14)': walk the leaf layers until the image is gone."""
-    import torch
-
     x = torch.zeros(1, *input_shape, device="meta")
     pools = 0
     for name, layer in meta.named_modules():
@@ -139,6 +137,4 @@ def _ordinal(n: int) -> str:
 
 def flat_features(features: nn.Module, input_shape: tuple[int, ...], model: str) -> int:
     """How many numbers the feature extractor hands the classifier head, per sample."""
-    import math
-
     return math.prod(feature_shape(features, input_shape, model))

@@ -15,6 +15,7 @@ from dlcli.errors import UserError, first_line
 from dlcli.models.layers import image_input
 from dlcli.config.constraints import Text, constrained, nullable
 from dlcli.models.registry import register
+from dlcli.models.weights import load_weights_into, read_weights
 
 
 def _last_linear(model: nn.Module) -> tuple[str, nn.Module]:
@@ -57,7 +58,7 @@ class TorchvisionModel(nn.Module):
 
     def __init__(self, input_shape, num_outputs: int, name: str = "resnet18", weights: str | None = None):
         super().__init__()
-        import torchvision.models as tvm
+        import torchvision.models as tvm  # noqa: PLC0415  (a table's run never loads torchvision)
 
         channels, _, _ = image_input(input_shape, f"torchvision ({name})")
         available = tvm.list_models(module=tvm)
@@ -96,8 +97,6 @@ class TorchvisionModel(nn.Module):
     def _load_file(self, path: Path) -> None:
         """Weights from a file (a state dict of this torchvision model, or a dl checkpoint of one):
         the same reader and rules as model.weights for dl's models, the head aside."""
-        from dlcli.models.weights import load_weights_into, read_weights
-
         state, _ = read_weights(path)
         head_name, _ = _last_linear(self.net)
         prefix = "net."

@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from dlcli.config.compose import COMPONENT_GROUPS, option_name
+from dlcli.config.compose import COMPONENT_GROUPS, option_name, override_key
+from dlcli.config.metric_names import monitor_mode
 from dlcli.errors import UserError
 from dlcli.rundir.directory import ARTIFACTS_DIR, effective_status, read_json, read_metrics, read_summary
+from dlcli.system.numbers import setting
+from dlcli.trust.moved_targets import modernize
+from dlcli.trust.received import read_yaml
 
 NOT_COMPARED = ("name", "resume", "runs_dir")  # where a run lives, not what it computed
 
@@ -131,9 +135,6 @@ def _number(value):
 
 def _flat_config(run_dir: Path) -> dict:
     """A run's config as dotted keys -> typed values (lists stay lists); {} when unreadable."""
-    from dlcli.trust.moved_targets import modernize
-    from dlcli.trust.received import read_yaml
-
     try:
         config = read_yaml(run_dir / "config.yaml")  # bounded, no interpolation: a run may come from anyone
     except UserError:  # absent (a trial that failed before training) or damaged: no columns from it
@@ -162,9 +163,6 @@ def _flatten(node, prefix: str, out: dict) -> None:
 
 def _typed_keys(run_dir: Path) -> list[str]:
     """The settings its user typed: `model=softmax` -> model, `+optim.l1=0.1` -> optim.l1."""
-    from dlcli.config.compose import override_key
-    from dlcli.trust.received import read_yaml
-
     try:
         overrides = read_yaml(run_dir / "overrides.yaml")
     except UserError:
@@ -212,8 +210,6 @@ def filter_runs(runs: RunRows, conditions: Sequence[str]) -> RunRows:
 
 
 def _matches(value, wanted: str) -> bool:
-    from dlcli.system.numbers import setting
-
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return float(wanted) == float(value)
@@ -259,8 +255,6 @@ def _data_label(data, source) -> str | None:
 
 def best_first(group: RunGroup) -> None:
     """Sort a group's runs by its validation metric, best first (runs without one last)."""
-    from dlcli.config.metric_names import monitor_mode
-
     if group.metric is None:
         return
     sign = -1 if monitor_mode(group.metric) == "max" else 1

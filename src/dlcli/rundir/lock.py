@@ -9,6 +9,7 @@ import weakref
 from pathlib import Path
 
 from dlcli.errors import UserError
+from dlcli.system.files import open_lock_file
 
 
 class RunLock:
@@ -29,8 +30,6 @@ class RunLock:
         self._file = None
 
     def acquire(self) -> "RunLock":
-        from dlcli.system.files import open_lock_file
-
         file = open_lock_file(self.path)  # never through a link: .lock is truncated below
         if not _lock(file):
             file.seek(0)

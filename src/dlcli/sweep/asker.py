@@ -3,16 +3,29 @@ study how each ended, and on resume bringing the study in line with the trial di
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from optuna.trial import TrialState, create_trial
+
 from dlcli.errors import UserError, first_line
+from dlcli.rundir.lock import is_training
 from dlcli.system.files import remove_tree
 from dlcli.system.interrupts import ctrl_c_deferred
 from dlcli.rundir.directory import read_summary
 from dlcli.sweep.kinds import KINDS, grid_combinations
 from dlcli.sweep.plan import FINISHED, SweepSettings
 from dlcli.sweep.space import SearchSpace
-from dlcli.sweep.study import STUDY_FILE
+from dlcli.sweep.study import (
+    NUMBER_ATTR,
+    STUDY_FILE,
+    distributions,
+    optuna_values,
+    outcome,
+    sampler_for,
+    trial_id_of,
+    trial_params,
+)
 from dlcli.sweep.trial import TrialSpec, trial_outcome
 
 
@@ -28,8 +41,6 @@ class TrialAsker:
     def __init__(self, study, sweep_dir: Path, settings: SweepSettings, space: SearchSpace, metric: str, mode: str,
                  threads: int, config_dirs, extra: list[str], again: dict[int, dict[str, str]], pruning, study_name: str,
                  received: bool = False):
-        from dlcli.sweep.study import distributions
-
         self.study, self.sweep_dir, self.settings, self.space = study, sweep_dir, settings, space
         self.metric, self.mode, self.threads, self.config_dirs, self.extra = metric, mode, threads, list(config_dirs), extra
         self.pruning, self.study_name = pruning, study_name
@@ -50,10 +61,6 @@ class TrialAsker:
                                     f"study ({STUDY_FILE}) was made with: restore sweep.yaml, or start a new sweep")
 
     def specs(self, numbers: list[int]):
-        import time
-
-        from dlcli.sweep.study import NUMBER_ATTR, optuna_values, sampler_for, trial_id_of, trial_params
-
         for number in numbers:
             started = time.perf_counter()
             with ctrl_c_deferred():
@@ -74,10 +81,6 @@ class TrialAsker:
                             trial_id=trial_id_of(trial), study_name=self.study_name, received=self.received)
 
     def tell(self, record: dict) -> None:
-        import time
-
-        from dlcli.sweep.study import outcome
-
         optuna_number = self.running.get(record["number"])
         if optuna_number is None:
             return
@@ -89,9 +92,6 @@ class TrialAsker:
         self.seconds += time.perf_counter() - started
 
     def close(self) -> None:
-        from optuna.trial import TrialState
-
-
         with ctrl_c_deferred():
             for optuna_number in self.running.values():
                 self.study.tell(optuna_number, state=TrialState.FAIL)
@@ -103,11 +103,6 @@ def collect(sweep_dir: Path, study, space: SearchSpace, metric: str, mode: str) 
     finished while the sweep was being killed is told now); trials that failed, were interrupted
     or were left running by a killed sweep are failed in the study and cleaned away, to run again
     with the same values. Waiting trials a killed sweep enqueued but never asked are dropped."""
-    from optuna.trial import TrialState, create_trial
-
-    from dlcli.rundir.lock import is_training
-    from dlcli.sweep.study import NUMBER_ATTR, outcome, trial_params
-
     with ctrl_c_deferred():
         while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
             study.tell(study.ask(), state=TrialState.FAIL)

@@ -3,16 +3,19 @@ warning when the top trials are too close to call), and the one look at the test
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Sequence
 
 from omegaconf import OmegaConf
 
+from dlcli.experiment import build_experiment
 from dlcli.system.numbers import short
 from dlcli.tracking.plots import draw_in_background
-from dlcli.rundir.directory import load_saved_config, update_summary, write_text
+from dlcli.rundir.directory import load_saved_config, read_json, update_summary, write_text
 from dlcli.sweep.plan import SweepResult
 from dlcli.sweep.results import chosen_by, close_call, plot_sweep, results_frame, sorted_by_metric, write_results
+from dlcli.trained.evaluate import evaluate_checkpoint
 
 
 def finish(sweep_dir, records, space, metric, mode, status, log, trust=(), folds: int | None = None) -> SweepResult:
@@ -62,8 +65,6 @@ def value_text(record: dict) -> str:
 
 def _resolution(trial_dir: Path, metric: str) -> float | None:
     """The smallest step of an accuracy on this trial's validation split (1 / its rows)."""
-    from dlcli.rundir.directory import read_json
-
     if metric != "val_accuracy" or not (trial_dir / "split.json").is_file():
         return None
     sizes = read_json(trial_dir / "split.json").get("sizes")
@@ -74,11 +75,6 @@ def _resolution(trial_dir: Path, metric: str) -> float | None:
 def _test_best(trial_dir: Path, trust: Sequence[str] = ()) -> dict:
     """The one look at the test split: the best trial's best checkpoint (each fold's, averaged, for
     a cross-validated trial), after every trial is done."""
-    import statistics
-
-    from dlcli.trained.evaluate import evaluate_checkpoint
-    from dlcli.experiment import build_experiment
-
     keep = ("samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
     runs = sorted((d for d in trial_dir.glob("fold-*") if d.is_dir()), key=lambda d: int(d.name[5:])) or [trial_dir]
     reports = []

@@ -10,6 +10,7 @@ stopped instead of drawing trial 0's values again.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,9 +41,7 @@ def grid_combinations(space: SearchSpace) -> list[dict[str, str]]:
 
 def quiet_optuna():
     """Optuna, with its own log lines and experimental-feature warnings off (the sweep prints its own)."""
-    import warnings
-
-    import optuna
+    import optuna  # noqa: PLC0415  (dl --help runs without optuna)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -3,12 +3,16 @@ many trials at once, on what), and what it returns (SweepResult)."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from dlcli.config.constraints import SEED, Interval, ListOf, Options, Text, nullable
+from dlcli.config.schema import CONSTRAINTS
+from dlcli.errors import UserError
 from dlcli.sweep.kinds import KINDS
-from dlcli.sweep.study import DEFAULT_STARTUP, DEFAULT_WARMUP, PRUNERS
+from dlcli.sweep.study import DEFAULT_STARTUP, DEFAULT_WARMUP, MOST_TRIALS, PRUNERS
 
 BACKENDS = ("local", "ray")
 MOST_AT_ONCE = 4096  # --jobs, --threads, --trials-per-gpu: more than any machine has cores or GPUs
@@ -21,10 +25,6 @@ SAVED_PLAN = ("jobs", "threads", "trials_per_gpu", "config_dirs")  # and may hol
 def declared() -> dict:
     """What each setting of a sweep may be: one table for the command's options, for SweepSettings
     and SweepPlan given through the Python API, and for the sweep.yaml a resume reads."""
-    from dlcli.config.schema import CONSTRAINTS
-    from dlcli.config.constraints import SEED, Interval, ListOf, Options, Text, nullable
-    from dlcli.sweep.study import MOST_TRIALS
-
     at_once = nullable(Interval(1, MOST_AT_ONCE, integer=True))
     return {"kind": Options(tuple(KINDS)), "overrides": ListOf(Text()), "trials": nullable(Interval(1, MOST_TRIALS, integer=True)),
             "seed": SEED, "metric": nullable(Text(non_empty=True)), "mode": nullable(Options(("min", "max"))),
@@ -98,10 +98,6 @@ def saved_config_dirs(saved: dict, sweep_dir: Path) -> list[str]:
     """The --config-dir a resumed sweep composes from is typed again: sweep.yaml's own list says
     where the sweep was first composed from, and a file that may come from someone else may not
     choose where configs are read from (as hydra.searchpath in it may not)."""
-    import shlex
-
-    from dlcli.errors import UserError
-
     named = [str(d) for d in saved.get("config_dirs") or []]
     if named:
         again = " ".join(f"--config-dir {shlex.quote(d)}" for d in named)

@@ -9,10 +9,13 @@ other trial's epochs whether they ran in this process, in a local pool, or on a 
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from dlcli.engine.callbacks import Callback
 from dlcli.errors import TrialPruned
+from dlcli.sweep.study import Pruning, trial_handle
+from dlcli.system.interrupts import ctrl_c_deferred
 
 PRUNER_NAMES = {"median": "MedianPruner", "asha": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner"}
 
@@ -22,8 +25,6 @@ class StudyReporting(Callback):
     cross-validated trial reports instead, after each fold, the mean over its folds so far."""
 
     def __init__(self, sweep_dir: Path, study_name: str, trial_id: int, pruning, metric: str):
-        from dlcli.sweep.study import Pruning, trial_handle
-
         if isinstance(pruning, dict) or hasattr(pruning, "keys"):  # named in a trial's config (trainer.devices>1)
             pruning = Pruning(**dict(pruning))
         self.trial = trial_handle(Path(sweep_dir), study_name, trial_id, pruning)
@@ -40,8 +41,6 @@ class StudyReporting(Callback):
     def after_fold(self, fold: int, folds: int, values: list[float]) -> None:
         """Fold `fold` of `folds` ended; `values` are the completed folds' best values. The last
         fold is reported but never pruned: the trial is complete."""
-        import statistics
-
         if not values:
             return
         mean = statistics.fmean(values)
@@ -50,8 +49,6 @@ class StudyReporting(Callback):
                               f"mean {self.metric} {mean:.4g}")
 
     def _report(self, value: float, step: int) -> bool:
-        from dlcli.system.interrupts import ctrl_c_deferred
-
         with ctrl_c_deferred():  # a Ctrl-C inside the journal's lock would break the lock for everyone
             self.trial.report(value, step)
             return self.rule != "none" and self.trial.should_prune()

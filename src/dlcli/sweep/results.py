@@ -9,6 +9,7 @@ import pandas as pd
 from dlcli.system.numbers import short
 from dlcli.rundir.directory import write_text
 from dlcli.sweep.space import SearchSpace
+from dlcli.tracking.plots import _figure, _save
 
 
 def results_frame(records: list[dict], space: SearchSpace, metric: str) -> pd.DataFrame:
@@ -81,8 +82,6 @@ def close_call(best: pd.DataFrame, metric: str, resolution: float | None, spread
 
 def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path) -> None:
     """The metric against each swept parameter; log axes where the parameter is log-scaled."""
-    from dlcli.tracking.plots import _figure, _save
-
     done = frame[frame[metric].notna()]
     if done.empty or not space.names:
         return

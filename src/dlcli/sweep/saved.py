@@ -12,18 +12,18 @@ from dlcli.config.constraints import render
 from dlcli.errors import UserError
 from dlcli.system.files import check_no_links_out
 from dlcli.sweep.plan import LATER_SETTINGS, SAVED_PLAN, SAVED_SETTINGS, SweepSettings, declared
+from dlcli.trust.received import read_yaml
+from dlcli.trust.targets import check_trusted_overrides, is_trusted, targets_typed, trusted_here
+from dlcli.trust.workdir import opening
 
 
 def read_saved_sweep(sweep_dir: Path, given: SweepSettings, trust: Sequence[str] = ()) -> tuple[Path, SweepSettings, dict]:
     """The sweep directory, the settings its sweep.yaml holds (checked against the same table as
     the command's options) and the whole file; its overrides may build only trusted classes."""
-    from dlcli.trust.workdir import opening
-
     opening(sweep_dir)  # a ./conf inside it is not the user's (dlcli.trust.workdir)
     if not (sweep_dir / "sweep.yaml").is_file():
         raise UserError(f"--resume {sweep_dir} is not a sweep directory (no sweep.yaml)")
     check_no_links_out(sweep_dir, "the sweep directory")  # its study, trials and results are written and deleted in it
-    from dlcli.trust.received import read_yaml
 
     path = sweep_dir / "sweep.yaml"
     saved = read_yaml(path)  # bounded plain YAML, no interpolation: a sweep may come from someone else
@@ -42,7 +42,6 @@ def read_saved_sweep(sweep_dir: Path, given: SweepSettings, trust: Sequence[str]
             raise UserError(f"{path}: {render(key, saved[key], problem)} (restore the file from a copy of the sweep)")
     if given.overrides and list(given.overrides) != saved["overrides"]:
         raise UserError(f"--resume {sweep_dir} sweeps {' '.join(saved['overrides'])}; drop the overrides or start a new sweep")
-    from dlcli.trust.targets import check_trusted_overrides
 
     _check_typed_targets_trusted(sweep_dir, saved, trust)
     check_trusted_overrides(saved["overrides"], trust, source=str(path))  # before any of them is composed
@@ -57,8 +56,6 @@ def _check_typed_targets_trusted(sweep_dir: Path, saved: dict, trust: Sequence[s
     are not trusted by that record: a sweep directory may come from someone else and never vouches
     for itself. Refuse, before any trial, in words that say how the user trusts them again. (The
     record only words this refusal: every saved override and composed config is still checked.)"""
-    from dlcli.trust.targets import is_trusted, targets_typed, trusted_here
-
     typed = saved.get("typed_targets")
     if not isinstance(typed, dict):
         return  # an older sweep, or a record of another shape: the checks that follow still refuse what is untrusted

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from dlcli.config.compose import CONFIG_MODULE, search_path
 from dlcli.errors import UserError, first_line
 
 
@@ -54,12 +55,10 @@ class SearchSpace:
 
 def parse_space(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()) -> SearchSpace:
     """Split overrides into fixed ones and swept parameters (glob needs the config's group options)."""
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import IntervalSweep, RangeSweep
-
-    from dlcli.config.compose import CONFIG_MODULE, search_path
+    from hydra import initialize_config_module  # noqa: PLC0415  (dl --help runs without hydra)
+    from hydra.core.global_hydra import GlobalHydra  # noqa: PLC0415  (dl --help runs without hydra)
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: PLC0415  (dl --help runs without hydra)
+    from hydra.core.override_parser.types import IntervalSweep, RangeSweep  # noqa: PLC0415  (dl --help runs without hydra)
 
     space = SearchSpace()
     GlobalHydra.instance().clear()

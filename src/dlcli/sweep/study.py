@@ -13,6 +13,7 @@ Pruners: median -> MedianPruner, asha -> SuccessiveHalvingPruner, hyperband -> H
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from dlcli.errors import UserError
 from dlcli.sweep.kinds import KINDS, quiet_optuna, sampler_for
 from dlcli.sweep.space import Param, SearchSpace
+from dlcli.system.files import write_atomically
 
 STUDY_FILE = "study.journal"
 STUDY_NAME = "dl-sweep"  # the study of a sweep made before studies took the sweep's --name
@@ -35,14 +37,14 @@ _optuna = quiet_optuna
 
 def storage(sweep_dir: Path):
     optuna = _optuna()
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend  # noqa: PLC0415  (dl --help runs without optuna)
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(Path(sweep_dir) / STUDY_FILE)))
 
 
 def distributions(space: SearchSpace, kind: str) -> dict:
     """Optuna distributions of the swept parameters (a grid's are its listed values)."""
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution  # noqa: PLC0415  (dl --help runs without optuna)
 
     if not KINDS[kind].draws:  # a grid's values are the listed texts, enqueued in order
         return {p.key: CategoricalDistribution(list(p.values)) for p in space.params}
@@ -52,7 +54,7 @@ def distributions(space: SearchSpace, kind: str) -> dict:
 def distribution(param: Param):
     """The Optuna distribution of one swept parameter: interval -> float, tag(log, ...) -> log
     scale, int(interval(...)) -> int, range(...) -> int steps, choice/lists -> categorical."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: PLC0415  (dl --help runs without optuna)
 
     if param.step is not None:
         return IntDistribution(int(param.low), int(param.high), step=int(param.step))
@@ -113,7 +115,7 @@ def pruner_for(pruning: Pruning):
 
 def _after_startup(pruner_class, startup: int):
     """`pruner_class` that stops no trial until `startup` trials have completed."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # noqa: PLC0415  (dl --help runs without optuna)
 
     class AfterStartup(pruner_class):
         def prune(self, study, trial) -> bool:
@@ -132,8 +134,6 @@ def repair_journal(sweep_dir: Path) -> str | None:
     Called with the sweep's lock held, so no process of the sweep is alive to hold Optuna's journal
     lock: one left by a process killed while writing is removed (Optuna would wait for it, then
     break it with two warnings)."""
-    import json
-
     stale_lock = Path(sweep_dir) / (STUDY_FILE + ".lock")  # a link Optuna makes beside the journal
     if stale_lock.is_symlink() or stale_lock.is_file():
         stale_lock.unlink()  # the link itself, never what it names
@@ -150,7 +150,6 @@ def repair_journal(sweep_dir: Path) -> str | None:
                             "or start a new sweep") from None
     if whole == len(data):
         return None
-    from dlcli.system.files import write_atomically
 
     write_atomically(journal.with_name(STUDY_FILE + ".torn"), lambda file: file.write(data[whole:]), binary=True)
     with open(journal, "r+b") as file:  # cut in place: Optuna's lock file stays beside it
@@ -209,7 +208,7 @@ def optuna_values(space: SearchSpace, kind: str, params: dict[str, str]) -> dict
 def outcome(record: dict):
     """(state, value) to tell the study about a trial's record: a completed trial with a finite
     value is COMPLETE; pruned is PRUNED; anything else (failed, interrupted, no value) is FAIL."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # noqa: PLC0415  (dl --help runs without optuna)
 
     value = record.get("value")
     if record["status"] == "completed" and value is not None and math.isfinite(float(value)):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dlcli.errors import UserError
+from dlcli.rundir.directory import check_checkpoint_name, checkpoint_path, find_run, load_saved_config, read_json
 
 SMALL = 10  # tensors with at most this many elements are shown in full
 
@@ -38,9 +39,8 @@ def inspect_run(run_dir: str | Path, checkpoint: str = "best", trust: Sequence[s
 
     The model and its data are rebuilt from the run's saved config exactly as `dl eval` does
     (read safely: only trusted classes, see `load_saved_config`), on the CPU."""
-    from dlcli.engine.checkpoint import load_checkpoint, load_weights
-    from dlcli.experiment import build_experiment
-    from dlcli.rundir.directory import check_checkpoint_name, checkpoint_path, find_run, load_saved_config
+    from dlcli.engine.checkpoint import load_checkpoint, load_weights  # noqa: PLC0415  (dl inspect runs without torch: dlcli.engine.checkpoint imports it)
+    from dlcli.experiment import build_experiment  # noqa: PLC0415  (dl inspect runs without torch: dlcli.experiment imports it)
 
     check_checkpoint_name(checkpoint)
     run = find_run(run_dir)
@@ -75,7 +75,7 @@ def tensor_entry(name: str, tensor, small: int = SMALL) -> dict:
     """Name, shape and statistics of one tensor, and its values (nested lists) when it has at most
     `small` elements. std is the population std (no Bessel correction: defined for one element
     too); non-finite numbers are null, as JSON has no NaN."""
-    import torch
+    import torch  # noqa: PLC0415  (dl inspect runs without torch)
 
     t = tensor.detach().to("cpu", torch.float64)
     n = t.numel()
@@ -109,9 +109,9 @@ def _values(value):
 def single_linear(model):
     """(name, layer) of the one linear layer when the model is exactly flatten + linear, else None.
     Judged by the exact class (a subclass could change `forward`) and its layers."""
-    from torch import nn
+    from torch import nn  # noqa: PLC0415  (dl inspect runs without torch)
 
-    from dlcli.models import MLP, LinearRegression, SoftmaxRegression
+    from dlcli.models import MLP, LinearRegression, SoftmaxRegression  # noqa: PLC0415  (dl inspect runs without torch: dlcli.models imports it)
 
     if type(model) not in (LinearRegression, SoftmaxRegression, MLP):
         return None
@@ -124,8 +124,8 @@ def single_linear(model):
 def data_units(experiment, run: Path) -> tuple[dict | None, str]:
     """The single linear layer's parameters in the data's own units, or None and the reason the
     values are as stored."""
-    from dlcli.data import PreparedData
-    from dlcli.trained.evaluate import check_same_split
+    from dlcli.data import PreparedData  # noqa: PLC0415  (dl inspect runs without numpy: dlcli.data imports it)
+    from dlcli.trained.evaluate import check_same_split  # noqa: PLC0415  (dl inspect runs without torch: dlcli.trained.evaluate imports it)
 
     found = single_linear(experiment.session.model)
     if found is None:
@@ -165,7 +165,7 @@ def data_units(experiment, run: Path) -> tuple[dict | None, str]:
         note = (f"in the data's own units: {how}; {target}; "
                 + ("w = s*w'/sigma, b = s*(b' - sum(w'*mu/sigma)) + m" if regression else "w = w'/sigma, b = b' - sum(w'*mu/sigma)"))
 
-    import torch
+    import torch  # noqa: PLC0415  (dl inspect runs without torch)
 
     units = {
         "note": note,
@@ -185,12 +185,11 @@ def feature_scaling(cfg, data, run: Path):
     """(mu, sigma, how, converted) with x' = (x - mu) / sigma per prepared feature column, read from
     the run's preprocessing.json (what it fitted on its train rows), or for a run saved before that
     file existed, from the same encoding fitted again on the same train rows."""
-    import numpy as np
+    import numpy as np  # noqa: PLC0415  (dl inspect runs without numpy)
 
-    from dlcli.data import PREPROCESSING_FILE, PREPROCESSING_FORMAT
-    from dlcli.data.preprocess import TableEncoding, encoding_from_json
-    from dlcli.data.record import check_preprocessing
-    from dlcli.rundir.directory import read_json
+    from dlcli.data import PREPROCESSING_FILE, PREPROCESSING_FORMAT  # noqa: PLC0415  (dl inspect runs without numpy: dlcli.data imports it)
+    from dlcli.data.preprocess import TableEncoding, encoding_from_json  # noqa: PLC0415  (dl inspect runs without numpy: dlcli.data.preprocess imports it)
+    from dlcli.data.record import check_preprocessing  # noqa: PLC0415  (dl inspect runs without numpy: dlcli.data.record imports it)
 
     saved = run / PREPROCESSING_FILE
     record = check_preprocessing(read_json(saved), saved, PREPROCESSING_FORMAT) if saved.is_file() else None

@@ -13,11 +13,17 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
+from omegaconf import OmegaConf
 
+from dlcli.engine.optim import REFERENCE_BATCH
 from dlcli.engine.state import Session
 from dlcli.engine.loop import train_step
 from dlcli.errors import UserError
+from dlcli.experiment import build_experiment
+from dlcli.rundir.directory import create_run_dir, write_json, write_text
+from dlcli.tracking.plots import plot_lr_find
 
 @dataclass
 class LRFindResult:
@@ -175,13 +181,6 @@ def find_lr(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     Returns (run_dir, result). The run directory holds config.yaml, lr_find.csv, lr_find.json
     and lr_find.png; it is created only once the test has run, so bad input leaves nothing.
     """
-    import pandas as pd
-    from omegaconf import OmegaConf
-
-    from dlcli.experiment import build_experiment
-    from dlcli.tracking.plots import plot_lr_find
-    from dlcli.rundir.directory import create_run_dir, write_json, write_text
-
     ladder = lr_ladder(start, end, steps, mode)
     experiment = build_experiment(cfg)
     result = lr_range_test(experiment.session, ladder, smooth, diverge)
@@ -191,8 +190,6 @@ def find_lr(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     write_text(run_dir / "lr_find.csv", table.to_csv(index=False))
     base_lr = result.suggested
     if cfg.optim.get("scale_lr_with_batch"):  # training multiplies optim.lr by batch/256: suggest the rate before that
-        from dlcli.engine.optim import REFERENCE_BATCH
-
         base_lr = result.suggested * REFERENCE_BATCH / int(cfg.trainer.batch_size)
     write_json(run_dir / "lr_find.json", {
         **result.to_dict(),

@@ -6,6 +6,7 @@ activations). Shared or tied parameters are counted once, by the first module th
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -147,8 +148,6 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]):
 
 def _meta_copy(model: nn.Module) -> nn.Module:
     """The same architecture with meta tensors: shapes flow through it, nothing is computed."""
-    import copy
-
     if all(p.is_meta for p in model.parameters()):
         return model  # built on the meta device already (what param-count does)
     return copy.deepcopy(model).to("meta")

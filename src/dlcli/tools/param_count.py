@@ -3,31 +3,28 @@
 
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig
 
+from dlcli.data import prepare_data
+from dlcli.engine.losses import head_size
 from dlcli.errors import UserError
+from dlcli.models import build_model
 from dlcli.tools.model_summary import ModelSummary, summarize
 from dlcli.config.validate import validate_config
 
 
 def data_signature(cfg: DictConfig, input_shape: tuple[int, ...] | None) -> tuple[tuple[int, ...], int]:
     """(input shape, outputs) the model is built for: from the data, or --input over it."""
-    from dlcli.data import prepare_data
-
     data = prepare_data(cfg.data, cfg.split, cfg.seed, cache="none")  # shapes only: no folder decoded
     return (tuple(input_shape) if input_shape else data.input_shape), data.num_outputs
 
 
 def model_summary(cfg: DictConfig, input_shape: tuple[int, ...] | None = None, depth: int | None = None) -> ModelSummary:
-    import torch
-
-    from dlcli.models import build_model
-
     validate_config(cfg)
     if depth is not None and depth < 1:
         raise UserError(f"--depth {depth} must be at least 1")
     shape, outputs = data_signature(cfg, input_shape)
-    from dlcli.engine.losses import head_size
 
     with torch.device("meta"):  # the shapes only: a one-logit (bce) head has one unit; no start weights are read
         model = build_model(cfg.model, shape, head_size(cfg.get("loss"), outputs), start_weights=False)

@@ -8,11 +8,20 @@ train. `wait_for_pictures()` waits for them (tests, scripts that open the PNGs a
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
+
+import dlcli
+from dlcli.rundir.directory import read_json, read_metrics
+from dlcli.system.files import open_append, write_atomically
+from dlcli.tracking import hand_pictures
 
 _drawers: list[subprocess.Popen] = []
 drawing_enabled = True  # the test suite turns this off except where it checks the pictures
@@ -20,8 +29,8 @@ drawing_enabled = True  # the test suite turns this off except where it checks t
 
 def _figure(**kwargs):
     """A matplotlib Figure on the Agg canvas: no pyplot, no display, nothing global to close."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415  (matplotlib loads in the drawing process only)
+    from matplotlib.figure import Figure  # noqa: PLC0415  (matplotlib loads in the drawing process only)
 
     figure = Figure(**kwargs)
     FigureCanvasAgg(figure)
@@ -30,8 +39,6 @@ def _figure(**kwargs):
 
 def _save(figure, path: Path) -> None:
     """Write the figure next to `path`, then move it into place: never a half-written PNG."""
-    from dlcli.system.files import write_atomically
-
     write_atomically(path, lambda file: figure.savefig(file, dpi=100, format=path.suffix.lstrip(".") or "png"), binary=True)
 
 
@@ -54,8 +61,6 @@ def plot_curves(history: list[dict], metric: str, path: Path) -> None:
 
 def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
     """Counts per (true, predicted) class, as scikit-learn's ConfusionMatrixDisplay draws them."""
-    import numpy as np
-
     counts = np.asarray(matrix)
     size = max(4.0, 0.5 * len(class_names) + 2)
     figure = _figure(figsize=(size, size), layout="tight")
@@ -77,8 +82,6 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], title
 def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], suggestions: dict[str, float],
                  chosen: str, log_x: bool, path: Path) -> None:
     """Loss against learning rate, each suggestion marked on the smoothed curve."""
-    import numpy as np
-
     figure = _figure(figsize=(7, 4.5), layout="tight")
     axis = figure.subplots()
     axis.plot(lrs, losses, color="tab:gray", alpha=0.35, linewidth=1, label="loss")
@@ -106,8 +109,6 @@ def draw_in_background(run_dir: Path, pictures: Sequence[str], log_to: Sequence[
     """Start a low-priority process that draws these pictures of the run ('curves',
     'confusion-test', ...) and hands them to the run's loggers (`log_to`: tensorboard, mlflow);
     its errors go to the run's train.log."""
-    import dlcli
-
     if not pictures or not drawing_enabled:
         return
     if log_to:
@@ -133,8 +134,6 @@ def wait_for_pictures(timeout: float = 120.0) -> None:
 def draw_run_pictures(run_dir: Path, pictures: Sequence[str]) -> None:
     """Draw pictures of a run from its files: 'curves' from metrics.csv, 'confusion-<split>' from
     eval-<split>.json."""
-    from dlcli.rundir.directory import read_json, read_metrics
-
     for picture in pictures:
         if picture == "curves":
             rows = read_metrics(run_dir / "metrics.csv")
@@ -152,22 +151,16 @@ def draw_run_pictures(run_dir: Path, pictures: Sequence[str]) -> None:
 
 def main(argv: Sequence[str]) -> int:
     """`python -m dlcli.tracking.plots RUN_DIR PICTURE...`: the background drawer."""
-    import datetime as dt
-    import traceback
-
     run_dir, pictures = Path(argv[0]), [a for a in argv[1:] if not a.startswith("--log-to=")]
     log_to = [name for a in argv[1:] if a.startswith("--log-to=") for name in a.removeprefix("--log-to=").split(",") if name]
     if hasattr(os, "nice"):
         os.nice(10)  # never slow down the training that may follow
     try:
         draw_run_pictures(run_dir, pictures)
-        from dlcli.tracking import hand_pictures
 
         hand_pictures(run_dir, [run_dir / f"{p}.png" for p in pictures], log_to)
     except Exception:
         try:
-            from dlcli.system.files import open_append
-
             with open_append(run_dir / "train.log") as log:
                 log.write(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} could not draw {', '.join(pictures)}:\n{traceback.format_exc()}")
         except Exception:

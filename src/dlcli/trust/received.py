@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dlcli.errors import UserError, first_line
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a run's config is a few KB; preprocessing.json of a wide table a few MB
@@ -27,8 +29,6 @@ MAX_DEPTH = 100
 
 def read_yaml(path: Path, what: str | None = None) -> Any:
     """The plain Python value of a YAML file (dicts, lists, strings, numbers, booleans, None)."""
-    import yaml
-
     what = what or str(path)
     text = _read_bounded(path, what)
     loader = yaml.SafeLoader(text)
@@ -124,8 +124,6 @@ def _read_bounded(path: Path, what: str) -> str:
 def _check_size(root, what: str) -> None:
     """Count the nodes the document stands for once aliases are expanded, without expanding
     them: an alias is the same node object, so each node's size is computed once."""
-    import yaml
-
     sizes: dict[int, int] = {}
     open_nodes: set[int] = set()
 

@@ -31,7 +31,14 @@ import inspect
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+import dlcli.conf
 from dlcli.errors import UserError
+from dlcli.trust.received import check_no_interpolation, read_yaml
+from dlcli.trust.workdir import own_conf, set_aside
 
 TRUST_FILE = Path("conf") / "trust.yaml"
 
@@ -50,10 +57,6 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 def shipped_targets() -> dict[str, frozenset[str]]:
     """Every `_target_` the configs inside the package name, by the place (group) it is named in:
     a logger class is trusted under logger.NAME, not as a callback."""
-    import yaml
-
-    import dlcli.conf
-
     root = Path(dlcli.conf.__file__).parent
     found: dict[str, set[str]] = {}
     for file in root.rglob("*.yaml"):
@@ -69,8 +72,6 @@ def shipped_targets() -> dict[str, frozenset[str]]:
 def check_trusted_targets(config: Any, trusted: Iterable[str] = (), source: str = "the saved config") -> None:
     """Refuse the first `_target_` in `config` (a DictConfig or plain containers) that is not
     trusted, naming it, where it was, and the --trust that would accept it."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
     if isinstance(config, (DictConfig, ListConfig)):
         config = OmegaConf.to_container(config, resolve=False)
     trusted = [*trusted, *trusted_here()]
@@ -80,7 +81,6 @@ def check_trusted_targets(config: Any, trusted: Iterable[str] = (), source: str 
         if not isinstance(target, str) or not is_trusted(target, path, trusted):
             shown = str(target).replace("\n", " ")[:120]
             module = shown.rsplit(".", 1)[0] if "." in shown else shown
-            from dlcli.trust.workdir import set_aside
 
             raise UserError(
                 f"{path}._target_={shown} in {source} is not trusted: a config read from a file may build only what dl's "
@@ -94,10 +94,6 @@ def check_trusted_overrides(overrides: Sequence[str], trusted: Iterable[str] = (
     overrides.yaml), parsed with Hydra's own override parser: every `_target_` an override sets,
     directly (`+callbacks.x._target_=...`) or inside a value (`+callbacks={x: {_target_: ...}}`);
     no `hydra.*` setting; no interpolation in any value once Hydra has read it."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from dlcli.trust.received import check_no_interpolation
-
     parser = OverridesParser.create()
     for text in overrides:
         try:
@@ -122,8 +118,6 @@ def needing_trust(config: Any) -> dict[str, str]:
     not name (not dl's own, nor a library class of its place's kind): what a command the user typed
     builds on the user's word. A sweep trusts these by exact name for its own trials and its look at the test
     split, and records them so that a resume can say which need trusting again."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
     if isinstance(config, (DictConfig, ListConfig)):
         config = OmegaConf.to_container(config, resolve=False)
     return {target: path for path, target in targets_in(config) if isinstance(target, str) and not is_trusted(target, path)}
@@ -132,8 +126,6 @@ def needing_trust(config: Any) -> dict[str, str]:
 def targets_typed(overrides: Sequence[str]) -> list[str]:
     """Every `_target_` the overrides set, directly or inside a value: what the user names when
     typing them (and so trusts, in this command)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parser = OverridesParser.create()
     found: list[str] = []
     for text in overrides:
@@ -194,9 +186,6 @@ def trusted_here() -> list[str]:
     what this directory's own ./conf files name (named_by_own_configs); nothing when the working
     directory is received (dlcli.trust.workdir: a run, sweep or k-fold directory, or one this command
     opens, never vouches for itself)."""
-    from dlcli.trust.received import read_yaml
-    from dlcli.trust.workdir import own_conf
-
     conf = own_conf()
     if conf is None:
         return []
@@ -222,10 +211,6 @@ def named_by_own_configs() -> list[str]:
     the user's own code; any other target only by its exact name. Only the directory dl runs in
     vouches, and only when it is the user's (dlcli.trust.workdir): a run directory's config.yaml,
     wherever it is, still trusts nothing."""
-    import yaml
-
-    from dlcli.trust.workdir import own_conf
-
     root = own_conf()
     if root is None:
         return []  # (a received directory, even as the working directory, does not vouch for its own config)
