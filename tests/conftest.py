@@ -1,4 +1,5 @@
 import atexit
+import importlib
 import io
 import json
 import os
@@ -14,6 +15,10 @@ from typer.testing import CliRunner
 from dlcli.cli import app
 from dlcli.config.compose import compose
 from dlcli.engine.progress import Reporter
+
+# slow_guard: a test without the slow marker fails past a few seconds (the fast lane stays fast);
+# pytester: the guard's own test runs pytest on a generated file
+pytest_plugins = ["slow_guard", "pytester"]
 
 
 # `.ci/conditions` runs the suite under several thread counts and CPU kernels to find tests that
@@ -35,6 +40,36 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 # into the real one, not even a fixture shared by a module (each test then gets its own, below)
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dl-tests-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject's addopts): a worker per core, but no more workers than the test files
+    named (--dist loadfile gives a file to one worker whole), and none for one file: its tests run
+    in this process, as `pytest tests/test_x.py -k name` always did, without a worker's start-up.
+    PYTEST_XDIST_AUTO_NUM_WORKERS, when set, decides as pytest-xdist documents."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    from xdist.plugin import pytest_xdist_auto_num_workers as one_per_core
+
+    files = set()
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0])
+        files.update(path.rglob("test_*.py") if path.is_dir() else [path])
+    workers = min(one_per_core(config), len(files))
+    return workers if workers > 1 else 0
+
+
+# What a training run imports on first use (~4 CPU seconds: pandas, scikit-learn, torch's compiler
+# stack, the engine), imported once before the first test: the slow guard (slow_guard.py) counts
+# each test's time, and would otherwise charge these imports to whichever test trains first.
+WARM_IMPORTS = ("dlcli.run.dispatch", "dlcli.experiment", "dlcli.trained.evaluate", "dlcli.diagnostics", "sklearn.datasets",
+                "pandas", "torch._dynamo")
+
+
+def pytest_collection_finish(session):
+    if session.items:
+        for name in WARM_IMPORTS:
+            importlib.import_module(name)
 
 
 @pytest.fixture(autouse=True)

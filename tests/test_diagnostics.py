@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import only_run, read, run_cli
 from dlcli.diagnostics import thresholds
@@ -28,6 +29,7 @@ def codes(findings):
     return [f["code"] for f in findings]
 
 
+@pytest.mark.slow  # trains six runs
 def test_the_default_run_and_healthy_runs_find_nothing(workdir):
     result = run_cli("train")
     assert "diagnosis: nothing wrong found" in result.stdout
@@ -97,6 +99,7 @@ SPIKE = ["model._target_=user_code.SpikeNet", "~model.hidden", "~model.activatio
          "~model.init", "~model.freeze", "trainer.diagnostics_every=1", "trainer.progress=false"]
 
 
+@pytest.mark.slow  # trains three runs
 def test_a_resumed_run_names_the_steps_an_uninterrupted_run_names(workdir):
     """Steps go on counting across a resume (from the checkpoint's count): the spike at step 150
     (epoch 4, about 45 steps an epoch) is found at step 150 by a run stopped after epoch 2 and
@@ -105,16 +108,17 @@ def test_a_resumed_run_names_the_steps_an_uninterrupted_run_names(workdir):
     from dlcli.config.compose import compose
     from dlcli.engine.checkpoint import load_checkpoint
     from dlcli.run.dispatch import train
+    from dlcli.run.request import RunRequest
     from user_code import CtrlCAt
 
     overrides = [*SPIKE, "+model.spike_at=150", "trainer.epochs=5"]
-    through = train(compose([*overrides, "name=through"]), [], quiet_reporter())
-    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[CtrlCAt(epoch=2)])
+    through = train(RunRequest(compose([*overrides, "name=through"]), [], quiet_reporter()))
+    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[CtrlCAt(epoch=2)]))
     assert stopped.status == "interrupted"
     steps = load_checkpoint(stopped.run_dir / "checkpoints" / "last.pt")["state"]["steps"]
     assert 0 < steps < 150  # epochs 1 and 2, counted
     resume = [f"resume={stopped.run_dir}"]
-    resumed = train(compose(resume), resume, quiet_reporter(), trust=["user_code"])
+    resumed = train(RunRequest(compose(resume), resume, quiet_reporter(), trust=["user_code"]))
     assert resumed.status == "completed"
 
     def spike(run):
@@ -138,6 +142,7 @@ def test_a_checkpoint_without_a_step_count_counts_its_epochs_batches():
     assert steps_taken(FitState(), samples=100, batch_size=32) == 0
 
 
+@pytest.mark.slow  # trains a default run
 def test_dead_relus(workdir):
     findings, _ = diagnosed("optim.lr=1")
     found = next(f for f in findings if f["code"] == "dead_relus")
@@ -215,6 +220,7 @@ def test_a_dead_network_is_not_said_to_explode():
     assert found and found[0].evidence["max_grad_norm"] == 60.0
 
 
+@pytest.mark.slow  # decodes 256x256 images every epoch, twice
 def test_an_input_pipeline_that_keeps_the_model_waiting(workdir):
     from image_fixtures import write_image_folder
 

@@ -83,6 +83,7 @@ def one_and_two(tmp_path_factory):
         os.chdir(previous)
 
 
+@pytest.mark.slow  # starts processes
 def test_two_and_three_processes_train_the_weights_one_process_trains(one_and_two):
     root, single, double, triple = one_and_two
     assert len(runs(root)) == 3 and len(list(double.glob("config.yaml"))) == 1  # one run directory, one config
@@ -183,6 +184,7 @@ def test_a_nan_on_one_rank_stops_every_rank_with_a_failed_run(workdir):
     assert not children_alive()
 
 
+@pytest.mark.slow  # starts processes
 def test_a_killed_worker_ends_the_others_and_the_run_resumes_to_the_uninterrupted_numbers(one_and_two, workdir):
     _, _, reference, _ = one_and_two
     write_rows(workdir / "rows.csv")
@@ -202,6 +204,7 @@ def test_a_killed_worker_ends_the_others_and_the_run_resumes_to_the_uninterrupte
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
 
 
+@pytest.mark.slow  # starts processes
 def test_max_restarts_lets_the_launcher_restart_the_workers_from_the_last_checkpoint(one_and_two, workdir):
     _, _, reference, _ = one_and_two
     write_rows(workdir / "rows.csv")
@@ -215,6 +218,7 @@ def test_max_restarts_lets_the_launcher_restart_the_workers_from_the_last_checkp
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
 
 
+@pytest.mark.slow  # starts processes
 @pytest.mark.parametrize("flag", ["-q", "--json"])
 def test_under_torchrun_dl_is_a_worker_and_rank_0_makes_the_one_run_directory(tmp_path, flag):
     """Every rank runs the command; rank 0 speaks for the run, and only as -q or --json promise (one
@@ -238,6 +242,7 @@ def test_under_torchrun_dl_is_a_worker_and_rank_0_makes_the_one_run_directory(tm
     assert summary["status"] == "completed" and summary["world_size"] == 2
 
 
+@pytest.mark.slow  # starts processes
 def test_ctrl_c_stops_every_worker_and_leaves_a_resumable_run(tmp_path):
     """The terminal's Ctrl-C reaches the launcher and every worker: rank 0 keeps the epoch it is
     in, the run says interrupted, nothing is left running, and resume finishes it."""
@@ -289,6 +294,7 @@ def trials_in_study(sweep: Path) -> list:
     return optuna.load_study(study_name=name, storage=storage(sweep)).get_trials(deepcopy=False)
 
 
+@pytest.mark.slow  # starts processes
 def test_a_sweep_trial_on_two_processes_is_one_run_directory(workdir):
     write_rows(workdir / "rows.csv", 200)
     result = run_cli("sweep", "grid", "optim.lr=0.1,0.05", *TABLE, *TWO, "--prune", "median", "--jobs", "2", "-q")

@@ -31,7 +31,7 @@ from dlcli.config.compose import compose
 from dlcli.config.constraints import Anything, Constraint
 from dlcli.errors import UserError, printable
 
-CONF = Path(__file__).resolve().parents[1] / "src" / "dlcli" / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"  # the YAML options, at the top of the repository
 LONG = os.environ.get("DL_FUZZ") == "long"
 if LONG:
     pytestmark = pytest.mark.timeout(0)  # thousands of cases take longer than the suite's per-test limit
@@ -258,6 +258,7 @@ def fuzz(data, root: str) -> None:
     CASES.append(attempt(base, key, text))
 
 
+@pytest.mark.slow  # fuzzes: 80 settings, each composed and most trained
 def test_every_setting_is_a_one_line_error_or_trains(files, monkeypatch):
     monkeypatch.chdir(files)
     fuzz(root=str(files))
@@ -320,6 +321,7 @@ def sick_runs():
     yield stuck, summary, Evidence(initial_loss=2.31)  # lr_too_low, early
 
 
+@pytest.mark.slow  # trains a run per suggested override
 def test_every_override_a_diagnosis_suggests_applies_to_the_run(files):
     """A diagnosis of a run with each model, optimizer and data option suggests only overrides that
     run has, with values its constraints accept: each one, applied, still builds the run."""

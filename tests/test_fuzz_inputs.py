@@ -384,6 +384,7 @@ def finished(tmp_path_factory):
     return root, run
 
 
+@pytest.mark.slow  # fuzzes: 40 commands, most of them train
 def test_any_option_value_works_or_is_refused_in_one_line(finished, monkeypatch):
     root, run = finished
     monkeypatch.chdir(root)

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
 
+@pytest.mark.slow  # starts a process
 def test_the_gpu_benchmark_runs_on_the_cpu_at_small_sizes(tmp_path):
     import os
 

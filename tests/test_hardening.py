@@ -17,6 +17,7 @@ from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 TESTS = Path(__file__).parent
 USER_CODE_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
@@ -61,6 +62,7 @@ def test_ctrl_c_on_a_parallel_sweep_starts_nothing_new_and_its_files_match_its_t
     assert summary["status"] == "interrupted" and sum(summary["counts"].values()) == len(trials)
 
 
+@pytest.mark.slow  # starts processes
 def test_ctrl_c_from_the_terminal_with_dataloader_workers_keeps_the_epoch_and_no_traceback(tmp_path):
     """A terminal's Ctrl-C reaches the DataLoader's workers too; killed, they would fail the batch
     the run waits for (a traceback, a failed run). They ignore it: the run finishes the epoch under
@@ -112,7 +114,7 @@ def test_an_import_broken_by_ctrl_c_counts_as_ctrl_c(workdir, monkeypatch):
             raise ImportError("cannot import name 'metrics' (partially initialized module)")
 
     monkeypatch.setattr(dlcli.run.single, "evaluate_checkpoint", import_interrupted)
-    result = train(compose(["trainer.epochs=1", "trainer.progress=false"]), [], quiet_reporter())
+    result = train(RunRequest(compose(["trainer.epochs=1", "trainer.progress=false"]), [], quiet_reporter()))
     assert result.status == "interrupted"
 
 

@@ -63,6 +63,7 @@ def test_tensorboard_holds_every_metrics_csv_column_per_epoch_and_the_batch_loss
     assert events.PluginTagToContent("hparams")  # the HPARAMS tab has this run's settings and numbers
 
 
+@pytest.mark.slow  # trains with a logger that imports its library
 def test_mlflow_run_holds_the_config_every_epoch_and_the_final_status(workdir):
     result = run_cli("train", *QUICK, "logger=[tensorboard,mlflow]", "optim.lr=0.05")
     assert result.exit_code == 0, result.output
@@ -100,6 +101,7 @@ def test_a_killed_run_resumes_into_the_same_logs_without_repeating_an_epoch(tmp_
     assert logged.info.status == "FINISHED"
 
 
+@pytest.mark.slow  # trains with a logger that imports its library
 def test_an_interrupted_run_is_killed_in_mlflow_and_resumes_the_same_run(workdir):
     interrupted = run_cli("train", *QUICK, "logger=mlflow", "+callbacks.stop._target_=user_code.CtrlCAt", "+callbacks.stop.epoch=3",
                           f"+callbacks.stop.marker={workdir / 'pressed'}")
@@ -114,6 +116,7 @@ def test_an_interrupted_run_is_killed_in_mlflow_and_resumes_the_same_run(workdir
     assert same(history(client, again.info.run_id, "val_loss"), csv_column(run, "val_loss"))
 
 
+@pytest.mark.slow  # trains with a logger that imports its library
 def test_a_sweep_is_a_parent_mlflow_run_with_one_nested_run_per_trial(workdir):
     result = run_cli("sweep", "grid", "optim.lr=0.1,0.01", "data=iris", "trainer.epochs=2", "logger=mlflow", "--name", "irises", "-q")
     assert result.exit_code == 0, result.output
@@ -144,6 +147,7 @@ def test_a_missing_logger_package_names_the_pip_install(workdir, monkeypatch):
     assert bad.exit_code == 2 and "log_every_n_steps=0" in bad.stderr
 
 
+@pytest.mark.slow  # trains with a logger that imports its library
 def test_k_fold_is_a_parent_mlflow_run_with_one_nested_run_per_fold(workdir):
     result = run_cli("train", "data=iris", "split.kfold=3", "trainer.epochs=2", "logger=mlflow", "-q")
     assert result.exit_code == 0, result.output

@@ -77,7 +77,8 @@ def house_flow(tmp_path_factory):
         test.loc[0, "Neighborhood"] = "Harbour"  # never seen in training: treated as missing
         test.loc[1, "LotArea"] = np.nan
         test.to_csv("test.csv", index=False)
-        ok("train", "experiment=house_prices_kfold", "data.path=train.csv", "trainer.epochs=30", "trainer.progress=false", "-q")
+        # 10 epochs a fold: the refit's length is the folds' mean best epoch, whatever they reach (30 took 6 s)
+        ok("train", "experiment=house_prices_kfold", "data.path=train.csv", "trainer.epochs=10", "trainer.progress=false", "-q")
         kfold = newest(root, "house_prices")
         ok("train", f"refit={kfold}", "-q")
         refit = newest(root, "house_prices")
@@ -86,6 +87,7 @@ def house_flow(tmp_path_factory):
         os.chdir(cwd)
 
 
+@pytest.mark.slow  # shares a k-fold of 5 folds and its refit (house_flow)
 def test_refit_trains_train_and_val_for_the_mean_best_epoch_of_the_folds(house_flow):
     root, kfold, refit = house_flow
     best = [row["best_epoch"] for row in read(kfold / "kfold.json")["per_fold"]]
@@ -101,6 +103,7 @@ def test_refit_trains_train_and_val_for_the_mean_best_epoch_of_the_folds(house_f
     assert read(refit / "preprocessing.json")["target"]["scaling"]["transform"] == "log"
 
 
+@pytest.mark.slow  # shares a k-fold of 5 folds and its refit (house_flow)
 def test_predict_writes_a_submission_with_ids_and_the_targets_name(house_flow):
     root, _, refit = house_flow
     result = ok("predict", str(refit), str(root / "test.csv"), "--output", str(root / "submission.csv"))
@@ -112,6 +115,7 @@ def test_predict_writes_a_submission_with_ids_and_the_targets_name(house_flow):
     assert submission.SalePrice.notna().all() and (submission.SalePrice > 10000).all()
 
 
+@pytest.mark.slow  # shares a k-fold of 5 folds and its refit (house_flow)
 def test_partial_files_of_a_killed_predict_are_removed_when_the_output_is_written_again(house_flow, tmp_path):
     """A SIGKILL mid-write leaves `.NAME.PID.*.partial`; the next `dl predict` to the same output
     removes those whose process is gone, and keeps one a live process is still writing."""
@@ -132,6 +136,7 @@ def test_partial_files_of_a_killed_predict_are_removed_when_the_output_is_writte
     assert not [p for p in tmp_path.glob(".out.csv.*.partial") if p != living]
 
 
+@pytest.mark.slow  # shares a k-fold of 5 folds and its refit (house_flow)
 def test_predictions_match_dl_eval_on_the_runs_own_test_rows(house_flow):
     """The test rows of train.csv, predicted from the file, score what `dl eval` reports."""
     from omegaconf import OmegaConf
@@ -155,6 +160,7 @@ def test_predictions_match_dl_eval_on_the_runs_own_test_rows(house_flow):
     assert report["loss_units"] == "standardized log target"
 
 
+@pytest.mark.slow  # shares a k-fold of 5 folds and its refit (house_flow)
 def test_onnx_export_of_the_refit_gives_pytorchs_outputs(house_flow):
     import onnxruntime
 
@@ -276,6 +282,7 @@ def test_images_from_a_folder_a_file_and_an_array(workdir):
     assert not list(run.glob("predictions-empty*")) and not list(run.glob("predictions-big*"))
 
 
+@pytest.mark.slow  # trains each model, exports and runs it in onnxruntime
 @pytest.mark.parametrize("model, data", [
     ("mlp", ["data=digits"]),
     ("lenet", ["data=digits", "data.resize=28"]),
@@ -393,6 +400,7 @@ def test_target_transforms_train_on_logs_and_report_in_the_targets_units(workdir
     refused("train", "data=iris", "+data.target_transform=log", says="applies to regression targets only")
 
 
+@pytest.mark.slow  # trains a run and its refits
 def test_refit_of_a_single_run_and_what_it_refuses(workdir):
     ok("train", "data=iris", "trainer.epochs=6", "-q")
     run = newest(workdir, "train")
@@ -466,6 +474,7 @@ def test_refit_on_every_labelled_row_has_no_test_number_and_says_why(workdir):
     refused("train", f"refit={run}", "split.test=0.3", says="split.test=0.3: a refit keeps its source's test split")
 
 
+@pytest.mark.slow  # trains a sweep and its refit
 def test_refit_of_a_sweep_trains_its_best_trial_again(workdir):
     ok("sweep", "grid", "optim.lr=0.3,0.05", "split.kfold=3", "trainer.epochs=3", "data=iris", "--name", "irises", "-q")
     sweep_dir = next((workdir / "runs" / "sweeps" / "irises").iterdir())

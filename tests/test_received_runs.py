@@ -474,6 +474,7 @@ def test_trust_by_name_admits_dls_own_kinds_and_what_the_user_trusts(case):
     assert is_trusted("torchvision.models.ResNet", "model") and not is_trusted("torchvision.models.get_model", "model")
 
 
+@pytest.mark.slow  # trains, resumes and imports mlflow
 def test_a_copied_run_with_mlflow_logs_nothing_outside_on_resume(tmp_path, monkeypatch):
     """The run and its MLflow store are copied elsewhere; its MLflow run keeps artifacts at the
     original place. Resume trains on, says MLflow is off and why, and writes nothing there."""

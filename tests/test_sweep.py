@@ -263,6 +263,7 @@ def test_a_kfold_trial_may_be_pruned_after_its_first_fold(workdir):
     assert not (result.sweep_dir / "trials" / "002" / "fold-2").exists()
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_pruned_trials_are_marked_pruned_not_failed(workdir):
     median = sweep("optim.lr=0.3,0.2,1e-6,1e-6", "trainer.epochs=4", prune="median", prune_warmup=0, prune_startup=2)
     assert list(table(median)["status"]) == ["completed", "completed", "pruned", "pruned"]
@@ -418,6 +419,7 @@ def test_a_killed_tpe_sweep_resumes_in_the_same_study(tmp_path, monkeypatch):
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
 
 
+@pytest.mark.slow  # starts processes
 def test_a_killed_kfold_tpe_sweep_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, monkeypatch):
     """SIGKILL in the middle of a cross-validated trial; --resume reruns that trial from its first
     fold and ends with exactly the table a sweep never killed ends with."""
@@ -466,6 +468,7 @@ def test_trials_per_gpu_places_k_trials_on_each_gpu():
         plan_slots(5, 2, gpus=2)
 
 
+@pytest.mark.slow  # trains three sweeps
 def test_a_resumed_random_sweep_draws_what_an_uninterrupted_one_draws(workdir):
     """Trial N's draw is seeded by (seed, N): stopping after two trials and resuming gives the
     values the whole sweep gives at once, never trial 0's values again."""

@@ -58,6 +58,7 @@ def test_a_sweep_of_the_users_own_class_finishes_tests_and_refits(users_class):
     assert run_cli("train", f"refit={sweep_dir}", "--trust", "sweep_user_callback", "-q").exit_code == 0
 
 
+@pytest.mark.slow  # trains a sweep and resumes it
 def test_a_resume_asks_for_the_users_word_before_any_trial(users_class):
     assert run_cli("sweep", "grid", "optim.lr=0.1,0.01", CALLBACK, *QUICK, "-q").exit_code == 0
     sweep_dir = next((users_class / "runs" / "sweeps" / "sweep").iterdir())

@@ -15,6 +15,7 @@ from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 from image_fixtures import write_image_folder
 
 
@@ -23,7 +24,7 @@ def experiment(*overrides: str):
 
 
 def trained(*overrides: str):
-    result = train(compose(["trainer.progress=false", *overrides]), [], quiet_reporter())
+    result = train(RunRequest(compose(["trainer.progress=false", *overrides]), [], quiet_reporter()))
     assert result.status == "completed", result.summary
     return result
 
@@ -309,6 +310,7 @@ def test_a_dl_model_starts_from_an_earlier_runs_weights(workdir):
     assert evaluated.exit_code == 0, evaluated.output
 
 
+@pytest.mark.slow  # builds each of 80 torchvision classifiers
 def test_every_torchvision_classifier_gets_a_ten_class_head():
     """On the meta device (no memory, no compute); RegNet's constructor computes with tensors, so
     its parameters are moved to meta as they are registered instead."""

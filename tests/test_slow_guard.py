@@ -1,0 +1,68 @@
+"""The fast lane's guard (tests/slow_guard.py), on a generated test file in a pytest of its own: an
+unmarked test past the limit fails with its name and time; a slow-marked one and a quick one pass.
+The generated tests keep a core busy rather than sleep: the guard counts CPU time too."""
+
+import pytest
+
+TESTS = """
+import subprocess
+import sys
+import time
+import pytest
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+def test_quick():
+    pass
+
+def test_busy_unmarked():
+    busy(0.25)
+
+@pytest.mark.slow
+def test_busy_marked():
+    busy(0.25)
+
+@pytest.fixture
+def busy_fixture():
+    busy(0.25)
+
+def test_whose_setup_is_busy(busy_fixture):
+    pass
+
+def test_whose_child_is_busy():
+    subprocess.run([sys.executable, "-c", "import time\\nend = time.process_time() + 0.25\\nwhile time.process_time() < end: pass"], check=True)
+"""
+
+
+@pytest.fixture
+def generated(pytester, monkeypatch):
+    """The file above with a limit of 0.1 s in its ini; a pytest on it loads only the guard's plugin
+    beside pytest's own (hypothesis' plugin alone takes a second to start)."""
+    monkeypatch.delenv("DL_TEST_SLOW_AFTER", raising=False)
+    pytester.makeini("[pytest]\nmarkers =\n    slow: takes long\nslow_after = 0.1\n")
+    pytester.makepyfile(test_generated=TESTS)
+    return lambda: pytester.runpytest_inprocess("-p", "slow_guard", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                                                "-n", "0", "-ra")
+
+
+def test_an_unmarked_test_past_the_limit_fails_naming_its_time(generated):
+    result = generated()
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines(["*_ test_busy_unmarked _*", "took * s and 0.* CPU seconds (setup * s, call * s), over "
+                                 "the 0.1 s a test without @pytest.mark.slow may take: make it faster or mark it slow*"])
+    result.stdout.fnmatch_lines(["*_ test_whose_setup_is_busy _*", "took * s and 0.* CPU seconds (setup * s, call *"])
+    result.stdout.fnmatch_lines(["FAILED test_generated.py::test_busy_unmarked - took *",
+                                 "FAILED test_generated.py::test_whose_setup_is_busy - took *",
+                                 "FAILED test_generated.py::test_whose_child_is_busy - took *"])
+
+
+def test_0_in_the_environment_turns_the_guard_off_and_a_limit_not_a_number_is_refused(generated, monkeypatch):
+    monkeypatch.setenv("DL_TEST_SLOW_AFTER", "0")
+    generated().assert_outcomes(passed=5)
+    monkeypatch.setenv("DL_TEST_SLOW_AFTER", "soon")
+    refused = generated()
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*slow_after='soon' is not a number of seconds*"])
