@@ -262,6 +262,7 @@ def folder_against_memory(mnist_root: Path, pngs: Path, device: str, args, workd
 
     from dlcli.engine.progress import Reporter
     from dlcli.run.dispatch import train
+    from dlcli.run.request import RunRequest
 
     base = ["model=lenet", "model.activation=relu", "optim=sgd", f"trainer.device={device}", "trainer.progress=false",
             "trainer.epochs=2", f"trainer.batch_size={args.batch_size}", "trainer.diagnostics=false", "trainer.plots=false",
@@ -273,7 +274,7 @@ def folder_against_memory(mnist_root: Path, pngs: Path, device: str, args, workd
     cache = folder_entry(pngs)  # where dl keeps the folder's decoded pixels (the user's cache directory)
 
     def run(overrides: list[str]) -> list[float]:
-        return epoch_rates(train(compose(overrides), [], Reporter(Console(quiet=True), show_progress=False)).run_dir)
+        return epoch_rates(train(RunRequest(compose(overrides), [], Reporter(Console(quiet=True), show_progress=False))).run_dir)
 
     first_batch_seconds(memory)  # the process's one-time costs (imports, the first composition) go to no one
     waits: dict[str, list[float]] = {name: [] for name in (

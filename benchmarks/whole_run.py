@@ -120,8 +120,9 @@ def quiet_reporter():
 def dl_run(overrides: list[str], callbacks=()) -> dict:
     from dlcli.config.compose import compose
     from dlcli.run.dispatch import train
+    from dlcli.run.request import RunRequest
 
-    result = train(compose(overrides), overrides, quiet_reporter(), callbacks=list(callbacks))
+    result = train(RunRequest(compose(overrides), overrides, quiet_reporter(), callbacks=list(callbacks)))
     assert result.status == "completed", result.summary
     return result.summary
 

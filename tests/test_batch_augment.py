@@ -12,6 +12,7 @@ from dlcli.data.batch_augment import DeviceAugment, erase, flip_where, translate
 from dlcli.data.transforms import Augment, Normalization
 from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 from image_fixtures import write_mnist
 from test_engine import InterruptAt
 
@@ -151,11 +152,11 @@ def test_a_run_augmenting_on_the_device_resumes_exactly(workdir, mnist_root):
     overrides = ["data=mnist", f"data.root={mnist_root}", "data.download=false", "model=lenet", "optim=adam",
                  "trainer.progress=false", "trainer.epochs=3", "data.augment.crop_padding=2", "data.augment.hflip=true",
                  "data.augment.random_erasing=0.5", "data.augment.gaussian_noise=0.05"]
-    reference = train(compose(overrides + ["name=reference"]), [], quiet_reporter())
+    reference = train(RunRequest(compose(overrides + ["name=reference"]), [], quiet_reporter()))
     assert "augmenting whole batches on the device" in (reference.run_dir / "train.log").read_text()
-    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[InterruptAt(epoch=2, batch=3)])
+    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[InterruptAt(epoch=2, batch=3)]))
     assert stopped.status == "interrupted"
-    resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
+    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
     ref_rows = list(csv.DictReader((reference.run_dir / "metrics.csv").open()))
     res_rows = list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))
     for a, b in zip(ref_rows, res_rows, strict=True):
@@ -163,6 +164,6 @@ def test_a_run_augmenting_on_the_device_resumes_exactly(workdir, mnist_root):
     ref_weights = load_checkpoint(reference.run_dir / "checkpoints" / "last.pt")["model"]
     res_weights = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(ref_weights[k], res_weights[k]) for k in ref_weights)
-    plain = train(compose(overrides[:7] + ["name=plain"]), [], quiet_reporter())
+    plain = train(RunRequest(compose(overrides[:7] + ["name=plain"]), [], quiet_reporter()))
     first = lambda run: list(csv.DictReader((run.run_dir / "metrics.csv").open()))[0]["train_loss"]  # noqa: E731
     assert first(plain) != first(reference)  # the augmentation did change what was trained on

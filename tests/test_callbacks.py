@@ -17,6 +17,7 @@ from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, save_checkpoi
 from dlcli.engine.fit import FitState, fit
 from dlcli.experiment import build_experiment
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 TESTS = Path(__file__).parent
 COMPARED = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -30,7 +31,7 @@ def test_a_callback_from_config_sees_every_hook_in_order(workdir):
     calls_file = workdir / "calls.json"
     cfg = compose(["trainer.epochs=2", "trainer.progress=false", "+callbacks.rec._target_=user_code.Recorder",
                    f"+callbacks.rec.path={calls_file}"])
-    result = train(cfg, [], quiet_reporter())
+    result = train(RunRequest(cfg, [], quiet_reporter()))
     assert result.status == "completed"
     calls = json.loads(calls_file.read_text())
     per_epoch = lambda epoch, improved: [["epoch_start", epoch], ["after_backward", True], ["batch_end", 32, True],
@@ -86,12 +87,12 @@ def test_checkpoints_are_written_at_most_every_interval_and_always_at_the_end(tm
 
 def test_ctrl_c_finishes_the_epoch_it_would_lose_and_resume_reaches_the_uninterrupted_result(workdir):
     overrides = ["trainer.epochs=5", "model.dropout=0.3", "sched=onecycle", "trainer.progress=false"]
-    reference = train(compose(overrides + ["name=reference"]), [], quiet_reporter())
-    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=3)])
+    reference = train(RunRequest(compose(overrides + ["name=reference"]), [], quiet_reporter()))
+    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=3)]))
     assert stopped.status == "interrupted" and stopped.summary["epochs_completed"] == 3  # epoch 3 was finished, not lost
     assert load_checkpoint(stopped.run_dir / "checkpoints" / "last.pt")["state"]["epoch"] == 3
     assert len(metric_rows(stopped.run_dir)) == 3
-    resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
+    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
     assert resumed.status == "completed"
     assert metric_rows(resumed.run_dir) == metric_rows(reference.run_dir)
     assert resumed.summary["test"] == reference.summary["test"]
@@ -99,7 +100,7 @@ def test_ctrl_c_finishes_the_epoch_it_would_lose_and_resume_reaches_the_uninterr
 
 def test_ctrl_c_stops_at_once_when_the_last_epoch_is_already_saved(workdir):
     cfg = compose(["trainer.epochs=5", "trainer.progress=false", "trainer.checkpoint_every=0"])
-    stopped = train(cfg, [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=3)])
+    stopped = train(RunRequest(cfg, [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=3)]))
     assert stopped.status == "interrupted" and stopped.summary["epochs_completed"] == 2
 
 
@@ -111,7 +112,7 @@ def test_sigkill_between_two_checkpoint_writes_resumes_to_the_uninterrupted_resu
     dl = lambda *args: subprocess.run([sys.executable, "-m", "dlcli", "train", *args], cwd=tmp_path, env=env,
                                       capture_output=True, text=True, timeout=300)
     monkeypatch.chdir(tmp_path)  # the uninterrupted reference, trained here (the same engine, no process start-up)
-    reference = train(compose([*common[:-1], "name=reference", "trainer.progress=false"]), [], quiet_reporter())
+    reference = train(RunRequest(compose([*common[:-1], "name=reference", "trainer.progress=false"]), [], quiet_reporter()))
     assert reference.status == "completed"
     # pause 3.2 s after epoch 2 so that last.pt is written once after the start, then die after epoch 6
     killed = dl(*common, "+callbacks.kill._target_=user_code.KillAt", "+callbacks.kill.epoch=6",
@@ -133,13 +134,13 @@ def test_sigkill_between_two_checkpoint_writes_resumes_to_the_uninterrupted_resu
 
 def test_early_stopping_counts_patience_across_an_interrupt(workdir):
     overrides = ["trainer.epochs=60", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=3", "trainer.progress=false"]
-    reference = train(compose(overrides + ["name=reference"]), [], quiet_reporter())
+    reference = train(RunRequest(compose(overrides + ["name=reference"]), [], quiet_reporter()))
     stop_epoch = reference.summary["epochs_completed"]
     assert reference.summary["stopped_early"] and stop_epoch >= 4
     # Ctrl-C one epoch before the stop: the epochs without improvement so far must carry over
-    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=stop_epoch - 1)])
+    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=stop_epoch - 1)]))
     assert stopped.status == "interrupted" and stopped.summary["epochs_completed"] == stop_epoch - 1
-    resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
+    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
     assert resumed.summary["stopped_early"] and resumed.summary["epochs_completed"] == stop_epoch
     assert metric_rows(resumed.run_dir) == metric_rows(reference.run_dir)
 
@@ -148,8 +149,8 @@ def test_early_stopping_counts_patience_across_an_interrupt(workdir):
 def test_pictures_are_drawn_beside_the_run_unless_turned_off(workdir):
     from dlcli.tracking.plots import wait_for_pictures
 
-    drawn = train(compose(["trainer.epochs=2", "trainer.progress=false"]), [], quiet_reporter())
-    plain = train(compose(["trainer.epochs=2", "trainer.progress=false", "trainer.plots=false", "name=plain"]), [], quiet_reporter())
+    drawn = train(RunRequest(compose(["trainer.epochs=2", "trainer.progress=false"]), [], quiet_reporter()))
+    plain = train(RunRequest(compose(["trainer.epochs=2", "trainer.progress=false", "trainer.plots=false", "name=plain"]), [], quiet_reporter()))
     wait_for_pictures()
     assert (drawn.run_dir / "curves.png").stat().st_size > 0 and (drawn.run_dir / "confusion-test.png").exists()
     assert not list(plain.run_dir.glob("*.png"))

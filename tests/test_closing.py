@@ -15,6 +15,7 @@ from dlcli.config.compose import compose
 from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.rundir.directory import read_metrics
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 EPOCHS = 3
 NUMBERS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")  # not the timings
@@ -28,7 +29,7 @@ def config(every: int, *extra: str):
 def points_of_a_run(every: int) -> list[str]:
     seen: list[str] = []
     with interrupts.probe(seen.append):
-        train(config(every), reporter=quiet_reporter())
+        train(RunRequest(config(every), reporter=quiet_reporter()))
     return seen
 
 
@@ -44,7 +45,7 @@ def run_interrupted_at(index: int, presses: int, every: int):
 
     with interrupts.probe(press):
         try:
-            return train(config(every), reporter=quiet_reporter()).run_dir
+            return train(RunRequest(config(every), reporter=quiet_reporter())).run_dir
         except KeyboardInterrupt:  # held until a write was whole, then let go: the run is on disk
             return None
 
@@ -76,8 +77,8 @@ def test_ctrl_c_at_every_point_of_the_closing_sequence_loses_nothing(workdir, ev
             assert rows == expected, where
             assert not list(run.rglob("*.tmp")), where
             if summary["status"] == "interrupted":
-                resumed = train(compose([f"resume={run}", "trainer.progress=false", "trainer.plots=false"]),
-                                [f"resume={run}"], reporter=quiet_reporter())
+                resumed = train(RunRequest(compose([f"resume={run}", "trainer.progress=false", "trainer.plots=false"]),
+                                           [f"resume={run}"], reporter=quiet_reporter()))
                 assert resumed.status == "completed", where
                 summary = resumed.summary
             assert numbers(run) == expected and summary["test"] == expected_test, where
@@ -91,7 +92,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_exactly(workdir, monkeypatc
 
     import dlcli.engine.checkpoint as checkpoint
 
-    reference = train(config(0), reporter=quiet_reporter()).run_dir
+    reference = train(RunRequest(config(0), reporter=quiet_reporter())).run_dir
     real_save, calls = torch.save, {"n": 0}
 
     def save_on_a_full_disk(payload, file, *args, **kwargs):
@@ -102,7 +103,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_exactly(workdir, monkeypatc
         return real_save(payload, file, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint.torch, "save", save_on_a_full_disk)
-    failed = train(config(0), reporter=quiet_reporter())
+    failed = train(RunRequest(config(0), reporter=quiet_reporter()))
     monkeypatch.setattr(checkpoint.torch, "save", real_save)
     message = failed.summary["message"]
     assert failed.status == "failed" and "\n" not in message
@@ -111,7 +112,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_exactly(workdir, monkeypatc
     assert not list(failed.run_dir.rglob("*.tmp")) and not list(failed.run_dir.rglob(".*.tmp"))
     saved = int(load_checkpoint(failed.run_dir / "checkpoints" / "last.pt")["state"]["epoch"])
     assert len(read_metrics(failed.run_dir / "metrics.csv")) == saved == failed.summary["epochs_completed"] == 1
-    resumed = train(compose([f"resume={failed.run_dir}", "trainer.progress=false", "trainer.plots=false"]),
-                    [f"resume={failed.run_dir}"], reporter=quiet_reporter())
+    resumed = train(RunRequest(compose([f"resume={failed.run_dir}", "trainer.progress=false", "trainer.plots=false"]),
+                               [f"resume={failed.run_dir}"], reporter=quiet_reporter()))
     assert resumed.status == "completed" and numbers(failed.run_dir) == numbers(reference)
     assert resumed.summary["test"] == read(reference / "summary.json")["test"]

@@ -17,6 +17,7 @@ from dlcli.engine.checkpoint import load_checkpoint
 from dlcli.engine.compiled import batch_sizes
 from dlcli.engine.distributed import World
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 from test_engine import InterruptAt
 
 STEPS = ["trainer.epochs=3", "trainer.progress=false", "model.dropout=0.3", "model.batch_norm=true", "trainer.batch_size=50"]
@@ -37,8 +38,8 @@ def rows(run) -> list[dict]:
 
 
 def test_a_compiled_run_trains_what_the_plain_one_does_and_saves_a_plain_checkpoint(workdir, eager_compile):
-    plain = train(compose([*STEPS, "name=plain"]), [], quiet_reporter())
-    compiled = train(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter())
+    plain = train(RunRequest(compose([*STEPS, "name=plain"]), [], quiet_reporter()))
+    compiled = train(RunRequest(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter()))
     log = (compiled.run_dir / "train.log").read_text()
     assert "trainer.compile=true: compiled the training and evaluation steps in" in log
     for a, b in zip(rows(plain), rows(compiled), strict=True):  # the warm-up moved no statistics and drew no dropout
@@ -51,10 +52,10 @@ def test_a_compiled_run_trains_what_the_plain_one_does_and_saves_a_plain_checkpo
 
 def test_a_compiled_run_resumes_exactly(workdir, eager_compile):
     overrides = [*STEPS, "trainer.compile=true", "trainer.epochs=4"]
-    reference = train(compose([*overrides, "name=reference"]), [], quiet_reporter())
-    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[InterruptAt(epoch=3, batch=5)])
+    reference = train(RunRequest(compose([*overrides, "name=reference"]), [], quiet_reporter()))
+    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[InterruptAt(epoch=3, batch=5)]))
     assert stopped.status == "interrupted"
-    resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
+    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
     for a, b in zip(rows(reference), rows(resumed), strict=True):
         assert [a[k] for k in ("epoch", "train_loss", "val_loss")] == [b[k] for k in ("epoch", "train_loss", "val_loss")]
     assert resumed.summary["test"] == reference.summary["test"]
@@ -82,8 +83,8 @@ def test_where_compiling_fails_the_run_trains_without_it_says_why_and_keeps_no_t
         return FailsInEval()
 
     monkeypatch.setattr(torch, "compile", failing_compile)
-    plain = train(compose([*STEPS, "name=plain"]), [], quiet_reporter())
-    result = train(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter())
+    plain = train(RunRequest(compose([*STEPS, "name=plain"]), [], quiet_reporter()))
+    result = train(RunRequest(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter()))
     assert result.summary["status"] == "completed"
     log = (result.run_dir / "train.log").read_text()
     assert ("trainer.compile=true: torch.compile failed here (RuntimeError: no C++ compiler found for the inductor backend): "
@@ -100,7 +101,7 @@ def test_an_unreadable_image_during_the_warm_up_is_the_runs_failure_not_the_comp
         raise UserError("photos/cat/003.png cannot be decoded (OSError: truncated): remove it or replace it")
 
     monkeypatch.setattr(TensorBatches, "peek", unreadable)
-    result = train(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter())
+    result = train(RunRequest(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter()))
     assert result.summary["status"] == "failed" and "003.png cannot be decoded" in result.summary["message"]
 
 

@@ -14,19 +14,20 @@ from dlcli.experiment import build_experiment
 from dlcli.models import MLP
 from dlcli.tracking.plots import wait_for_pictures
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 
 def test_default_experiment_learns_digits(workdir):
-    result = train(compose(["trainer.progress=false"]), [], quiet_reporter())
+    result = train(RunRequest(compose(["trainer.progress=false"]), [], quiet_reporter()))
     rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
     assert float(rows[-1]["train_loss"]) < 0.5 * float(rows[0]["train_loss"])
     assert result.summary["test"]["accuracy"] >= 0.95
 
 
 def test_same_seed_repeats_exactly_and_another_seed_differs(workdir, fast):
-    first = train(fast(), [], quiet_reporter()).summary
-    second = train(fast(), [], quiet_reporter()).summary
-    other = train(fast("seed=1"), [], quiet_reporter()).summary
+    first = train(RunRequest(fast(), [], quiet_reporter())).summary
+    second = train(RunRequest(fast(), [], quiet_reporter())).summary
+    other = train(RunRequest(fast("seed=1"), [], quiet_reporter())).summary
     assert first["test"] == second["test"]
     assert first["best_val_accuracy"] == second["best_val_accuracy"]
     assert other["test"]["loss"] != first["test"]["loss"]
@@ -51,13 +52,13 @@ def test_a_raw_keyboard_interrupt_keeps_what_last_pt_holds_and_resumes_exactly(w
     # Not a Ctrl-C signal (see test_callbacks): KeyboardInterrupt raised mid-epoch, so the run
     # keeps what is saved (the start, or the best epoch's snapshot) and metrics.csv matches it.
     overrides = ["trainer.epochs=5", "model.dropout=0.3", "sched=onecycle", "trainer.progress=false"]
-    reference = train(compose(overrides + ["name=reference"]), [], quiet_reporter())
-    stopped = train(compose(overrides), [], quiet_reporter(), callbacks=[InterruptAt(epoch=3, batch=7)])
+    reference = train(RunRequest(compose(overrides + ["name=reference"]), [], quiet_reporter()))
+    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[InterruptAt(epoch=3, batch=7)]))
     assert stopped.status == "interrupted"
     kept = load_checkpoint(stopped.run_dir / "checkpoints" / "last.pt")["state"]["epoch"]
     assert kept == stopped.summary["epochs_completed"] <= 2
     assert len((stopped.run_dir / "metrics.csv").read_text().strip().splitlines()) == kept + 1
-    resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
+    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
     assert resumed.status == "completed"
     ref_rows = list(csv.DictReader((reference.run_dir / "metrics.csv").open()))
     res_rows = list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))
@@ -70,17 +71,17 @@ def test_a_raw_keyboard_interrupt_keeps_what_last_pt_holds_and_resumes_exactly(w
 
 
 def test_resume_refuses_a_completed_run_and_changed_settings(workdir, fast):
-    done = train(fast(), [], quiet_reporter())
+    done = train(RunRequest(fast(), [], quiet_reporter()))
     with pytest.raises(UserError, match="already completed"):
-        train(compose([f"resume={done.run_dir}"]), [f"resume={done.run_dir}"], quiet_reporter())
+        train(RunRequest(compose([f"resume={done.run_dir}"]), [f"resume={done.run_dir}"], quiet_reporter()))
     with pytest.raises(UserError, match="cannot apply"):
-        train(compose([f"resume={done.run_dir}", "optim.lr=1"]), [f"resume={done.run_dir}", "optim.lr=1"], quiet_reporter())
+        train(RunRequest(compose([f"resume={done.run_dir}", "optim.lr=1"]), [f"resume={done.run_dir}", "optim.lr=1"], quiet_reporter()))
 
 
 @pytest.mark.pictures
 def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(workdir):
     # SGD with momentum at lr 0.1 diverges on diabetes after a good first epoch.
-    result = train(compose(["data=diabetes", "optim.lr=0.1", "trainer.epochs=10", "trainer.progress=false"]), [], quiet_reporter())
+    result = train(RunRequest(compose(["data=diabetes", "optim.lr=0.1", "trainer.epochs=10", "trainer.progress=false"]), [], quiet_reporter()))
     assert result.status == "failed"
     assert "optim.lr" in result.summary["message"] and "nan" in result.summary["message"].lower()
     last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
@@ -96,14 +97,14 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(workdir):
 
 def test_early_stopping_stops_on_a_stalled_validation_metric(workdir):
     cfg = compose(["trainer.epochs=60", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=2", "trainer.progress=false"])
-    summary = train(cfg, [], quiet_reporter()).summary
+    summary = train(RunRequest(cfg, [], quiet_reporter())).summary
     assert summary["stopped_early"] is True
     assert summary["epochs_completed"] == summary["best_epoch"] + 2 < 60
 
 
 @pytest.mark.parametrize("sched", ["step", "exponential", "cosine", "linear", "warmup_cosine", "onecycle", "plateau"])
 def test_every_scheduler_changes_or_keeps_lr_as_documented(workdir, fast, sched):
-    result = train(fast(f"sched={sched}", "trainer.epochs=4"), [], quiet_reporter())
+    result = train(RunRequest(fast(f"sched={sched}", "trainer.epochs=4"), [], quiet_reporter()))
     lrs = [float(r["lr"]) for r in csv.DictReader((result.run_dir / "metrics.csv").open())]
     assert result.status == "completed"
     if sched in ("exponential", "cosine", "linear"):
@@ -116,7 +117,7 @@ def test_every_scheduler_changes_or_keeps_lr_as_documented(workdir, fast, sched)
 
 @pytest.mark.parametrize("optim", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
 def test_every_optimizer_trains(workdir, fast, optim):
-    summary = train(fast(f"optim={optim}"), [], quiet_reporter()).summary
+    summary = train(RunRequest(fast(f"optim={optim}"), [], quiet_reporter())).summary
     assert summary["status"] == "completed" and summary["test"]["accuracy"] > 0.5
 
 
@@ -130,12 +131,12 @@ def test_weight_decay_skips_biases_and_norms_unless_asked():
 
 @pytest.mark.parametrize("mode", ["norm", "value"])
 def test_gradient_clipping_runs(workdir, fast, mode):
-    result = train(fast("trainer.grad_clip=0.5", f"trainer.grad_clip_mode={mode}", "trainer.label_smoothing=0.1"), [], quiet_reporter())
+    result = train(RunRequest(fast("trainer.grad_clip=0.5", f"trainer.grad_clip_mode={mode}", "trainer.label_smoothing=0.1"), [], quiet_reporter()))
     assert result.status == "completed"
 
 
 def test_regression_reports_rmse_mae_r2_in_target_units(workdir):
-    summary = train(compose(["data=linreg_synthetic", "model=linreg", "optim.lr=0.03", "optim.momentum=0", "trainer.batch_size=10", "trainer.epochs=5", "trainer.progress=false"]), [], quiet_reporter()).summary
+    summary = train(RunRequest(compose(["data=linreg_synthetic", "model=linreg", "optim.lr=0.03", "optim.momentum=0", "trainer.batch_size=10", "trainer.epochs=5", "trainer.progress=false"]), [], quiet_reporter())).summary
     assert summary["monitor"] == "val_rmse"
     assert summary["test"]["rmse"] < 0.05 and summary["test"]["r2"] > 0.999 and summary["test"]["mae"] < 0.05
 
@@ -164,7 +165,7 @@ def test_bf16_autocasts_on_the_cpu_and_float16_there_is_one_line(workdir, fast):
     assert experiment.session.step.precision == "bf16" and experiment.session.scaler is None  # no scaler for bf16
     with autocast(torch.device("cpu"), "bf16"):
         assert experiment.session.model(torch.zeros(2, 1, 8, 8)).dtype == torch.bfloat16
-    summary = train(fast("trainer.precision=bf16", "trainer.device=cpu"), [], quiet_reporter()).summary
+    summary = train(RunRequest(fast("trainer.precision=bf16", "trainer.device=cpu"), [], quiet_reporter())).summary
     assert summary["status"] == "completed" and summary["best_val_accuracy"] > 0.5
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="trainer.precision=16 .* needs CUDA"):
@@ -182,7 +183,7 @@ def test_bf16_on_a_cpu_without_bfloat16_matrix_units_says_it_may_be_slower(workd
     assert ("trainer.precision=bf16: this CPU" in notes) is (said is not None) and (said is None or said in notes)
     assert "bfloat16" not in "\n".join(build_experiment(fast("trainer.device=cpu")).notes)  # float32 says nothing
     if support == "none":  # in the run log, as compile's time is
-        result = train(fast("trainer.precision=bf16", "trainer.device=cpu", "trainer.epochs=1"), [], quiet_reporter())
+        result = train(RunRequest(fast("trainer.precision=bf16", "trainer.device=cpu", "trainer.epochs=1"), [], quiet_reporter()))
         assert "expect it slower than trainer.precision=32" in (result.run_dir / "train.log").read_text()
 
 
@@ -206,7 +207,7 @@ def test_settings_that_wait_on_a_switch_that_is_off_are_a_note_and_sequence_mode
     assert "no effect" not in quiet  # the defaults say nothing
     waiting = ["trainer.early_stopping.patience=3", "trainer.grad_clip_mode=value", "trainer.diagnostics=false",
                "trainer.diagnostics_every=3", "trainer.max_restarts=2"]
-    result = train(fast("data=iris", "trainer.epochs=1", *waiting), [], quiet_reporter())
+    result = train(RunRequest(fast("data=iris", "trainer.epochs=1", *waiting), [], quiet_reporter()))
     assert result.summary["status"] == "completed"
     log = (result.run_dir / "train.log").read_text()
     for line in ("trainer.early_stopping.patience=3 has no effect while trainer.early_stopping.enabled=false",
@@ -236,7 +237,7 @@ def test_channels_last_orders_image_weights_and_is_refused_for_tables(workdir, f
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_amp_trains_on_cuda(workdir, fast):
-    summary = train(fast("trainer.device=cuda", "trainer.amp=true"), [], quiet_reporter()).summary
+    summary = train(RunRequest(fast("trainer.device=cuda", "trainer.amp=true"), [], quiet_reporter())).summary
     assert summary["status"] == "completed" and summary["device"].startswith("cuda")
 
 
@@ -262,7 +263,7 @@ def test_bad_values_are_named(override, message):
 
 
 def test_numeric_run_name(workdir, fast):
-    assert train(fast("name=42", "trainer.epochs=1"), [], quiet_reporter()).run_dir.parent.name == "42"
+    assert train(RunRequest(fast("name=42", "trainer.epochs=1"), [], quiet_reporter())).run_dir.parent.name == "42"
 
 
 def test_onecycle_peaks_at_each_groups_own_lr(fast):
@@ -271,16 +272,16 @@ def test_onecycle_peaks_at_each_groups_own_lr(fast):
 
 
 def test_nan_validation_loss_is_not_a_best_epoch(workdir):
-    result = train(compose(["trainer.batch_size=4096", "optim.lr=1e30", "trainer.epochs=2", "trainer.progress=false"]), [], quiet_reporter())
+    result = train(RunRequest(compose(["trainer.batch_size=4096", "optim.lr=1e30", "trainer.epochs=2", "trainer.progress=false"]), [], quiet_reporter()))
     assert result.status == "failed" and "validation loss became nan" in result.summary["message"]
     assert result.summary["best_epoch"] is None and not (result.run_dir / "checkpoints" / "best.pt").exists()
 
 
 def test_an_early_stopped_run_resumed_trains_no_further(workdir):
     cfg = compose(["trainer.epochs=60", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=2", "trainer.progress=false"])
-    done = train(cfg, [], quiet_reporter())
+    done = train(RunRequest(cfg, [], quiet_reporter()))
     summary = read(done.run_dir / "summary.json")
     summary["status"] = "interrupted"  # as if Ctrl-C came during the final test evaluation
     (done.run_dir / "summary.json").write_text(__import__("json").dumps(summary))
-    resumed = train(compose([f"resume={done.run_dir}"]), [f"resume={done.run_dir}"], quiet_reporter())
+    resumed = train(RunRequest(compose([f"resume={done.run_dir}"]), [f"resume={done.run_dir}"], quiet_reporter()))
     assert resumed.status == "completed" and resumed.summary["epochs_completed"] == summary["epochs_completed"]

@@ -17,6 +17,7 @@ from conftest import quiet_reporter
 from dlcli.config.compose import compose
 from dlcli.engine.callbacks import Callback
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "epoch_growth.py"
 EPOCHS = 40
@@ -53,7 +54,7 @@ def test_an_epoch_late_in_a_run_does_the_work_of_an_early_one(workdir):
     among epochs 6-15 and among the last ten are the same number, give or take a few. Anything that
     walks the history so far each epoch would add calls in proportion to it."""
     counter = CallsPerEpoch()
-    result = train(compose(LONG_RUN), [], quiet_reporter(), callbacks=[counter])
+    result = train(RunRequest(compose(LONG_RUN), [], quiet_reporter(), callbacks=[counter]))
     assert result.status == "completed" and len(counter.calls) == EPOCHS
     early = min(counter.calls[e] for e in range(6, 16))
     late = min(counter.calls[e] for e in range(EPOCHS - 9, EPOCHS + 1))
@@ -91,7 +92,7 @@ def test_no_run_file_is_reopened_or_rewritten_after_an_epoch(workdir):
     summary is written when the run ends; the checkpoints at most every trainer.checkpoint_every
     seconds (an hour here): between, no epoch opens a file."""
     watcher = OpensDuringEpochs(last=EPOCHS)
-    result = train(compose(LONG_RUN), [], quiet_reporter(), callbacks=[watcher])
+    result = train(RunRequest(compose(LONG_RUN), [], quiet_reporter(), callbacks=[watcher]))
     assert result.status == "completed"
     assert watcher.opened == []
 

@@ -13,6 +13,7 @@ from dlcli.data import image_cache
 from dlcli.engine.batches import LoaderBatches, TensorBatches
 from dlcli.experiment import build_experiment
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 from image_fixtures import write_image_folder
 
 FAST = ["model=lenet", "optim=adam", "trainer.progress=false", "trainer.epochs=2"]
@@ -54,7 +55,7 @@ def test_the_first_run_decodes_once_and_the_next_reads_the_cache_with_the_same_n
     assert isinstance(files.session.train_data, LoaderBatches)
     decoded = torch.stack([files.data.source.files[i][0] for i in range(len(files.data.source.files))])
     assert torch.equal(decoded, first.data.source.images)  # the same pixels the files give
-    runs = [train(folder_run(folder, f"name=r{i}"), [], quiet_reporter()).summary for i in range(2)]
+    runs = [train(RunRequest(folder_run(folder, f"name=r{i}"), [], quiet_reporter())).summary for i in range(2)]
     assert runs[0]["status"] == "completed" and runs[0]["test"] == runs[1]["test"]
 
 
@@ -177,7 +178,7 @@ def test_the_folder_is_normalized_alike_whether_decoded_once_or_read_from_files(
 
 
 def test_auto_is_decided_once_and_kept_by_the_run(workdir, folder, monkeypatch):
-    result = train(folder_run(folder), [], quiet_reporter())
+    result = train(RunRequest(folder_run(folder), [], quiet_reporter()))
     from omegaconf import OmegaConf
 
     assert OmegaConf.load(result.run_dir / "config.yaml").data.cache == "memory"
@@ -232,6 +233,7 @@ def test_an_empty_class_folder_and_a_cache_setting_on_a_table_are_one_line(workd
     assert not (workdir / "runs").exists()
 
 
+@pytest.mark.slow  # starts an interpreter
 def test_dl_cache_lists_each_entry_against_its_folder_and_clears_the_stale_ones(workdir, folder, tmp_path):
     import shutil
 
@@ -265,7 +267,7 @@ def test_a_saved_run_s_cache_directory_is_not_where_eval_or_resume_write(workdir
     import shutil
 
     named = tmp_path / "named"
-    result = train(folder_run(folder, f"+data.cache_dir={named}", "trainer.plots=false"), [], quiet_reporter())
+    result = train(RunRequest(folder_run(folder, f"+data.cache_dir={named}", "trainer.plots=false"), [], quiet_reporter()))
     assert (named / "images").is_dir()
     shutil.rmtree(named)  # a run directory received from someone else names a folder of theirs
     evaluated = run_cli("eval", str(result.run_dir))

@@ -13,6 +13,7 @@ from dlcli.config.compose import compose
 from dlcli.engine.batches import LoaderBatches, TensorBatches
 from dlcli.experiment import build_experiment
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 from image_fixtures import write_cifar10, write_image_folder, write_mnist
 
 FAST_CNN = ["model=lenet", "model.activation=relu", "optim=adam", "trainer.progress=false"]
@@ -131,7 +132,7 @@ def test_grey_folder_trains_as_1xhxw_and_the_note_reaches_the_run_log(workdir, t
     assert experiment.data.input_shape == (1, 24, 24)
     x, _ = next(experiment.batches("val").in_order(4))
     assert x.shape[1:] == (1, 24, 24)
-    result = train(cfg, [], quiet_reporter())
+    result = train(RunRequest(cfg, [], quiet_reporter()))
     assert result.status == "completed"
     assert "note: all 30 images are single-channel (grey): loading them as 1 channel" in (result.run_dir / "train.log").read_text()
 
@@ -184,7 +185,7 @@ def test_batchable_augmentation_runs_on_the_device_and_per_image_work_through_a_
     assert isinstance(experiment.session.val_data, TensorBatches) and experiment.session.val_data.augment is None  # never augmented
     x, y = next(experiment.session.train_data.shuffled(8, torch.Generator().manual_seed(0)))
     assert x.shape == (8, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (8,)
-    summary = train(compose(overrides + ["trainer.epochs=2"]), [], quiet_reporter()).summary
+    summary = train(RunRequest(compose(overrides + ["trainer.epochs=2"]), [], quiet_reporter())).summary
     assert summary["status"] == "completed" and summary["test"]["accuracy"] > 0.5
 
     per_image = build_experiment(compose(overrides + ["data.augment.color_jitter=0.2"]))
@@ -223,9 +224,9 @@ def test_kfold_trains_k_runs_and_aggregates(workdir):
 def test_kfold_interrupted_resumes_the_missing_folds(workdir):
     from test_engine import InterruptAt
 
-    stopped = train(compose(["split.kfold=2", "trainer.epochs=3", "trainer.progress=false"]), [], quiet_reporter(), callbacks=[InterruptAt(epoch=2, batch=3)])
+    stopped = train(RunRequest(compose(["split.kfold=2", "trainer.epochs=3", "trainer.progress=false"]), [], quiet_reporter(), callbacks=[InterruptAt(epoch=2, batch=3)]))
     assert stopped.status == "interrupted" and "resume=" in stopped.summary["message"]
-    resumed = train(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter())
+    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
     assert resumed.status == "completed"
     assert [row["status"] for row in read(stopped.run_dir / "kfold.json")["per_fold"]] == ["completed", "completed"]
 
@@ -237,11 +238,11 @@ def test_every_experiment_composes_and_the_small_ones_run(workdir, image_root):
     assert {"softmax_fashion", "mlp_fashion", "lenet_fashion", "vgg_small_fashion", "cifar_cnn", "linreg_synthetic", "house_prices_kfold"} <= set(names)
     for name in names:
         assert compose_cfg([f"experiment={name}"]).name
-    linreg = train(compose(["experiment=linreg_synthetic", "trainer.progress=false"]), [], quiet_reporter())
+    linreg = train(RunRequest(compose(["experiment=linreg_synthetic", "trainer.progress=false"]), [], quiet_reporter()))
     weights = torch.load(linreg.run_dir / "checkpoints" / "best.pt", weights_only=True)["model"]
     assert torch.allclose(weights["net.1.weight"], torch.tensor([[2.0, -3.4]]), atol=0.05)
     assert abs(weights["net.1.bias"].item() - 4.2) < 0.05
-    lenet = train(compose(["experiment=lenet_fashion", f"data.root={image_root}", "data.download=false", "trainer.epochs=1", "trainer.progress=false"]), [], quiet_reporter())
+    lenet = train(RunRequest(compose(["experiment=lenet_fashion", f"data.root={image_root}", "data.download=false", "trainer.epochs=1", "trainer.progress=false"]), [], quiet_reporter()))
     assert lenet.status == "completed" and lenet.run_dir.parent.name == "lenet_fashion"
 
 
@@ -252,7 +253,7 @@ def test_house_prices_kfold_recipe_on_a_csv(workdir):
                           "Neighborhood": rng.choice(["A", "B", None], n)})
     frame["SalePrice"] = (50000 + 8 * frame.LotArea + 15000 * frame.OverallQual) * np.exp(rng.normal(0, 0.05, n))
     frame.to_csv("train.csv", index=False)
-    result = train(compose(["experiment=house_prices_kfold", "data.path=train.csv", "trainer.epochs=20", "trainer.progress=false"]), [], quiet_reporter())
+    result = train(RunRequest(compose(["experiment=house_prices_kfold", "data.path=train.csv", "trainer.epochs=20", "trainer.progress=false"]), [], quiet_reporter()))
     report = read(result.run_dir / "kfold.json")
     assert report["folds"] == 5 and report["monitor"] == "val_log_rmse" and 0 < report["mean"] < 0.2
 
@@ -265,6 +266,6 @@ def test_a_table_of_signal_columns_as_a_sequence(workdir):
     frame["kind"] = ["slow" if i % 2 == 0 else "fast" for i in range(200)]
     frame.to_csv("signals.csv", index=False)
     for model in ("gru", "cnn1d"):
-        summary = train(compose(["data=csv", "data.path=signals.csv", "data.target=kind", "+data.as_sequence=true", f"model={model}",
-                                 "optim=adam", "optim.lr=0.01", "trainer.epochs=8", "trainer.progress=false"]), [], quiet_reporter()).summary
+        summary = train(RunRequest(compose(["data=csv", "data.path=signals.csv", "data.target=kind", "+data.as_sequence=true", f"model={model}",
+                                            "optim=adam", "optim.lr=0.01", "trainer.epochs=8", "trainer.progress=false"]), [], quiet_reporter())).summary
         assert summary["test"]["accuracy"] >= 0.9, (model, summary["test"])

@@ -14,6 +14,7 @@ from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.tools.inspect_run import SMALL, inspect_lines, inspect_run
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 LINREG = ["data=linreg_synthetic", "model=linreg", "optim.lr=0.03", "optim.momentum=0", "trainer.batch_size=10",
           "trainer.epochs=3", "trainer.progress=false"]
@@ -21,7 +22,7 @@ TRUE_W, TRUE_B = [2.0, -3.4], 4.2
 
 
 def trained(*overrides: str):
-    result = train(compose(list(overrides)), [], quiet_reporter())
+    result = train(RunRequest(compose(list(overrides)), [], quiet_reporter()))
     assert result.status == "completed"
     return result.run_dir
 
@@ -196,6 +197,7 @@ def test_the_renderer_is_plain_and_four_significant_figures():
     assert lines[-1] == report["units_note"]
 
 
+@pytest.mark.slow  # starts an interpreter
 def test_importing_it_does_not_import_torch():
     code = "import sys, dlcli.tools.inspect_run; assert 'torch' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -11,6 +11,7 @@ from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.tools.lr_find import lr_ladder, lr_range_test, suggest
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 
 def test_ladder_has_exact_endpoints():
@@ -88,7 +89,7 @@ def test_suggested_lr_trains_at_least_as_well_as_the_default(workdir):
     assert override.startswith("optim.lr=") and float(override.split("=")[1]) != compose([]).optim.lr
 
     def mean_accuracy(*overrides):
-        runs = [train(compose(["trainer.progress=false", f"seed={seed}", *overrides]), [], quiet_reporter()) for seed in range(4)]
+        runs = [train(RunRequest(compose(["trainer.progress=false", f"seed={seed}", *overrides]), [], quiet_reporter())) for seed in range(4)]
         return sum(run.summary["test"]["accuracy"] for run in runs) / len(runs)
 
     tuned, default = mean_accuracy(override), mean_accuracy()

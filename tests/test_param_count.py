@@ -11,6 +11,7 @@ from dlcli.experiment import build_experiment
 from dlcli.tools.model_summary import summarize
 from dlcli.tools.param_count import model_summary
 from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 
 def test_lenet_counts_shapes_and_multiply_adds():
@@ -33,7 +34,7 @@ def test_buffers_are_reported_apart_from_parameters():
 def test_freezing_shows_as_non_trainable_and_holds_in_training(workdir):
     summary = model_summary(compose(["model.freeze=[net.1]"]))
     assert summary.non_trainable == 64 * 256 + 256 and summary.trainable == 256 * 10 + 10
-    result = train(compose(["model.freeze=[net.1]", "trainer.epochs=2", "trainer.progress=false", "model.init=normal"]), [], quiet_reporter())
+    result = train(RunRequest(compose(["model.freeze=[net.1]", "trainer.epochs=2", "trainer.progress=false", "model.init=normal"]), [], quiet_reporter()))
     # build_experiment seeds from the config, so this re-creates the run's initial weights
     # (on the device the run would pick; checkpoints are always read onto the CPU)
     initial = {k: v.cpu() for k, v in build_experiment(compose(["model.freeze=[net.1]", "model.init=normal"])).session.model.state_dict().items()}
@@ -93,5 +94,6 @@ def test_cli_bad_input(workdir, args, message):
     assert result.exit_code == 2 and message in result.stderr
 
 
+@pytest.mark.slow  # starts an interpreter
 def test_param_count_help_does_not_import_torch():
     assert_cli_runs_without_torch("param-count", "--help")

@@ -74,10 +74,11 @@ def train(
         return
     from dlcli.engine.progress import Reporter
     from dlcli.run.dispatch import train as run_training
+    from dlcli.run.request import RunRequest
 
     silent = quiet or as_json
     reporter = Reporter(Console(quiet=True) if silent else console, show_progress=not silent and composed.trainer.progress)
-    result = run_training(composed, overrides, reporter, trust=trust or [])
+    result = run_training(RunRequest(composed, overrides, reporter, trust=trust or []))
     if _not_rank_zero():  # under torchrun every rank runs this command; rank 0 speaks for the run
         return
     if as_json:

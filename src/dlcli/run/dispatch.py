@@ -7,36 +7,19 @@ anything else is one new run (dlcli.run.single). Nothing in dlcli imports this m
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
-
-from omegaconf import DictConfig
-
-from dlcli.engine.callbacks import Callback
-from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
-from dlcli.run.single import TrainResult  # noqa: F401  (part of the entry point's signature)
+from dlcli.run.request import RunRequest
+from dlcli.run.single import TrainResult
 
 
-def train(
-    cfg: DictConfig,
-    overrides: Sequence[str] = (),
-    reporter: Reporter | None = None,
-    run_dir: Path | None = None,
-    evaluate_test: bool = True,
-    callbacks: Sequence[Callback] = (),
-    trust: Sequence[str] = (),
-) -> TrainResult:
-    """Train the composed config in a new run directory (or continue one with resume=RUN_DIR).
+def train(request: RunRequest) -> TrainResult:
+    """Train the request's config in a new run directory (or continue one with resume=RUN_DIR).
 
-    With split.kfold=K this trains K models, one per fold, under one parent run (dlcli.run.kfold).
-    `run_dir` names an existing empty directory to use instead of a new timestamped one.
-    `callbacks` join the config's own (`callbacks:`) after the built-in ones; sweeps pass
-    evaluate_test=False (trials never look at the test split) and a pruner. `trust` names modules
-    (or dotted targets) that a saved config read back (resume=, refit=) may build besides what
-    dlcli.trust.targets accepts by name.
+    With split.kfold=K this trains K models, one per fold, under one parent run (dlcli.run.kfold);
+    with refit=RUN, the run's settings again on train+val (dlcli.run.refit); with trainer.devices=N,
+    one run on N processes (dlcli.run.launch).
     """
-    reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
+    cfg = request.config
     if cfg.get("resume"):
         if cfg.get("refit"):
             raise UserError("resume= and refit= do not go together: resume continues a run, refit starts a new one")
@@ -45,16 +28,15 @@ def train(
         if is_kfold_parent(cfg.resume):
             from dlcli.run.kfold import resume_kfold
 
-            return resume_kfold(cfg, overrides, reporter, callbacks, trust)
+            return resume_kfold(request)
         from dlcli.run.resume import resume
 
-        return resume(cfg, overrides, reporter, callbacks, trust)
-    facts, check = {}, None
+        return resume(request)
     if cfg.get("refit"):
-        from dlcli.run.refit import refit_config, same_test_split
+        from dlcli.run.refit import refit_request
 
-        cfg, facts = refit_config(cfg, overrides, trust)
-        check = same_test_split(Path(facts["refit_of"]))
+        request = refit_request(request)
+        cfg = request.config
     from dlcli.engine.distributed import launched_by_torchrun
     from dlcli.run.launch import devices_of, train_distributed
 
@@ -65,9 +47,9 @@ def train(
                             "use trainer.devices=1, or train one fold at a time with split.fold=N")
         from dlcli.run.kfold import train_kfold
 
-        return train_kfold(cfg, overrides, reporter, callbacks)
+        return train_kfold(request)
     if several:
-        return train_distributed(cfg, overrides, reporter, evaluate_test, callbacks, facts, check, run_dir)
+        return train_distributed(request)
     from dlcli.run.single import new_run
 
-    return new_run(cfg, overrides, reporter, run_dir, evaluate_test, callbacks, facts, check)
+    return new_run(request)

@@ -9,15 +9,17 @@ for every fold; only the validation fold moves.
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
 from dlcli.system.files import check_no_links_out, remove_tree
+from dlcli.run.request import RunRequest
+from dlcli.run.single import TrainResult
 from dlcli.rundir.lock import RunLock
 from dlcli.rundir.directory import (RunStart, config_text, load_saved_config, overrides_text, read_summary, start_run_dir,
                         update_summary, write_json)
@@ -33,22 +35,25 @@ def _fold_config(cfg: DictConfig, fold: int) -> DictConfig:
     return fold_cfg
 
 
-def train_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
-                run_dir: Path | None = None, evaluate_test: bool = True, after_fold: AfterFold | None = None):
-    """K folds under a new parent (or in `run_dir`, an empty directory a sweep made for its trial,
-    whose folds never look at the test split)."""
+def train_kfold(request: RunRequest, after_fold: AfterFold | None = None) -> TrainResult:
+    """K folds under a new parent (or in request.run_dir, an empty directory a sweep made for its
+    trial, whose folds never look at the test split)."""
+    cfg = request.config
     experiment = build_experiment(_fold_config(cfg, 1))  # input errors surface before runs/ is touched
-    start = RunStart(texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(overrides)},
+    start = RunStart(texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(request.overrides)},
                      summary={"kind": "kfold", "status": "running", "folds": int(cfg.split.kfold),
                               "metric": experiment.session.metric, "monitor": experiment.session.monitor})
-    parent, lock = start_run_dir(cfg.runs_dir, cfg.name, start, into=run_dir)
+    parent, lock = start_run_dir(cfg.runs_dir, cfg.name, start, into=request.run_dir)
     try:
-        return _run_folds(parent, cfg, overrides, reporter, callbacks, evaluate_test=evaluate_test, after_fold=after_fold)
+        return _run_folds(replace(request, run_dir=parent), after_fold)
     finally:
         lock.release()
 
 
-def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (), trust: Sequence[str] = ()):
+def resume_kfold(request: RunRequest) -> TrainResult:
+    """Continue a k-fold parent (request.config's resume=): its finished folds are kept, the
+    interrupted one resumed, the rest trained."""
+    cfg, overrides = request.config, request.overrides
     from dlcli.run.resume import check_resume_overrides
 
     from dlcli.trust.workdir import opening
@@ -61,27 +66,27 @@ def resume_kfold(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, 
         raise UserError(f"{parent} already completed; nothing to resume")
     lock = RunLock(parent).acquire()
     try:
-        saved = load_saved_config(parent, trust)
+        saved = load_saved_config(parent, request.trust)
         saved.trainer.device, saved.trainer.progress = cfg.trainer.device, cfg.trainer.progress
         update_summary(parent, status="running")
-        return _run_folds(parent, saved, overrides, reporter, callbacks, trust)
+        return _run_folds(replace(request, config=saved, run_dir=parent))
     finally:
         lock.release()
 
 
-def _run_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
-               trust: Sequence[str] = (), evaluate_test: bool = True, after_fold: AfterFold | None = None):
+def _run_folds(request: RunRequest, after_fold: AfterFold | None = None) -> TrainResult:
+    """The folds of the parent run in request.run_dir, and what they add up to (kfold.json)."""
     from dlcli.tracking import close_parent_runs, open_parent_runs
-    from dlcli.run.single import TrainResult
 
+    parent, cfg, overrides, reporter = request.run_dir, request.config, request.overrides, request.reporter
     # with a logger that nests runs (MLflow), the k-fold run is a run and each fold a run nested under it
     parents = open_parent_runs(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)},
                                reporter.warn)
     if parents:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([p.override for p in parents]))
+        request = replace(request, config=OmegaConf.merge(cfg, OmegaConf.from_dotlist([p.override for p in parents])))
     pruned = None
     try:
-        results, pruned = _train_folds(parent, cfg, overrides, reporter, callbacks, trust, evaluate_test, after_fold)
+        results, pruned = _train_folds(request, after_fold)
     except BaseException:  # broke off: the parent run must not say running forever
         close_parent_runs(parents, "failed", {}, reporter.warn)
         raise
@@ -126,16 +131,16 @@ def aggregate(results, folds: int) -> dict:
     }
 
 
-def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence = (),
-                 trust: Sequence[str] = (), evaluate_test: bool = True, after_fold: AfterFold | None = None):
-    """Each fold in turn (a finished one is kept, an interrupted one resumed); stops at the first
-    fold that does not complete, or when `after_fold` prunes the rest (a sweep's pruner: the
-    TrialPruned is returned beside the folds' results)."""
+def _train_folds(request: RunRequest, after_fold: AfterFold | None = None):
+    """Each fold of the parent in request.run_dir in turn (a finished one is kept, an interrupted
+    one resumed); stops at the first fold that does not complete, or when `after_fold` prunes the
+    rest (a sweep's pruner: the TrialPruned is returned beside the folds' results)."""
     from dlcli.errors import TrialPruned
 
     from dlcli.run.resume import resume
-    from dlcli.run.single import TrainResult, new_run
+    from dlcli.run.single import new_run
 
+    parent, cfg = request.run_dir, request.config
     results = []
     for fold in range(1, int(cfg.split.kfold) + 1):
         fold_dir = parent / f"fold-{fold}"
@@ -143,15 +148,14 @@ def _train_folds(parent: Path, cfg: DictConfig, overrides: Sequence[str], report
         if status == "completed":
             result = TrainResult(fold_dir, read_summary(fold_dir))
         elif status is not None:  # interrupted (or failed): continue it from its last checkpoint
-            resume_cfg = OmegaConf.merge(cfg, {"resume": str(fold_dir)})
-            result = resume(resume_cfg, [f"resume={fold_dir}"], reporter, callbacks, trust)
+            result = resume(replace(request, config=OmegaConf.merge(cfg, {"resume": str(fold_dir)}),
+                                    overrides=[f"resume={fold_dir}"], run_dir=None))
         else:
             if fold_dir.exists() or fold_dir.is_symlink():  # created but never started: nothing in it is worth keeping
                 remove_tree(fold_dir, parent)
             fold_dir.mkdir()
-            reporter.log(f"fold {fold}/{cfg.split.kfold}")
-            result = new_run(_fold_config(cfg, fold), overrides, reporter, run_dir=fold_dir, evaluate_test=evaluate_test,
-                             callbacks=callbacks)
+            request.reporter.log(f"fold {fold}/{cfg.split.kfold}")
+            result = new_run(replace(request, config=_fold_config(cfg, fold), run_dir=fold_dir))
         results.append(result)
         if result.status != "completed":
             break

@@ -17,6 +17,7 @@ import os
 import signal
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +28,8 @@ from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError, first_line
 from dlcli.system.interrupts import StopRecord, forwarded_to_workers, stop_signals_act_as_ctrl_c
 from dlcli.rundir.directory import read_summary, update_summary
-from dlcli.run.single import TrainResult, now, progress_fields, start_new_run
+from dlcli.run.request import RunRequest
+from dlcli.run.single import TrainResult, now, progress_fields, start_new_run, with_config_callbacks
 
 # how a run runs, not what it computes: the command's values reach the workers
 HOW_IT_RUNS = ("trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
@@ -37,36 +39,35 @@ def devices_of(cfg: DictConfig) -> int:
     return int(cfg.trainer.get("devices", 1) or 1)
 
 
-def train_distributed(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, evaluate_test: bool = True,
-                      callbacks: Sequence = (), facts: dict | None = None, check=None, run_dir: Path | None = None,
-                      quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = (), threads: int | None = None) -> TrainResult:
-    """A new run trained by trainer.devices processes (in `run_dir`, an empty directory a sweep made
-    for its trial; `quiet`: rank 0 prints nothing, as a trial does not; `rank_zero_callbacks`:
+def train_distributed(request: RunRequest, *, quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = (),
+                      threads: int | None = None) -> TrainResult:
+    """A new run trained by trainer.devices processes (in request.run_dir when a sweep made one for
+    its trial; `quiet`: rank 0 prints nothing, as a trial does not; `rank_zero_callbacks`:
     {_target_, arguments} of callbacks rank 0 builds besides the config's, such as a trial's pruner;
     `threads`: the CPU threads all the processes share, a sweep trial's part of the cores)."""
-    _no_python_callbacks(callbacks)
+    _no_python_callbacks(request.callbacks)
     from dlcli.engine.distributed import launched_by_torchrun
 
     if launched_by_torchrun():
-        return _as_torchrun_worker(cfg, overrides, reporter, evaluate_test, facts, check)
-    experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
+        return _as_torchrun_worker(request)
+    experiment, run_dir, lock = start_new_run(request)
     del experiment  # the workers build their own; this one only checked the config and wrote the first files
     release_device_memory()
     try:
         # the workers read back the config this command composed: what it builds is trusted as typed
-        launch_workers(run_dir, cfg, reporter, evaluate_test=evaluate_test, trust=targets_of(cfg), quiet=quiet,
+        launch_workers(replace(request, run_dir=run_dir, trust=targets_of(request.config)), quiet=quiet,
                        rank_zero_callbacks=rank_zero_callbacks, threads=threads)
     finally:
         lock.release()
     return TrainResult(run_dir, read_summary(run_dir))
 
 
-def resume_distributed(run_dir: Path, saved: DictConfig, reporter: Reporter, callbacks: Sequence = (),
-                       trust: Sequence[str] = ()) -> TrainResult:
-    """A resumed run whose config trains on several processes (the run's lock is held by the caller)."""
-    _no_python_callbacks(callbacks)
-    launch_workers(run_dir, saved, reporter, trust=trust)
-    return TrainResult(run_dir, read_summary(run_dir))
+def resume_distributed(request: RunRequest) -> TrainResult:
+    """A resumed run whose config (request.config, the saved one) trains on several processes in
+    request.run_dir (the run's lock is held by the caller)."""
+    _no_python_callbacks(request.callbacks)
+    launch_workers(request)
+    return TrainResult(request.run_dir, read_summary(request.run_dir))
 
 
 def targets_of(cfg: DictConfig) -> list[str]:
@@ -94,15 +95,16 @@ def _no_python_callbacks(callbacks: Sequence) -> None:
                         "name them in the config (callbacks.NAME._target_=module.Class) so every run builds them")
 
 
-def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_test: bool = True,
-                   trust: Sequence[str] = (), quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = (),
+def launch_workers(request: RunRequest, quiet: bool | None = None, rank_zero_callbacks: Sequence[dict] = (),
                    threads: int | None = None) -> None:
-    """Start trainer.devices workers on this machine and wait for them. A worker that dies ends the
-    others (the launcher stops them); the run is then left interrupted and resumable."""
+    """Start trainer.devices workers training request.config in request.run_dir, and wait for them. A
+    worker that dies ends the others (the launcher stops them); the run is then left interrupted and resumable."""
     import logging
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    run_dir, cfg, reporter = request.run_dir, request.config, request.reporter
 
     # the launcher logs a worker's end (and Ctrl-C) as a page of tracebacks; the run's summary says it in a line
     quieted = ("torch.distributed.elastic", "torch.multiprocessing")
@@ -130,7 +132,7 @@ def launch_workers(run_dir: Path, cfg: DictConfig, reporter: Reporter, evaluate_
     started = time.perf_counter()
     try:
         with forwarded_to_workers():  # puts back the handlers the launcher leaves behind too
-            elastic_launch(config, worker)(str(run_dir), how, list(trust), evaluate_test)
+            elastic_launch(config, worker)(str(run_dir), how, list(request.trust), request.evaluate_test)
     except ChildFailedError as exc:
         _ended_by_a_worker(run_dir, exc, time.perf_counter() - started)
     except KeyboardInterrupt:  # a stop signal before any worker had started: nothing trained
@@ -281,14 +283,12 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
-    from dlcli.engine.callbacks import build_callbacks
     from dlcli.engine.checkpoint import load_checkpoint, restore
     from dlcli.engine.distributed import current_world
     from dlcli.engine.fit import NonFiniteLoss, StoppedWithRankZero, fit
     from dlcli.errors import TrialPruned
     from dlcli.experiment import build_experiment
     from dlcli.rundir.directory import load_saved_config
-    from dlcli.tracking import build_loggers
     from dlcli.run.single import run_in
 
     world = current_world()
@@ -324,11 +324,12 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
         from rich.console import Console
 
         reporter = Reporter(Console(quiet=quiet), show_progress=bool(cfg.trainer.progress) and not quiet)
-        configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger")), *map(_built, extra)]
+        request = RunRequest(cfg, reporter=reporter, callbacks=[*map(_built, extra)], evaluate_test=evaluate_test, run_dir=run_dir)
+        request = with_config_callbacks(request)
         if state.epoch:
             reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
         update_summary(run_dir, status="running", message=None)
-        result = run_in(experiment, run_dir, state, reporter, evaluate_test, configured, None, resumed=state.epoch > 0)
+        result = run_in(experiment, state, request, resumed=state.epoch > 0)
         if result.status != "completed" and not session.stopped_together:
             # rank 0 stopped on its own (an image it could not read, a second Ctrl-C): the others wait in
             # a collective. The run is closed; a non-zero exit makes the launcher stop them.
@@ -356,12 +357,12 @@ def _built(spec: dict):
     return resolve_target(arguments.pop("_target_"), "callbacks")(**arguments)
 
 
-def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, evaluate_test: bool, facts: dict | None,
-                        check) -> TrainResult:
+def _as_torchrun_worker(request: RunRequest) -> TrainResult:
     """Started by torchrun: the process group exists (or is made from torchrun's environment); rank 0
     creates the run directory and sends its path to the others, then every rank trains."""
     import torch.distributed as dist
 
+    cfg, reporter = request.config, request.reporter
     if not dist.is_initialized():
         dist.init_process_group(backend_for(cfg.trainer.device))
     world_size, trained = dist.get_world_size(), False
@@ -372,7 +373,7 @@ def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], reporter: Rep
         lock = None
         if dist.get_rank() == 0:
             try:
-                _, run_dir, lock = start_new_run(cfg, overrides, None, facts, check)
+                _, run_dir, lock = start_new_run(replace(request, run_dir=None))
                 update_summary(run_dir, world_size=world_size, per_rank_batch=int(cfg.trainer.batch_size) // world_size)
                 where = [str(run_dir)]
             except UserError as exc:  # every rank must hear it, or the others wait for a path forever
@@ -385,7 +386,7 @@ def _as_torchrun_worker(cfg: DictConfig, overrides: Sequence[str], reporter: Rep
         how["quiet"] = dist.get_rank() != 0 or bool(reporter.console.quiet)
         how["trainer.progress"] = bool(how["trainer.progress"]) and reporter.show_progress
         try:
-            train_as_rank(Path(where[0]), how, targets_of(cfg), evaluate_test)
+            train_as_rank(Path(where[0]), how, targets_of(cfg), request.evaluate_test)
         finally:
             if lock is not None:
                 lock.release()

@@ -10,6 +10,7 @@ untouched until the single look at the end. The refit is an ordinary run directo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,7 @@ from dlcli.config.compose import override_key
 from dlcli.errors import UserError
 from dlcli.tracking import as_new_run
 from dlcli.rundir.directory import find_run, load_saved_config, read_json, read_summary
+from dlcli.run.request import RunRequest
 
 # Overrides that may accompany refit=DIR: where it lands and how it runs, and the epoch count.
 REFIT_OVERRIDES = ("refit", "name", "runs_dir", "trainer.epochs", "trainer.device", "trainer.progress",
@@ -27,6 +29,14 @@ REFIT_OVERRIDES = ("refit", "name", "runs_dir", "trainer.epochs", "trainer.devic
 PRESENTATION = ("trainer.progress", "trainer.plots")
 NO_TEST = ("split.test=0: the refit trains on every labelled row, so there is no test split to score it on; "
            "the source's validation (or cross-validation) numbers are its estimate")
+
+
+def refit_request(request: RunRequest) -> RunRequest:
+    """The request a refit trains: the source's config, the facts its summary records, and the
+    check that its test split is the source's."""
+    cfg, facts = refit_config(request.config, request.overrides, request.trust)
+    return replace(request, config=cfg, summary_facts={**request.summary_facts, **facts},
+                   check_experiment=same_test_split(Path(facts["refit_of"])))
 
 
 def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str] = ()) -> tuple[DictConfig, dict]:

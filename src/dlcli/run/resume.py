@@ -3,6 +3,7 @@ its saved config; with trainer.epochs=N, train a completed run longer, as a new 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -10,10 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcli.config.compose import config_options, option_name, override_key, read_overrides_file
 from dlcli.data import PREPROCESSING_FILE
-from dlcli.engine.callbacks import Callback, build_callbacks
 from dlcli.engine.checkpoint import load_checkpoint, restore
 from dlcli.engine.fit import FitState
-from dlcli.engine.progress import Reporter
 from dlcli.errors import UserError
 from dlcli.trained.evaluate import check_same_split
 from dlcli.experiment import build_experiment
@@ -32,18 +31,20 @@ from dlcli.rundir.directory import (
     update_summary,
     write_metrics,
 )
-from dlcli.tracking import as_new_run, build_loggers
+from dlcli.tracking import as_new_run
 from dlcli.run.launch import devices_of, release_device_memory, resume_distributed
-from dlcli.run.single import TrainResult, now, run_facts, run_in
+from dlcli.run.request import RunRequest
+from dlcli.run.single import TrainResult, now, run_facts, run_in, with_config_callbacks
 
 # Overrides that may accompany resume=RUN_DIR: where and how it runs, not what it computes.
 RESUME_OVERRIDES = ("resume", "trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots",
                     "trainer.max_restarts")
 
 
-def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callbacks: Sequence[Callback] = (),
-           trust: Sequence[str] = ()) -> TrainResult:
-    """Continue an interrupted (or killed) run from checkpoints/last.pt with its saved config."""
+def resume(request: RunRequest) -> TrainResult:
+    """Continue an interrupted (or killed) run (request.config's resume=) from checkpoints/last.pt
+    with its saved config."""
+    cfg, overrides, trust = request.config, request.overrides, request.trust
     run_dir = find_run(cfg.resume)
     longer = [o for o in overrides if override_key(o) == "trainer.epochs"]
     if not longer:
@@ -54,7 +55,7 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         if summary.get("status") != "completed":
             raise UserError(f"{run_dir} is {summary.get('status')}: resume it as it was first (dl train resume={run_dir}), "
                             "then train it longer with trainer.epochs")
-        return continue_longer(cfg, run_dir, overrides, reporter, callbacks, trust)
+        return continue_longer(request, run_dir)
     if summary.get("status") == "completed":
         raise UserError(f"{run_dir} already completed; nothing to resume (evaluate it with `dl eval {run_dir}`, "
                         f"or train it longer in a new run with `dl train resume={run_dir} trainer.epochs=N`)")
@@ -63,8 +64,9 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
         saved = load_saved_config(run_dir, trust)
         for key in RESUME_OVERRIDES[1:]:  # how it runs may change; what it computes may not
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+        request = replace(request, config=saved, run_dir=run_dir)
         experiment = build_experiment(saved, restoring=True)
-        configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
+        in_process = with_config_callbacks(request)  # (on several processes, the workers build their own)
         check_same_split(experiment, run_dir)
         last = run_dir / "checkpoints" / "last.pt"
         state = restore(experiment.session, load_checkpoint(last), run_dir / "config.yaml", last)
@@ -74,16 +76,16 @@ def resume(cfg: DictConfig, overrides: Sequence[str], reporter: Reporter, callba
     update_summary(run_dir, status="running", device=str(experiment.session.device), message=None)
     if devices_of(saved) > 1:  # trained by several processes: so is the rest of it
         del experiment, state  # the workers build their own (rank 0 shares this GPU)
-        return _on_workers(run_dir, saved, reporter, callbacks, trust, lock)
-    reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
-    return run_in(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock, resumed=True)
+        return _on_workers(request, lock)
+    request.reporter.log(f"resuming {run_dir} after epoch {state.epoch}")
+    return run_in(experiment, state, in_process, lock, resumed=True)
 
 
-def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], reporter: Reporter,
-                    callbacks: Sequence[Callback] = (), trust: Sequence[str] = ()) -> TrainResult:
+def continue_longer(request: RunRequest, source: Path) -> TrainResult:
     """`dl train resume=RUN trainer.epochs=N` on a completed run: a new run directory that starts
     from the finished run's last.pt (weights, optimizer, RNGs, metrics.csv, best so far) and trains
     on to epoch N. The finished run stays as it is; the new one records where it started from."""
+    cfg, overrides, trust = request.config, request.overrides, request.trust
     saved = load_saved_config(source, trust)
     state = saved_state_of(source)
     epochs, before = int(cfg.trainer.epochs), int(saved.trainer.epochs)
@@ -105,7 +107,8 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
     as_new_run(saved)  # a run of its own: no late child of a finished sweep, no store the saved file names
     experiment = build_experiment(saved, restoring=True)
     check_same_split(experiment, source)
-    configured = [*build_callbacks(saved.get("callbacks")), *build_loggers(saved.get("logger"))]
+    request = replace(request, config=saved)
+    in_process = with_config_callbacks(request)  # (on several processes, the workers build their own)
     # copied into the new run, so checked as any overrides file (a hostile one must not travel on)
     typed = read_overrides_file(source / "overrides.yaml", trust, what=str(source / "overrides.yaml")) \
         if (source / "overrides.yaml").is_file() else []
@@ -131,19 +134,19 @@ def continue_longer(cfg: DictConfig, source: Path, overrides: Sequence[str], rep
                  "initial_loss": read_summary(source).get("initial_loss")},
         folders=("checkpoints",), then=carry_over)
     run_dir, lock = start_run_dir(saved.runs_dir, saved.name, start)
-    reporter.log(f"continuing {source} after epoch {state.epoch} in a new run, up to epoch {epochs}")
+    request.reporter.log(f"continuing {source} after epoch {state.epoch} in a new run, up to epoch {epochs}")
     if devices_of(saved) > 1:
         del experiment, state  # the workers build their own (rank 0 shares this GPU)
-        return _on_workers(run_dir, saved, reporter, callbacks, trust, lock)
-    return run_in(experiment, run_dir, state, reporter, True, [*configured, *callbacks], lock)
+        return _on_workers(replace(request, run_dir=run_dir), lock)
+    return run_in(experiment, state, replace(in_process, run_dir=run_dir), lock)
 
 
-def _on_workers(run_dir: Path, saved: DictConfig, reporter: Reporter, callbacks: Sequence[Callback], trust: Sequence[str],
-                lock: RunLock) -> TrainResult:
-    """The rest of a run whose config trains on several processes; the run's lock is let go after."""
+def _on_workers(request: RunRequest, lock: RunLock) -> TrainResult:
+    """The rest of a run whose config (request.config, the saved one) trains on several processes,
+    in request.run_dir; the run's lock is let go after."""
     release_device_memory()
     try:
-        return resume_distributed(run_dir, saved, reporter, callbacks, trust)
+        return resume_distributed(request)
     finally:
         lock.release()
 

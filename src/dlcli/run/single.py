@@ -10,16 +10,15 @@ import datetime as dt
 import platform
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from dlcli.data import PREPROCESSING_FILE
 from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
 from dlcli.diagnostics.checks import said_before_training
-from dlcli.engine.callbacks import Callback, CallbackFailed, build_callbacks
+from dlcli.engine.callbacks import CallbackFailed, build_callbacks
 from dlcli.engine.checkpoint import Checkpointer, save_checkpoint
 from dlcli.engine.compiled import compile_session
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
@@ -31,6 +30,7 @@ from dlcli.experiment import Experiment, build_experiment
 from dlcli.system.files import DiskFull
 from dlcli.system.interrupts import ctrl_c_deferred, reached
 from dlcli.tracking.plots import draw_in_background
+from dlcli.run.request import RunRequest
 from dlcli.rundir.directory import (
     RunLock,
     RunStart,
@@ -55,121 +55,116 @@ class TrainResult:
         return self.summary["status"]
 
 
-def new_run(cfg: DictConfig, overrides: Sequence[str] = (), reporter: Reporter | None = None, run_dir: Path | None = None,
-            evaluate_test: bool = True, callbacks: Sequence[Callback] = (), facts: dict | None = None,
-            check: Callable[[Experiment], None] | None = None) -> TrainResult:
-    """Train the composed config in a new run directory: build everything (every input error
+def new_run(request: RunRequest) -> TrainResult:
+    """Train the request's config in a new run directory: build everything (every input error
     surfaces here, before runs/ is touched), write the run's first files, fit, look at the test
-    split once, summarize. `run_dir` is an empty directory a sweep or k-fold parent made for it;
-    `facts` go into its summary; `check` may refuse the built experiment (a refit's test split)."""
-    reporter = reporter or Reporter(show_progress=bool(cfg.trainer.progress))
-    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]  # before runs/ is touched
-    experiment, run_dir, lock = start_new_run(cfg, overrides, run_dir, facts, check)
-    return run_in(experiment, run_dir, FitState(), reporter, evaluate_test, [*configured, *callbacks], lock)
+    split once, summarize."""
+    request = with_config_callbacks(request)  # built before runs/ is touched
+    experiment, run_dir, lock = start_new_run(request)
+    return run_in(experiment, FitState(), replace(request, run_dir=run_dir), lock)
 
 
-def start_new_run(cfg: DictConfig, overrides: Sequence[str] = (), run_dir: Path | None = None, facts: dict | None = None,
-                  check: Callable[[Experiment], None] | None = None) -> tuple[Experiment, Path, RunLock]:
-    """The built experiment and its new run directory, with its first files (resumable from birth:
-    an untrained last.pt) and its lock held."""
+def with_config_callbacks(request: RunRequest) -> RunRequest:
+    """The request with the callbacks and loggers its config names (`callbacks:`, `logger:`)
+    before its own: what one process training the run calls."""
+    cfg = request.config
+    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
+    return replace(request, callbacks=[*configured, *request.callbacks])
+
+
+def start_new_run(request: RunRequest) -> tuple[Experiment, Path, RunLock]:
+    """The built experiment and its new run directory (request.run_dir when one was made for it),
+    with its first files (resumable from birth: an untrained last.pt) and its lock held."""
+    cfg = request.config
     experiment = build_experiment(cfg)
-    if check is not None:
-        check(experiment)
+    if request.check_experiment is not None:
+        request.check_experiment(experiment)
     start = RunStart(
-        texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(overrides)},
+        texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(request.overrides)},
         jsons={"split.json": split_record(experiment, cfg), PREPROCESSING_FILE: experiment.data.preprocessing()},
-        summary={**run_facts(experiment), **(facts or {}), "status": "running", "started_at": now(), "wall_seconds": 0.0},
+        summary={**run_facts(experiment), **request.summary_facts, "status": "running", "started_at": now(),
+                 "wall_seconds": 0.0},
         folders=("checkpoints",),
         then=lambda directory: save_checkpoint(directory / "checkpoints" / "last.pt", experiment.session, FitState()),
     )
-    run_dir, lock = start_run_dir(cfg.runs_dir, cfg.name, start, into=run_dir)
+    run_dir, lock = start_run_dir(cfg.runs_dir, cfg.name, start, into=request.run_dir)
     return experiment, run_dir, lock
 
 
-def run_in(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
-         callbacks: Sequence[Callback], lock: RunLock | None = None, resumed: bool = False) -> TrainResult:
-    """Fit in a run directory that exists (new, or resumed): callbacks, the test look, the summary;
-    the run's lock (held since the run was created or resumed) is let go however this ends."""
+def run_in(experiment: Experiment, state: FitState, request: RunRequest, lock: RunLock | None = None,
+           resumed: bool = False) -> TrainResult:
+    """Train in request.run_dir, which exists (a new run, or a resumed one from `state` on); the
+    run's lock (held since the run was created or resumed) is let go however this ends."""
     try:
-        return _fit_and_summarize(experiment, run_dir, state, reporter, evaluate_test, callbacks, resumed)
+        return fit_and_test(experiment, state, request, resumed)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _fit_and_summarize(experiment: Experiment, run_dir: Path, state: FitState, reporter: Reporter, evaluate_test: bool,
-                       callbacks: Sequence[Callback], resumed: bool = False) -> TrainResult:
-    session, trainer = experiment.session, experiment.cfg.trainer
-    started = time.perf_counter()
-    previous_seconds = read_summary(run_dir).get("wall_seconds") or 0.0
-    metrics = MetricsCsv(run_dir / "metrics.csv", session.metric)
-    checkpointer = Checkpointer(run_dir / "checkpoints", session, float(trainer.get("checkpoint_every") or 0.0))
-    reporter.attach_log(run_dir / "train.log")
-    loggers = [c for c in callbacks if isinstance(c, RunLogger)]
-    typed = typed_overrides(run_dir) if loggers else []
-    for logger in loggers:
-        logger.attach(LoggedRun(run_dir, experiment.cfg, [str(o) for o in typed], checkpointer, reporter.warn, resumed))
-    for note in experiment.notes:
-        reporter.log(f"note: {note}")
-    reporter.log(describe(experiment, run_dir))
-    plain_config = OmegaConf.to_container(experiment.cfg, resolve=True)  # what the suggestions must fit
-    watch = (Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn,
-                         early=lambda evidence: said_before_training(evidence, plain_config))
-             if trainer.get("diagnostics", True) else None)
-    if watch is not None and state.epoch > 0:  # resumed: the untrained loss was measured when the run began
-        watch.evidence.initial_loss = read_summary(run_dir).get("initial_loss")
-    fields: dict = {"status": "failed"}
-    error: BaseException | None = None  # a bug's exception, re-raised once the run is closed
-    to_checkpoint = False  # metrics.csv is cut back to what last.pt holds: a resume continues from there
+def fit_and_test(experiment: Experiment, state: FitState, request: RunRequest, resumed: bool = False) -> TrainResult:
+    """Fit, look at the test split once, close the run. However training ends, the run is closed
+    and its summary says how; a bug's exception is raised again once it is."""
+    run = OpenRun.begin(experiment, request, state, resumed)
+    session, reporter = experiment.session, request.reporter
     try:
-        if trainer.get("compile"):
-            # inside the try: a Ctrl-C leaves an interrupted, resumable run. Held until compiling ends: the
-            # compiler runs code in weak-reference callbacks, where Python drops a KeyboardInterrupt
-            with ctrl_c_deferred():
-                line = compile_session(session)
-            reporter.log(f"note: {line}")
-        fit(session, state, [metrics, checkpointer, reporter, *reporter.progress_bars(), *callbacks, *([watch] if watch else [])])
+        compile_if_asked(experiment, reporter)
+        fit(session, state, run.callbacks)
         if state.stopped_early:
             reporter.log(f"early stopping: {session.monitor} did not improve for {session.patience} epochs")
         reached("test_look")
-        fields = {"status": "completed", "test": _test_once(experiment, run_dir, state) if evaluate_test else None}
-    except KeyboardInterrupt:
-        fields, to_checkpoint = {"status": "interrupted"}, True
-    except (NonFiniteLoss, TrialPruned) as exc:
-        fields = {"status": "pruned" if isinstance(exc, TrialPruned) else "failed", "message": str(exc)}
-    except UserError as exc:  # found only once training reads it (an image that cannot be decoded): the run failed
-        fields = {"status": "failed", "message": str(exc)}
-    except DiskFull as exc:  # resumable once there is space: the last checkpoint is whole
-        fields, to_checkpoint = {"status": "failed", "message": f"{exc}; then continue with: dl train resume={run_dir}"}, True
-    except CallbackFailed as exc:
-        reporter.log_only(exc.traceback)
-        fields = {"status": "failed", "message": f"{exc} (traceback in {run_dir / 'train.log'})"}
+        test = _test_once(experiment, run.run_dir, state) if request.evaluate_test else None
+        ending = Ending({"status": "completed", "test": test})
     except BaseException as exc:
-        if _caused_by_ctrl_c(exc):  # e.g. Ctrl-C inside an import during the test look: an ImportError
-            fields, to_checkpoint = {"status": "interrupted"}, True
-        else:
-            reporter.log_only(traceback.format_exc())
-            fields = {"status": "failed", "message": f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'train.log'})"}
-            error = exc
-    closing = RunClosing(experiment, run_dir, reporter, metrics, checkpointer, watch, loggers, started, previous_seconds)
-    try:
-        summary = closing.close(state, fields, to_checkpoint)
-    except BaseException:
-        if error is None:
-            raise
-        # the run's own exception is what the user must see; this one goes to train.log
-        reporter.log_only("closing the run failed too:\n" + traceback.format_exc())
-        summary = {}
-    if error is not None:
-        raise error
-    return TrainResult(run_dir, summary)
+        ending = ending_of(exc, run.run_dir, reporter)
+    return run.close(state, ending)
+
+
+def compile_if_asked(experiment: Experiment, reporter: Reporter) -> None:
+    """trainer.compile: compile the model. Called inside the run's try: a Ctrl-C leaves an
+    interrupted, resumable run. Held until compiling ends: the compiler runs code in weak-reference
+    callbacks, where Python drops a KeyboardInterrupt."""
+    if experiment.cfg.trainer.get("compile"):
+        with ctrl_c_deferred():
+            line = compile_session(experiment.session)
+        reporter.log(f"note: {line}")
 
 
 @dataclass
-class RunClosing:
-    """The end of a run, however it ended: metrics.csv cut back to the checkpoint when a resume
-    will continue from it, the summary, the diagnosis, the loggers' last word, the pictures.
-    What must stay consistent (metrics.csv, summary.json) is written while Ctrl-C is held;
+class Ending:
+    """How training ended: the summary's fields, whether metrics.csv is cut back to what last.pt
+    holds (a resume continues from there), and a bug's exception, raised again once the run is closed."""
+
+    fields: dict
+    to_checkpoint: bool = False
+    error: BaseException | None = None
+
+
+def ending_of(exc: BaseException, run_dir: Path, reporter: Reporter) -> Ending:
+    """What an exception that ended training means for the run."""
+    if isinstance(exc, KeyboardInterrupt):
+        return Ending({"status": "interrupted"}, to_checkpoint=True)
+    if isinstance(exc, (NonFiniteLoss, TrialPruned)):
+        return Ending({"status": "pruned" if isinstance(exc, TrialPruned) else "failed", "message": str(exc)})
+    if isinstance(exc, UserError):  # found only once training reads it (an image that cannot be decoded): the run failed
+        return Ending({"status": "failed", "message": str(exc)})
+    if isinstance(exc, DiskFull):  # resumable once there is space: the last checkpoint is whole
+        return Ending({"status": "failed", "message": f"{exc}; then continue with: dl train resume={run_dir}"}, to_checkpoint=True)
+    if isinstance(exc, CallbackFailed):
+        reporter.log_only(exc.traceback)
+        return Ending({"status": "failed", "message": f"{exc} (traceback in {run_dir / 'train.log'})"})
+    if _caused_by_ctrl_c(exc):  # e.g. Ctrl-C inside an import during the test look: an ImportError
+        return Ending({"status": "interrupted"}, to_checkpoint=True)
+    reporter.log_only("".join(traceback.format_exception(exc)))
+    return Ending({"status": "failed", "message": f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'train.log'})"}, error=exc)
+
+
+@dataclass
+class OpenRun:
+    """A run being trained: what writes it as it goes (metrics.csv, checkpoints, the diagnostics'
+    watch, the loggers), and its end however it ended: metrics.csv cut back to the checkpoint when
+    a resume will continue from it, the summary, the diagnosis, the loggers' last word, the
+    pictures. What must stay consistent (metrics.csv, summary.json) is written while Ctrl-C is held;
     the rest may be interrupted without losing anything the run did."""
 
     experiment: Experiment
@@ -179,10 +174,45 @@ class RunClosing:
     checkpointer: Checkpointer
     watch: Diagnostics | None
     loggers: list
+    callbacks: list  # what fit calls, in order
     started: float
     previous_seconds: float
 
-    def close(self, state: FitState, fields: dict, to_checkpoint: bool) -> dict:
+    @classmethod
+    def begin(cls, experiment: Experiment, request: RunRequest, state: FitState, resumed: bool) -> OpenRun:
+        """The run's instruments in request.run_dir, and its first lines in train.log."""
+        session, trainer, reporter, run_dir = experiment.session, experiment.cfg.trainer, request.reporter, request.run_dir
+        started = time.perf_counter()
+        previous_seconds = read_summary(run_dir).get("wall_seconds") or 0.0
+        metrics = MetricsCsv(run_dir / "metrics.csv", session.metric)
+        checkpointer = Checkpointer(run_dir / "checkpoints", session, float(trainer.get("checkpoint_every") or 0.0))
+        reporter.attach_log(run_dir / "train.log")
+        loggers = [c for c in request.callbacks if isinstance(c, RunLogger)]
+        typed = typed_overrides(run_dir) if loggers else []
+        for logger in loggers:
+            logger.attach(LoggedRun(run_dir, experiment.cfg, [str(o) for o in typed], checkpointer, reporter.warn, resumed))
+        for note in experiment.notes:
+            reporter.log(f"note: {note}")
+        reporter.log(describe(experiment, run_dir))
+        watch = _watch(experiment, run_dir, reporter, state)
+        callbacks = [metrics, checkpointer, reporter, *reporter.progress_bars(), *request.callbacks, *([watch] if watch else [])]
+        return cls(experiment, run_dir, reporter, metrics, checkpointer, watch, loggers, callbacks, started, previous_seconds)
+
+    def close(self, state: FitState, ending: Ending) -> TrainResult:
+        """Close the run; a bug that ended training is raised again after (and is what the user
+        sees, even when closing fails too: that one goes to train.log)."""
+        try:
+            summary = self._close(state, ending.fields, ending.to_checkpoint)
+        except BaseException:
+            if ending.error is None:
+                raise
+            self.reporter.log_only("closing the run failed too:\n" + traceback.format_exc())
+            summary = {}
+        if ending.error is not None:
+            raise ending.error
+        return TrainResult(self.run_dir, summary)
+
+    def _close(self, state: FitState, fields: dict, to_checkpoint: bool) -> dict:
         session, trainer, reporter, run_dir = self.experiment.session, self.experiment.cfg.trainer, self.reporter, self.run_dir
         with ctrl_c_deferred():
             if to_checkpoint:
@@ -217,6 +247,19 @@ class RunClosing:
         finally:
             reporter.close()
         return summary
+
+
+def _watch(experiment: Experiment, run_dir: Path, reporter: Reporter, state: FitState) -> Diagnostics | None:
+    """The diagnostics that watch training as it goes (unless trainer.diagnostics=false)."""
+    trainer = experiment.cfg.trainer
+    if not trainer.get("diagnostics", True):
+        return None
+    plain_config = OmegaConf.to_container(experiment.cfg, resolve=True)  # what the suggestions must fit
+    watch = Diagnostics(int(trainer.get("diagnostics_every") or 10), reporter.warn,
+                        early=lambda evidence: said_before_training(evidence, plain_config))
+    if state.epoch > 0:  # resumed: the untrained loss was measured when the run began
+        watch.evidence.initial_loss = read_summary(run_dir).get("initial_loss")
+    return watch
 
 
 def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Reporter, config: dict) -> dict:

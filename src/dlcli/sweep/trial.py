@@ -8,7 +8,7 @@ import csv
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dlcli.errors import first_line
@@ -53,8 +53,9 @@ def run_trial(spec: TrialSpec) -> dict:
     from dlcli.engine.progress import Reporter
     from dlcli.errors import RunFailed, UserError
     from dlcli.rundir.directory import update_summary
-    from dlcli.sweep.prune import StudyReporting
+    from dlcli.run.request import RunRequest
     from dlcli.run.single import new_run
+    from dlcli.sweep.prune import StudyReporting
 
     torch.set_num_threads(spec.threads)
     trial_dir = Path(spec.trial_dir)
@@ -72,20 +73,19 @@ def run_trial(spec: TrialSpec) -> dict:
         # its epochs (or folds) go to the sweep's study: for the pruner and for optuna-dashboard's curves
         study = StudyReporting(Path(spec.sweep_dir), spec.study_name, spec.trial_id, spec.pruning, spec.metric) \
             if spec.trial_id is not None else None
+        # trials never look at the test split
+        request = RunRequest(cfg, spec.overrides, reporter, evaluate_test=False, run_dir=trial_dir)
         if int(cfg.trainer.get("devices", 1)) > 1:  # several processes: the pruner goes along as a config callback
             from dlcli.run.launch import train_distributed
 
-            result = train_distributed(cfg, spec.overrides, reporter, evaluate_test=False, run_dir=trial_dir, quiet=True,
-                                       rank_zero_callbacks=[_study_callback(spec)] if study is not None else [],
+            result = train_distributed(request, quiet=True, rank_zero_callbacks=[_study_callback(spec)] if study is not None else [],
                                        threads=spec.threads)
         elif cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:  # a cross-validated trial
             from dlcli.run.kfold import train_kfold
 
-            result = train_kfold(cfg, spec.overrides, reporter, run_dir=trial_dir, evaluate_test=False,
-                                 after_fold=study.after_fold if study else None)
+            result = train_kfold(request, after_fold=study.after_fold if study else None)
         else:
-            result = new_run(cfg, spec.overrides, reporter, run_dir=trial_dir, evaluate_test=False,
-                             callbacks=[study] if study else [])
+            result = new_run(replace(request, callbacks=[study] if study else []))
         record.update(status=result.status, message=result.summary.get("message"))
     except KeyboardInterrupt:
         record.update(status="interrupted", message="interrupted before training began")
