@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from conftest import only_run, read, run_cli
 from image_fixtures import write_image_folder
 from omegaconf import OmegaConf
 
@@ -19,6 +21,7 @@ from dlcli.data import PREPROCESSING_FORMAT, prepare_data
 from dlcli.data.modality import MODALITIES, Modality, modality_named, register
 from dlcli.data.new_inputs import NewInputs, read_inputs
 from dlcli.data.record import check_preprocessing, data_record, numbers
+from dlcli.engine.batches import TensorBatches
 from dlcli.errors import UserError
 from dlcli.trained.export import exported_module
 
@@ -124,10 +127,6 @@ class PreparedWaves:
         return data_record(self)
 
     def batches(self, part: str, device, training: bool = False):
-        import torch
-
-        from dlcli.engine.batches import TensorBatches
-
         rows = self.split.part(part)
         x = torch.as_tensor(self.features[rows]).reshape(-1, *self.input_shape)
         return TensorBatches(x.to(device), torch.as_tensor(self.targets[rows], dtype=torch.long).to(device))
@@ -152,20 +151,14 @@ class WavesModality(Modality):
             raise bad("waves needs the signal's length and a positive scale")
 
     def read_inputs(self, record: dict, source: Path, given: str, id_column: str | None) -> NewInputs:
-        import torch
-
         signals = np.loadtxt(source, ndmin=2) / record["waves"]["scale"]
         x = torch.as_tensor(signals, dtype=torch.float32).reshape(-1, *record["input_shape"])
         return NewInputs(len(x), lambda size: (x[i : i + size] for i in range(0, len(x), size)))
 
     def verification_rows(self, data: PreparedWaves, rows, shape: tuple[int, ...]):
-        import torch
-
         return torch.as_tensor(data.features[rows]).reshape(-1, *shape)
 
     def stand_in_rows(self, count: int, shape: tuple[int, ...], generator):
-        import torch
-
         return torch.rand(count, *shape, generator=generator) * 2 - 1
 
     def export_takes(self, record: dict, shape: list) -> str:
@@ -179,6 +172,15 @@ def waves():
     register(WavesModality)
     yield modality_named("waves")
     del MODALITIES["waves"]
+
+
+def test_a_modality_that_lacks_a_method_is_refused_as_it_is_registered():
+    class Unfinished(WavesModality.__base__):
+        kind = "unfinished"
+
+    with pytest.raises(TypeError, match="abstract"):
+        register(Unfinished)
+    assert "unfinished" not in MODALITIES
 
 
 def waves_config(**settings):
@@ -204,8 +206,6 @@ def test_a_new_modality_is_one_registered_class(waves, tmp_path):
     expected = make_waves(4, seed=1).signals / data.scale
     assert inputs.rows == 4 and np.allclose(next(inputs.batches(10)).numpy()[:, 0], expected, atol=1e-6)
 
-    import torch
-
     exported = exported_module(torch.nn.Flatten(), record)  # what `dl export` wraps around the model
     assert not exported.normalize and torch.equal(exported(torch.ones(2, 1, 16)), torch.ones(2, 16))
 
@@ -220,8 +220,6 @@ def test_settings_of_another_modality_are_refused_in_the_words_of_both(waves):
 @pytest.mark.slow
 def test_a_new_modality_trains_predicts_and_exports_through_the_commands(waves, workdir):
     """`dl train`, `dl predict` and `dl export` with the toy modality, registered only here."""
-    from conftest import only_run, read, run_cli
-
     trained = run_cli("train", "data=iris", f"data._target_={__name__}.make_waves", "~data.name", "~data.standardize",
                       "model=mlp", "trainer.epochs=2", "-q")
     assert trained.exit_code == 0, trained.output

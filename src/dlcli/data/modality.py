@@ -10,6 +10,7 @@ and switches on no name. Adding a modality is adding its module (and its data se
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +56,13 @@ class Prepared(Protocol):
     def batches(self, part: str, device, training: bool = False): ...  # dlcli.engine.batches' sources
 
 
-class Modality:
-    """One kind of data. Subclasses set the class attributes and implement every method."""
+class Modality(ABC):
+    """One kind of data. A subclass sets the class attributes and implements the abstract methods
+    (registering one that does not fails as dl starts, not when a run of it is opened)."""
 
     kind: ClassVar[str]  # as written in preprocessing.json: old runs say it, so it is never renamed
     source_type: ClassVar[type]  # what its data set's _target_ returns (dlcli.data.sources.RawData, ...)
-    settings: ClassVar[tuple[str, ...]] = ()  # data settings only modalities like it read: refused on others
+    settings: ClassVar[tuple[str, ...]] = ()  # data settings only it (and modalities sharing them) reads: refused elsewhere
     applies_to: ClassVar[str]  # the data sets those settings apply to, in a refusal ("tables")
     is_a: ClassVar[str]  # what a data set of this modality is, in a refusal ("a table held in memory")
 
@@ -75,35 +77,35 @@ class Modality:
     def check_options(self, options: dict) -> None:
         """Refuse a data setting this modality cannot use, before the data is prepared."""
 
+    @abstractmethod
     def prepare(self, raw, split, options: dict, placement: Placement) -> Prepared:
         """`raw` (what the data set returned) prepared for a run with the data settings in `options`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def record(self, data) -> dict:
         """This modality's own fields of preprocessing.json (beside those every run writes)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def check_record(self, record: dict, size: int, bad: Callable[[str], Exception]) -> None:
         """Raise `bad(what)` when this modality's fields of a received record are not what dl writes
         (`size`: the values of one stored row, checked against input_shape already)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read_inputs(self, record: dict, source: Path, given: str, id_column: str | None):
         """dlcli.data.new_inputs.NewInputs from `source` (the existing path the user gave as
         `given`), prepared as the run prepared its data."""
-        raise NotImplementedError
 
+    @abstractmethod
     def verification_rows(self, data, rows, shape: tuple[int, ...]):
         """The prepared data's `rows` as a float32 tensor, as the exported file takes them."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stand_in_rows(self, count: int, shape: tuple[int, ...], generator):
         """Random inputs in the range the exported file takes, where the run's data cannot be loaded."""
-        raise NotImplementedError
 
+    @abstractmethod
     def export_takes(self, record: dict, shape: list) -> str:
         """What the exported file's input is, in words for its sidecar (`shape`: batch first)."""
-        raise NotImplementedError
 
     def normalization(self, record: dict) -> dict | None:
         """{mean, std} per channel that the exported file applies itself, or None."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.config.own_settings import IMAGE_ONLY_KEYS
-from dlcli.data.image_files import IMAGE_SUFFIXES
+from dlcli.data.image_files import IMAGE_SUFFIXES, decode, look
 from dlcli.data.modality import Modality, register
 from dlcli.data.new_inputs import NewInputs, load_npy
 from dlcli.data.record import numbers, whole
@@ -131,7 +131,7 @@ def _images(record: dict, source: Path) -> NewInputs:
         for start in range(0, len(files), batch):
             images = []
             for path in files[start : start + batch]:
-                image = _decode(path, mode)
+                image = decode(path, mode)
                 images.append(resize(image) if resize is not None and tuple(image.shape[1:]) != size else image)
             yield _model_pixels(torch.stack(images), spec)
 
@@ -139,19 +139,11 @@ def _images(record: dict, source: Path) -> NewInputs:
 
 
 def _check_sizes(files: list[Path], size: tuple[int, int], resize) -> None:
-    from dlcli.data.image_files import look
-
     for path in files:  # headers and structure only: cheap even for many files
         (width, height), _ = look(path)
         if not resize and (height, width) != size:
             raise UserError(f"{path} is {width}x{height} pixels, and the run's model takes {size[1]}x{size[0]} images "
                             "(it was trained without data.resize): resize the images, or train with data.resize=N")
-
-
-def _decode(path: Path, mode: str):
-    from dlcli.data.image_files import decode
-
-    return decode(path, mode)
 
 
 def _image_array(record: dict, array: np.ndarray, name: str) -> NewInputs:

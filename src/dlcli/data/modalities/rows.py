@@ -4,6 +4,7 @@ sees, and a CSV of new rows read for `dl predict`."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +27,17 @@ class RowsModality(Modality):
     is_a = "a table held in memory"
     files_taken = "a CSV file"  # what `dl predict` reads for it, in a refusal
 
+    @abstractmethod
     def encode(self, raw: RawData, train_rows: np.ndarray, standardize: bool):
         """Every row as float32, with the encoding fitted on the train rows."""
-        raise NotImplementedError
 
+    @abstractmethod
     def new_rows(self, record: dict, table, name: str, id_column: str | None):
         """The encoded rows of a CSV of new rows, their ids (column, values) or None, and notes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def new_array(self, record: dict, source: Path, given: str, id_column: str | None) -> NewInputs:
         """New rows from a .npy file."""
-        raise NotImplementedError
 
     def prepare(self, raw: RawData, split, options: dict, placement) -> PreparedData:
         features, encoding = self.encode(raw, split.train, bool(options.get("standardize", True)))
