@@ -148,7 +148,7 @@ class GracefulStop(StopRecord):
     is None) and read by the work at its safe points (`requested`); a second, or a first while
     `can_wait()` is false, raises KeyboardInterrupt at once. A handler that was in place before
     (other than Python's default, which would raise) hears each request first: a pool worker's
-    record, so that it takes no more trials, or a host's own (Ray's)."""
+    record, so that it takes no more trials, or the own handler of a program that calls dl."""
 
     def __init__(self, finishing: str | None = "this epoch", can_wait: Callable[[], bool] = lambda: True):
         super().__init__()
