@@ -220,11 +220,11 @@ def test_settings_that_wait_on_a_switch_that_is_off_are_a_note_and_sequence_mode
     assert dormant_settings(switched_on) == []  # the switch on: each acts
     for model in ("lstm", "cnn1d"):  # what data.as_sequence is for
         assert build_experiment(fast("data=iris", f"model={model}", "+data.as_sequence=true")).data.input_shape == (1, 4)
-    from dlcli.config.no_effect import check_settings_take_effect
+    from dlcli.models.build import check_model_reads_sequences
 
-    check_settings_take_effect(compose(["data=iris", "+data.as_sequence=true", "model._target_=mypkg.SignalNet"]))  # yours: not judged
+    check_model_reads_sequences(compose(["data=iris", "+data.as_sequence=true", "model._target_=mypkg.SignalNet"]))  # yours: not judged
     with pytest.raises(UserError, match="model=mlp does not read one"):
-        check_settings_take_effect(compose(["data=iris", "+data.as_sequence=true"]))
+        check_model_reads_sequences(compose(["data=iris", "+data.as_sequence=true"]))
 
 
 def test_channels_last_orders_image_weights_and_is_refused_for_tables(workdir, fast):
