@@ -24,10 +24,13 @@ pytest_plugins = ["slow_guard", "pytester"]
 # `.ci/conditions` runs the suite under several thread counts and CPU kernels to find tests that
 # encode the machine they were written on; this one sets torch's intra-op threads in this process
 # (the dl processes that tests start follow OMP_NUM_THREADS, which that script sets separately).
-if os.environ.get("DL_TEST_TORCH_THREADS"):
+# A pytest-xdist worker (PYTEST_XDIST_WORKER set: `-n auto` gives one per core) keeps to one thread
+# unless told otherwise: two workers with a pool of two threads each on two cores would spin for
+# each other's cores, and the slow guard would count that spinning as the tests' CPU time.
+if os.environ.get("DL_TEST_TORCH_THREADS") or os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
-    torch.set_num_threads(int(os.environ["DL_TEST_TORCH_THREADS"]))
+    torch.set_num_threads(int(os.environ.get("DL_TEST_TORCH_THREADS") or 1))
 
 # Tests press Ctrl-C (a real SIGINT) in this process and in the dl processes they start. A shell
 # that starts pytest in the background sets SIGINT to "ignored", which dl rightly respects and

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "dlcli"
 LONG = 400
 
 
+@pytest.mark.slow  # starts lint-imports
 def test_the_import_contracts_hold():
     command = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run([str(command), "--no-cache"],  # finds pyproject.toml in the working directory

@@ -131,6 +131,7 @@ def test_runs_sorts_higher_is_better_metrics_first(workdir):
     assert run_cli("runs", "--sort", "nope").exit_code == 2
 
 
+@pytest.mark.slow  # starts interpreters
 def test_help_does_not_import_torch():
     assert_cli_runs_without_torch("--help")
     assert_cli_runs_without_torch("train", "--help")
@@ -147,3 +148,16 @@ def test_hydras_multirun_habit_gets_the_sweep_command_that_does_it(workdir):
         assert result.stderr.strip() == ("error: dl train runs one config; for Hydra's -m/--multirun grid use: "
                                          "dl sweep grid optim.lr=0.1,0.01 'model.hidden=[8],[16]'")
         assert not (workdir / "runs").exists()
+
+
+def test_a_command_s_examples_stand_one_a_paragraph():
+    """click rewraps an epilog's paragraphs: each example is a paragraph of its own, indented, as
+    `dl runs --help` showed them before the examples were written one a line."""
+    from dlcli.cli import examples
+
+    block = """
+        dl runs
+        dl runs runs/train --json      (as JSON)
+    """
+    assert examples(block) == "Examples:\n\n  dl runs\n\n  dl runs runs/train --json      (as JSON)"
+    assert examples("dl cache list", after="Layers: conv, linear") == "Examples:\n\n  dl cache list\n\nLayers: conv, linear"

@@ -174,6 +174,7 @@ def test_cli_from_config_traces_the_model(workdir):
     assert [l["output"] for l in data["layers"] if "Conv2d" in l["layer"]] == [[6, 28, 28], [16, 10, 10]]
 
 
+@pytest.mark.slow  # starts interpreters
 def test_layer_chain_does_not_import_torch():
     assert_cli_runs_without_torch("conv-shape", "--input", "3x32x32", "conv(10,k=5,p=2)", "--json")
     assert_cli_runs_without_torch("conv-shape", exit_code=2)  # no arguments: click shows the help, exit 2

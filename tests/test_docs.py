@@ -21,6 +21,7 @@ PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 NOT_IMPORTABLE = {"dlcli.engine.loggers", "dlcli.models.ClassName", "dlcli.conf.NAME"}
 
 
+@pytest.mark.slow  # starts mkdocs
 def test_the_site_builds_strictly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                             cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": ""})

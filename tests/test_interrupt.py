@@ -214,6 +214,7 @@ def test_a_run_lock_is_not_held_by_the_children_a_process_forks(tmp_path):
         os.waitpid(child, 0)
 
 
+@pytest.mark.slow  # starts a process
 def test_a_worker_asked_to_die_with_a_parent_that_is_already_gone_dies(tmp_path):
     """The parent may end before the child asks to be told: the child looks once more after asking."""
     code = "import os, sys, time; from dlcli.system.processes import die_with_parent; die_with_parent(int(sys.argv[1])); time.sleep(30)"
