@@ -17,6 +17,7 @@ from dlcli.run.dispatch import train
 from dlcli.run.request import RunRequest
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 def test_default_experiment_learns_digits(workdir):
     result = train(RunRequest(compose(["trainer.progress=false"]), [], quiet_reporter()))
     rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
@@ -24,6 +25,7 @@ def test_default_experiment_learns_digits(workdir):
     assert result.summary["test"]["accuracy"] >= 0.95
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 def test_same_seed_repeats_exactly_and_another_seed_differs(workdir, fast):
     first = train(RunRequest(fast(), [], quiet_reporter())).summary
     second = train(RunRequest(fast(), [], quiet_reporter())).summary
@@ -48,6 +50,7 @@ class InterruptAt(Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 def test_a_raw_keyboard_interrupt_keeps_what_last_pt_holds_and_resumes_exactly(workdir):
     # Not a Ctrl-C signal (see test_callbacks): KeyboardInterrupt raised mid-epoch, so the run
     # keeps what is saved (the start, or the best epoch's snapshot) and metrics.csv matches it.
@@ -70,6 +73,7 @@ def test_a_raw_keyboard_interrupt_keeps_what_last_pt_holds_and_resumes_exactly(w
     assert all(torch.equal(ref_weights[k], res_weights[k]) for k in ref_weights)
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 def test_resume_refuses_a_completed_run_and_changed_settings(workdir, fast):
     done = train(RunRequest(fast(), [], quiet_reporter()))
     with pytest.raises(UserError, match="already completed"):
@@ -78,6 +82,7 @@ def test_resume_refuses_a_completed_run_and_changed_settings(workdir, fast):
         train(RunRequest(compose([f"resume={done.run_dir}", "optim.lr=1"]), [f"resume={done.run_dir}", "optim.lr=1"], quiet_reporter()))
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 @pytest.mark.pictures
 def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(workdir):
     # SGD with momentum at lr 0.1 diverges on diabetes after a good first epoch.
@@ -95,6 +100,7 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(workdir):
     assert (result.run_dir / "curves.png").exists()
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 def test_early_stopping_stops_on_a_stalled_validation_metric(workdir):
     cfg = compose(["trainer.epochs=60", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=2", "trainer.progress=false"])
     summary = train(RunRequest(cfg, [], quiet_reporter())).summary
@@ -102,6 +108,7 @@ def test_early_stopping_stops_on_a_stalled_validation_metric(workdir):
     assert summary["epochs_completed"] == summary["best_epoch"] + 2 < 60
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 @pytest.mark.parametrize("sched", ["step", "exponential", "cosine", "linear", "warmup_cosine", "onecycle", "plateau"])
 def test_every_scheduler_changes_or_keeps_lr_as_documented(workdir, fast, sched):
     result = train(RunRequest(fast(f"sched={sched}", "trainer.epochs=4"), [], quiet_reporter()))
@@ -115,6 +122,7 @@ def test_every_scheduler_changes_or_keeps_lr_as_documented(workdir, fast, sched)
         assert lrs[0] < lrs[1]  # warming up
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 @pytest.mark.parametrize("optim", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
 def test_every_optimizer_trains(workdir, fast, optim):
     summary = train(RunRequest(fast(f"optim={optim}"), [], quiet_reporter())).summary
@@ -129,6 +137,7 @@ def test_weight_decay_skips_biases_and_norms_unless_asked():
     assert len(parameter_groups(model, 0.1, decay_bias_and_norm=True)) == 1
 
 
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 @pytest.mark.parametrize("mode", ["norm", "value"])
 def test_gradient_clipping_runs(workdir, fast, mode):
     result = train(RunRequest(fast("trainer.grad_clip=0.5", f"trainer.grad_clip_mode={mode}", "trainer.label_smoothing=0.1"), [], quiet_reporter()))

@@ -86,6 +86,7 @@ def test_bad_spaces_are_explained(workdir, overrides, kind, message):
     assert not (workdir / "runs").exists()
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypatch):
     import dlcli.trained.evaluate
     import dlcli.run.single  # imported before the patch: it holds evaluate_checkpoint itself (trials never call it)
@@ -121,6 +122,7 @@ def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypat
     assert len(rows) == 4 and rows[0]["val_accuracy"] == best["val_accuracy"] and {"optim.lr", "model.hidden"} <= set(rows[0])
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_crashing_diverging_and_misconfigured_trials_are_reported_and_the_sweep_goes_on(workdir):
     lines = []
     result = sweep("model._target_=dlcli.models.MLP,exploding_model.Exploding", "optim.lr=0.1,1e12", "trainer.epochs=3", "~model.hidden",
@@ -134,6 +136,7 @@ def test_crashing_diverging_and_misconfigured_trials_are_reported_and_the_sweep_
     assert read(result.sweep_dir / "summary.json")["best_trial"] == 0
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_trials_select_their_checkpoint_on_the_sweep_metric(workdir):
     result = sweep("optim.lr=0.3,0.03", "trainer.epochs=4", metric="val_loss")
     for _, row in table(result).iterrows():
@@ -142,6 +145,7 @@ def test_trials_select_their_checkpoint_on_the_sweep_metric(workdir):
         assert __import__("torch").load(trial / "checkpoints" / "best.pt", weights_only=True)["state"]["best_epoch"] == row["best_epoch"]
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_a_kfold_sweep_judges_each_trial_by_its_mean_over_folds(workdir):
     lines = []
     result = sweep("optim.lr=0.3,1e-5", "split.kfold=3", *QUICK, log=lines.append)
@@ -182,6 +186,7 @@ def test_every_trial_is_cross_validated_alike_or_none_is(workdir):
         sweep("split.kfold=2,3", *QUICK)
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_ties_are_broken_by_validation_loss_and_named_as_too_close_to_call(workdir):
     lines = []
     result = sweep("optim.lr=0.3,0.1", *QUICK, log=lines.append)  # both reach 0.9222 on 180 validation rows
@@ -195,6 +200,7 @@ def test_ties_are_broken_by_validation_loss_and_named_as_too_close_to_call(workd
     assert best["trial"] == result.summary["best_trial"] and best["chosen_by"] == result.summary["chosen_by"]
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_trial_lines_and_the_table_show_four_significant_figures_and_whole_keys(workdir):
     result = run_cli("sweep", "random", "optim.lr=tag(log,interval(0.01,0.5))", "model.hidden=[32],[64]", "--trials", "2",
                      *QUICK)  # the CLI's console is 80 columns wide here, as in most terminals
@@ -210,6 +216,7 @@ def test_trial_lines_and_the_table_show_four_significant_figures_and_whole_keys(
     assert "optim.lr" in header and "model.hidden" in header and "val_accuracy" in header and "…" not in result.stdout
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_the_study_and_the_trials_are_named_after_the_sweep(workdir):
     import optuna
 
@@ -222,6 +229,7 @@ def test_the_study_and_the_trials_are_named_after_the_sweep(workdir):
     assert resumed.summary["status"] == "completed"
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_random_sweep_resumes_without_repeating_its_options(workdir):
     first = run_cli("sweep", "random", "optim.lr=interval(0.05,0.3)", "--trials", "2", *QUICK)
     assert first.exit_code == 0
@@ -236,6 +244,7 @@ def test_fail_fast_stops_at_the_first_failure(workdir):
     assert result.summary["status"] == "failed" and len(table(result)) == 1
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_pruning_waits_for_its_warmup_epochs_and_startup_trials(workdir):
     from dlcli.sweep.study import Pruning, pruner_for
 
@@ -256,6 +265,7 @@ def test_pruning_waits_for_its_warmup_epochs_and_startup_trials(workdir):
     assert bad.exit_code == 2 and "--prune-startup" in bad.stderr
 
 
+@pytest.mark.slow  # trains a sweep of several trials
 def test_a_kfold_trial_may_be_pruned_after_its_first_fold(workdir):
     result = sweep("optim.lr=0.3,0.2,1e-6", "split.kfold=3", *QUICK, prune="median", prune_startup=2)
     frame = table(result).set_index("number")

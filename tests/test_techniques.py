@@ -99,6 +99,7 @@ def test_settings_that_make_no_sense_are_one_line(workdir, overrides, message):
 
 
 # -- regularization -------------------------------------------------------------------------------
+@pytest.mark.slow  # trains: over 3 CPU seconds in the fast lane
 def test_l1_penalty_shrinks_weights_but_not_biases(workdir):
     plain = trained("data=wine", "model=softmax", "trainer.epochs=15", "name=plain")
     sparse = trained("data=wine", "model=softmax", "trainer.epochs=15", "optim.l1=0.03", "name=sparse")
