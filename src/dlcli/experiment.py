@@ -9,24 +9,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from dlcli.config.compose import option_name
 from dlcli.data import PreparedData, prepare_data
+from dlcli.engine.callbacks import build_callbacks
 from dlcli.engine.device import cpu_bf16_support, select_device
 from dlcli.engine.state import Session
 from dlcli.engine.loop import StepConfig
 from dlcli.engine.losses import build_loss, head_size, one_logit, present_as_two_logits
 from dlcli.engine.distributed import check_devices
-from dlcli.config.build import settings_checked
+from dlcli.config.build import check_components, settings_checked
 from dlcli.config.metric_names import monitor_mode
-from dlcli.engine.tta import checked_views
+from dlcli.engine.tta import checked_views, tta_views
 from dlcli.engine.optim import FULL_BATCH_ONLY, build_optimizer, build_scheduler, l1_penalty
 from dlcli.errors import InputTooSmall, UserError
 from dlcli.models import build_model
 from dlcli.models.build import check_model_reads_sequences
 from dlcli.config.no_effect import check_settings_fit_the_task, check_settings_take_effect, dormant_settings
 from dlcli.config.validate import metric_for, monitor_for, validate_config
+from dlcli.models.init import parse_scheme
+from dlcli.tracking import build_loggers
 
 
 @dataclass
@@ -53,7 +58,6 @@ def train_targets(data):
     """The train split's class indices (what balanced class weights count), or None for regression."""
     if data.task != "classification":
         return None
-    import numpy as np
 
     return np.asarray(data.targets)[data.split.train]
 
@@ -149,8 +153,6 @@ def _built_experiment(cfg: DictConfig, restoring: bool) -> Experiment:
 
 def swapped_recipe_note(cfg: DictConfig) -> str:
     """What the run log says when the user chose another model than the recipe's (dlcli.config.recipes)."""
-    from dlcli.config.compose import option_name
-
     recipe = OmegaConf.to_container(cfg.recipe, resolve=True)
     made_for, gave = recipe.get("made_for"), ", ".join(map(str, recipe.get("gave_way") or [])) or "none"
     chosen = option_name("model", OmegaConf.to_container(cfg.model, resolve=True))
@@ -218,12 +220,6 @@ def check_config(cfg: DictConfig, saved: bool = False) -> None:
     itself), the relations between settings, and every component's settings against its class.
     `saved`: a run that exists is opened (validate_config).
     Cheap enough to run on every trial of a sweep before the first one starts."""
-    from dlcli.config.build import check_components
-    from dlcli.engine.callbacks import build_callbacks
-    from dlcli.engine.tta import tta_views
-    from dlcli.models.init import parse_scheme
-    from dlcli.tracking import build_loggers
-
     validate_config(cfg, saved)
     check_settings_take_effect(cfg)
     check_model_reads_sequences(cfg)

@@ -6,10 +6,11 @@ Both give the loop (x, y) pairs on the device: `shuffled` in a seeded order for 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable, Iterator, Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from dlcli.engine.distributed import World, part_of_batch, shard
 from dlcli.errors import UserError
@@ -137,8 +138,6 @@ class LoaderBatches:
 
     def in_order(self, batch_size: int, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if world.active:
-            from torch.utils.data import Subset
-
             loader = DataLoader(Subset(self.dataset, shard(len(self), world)), batch_size=batch_size,
                                 num_workers=self.num_workers, pin_memory=self.device.type == "cuda", worker_init_fn=ignore_ctrl_c)
             for batch in from_workers(loader):
@@ -149,8 +148,6 @@ class LoaderBatches:
 
     def peek(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first `count` samples as one batch, read here: no worker pool is started or kept."""
-        from torch.utils.data import default_collate
-
         return self._to_device(default_collate([self.dataset[i] for i in range(min(count, len(self.dataset)))]))
 
 
@@ -171,8 +168,6 @@ def epoch_batches(order: torch.Tensor, batch_size: int, world: World) -> list[li
 def seed_from(generator: torch.Generator) -> int:
     """A seed that follows from the generator's state without drawing from it (a draw would change
     the orders of the epochs after, which then differed from the in-memory path's)."""
-    import hashlib
-
     digest = hashlib.blake2b(generator.get_state().numpy().tobytes(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 2  # below 2**62: room for the rank and the worker's id
 

@@ -12,6 +12,7 @@ import inspect
 import traceback
 from typing import TYPE_CHECKING, Iterable
 
+from dlcli.config.build import call_target, prepare_call, settings_checked
 from dlcli.errors import RunFailed, TrialPruned, UserError
 
 if TYPE_CHECKING:
@@ -136,8 +137,6 @@ def build_callbacks(node, group: str = "callbacks", check_only: bool = False) ->
     """The user's callbacks from the config's `callbacks:` mapping (name -> node with _target_),
     in the mapping's order. An entry set to null is skipped, so an experiment can switch one off.
     With `check_only`, each entry's settings are checked against its class and nothing is built."""
-    from dlcli.config.build import call_target, prepare_call, settings_checked
-
     if node is None:
         return []
     callbacks = []

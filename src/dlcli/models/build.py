@@ -5,17 +5,21 @@ the config lists, and dry-runs one sample so a model that does not fit the data 
 from __future__ import annotations
 
 
+import inspect
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dlcli.config.compose import config_options, option_name
 from dlcli.config.constraints import show
+from dlcli.engine.optim import head_prefix
 from dlcli.errors import UserError, first_line
-from dlcli.config.build import call_target, checked_once
+from dlcli.config.build import call_target, checked_once, resolve_target
 from dlcli.config.own_settings import GROUPS
 from dlcli.models.init import initialize, parse_scheme
 from dlcli.models.registry import MODELS
+from dlcli.models.weights import load_weights_into, read_weights
 from dlcli.system.machine import memory_bytes
 
 MODEL_PACKAGE = "dlcli.models."
@@ -48,8 +52,6 @@ def check_size(model_cfg: DictConfig, input_shape: tuple[int, ...], num_outputs:
     """One of dl's own models is first built on the meta device (no memory, no time) and its
     parameters counted: settings that ask for more weights than this machine can hold
     (model.hidden=[100000,100000] is 40 GB) are one line, not a crash or the OOM killer."""
-    from dlcli.models.registry import MODELS
-
     if str(model_cfg._target_).rsplit(".", 1)[-1] not in MODELS or not str(model_cfg._target_).startswith("dlcli."):
         return  # a user's class may not build on the meta device
     with torch.device("meta"):
@@ -76,10 +78,6 @@ def start_weights_of(model_cfg: DictConfig) -> str | None:
 
 def _takes_weights(model_cfg: DictConfig) -> bool:
     """Does the model's own constructor take `weights` (torchvision's do, from a file or a name)?"""
-    import inspect
-
-    from dlcli.config.build import resolve_target
-
     if not model_cfg.get("_target_"):
         return False
     target = resolve_target(str(model_cfg._target_), "model")
@@ -92,9 +90,6 @@ def _takes_weights(model_cfg: DictConfig) -> bool:
 def load_start_weights(model: nn.Module, source: str) -> str:
     """An earlier run's best checkpoint (or a checkpoint file) into `model`; returns what was done,
     for the run's notes. The same architecture is needed; the head may have another class count."""
-    from dlcli.engine.optim import head_prefix
-    from dlcli.models.weights import load_weights_into, read_weights
-
     state, path = read_weights(source)
     reshaped = load_weights_into(model, state, head_prefix(model), source)
     note = f"started from the weights of {path}"

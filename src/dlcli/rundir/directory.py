@@ -19,9 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from omegaconf import OmegaConf
+
+from dlcli.config.constraints import check
+from dlcli.config.schema import CONSTRAINTS, SWEEP_KINDS
 from dlcli.errors import UserError, first_line
-from dlcli.system.files import as_mkdir_would
+from dlcli.system.files import as_mkdir_would, write_atomically, write_text as write_fresh
 from dlcli.rundir.lock import RunLock, can_tell_liveness, is_training
+from dlcli.trust.moved_targets import modernize
+from dlcli.trust.received import never_write_where_it_names, read_json as read_received, read_yaml
+from dlcli.trust.workdir import opening
 
 CHECKPOINTS = ("best", "last")  # checkpoints/<name>.pt of every run
 ARTIFACTS_DIR = "mlartifacts"  # MLflow's artifact store beside <runs_dir>/mlflow.db: not a run
@@ -33,9 +40,6 @@ def create_run_dir(runs_dir: str | Path, name: str, now: dt.datetime | None = No
     """A new run directory that appears complete: `populate` writes its first files into a hidden
     temporary directory beside it, which is then renamed into place. An error or Ctrl-C before
     that leaves nothing behind. A second run in the same second gets -1, -2, ..."""
-    from dlcli.config.schema import CONSTRAINTS
-    from dlcli.config.constraints import check
-
     check("name", name, CONSTRAINTS["name"])  # one folder under runs_dir, whatever command names it
     check("runs_dir", str(runs_dir), CONSTRAINTS["runs_dir"])
     parent = Path(str(runs_dir)) / str(name)
@@ -109,14 +113,10 @@ def start_run_dir(runs_dir: str | Path, name: str, start: RunStart, into: Path |
 
 def config_text(cfg) -> str:
     """A config as config.yaml holds it: resolved, so that reading it back resolves nothing."""
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
 def overrides_text(overrides: Sequence[str]) -> str:
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_yaml(OmegaConf.create([str(o) for o in overrides]))
 
 
@@ -151,8 +151,6 @@ def _first_file(path: Path) -> Path:
 
 def write_text(path: Path, text: str) -> None:
     """Whole or not at all, into a fresh file that replaces `path` (dlcli.system.files: never through a link)."""
-    from dlcli.system.files import write_text as write_fresh
-
     write_fresh(path, text)
 
 
@@ -163,8 +161,6 @@ def write_json(path: Path, data: dict) -> None:
 def read_json(path: Path) -> dict:
     """A JSON file of a run (which may come from someone else): bounded, and a JSON object, as
     every file dl writes there is; a damaged one is a one-line error."""
-    from dlcli.trust.received import read_json as read_received
-
     content = read_received(path)
     if not isinstance(content, dict):
         raise UserError(f"{path} is not a JSON object, as dl writes it: restore it from a copy of the run")
@@ -188,8 +184,6 @@ def metric_columns(metric: str) -> list[str]:
 
 def write_metrics(path: Path, rows: list[dict], columns: list[str]) -> None:
     """metrics.csv with exactly these rows, written atomically (a run's start, resume or abnormal end)."""
-    from dlcli.system.files import write_atomically
-
     def write(file) -> None:
         writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -301,9 +295,6 @@ def best_trial(sweep_dir: Path) -> Path:
     summary = read_summary(sweep_dir) if (sweep_dir / "summary.json").is_file() else {}
     number = summary.get("best_trial")
     if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 1_000_000:
-        from dlcli.config.schema import SWEEP_KINDS
-        from dlcli.trust.received import read_yaml
-
         saved = read_yaml(sweep_dir / "sweep.yaml")
         kind = saved.get("kind") if isinstance(saved, dict) else None
         if kind not in SWEEP_KINDS:  # no kind to finish it with: a resume would refuse this sweep.yaml too
@@ -318,8 +309,6 @@ def best_trial(sweep_dir: Path) -> Path:
 
 def find_run(path: str | Path) -> Path:
     """A run directory given by the user, checked to be one (and, from now on, received: dlcli.trust.workdir)."""
-    from dlcli.trust.workdir import opening
-
     run_dir = Path(path).expanduser()
     opening(run_dir)
     if not run_dir.is_dir():
@@ -348,12 +337,7 @@ def load_saved_config(run_dir: Path, trust: Sequence[str] = ()):
     """A run's config.yaml, read back safely (dlcli.trust.received: bounded plain YAML, no
     interpolation), with every `_target_` trusted (dlcli.trust.targets), so that opening a run someone
     sent never runs their code."""
-    from omegaconf import OmegaConf
-
-    from dlcli.trust.moved_targets import modernize
-    from dlcli.trust.received import never_write_where_it_names, read_yaml
-    from dlcli.trust.targets import check_trusted_targets
-    from dlcli.trust.workdir import opening
+    from dlcli.trust.targets import check_trusted_targets  # noqa: PLC0415  (dl --help runs without hydra: dlcli.trust.targets imports it)
 
     opening(run_dir)  # before trust.yaml is looked for: inside it, ./conf vouches for nothing
     path = Path(run_dir) / "config.yaml"

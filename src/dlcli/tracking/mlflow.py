@@ -12,12 +12,16 @@ off; training goes on).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from omegaconf import OmegaConf
 
 from dlcli.system.files import write_text
-from dlcli.rundir.directory import git_commit, runs_dir_holding
+from dlcli.rundir.directory import ARTIFACTS_DIR, git_commit, read_json, runs_dir_holding
 from dlcli.tracking.base import ParentRun, RunLogger, final_numbers
 
 MLFLOW_RECORD = "mlflow.json"  # in a run (or sweep, or k-fold parent): which MLflow run it is
@@ -40,7 +44,7 @@ class MLflowLogger(RunLogger):
         self.pending: list[dict] = []
 
     def start(self, session, state) -> None:
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # noqa: PLC0415  (optional extra: pip install dlcli[mlflow])
 
         record = self.run.run_dir / MLFLOW_RECORD
         if record.is_file():  # a resumed run continues its MLflow run, in the store it was made in
@@ -79,7 +83,7 @@ class MLflowLogger(RunLogger):
         self._send(math.inf if status == "completed" or saved is None else saved.epoch)
 
     def _send(self, up_to: float) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # noqa: PLC0415  (optional extra: pip install dlcli[mlflow])
 
         ready = [row for row in self.pending if row["epoch"] <= up_to]
         if not ready:
@@ -91,7 +95,7 @@ class MLflowLogger(RunLogger):
         self.pending = [row for row in self.pending if row["epoch"] > up_to]
 
     def summarize(self, summary: dict) -> None:
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric, RunTag  # noqa: PLC0415  (optional extra: pip install dlcli[mlflow])
 
         now, step = int(time.time() * 1000), int(summary.get("epochs_completed") or 0)
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in final_numbers(summary).items()],
@@ -123,7 +127,7 @@ class MLflowLogger(RunLogger):
         client, run_id = _open_parent_run(directory, cfg, node, kind, params)
 
         def close(status: str, numbers: dict) -> None:
-            from mlflow.entities import Metric, RunTag
+            from mlflow.entities import Metric, RunTag  # noqa: PLC0415  (optional extra: pip install dlcli[mlflow])
 
             now = int(time.time() * 1000)
             client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in numbers.items()],
@@ -143,9 +147,7 @@ class MLflowLogger(RunLogger):
 
 
 def mlflow_client(tracking_uri: str):
-    import logging
-
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415  (optional extra: pip install dlcli[mlflow])
 
     for name in ("mlflow", "alembic"):  # their INFO lines (creating tables, ...) are not the user's business
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -160,8 +162,6 @@ def recorded_mlflow_run(directory: Path):
     the runs directory, so a local store must be the one beside this run (an ancestor folder of it
     holds the store), and the MLflow run's artifacts must live beside that store; otherwise this
     says why logging cannot go on (the logger turns itself off and training goes on)."""
-    from dlcli.rundir.directory import read_json
-
     record = read_json(directory / MLFLOW_RECORD)
     run_id, uri = (record.get("run_id"), record.get("tracking_uri")) if isinstance(record, dict) else (None, None)
     if not isinstance(run_id, str) or not isinstance(uri, str):
@@ -210,8 +210,6 @@ def check_artifacts_beside(client, run_id: str | None = None, experiment_id: str
 def _local_path(uri: str) -> Path | None:
     """The file or folder a local MLflow store or artifact URI names; None for a server (http,
     databricks, postgresql, ...) or an in-memory database."""
-    from urllib.parse import unquote, urlparse
-
     if not uri:
         return None
     parsed = urlparse(uri)
@@ -249,8 +247,6 @@ def experiment_id_for(client, name: str) -> str:
     location = None
     store = _local_path(client.tracking_uri)
     if store is not None and client.tracking_uri.lower().startswith("sqlite"):
-        from dlcli.rundir.directory import ARTIFACTS_DIR
-
         location = (store.expanduser().resolve().parent / ARTIFACTS_DIR).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
@@ -265,8 +261,6 @@ def run_label(run_dir: Path) -> str:
 
 
 def flat_params(cfg) -> dict[str, str]:
-    from omegaconf import OmegaConf
-
     params: dict[str, str] = {}
 
     def walk(node, prefix: str) -> None:
@@ -297,7 +291,7 @@ def _open_parent_run(directory: Path, cfg, node, kind: str, params: dict) -> Par
         tags = {"dl.run_dir": str(directory), "dl.kind": kind, "dl.status": "running"}
         run_id = client.create_run(experiment_id, run_name=run_label(directory), tags=tags).info.run_id
         write_text(record, json.dumps({"run_id": run_id, "tracking_uri": client.tracking_uri, "experiment_id": experiment_id}) + "\n")
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # noqa: PLC0415  (optional extra: pip install dlcli[mlflow])
 
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     return client, run_id

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dlcli.config.constraints import POSITIVE_INT, constrained
+from dlcli.engine.optim import current_lr
+from dlcli.engine.state import steps_taken
 from dlcli.tracking.base import RunLogger, final_numbers, typed_overrides
 
 
@@ -25,10 +29,7 @@ class TensorBoardLogger(RunLogger):
         self.step = 0
 
     def start(self, session, state) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        from dlcli.engine.optim import current_lr
-        from dlcli.engine.state import steps_taken
+        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415  (optional extra: pip install dlcli[tensorboard])
 
         self.session, self.current_lr = session, current_lr
         self.step = steps_taken(state, len(session.train_data), session.step.batch_size)  # a resume goes on counting
@@ -66,9 +67,8 @@ class TensorBoardLogger(RunLogger):
     @classmethod
     def log_pictures(cls, run_dir: Path, paths) -> None:
         """The pictures as TensorBoard images, beside the run's scalars."""
-        import numpy as np
-        from PIL import Image
-        from torch.utils.tensorboard import SummaryWriter
+        from PIL import Image  # noqa: PLC0415  (dl train runs without PIL)
+        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415  (optional extra: pip install dlcli[tensorboard])
 
         with SummaryWriter(str(run_dir / "tensorboard")) as writer:
             for path in paths:
