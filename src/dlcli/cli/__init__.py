@@ -68,6 +68,12 @@ RUN_DIR = typer.Argument(..., help="A run directory written by dl train.")
 CONFIG_DIR = typer.Option(None, "--config-dir", help="Extra config directory (repeatable); ./conf is always searched.")
 
 
+def examples(block: str, after: str = "") -> str:
+    """A command's epilog from its examples, one a line. Click rewraps an epilog's paragraphs, so each
+    example becomes a paragraph of its own, indented; `after` is a paragraph that follows them."""
+    return "\n\n".join(["Examples:", *(f"  {line.strip()}" for line in block.strip().splitlines()), *([after] if after else [])])
+
+
 def _print_version(value: bool) -> None:
     if value:
         from dlcli import __version__

@@ -7,21 +7,20 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import app, console, err_console, handle_errors
+from dlcli.cli import app, console, err_console, examples, handle_errors
 from dlcli.cli.render import runs_table
 from dlcli.errors import UserError
 
 
 @app.command(
     name="runs",
-    epilog=(
-        "Examples:\n\n"
-        "  dl runs\n\n"
-        "  dl runs runs/softmax runs/mlp_dropout --sort val_accuracy\n\n"
-        "  dl runs 'runs/sweeps/sweep/*' --columns status,val_accuracy,optim.lr\n\n"
-        "  dl runs --where data=digits --where status=completed\n\n"
-        "  dl runs runs/train --json"
-    ),
+    epilog=examples("""
+    dl runs
+    dl runs runs/softmax runs/mlp_dropout --sort val_accuracy
+    dl runs 'runs/sweeps/sweep/*' --columns status,val_accuracy,optim.lr
+    dl runs --where data=digits --where status=completed
+    dl runs runs/train --json
+"""),
 )
 @handle_errors
 def list_runs(

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, app, checked_options, console, err_console, handle_errors
+from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, app, checked_options, console, err_console, examples, handle_errors
 from dlcli.errors import UserError, printable
 from rich.table import Table
 
@@ -51,17 +51,16 @@ def split_layers_and_overrides(args: list[str]) -> tuple[list[str], list[str]]:
 @app.command(
     name="conv-shape",
     no_args_is_help=True,  # with neither layers nor overrides there is nothing to answer
-    epilog=(
-        "Examples:\n\n"
-        '  dl conv-shape --input 3x32x32 "conv(10,k=5,s=1,p=2)"\n\n'
-        '  dl conv-shape --input 1x28x28 "conv(6,k=5,p=2)" "avgpool(2)" "conv(16,k=5)" "avgpool(2)" flatten "linear(120)" "linear(84)" "linear(10)"\n\n'
-        '  dl conv-shape --input 1x7x7 "conv(1,k=3,s=3)"      (warns: a column and a row are never seen)\n\n'
-        "  dl conv-shape model=lenet data=digits --input 1x28x28\n\n"
-        "Layers: conv(out,k,s=1,p=0|same|valid,d=1,g=1,bias=true), convT(out,k,s,p,op,d,g), "
-        "maxpool(k,s=k,p=0,d=1,ceil_mode=false), avgpool(k,s=k,p=0,ceil_mode=false), adaptiveavgpool(HxW), "
-        "flatten, linear(out) or linear(in,out), bn, dropout(p), relu, sigmoid, tanh, ...; "
-        "non-square sizes as k=3x1."
-    ),
+    epilog=examples("""
+    dl conv-shape --input 3x32x32 "conv(10,k=5,s=1,p=2)"
+    dl conv-shape --input 1x28x28 "conv(6,k=5,p=2)" "avgpool(2)" "conv(16,k=5)" "avgpool(2)" flatten "linear(120)" "linear(84)" "linear(10)"
+    dl conv-shape --input 1x7x7 "conv(1,k=3,s=3)"      (warns: a column and a row are never seen)
+    dl conv-shape model=lenet data=digits --input 1x28x28
+""",
+    after="Layers: conv(out,k,s=1,p=0|same|valid,d=1,g=1,bias=true), convT(out,k,s,p,op,d,g), "
+          "maxpool(k,s=k,p=0,d=1,ceil_mode=false), avgpool(k,s=k,p=0,ceil_mode=false), adaptiveavgpool(HxW), "
+          "flatten, linear(out) or linear(in,out), bn, dropout(p), relu, sigmoid, tanh, ...; "
+          "non-square sizes as k=3x1."),
 )
 @handle_errors
 def convshape_text(
@@ -105,12 +104,11 @@ def convshape_text(
 
 @app.command(
     name="param-count",
-    epilog=(
-        "Examples:\n\n"
-        "  dl param-count\n\n"
-        "  dl param-count model=lenet --input 1x28x28\n\n"
-        "  dl param-count model=mlp model.freeze=[net.1] --depth 1 --json"
-    ),
+    epilog=examples("""
+    dl param-count
+    dl param-count model=lenet --input 1x28x28
+    dl param-count model=mlp model.freeze=[net.1] --depth 1 --json
+"""),
 )
 @handle_errors
 @checked_options(lambda: _options("depth"))
@@ -143,12 +141,11 @@ def param_count(
 
 @app.command(
     name="lr-find",
-    epilog=(
-        "Examples:\n\n"
-        "  dl lr-find\n\n"
-        "  dl lr-find model=lenet data=fashion_mnist optim=adam --start 1e-6 --end 1 --steps 200\n\n"
-        "  dl train $(dl lr-find --apply)      (train with the suggested rate)"
-    ),
+    epilog=examples("""
+    dl lr-find
+    dl lr-find model=lenet data=fashion_mnist optim=adam --start 1e-6 --end 1 --steps 200
+    dl train $(dl lr-find --apply)      (train with the suggested rate)
+"""),
 )
 @handle_errors
 @checked_options(lambda: _options("start", "end", "steps", "mode", "smooth", "diverge", "name"))

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, checked_options, console, err_console, handle_errors
+from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, checked_options, console, err_console, examples, handle_errors
 from dlcli.errors import printable
 from dlcli.cli.render import confusion_table, fmt, metrics_table, per_class_table
 
@@ -46,7 +46,10 @@ def _export_options():
 
 @app.command(
     name="eval",
-    epilog="Examples:\n\n  dl eval runs/train/2026-11-24_10-31-07\n\n  dl eval RUN_DIR --split val --checkpoint last --json",
+    epilog=examples("""
+    dl eval runs/train/2026-11-24_10-31-07
+    dl eval RUN_DIR --split val --checkpoint last --json
+"""),
 )
 @handle_errors
 @checked_options(_eval_options)
@@ -94,12 +97,11 @@ def evaluate(
 
 @app.command(
     name="predict",
-    epilog=(
-        "Examples:\n\n"
-        "  dl predict runs/house_prices/2026-11-24_11-20-00 test.csv --output submission.csv\n\n"
-        "  dl predict runs/photos/2026-11-24_12-00-00 photos/ --proba      (a folder of images, searched recursively)\n\n"
-        "  dl predict RUN_DIR rows.npy --json      (rows of features in a NumPy file)"
-    ),
+    epilog=examples("""
+    dl predict runs/house_prices/2026-11-24_11-20-00 test.csv --output submission.csv
+    dl predict runs/photos/2026-11-24_12-00-00 photos/ --proba      (a folder of images, searched recursively)
+    dl predict RUN_DIR rows.npy --json      (rows of features in a NumPy file)
+"""),
 )
 @handle_errors
 @checked_options(_predict_options)
@@ -132,11 +134,10 @@ def predict_command(
 
 @app.command(
     name="export",
-    epilog=(
-        "Examples:\n\n"
-        "  dl export runs/train/2026-11-24_10-31-07 --format onnx\n\n"
-        "  dl export RUN_DIR --format torchscript --output model.pt --checkpoint last"
-    ),
+    epilog=examples("""
+    dl export runs/train/2026-11-24_10-31-07 --format onnx
+    dl export RUN_DIR --format torchscript --output model.pt --checkpoint last
+"""),
 )
 @handle_errors
 @checked_options(_export_options)
@@ -167,7 +168,10 @@ def export_command(
 
 @app.command(
     name="inspect",
-    epilog="Examples:\n\n  dl inspect runs/train/2026-11-24_10-31-07\n\n  dl inspect RUN_DIR --checkpoint last --json",
+    epilog=examples("""
+    dl inspect runs/train/2026-11-24_10-31-07
+    dl inspect RUN_DIR --checkpoint last --json
+"""),
 )
 @handle_errors
 @checked_options(_checkpoint)
@@ -191,7 +195,10 @@ def inspect_run_command(
 
 @app.command(
     name="diagnose",
-    epilog="Examples:\n\n  dl diagnose runs/train/2026-11-24_10-31-07\n\n  dl diagnose RUN_DIR --json",
+    epilog=examples("""
+    dl diagnose runs/train/2026-11-24_10-31-07
+    dl diagnose RUN_DIR --json
+"""),
 )
 @handle_errors
 def diagnose(
