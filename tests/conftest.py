@@ -52,7 +52,7 @@ def pytest_xdist_auto_num_workers(config):
     PYTEST_XDIST_AUTO_NUM_WORKERS, when set, decides as pytest-xdist documents."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    from xdist.plugin import pytest_xdist_auto_num_workers as one_per_core
+    from xdist.plugin import pytest_xdist_auto_num_workers as one_per_core  # here: called by pytest-xdist only
 
     files = set()
     for arg in config.args:

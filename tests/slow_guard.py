@@ -7,6 +7,9 @@ for), counted twice: on the clock, and in CPU seconds of this process and of the
 started and waited for. It fails only when both pass the limit: on a machine shared with other work
 the clock runs on while the test waits for a core, the CPU count does not, so a loaded machine does
 not fail a quick test; a test that only sleeps is not caught (none should sleep for seconds).
+A fixture shared by a module, class or session is made once for the tests that use it: each of
+them is charged its share (its time over the number of selected tests that use it), whichever test
+happened to make it, so that a verdict does not depend on the order or on `-k`.
 The limit is the ini option `slow_after` (seconds), or the environment variable DL_TEST_SLOW_AFTER
 when set; 0 turns the guard off. Loaded as a plugin by conftest.py (and by the guard's own test, in
 a pytest it runs on a generated file)."""
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
@@ -36,10 +40,22 @@ class Clocks:
     def since(self, start: Clocks) -> Clocks:
         return Clocks(self.wall - start.wall, self.cpu - start.cpu)
 
+    def plus(self, other: Clocks) -> Clocks:
+        return Clocks(self.wall + other.wall, self.cpu + other.cpu)
 
+    def share(self, users: int) -> Clocks:
+        return Clocks(self.wall / users, self.cpu / users)
+
+
+NOTHING = Clocks(0.0, 0.0)
 started = pytest.StashKey[Clocks]()
 setup_took = pytest.StashKey[Clocks]()
+made_here = pytest.StashKey[Clocks]()  # shared fixtures this test's setup happened to make
+shared_used = pytest.StashKey[list]()  # the keys of the shared fixtures this test uses
 limit_seconds = pytest.StashKey[float]()
+current_test = pytest.StashKey[pytest.Item]()
+shared_users = pytest.StashKey[Counter]()
+shared_share = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,10 +74,46 @@ def slow_after(config: pytest.Config) -> float:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[limit_seconds] = slow_after(config)  # read once: a limit that is not a number is refused at start
+    config.stash[shared_users] = Counter()
+    config.stash[shared_share] = {}
+
+
+def shared_key(argname: str, scope: str, node: pytest.Item | pytest.Collector) -> tuple[str, str]:
+    """A shared fixture's instance: its name and the module or class it is made for ("" for the session)."""
+    kind = {"module": pytest.Module, "class": pytest.Class}.get(scope)
+    anchor = node if kind is None or isinstance(node, kind) else node.getparent(kind)
+    return argname, anchor.nodeid if kind is not None and anchor is not None else ""
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    users = session.config.stash[shared_users]
+    for item in session.items:
+        definitions = getattr(item, "_fixtureinfo", None)
+        keys = []
+        for name, defs in (definitions.name2fixturedefs.items() if definitions else ()):
+            if defs and defs[-1].scope != "function":
+                keys.append(shared_key(name, defs[-1].scope, item))
+        item.stash[shared_used] = keys
+        users.update(keys)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):
+    if fixturedef.scope == "function":
+        yield
+        return
+    before = Clocks.now()
+    yield
+    took = Clocks.now().since(before)
+    item = request.config.stash[current_test]
+    item.stash[made_here] = item.stash.get(made_here, NOTHING).plus(took)
+    key = shared_key(fixturedef.argname, fixturedef.scope, item)
+    request.config.stash[shared_share][key] = took.share(max(1, request.config.stash[shared_users][key]))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item: pytest.Item):
+    item.config.stash[current_test] = item
     item.stash[started] = Clocks.now()
     yield
     item.stash[setup_took] = Clocks.now().since(item.stash[started])
@@ -74,7 +126,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     limit = item.config.stash[limit_seconds]
     if call.when != "call" or not report.passed or limit <= 0 or item.get_closest_marker("slow") is not None:
         return
-    took, setup = Clocks.now().since(item.stash[started]), item.stash[setup_took]
+    shares = item.config.stash[shared_share]
+    shared = NOTHING
+    for key in item.stash.get(shared_used, []):
+        shared = shared.plus(shares.get(key, NOTHING))
+    made = item.stash.get(made_here, NOTHING)
+    took = Clocks.now().since(item.stash[started]).since(made).plus(shared)
+    setup = item.stash[setup_took].since(made).plus(shared)
     if min(took.wall, took.cpu) > limit:
         report.outcome = "failed"
         report.longrepr = (f"took {took.wall:.1f} s and {took.cpu:.1f} CPU seconds (setup {setup.wall:.1f} s, call "

@@ -145,6 +145,7 @@ def test_early_stopping_counts_patience_across_an_interrupt(workdir):
     assert metric_rows(resumed.run_dir) == metric_rows(reference.run_dir)
 
 
+@pytest.mark.slow  # starts the picture drawer: 10.9 CPU seconds
 @pytest.mark.pictures
 def test_pictures_are_drawn_beside_the_run_unless_turned_off(workdir):
     from dlcli.tracking.plots import wait_for_pictures

@@ -12,6 +12,7 @@ from dlcli.tracking.plots import wait_for_pictures
 RUN_FILES = {"config.yaml", "overrides.yaml", "metrics.csv", "summary.json", "split.json", "checkpoints", "curves.png", "train.log"}
 
 
+@pytest.mark.slow  # trains the default run: 3.7 CPU seconds
 @pytest.mark.pictures
 def test_train_leaves_a_complete_run_directory(workdir):
     result = run_cli("train", "trainer.epochs=3", "--device", "cpu")
@@ -94,6 +95,7 @@ def test_csv_regression_end_to_end(workdir):
     assert summary["monitor"] == "val_rmse" and summary["test"]["r2"] > 0.9
 
 
+@pytest.mark.slow  # trains and evaluates: 7.8 CPU seconds
 @pytest.mark.pictures
 def test_eval_reproduces_the_test_numbers_and_writes_reports(workdir):
     assert run_cli("train", "trainer.epochs=3").exit_code == 0

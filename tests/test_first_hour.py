@@ -128,6 +128,7 @@ def test_param_count_never_cuts_a_number_in_80_columns(narrow):
     assert max(map(len, result.stdout.splitlines()[:-3])) <= 80
 
 
+@pytest.mark.slow  # trains: 3.3 CPU seconds
 def test_quiet_still_prints_the_line_that_matters(workdir):
     train = run_cli("train", "trainer.epochs=2", "-q")
     run = only_run(workdir)
@@ -156,6 +157,7 @@ def test_regression_loss_is_labelled_and_metrics_that_do_not_apply_are_left_out(
     assert "test_log_rmse" not in json.loads(run_cli("runs", "runs/linreg", "--json").stdout)[0]
 
 
+@pytest.mark.slow  # trains and evaluates: 6.9 CPU seconds
 def test_eval_shows_the_confusion_matrix_and_names_its_files(workdir, monkeypatch):
     assert run_cli("train", "data=iris", "trainer.epochs=2").exit_code == 0
     run = only_run(workdir)
@@ -173,6 +175,7 @@ def test_the_default_settings_train_regression_too(workdir, data):
     assert summary["status"] == "completed" and summary["test"]["r2"] > 0.1  # better than predicting the mean
 
 
+@pytest.mark.slow  # trains a sweep and its best: 4.6 CPU seconds
 def test_best_yaml_of_a_sweep_trains_as_it_stands(workdir):
     assert run_cli("sweep", "grid", "optim.lr=0.3,0.01", "model.hidden=[32]", "trainer.epochs=2", "-q").exit_code == 0
     sweep = next((workdir / "runs" / "sweeps" / "sweep").iterdir())

@@ -222,6 +222,7 @@ def test_text_columns_stay_text_whatever_the_new_rows_hold(house_flow, tmp_path)
     assert mode == 0o666 & ~_umask()  # the usual permissions, not a temporary file's 0600
 
 
+@pytest.mark.slow  # trains and exports: 3.7 CPU seconds
 def test_export_from_another_directory_checks_on_random_inputs(house_flow, tmp_path, monkeypatch):
     root, _, refit = house_flow
     monkeypatch.chdir(tmp_path)  # data.path=train.csv is not here
