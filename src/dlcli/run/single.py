@@ -1,7 +1,8 @@
 """One run: build it, create its directory, fit, look at the test split once, close it.
 
 Resuming (dlcli.run.resume), k-fold (dlcli.run.kfold), refits (dlcli.run.refit) and sweep trials all end here,
-in `new_run` or `run_in`; `dlcli.run.dispatch` only chooses which.
+in `new_run` or `run_in`, with what the caller asked in a RunRequest (dlcli.run.request); `dlcli.run.dispatch`
+only chooses which. `fit_and_test` is the run itself: begin, fit, test, close.
 """
 
 from __future__ import annotations
