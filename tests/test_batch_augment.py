@@ -148,6 +148,7 @@ def mnist_root(tmp_path_factory):
     return write_mnist(tmp_path_factory.mktemp("mnist"), train=400, test=100)
 
 
+@pytest.mark.slow  # trains, interrupts and resumes: 11.7 s in the fast lane
 def test_a_run_augmenting_on_the_device_resumes_exactly(workdir, mnist_root):
     overrides = ["data=mnist", f"data.root={mnist_root}", "data.download=false", "model=lenet", "optim=adam",
                  "trainer.progress=false", "trainer.epochs=3", "data.augment.crop_padding=2", "data.augment.hflip=true",

@@ -37,6 +37,7 @@ def rows(run) -> list[dict]:
     return list(csv.DictReader((run.run_dir / "metrics.csv").open()))
 
 
+@pytest.mark.slow  # compiles and trains twice: 2.1-5.2 s in the fast lane
 def test_a_compiled_run_trains_what_the_plain_one_does_and_saves_a_plain_checkpoint(workdir, eager_compile):
     plain = train(RunRequest(compose([*STEPS, "name=plain"]), [], quiet_reporter()))
     compiled = train(RunRequest(compose([*STEPS, "trainer.compile=true"]), [], quiet_reporter()))
@@ -50,6 +51,7 @@ def test_a_compiled_run_trains_what_the_plain_one_does_and_saves_a_plain_checkpo
     assert run_cli("eval", str(compiled.run_dir)).exit_code == 0  # loads without compile
 
 
+@pytest.mark.slow  # compiles and trains: 2.7-5.8 s in the fast lane
 def test_a_compiled_run_resumes_exactly(workdir, eager_compile):
     overrides = [*STEPS, "trainer.compile=true", "trainer.epochs=4"]
     reference = train(RunRequest(compose([*overrides, "name=reference"]), [], quiet_reporter()))

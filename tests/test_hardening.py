@@ -167,6 +167,7 @@ def test_a_read_only_runs_dir_is_a_one_line_error(workdir, monkeypatch):
     assert not (workdir / "mounted").exists()
 
 
+@pytest.mark.slow  # trains a sweep twice: 3.4 s in the fast lane
 def test_a_resumed_sweep_keeps_its_jobs_and_threads(workdir):
     from dlcli.sweep import SweepSettings, run_sweep
 

@@ -179,6 +179,7 @@ def test_onnx_export_of_the_refit_gives_pytorchs_outputs(house_flow):
     assert np.allclose(prices, predicted.SalePrice, rtol=1e-4)
 
 
+@pytest.mark.slow  # trains in its setup: 4.8 s in the fast lane
 def test_bad_prediction_inputs_are_one_line_and_write_nothing(house_flow, tmp_path):
     root, kfold, refit = house_flow
     test = pd.read_csv(root / "test.csv")
@@ -240,6 +241,7 @@ def test_a_run_trained_before_preprocessing_was_saved_says_so(workdir):
     refused("export", str(run), says="cannot be used for prediction or export")
 
 
+@pytest.mark.slow  # trains: 4.0 s in the fast lane
 def test_classification_on_a_table_gives_class_names_and_probabilities(workdir):
     rng = np.random.default_rng(0)
     n = 240
@@ -348,6 +350,7 @@ def test_an_export_that_fails_says_why_and_leaves_nothing(workdir, monkeypatch):
     refused("export", str(run), says="pip install 'dlcli[export]'")
 
 
+@pytest.mark.slow  # trains and exports twice: 2.0-3.1 s in the fast lane
 def test_a_model_torch_export_cannot_trace_goes_through_the_torchscript_exporter(workdir, monkeypatch):
     """Older torch releases cannot trace some models with torch.export (an LSTM on torch 2.9): the
     TorchScript-based exporter takes over, and its file is checked against PyTorch like any."""
@@ -383,6 +386,7 @@ def test_training_without_a_validation_split_keeps_the_last_epoch(workdir):
     refused("train", "data=iris", "split.val=0", "sched=plateau", says="sched=plateau steps on a validation metric")
 
 
+@pytest.mark.slow  # trains: 2.4 s in the fast lane
 def test_target_transforms_train_on_logs_and_report_in_the_targets_units(workdir):
     house_prices(200, 0).to_csv("houses.csv", index=False)
     base = ["data=csv", "data.path=houses.csv", "data.target=SalePrice", "data.task=regression", "data.drop=[Id]",

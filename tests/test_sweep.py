@@ -165,6 +165,7 @@ def test_a_kfold_sweep_judges_each_trial_by_its_mean_over_folds(workdir):
     assert any("mean of its 3 fold models" in line for line in lines)
 
 
+@pytest.mark.slow  # trains a k-fold sweep: 2.3 s in the fast lane
 def test_the_house_prices_kfold_recipe_sweeps_as_it_is(workdir):
     from dlcli.config.compose import compose
 
@@ -239,6 +240,7 @@ def test_random_sweep_resumes_without_repeating_its_options(workdir):
     assert "2 of 2 trials already finished" in again.stderr
 
 
+@pytest.mark.slow  # trains a sweep: 3.3 s in the fast lane
 def test_fail_fast_stops_at_the_first_failure(workdir):
     result = sweep("optim.lr=1e12,0.1,0.2", *QUICK, fail_fast=True)
     assert result.summary["status"] == "failed" and len(table(result)) == 1
@@ -288,6 +290,7 @@ def test_pruned_trials_are_marked_pruned_not_failed(workdir):
         assert read(result.sweep_dir / "trials" / f"{pruned:03d}" / "summary.json")["epochs_completed"] < 4
 
 
+@pytest.mark.slow  # trains a sweep and resumes it: 5.3 CPU seconds
 def test_resume_runs_exactly_the_unfinished_trials(workdir):
     first = sweep("optim.lr=0.3,0.1,0.03,0.01", *QUICK)
     trials = first.sweep_dir / "trials"
@@ -366,6 +369,7 @@ def trials_in_study(sweep_dir):
     return optuna.load_study(study_name=optuna.get_all_study_names(storage(sweep_dir))[0], storage=storage(sweep_dir)).get_trials(deepcopy=False), NUMBER_ATTR
 
 
+@pytest.mark.slow  # trains a sweep: 2.2 s in the fast lane
 def test_tpe_sweep_writes_everything_through_one_study(workdir):
     result = run_cli("sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "model.dropout=interval(0,0.5)",
                      "model.hidden=choice([16],[64])", "trainer.batch_size=range(16,65,16)", "--trials", "5", "--seed", "3", *QUICK)
