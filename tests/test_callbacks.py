@@ -85,6 +85,7 @@ def test_checkpoints_are_written_at_most_every_interval_and_always_at_the_end(tm
     assert load_checkpoint(tmp_path / "best.pt")["state"]["epoch"] == state.best_epoch
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_ctrl_c_finishes_the_epoch_it_would_lose_and_resume_reaches_the_uninterrupted_result(workdir):
     overrides = ["trainer.epochs=5", "model.dropout=0.3", "sched=onecycle", "trainer.progress=false"]
     reference = train(RunRequest(compose(overrides + ["name=reference"]), [], quiet_reporter()))
@@ -132,6 +133,7 @@ def test_sigkill_between_two_checkpoint_writes_resumes_to_the_uninterrupted_resu
     assert all(torch.equal(final[k], expected[k]) for k in expected)
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_early_stopping_counts_patience_across_an_interrupt(workdir):
     overrides = ["trainer.epochs=60", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=3", "trainer.progress=false"]
     reference = train(RunRequest(compose(overrides + ["name=reference"]), [], quiet_reporter()))

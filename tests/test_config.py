@@ -84,6 +84,7 @@ RECIPE_TRAINING = {"house_prices_kfold": ("torch.optim.Adam", 0.05, None), "lene
                    "linreg_synthetic": ("torch.optim.SGD", 0.03, 0.0)}
 
 
+@pytest.mark.slow  # composes the recipe with every model: over half a second a recipe in the fast lane
 @pytest.mark.parametrize("recipe", sorted(RECIPE_TRAINING))
 def test_a_recipe_s_settings_for_its_model_give_way_when_the_user_swaps_the_model(recipe):
     """A recipe's rate tuned for its model is not kept for another: the chosen model trains as its own

@@ -41,6 +41,7 @@ def test_the_default_run_and_healthy_runs_find_nothing(workdir):
     assert summary["diagnosis"] == []
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_overfitting(workdir):
     findings, _ = diagnosed("data=classification_synthetic", "data.num_samples=200", "data.class_sep=0.5", "data.informative=2",
                             "model.hidden=[512,512]", "trainer.epochs=60", "optim.lr=0.1")
@@ -48,11 +49,13 @@ def test_overfitting(workdir):
     assert "model.dropout" in found["suggestion"] and found["evidence"]["last_val_loss"] > found["evidence"]["best_val_loss"]
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_underfitting_of_a_model_too_small(workdir):
     findings, _ = diagnosed("model.hidden=[2]", "trainer.epochs=15")
     assert codes(findings) == ["underfitting"] and "larger model" in findings[0]["suggestion"]
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_learning_rate_too_high_and_too_low(workdir):
     high, result = diagnosed("optim.lr=1", name="high")
     assert "lr_too_high" in codes(high) and "optim.lr=0.1" in high[0]["suggestion"]
@@ -63,6 +66,7 @@ def test_learning_rate_too_high_and_too_low(workdir):
     assert failed.exit_code == 1 and codes(nan)[0] == "lr_too_high" and nan[0]["severity"] == "error"
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_classic_sigmoid_lenet_stuck_at_chance_is_named_within_three_epochs(workdir):
     """The classic LeNet (sigmoid) at a small rate does not leave chance level: the diagnosis names
     the activations, with evidence, after 3 epochs, and its advice is LeNet's own setting."""
@@ -189,6 +193,7 @@ def test_diagnose_reads_the_file_and_re_analyzes_a_run_that_was_not_watched(work
     assert bad.exit_code == 2 and "is not a dl run directory" in bad.stderr
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_eval_and_runs_show_the_diagnosis(workdir):
     """A run at optim.lr=1 diverges, and which secondary checks fire on a diverging run depends on
     the last bits of floating point (vector units, threads, torch version). What holds on every

@@ -286,6 +286,7 @@ def test_nan_validation_loss_is_not_a_best_epoch(workdir):
     assert result.summary["best_epoch"] is None and not (result.run_dir / "checkpoints" / "best.pt").exists()
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_an_early_stopped_run_resumed_trains_no_further(workdir):
     cfg = compose(["trainer.epochs=60", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=2", "trainer.progress=false"])
     done = train(RunRequest(cfg, [], quiet_reporter()))

@@ -24,6 +24,7 @@ def modes_under(root: Path) -> dict[str, set[int]]:
     return found
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=lambda m: f"umask {m:03o}")
 def test_runs_sweeps_and_kfold_parents_follow_the_umask(workdir, umask):
     previous = os.umask(umask)

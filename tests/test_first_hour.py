@@ -37,6 +37,7 @@ def _five_mixed_runs():
         assert run_cli("train", *args, "trainer.epochs=2", "-q").exit_code == 0
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_runs_compares_mixed_runs_in_80_columns(workdir, narrow):
     """Runs on different data sets (or judged by different metrics) are one table each, best first."""
     _five_mixed_runs()
@@ -55,6 +56,7 @@ def test_runs_compares_mixed_runs_in_80_columns(workdir, narrow):
     assert "dlcli.models" not in table and "_target_" not in table  # components by their option name
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_runs_where_filters_and_names_a_bad_condition(workdir, narrow):
     _five_mixed_runs()
     wine = run_cli("runs", "--where", "data=wine")
@@ -92,6 +94,7 @@ def test_shortened_run_names_stay_distinct():
     assert elide_distinct(["a/b", "a/c"], 10) == ["a/b", "a/c"]  # short enough: as they are
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_runs_takes_several_directories_and_patterns(workdir, narrow):
     _five_mixed_runs()
     both = run_cli("runs", "runs/softmax", "runs/mlp*")
@@ -107,6 +110,7 @@ def test_runs_takes_several_directories_and_patterns(workdir, narrow):
     assert nothing.exit_code == 2 and "matches no directory" in nothing.stderr
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_runs_json_keeps_every_value_in_its_type(workdir):
     _five_mixed_runs()
     listed = json.loads(run_cli("runs", "--json").stdout)
@@ -191,6 +195,7 @@ def test_best_yaml_of_a_sweep_trains_as_it_stands(workdir):
         assert refused.exit_code == 2 and message in refused.stderr
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_finished_run_trains_longer_in_a_new_run_that_matches_a_longer_run(workdir):
     assert run_cli("train", "trainer.epochs=2", "trainer.checkpoint_every=0").exit_code == 0
     first = only_run(workdir)

@@ -142,6 +142,7 @@ def place(tmp_path_factory):
     return tmp_path_factory.mktemp("inputs")
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_any_table_trains_or_is_refused_in_one_line(place, monkeypatch):
     monkeypatch.chdir(place)
     outcomes = []
@@ -306,6 +307,7 @@ def add_damage(folder: Path, damage: str, mode: str) -> None:
         (folder / "empty").mkdir()
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_any_image_folder_trains_or_is_refused_in_one_line(place, monkeypatch):
     import shutil
 

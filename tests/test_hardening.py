@@ -185,6 +185,7 @@ def test_a_resumed_sweep_keeps_its_jobs_and_threads(workdir):
 
 # -- values given as options are values, not grammar --------------------------------------------------
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_name_with_spaces_and_accents_is_just_a_name(workdir):
     result = run_cli("train", "trainer.epochs=1", "--name", "my rün ü", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
@@ -207,6 +208,7 @@ def test_dl_runs_lists_the_others_when_one_summary_is_torn(workdir):
 
 # -- every hint that names an override is one that works ----------------------------------------------
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 @pytest.mark.parametrize(
     "overrides, suggestion, applied",
     [

@@ -44,6 +44,7 @@ def notes_of(experiment) -> str:
     return "\n".join(experiment.notes)
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_the_first_run_decodes_once_and_the_next_reads_the_cache_with_the_same_numbers(workdir, folder):
     first = build_experiment(folder_run(folder))
     assert isinstance(first.session.train_data, TensorBatches)  # the in-memory path, as MNIST's

@@ -28,6 +28,7 @@ def image_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_lenet_trains_on_an_mnist_format_fixture_through_the_cli(workdir, image_root):
     result = run_cli("train", "data=mnist", f"data.root={image_root}", "data.download=false", *FAST_CNN[:3], "trainer.epochs=3", "--json")
     assert result.exit_code == 0, result.output
@@ -37,6 +38,7 @@ def test_lenet_trains_on_an_mnist_format_fixture_through_the_cli(workdir, image_
     assert split["sizes"] == {"train": 540, "val": 60, "test": 100}  # the official test split stays the test split
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_lenet_with_its_defaults_learns_real_digits_from_png_folders_in_the_first_epochs(workdir):
     """Real handwriting in the real format: scikit-learn's digits upsampled to 28x28 grey PNGs in
     class folders. `model=lenet` with nothing else learns in the first epochs (the classic sigmoid
@@ -221,6 +223,7 @@ def test_kfold_trains_k_runs_and_aggregates(workdir):
     assert run_cli("eval", str(parent / "fold-2")).exit_code == 0
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_kfold_interrupted_resumes_the_missing_folds(workdir):
     from test_engine import InterruptAt
 
@@ -231,6 +234,7 @@ def test_kfold_interrupted_resumes_the_missing_folds(workdir):
     assert [row["status"] for row in read(stopped.run_dir / "kfold.json")["per_fold"]] == ["completed", "completed"]
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_every_experiment_composes_and_the_small_ones_run(workdir, image_root):
     from dlcli.config.compose import compose as compose_cfg
 
@@ -258,6 +262,7 @@ def test_house_prices_kfold_recipe_on_a_csv(workdir):
     assert report["folds"] == 5 and report["monitor"] == "val_log_rmse" and 0 < report["mean"] < 0.2
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_table_of_signal_columns_as_a_sequence(workdir):
     rng = np.random.default_rng(0)
     t = np.linspace(0, 1, 40)

@@ -129,6 +129,7 @@ def test_a_sweep_is_a_parent_mlflow_run_with_one_nested_run_per_trial(workdir):
     assert all(c.info.status == "FINISHED" for c in children)
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_failing_logger_warns_once_and_never_costs_the_run(workdir):
     result = run_cli("train", *QUICK, "logger=mlflow", "logger.mlflow.tracking_uri=sqlite:////proc/no/such/mlflow.db", "--json")
     assert result.exit_code == 0, result.output

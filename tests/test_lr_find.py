@@ -97,6 +97,7 @@ def test_suggested_lr_trains_at_least_as_well_as_the_default(workdir):
     assert tuned >= 0.95
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_cli_writes_its_files_and_apply_prints_the_override(workdir):
     result = run_cli("lr-find", "--steps", "40", "--start", "1e-5", "--end", "10")
     assert result.exit_code == 0, result.output

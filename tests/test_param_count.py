@@ -31,6 +31,7 @@ def test_buffers_are_reported_apart_from_parameters():
     assert summary.buffers == sum(b.numel() for b in reference.buffers())  # running stats + counter
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_freezing_shows_as_non_trainable_and_holds_in_training(workdir):
     summary = model_summary(compose(["model.freeze=[net.1]"]))
     assert summary.non_trainable == 64 * 256 + 256 and summary.trainable == 256 * 10 + 10

@@ -203,6 +203,7 @@ def test_bad_prediction_inputs_are_one_line_and_write_nothing(house_flow, tmp_pa
     assert not (tmp_path / "out.csv").exists() and not list(tmp_path.glob(".out.csv*"))
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_text_columns_stay_text_whatever_the_new_rows_hold(house_flow, tmp_path):
     """A text column of codes whose new rows hold only numbers and a blank keeps its categories."""
     root, _, refit = house_flow
@@ -232,6 +233,7 @@ def test_export_from_another_directory_checks_on_random_inputs(house_flow, tmp_p
     assert result["run"] == str(refit.resolve()) and Path("m.onnx").is_file()
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_run_trained_before_preprocessing_was_saved_says_so(workdir):
     ok("train", "data=iris", "trainer.epochs=2", "-q")
     run = newest(workdir, "train")
@@ -262,6 +264,7 @@ def test_classification_on_a_table_gives_class_names_and_probabilities(workdir):
     assert out.kind.tolist() == np.where(out.large > out.small, "large", "small").tolist()
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_images_from_a_folder_a_file_and_an_array(workdir):
     root = write_image_folder(workdir / "shapes", per_class=12)
     ok("train", "data=imagefolder", f"data.root={root}", "model=lenet", "trainer.epochs=1", "-q")
@@ -372,6 +375,7 @@ def test_a_model_torch_export_cannot_trace_goes_through_the_torchscript_exporter
     assert result["verified"]["max_abs_difference"] <= 1e-4
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_training_without_a_validation_split_keeps_the_last_epoch(workdir):
     ok("train", "data=iris", "split.val=0", "trainer.epochs=4", "-q")
     run = newest(workdir, "train")

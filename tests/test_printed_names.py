@@ -27,6 +27,7 @@ def test_printable_escapes_every_disguise_and_keeps_plain_text(name):
     assert printable_lines(f"one{DISGUISES[name]}\ntwo") == f"{printable('one' + DISGUISES[name])}\ntwo"
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_received_runs_names_are_escaped_in_every_printed_line(workdir):
     assert run_cli("train", "data=iris", "trainer.epochs=1", "trainer.plots=false", "--name", "sent", "-q").exit_code == 0
     disguised = workdir / "runs" / "\u202eevil\x1b[2J"

@@ -353,6 +353,7 @@ def test_cli_bad_input(workdir, args, message):
     assert not list(workdir.glob("runs/sweeps/*/*/trials/*"))
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_cli_random_sweep_prints_a_sorted_table(workdir):
     result = run_cli("sweep", "random", "optim.lr=tag(log,interval(0.01,0.5))", "--trials", "3", "--seed", "1", *QUICK)
     assert result.exit_code == 0, result.output

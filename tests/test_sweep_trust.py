@@ -40,6 +40,7 @@ def fail_trial(sweep_dir, number: str = "001") -> None:
     summary.write_text(summary.read_text().replace('"completed"', '"failed"'))
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_sweep_of_the_users_own_class_finishes_tests_and_refits(users_class):
     result = run_cli("sweep", "grid", "optim.lr=0.1,0.01", CALLBACK, *QUICK, "-q")
     assert result.exit_code == 0, result.output

@@ -64,6 +64,7 @@ def test_focal_loss_down_weights_easy_examples():
     assert experiment("data=iris", "loss=focal", "loss.gamma=1.5").session.loss_fn.gamma == 1.5
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_balanced_class_weights_and_regression_losses():
     from sklearn.utils.class_weight import compute_class_weight
 
@@ -216,6 +217,7 @@ def test_test_time_augmentation_averages_flipped_views(shapes):
 
 
 # -- schedules and optimizers ---------------------------------------------------------------------
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_schedules_give_their_learning_rate_curves(workdir):
     multistep = trained("data=iris", "sched=multistep", "sched.milestones=[2,4]", "sched.gamma=0.5", "trainer.epochs=5", "optim.lr=0.1")
     assert lr_column(multistep) == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
@@ -269,6 +271,7 @@ def test_shares_of_the_run_become_epochs_and_typed_epochs_past_the_run_are_refus
     assert by_batch.session.schedule.scheduler.milestones == {6: 2}  # 0.5 of 12 batches, beside batch 6
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_run_with_shares_of_its_length_cannot_simply_go_on_longer(workdir):
     first = trained("data=iris", "sched=multistep", "trainer.epochs=2", "name=shares")
     longer = run_cli("train", f"resume={first.run_dir}", "trainer.epochs=4")
@@ -277,6 +280,7 @@ def test_a_run_with_shares_of_its_length_cannot_simply_go_on_longer(workdir):
     assert run_cli("train", f"resume={typed.run_dir}", "trainer.epochs=4").exit_code == 0  # epochs go on as they were
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_optimizers_and_the_linear_scaling_rule(workdir):
     for name, kind in (("nadam", torch.optim.NAdam), ("radam", torch.optim.RAdam), ("rprop", torch.optim.Rprop)):
         assert isinstance(experiment("data=iris", f"optim={name}").session.optimizer, kind)
@@ -288,6 +292,7 @@ def test_optimizers_and_the_linear_scaling_rule(workdir):
 
 
 # -- models and fine-tuning -----------------------------------------------------------------------
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_a_dl_model_starts_from_an_earlier_runs_weights(workdir):
     source = trained("data=classification_synthetic", "data.num_classes=2", "trainer.epochs=2", "name=source")
     weights = torch.load(source.run_dir / "checkpoints" / "best.pt", weights_only=True)["model"]
@@ -370,6 +375,7 @@ def test_the_cifar_cnn_recipe_trains_ten_epochs():
     assert compose(["experiment=cifar_cnn"]).trainer.epochs == 10
 
 
+@pytest.mark.slow  # trains: over half a second in the fast lane
 def test_lr_find_suggests_the_rate_before_the_linear_scaling(workdir):
     result = run_cli("lr-find", "data=iris", "optim.scale_lr_with_batch=true", "trainer.batch_size=64", "--steps", "20", "--json")
     assert result.exit_code == 0, result.output
