@@ -26,7 +26,9 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlcli.config.constraints import NUMBER, Constraint, check, from_annotation
+from dlcli.config.annotations import from_annotation
+from dlcli.config.constraints import NUMBER, Constraint, check
+from dlcli.config.library_constraints import LIBRARY
 from dlcli.config.own_settings import GROUPS, Group
 from dlcli.errors import UserError, first_line
 
@@ -82,7 +84,7 @@ def check_group(node: DictConfig, group: str, offered: Mapping | None = None) ->
 
 
 def resolve_target(path: str, group: str) -> Any:
-    from hydra.utils import get_object
+    from hydra.utils import get_object  # noqa: PLC0415  (dl cache list runs without hydra)
 
     try:
         return get_object(path)
@@ -198,8 +200,6 @@ def _arguments(node: DictConfig, group: str, target: Any, params: dict | None, i
 def constraints_for(target: Any, name: str | None = None) -> dict[str, Constraint]:
     """Each setting's constraint: derived from the annotations, then the table of library classes
     dl ships configs for, then what the target declares itself (@constrained); later ones win."""
-    from dlcli.config.library_constraints import LIBRARY
-
     found: dict[str, Constraint] = {}
     for key, annotation in _type_hints(target).items():
         constraint = from_annotation(annotation)

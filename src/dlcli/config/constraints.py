@@ -3,19 +3,16 @@
 Every setting of every component has a constraint: declared beside the component (`@constrained`
 on dl's own classes and factories, `CONSTRAINTS` beside the schema of trainer/split/root), taken
 from a table for the torch classes dl ships configs for (dlcli.config.library_constraints), or derived
-from the parameter's annotation (bool, int, float, str, lists of them). `problem(value)` says what
+from the parameter's annotation (bool, int, float, str, lists of them: dlcli.config.annotations). `problem(value)` says what
 is wrong in words that complete "KEY=VALUE ..."; `render` writes the one line every error uses;
 `valid_examples`/`invalid_examples` feed the property-based tests.
-
-The module is longer than 400 lines because each kind of constraint keeps its check, its words and
-its examples together; splitting them would scatter one rule over three files.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from dlcli.errors import UserError, printable
 
@@ -395,39 +392,3 @@ def _plural(description: str) -> str:
 
 def _num(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def from_annotation(annotation: Any) -> Constraint | None:
-    """The constraint an annotation states: bool, int, float, str, Optional/Union, list[...] and
-    tuple[...] of them; None for anything else (a type dl cannot check from config)."""
-    import typing
-
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Annotated:
-        found = [a for a in args[1:] if isinstance(a, Constraint)]
-        return found[0] if found else from_annotation(args[0])
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>" or type(annotation).__name__ == "UnionType":
-        inner = [from_annotation(a) for a in args if a is not type(None)]
-        if any(c is None for c in inner):
-            return None
-        constraint = inner[0] if len(inner) == 1 else AnyOf(tuple(inner))
-        return nullable(constraint) if type(None) in args else constraint
-    if origin in (list, tuple) or annotation in (list, tuple):
-        if not args:
-            return ListOf(Anything())
-        if origin is tuple and len(args) > 1 and args[-1] is not Ellipsis:
-            elements = [from_annotation(a) for a in args]
-            if any(c is None for c in elements) or len(set(map(repr, elements))) > 1:
-                return None
-            return ListOf(elements[0], len(args), len(args))
-        element = from_annotation(args[0])
-        return ListOf(element) if element is not None else None
-    if annotation is bool:
-        return BOOLEAN
-    if annotation is int:
-        return INTEGER
-    if annotation is float:
-        return NUMBER
-    if annotation is str:
-        return TEXT
-    return None
