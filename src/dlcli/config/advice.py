@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from dlcli.config.build import constraints_for, resolve_target
 from dlcli.config.constraints import Anything, Constraint, show
-from dlcli.config.own_settings import data_setting_of_the_other_kind
+from dlcli.config.library_constraints import LIBRARY
+from dlcli.config.own_settings import OWN_SETTINGS, data_setting_of_the_other_kind
+from dlcli.config.schema import CONSTRAINTS
 
 
 def suggest(config: Mapping | None, *candidates: tuple[str, object]) -> list[str]:
@@ -33,8 +36,6 @@ def suggest(config: Mapping | None, *candidates: tuple[str, object]) -> list[str
 def _form(config: Mapping | None, key: str) -> str | None:
     """'' when the config has the key, '+' when dl reads it for that group without the option's
     YAML listing it, None when the run has no such setting."""
-    from dlcli.config.own_settings import OWN_SETTINGS
-
     if config is None:
         return ""
     parent, _, leaf = key.rpartition(".")
@@ -54,10 +55,6 @@ def _node(config: Mapping, dotted: str) -> Mapping | None:
 
 
 def _constraint(config: Mapping | None, key: str) -> Constraint:
-    from dlcli.config.schema import CONSTRAINTS
-    from dlcli.config.library_constraints import LIBRARY
-    from dlcli.config.own_settings import OWN_SETTINGS
-
     if key in CONSTRAINTS:
         return CONSTRAINTS[key]
     group, _, leaf = key.partition(".")
@@ -69,8 +66,6 @@ def _constraint(config: Mapping | None, key: str) -> Constraint:
     if target in LIBRARY:
         return LIBRARY[target].get(leaf, Anything())
     if target.startswith("dlcli."):  # dl's own classes declare theirs beside them (importing them runs only dl)
-        from dlcli.config.build import constraints_for, resolve_target
-
         try:
             return constraints_for(resolve_target(target, group), target).get(leaf, Anything())
         except Exception:  # a class dl no longer has: nothing to check the value against
