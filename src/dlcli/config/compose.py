@@ -9,13 +9,22 @@ directory is the user's own, not a received one: dlcli.trust.workdir).
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Sequence
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
+import dlcli.conf
+from dlcli.config.build import target_parameters
+from dlcli.config.own_settings import OWN_SETTINGS, data_setting_of_the_other_kind
+from dlcli.config.schema import SCHEMA_NODES, register
 from dlcli.errors import UserError, first_line
 from dlcli.config.recipes import chosen_recipe, gave_way, model_training_defaults, swapped_to, typed_choices
+from dlcli.trust.received import read_yaml
+from dlcli.trust.workdir import opening, own_conf, set_aside
 
 CONFIG_MODULE = "dlcli.conf"
 
@@ -23,8 +32,6 @@ CONFIG_MODULE = "dlcli.conf"
 def search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
     """Extra config directories: ./conf (when the working directory is the user's own:
     dlcli.trust.workdir) and each --config-dir, as file:// paths."""
-    from dlcli.trust.workdir import own_conf
-
     dirs: list[Path] = []
     local = own_conf()
     if local is not None:
@@ -39,8 +46,6 @@ def search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
 
 def config_directories(config_dirs: Sequence[str | Path] = ()) -> list[Path]:
     """Where config options live, built-in first: the package's conf/, ./conf, each --config-dir."""
-    import dlcli.conf
-
     return [Path(dlcli.conf.__file__).parent, *(Path(p.removeprefix("file://")) for p in search_path(config_dirs))]
 
 
@@ -53,10 +58,7 @@ def read_overrides_file(path: str | Path, trust: Sequence[str] = (), what: str |
     """Overrides kept in YAML: a sweep's best.yaml (`overrides: [...]`) or a run's overrides.yaml
     (a plain list). Such files are passed around, so they are read as received files are
     (dlcli.trust.received: bounded, no interpolation) and every `_target_` they set must be trusted."""
-    from dlcli.trust.received import read_yaml
-    from dlcli.trust.targets import check_trusted_overrides
-
-    from dlcli.trust.workdir import opening
+    from dlcli.trust.targets import check_trusted_overrides  # noqa: PLC0415  (dl --help runs without hydra: dlcli.trust.targets imports it)
 
     what = what or f"--overrides-file {path}"
     file = Path(path).expanduser()
@@ -80,8 +82,6 @@ REQUIRED_GROUPS = ("data", "model", "optim")  # a run cannot do without these
 
 def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = ()) -> DictConfig:
     """The fully composed (not yet resolved) config for these Hydra overrides."""
-    from dlcli.config.schema import register
-
     overrides = list(overrides)
     _check_override_syntax(overrides)
     register()
@@ -99,7 +99,7 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = (
             _COMPOSED[key] = cfg
         cfg = copy.deepcopy(cfg)
         if values:  # as Hydra applies them after composing: in order, on the struct config
-            from hydra._internal.config_loader_impl import ConfigLoaderImpl
+            from hydra._internal.config_loader_impl import ConfigLoaderImpl  # noqa: PLC0415  (dl --help runs without hydra)
 
             try:
                 ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
@@ -138,9 +138,9 @@ _COMPOSED_MOST = 64
 
 
 def _hydra_compose(given: list[str], overrides: Sequence[str], config_dirs) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose as hydra_compose  # noqa: PLC0415  (dl --help runs without hydra)
+    from hydra import initialize_config_module  # noqa: PLC0415  (dl --help runs without hydra)
+    from hydra.core.global_hydra import GlobalHydra  # noqa: PLC0415  (dl --help runs without hydra)
 
     GlobalHydra.instance().clear()
     try:
@@ -163,7 +163,7 @@ def _split_values(given: list[str]) -> tuple[list[str], list]:
     """Overrides that choose config groups (or touch hydra.*) as given, and the plain value
     overrides of dotted keys (`optim.lr=0.1`, `+data.as_sequence=true`, `~model.hidden`) parsed,
     which Hydra applies after composing whatever their order."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: PLC0415  (dl --help runs without hydra)
 
     groups, values = [], []
     parsed = OverridesParser.create().parse_overrides(given)
@@ -195,8 +195,6 @@ def _fingerprint(extra: list[str]) -> tuple:
 
 def check_schema_keys(cfg: DictConfig) -> None:
     """A key added (+key=...) to a node with a fixed schema would never be read: refuse it."""
-    from dlcli.config.schema import SCHEMA_NODES
-
     for path, schema in SCHEMA_NODES.items():
         node = OmegaConf.select(cfg, path) if path else cfg
         if not isinstance(node, DictConfig):
@@ -212,7 +210,7 @@ def to_yaml(cfg: DictConfig) -> str:
 
 def _check_override_syntax(overrides: Sequence[str]) -> None:
     """Parse with Hydra's own override parser so a malformed override gets a precise message."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: PLC0415  (dl --help runs without hydra)
 
     parser = OverridesParser.create()
     for text in overrides:
@@ -234,15 +232,13 @@ def _check_override_syntax(overrides: Sequence[str]) -> None:
 
 def _explain_hydra_error(exc: Exception, overrides: Sequence[str], config_dirs: Sequence[str | Path]) -> str:
     """Turn Hydra's multi-line messages into one line that says what would be right."""
-    from hydra.errors import MissingConfigException
-    from omegaconf.errors import ValidationError
+    from hydra.errors import MissingConfigException  # noqa: PLC0415  (dl --help runs without hydra)
 
     message = str(exc)
     if isinstance(exc, MissingConfigException):
         options = sorted(getattr(exc, "options", None) or [])
         missing = getattr(exc, "missing_cfg_file", "") or ""
         group, _, option = missing.rpartition("/")
-        from dlcli.trust.workdir import set_aside
 
         if group and options:
             return f"unknown {group} '{option}': choose one of {', '.join(options)}{set_aside('./conf')}"
@@ -280,10 +276,6 @@ def _expected_type(validation_message: str) -> str:
 def _unknown_key(key: str, cfg: DictConfig | None) -> str:
     """What to say about a key nothing reads: the valid keys of its node and the nearest one;
     `+key=...` is suggested only where the key would be used (a setting its target accepts)."""
-    import difflib
-
-    from dlcli.config.schema import SCHEMA_NODES
-
     parent, _, leaf = key.rpartition(".")
     elsewhere = [k for k in (_dotted_keys(cfg) if cfg is not None else []) if k.endswith("." + leaf) and k != key]
 
@@ -296,7 +288,6 @@ def _unknown_key(key: str, cfg: DictConfig | None) -> str:
         fields = list(SCHEMA_NODES[parent].__dataclass_fields__)
         where = f"{parent} takes" if parent else "the top level takes"
         return f"unknown config key '{key}': {where} {', '.join(fields)}{hint(fields)}"
-    from dlcli.config.own_settings import OWN_SETTINGS, data_setting_of_the_other_kind
 
     node = OmegaConf.select(cfg, parent) if cfg is not None and parent else None
     if leaf in OWN_SETTINGS.get(parent, {}):  # a setting dl reads itself, left out of this option's YAML
@@ -305,8 +296,6 @@ def _unknown_key(key: str, cfg: DictConfig | None) -> str:
             return f"{key} applies to {other} only, and data._target_={node._target_} is not one: drop it"
         return f"{key} is not in the {parent} config; dl reads it: add it with +{key}=VALUE"
     if isinstance(node, DictConfig) and node.get("_target_"):
-        from dlcli.config.build import target_parameters
-
         params = target_parameters(node, parent)
         if params is None or leaf in params:
             return f"{key} is not in the {parent} config; {node._target_} accepts it: add it with +{key}=VALUE"
@@ -349,8 +338,6 @@ def option_name(group: str, node) -> str:
 
 
 def config_options(group: str) -> list[tuple[str, dict]]:
-    import yaml
-
     directories = config_directories()
     key = f"{group}:{':'.join(map(str, directories))}"  # ./conf counts in some directories, not others
     if key not in _option_cache:
