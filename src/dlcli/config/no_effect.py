@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlcli.config.compose import config_options
 from dlcli.config.constraints import show
+from dlcli.config.schema import TrainerSchema
 from dlcli.errors import UserError
 
 # component groups whose option may have no class (sched=none, loss=auto): settings under them act on nothing
@@ -35,8 +37,6 @@ def check_settings_fit_the_task(cfg: DictConfig, task: str) -> None:
 
 def dormant_settings(cfg: DictConfig) -> list[str]:
     """Notes for the run log: settings changed from their defaults that wait on a switch that is off."""
-    from dlcli.config.schema import TrainerSchema
-
     trainer, defaults = cfg.trainer, TrainerSchema()
     notes = []
     early = trainer.get("early_stopping") or {}
@@ -58,8 +58,6 @@ def dormant_settings(cfg: DictConfig) -> list[str]:
 
 def _settings_of_no_component(cfg: DictConfig) -> None:
     """sched=none and loss=auto build nothing: a setting added under them acts on nothing."""
-    from dlcli.config.compose import config_options
-
     for group, instead in TARGETLESS_GROUPS.items():
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or node.get("_target_") is not None:
