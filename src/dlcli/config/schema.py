@@ -146,7 +146,7 @@ SCHEMA_NODES = {"": RootSchema, "trainer": TrainerSchema, "trainer.early_stoppin
 
 def register() -> None:
     """The schema in Hydra's config store, once per process (storing it builds it again: ~15 ms)."""
-    from hydra.core.config_store import ConfigStore
+    from hydra.core.config_store import ConfigStore  # noqa: PLC0415  (dl cache list runs without hydra)
 
     store = ConfigStore.instance()
     if f"{SCHEMA_NAME}.yaml" not in store.repo:
