@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcli.config.constraints import Options, check
 from dlcli.config.metric_names import TASK_METRICS
+from dlcli.config.schema import CONSTRAINTS
 from dlcli.errors import UserError
 
 
@@ -21,8 +22,6 @@ def validate_config(cfg: DictConfig, saved: bool = False) -> None:
     (dlcli.config.schema.CONSTRAINTS), then the relations between settings. `saved`: the config of
     a run that exists (eval, resume): the judgements of a new run's plan (NEW_RUN_RELATIONS) were
     made when it was trained, by the rules of that day, and do not shut the run out later."""
-    from dlcli.config.schema import CONSTRAINTS
-
     for key, constraint in CONSTRAINTS.items():
         node, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(cfg, node) if node else cfg
