@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import pickle
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,6 +37,7 @@ from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint_shape import check_checkpoint, layout_problem, optimizer_state_problem
 from dlcli.engine.state import FitState, Session
 from dlcli.errors import UserError, first_line
+from dlcli.system.files import copy_file, write_atomically
 from dlcli.system.interrupts import GracefulStop, ctrl_c_deferred, reached
 
 FORMAT = 2  # 2: run progress without the per-epoch history (that is metrics.csv)
@@ -86,8 +89,6 @@ def _copy(value, reuse=None):
 def write_payload(path: Path, payload: dict) -> None:
     """A whole checkpoint or none: a fresh temporary file replaces `path` (never a half-written
     checkpoint, never a write through a link); a full disk is a DiskFull error naming the size."""
-    from dlcli.system.files import write_atomically
-
     write_atomically(path, lambda file: torch.save(payload, file), binary=True, size_hint=_payload_bytes(payload))
 
 
@@ -106,17 +107,12 @@ def save_checkpoint(path: Path, session: Session, state: FitState) -> None:
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
-    from dlcli.system.files import copy_file
-
     copy_file(source, target)
 
 
 def load_checkpoint(path: Path) -> dict:
     """A dl checkpoint, read with weights_only=True: tensors and plain containers, never code;
     and of a dl checkpoint's shape (dlcli.engine.checkpoint_shape) before anything uses it."""
-    import pickle
-    import warnings
-
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
