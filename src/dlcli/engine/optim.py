@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from dlcli.engine.schedulers import resolve_run_shares
 from dlcli.errors import UserError, first_line
 from dlcli.config.build import call_target, checked_once
 
@@ -86,8 +89,6 @@ def _built_optimizer(optim_cfg: DictConfig, model: nn.Module, batch_size: int | 
 
 
 def _needs_closure(optimizer) -> bool:
-    import inspect
-
     try:
         closure = inspect.signature(optimizer.step).parameters.get("closure")
     except (TypeError, ValueError):
@@ -142,8 +143,6 @@ def build_scheduler(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, moni
 
 def _built_schedule(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, monitor_mode: str, epochs: int,
                     notes: list[str] | None) -> Schedule:
-    from dlcli.engine.schedulers import resolve_run_shares
-
     cfg = OmegaConf.to_container(sched_cfg, resolve=True)
     by_batch = cfg.get("interval", "epoch") == "step"
     cfg, said = resolve_run_shares(cfg, epochs * steps_per_epoch if by_batch else epochs, "batches" if by_batch else "epochs")
@@ -169,8 +168,6 @@ def _built_schedule(sched_cfg: DictConfig, optimizer, steps_per_epoch: int, moni
 def _rehearse(cfg: dict, optimizer) -> None:
     """Step the same scheduler a few times on a stand-in optimizer, so settings that only fail
     when stepping (step_size=0, say) fail now, before the run directory exists."""
-    import warnings
-
     groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": group["lr"]} for group in optimizer.param_groups]
     stand_in = torch.optim.SGD(groups, lr=optimizer.param_groups[0]["lr"], momentum=0.9)
     scheduler = call_target(OmegaConf.create(cfg), "sched", expect=SCHEDULERS, expect_name="learning-rate scheduler",
