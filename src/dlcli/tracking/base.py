@@ -8,11 +8,17 @@ Backends (one file each in this package) register themselves by their `option` n
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
 
+from omegaconf import OmegaConf
+
+from dlcli.config.build import call_target, prepare_call, resolve_target, settings_checked
+from dlcli.config.compose import COMPONENT_GROUPS, option_name, override_key
 from dlcli.engine.callbacks import Callback
 from dlcli.errors import UserError, first_line
 
@@ -24,8 +30,6 @@ if TYPE_CHECKING:
 
 def require(module: str, extra: str, option: str) -> None:
     """A logger whose package is missing is the user's to fix, before runs/ is touched."""
-    import importlib.util
-
     if importlib.util.find_spec(module.split(".")[0]) is None:
         raise UserError(f"logger={option} needs the {extra} package: pip install 'dlcli[{extra}]' (or pip install {extra})")
 
@@ -129,10 +133,6 @@ class RunLogger(Callback):
 def typed_overrides(cfg: DictConfig, overrides: Sequence[str]) -> dict:
     """The values the user set (`optim.lr=0.1`, `model=softmax`), read back from the resolved config,
     as scalars TensorBoard and MLflow can show."""
-    from omegaconf import OmegaConf
-
-    from dlcli.config.compose import COMPONENT_GROUPS, option_name, override_key
-
     values = {}
     for override in overrides:
         key = override_key(override)
@@ -162,10 +162,6 @@ def build_loggers(node, check_only: bool = False) -> list[RunLogger]:
     """The loggers of the config's `logger:` mapping (logger=tensorboard, logger=[tensorboard,mlflow]).
     With `check_only`, each entry's settings and package are checked and nothing is built (a run
     checks its config before it builds its loggers, once)."""
-    import inspect
-
-    from dlcli.config.build import call_target, prepare_call, settings_checked
-
     loggers = []
     for name, entry in (node or {}).items():
         if entry is None:
@@ -183,8 +179,6 @@ def build_loggers(node, check_only: bool = False) -> list[RunLogger]:
 
 def logger_classes(cfg) -> list[tuple[str, type[RunLogger]]]:
     """(name, class) of each logger the config names (logger.<name>._target_)."""
-    from dlcli.config.build import resolve_target
-
     found = []
     for name, node in (cfg.get("logger") or {}).items():
         if node is None or not node.get("_target_"):
