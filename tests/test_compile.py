@@ -63,6 +63,7 @@ def test_a_compiled_run_resumes_exactly(workdir, eager_compile):
     assert resumed.summary["test"] == reference.summary["test"]
 
 
+@pytest.mark.slow  # the first torch.compile in a process: 4.8 s in the fast lane
 def test_where_compiling_fails_the_run_trains_without_it_says_why_and_keeps_no_trace(workdir, monkeypatch):
     """The compiler fails at the evaluation step, after a training step of the warm-up moved the
     batch-norm statistics and drew dropout: the run trains as a plain one would."""
@@ -95,6 +96,7 @@ def test_where_compiling_fails_the_run_trains_without_it_says_why_and_keeps_no_t
         assert [a[k] for k in ("train_loss", "val_loss")] == [b[k] for k in ("train_loss", "val_loss")]
 
 
+@pytest.mark.slow  # compiles: 4.9 s in the fast lane
 def test_an_unreadable_image_during_the_warm_up_is_the_runs_failure_not_the_compilers(workdir, monkeypatch, eager_compile):
     from dlcli.engine.batches import TensorBatches
     from dlcli.errors import UserError

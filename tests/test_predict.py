@@ -433,6 +433,7 @@ def test_refit_of_a_single_run_and_what_it_refuses(workdir):
     assert len(list((workdir / "runs" / "train").iterdir())) == count  # nothing half-made
 
 
+@pytest.mark.slow  # shares house_flow (a 5-fold k-fold and its refit) with slow tests only: 13 CPU seconds alone
 def test_a_kfold_run_predicts_with_the_mean_of_its_fold_models(house_flow, tmp_path):
     root, kfold, _ = house_flow
     test_csv = str(root / "test.csv")
@@ -453,6 +454,7 @@ def test_a_kfold_run_predicts_with_the_mean_of_its_fold_models(house_flow, tmp_p
     refused("export", str(kfold), says=f"dl train refit={kfold}")
 
 
+@pytest.mark.slow  # trains a 3-fold k-fold: 4.8 s in the fast lane
 def test_fold_models_average_class_probabilities(workdir):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(240, 2))
