@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from omegaconf import DictConfig
 
+from dlcli.config.schema import CONSTRAINTS
 from dlcli.data import modalities  # noqa: F401  (registers every modality: dlcli.data.modality)
 from dlcli.data.modality import Placement, modality_of_source, refuse_settings_of_other_modalities, source_types
 from dlcli.data.prepared import PreparedData  # noqa: F401  (the package's public names)
@@ -50,8 +51,6 @@ def _split(split_cfg: DictConfig, targets: np.ndarray, task: str, fixed_test) ->
     if kfold is not None:
         # a config is checked whole before data is read (dlcli.config.validate); this guards a caller of
         # the Python API with the same declared constraints and the same words
-        from dlcli.config.schema import CONSTRAINTS
-
         fold = 1 if fold is None else fold
         check("split.kfold", kfold, CONSTRAINTS["split.kfold"])
         check("split.fold", fold, Interval(1, kfold, integer=True))
