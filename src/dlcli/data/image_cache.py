@@ -26,11 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import functional as F
 
 from dlcli.data.cache_store import CACHE_FORMAT, cache_name, folder_entry, open_cache, read_header
 from dlcli.data.cache_store import folder_key as files_key
 from dlcli.data.images import ImageFiles, ImageSet
+from dlcli.engine.batches import from_workers, ignore_ctrl_c
 from dlcli.system.files import write_atomically
 from dlcli.system.machine import memory_bytes, usable_cores
 
@@ -180,19 +184,12 @@ class DecodedAtSize(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         image, _ = self.files[index]
         if self.resize is not None and tuple(image.shape[-2:]) != (self.resize, self.resize):
-            from torchvision.transforms.v2 import functional as F
-
             image = F.resize(image, [self.resize, self.resize], antialias=True)
         return image
 
 
 def decode_all(files: ImageFiles, shape: tuple[int, int, int], resize: int | None) -> torch.Tensor:
     """Every file decoded into one uint8 N x C x H x W tensor, in worker processes, with a progress bar."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from dlcli.engine.batches import from_workers, ignore_ctrl_c
-
     images = torch.empty((len(files), *shape), dtype=torch.uint8)
     workers = min(usable_cores(), max(0, len(files) // 2000))  # small folders: starting processes costs more
     # its own generator: a DataLoader draws its workers' seed, which must not move the run's global one
