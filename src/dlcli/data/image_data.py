@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms import v2
 
 from dlcli.data.batch_augment import DeviceAugment, per_sample_settings
 from dlcli.data.images import KNOWN_STATS, ImageSet
@@ -16,6 +17,7 @@ from dlcli.data.record import data_record
 from dlcli.data.split import Split
 from dlcli.data.transforms import Augment, Normalization, batch_transform, channel_stats, sample_transform
 from dlcli.config.constraints import NUMBER, POSITIVE, ListOf, check
+from dlcli.engine.batches import LoaderBatches, TensorBatches
 from dlcli.errors import UserError
 from dlcli.system.machine import usable_cores
 
@@ -89,8 +91,6 @@ class ImageData:
         return data_record(self)
 
     def batches(self, part: str, device: torch.device, training: bool = False):
-        from dlcli.engine.batches import LoaderBatches, TensorBatches
-
         rows = self.split.part(part)
         targets = torch.as_tensor(self.source.targets[rows], dtype=torch.long)
         augmenting = training and self.augment.active
@@ -180,8 +180,6 @@ def _given_stats(given, channels: int) -> Normalization:
 
 def _train_stats(source: ImageSet, split: Split, channels: int, resize: int | None) -> Normalization:
     """Statistics of the train images as the model sees them (after resizing, which smooths them)."""
-    from torchvision.transforms import v2
-
     rows = split.train
     to_size = v2.Resize([resize, resize], antialias=True) if resize else (lambda x: x)
     if source.files is not None:  # a folder: the same sample of images, decoded once or read from the files
