@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dlcli.errors import UserError, first_line
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far beyond what a model here is fed (resize first)
@@ -38,7 +40,7 @@ class UnreadableImage(UserError):
 
 def look(path: Path) -> tuple[tuple[int, int], str]:
     """(width, height) and PIL mode of an image file, after checking it is whole and not huge."""
-    from PIL import Image
+    from PIL import Image  # noqa: PLC0415  (dl cache list runs without PIL)
 
     try:
         with Image.open(path) as image:
@@ -54,8 +56,8 @@ def look(path: Path) -> tuple[tuple[int, int], str]:
 
 def decode(path: Path, mode: str):
     """The image as a uint8 C x H x W tensor in `mode` (L or RGB); 16-bit grey scaled to 8 bits."""
-    from PIL import Image
-    from torchvision.transforms.v2 import functional as F
+    from PIL import Image  # noqa: PLC0415  (dl cache list runs without PIL)
+    from torchvision.transforms.v2 import functional as F  # noqa: PLC0415  (dl cache list runs without torchvision)
 
     try:
         with Image.open(path) as image:
@@ -71,8 +73,7 @@ def eight_bit(image):
     """16-bit grey images scaled to 8 bits: PIL's own conversion to L or RGB clips them at 255,
     which turns nearly every pixel white."""
     if image.mode.startswith("I;16") or image.mode == "I":
-        import numpy as np
-        from PIL import Image
+        from PIL import Image  # noqa: PLC0415  (dl cache list runs without PIL)
 
         pixels = np.asarray(image, dtype=np.int64) >> 8
         return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
