@@ -17,6 +17,7 @@ import numpy as np
 
 from dlcli.data.modality import modality_named
 from dlcli.data.split import listed
+from dlcli.data.tables import read_csv
 from dlcli.errors import UserError, first_line
 
 
@@ -39,8 +40,6 @@ def read_inputs(record: dict, path: str | Path, id_column: str | None = None) ->
 def read_table(path: Path, text_columns: list[str] = ()):
     """The CSV's rows, with the run's text columns read as text: a column of codes ("1", "2", "x") whose
     new rows happen to hold only numbers (and a blank) must not turn into 1.0, 2.0."""
-    from dlcli.data.tables import read_csv
-
     table = read_csv(path, str(path), text_columns)
     if len(table) == 0:
         raise UserError(f"{path} has a header but no rows: nothing to predict")
@@ -74,7 +73,7 @@ def load_npy(path: Path) -> np.ndarray:
 
 def tensor_rows(record: dict, features: np.ndarray) -> NewInputs:
     """Encoded rows as tensors of the shape the run's batches had (digits rows become 1x8x8)."""
-    import torch
+    import torch  # noqa: PLC0415  (dl cache list runs without torch)
 
     shape = tuple(record.get("stored_shape") or record["input_shape"])
     x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, *shape)
