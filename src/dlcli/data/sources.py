@@ -29,6 +29,7 @@ from dlcli.config.constraints import (
     nullable,
     show,
 )
+from dlcli.data.tables import check_numbers, read_csv
 from dlcli.errors import UserError
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ SKLEARN_SETS = {
 
 def load_sklearn(name: str) -> RawData:
     """One of scikit-learn's bundled datasets (no download)."""
-    import sklearn.datasets
+    import sklearn.datasets  # noqa: PLC0415  (dl cache list runs without sklearn)
 
     if name not in SKLEARN_SETS:
         raise UserError(f"data.name={name} is not a bundled dataset: choose one of {', '.join(SKLEARN_SETS)}")
@@ -102,7 +103,7 @@ def make_classification_synthetic(
 ) -> RawData:
     """Gaussian clusters per class (scikit-learn's make_classification): a classification set of any
     size and width with no download, for warm-ups, tests and benchmarks."""
-    from sklearn.datasets import make_classification
+    from sklearn.datasets import make_classification  # noqa: PLC0415  (dl cache list runs without sklearn)
 
     informative = num_features if informative is None else informative
     if informative > num_features:  # a relation between two settings
@@ -122,9 +123,7 @@ def make_classification_synthetic(
 @constrained(path=Text(non_empty=True), target=Text(non_empty=True), task=Options(TASKS), drop=nullable(ListOf(TEXT)))
 def load_csv(path: str, target: str, task: str = "classification", drop: list[str] | None = None) -> RawData:
     """A user's table: one column is the target, the others (minus `drop`) are features."""
-    import pandas as pd
-
-    from dlcli.data.tables import check_numbers, read_csv
+    import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
 
     file = Path(path).expanduser()
     if file.is_dir():
@@ -214,6 +213,6 @@ def _refuse_regression_looking_target(y, target: str) -> None:
 
 
 def _is_numeric(column) -> bool:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
 
     return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
