@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from dlcli.config.constraints import FLOAT32_MAX, show  # dl trains in float32: a larger number becomes infinite
 from dlcli.errors import UserError, first_line
 
@@ -17,8 +19,6 @@ def check_numbers(values, column: str, name: str, fix: str, lines=None) -> None:
     """A numeric column's values must be finite in float32; else one line naming the first bad
     cell by its line in the file (`lines`: each value's, when rows were dropped; `fix`: what the
     user can do about it)."""
-    import numpy as np
-
     numbers = np.asarray(values, dtype=np.float64)
     beyond = ~np.isnan(numbers) & ~(np.abs(numbers) <= FLOAT32_MAX)  # inf, or too large for float32
     if beyond.any():
@@ -30,7 +30,7 @@ def check_numbers(values, column: str, name: str, fix: str, lines=None) -> None:
 
 def read_csv(path: Path, what: str, text_columns=()):
     """The table at `path` (`what` names it in messages), with `text_columns` read as text."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
 
     header = _header(path, what)
     twice = sorted({name for name in header if header.count(name) > 1})
