@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from dlcli.config.constraints import (
     BOOLEAN,
@@ -117,8 +119,6 @@ class Normalization:
 
 def batch_transform(resize: int | None, norm: Normalization | None):
     """uint8 N x C x H x W batch on the device -> normalized float batch at the model's size."""
-    from torchvision.transforms.v2 import functional as F
-
     normalize = Normalizer(norm) if norm is not None else None
 
     def transform(x: torch.Tensor) -> torch.Tensor:
@@ -149,8 +149,6 @@ class Normalizer:
 
 def sample_transform(size: tuple[int, int], resize: int | None, norm: Normalization | None, augment: Augment | None):
     """Per-sample pipeline for DataLoader workers: uint8 C x H x W -> normalized float tensor."""
-    from torchvision.transforms import v2
-
     steps = []
     if resize is not None:
         steps.append(v2.Resize([resize, resize], antialias=True))
