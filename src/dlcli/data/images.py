@@ -44,7 +44,7 @@ class ImageSet:
 
 def load_torchvision(name: str, root: str = "~/.cache/dlcli/datasets", download: bool = True, verify: bool = True) -> ImageSet:
     """MNIST, Fashion-MNIST or CIFAR-10 from `root` (downloading them when allowed)."""
-    import torchvision.datasets as tv
+    import torchvision.datasets as tv  # noqa: PLC0415  (dl train runs without torchvision)
 
     if name not in TORCHVISION_SETS:
         raise UserError(f"data.name={name} is not a torchvision set here: choose one of {', '.join(TORCHVISION_SETS)}")
