@@ -73,7 +73,7 @@ def _csv_rows(record: dict, table, name: str, id_column: str | None):
 
 
 def _numbers_or_error(name: str):
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
 
     def convert(column):
         numbers = pd.to_numeric(column, errors="coerce")
