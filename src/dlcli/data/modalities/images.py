@@ -29,7 +29,7 @@ class ImagesModality(Modality):
     @property
     def source_type(self) -> type:
         # imported when a run prepares data, not with dlcli.data: it imports torch
-        from dlcli.data.images import ImageSet
+        from dlcli.data.images import ImageSet  # noqa: PLC0415  (dl cache list runs without torch: dlcli.data.images imports it)
 
         return ImageSet
 
@@ -41,8 +41,8 @@ class ImagesModality(Modality):
             raise UserError(f"data.target_transform={options['target_transform']} applies to regression targets only: drop it")
 
     def prepare(self, raw, split, options: dict, placement):
-        from dlcli.data.image_cache import decoded_once
-        from dlcli.data.image_data import prepare_images
+        from dlcli.data.image_cache import decoded_once  # noqa: PLC0415  (dl cache list runs without torch: dlcli.data.image_cache imports it)
+        from dlcli.data.image_data import prepare_images  # noqa: PLC0415  (dl cache list runs without torch: dlcli.data.image_data imports it)
 
         cache_dir = None if placement.saved else options.get("cache_dir")
         raw = decoded_once(raw, placement.cache or str(options.get("cache", "auto")), options.get("resize"), placement.device,
@@ -79,8 +79,8 @@ class ImagesModality(Modality):
         return _images(record, source)
 
     def verification_rows(self, data, rows, shape: tuple[int, ...]):
-        import torch
-        from torchvision.transforms import v2
+        import torch  # noqa: PLC0415  (dl cache list runs without torch)
+        from torchvision.transforms import v2  # noqa: PLC0415  (dl cache list runs without torchvision)
 
         size = tuple(shape[1:])
         if data.source.images is not None:
@@ -91,7 +91,7 @@ class ImagesModality(Modality):
         return torch.stack([resize(i) if tuple(i.shape[1:]) != size else i for i in images]).float().div(255.0)
 
     def stand_in_rows(self, count: int, shape: tuple[int, ...], generator):
-        import torch
+        import torch  # noqa: PLC0415  (dl cache list runs without torch)
 
         return torch.rand(count, *shape, generator=generator)  # pixels in [0, 1]
 
@@ -123,8 +123,8 @@ def _images(record: dict, source: Path) -> NewInputs:
     mode = "L" if channels == 1 else "RGB"
 
     def batches(batch: int):
-        import torch
-        from torchvision.transforms import v2
+        import torch  # noqa: PLC0415  (dl cache list runs without torch)
+        from torchvision.transforms import v2  # noqa: PLC0415  (dl cache list runs without torchvision)
 
         resize = v2.Resize(list(size), antialias=True) if spec["resize"] else None
         batch = min(batch, IMAGE_BATCH)  # decoded files can be large: hold few of them at once
@@ -148,7 +148,7 @@ def _check_sizes(files: list[Path], size: tuple[int, int], resize) -> None:
 
 def _image_array(record: dict, array: np.ndarray, name: str) -> NewInputs:
     """N x H x W (grey), N x C x H x W or N x H x W x C; uint8 pixels 0..255 or floats in [0, 1]."""
-    import torch
+    import torch  # noqa: PLC0415  (dl cache list runs without torch)
 
     spec = record["images"]
     channels, size = spec["channels"], tuple(record["input_shape"][1:])
@@ -171,7 +171,7 @@ def _image_array(record: dict, array: np.ndarray, name: str) -> NewInputs:
     images = torch.from_numpy(np.ascontiguousarray(array))
 
     def batches(batch: int):
-        from torchvision.transforms.v2 import functional as F
+        from torchvision.transforms.v2 import functional as F  # noqa: PLC0415  (dl cache list runs without torchvision)
 
         for start in range(0, len(images), batch):
             chunk = images[start : start + batch]
@@ -189,7 +189,7 @@ def _model_pixels(images, spec: dict):
 
 
 def _normalized(x, spec: dict):
-    from torchvision.transforms.v2 import functional as F
+    from torchvision.transforms.v2 import functional as F  # noqa: PLC0415  (dl cache list runs without torchvision)
 
     norm = spec.get("normalize")
     return F.normalize(x, list(norm["mean"]), list(norm["std"])) if norm else x
