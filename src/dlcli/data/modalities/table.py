@@ -47,7 +47,7 @@ class TableModality(RowsModality):
             raise bad("the numeric columns and the categories must make up input_shape")
 
     def new_rows(self, record: dict, table, name: str, id_column: str | None):
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
 
         encoding = encoding_from_json(record["features"])
         missing = [c for c in encoding.columns if c not in table.columns]
