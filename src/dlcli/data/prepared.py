@@ -47,9 +47,9 @@ class PreparedData:
 
     def batches(self, name: str, device, training: bool = False):
         """The part as tensors on the device; rows take the sample shape (digits rows become 1x8x8)."""
-        import torch
+        import torch  # noqa: PLC0415  (dl cache list runs without torch)
 
-        from dlcli.engine.batches import TensorBatches
+        from dlcli.engine.batches import TensorBatches  # noqa: PLC0415  (dl cache list runs without torch: dlcli.engine.batches imports it)
 
         features, targets = self.part(name)
         x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, *(self.stored_shape or self.input_shape))
@@ -61,6 +61,6 @@ class PreparedData:
 
     def _resize_batch(self, x):
         """Upsample a batch on the device (bilinear): the set is stored small, each batch grows."""
-        from torch.nn import functional
+        from torch.nn import functional  # noqa: PLC0415  (dl cache list runs without torch)
 
         return functional.interpolate(x, size=tuple(self.input_shape[1:]), mode="bilinear", align_corners=False)
