@@ -176,7 +176,7 @@ def encode_targets(raw: RawData, train_rows: np.ndarray, standardize_target: boo
     if raw.task == "classification":
         if transform != "none":
             raise UserError(f"data.target_transform={transform} applies to regression targets only: drop it")
-        from sklearn.preprocessing import LabelEncoder
+        from sklearn.preprocessing import LabelEncoder  # noqa: PLC0415  (dl cache list runs without sklearn)
 
         encoder = LabelEncoder().fit(raw.targets)
         return encoder.transform(raw.targets).astype(np.int64), [str(c) for c in encoder.classes_], None
