@@ -52,7 +52,7 @@ def split_dataset(
     `fixed_test` keeps a dataset's official test split (then `test` is unused). With `kfold`=K,
     the samples outside the test part are cut into K folds and fold `fold` (1..K) is validation.
     """
-    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split  # noqa: PLC0415  (dl cache list runs without sklearn)
 
     for name, value in (("split.val", val), ("split.test", test)):
         check(name, value, CONSTRAINTS[name])  # (checked with the config already; here for the Python API)
