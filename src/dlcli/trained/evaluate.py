@@ -9,6 +9,7 @@ from typing import Sequence
 from dlcli.engine.checkpoint import load_checkpoint, load_weights
 from dlcli.engine.fit import evaluate_outputs
 from dlcli.engine.metrics import as_numpy, classification_report
+from dlcli.engine.tta import TestTimeAugmented, checked_views
 from dlcli.errors import UserError
 from dlcli.system.files import check_no_links_out
 from dlcli.experiment import Experiment, build_experiment
@@ -26,8 +27,6 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
     confusion-<split>.png drawn beside it (dlcli.tracking.plots). `tta` (default: the config's eval.tta)
     averages the model over flipped views of each image.
     """
-    from dlcli.engine.tta import TestTimeAugmented, checked_views
-
     views = checked_views(tta if tta is not None else (experiment.cfg.get("eval") or {}).get("tta"), experiment.data.input_shape)
     payload = load_checkpoint(checkpoint_path(run_dir, checkpoint))
     session = experiment.session
