@@ -17,6 +17,7 @@ model's within TOLERANCE, or the export fails and nothing is written.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import tempfile
@@ -25,10 +26,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
 
+from dlcli.data import prepare_data
 from dlcli.data.modality import modality_named
 from dlcli.errors import UserError, first_line
 from dlcli.system.files import check_no_links_out, output_file
+from dlcli.trained.opened import open_trained_run
 from dlcli.trained.predict import check_output_path
 from dlcli.rundir.directory import write_json
 
@@ -45,7 +51,6 @@ def export_run(run_path: str | Path, fmt: str = "onnx", output: str | Path | Non
         raise UserError(f"--format {fmt} is not a format: choose one of {', '.join(FORMATS)}")
     if fmt == "onnx":
         _require_onnx()
-    from dlcli.trained.opened import open_trained_run
 
     trained = open_trained_run(run_path, checkpoint, "cpu", trust)
     suffix = SUFFIXES[fmt] if checkpoint == "best" else f"-{checkpoint}{SUFFIXES[fmt]}"
@@ -86,8 +91,6 @@ def sidecar_path(destination: Path) -> Path:
 
 
 def _require_onnx() -> None:
-    import importlib.util
-
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(f"--format onnx needs {', '.join(missing)}: {INSTALL_HINT}")
@@ -95,10 +98,6 @@ def _require_onnx() -> None:
 
 # -- the module that is exported ------------------------------------------------------------------
 def exported_module(model, record: dict):
-    import torch
-    from torch import nn
-    from torch.nn import functional
-
     class Exported(nn.Module):
         """The run's model, with the normalization (images), the resize of rows stored small and
         the map back to the target's units (regression) that dl applies around it."""
@@ -139,10 +138,6 @@ def verification_rows(trained):
     (its validation or train split when the test split is empty), and what they are. Where the
     run's data cannot be loaded here (another directory, a moved file), random inputs of the
     right shape and range stand in, and the sidecar says so."""
-    import torch
-
-    from dlcli.data import prepare_data
-
     cfg = trained.cfg
     shape = tuple(trained.record.get("stored_shape") or trained.record["input_shape"])
     try:
@@ -157,8 +152,6 @@ def verification_rows(trained):
 
 
 def _outputs(module, x) -> np.ndarray:
-    import torch
-
     with torch.no_grad():
         return module(x).float().numpy()
 
@@ -177,8 +170,6 @@ def _example(sample):
 
 
 def _to_onnx(module, sample, file: Path, name: str) -> None:
-    import torch
-
     try:
         with _quiet():
             torch.onnx.export(module, (_example(sample),), str(file), input_names=["input"], output_names=["output"],
@@ -196,15 +187,13 @@ def _to_onnx(module, sample, file: Path, name: str) -> None:
 
 
 def _run_onnx(file: Path, sample) -> np.ndarray:
-    import onnxruntime
+    import onnxruntime  # noqa: PLC0415  (optional extra: pip install dlcli[export])
 
     session = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
     return session.run(None, {"input": sample.numpy()})[0]
 
 
 def _to_torchscript(module, sample, file: Path, name: str) -> None:
-    import torch
-
     try:
         with _quiet():
             traced = torch.jit.trace(module, _example(sample), check_trace=False)
@@ -214,8 +203,6 @@ def _to_torchscript(module, sample, file: Path, name: str) -> None:
 
 
 def _run_torchscript(file: Path, sample) -> np.ndarray:
-    import torch
-
     with _quiet():
         loaded = torch.jit.load(str(file), map_location="cpu")
     with torch.no_grad():
