@@ -14,8 +14,21 @@ from typing import Sequence
 from omegaconf import DictConfig
 
 from dlcli.data import PREPROCESSING_FILE, PREPROCESSING_FORMAT
+from dlcli.data.preprocess import TargetScaler
+from dlcli.data.record import check_preprocessing
+from dlcli.engine.checkpoint import load_checkpoint, load_weights
+from dlcli.engine.device import select_device
+from dlcli.engine.losses import head_size, one_logit, present_as_two_logits
 from dlcli.errors import UserError
-from dlcli.rundir.directory import check_checkpoint_name, checkpoint_path, find_run, load_saved_config, read_json
+from dlcli.models import build_model
+from dlcli.rundir.directory import (
+    check_checkpoint_name,
+    checkpoint_path,
+    find_run,
+    is_kfold_parent,
+    load_saved_config,
+    read_json,
+)
 
 
 @dataclass
@@ -40,16 +53,12 @@ class TrainedRun:
         return self.record["target"]["name"]
 
     def target_scaler(self):
-        from dlcli.data.preprocess import TargetScaler
-
         scaling = self.record["target"].get("scaling")
         return TargetScaler.from_json(scaling) if scaling else None
 
 
 def read_preprocessing(run_path: str | Path) -> tuple[Path, dict]:
     """The run directory and its preprocessing record, or a one-line reason it has none to use."""
-    from dlcli.rundir.directory import is_kfold_parent
-
     if is_kfold_parent(run_path):
         raise UserError(f"{run_path} is a k-fold run with one model per fold: train one model on all its data first "
                         f"(dl train refit={run_path}), or give one fold ({Path(str(run_path)) / 'fold-1'})")
@@ -58,24 +67,18 @@ def read_preprocessing(run_path: str | Path) -> tuple[Path, dict]:
     if not path.is_file():
         raise UserError(f"{run} has no {PREPROCESSING_FILE}: it was trained before dl saved what a run learns from its data "
                         "(encodings, statistics), so it cannot be used for prediction or export; train it again")
-    from dlcli.data.record import check_preprocessing
 
     return run, check_preprocessing(read_json(path), path, PREPROCESSING_FORMAT)
 
 
 def open_trained_run(run_path: str | Path, checkpoint: str = "best", device: str = "cpu", trust: Sequence[str] = ()) -> TrainedRun:
     """Rebuild a run's model from its saved config and load a checkpoint into it, on `device`."""
-    from dlcli.engine.checkpoint import load_checkpoint, load_weights
-    from dlcli.engine.device import select_device
-    from dlcli.models import build_model
-
     check_checkpoint_name(checkpoint)
     run, record = read_preprocessing(run_path)
     path = checkpoint_path(run, checkpoint)
     cfg = load_saved_config(run, trust)
     target = select_device(device)
     classes = record["target"]["classes"]
-    from dlcli.engine.losses import head_size, one_logit, present_as_two_logits
 
     model = build_model(cfg.model, tuple(record["input_shape"]), head_size(cfg.get("loss"), len(classes) if classes else 1),
                         start_weights=False)  # the checkpoint is loaded next
