@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional
 
+from dlcli.data.new_inputs import read_inputs
 from dlcli.errors import UserError
-from dlcli.system.files import check_no_links_out, output_file
+from dlcli.rundir.directory import is_kfold_parent, read_summary
+from dlcli.system.files import check_no_links_out, output_file, write_atomically
+from dlcli.trained.opened import open_trained_run, read_preprocessing
+from dlcli.trust.workdir import opening
 
 BATCH_SIZE = 4096
 
@@ -28,9 +35,6 @@ def predict_file(run_path: str | Path, input_path: str | Path, output: str | Pat
                  fold: int | None = None) -> dict:
     """Predict every row (or image) of `input_path`; returns what was written and how fast. A
     k-fold run predicts with the mean of its fold models (or with fold `fold` alone)."""
-    from dlcli.data.new_inputs import read_inputs
-    from dlcli.trained.opened import open_trained_run, read_preprocessing
-
     home, models = model_runs(run_path, fold)
     records = [read_preprocessing(run)[1] for run in models]  # cheap checks first: can each of them predict?
     if proba and records[0]["task"] != "classification":
@@ -82,10 +86,6 @@ def predict_file(run_path: str | Path, input_path: str | Path, output: str | Pat
 def model_runs(run_path: str | Path, fold: int | None) -> tuple[Path, list[Path]]:
     """Where predictions go by default, and the runs whose models predict: the run itself, or each
     fold of a k-fold run (only fold `fold` with --fold)."""
-    from dlcli.rundir.directory import is_kfold_parent, read_summary
-
-    from dlcli.trust.workdir import opening
-
     path = Path(str(run_path)).expanduser()
     opening(path)
     if not is_kfold_parent(path):
@@ -111,8 +111,6 @@ def model_runs(run_path: str | Path, fold: int | None) -> tuple[Path, list[Path]
 
 def _in_target_terms(trained, outputs):
     """A model's outputs as what folds average: class probabilities, or values in the target's units."""
-    import torch
-
     if trained.task == "classification":
         return torch.softmax(outputs, dim=1).double().numpy()
     scaler = trained.target_scaler()
@@ -122,9 +120,6 @@ def _in_target_terms(trained, outputs):
 
 def _run_model(trained, inputs):
     """Model outputs for every input, in order, on the CPU (float32)."""
-    import torch
-    from torch.nn import functional
-
     device = _device_of(trained.model)
     size = tuple(trained.record["input_shape"][1:])
     resize_rows = trained.record.get("stored_shape") is not None  # rows stored small (digits 8x8), grown per batch
@@ -139,16 +134,12 @@ def _run_model(trained, inputs):
 
 
 def _device_of(model):
-    import torch
-
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _answers(trained, answers, proba: bool, ids):
     """The predictions table: id column (if any), the target's column, probabilities (if asked).
     `answers` are class probabilities or values in the target's units (_in_target_terms)."""
-    import pandas as pd
-
     columns = {}
     if ids is not None:
         columns[ids[0]] = ids[1]
@@ -186,8 +177,6 @@ def _write_whole(table, destination: Path) -> None:
     no half file. (A link the user named with --output was followed to its file before: the link
     stays; in a run, a link is replaced.) Hidden files that an earlier, killed `dl predict` of the
     same output left are removed first."""
-    from dlcli.system.files import write_atomically
-
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_partials(destination)
