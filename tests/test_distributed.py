@@ -373,6 +373,7 @@ class RandomDraws(torch.utils.data.Dataset):
         return torch.rand(1), torch.tensor(0)
 
 
+@pytest.mark.slow  # starts DataLoader worker processes
 def test_dataloader_draws_differ_between_ranks_and_repeat_from_the_seed_and_the_rank():
     from dlcli.engine.batches import LoaderBatches
 

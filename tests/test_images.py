@@ -178,6 +178,7 @@ def test_missing_files_and_bad_shapes_are_one_line_errors(workdir, image_root, a
     assert not (workdir / "runs").exists()
 
 
+@pytest.mark.slow  # starts DataLoader worker processes and trains
 def test_batchable_augmentation_runs_on_the_device_and_per_image_work_through_a_dataloader(workdir, image_root):
     overrides = ["data=fashion_mnist", f"data.root={image_root}", "data.download=false", "data.augment.crop_padding=2",
                  "data.augment.hflip=true", "data.augment.rotation=10", "data.augment.random_erasing=0.3", "data.num_workers=2", *FAST_CNN]
