@@ -7,9 +7,15 @@ anything else is one new run (dlcli.run.single). Nothing in dlcli imports this m
 
 from __future__ import annotations
 
+from dlcli.engine.distributed import launched_by_torchrun
 from dlcli.errors import UserError
+from dlcli.run.kfold import resume_kfold, train_kfold
+from dlcli.run.launch import devices_of, train_distributed
+from dlcli.run.refit import refit_request
 from dlcli.run.request import RunRequest
-from dlcli.run.single import TrainResult
+from dlcli.run.resume import resume
+from dlcli.run.single import TrainResult, new_run
+from dlcli.rundir.directory import is_kfold_parent
 
 
 def train(request: RunRequest) -> TrainResult:
@@ -23,33 +29,23 @@ def train(request: RunRequest) -> TrainResult:
     if cfg.get("resume"):
         if cfg.get("refit"):
             raise UserError("resume= and refit= do not go together: resume continues a run, refit starts a new one")
-        from dlcli.rundir.directory import is_kfold_parent
 
         if is_kfold_parent(cfg.resume):
-            from dlcli.run.kfold import resume_kfold
-
             return resume_kfold(request)
-        from dlcli.run.resume import resume
 
         return resume(request)
     if cfg.get("refit"):
-        from dlcli.run.refit import refit_request
-
         request = refit_request(request)
         cfg = request.config
-    from dlcli.engine.distributed import launched_by_torchrun
-    from dlcli.run.launch import devices_of, train_distributed
 
     several = devices_of(cfg) > 1 or launched_by_torchrun()
     if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:
         if several:
             raise UserError(f"split.kfold with trainer.devices={devices_of(cfg)}: k-fold trains its folds in one process; "
                             "use trainer.devices=1, or train one fold at a time with split.fold=N")
-        from dlcli.run.kfold import train_kfold
 
         return train_kfold(request)
     if several:
         return train_distributed(request)
-    from dlcli.run.single import new_run
 
     return new_run(request)
