@@ -15,14 +15,17 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlcli.errors import UserError
+from dlcli.errors import TrialPruned, UserError
 from dlcli.experiment import build_experiment
+from dlcli.run.resume import check_resume_overrides, resume
 from dlcli.system.files import check_no_links_out, remove_tree
 from dlcli.run.request import RunRequest
-from dlcli.run.single import TrainResult
+from dlcli.run.single import TrainResult, new_run
 from dlcli.rundir.lock import RunLock
 from dlcli.rundir.directory import (RunStart, config_text, load_saved_config, overrides_text, read_summary, start_run_dir,
                         update_summary, write_json)
+from dlcli.tracking import close_parent_runs, open_parent_runs
+from dlcli.trust.workdir import opening
 
 # after fold k of K with the completed folds' best values; may raise TrialPruned (a sweep's pruner)
 AfterFold = Callable[[int, int, list], None]
@@ -54,9 +57,6 @@ def resume_kfold(request: RunRequest) -> TrainResult:
     """Continue a k-fold parent (request.config's resume=): its finished folds are kept, the
     interrupted one resumed, the rest trained."""
     cfg, overrides = request.config, request.overrides
-    from dlcli.run.resume import check_resume_overrides
-
-    from dlcli.trust.workdir import opening
 
     parent = Path(str(cfg.resume)).expanduser()
     opening(parent)
@@ -76,8 +76,6 @@ def resume_kfold(request: RunRequest) -> TrainResult:
 
 def _run_folds(request: RunRequest, after_fold: AfterFold | None = None) -> TrainResult:
     """The folds of the parent run in request.run_dir, and what they add up to (kfold.json)."""
-    from dlcli.tracking import close_parent_runs, open_parent_runs
-
     parent, cfg, overrides, reporter = request.run_dir, request.config, request.overrides, request.reporter
     # with a logger that nests runs (MLflow), the k-fold run is a run and each fold a run nested under it
     parents = open_parent_runs(parent, cfg, "kfold", {"folds": int(cfg.split.kfold), "overrides": " ".join(overrides)},
@@ -135,11 +133,6 @@ def _train_folds(request: RunRequest, after_fold: AfterFold | None = None):
     """Each fold of the parent in request.run_dir in turn (a finished one is kept, an interrupted
     one resumed); stops at the first fold that does not complete, or when `after_fold` prunes the
     rest (a sweep's pruner: the TrialPruned is returned beside the folds' results)."""
-    from dlcli.errors import TrialPruned
-
-    from dlcli.run.resume import resume
-    from dlcli.run.single import new_run
-
     parent, cfg = request.run_dir, request.config
     results = []
     for fold in range(1, int(cfg.split.kfold) + 1):
