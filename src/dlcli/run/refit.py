@@ -19,8 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 from dlcli.config.compose import override_key
 from dlcli.errors import UserError
 from dlcli.tracking import as_new_run
-from dlcli.rundir.directory import find_run, load_saved_config, read_json, read_summary
+from dlcli.rundir.directory import (
+    best_trial,
+    find_run,
+    is_kfold_parent,
+    is_sweep_dir,
+    load_saved_config,
+    read_json,
+    read_summary,
+)
 from dlcli.run.request import RunRequest
+from dlcli.trust.workdir import opening
 
 # Overrides that may accompany refit=DIR: where it lands and how it runs, and the epoch count.
 REFIT_OVERRIDES = ("refit", "name", "runs_dir", "trainer.epochs", "trainer.device", "trainer.progress",
@@ -41,10 +50,6 @@ def refit_request(request: RunRequest) -> RunRequest:
 
 def refit_config(cfg: DictConfig, overrides: Sequence[str], trust: Sequence[str] = ()) -> tuple[DictConfig, dict]:
     """The config a refit trains, and the facts its summary records (source, epochs and why)."""
-    from dlcli.rundir.directory import best_trial, is_kfold_parent, is_sweep_dir
-
-    from dlcli.trust.workdir import opening
-
     source = Path(str(cfg.refit)).expanduser()
     opening(source)
     extra = [o for o in overrides if override_key(o) not in REFIT_OVERRIDES and not override_key(o).startswith("logger.")]
@@ -128,8 +133,6 @@ def same_test_split(source: Path):
 
 def check_same_test_split(refit_split: dict, source: Path) -> None:
     """The refit's test split must be the source's, or its test look would be about other rows."""
-    from dlcli.rundir.directory import is_kfold_parent
-
     run = source / "fold-1" if is_kfold_parent(source) else source
     if not (run / "split.json").is_file():
         return
