@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcli.config.compose import config_options, option_name, override_key, read_overrides_file
 from dlcli.data import PREPROCESSING_FILE
-from dlcli.engine.checkpoint import load_checkpoint, restore
+from dlcli.engine.checkpoint import load_checkpoint, restore, saved_state
 from dlcli.engine.fit import FitState
+from dlcli.engine.schedulers import has_run_shares
 from dlcli.errors import UserError
 from dlcli.trained.evaluate import check_same_split
 from dlcli.experiment import build_experiment
@@ -152,8 +153,6 @@ def _on_workers(request: RunRequest, lock: RunLock) -> TrainResult:
 
 
 def saved_state_of(run_dir: Path) -> FitState:
-    from dlcli.engine.checkpoint import saved_state
-
     return saved_state(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
 
 
@@ -162,8 +161,6 @@ def _schedule_planned_over_epochs(cfg: DictConfig) -> str | None:
     onecycle, ...): its state cannot be stretched to a longer run. The sched option declares it
     (`planned_over_epochs: true`), or takes a count from the run's length (milestones as shares of
     it); a run saved before the key existed is matched to its option."""
-    from dlcli.engine.schedulers import has_run_shares
-
     node = OmegaConf.to_container(cfg.get("sched")) if cfg.get("sched") is not None else None
     name = option_name("sched", node)
     declared = (node or {}).get("planned_over_epochs")
