@@ -14,8 +14,12 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy
+import sklearn
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+import dlcli
 from dlcli.data import PREPROCESSING_FILE
 from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
 from dlcli.diagnostics.checks import said_before_training
@@ -44,6 +48,7 @@ from dlcli.rundir.directory import (
     update_summary,
 )
 from dlcli.tracking import LoggedRun, RunLogger, build_loggers
+from dlcli.trust.received import read_yaml
 
 
 @dataclass
@@ -282,8 +287,6 @@ def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Report
 
 def typed_overrides(run_dir: Path) -> list[str]:
     """overrides.yaml of a run (read as a received file: a resumed run may come from anyone)."""
-    from dlcli.trust.received import read_yaml
-
     typed = read_yaml(run_dir / "overrides.yaml") if (run_dir / "overrides.yaml").is_file() else []
     return [str(o) for o in typed] if isinstance(typed, list) else []
 
@@ -346,12 +349,6 @@ def progress_fields(state: FitState, monitor: str) -> dict:
 
 
 def run_facts(experiment: Experiment) -> dict:
-    import numpy
-    import sklearn
-    import torch
-
-    import dlcli
-
     data = experiment.data
     return {
         "name": experiment.cfg.name,
