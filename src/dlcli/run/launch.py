@@ -13,23 +13,39 @@ the processes are already started: rank 0 creates the run directory and tells th
 
 from __future__ import annotations
 
+import datetime
+import faulthandler
+import gc
+import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+import torch
+import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from torch.nn.parallel import DistributedDataParallel
 
-from dlcli.engine.checkpoint import load_checkpoint, saved_state
+from dlcli.config.build import resolve_target
+from dlcli.engine.checkpoint import load_checkpoint, restore, saved_state
+from dlcli.engine.compiled import compile_session
+from dlcli.engine.distributed import current_world, launched_by_torchrun
+from dlcli.engine.fit import NonFiniteLoss, StoppedWithRankZero, fit
 from dlcli.engine.progress import Reporter
-from dlcli.errors import UserError, first_line
+from dlcli.errors import TrialPruned, UserError, first_line
+from dlcli.experiment import build_experiment
 from dlcli.system.interrupts import StopRecord, forwarded_to_workers, stop_signals_act_as_ctrl_c
-from dlcli.rundir.directory import read_summary, update_summary
+from dlcli.rundir.directory import load_saved_config, read_summary, update_summary
 from dlcli.run.request import RunRequest
-from dlcli.run.single import TrainResult, now, progress_fields, start_new_run, with_config_callbacks
+from dlcli.run.single import TrainResult, now, progress_fields, run_in, start_new_run, with_config_callbacks
+from dlcli.system.machine import usable_cores
+from dlcli.trust.targets import targets_in
 
 # how a run runs, not what it computes: the command's values reach the workers
 HOW_IT_RUNS = ("trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
@@ -46,7 +62,6 @@ def train_distributed(request: RunRequest, *, quiet: bool | None = None, rank_ze
     {_target_, arguments} of callbacks rank 0 builds besides the config's, such as a trial's pruner;
     `threads`: the CPU threads all the processes share, a sweep trial's part of the cores)."""
     _no_python_callbacks(request.callbacks)
-    from dlcli.engine.distributed import launched_by_torchrun
 
     if launched_by_torchrun():
         return _as_torchrun_worker(request)
@@ -72,20 +87,14 @@ def resume_distributed(request: RunRequest) -> TrainResult:
 
 def targets_of(cfg: DictConfig) -> list[str]:
     """Every class or function the config builds (its `_target_`s)."""
-    from dlcli.trust.targets import targets_in
-
     return sorted({target for _, target in targets_in(OmegaConf.to_container(cfg, resolve=True)) if isinstance(target, str)})
 
 
 def release_device_memory() -> None:
     """What the launching process built to check the run goes back to the GPU before the workers
     (rank 0 shares that GPU) need it."""
-    import gc
-
     gc.collect()
     if _cuda():
-        import torch
-
         torch.cuda.empty_cache()
 
 
@@ -99,10 +108,8 @@ def launch_workers(request: RunRequest, quiet: bool | None = None, rank_zero_cal
                    threads: int | None = None) -> None:
     """Start trainer.devices workers training request.config in request.run_dir, and wait for them. A
     worker that dies ends the others (the launcher stops them); the run is then left interrupted and resumable."""
-    import logging
-
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError  # noqa: PLC0415  (torch's launcher loads for a run on several devices only)
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch  # noqa: PLC0415  (torch's launcher loads for a run on several devices only)
 
     run_dir, cfg, reporter = request.run_dir, request.config, request.reporter
 
@@ -156,8 +163,6 @@ def backend_for(device: str) -> str:
 
 
 def _cuda() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -243,11 +248,6 @@ def leave_group(together: bool) -> None:
     there aborts the process), then the group goes. A failed rank leaves at once (the launcher
     ends the others) without the crash dump PyTorch's launcher enabled (faulthandler): a dead
     peer's connections may abort it on the way out, and the run's one line says how it ended."""
-    import faulthandler
-    import gc
-
-    import torch.distributed as dist
-
     if together:
         try:
             dist.barrier()
@@ -263,10 +263,6 @@ def join_group(backend: str) -> None:
     """init_process_group from the launcher's environment. After a restart (trainer.max_restarts)
     the launcher's store still holds the first attempt's addresses under the same keys, and a new
     rank would connect to a process that is gone: each attempt gets keys of its own."""
-    import datetime
-
-    import torch.distributed as dist
-
     attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
     if attempt == 0:
         dist.init_process_group(backend)
@@ -280,17 +276,6 @@ def join_group(backend: str) -> None:
 
 def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test: bool) -> None:
     """Restore the run from its last.pt and train this rank's part; rank 0 writes the run."""
-    import torch
-    from torch.nn.parallel import DistributedDataParallel
-
-    from dlcli.engine.checkpoint import load_checkpoint, restore
-    from dlcli.engine.distributed import current_world
-    from dlcli.engine.fit import NonFiniteLoss, StoppedWithRankZero, fit
-    from dlcli.errors import TrialPruned
-    from dlcli.experiment import build_experiment
-    from dlcli.rundir.directory import load_saved_config
-    from dlcli.run.single import run_in
-
     world = current_world()
     cfg = load_saved_config(run_dir, trust)
     how = dict(how)
@@ -305,8 +290,6 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     cfg.trainer.device = f"cuda:{world.local_rank}" if on_gpu else "cpu"
     cfg.trainer.devices = 1  # this process trains one device's share
     if not on_gpu:  # the machine's cores (or the sweep trial's share of them), shared by the processes on it
-        from dlcli.system.machine import usable_cores
-
         cores = threads or usable_cores()
         torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))))
     sync_batchnorm = bool(cfg.trainer.get("sync_batchnorm", False))
@@ -321,8 +304,6 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
     session.world = world
     session.train_model = DistributedDataParallel(session.model, device_ids=[world.local_rank] if on_gpu else None)
     if world.main:
-        from rich.console import Console
-
         reporter = Reporter(Console(quiet=quiet), show_progress=bool(cfg.trainer.progress) and not quiet)
         request = RunRequest(cfg, reporter=reporter, callbacks=[*map(_built, extra)], evaluate_test=evaluate_test, run_dir=run_dir)
         request = with_config_callbacks(request)
@@ -333,15 +314,11 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
         if result.status != "completed" and not session.stopped_together:
             # rank 0 stopped on its own (an image it could not read, a second Ctrl-C): the others wait in
             # a collective. The run is closed; a non-zero exit makes the launcher stop them.
-            import sys
-
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(1)
         return
     if cfg.trainer.get("compile"):
-        from dlcli.engine.compiled import compile_session
-
         compile_session(session)  # rank 0 says how it went
     try:
         fit(session, state, [])
@@ -351,8 +328,6 @@ def train_as_rank(run_dir: Path, how: dict, trust: Sequence[str], evaluate_test:
 
 def _built(spec: dict):
     """A callback from {_target_, arguments} the launching process handed over (never read from a file)."""
-    from dlcli.config.build import resolve_target
-
     arguments = dict(spec)
     return resolve_target(arguments.pop("_target_"), "callbacks")(**arguments)
 
@@ -360,8 +335,6 @@ def _built(spec: dict):
 def _as_torchrun_worker(request: RunRequest) -> TrainResult:
     """Started by torchrun: the process group exists (or is made from torchrun's environment); rank 0
     creates the run directory and sends its path to the others, then every rank trains."""
-    import torch.distributed as dist
-
     cfg, reporter = request.config, request.reporter
     if not dist.is_initialized():
         dist.init_process_group(backend_for(cfg.trainer.device))
