@@ -10,11 +10,15 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
+import torch
+
 from dlcli.errors import UserError, first_line
 from dlcli.system.interrupts import StopRecord, pool_worker_stance, signal_children
+from dlcli.system.machine import usable_cores
 from dlcli.system.processes import die_with_parent
 from dlcli.sweep.trial import TrialSpec, run_trial
 
@@ -22,8 +26,6 @@ OnResult = Callable[[dict], bool]  # returns False to stop the sweep (fail-fast)
 
 
 def run_in_process(specs: Iterable[TrialSpec], on_result: OnResult) -> None:
-    import torch
-
     threads = torch.get_num_threads()
     try:
         for spec in specs:
@@ -107,10 +109,6 @@ def pool_context(threads: int):
     fork), and with one thread per trial: a worker that starts an OpenMP pool of its own after
     the parent's was running can deadlock. Anything else gets fresh (spawned) interpreters.
     """
-    import sys
-
-    import torch
-
     if sys.platform == "linux" and threads == 1 and not torch.cuda.is_available():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
@@ -238,7 +236,7 @@ def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_
     """Trials as Ray tasks; a trial on trainer.devices=N processes asks Ray for N CPUs (and the
     GPUs --gpus-per-trial names: Ray makes them the task's CUDA_VISIBLE_DEVICES)."""
     try:
-        import ray
+        import ray  # noqa: PLC0415  (optional extra: pip install dlcli[ray])
     except ImportError:
         raise UserError("--backend ray needs Ray, which is an optional extra: pip install -e \".[ray]\"") from None
     started_here = not ray.is_initialized()
@@ -261,6 +259,4 @@ def run_on_ray(specs: Iterable[TrialSpec], jobs: int, address: str | None, gpus_
 
 def default_threads(jobs: int) -> int:
     """Each concurrent trial's share of the CPU cores this process may use."""
-    from dlcli.system.machine import usable_cores
-
     return max(1, usable_cores() // jobs)
