@@ -13,12 +13,17 @@ import sys
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+import torch
 from omegaconf import OmegaConf
 
-from dlcli.errors import UserError
+from dlcli.config.compose import compose, override_key
+from dlcli.config.constraints import show
+from dlcli.config.metric_names import TASK_METRICS, monitor_mode
+from dlcli.errors import UserError, first_line
+from dlcli.experiment import build_experiment, check_config
 from dlcli.system.numbers import as_number, setting
 from dlcli.rundir.lock import RunLock
-from dlcli.rundir.directory import RunStart, start_run_dir, update_summary
+from dlcli.rundir.directory import RunStart, read_summary, start_run_dir, update_summary
 from dlcli.sweep.asker import TrialAsker, collect
 from dlcli.sweep.best import finish, value_text
 from dlcli.sweep.backends import default_threads, plan_slots, run_in_pool, run_in_process, run_on_ray
@@ -27,7 +32,10 @@ from dlcli.sweep.plan import OpenSweep, declared, saved_config_dirs, SweepPlan, 
 from dlcli.sweep.results import results_frame, write_results
 from dlcli.sweep.saved import read_saved_sweep
 from dlcli.sweep.space import SearchSpace, parse_space
-from dlcli.sweep.study import STUDY_FILE, STUDY_NAME, Pruning
+from dlcli.sweep.study import STUDY_FILE, STUDY_NAME, Pruning, open_study, repair_journal
+from dlcli.tracking import close_parent_runs, open_parent_runs
+from dlcli.trust.received import never_write_where_it_names
+from dlcli.trust.targets import check_trusted_targets, needing_trust, targets_typed
 
 
 def run_sweep(settings: SweepSettings, jobs: int | None = None, threads: int | None = None, fail_fast: bool = False,
@@ -48,8 +56,6 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
     plan = dataclasses.replace(plan, config_dirs=[str(Path(d).resolve()) for d in plan.config_dirs])
     sweep_dir, lock, saved = None, None, {}
     if plan.resume is not None:
-        from dlcli.trust.targets import targets_typed
-
         # the sweep's overrides typed again after --resume are the user's word again (they must match the saved ones)
         plan = dataclasses.replace(plan, trust=[*plan.trust, *targets_typed(settings.overrides)])
         sweep_dir, settings, saved = read_saved_sweep(Path(plan.resume).expanduser(), settings, plan.trust)
@@ -62,8 +68,6 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
     if plan.trials_per_gpu is not None and plan.gpus_per_trial:
         raise UserError("--trials-per-gpu K and --gpus-per-trial both say how trials share GPUs: give one")
     try:
-        import torch
-
         jobs, ray_gpus, note = plan_slots(plan.jobs, plan.trials_per_gpu, torch.cuda.device_count(), plan.backend)
         plan = dataclasses.replace(plan, jobs=jobs, gpus_per_trial=plan.gpus_per_trial or ray_gpus)
         space, planned = plan_space(settings, plan.config_dirs)
@@ -105,8 +109,6 @@ def _run_closing_parents(open_sweep: OpenSweep, log: Callable[[str], None]) -> S
     try:
         return _run_trials(open_sweep, log)
     except BaseException:  # the sweep broke off: its parent run must not say running forever
-        from dlcli.tracking import close_parent_runs
-
         close_parent_runs(open_sweep.parents, "failed", {}, log)
         raise
 
@@ -114,9 +116,6 @@ def _run_closing_parents(open_sweep: OpenSweep, log: Callable[[str], None]) -> S
 def _record_broken_off(sweep_dir: Path, exc: BaseException) -> None:
     """A sweep that stopped on an error (or a second Ctrl-C) after its directory said running:
     the summary says how it ended and why, so `dl runs` and --resume see the truth."""
-    from dlcli.errors import first_line
-    from dlcli.rundir.directory import read_summary
-
     try:
         if read_summary(sweep_dir).get("status") != "running":
             return
@@ -163,11 +162,6 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
     """Default metric: the task's validation metric. Validated on the first trial's config, which
     also says where the sweep goes (its runs_dir). `received`: the overrides come from sweep.yaml
     (a resume), which writes into no folder it names (no download, no cache)."""
-    from dlcli.config.compose import compose
-    from dlcli.config.metric_names import TASK_METRICS, monitor_mode
-    from dlcli.experiment import build_experiment
-    from dlcli.trust.received import never_write_where_it_names
-
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items())], config_dirs)
     if received:
         never_write_where_it_names(cfg)
@@ -190,16 +184,11 @@ def _metric_and_mode(settings: SweepSettings, space: SearchSpace, first: dict[st
 def _trial_name(space: SearchSpace, sweep_dir: Path) -> list[str]:
     """Trials are named after the sweep's --name (the MLflow experiment they log to), unless the
     overrides name them."""
-    from dlcli.config.compose import override_key
-
     return [] if any(override_key(o) == "name" for o in space.fixed) or "name" in space.keys else [f"name={sweep_dir.parent.name}"]
 
 
 def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, first: dict, config_dirs, log, named: list[str]):
     """With a logger that nests runs (MLflow), the sweep is a run and its trials are runs under it."""
-    from dlcli.config.compose import compose
-    from dlcli.tracking import open_parent_runs
-
     cfg = compose([*space.fixed, *(f"{k}={v}" for k, v in first.items()), *named], config_dirs)
     return open_parent_runs(sweep_dir, cfg, "sweep", {"kind": settings.kind, "overrides": " ".join(settings.overrides),
                                                       "metric": settings.metric, "mode": settings.mode}, log)
@@ -207,8 +196,6 @@ def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, f
 
 def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
     """The trials still to run, `jobs` at a time, each recorded (results.csv, the study) as it ends."""
-    from dlcli.sweep.study import open_study, repair_journal
-
     sweep_dir, settings, space, plan, metric, mode = s.sweep_dir, s.settings, s.space, s.plan, s.metric, s.mode
     repaired = repair_journal(sweep_dir)
     if repaired:
@@ -254,8 +241,6 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
         elif plan.jobs == 1:
             run_in_process(specs, on_result)
         else:
-            import torch
-
             run_in_pool(specs, plan.jobs, torch.cuda.device_count(), plan.threads, on_result, s.devices)
     except KeyboardInterrupt:
         status = "interrupted"
@@ -272,8 +257,6 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
     if asker.asked:
         result.summary = update_summary(sweep_dir, study_ms_per_trial=round(1000 * asker.seconds / asker.asked, 2))
     if s.parents:
-        from dlcli.tracking import close_parent_runs
-
         summary = result.summary
         numbers = {f"best_{metric}": summary.get(f"best_{metric}"),
                    **{f"test_{k}": v for k, v in (summary.get("test") or {}).items() if k not in ("epoch", "samples")}}
@@ -324,10 +307,6 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
     trial trains and the folds each trial cross-validates over (the steps a pruner counts in:
     Hyperband's budget), the most processes a trial trains with, and the classes only the user's
     word trusts."""
-    from dlcli.config.compose import compose
-    from dlcli.experiment import check_config
-    from dlcli.trust.targets import check_trusted_targets, needing_trust
-
     first = first_trial(space)
     variants = [dict(first)]
     for param in space.params:
@@ -360,8 +339,6 @@ def check_trial_values(space: SearchSpace, config_dirs, trusted: Sequence[str] |
 def _check_declared(settings: SweepSettings, plan: SweepPlan) -> None:
     """Settings given through the Python API meet the table the command's options meet, in the
     same words (the command has checked its own already)."""
-    from dlcli.config.constraints import show
-
     for name, constraint in declared().items():
         if name in ("kind", "overrides", "config_dirs"):
             continue  # the kind is looked up by name, overrides are parsed, directories are read: each says so itself
