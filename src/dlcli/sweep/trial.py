@@ -5,14 +5,30 @@ as a Ray task: everything it needs travels in a TrialSpec."""
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import os
+import statistics
 import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dlcli.errors import first_line
+import torch
+from rich.console import Console
+
+from dlcli.config.compose import compose
+from dlcli.engine.progress import Reporter
+from dlcli.errors import RunFailed, UserError, first_line
+from dlcli.run.kfold import train_kfold
+from dlcli.run.launch import train_distributed
+from dlcli.run.request import RunRequest
+from dlcli.run.single import new_run
+from dlcli.rundir.directory import read_summary, update_summary
+from dlcli.sweep.prune import StudyReporting
 from dlcli.sweep.study import STUDY_NAME, Pruning
+from dlcli.system.files import open_append
+from dlcli.trust.received import never_write_where_it_names
 
 
 @dataclass
@@ -44,19 +60,6 @@ class TrialSpec:
 
 def run_trial(spec: TrialSpec) -> dict:
     """Train one trial; failures (bad config, crash, out of memory, divergence) become records."""
-    import io
-
-    import torch
-    from rich.console import Console
-
-    from dlcli.config.compose import compose
-    from dlcli.engine.progress import Reporter
-    from dlcli.errors import RunFailed, UserError
-    from dlcli.rundir.directory import update_summary
-    from dlcli.run.request import RunRequest
-    from dlcli.run.single import new_run
-    from dlcli.sweep.prune import StudyReporting
-
     torch.set_num_threads(spec.threads)
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)  # made when the trial starts: an unstarted trial has none
@@ -65,8 +68,6 @@ def run_trial(spec: TrialSpec) -> dict:
     try:
         cfg = compose(spec.overrides, spec.config_dirs)
         if spec.received:
-            from dlcli.trust.received import never_write_where_it_names
-
             never_write_where_it_names(cfg)  # no download into data.root, no cache in data.cache_dir: the file may name them
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
         reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
@@ -76,13 +77,9 @@ def run_trial(spec: TrialSpec) -> dict:
         # trials never look at the test split
         request = RunRequest(cfg, spec.overrides, reporter, evaluate_test=False, run_dir=trial_dir)
         if int(cfg.trainer.get("devices", 1)) > 1:  # several processes: the pruner goes along as a config callback
-            from dlcli.run.launch import train_distributed
-
             result = train_distributed(request, quiet=True, rank_zero_callbacks=[_study_callback(spec)] if study is not None else [],
                                        threads=spec.threads)
         elif cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:  # a cross-validated trial
-            from dlcli.run.kfold import train_kfold
-
             result = train_kfold(request, after_fold=study.after_fold if study else None)
         else:
             result = new_run(replace(request, callbacks=[study] if study else []))
@@ -93,8 +90,6 @@ def run_trial(spec: TrialSpec) -> dict:
         record["message"] = str(exc)
     except Exception as exc:  # a crash in one trial must not end the sweep; its traceback goes to its train.log
         if not (trial_dir / "summary.json").exists():  # it crashed before its run began (a run logs its own)
-            from dlcli.system.files import open_append
-
             with open_append(trial_dir / "train.log") as log:
                 log.write(traceback.format_exc())
         first = first_line(exc, default="")
@@ -110,8 +105,6 @@ def run_trial(spec: TrialSpec) -> dict:
 def _study_callback(spec: TrialSpec) -> dict:
     """The trial's study reporting as rank 0 of a multi-process trial builds it (a class and its
     arguments: the object itself cannot travel to a spawned process)."""
-    import dataclasses
-
     return {"_target_": "dlcli.sweep.prune.StudyReporting", "sweep_dir": str(spec.sweep_dir), "study_name": spec.study_name,
             "trial_id": spec.trial_id, "pruning": dataclasses.asdict(spec.pruning), "metric": spec.metric}
 
@@ -120,8 +113,6 @@ def trial_outcome(trial_dir: Path, metric: str, mode: str) -> dict:
     """What a finished trial scored on the sweep's metric: its best epoch's value (and val_loss
     there, the first tie-break), or for a cross-validated trial the mean over its completed folds,
     their standard deviation, and their mean best epoch (rounded half up, as a refit trains)."""
-    import statistics
-
     if not (trial_dir / "kfold.json").is_file() and not (trial_dir / "fold-1").is_dir():
         return best_value(trial_dir / "metrics.csv", metric, mode)
     folds = []
@@ -143,8 +134,6 @@ def trial_outcome(trial_dir: Path, metric: str, mode: str) -> dict:
 
 
 def _fold_status(fold_dir: Path) -> str | None:
-    from dlcli.rundir.directory import read_summary
-
     return read_summary(fold_dir).get("status") if (fold_dir / "summary.json").is_file() else None
 
 
