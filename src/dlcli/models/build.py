@@ -4,7 +4,6 @@ the config lists, and dry-runs one sample so a model that does not fit the data 
 
 from __future__ import annotations
 
-
 import inspect
 
 import torch
