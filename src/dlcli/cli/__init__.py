@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import pkgutil
 import sys
 
 import typer
+
+from dlcli import __version__
+from dlcli.config.constraints import show, without_null
 from dlcli.errors import RunFailed, UserError, printable
 from dlcli.system.terminal import SafeConsole
+from dlcli.trust.workdir import use_own_modules
 
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (an unknown option, a missing argument, a bad option value) as one line on
@@ -76,8 +81,6 @@ def examples(block: str, after: str = "") -> str:
 
 def _print_version(value: bool) -> None:
     if value:
-        from dlcli import __version__
-
         print(f"dl {__version__}")
         raise typer.Exit()
 
@@ -107,8 +110,6 @@ def handle_errors(command):
                 raise
             # a path the system refused (a name too long, no permission, a read-only disk): the
             # path and the system's reason; whatever was being written is removed where it is made
-            from dlcli.config.constraints import show
-
             err_console.print(f"error: {show(exc.filename)}: {exc.strerror or type(exc).__name__}", markup=False, highlight=False,
                               soft_wrap=True)
             raise typer.Exit(2) from None
@@ -125,14 +126,10 @@ def checked_options(declare):
     A value that breaks one is the one line `--steps 2 must be ...`, as config keys are."""
 
     def wrap(command):
-        import inspect
-
         signature = inspect.signature(command)
 
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
-            from dlcli.config.constraints import show, without_null
-
             given = signature.bind_partial(*args, **kwargs).arguments
             for name, constraint in declare().items():
                 value = given.get(name)
@@ -148,10 +145,8 @@ def checked_options(declare):
 
 
 def main() -> None:
-    from dlcli.trust.workdir import use_own_modules
-
     use_own_modules()  # your own modules (mypkg.MyNet) import from the directory you run dl in, unless it is received
-    from dlcli.system.interrupts import stop_signals_act_as_ctrl_c
+    from dlcli.system.interrupts import stop_signals_act_as_ctrl_c  # noqa: PLC0415  (dl --help runs without multiprocessing: dlcli.system.interrupts imports it)
 
     # `kill PID`, a supervisor's stop, a cluster's preemption (SIGTERM) and a closed terminal
     # (SIGHUP) stop a command as Ctrl-C does: a run keeps every finished epoch and says so

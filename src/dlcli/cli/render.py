@@ -6,7 +6,10 @@ from pathlib import Path
 
 from rich.table import Table
 
-from dlcli.errors import printable
+from dlcli.cli.runs_table import cell_text, display_rows, elide_distinct, fit_columns, header_text, is_number_column
+from dlcli.config.compose import COMPONENT_GROUPS
+from dlcli.errors import UserError, printable
+from dlcli.rundir.directory import read_json
 from dlcli.system.numbers import as_number, setting, short
 
 
@@ -16,8 +19,6 @@ def titled(title: str, **options) -> Table:
 
 
 def kfold_table(parent: Path) -> Table:
-    from dlcli.rundir.directory import read_json
-
     report = read_json(parent / "kfold.json")
     monitor = report["monitor"]
     table = titled(f"{report['folds']}-fold cross-validation: {parent}")
@@ -169,7 +170,7 @@ def sweep_table(result, width: int = 10_000) -> tuple[Table, list[str]]:
 
 
 def _sweep_cell(column: str, value) -> str:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  (dl --help runs without pandas)
 
     if value is None or value is pd.NA or value != value:
         return "-"
@@ -222,10 +223,6 @@ def runs_table(runs, rows: list[dict], where: str, width: int, chosen: list[str]
     """`dl runs`' table of collected runs (rows already sorted), fitted to `width` columns unless
     the user chose them; and the columns that did not fit. `group` names the runs' data set and
     metric when the runs listed span several."""
-    from dlcli.cli.runs_table import cell_text, display_rows, elide_distinct, fit_columns, header_text, is_number_column
-    from dlcli.config.compose import COMPONENT_GROUPS
-    from dlcli.errors import UserError
-
     shown = display_rows(runs)
     wanted, view = shown.columns, shown.rows
     if chosen is not None:

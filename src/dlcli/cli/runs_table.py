@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from dlcli.rundir.collect import RunRows, comparable, is_monitor
 from dlcli.config.compose import COMPONENT_GROUPS
 from dlcli.errors import printable
+from dlcli.system.numbers import setting, short
 
 MAX_VALUE_WIDTH = 24
 MAX_RUN_WIDTH = 40
@@ -60,8 +61,6 @@ def display_rows(runs: RunRows) -> TableView:
 
 def _with_spread(row: dict, column: str):
     """A k-fold row's mean with its fold spread (0.9431 ± 0.007724); any other value as it is."""
-    from dlcli.system.numbers import short
-
     spread = row.get(f"{column}_std")
     if spread is None or row.get(column) is None:
         return row.get(column)
@@ -88,8 +87,6 @@ def _varies(rows: list[dict], column: str) -> bool:
 
 
 def cell_text(column: str, value) -> str:
-    from dlcli.system.numbers import setting, short
-
     if value is None:
         return "-"
     if column in ("run", "status"):
