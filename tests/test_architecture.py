@@ -31,6 +31,16 @@ def test_imports_are_at_the_top_of_each_module():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
+@pytest.mark.slow  # starts an interpreter
+def test_the_drawing_process_never_imports_torch():
+    """The pictures are drawn by `python -m dlcli.tracking.plots` in the background, beside training
+    or after it: importing it (and so every logger module, which dlcli.tracking imports) loads no
+    torch, which would take seconds of the machine's CPU for nothing."""
+    code = "import sys, dlcli.tracking.plots; assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
 def test_no_module_is_over_400_lines():
     """A module a newcomer reads in one sitting (issue 34): a longer one is split where its parts
     have separate jobs (as config/annotations.py was taken out of config/constraints.py)."""

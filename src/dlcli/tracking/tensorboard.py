@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.config.constraints import POSITIVE_INT, constrained
-from dlcli.engine.optim import current_lr
-from dlcli.engine.state import steps_taken
 from dlcli.tracking.base import RunLogger, final_numbers, typed_overrides
 
 
@@ -30,6 +28,9 @@ class TensorBoardLogger(RunLogger):
 
     def start(self, session, state) -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415  (optional extra: pip install dlcli[tensorboard])
+
+        from dlcli.engine.optim import current_lr  # noqa: PLC0415  (the drawing process, python -m dlcli.tracking.plots, loads this module without torch)
+        from dlcli.engine.state import steps_taken  # noqa: PLC0415  (the drawing process, python -m dlcli.tracking.plots, loads this module without torch)
 
         self.session, self.current_lr = session, current_lr
         self.step = steps_taken(state, len(session.train_data), session.step.batch_size)  # a resume goes on counting
