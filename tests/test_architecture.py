@@ -32,11 +32,15 @@ def test_imports_are_at_the_top_of_each_module():
 
 
 @pytest.mark.slow  # starts an interpreter
-def test_the_drawing_process_never_imports_torch():
-    """The pictures are drawn by `python -m dlcli.tracking.plots` in the background, beside training
-    or after it: importing it (and so every logger module, which dlcli.tracking imports) loads no
-    torch, which would take seconds of the machine's CPU for nothing."""
-    code = "import sys, dlcli.tracking.plots; assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
+@pytest.mark.parametrize("module", [
+    "dlcli.tracking.plots",  # the drawing process, python -m dlcli.tracking.plots (and every logger module: dlcli.tracking imports them)
+    "dlcli.diagnostics",  # dl diagnose reads a run's files
+    "dlcli.rundir.collect",  # dl runs
+])
+def test_what_needs_no_torch_never_imports_it(module):
+    """Importing torch takes seconds of CPU: a module whose work needs none of it does not import it,
+    although an import at its top (or at its imports' tops) easily would."""
+    code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr[-3000:]
 

@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import dlcli.models  # noqa: F401  (every model module registers itself on import)
 from dlcli.config.advice import suggest
 from dlcli.diagnostics.evidence import Evidence
 from dlcli.diagnostics.report import Finding, fmt, read_findings
 from dlcli.errors import UserError
-from dlcli.models.registry import MODELS
 from dlcli.rundir.directory import read_metrics, read_summary
 from dlcli.trust.received import read_yaml
 
@@ -375,6 +373,8 @@ def _larger(config: dict | None) -> list[tuple[str, object]]:
     target = model.get("_target_") if isinstance(model, dict) else None
     if not isinstance(target, str) or not target.startswith("dlcli.models."):
         return []  # someone else's class is not imported to ask it
+    import dlcli.models  # noqa: F401, PLC0415  (every model module registers itself on import; dl diagnose runs without torch otherwise)
+    from dlcli.models.registry import MODELS  # noqa: PLC0415  (dlcli.models imports torch)
 
     grows = getattr(MODELS.get(target.rsplit(".", 1)[-1]), "grows_with", ())
     doubled = []

@@ -8,12 +8,13 @@ ReLUs ever fire). A check that cannot be made on this model or data steps aside;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from dlcli.engine.callbacks import Callback
-from dlcli.engine.state import steps_taken
+
+if TYPE_CHECKING:
+    import torch  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+    from torch import nn  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
 
 PEEK_SAMPLES = 256  # the batch the checks look at before and after training
 
@@ -65,6 +66,8 @@ class Diagnostics(Callback):
             self.failed = f"{type(exc).__name__}: {exc}"
 
     def on_fit_start(self, session, state) -> None:
+        from dlcli.engine.state import steps_taken  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+
         # a resumed run goes on counting: its findings name the steps an uninterrupted run would
         self._steps = steps_taken(state, len(session.train_data), session.step.batch_size)
         self._safely(self._fit_start, session, state)
@@ -85,6 +88,9 @@ class Diagnostics(Callback):
 
     # -- before training: outputs and inputs ----------------------------------------------------
     def _fit_start(self, session, state) -> None:
+        import torch  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+        from torch import nn  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+
         self.session = session
         self.evidence.loader = hasattr(session.train_data, "num_workers")
         model = session.model
@@ -121,12 +127,16 @@ class Diagnostics(Callback):
 
     # -- during training: gradient norms, sampled ------------------------------------------------
     def _after_backward(self, model) -> None:
+        import torch  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+
         norms = torch.stack([p.grad.detach().float().norm() if p.grad is not None else p.new_zeros((), dtype=torch.float32)
                              for _, p in self.weights])
         self._pending.append(norms)
         self._pending_steps.append(self._steps)
 
     def _epoch_end(self, state, row, improved) -> None:
+        import torch  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+
         if "data_share" in row:
             self.evidence.data_shares.append(row["data_share"])
         if not self._pending:
@@ -149,6 +159,9 @@ class Diagnostics(Callback):
 
     # -- after training: which ReLUs ever fire, how close sigmoids sit to their limits -------------
     def _fit_end(self, state, status) -> None:
+        import torch  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+        from torch import nn  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+
         self._epoch_end(state, {}, False)  # the samples of an epoch that ended in a crash count too
         if status not in ("completed", "pruned"):
             return
@@ -198,6 +211,8 @@ class Diagnostics(Callback):
 
 def _rng_untouched(device: torch.device):
     """Reading a batch may draw random numbers (augmentation): keep training's streams as they were."""
+    import torch  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
