@@ -88,13 +88,15 @@ def test_bad_spaces_are_explained(workdir, overrides, kind, message):
 
 @pytest.mark.slow  # trains a sweep of several trials
 def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypatch):
+    import dlcli.run.single
+    import dlcli.sweep.best
     import dlcli.trained.evaluate
-    import dlcli.run.single  # imported before the patch: it holds evaluate_checkpoint itself (trials never call it)
 
     looks = []
     original = dlcli.trained.evaluate.evaluate_checkpoint
-    monkeypatch.setattr(dlcli.trained.evaluate, "evaluate_checkpoint",
-                        lambda exp, run, split, ckpt, **kw: looks.append((str(run), split)) or original(exp, run, split, ckpt, **kw))
+    for module in (dlcli.sweep.best, dlcli.run.single):  # the sweep's look, and any a trial's run would take
+        monkeypatch.setattr(module, "evaluate_checkpoint",
+                            lambda exp, run, split, ckpt, **kw: looks.append((str(run), split)) or original(exp, run, split, ckpt, **kw))
     result = sweep("optim.lr=0.3,0.03", "model.hidden=[32],[64]", *QUICK)
     directory = result.sweep_dir
     assert {p.name for p in directory.iterdir()} == {"sweep.yaml", "trials", "results.csv", "best.yaml", "summary.json", "sweep.png",
