@@ -42,7 +42,8 @@ def test_one_train_checks_each_component_group_once_and_builds_its_logger_once(w
     assert result.exit_code == 0, result.output
     # one-cycle's steps_per_epoch and max_lr are auto: filled in by the run, never checked as given
     assert {group: checks[group] for group in GROUPS} == dict.fromkeys(GROUPS, 1)
-    assert len(built) == 1  # checked with the config, built once for the run
+    assert checks["logger.tensorboard"] == 1  # checked with the rest of the config, not again as it is built
+    assert len(built) == 1  # built once for the run
 
 
 def test_a_component_built_from_python_is_checked_there_and_once(checks):

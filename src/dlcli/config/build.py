@@ -62,6 +62,14 @@ def checked_once(node: DictConfig, group: str, offered: Mapping | None = None):
         yield
 
 
+def checked_target(node: DictConfig, group: str) -> Any:
+    """The node's target, resolved; its settings checked first unless the run's one pass already
+    did (inside settings_checked)."""
+    if _CHECKED.get():
+        return resolve_target(node._target_, group)
+    return prepare_call(node, group)[0]
+
+
 def check_components(cfg: DictConfig) -> None:
     """Every component group's settings (dlcli.config.own_settings.GROUPS) against its class and
     the table: what a run checks of them before runs/ is touched."""

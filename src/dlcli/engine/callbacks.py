@@ -12,7 +12,7 @@ import inspect
 import traceback
 from typing import TYPE_CHECKING, Iterable
 
-from dlcli.config.build import call_target, prepare_call, settings_checked
+from dlcli.config.build import call_target, checked_target, settings_checked
 from dlcli.errors import RunFailed, TrialPruned, UserError
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def build_callbacks(node, group: str = "callbacks", check_only: bool = False) ->
     for name, entry in node.items():
         if entry is None:
             continue
-        target, _ = prepare_call(entry, f"{group}.{name}")
+        target = checked_target(entry, f"{group}.{name}")
         # what the target is, known before it is called: a class with some hook (a function such
         # as os.system is never called in the hope that it returns a callback)
         if not inspect.isclass(target) or not any(_class_overrides(target, hook) for hook in HOOKS):

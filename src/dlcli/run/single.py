@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import dlcli
+from dlcli.config.build import settings_checked
 from dlcli.data import PREPROCESSING_FILE
 from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
 from dlcli.diagnostics.checks import said_before_training
@@ -65,26 +66,42 @@ def new_run(request: RunRequest) -> TrainResult:
     """Train the request's config in a new run directory: build everything (every input error
     surfaces here, before runs/ is touched), write the run's first files, fit, look at the test
     split once, summarize."""
-    request = with_config_callbacks(request)  # built before runs/ is touched
-    experiment, run_dir, lock = start_new_run(request)
+    experiment = checked_experiment(request)  # every setting checked, once
+    request = with_config_callbacks(request)  # built from those settings, before runs/ is touched
+    run_dir, lock = open_new_run(request, experiment)
     return run_in(experiment, FitState(), replace(request, run_dir=run_dir), lock)
 
 
 def with_config_callbacks(request: RunRequest) -> RunRequest:
     """The request with the callbacks and loggers its config names (`callbacks:`, `logger:`)
-    before its own: what one process training the run calls."""
+    before its own: what one process training the run calls, once build_experiment has checked
+    their settings (they are not checked again)."""
     cfg = request.config
-    configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
+    with settings_checked():
+        configured = [*build_callbacks(cfg.get("callbacks")), *build_loggers(cfg.get("logger"))]
     return replace(request, callbacks=[*configured, *request.callbacks])
 
 
 def start_new_run(request: RunRequest) -> tuple[Experiment, Path, RunLock]:
     """The built experiment and its new run directory (request.run_dir when one was made for it),
     with its first files (resumable from birth: an untrained last.pt) and its lock held."""
-    cfg = request.config
-    experiment = build_experiment(cfg)
+    experiment = checked_experiment(request)
+    return (experiment, *open_new_run(request, experiment))
+
+
+def checked_experiment(request: RunRequest) -> Experiment:
+    """The request's experiment, built: every setting checked (build_experiment), then what the
+    caller asks of it (request.check_experiment)."""
+    experiment = build_experiment(request.config)
     if request.check_experiment is not None:
         request.check_experiment(experiment)
+    return experiment
+
+
+def open_new_run(request: RunRequest, experiment: Experiment) -> tuple[Path, RunLock]:
+    """The experiment's new run directory (request.run_dir when one was made for it), with its first
+    files (resumable from birth: an untrained last.pt) and its lock held."""
+    cfg = request.config
     start = RunStart(
         texts={"config.yaml": config_text(cfg), "overrides.yaml": overrides_text(request.overrides)},
         jsons={"split.json": split_record(experiment, cfg), PREPROCESSING_FILE: experiment.data.preprocessing()},
@@ -93,8 +110,7 @@ def start_new_run(request: RunRequest) -> tuple[Experiment, Path, RunLock]:
         folders=("checkpoints",),
         then=lambda directory: save_checkpoint(directory / "checkpoints" / "last.pt", experiment.session, FitState()),
     )
-    run_dir, lock = start_run_dir(cfg.runs_dir, cfg.name, start, into=request.run_dir)
-    return experiment, run_dir, lock
+    return start_run_dir(cfg.runs_dir, cfg.name, start, into=request.run_dir)
 
 
 def run_in(experiment: Experiment, state: FitState, request: RunRequest, lock: RunLock | None = None,

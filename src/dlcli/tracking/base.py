@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
 
 from omegaconf import OmegaConf
 
-from dlcli.config.build import call_target, prepare_call, resolve_target, settings_checked
+from dlcli.config.build import call_target, checked_target, prepare_call, resolve_target, settings_checked
 from dlcli.config.compose import COMPONENT_GROUPS, option_name, override_key
 from dlcli.engine.callbacks import Callback
 from dlcli.errors import UserError, first_line
@@ -166,7 +166,7 @@ def build_loggers(node, check_only: bool = False) -> list[RunLogger]:
     for name, entry in (node or {}).items():
         if entry is None:
             continue
-        target, _ = prepare_call(entry, f"logger.{name}")
+        target = checked_target(entry, f"logger.{name}")
         if not (inspect.isclass(target) and issubclass(target, RunLogger)):  # known before anything is called
             raise UserError(f"logger.{name}._target_={entry._target_} is not a dl logger (a dlcli.tracking.RunLogger)")
         if check_only:
