@@ -1,4 +1,4 @@
-"""The layout stays what the README's Development section draws: every import points down a layer,
+"""The layout stays what docs/development.md draws: every import points down a layer,
 the engine imports nothing above it, no two modules of a package import each other in a circle
 (checked by import-linter's contracts in pyproject.toml), imports stand at the top of each module
 (ruff's PLC0415, with the exceptions marked where they are), and no module is over 400 lines."""

@@ -72,9 +72,3 @@ def _constraint(config: Mapping | None, key: str) -> Constraint:
             return Anything()
     return Anything()
 
-
-def data_kind(config: Mapping | None) -> str | None:
-    """"images" or "sources" (tables) for dl's own data sets, whose settings differ (data.normalize
-    is refused on a table, data.standardize on images); None for a user's own set, or unknown."""
-    target = str(_node(config or {}, "data") and _node(config, "data").get("_target_") or "")
-    return next((kind for kind in ("images", "sources") if target.startswith(f"dlcli.data.{kind}.")), None)

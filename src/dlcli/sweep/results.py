@@ -9,7 +9,7 @@ import pandas as pd
 from dlcli.system.numbers import short
 from dlcli.rundir.directory import write_text
 from dlcli.sweep.space import SearchSpace
-from dlcli.tracking.plots import _figure, _save
+from dlcli.tracking.plots import new_figure, save_figure
 
 
 def results_frame(records: list[dict], space: SearchSpace, metric: str) -> pd.DataFrame:
@@ -86,7 +86,7 @@ def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path)
     if done.empty or not space.names:
         return
     columns = len(space.names)
-    figure = _figure(figsize=(4.5 * columns, 4), layout="tight")
+    figure = new_figure(figsize=(4.5 * columns, 4), layout="tight")
     axes = figure.subplots(1, columns, squeeze=False)
     for axis, key in zip(axes[0], space.names):
         values = pd.to_numeric(done[key], errors="coerce")
@@ -104,5 +104,5 @@ def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
     axes[0][0].set_title("blue: completed, orange: pruned", fontsize=9)
-    _save(figure, path)
+    save_figure(figure, path)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
 
 from omegaconf import OmegaConf
 
-from dlcli.config.build import call_target, checked_target, prepare_call, resolve_target, settings_checked
+from dlcli.config.build import call_target, checked_target, resolve_target, settings_checked
 from dlcli.config.compose import COMPONENT_GROUPS, option_name, override_key
 from dlcli.engine.callbacks import Callback
 from dlcli.errors import UserError, first_line

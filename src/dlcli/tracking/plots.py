@@ -27,7 +27,7 @@ _drawers: list[subprocess.Popen] = []
 drawing_enabled = True  # the test suite turns this off except where it checks the pictures
 
 
-def _figure(**kwargs):
+def new_figure(**kwargs):
     """A matplotlib Figure on the Agg canvas: no pyplot, no display, nothing global to close."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415  (matplotlib loads in the drawing process only)
     from matplotlib.figure import Figure  # noqa: PLC0415  (matplotlib loads in the drawing process only)
@@ -37,7 +37,7 @@ def _figure(**kwargs):
     return figure
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
     """Write the figure next to `path`, then move it into place: never a half-written PNG."""
     write_atomically(path, lambda file: figure.savefig(file, dpi=100, format=path.suffix.lstrip(".") or "png"), binary=True)
 
@@ -48,7 +48,7 @@ def plot_curves(history: list[dict], metric: str, path: Path) -> None:
         return
     epochs = [row["epoch"] for row in history]
     marker = "o" if len(history) <= 50 else None  # markers hide the line once epochs crowd
-    figure = _figure(figsize=(10, 4), layout="tight")
+    figure = new_figure(figsize=(10, 4), layout="tight")
     for axis, key in zip(figure.subplots(1, 2), ("loss", metric)):
         axis.plot(epochs, [row.get(f"train_{key}", float("nan")) for row in history], marker=marker, label="train")
         axis.plot(epochs, [row.get(f"val_{key}", float("nan")) for row in history], marker=marker, label="val")
@@ -56,14 +56,14 @@ def plot_curves(history: list[dict], metric: str, path: Path) -> None:
         axis.set_ylabel(key)
         axis.grid(alpha=0.3)
         axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
     """Counts per (true, predicted) class, as scikit-learn's ConfusionMatrixDisplay draws them."""
     counts = np.asarray(matrix)
     size = max(4.0, 0.5 * len(class_names) + 2)
-    figure = _figure(figsize=(size, size), layout="tight")
+    figure = new_figure(figsize=(size, size), layout="tight")
     axis = figure.subplots()
     image = axis.imshow(counts, interpolation="nearest", cmap="viridis")
     threshold = (counts.max() + counts.min()) / 2.0
@@ -76,13 +76,13 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], title
     axis.set_xlabel("Predicted label")
     axis.set_ylabel("True label")
     axis.set_title(title)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], suggestions: dict[str, float],
                  chosen: str, log_x: bool, path: Path) -> None:
     """Loss against learning rate, each suggestion marked on the smoothed curve."""
-    figure = _figure(figsize=(7, 4.5), layout="tight")
+    figure = new_figure(figsize=(7, 4.5), layout="tight")
     axis = figure.subplots()
     axis.plot(lrs, losses, color="tab:gray", alpha=0.35, linewidth=1, label="loss")
     axis.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="smoothed loss")
@@ -100,7 +100,7 @@ def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], s
     axis.set_title("learning-rate range test")
     axis.grid(alpha=0.3)
     axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # -- a run's pictures, drawn beside the run ---------------------------------------------------------
