@@ -154,13 +154,6 @@ def remove_tree(path: Path, root: Path) -> None:
         path.unlink()
 
 
-def remove_stale_temporaries(directory: Path, pattern: str) -> None:
-    """Leftovers of a write a killed process never finished (`.<name>.*.tmp`)."""
-    for leftover in Path(directory).glob(pattern):
-        if leftover.is_file() and not leftover.is_symlink():
-            leftover.unlink(missing_ok=True)
-
-
 def out_of_space(exc: BaseException) -> bool:
     """Did this error (or one it was raised from, such as torch's writer wrapping an OSError)
     come from a full disk or a file size limit?"""
