@@ -3,6 +3,9 @@ unmarked test past the limit fails with its name and time; a slow-marked one and
 a module's fixture is charged in shares to the tests that use it.
 The generated tests keep a core busy rather than sleep: the guard counts CPU time too."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 TESTS = """
@@ -55,15 +58,19 @@ def test_whose_child_is_busy():
 
 @pytest.fixture
 def generated(pytester, monkeypatch):
-    """The file above with a limit of 0.1 s in its ini; a pytest on it loads only the guard's plugin
-    beside pytest's own (hypothesis' plugin alone takes a second to start)."""
+    """The file above with a limit of 0.1 s in its ini, run by a pytest in a process of its own that
+    loads no plugin but the guard: in this test's own process (an xdist worker hundreds of tests in,
+    with a large heap) a garbage collection alone once charged a quick test a whole second."""
     monkeypatch.delenv("DL_TEST_SLOW_AFTER", raising=False)
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                    os.environ.get("PYTHONPATH")])))
     pytester.makeini("[pytest]\nmarkers =\n    slow: takes long\nslow_after = 0.1\n")
     pytester.makepyfile(test_generated=TESTS)
-    return lambda: pytester.runpytest_inprocess("-p", "slow_guard", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                                                "-n", "0", "-ra")
+    return lambda: pytester.runpytest_subprocess("-p", "slow_guard", "-p", "no:cacheprovider", "-ra")
 
 
+@pytest.mark.slow  # a pytest in a process of its own, about 2 s
 def test_an_unmarked_test_past_the_limit_fails_naming_its_time(generated):
     result = generated()
     result.assert_outcomes(passed=7, failed=4)
@@ -76,6 +83,7 @@ def test_an_unmarked_test_past_the_limit_fails_naming_its_time(generated):
                                  "FAILED test_generated.py::test_whose_child_is_busy - took *"])
 
 
+@pytest.mark.slow  # two pytests in processes of their own
 def test_0_in_the_environment_turns_the_guard_off_and_a_limit_not_a_number_is_refused(generated, monkeypatch):
     monkeypatch.setenv("DL_TEST_SLOW_AFTER", "0")
     generated().assert_outcomes(passed=11)
