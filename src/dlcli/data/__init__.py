@@ -38,8 +38,10 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=
             which = f"data.target={data_cfg.target}" if "target" in data_cfg else "the data"
             raise UserError(f"{which} has only one class ({classes[0] if len(classes) else 'none'}): classification needs "
                             "at least two (for a numeric target, data.task=regression)")
-    split = _split(split_cfg, raw.targets, task, getattr(raw, "test_rows", None))
     modality = modality_of_source(raw)
+    split = modality.split(raw, split_cfg)
+    if split is None:
+        split = _split(split_cfg, raw.targets, task, getattr(raw, "test_rows", None))
     modality.check_options(options)
     refuse_settings_of_other_modalities(modality, options, raw.name)
     return modality.prepare(raw, split, options, Placement(device, cache, copies, saved))

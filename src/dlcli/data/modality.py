@@ -77,6 +77,12 @@ class Modality(ABC):
     def check_options(self, options: dict) -> None:
         """Refuse a data setting this modality cannot use, before the data is prepared."""
 
+    def split(self, raw, split_cfg) -> Any:
+        """The parts of a data set whose order is its meaning (a series, a text): contiguous spans in
+        time, never shuffled rows (a dlcli.data.split.Split). None: the seeded, stratified split of
+        rows every other data set gets (dlcli.data)."""
+        return None
+
     @abstractmethod
     def prepare(self, raw, split, options: dict, placement: Placement) -> Prepared:
         """`raw` (what the data set returned) prepared for a run with the data settings in `options`."""
