@@ -37,6 +37,11 @@ GROUPS: dict[str, Group] = {
             "augment": Anything(),  # each setting declared in dlcli.data.transforms
             "cache": Options(("auto", "memory", "none")),  # a folder of images decoded once: dlcli.data.image_cache
             "cache_dir": nullable(Text(non_empty=True)),  # where it is kept (null: $XDG_CACHE_HOME/dl): dlcli.data.cache_store
+            # text (dlcli.data.vocab): characters or words; the vocabulary's cap, counting <pad> and <unk>, so at
+            # least two tokens of the text's own; a text column's tokens kept per row (null: its longest train row)
+            "tokens": nullable(Options(("char", "word"))),
+            "vocab_size": nullable(Interval(4, 10_000_000, integer=True)),
+            "max_len": nullable(Interval(1, 1_000_000, integer=True)),
         },
         offered=("seed",),  # data makers draw from the run's seed
         # a one-line error on the other kind (dlcli.data), never suggested for it (dlcli.config.advice);
