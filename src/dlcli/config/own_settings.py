@@ -44,6 +44,7 @@ GROUPS: dict[str, Group] = {
             "max_len": nullable(Interval(1, 1_000_000, integer=True)),
         },
         offered=("seed",),  # data makers draw from the run's seed
+        passed_when_taken=("tokens",),  # a text source tokenizes itself (dlcli.data.text): its split counts tokens
         # a one-line error on the other kind (dlcli.data), never suggested for it (dlcli.config.advice);
         # data.resize also fits image-shaped tables
         only_for={**dict.fromkeys(("standardize", "standardize_target", "as_sequence"), "tables"),

@@ -20,7 +20,7 @@ from dlcli.errors import UserError
 PREPROCESSING_FILE = "preprocessing.json"  # in every run: what it learned from its train rows
 PREPROCESSING_FORMAT = 1  # of preprocessing.json; raise it when a reader could misread a new record
 MAX_FEATURES = 100_000_000  # far above any real input (a 224x224 RGB image is 150,528)
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "language_model")
 TRANSFORMS = ("none", "log", "log1p")
 
 
@@ -83,15 +83,21 @@ def _check_target(target, task: str, bad) -> None:
     classes = target.get("classes")
     if task == "classification" and not (texts(classes) and 1 <= len(classes) <= MAX_FEATURES):
         raise bad("a classification target lists its class names")
-    if task == "regression" and classes is not None:
-        raise bad("a regression target has no class names")
+    if task != "classification" and classes is not None:
+        raise bad(f"a {task} target has no class names")
     scaling = target.get("scaling")
     if scaling is not None:
         if not isinstance(scaling, dict) or set(scaling) - {"mean", "std", "transform"}:
             raise bad("target.scaling holds mean, std and transform")
-        if not (number(scaling.get("mean")) and number(scaling.get("std")) and scaling["std"] > 0
+        if not (_scaling_values(scaling.get("mean")) and _scaling_values(scaling.get("std"), positive=True)
                 and scaling.get("transform", "none") in TRANSFORMS):
-            raise bad("target.scaling needs a finite mean, a positive std and a known transform")
+            raise bad("target.scaling needs a finite mean, a positive std (or one of each per output) and a known transform")
+
+
+def _scaling_values(value, positive: bool = False) -> bool:
+    """A target's mean or std: one number, or one per output (a forecast's steps of several columns)."""
+    values = value if isinstance(value, list) and 1 <= len(value) <= MAX_FEATURES else [value]
+    return all(number(v) and (v > 0 or not positive) for v in values)
 
 
 def whole(value) -> bool:

@@ -16,6 +16,7 @@ from torch import nn
 
 from dlcli.engine.callbacks import Callback, CallbackList
 from dlcli.engine.distributed import World, buffers_of_rank_zero, gather_in_order, summed
+from dlcli.engine.language import LANGUAGE_MODEL, predict_tokens
 from dlcli.engine.loop import EpochResult, TimedBatches, predict, train_epoch
 from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import current_lr
@@ -31,7 +32,12 @@ class NonFiniteLoss(RunFailed):
 def evaluate_outputs(session: Session, data: BatchSource, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
     """Outputs, targets, loss and task metrics (scikit-learn) on every sample of `data`: for reports.
     `model` stands in for the session's (test-time augmentation wraps it)."""
-    outputs, targets = predict(model if model is not None else session.model, data.in_order(session.eval_batch_size), session.step.precision)
+    model = model if model is not None else session.model
+    if session.task == LANGUAGE_MODEL:  # logits reduced batch by batch: (N, T, V) is never held whole
+        outputs, targets, mean = predict_tokens(model, data.in_order(session.eval_batch_size), session.loss_fn, session.step.precision)
+        outputs, targets, loss = outputs.cpu(), targets.cpu(), float(mean)
+        return outputs, targets, loss, score(session.task, as_numpy(outputs), as_numpy(targets), loss=loss)
+    outputs, targets = predict(model, data.in_order(session.eval_batch_size), session.step.precision)
     metrics = score(session.task, as_numpy(outputs), as_numpy(targets), session.target_std, session.target_mean,
                     session.target_transform)
     with torch.no_grad():  # on the loss's device: its class weights or pos_weight live there
@@ -43,8 +49,13 @@ def validate(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation loss and the task metric as 0-d tensors on the device (read once per epoch); with
     several ranks each predicts its shard and every rank scores all of them, each sample once."""
     world = session.world
-    outputs, targets = predict(session.evaluation_module, session.val_data.in_order(session.eval_batch_size, world),
-                               session.step.precision, on_device=True)
+    batches = session.val_data.in_order(session.eval_batch_size, world)
+    if session.task == LANGUAGE_MODEL:  # logits reduced batch by batch; each rank's mean weighed by its windows
+        outputs, targets, mean = predict_tokens(session.evaluation_module, batches, session.loss_fn, session.step.precision)
+        loss = summed(mean * len(targets), world) / summed(mean.new_tensor(float(len(targets))), world)
+        outputs, targets = gather_in_order(outputs, targets, world)
+        return loss, epoch_scores(session.task, outputs, targets, loss=loss)[session.metric]
+    outputs, targets = predict(session.evaluation_module, batches, session.step.precision, on_device=True)
     outputs, targets = gather_in_order(outputs, targets, world)
     with torch.no_grad():
         loss = session.loss_fn(outputs, targets)
@@ -95,8 +106,8 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
                                  rank_weight(len(session.train_data), session.step.batch_size, session.world))
             result = across_ranks(result, session.world)
             train_seconds = time.perf_counter() - started
-            train_metric = epoch_scores(session.task, result.outputs, result.targets, session.target_std,
-                                        session.target_mean, session.target_transform)[session.metric]
+            train_metric = epoch_scores(session.task, result.outputs, result.targets, session.target_std, session.target_mean,
+                                        session.target_transform, loss=result.loss_sum / max(result.count, 1))[session.metric]
             buffers_of_rank_zero(session.model, session.world)
             val_loss, val_metric = validate(session) if session.val_data is not None else (result.loss_sum.new_tensor(math.nan),) * 2
             train_loss_sum, train_metric, val_loss, val_metric = torch.stack(

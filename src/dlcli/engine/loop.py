@@ -95,7 +95,7 @@ def train_epoch(
         loss_sum = loss * size if loss_sum is None else loss_sum.add_(loss, alpha=size)
         count += size
         outputs = outputs.detach()
-        outputs_seen.append(outputs.argmax(dim=1) if y.dtype == torch.long else outputs)
+        outputs_seen.append(outputs.argmax(dim=-1) if y.dtype == torch.long else outputs)  # classes (N,), or next tokens (N, T)
         targets_seen.append(y)
         if on_batch_end is not None:
             on_batch_end(size, loss)

@@ -18,6 +18,7 @@ from torch.nn import functional
 from dlcli.config.constraints import NON_NEGATIVE, POSITIVE, RATE, ListOf, Null, Options, constrained, nullable, one_of
 from dlcli.errors import UserError
 from dlcli.config.build import call_target
+from dlcli.engine.language import LANGUAGE_MODEL, TokenCrossEntropy
 
 CLASSIFICATION = {"dlcli.engine.losses.cross_entropy": "cross_entropy", "dlcli.engine.losses.FocalLoss": "focal",
                   "dlcli.engine.losses.BinaryCrossEntropy": "bce"}
@@ -92,6 +93,8 @@ def build_loss(loss_cfg: DictConfig | None, task: str, num_classes: int, train_t
                label_smoothing: float = 0.0) -> nn.Module:
     """The configured loss, checked against the task; `auto` is the task's usual one."""
     name = loss_name(loss_cfg)
+    if task == LANGUAGE_MODEL:
+        return language_model_loss(loss_cfg, name, label_smoothing)
     if name == "auto":
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing) if task == "classification" else nn.MSELoss()
     fits = CLASSIFICATION if task == "classification" else REGRESSION
@@ -110,6 +113,18 @@ def build_loss(loss_cfg: DictConfig | None, task: str, num_classes: int, train_t
         if (isinstance(alpha, (list, tuple)) or type(alpha).__name__ == "ListConfig") and len(alpha) != num_classes:
             raise UserError(f"loss.alpha={list(alpha)} gives {len(alpha)} weight(s) for {num_classes} classes")
     return call_target(loss_cfg, "loss", expect=nn.Module, expect_name="loss (a torch.nn.Module)", **extra)
+
+
+def language_model_loss(loss_cfg: DictConfig | None, name: str, label_smoothing: float) -> nn.Module:
+    """A language model's loss: cross-entropy over every position (loss=auto, or loss=cross_entropy
+    for its label smoothing); a loss of one answer per sample does not fit."""
+    if name == "auto":
+        return TokenCrossEntropy(label_smoothing)
+    if name != "cross_entropy":
+        raise UserError(f"loss={name} does not fit a language model (one next token per position): use loss=auto or loss=cross_entropy")
+    if loss_cfg.get("weight") is not None:
+        raise UserError("loss.weight weighs classes, and a language model's classes are its whole vocabulary: drop it")
+    return TokenCrossEntropy(float(loss_cfg.get("label_smoothing", 0.0)) or label_smoothing)
 
 
 def class_weights(weight, train_targets: np.ndarray, num_classes: int) -> list[float] | None:

@@ -12,20 +12,24 @@ import numpy as np
 import torch
 from sklearn import metrics
 
+from dlcli.engine.language import LANGUAGE_MODEL, token_scores
 from dlcli.engine.targets import invert_transform
 
 def epoch_scores(task: str, outputs: torch.Tensor, targets: torch.Tensor, target_std: float = 1.0,
-                 target_mean: float = 0.0, target_transform: str = "none") -> dict[str, torch.Tensor]:
+                 target_mean: float = 0.0, target_transform: str = "none", loss=None) -> dict[str, torch.Tensor]:
     """The task metrics of one epoch as 0-d tensors on the outputs' device (no sync).
 
     Classification `outputs` are logits (N, C) or predicted classes (N,). Regression works in
-    float64 in the target's own units, as scikit-learn does, so both agree to rounding.
+    float64 in the target's own units, as scikit-learn does, so both agree to rounding. A language
+    model's perplexity is read from its mean token `loss` (dlcli.engine.language).
     """
+    if task == LANGUAGE_MODEL:
+        return token_scores(loss, outputs, targets)
     if task == "classification":
         predictions = outputs.argmax(dim=1) if outputs.ndim == 2 else outputs
         return {"accuracy": (predictions == targets).sum(dtype=torch.float64) / max(len(targets), 1)}
-    predicted = invert_transform(target_transform, outputs.reshape(-1).double() * target_std + target_mean)
-    actual = invert_transform(target_transform, targets.reshape(-1).double() * target_std + target_mean)
+    predicted = _own_units(outputs.double(), target_std, target_mean, target_transform)
+    actual = _own_units(targets.double(), target_std, target_mean, target_transform)
     error = predicted - actual
     residual = (error**2).sum()
     total = ((actual - actual.mean()) ** 2).sum()
@@ -40,13 +44,16 @@ def epoch_scores(task: str, outputs: torch.Tensor, targets: torch.Tensor, target
 
 
 def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float = 1.0, target_mean: float = 0.0,
-          target_transform: str = "none") -> dict:
-    """Task metrics from model outputs; regression values are mapped back to the target's units."""
+          target_transform: str = "none", loss: float | None = None) -> dict:
+    """Task metrics from model outputs; regression values are mapped back to the target's units; a
+    language model's perplexity and bits per token come from its mean token `loss`."""
+    if task == LANGUAGE_MODEL:
+        return {name: float(value) for name, value in token_scores(loss, torch.as_tensor(outputs), torch.as_tensor(targets)).items()}
     if task == "classification":
         predictions = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs  # logits or classes
         return {"accuracy": float(metrics.accuracy_score(targets, predictions))}
-    predicted = invert_transform(target_transform, outputs.reshape(-1).astype(np.float64) * target_std + target_mean)
-    actual = invert_transform(target_transform, targets.reshape(-1).astype(np.float64) * target_std + target_mean)
+    predicted = _own_units(outputs.astype(np.float64), target_std, target_mean, target_transform)
+    actual = _own_units(targets.astype(np.float64), target_std, target_mean, target_transform)
     scores = {
         "rmse": math.sqrt(float(metrics.mean_squared_error(actual, predicted))),
         "mae": float(metrics.mean_absolute_error(actual, predicted)),
@@ -56,6 +63,25 @@ def score(task: str, outputs: np.ndarray, targets: np.ndarray, target_std: float
     # A metric that does not apply here (r2 of one sample, log_rmse of a target that is not
     # positive) is left out, so every report and table agrees, rather than shown as nan or null.
     return {k: v for k, v in scores.items() if math.isfinite(v) or k == "rmse"}
+
+
+def _own_units(values, std, mean, transform: str):
+    """Regression outputs or targets (numpy or torch, float64) in the target's own units, flat.
+    `std` and `mean` are one number, or a sequence of one per output (a forecast's horizon steps of
+    several columns, each in its own units), applied to each row's outputs."""
+    if isinstance(std, (tuple, list)):
+        values = values.reshape(len(values), len(std))
+        std, mean = _numbers_like(values, std), _numbers_like(values, mean)
+    else:
+        values = values.reshape(-1)
+    return invert_transform(transform, (values * std + mean).reshape(-1))
+
+
+def _numbers_like(values, numbers):
+    """`numbers` as float64 beside `values`: a tensor on its device, or a numpy array."""
+    if isinstance(values, torch.Tensor):
+        return torch.as_tensor(numbers, dtype=torch.float64, device=values.device)
+    return np.asarray(numbers, dtype=np.float64)
 
 
 def log_rmse(actual: np.ndarray, predicted: np.ndarray) -> float:

@@ -323,7 +323,8 @@ def _test_once(experiment: Experiment, run_dir: Path, state: FitState) -> dict |
     if len(experiment.data.split.test) == 0 or state.best_epoch == 0:
         return None
     report = evaluate_checkpoint(experiment, run_dir, "test", "best", draw=False)  # drawn with the curves
-    keep = ("epoch", "samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
+    keep = ("epoch", "samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse", "persistence_rmse", "persistence_mae",
+            "perplexity", "bits_per_token")
     return {k: report[k] for k in keep if k in report}
 
 
@@ -379,6 +380,10 @@ def run_facts(experiment: Experiment) -> dict:
         # without a validation split nothing is selected: best.pt is simply the last epoch
         **({"selection": "no validation split (split.val=0): best.pt is the last epoch"}
            if experiment.session.val_data is None else {}),
+        # a simple model's scores beside the network's, where the data offers one (a text column's bag of words)
+        **({"baseline": data.baseline()} if hasattr(data, "baseline") else {}),
+        # a series: the persistence forecast's errors (next = last), to read the model's beside
+        **(data.summary_facts() if hasattr(data, "summary_facts") else {}),
         "device": str(experiment.session.device),
         "seed": int(experiment.cfg.seed),
         "versions": {
