@@ -57,7 +57,16 @@ def _images(tmp_path: Path):
     return compose(["data=imagefolder", f"data.root={root}", "data.cache=none"]), root / "cat"
 
 
-CASES = {"table": _table, "array": _array, "images": _images}
+def _text_column(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 60)
+    review = [f"the film was {rng.choice(['great', 'superb'] if y else ['dull', 'awful'])}" for y in label]
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": review, "label": label}).to_csv(path, index=False)
+    return compose(["data=csv", f"data.path={path}", "data.target=label", "data.text=review"]), path
+
+
+CASES = {"table": _table, "array": _array, "images": _images, "text_column": _text_column}
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
@@ -78,8 +87,8 @@ def test_the_cases_above_cover_every_registered_modality():
 
 
 def test_a_record_of_a_kind_no_modality_writes_is_refused_in_one_line(tmp_path):
-    with pytest.raises(UserError, match=r"kind must be one of array, images, table and task one of") as info:
-        check_preprocessing({"format": 1, "kind": "text", "task": "classification"}, tmp_path / "p.json", 1)
+    with pytest.raises(UserError, match=r"kind must be one of array, images, (\w+, )*table(, \w+)* and task one of") as info:
+        check_preprocessing({"format": 1, "kind": "hieroglyphs", "task": "classification"}, tmp_path / "p.json", 1)
     assert "\n" not in str(info.value)
 
 

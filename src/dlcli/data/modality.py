@@ -117,6 +117,10 @@ class Modality(ABC):
         """{mean, std} per channel that the exported file applies itself, or None."""
         return None
 
+    def vocab_size(self, record: dict) -> int | None:
+        """The tokens of a checked record's vocabulary (a model's embedding rows), None for data that is not tokens."""
+        return None
+
 
 MODALITIES: dict[str, Modality] = {}
 

@@ -53,10 +53,7 @@ class PreparedData:
 
         features, targets = self.part(name)
         x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, *(self.stored_shape or self.input_shape))
-        if self.task == "classification":
-            y = torch.as_tensor(targets, dtype=torch.long)
-        else:
-            y = torch.as_tensor(targets, dtype=torch.float32).reshape(-1, 1)
+        y = target_tensor(self.task, targets)
         return TensorBatches(x.to(device), y.to(device), self._resize_batch if self.stored_shape else None)
 
     def _resize_batch(self, x):
@@ -64,3 +61,13 @@ class PreparedData:
         from torch.nn import functional  # noqa: PLC0415  (dl cache list runs without torch)
 
         return functional.interpolate(x, size=tuple(self.input_shape[1:]), mode="bilinear", align_corners=False)
+
+
+def target_tensor(task: str, targets: np.ndarray):
+    """Targets as the loss takes them: class indices (int64), or float32 values, one row per sample
+    (N x 1; a forecast's N x horizon*K)."""
+    import torch  # noqa: PLC0415  (dl cache list runs without torch)
+
+    if task == "classification":
+        return torch.as_tensor(targets, dtype=torch.long)
+    return torch.as_tensor(targets, dtype=torch.float32).reshape(len(targets), -1)

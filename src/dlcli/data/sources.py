@@ -30,6 +30,7 @@ from dlcli.config.constraints import (
     show,
 )
 from dlcli.data.tables import check_numbers, read_csv
+from dlcli.data.text_table import TextTable, text_table
 from dlcli.errors import UserError
 
 if TYPE_CHECKING:
@@ -120,9 +121,12 @@ def make_classification_synthetic(
     return RawData(features=features.astype(np.float32), targets=targets, task="classification", name="classification_synthetic")
 
 
-@constrained(path=Text(non_empty=True), target=Text(non_empty=True), task=Options(TASKS), drop=nullable(ListOf(TEXT)))
-def load_csv(path: str, target: str, task: str = "classification", drop: list[str] | None = None) -> RawData:
-    """A user's table: one column is the target, the others (minus `drop`) are features."""
+@constrained(path=Text(non_empty=True), target=Text(non_empty=True), task=Options(TASKS), drop=nullable(ListOf(TEXT)),
+             text=nullable(Text(non_empty=True)))
+def load_csv(path: str, target: str, task: str = "classification", drop: list[str] | None = None,
+             text: str | None = None) -> RawData | TextTable:
+    """A user's table: one column is the target, the others (minus `drop`) are features; with
+    `text`, that column of text alone is the input (dlcli.data.text_table)."""
     import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
 
     file = Path(path).expanduser()
@@ -168,6 +172,8 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
     else:
         _refuse_regression_looking_target(y, target)
         targets = y.astype(str).to_numpy(dtype=object)
+    if text is not None:
+        return text_table(table, text, target, targets, task, file, notes, drop)
     features = table.drop(columns=[target, *drop])
     if features.shape[1] == 0:
         raise UserError(f"{file.name} has no feature columns left after removing the target and data.drop")

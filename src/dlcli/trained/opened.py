@@ -14,10 +14,12 @@ from typing import Sequence
 from omegaconf import DictConfig
 
 from dlcli.data import PREPROCESSING_FILE, PREPROCESSING_FORMAT
+from dlcli.data.modality import modality_named
 from dlcli.data.preprocess import TargetScaler
 from dlcli.data.record import check_preprocessing
 from dlcli.engine.checkpoint import load_checkpoint, load_weights
 from dlcli.engine.device import select_device
+from dlcli.engine.language import LANGUAGE_MODEL
 from dlcli.engine.losses import head_size, one_logit, present_as_two_logits
 from dlcli.errors import UserError
 from dlcli.models import build_model
@@ -79,9 +81,12 @@ def open_trained_run(run_path: str | Path, checkpoint: str = "best", device: str
     cfg = load_saved_config(run, trust)
     target = select_device(device)
     classes = record["target"]["classes"]
-
-    model = build_model(cfg.model, tuple(record["input_shape"]), head_size(cfg.get("loss"), len(classes) if classes else 1),
-                        start_weights=False)  # the checkpoint is loaded next
+    vocab_size = modality_named(record["kind"]).vocab_size(record)
+    # a language model's outputs are the next token's logits over its whole vocabulary
+    outputs = vocab_size if record["task"] == LANGUAGE_MODEL else len(classes) if classes else 1
+    model = build_model(cfg.model, tuple(record["input_shape"]), head_size(cfg.get("loss"), outputs),
+                        start_weights=False,  # the checkpoint is loaded next
+                        vocab_size=vocab_size, task=record["task"])
     if one_logit(cfg.get("loss")):
         present_as_two_logits(model)  # a one-logit (bce) model answers as two classes
     payload = load_checkpoint(path)
