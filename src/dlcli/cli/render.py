@@ -44,7 +44,8 @@ def headline(run_dir: Path, summary: dict) -> str:
         parts.append(f"best {monitor} {short(summary[f'best_{monitor}'])} (epoch {summary.get('best_epoch')})")
     test = summary.get("test") or {}
     if metric in test:
-        parts.append(f"test {metric} {short(test[metric])}")
+        naive = f"  (persistence {short(test[f'persistence_{metric}'])})" if f"persistence_{metric}" in test else ""  # a forecast
+        parts.append(f"test {metric} {short(test[metric])}{naive}")
     elif summary.get("no_test"):
         parts.append("no test split (split.test=0: trained on every labelled row)")
     return "  ".join(parts)
@@ -83,6 +84,9 @@ def summary_table(run_dir: Path, summary: dict) -> Table:
         ("best epoch", summary.get("best_epoch")),
         (f"best {monitor}", fmt(summary.get(f"best_{monitor}"))),
     ]
+    naive = (summary.get("persistence") or {}).get("val") or {}
+    if monitor.startswith("val_") and monitor[4:] in naive:  # a forecast: the naive one's beside the model's
+        rows.append((f"persistence {monitor}", fmt(naive[monitor[4:]])))
     if summary.get("selection"):  # no validation split: nothing was selected
         rows[-2:] = [("kept epoch", f"{summary.get('best_epoch')} (the last: no validation split)")]
     if summary.get("refit_epochs_from"):

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, checked_options, console, err_console, examples, handle_errors
-from dlcli.errors import printable
+from dlcli.errors import printable, printable_lines
 from dlcli.cli.render import confusion_table, fmt, metrics_table, per_class_table
 
 MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as the picture
@@ -34,7 +34,7 @@ def _eval_options():
 def _predict_options():
     from dlcli.config.constraints import Interval
 
-    return {**_checkpoint(), "fold": Interval(1, 10_000, integer=True)}
+    return {**_checkpoint(), "fold": Interval(1, 10_000, integer=True), "horizon": Interval(1, 100_000, integer=True)}
 
 
 def _export_options():
@@ -101,13 +101,15 @@ def evaluate(
     dl predict runs/house_prices/2026-11-24_11-20-00 test.csv --output submission.csv
     dl predict runs/photos/2026-11-24_12-00-00 photos/ --proba      (a folder of images, searched recursively)
     dl predict RUN_DIR rows.npy --json      (rows of features in a NumPy file)
+    dl predict RUN_DIR series.csv --horizon 20      (a series run: the 20 steps after the series' end)
+    dl predict RUN_DIR --prompt "the time traveller" --tokens 200 --temperature 0.8 --seed 1      (a language model continues a text)
 """),
 )
 @handle_errors
 @checked_options(_predict_options)
 def predict_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by dl train (a refit, any run), or a k-fold run: the mean of its fold models."),
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="A CSV, an image, a folder of images, or a .npy array."),
+    input_path: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="A CSV, an image, a folder of images, or a .npy array (a language model takes --prompt instead)."),
     fold: Optional[int] = typer.Option(None, "--fold", help="Of a k-fold run, predict with fold N's model alone (default: all folds, averaged)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV (default: RUN_DIR/predictions-<input>.csv)."),
     checkpoint: str = CHECKPOINT,
@@ -116,11 +118,20 @@ def predict_command(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
     trust: Optional[List[str]] = TRUST,
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+    horizon: Optional[int] = typer.Option(None, "--horizon", help="A series run (data=sine, data=timeseries): forecast the N steps after the end of INPUT, one row per step (default: the trained data.horizon). Past the trained horizon each forecast is fed back as the newest steps, one trained horizon at a time (a model that forecasts every column it reads)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="A language model (data=text, data=timemachine): continue this text; no INPUT."),
+    tokens: int = typer.Option(200, "--tokens", help="With --prompt: how many tokens to add."),
+    temperature: float = typer.Option(1.0, "--temperature", help="With --prompt: divides the logits before sampling (lower: more conservative)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="With --prompt: sample only among the K likeliest tokens."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="With --prompt: the sampling seed (the same seed, the same text; default: drawn and shown)."),
 ):
-    """Predict new data with a trained run: one row per input, in the target's own terms."""
+    """Predict new data with a trained run: one row per input, in the target's own terms (a series: one row per step forecast; a language model: the text continued from --prompt)."""
+    if prompt is not None or input_path is None:
+        _continue_text(run_dir, input_path, prompt, tokens, temperature, top_k, seed, checkpoint, device, trust, as_json)
+        return
     from dlcli.trained.predict import predict_file
 
-    result = predict_file(run_dir, input_path, output, checkpoint, proba, id_column, device, trust or [], fold)
+    result = predict_file(run_dir, input_path, output, checkpoint, proba, id_column, device, trust or [], fold, horizon=horizon)
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -130,6 +141,27 @@ def predict_command(
     model = result.get("ensemble") or f"{result['checkpoint']} checkpoint, epoch {result['epoch']}"
     console.print(f"wrote {result['rows']} predictions ({', '.join(result['columns'])}) to {result['output']} "
                   f"[{model}, {result['device']}{rate}]", markup=False, highlight=False, soft_wrap=True)
+
+
+def _continue_text(run_dir, input_path, prompt, tokens, temperature, top_k, seed, checkpoint, device, trust, as_json) -> None:
+    """dl predict RUN --prompt TEXT: the language model's continuation, printed."""
+    from dlcli.errors import UserError
+    from dlcli.trained.generate import continue_text
+
+    if prompt is None:
+        raise UserError("dl predict needs an INPUT to predict (a CSV, images, a .npy array), or --prompt TEXT for a language model")
+    if input_path is not None:
+        raise UserError(f"--prompt continues a text and reads no INPUT: drop {input_path}")
+    result = continue_text(run_dir, prompt, tokens, temperature, top_k, seed, checkpoint, device, trust or [])
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for note in result["notes"]:
+        err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(f"[{result['checkpoint']} checkpoint, epoch {result['epoch']}, temperature {result['temperature']:g}"
+                      f"{'' if result['top_k'] is None else ', top-k ' + str(result['top_k'])}, seed {result['seed']}]",
+                      markup=False, highlight=False, soft_wrap=True)
+    print(printable_lines(result["text"]))
 
 
 @app.command(

@@ -65,6 +65,7 @@ class Modality(ABC):
     settings: ClassVar[tuple[str, ...]] = ()  # data settings only it (and modalities sharing them) reads: refused elsewhere
     applies_to: ClassVar[str]  # the data sets those settings apply to, in a refusal ("tables")
     is_a: ClassVar[str]  # what a data set of this modality is, in a refusal ("a table held in memory")
+    input_dtype: ClassVar[str] = "float32"  # what a model (and an exported file) takes: int64 for token ids
 
     def accepts(self, raw) -> bool:
         """Whether `raw`, what a data set's _target_ returned, is data of this modality."""
@@ -120,6 +121,10 @@ class Modality(ABC):
     def vocab_size(self, record: dict) -> int | None:
         """The tokens of a checked record's vocabulary (a model's embedding rows), None for data that is not tokens."""
         return None
+
+    def regression_outputs(self, record: dict) -> int:
+        """The values a regression model of a checked record outputs per sample (a forecast's: horizon x target columns)."""
+        return 1
 
 
 MODALITIES: dict[str, Modality] = {}

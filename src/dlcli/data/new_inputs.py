@@ -27,6 +27,9 @@ class NewInputs:
     batches: Callable[[int], Iterator]  # batch size -> float32 tensors in the model's stored input shape
     ids: tuple[str, list] | None = None  # (column name, one value per row)
     notes: list[str] = field(default_factory=list)
+    # a series' inputs answer as a forecast of the steps after it, not one row per input:
+    # (the model as a function of a batch, the steps asked or None for the trained horizon) -> a table
+    forecast: Callable[[Callable, int | None], object] | None = None
 
 
 def read_inputs(record: dict, path: str | Path, id_column: str | None = None) -> NewInputs:

@@ -23,26 +23,39 @@ MISSING_CATEGORY = "<missing>"  # one-hot column that marks a missing (or never 
 @dataclass
 class TargetScaler:
     """Regression targets are learned transformed (log, log1p) and standardized; metrics and
-    predictions are reported in the target's own units."""
+    predictions are reported in the target's own units. `mean` and `std` are one number, or one
+    per output (a forecast's steps of several columns, each column in its own units)."""
 
-    mean: float = 0.0
-    std: float = 1.0
+    mean: float | tuple[float, ...] = 0.0
+    std: float | tuple[float, ...] = 1.0
     transform_name: str = "none"
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         """The target as the model learns it."""
-        return (_apply(self.transform_name, y) - self.mean) / self.std
+        return (_apply(self.transform_name, y) - _values(self.mean)) / _values(self.std)
 
     def inverse(self, y):
-        """Model outputs (numpy or torch) back in the target's own units."""
-        return invert_transform(self.transform_name, y * self.std + self.mean)
+        """Model outputs (numpy or torch; per-output scaling: numpy, N x outputs) back in the target's own units."""
+        return invert_transform(self.transform_name, y * _values(self.std) + _values(self.mean))
 
     def to_json(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "transform": self.transform_name}
+        return {"mean": _plain(self.mean), "std": _plain(self.std), "transform": self.transform_name}
 
     @classmethod
     def from_json(cls, record: dict) -> TargetScaler:
-        return cls(float(record["mean"]), float(record["std"]), str(record.get("transform", "none")))
+        return cls(_number_or_tuple(record["mean"]), _number_or_tuple(record["std"]), str(record.get("transform", "none")))
+
+
+def _values(value):
+    return np.asarray(value, dtype=np.float64) if isinstance(value, tuple) else value
+
+
+def _plain(value):
+    return [float(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _number_or_tuple(value):
+    return tuple(float(v) for v in value) if isinstance(value, list) else float(value)
 
 
 def _apply(name: str, y):

@@ -382,8 +382,7 @@ def run_facts(experiment: Experiment) -> dict:
            if experiment.session.val_data is None else {}),
         # a simple model's scores beside the network's, where the data offers one (a text column's bag of words)
         **({"baseline": data.baseline()} if hasattr(data, "baseline") else {}),
-        # a series: the persistence forecast's errors (next = last), to read the model's beside
-        **(data.summary_facts() if hasattr(data, "summary_facts") else {}),
+        **(data.summary_facts() if hasattr(data, "summary_facts") else {}),  # a series: persistence's errors (next = last)
         "device": str(experiment.session.device),
         "seed": int(experiment.cfg.seed),
         "versions": {

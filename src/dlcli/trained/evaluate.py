@@ -48,6 +48,8 @@ def evaluate_checkpoint(experiment: Experiment, run_dir: Path, split: str, check
     }
     if session.loss_units:
         report["loss_units"] = session.loss_units  # the metrics are in the target's own units
+    if hasattr(experiment.data, "forecast_report"):  # a series: errors per horizon step, and persistence's beside them
+        report.update(experiment.data.forecast_report(split, as_numpy(outputs)))
     if experiment.data.task == "classification":
         names = experiment.data.class_names
         report["class_names"] = names

@@ -112,8 +112,10 @@ def exported_module(model, record: dict):
             self.register_buffer("std", torch.tensor(norm["std"] if norm else [1.0]).reshape(1, channels, 1, 1))
             self.grow = tuple(record["input_shape"][1:]) if record.get("stored_shape") else None
             scaling = record["target"].get("scaling") or {}
-            self.scale = float(scaling.get("std", 1.0))
-            self.shift = float(scaling.get("mean", 0.0))
+            # one number, or one per output (a forecast's steps of several columns, each in its own units)
+            self.rescale = scaling.get("std", 1.0) != 1.0 or scaling.get("mean", 0.0) != 0.0
+            self.register_buffer("scale", torch.tensor(scaling.get("std", 1.0), dtype=torch.float32))
+            self.register_buffer("shift", torch.tensor(scaling.get("mean", 0.0), dtype=torch.float32))
             self.transform = scaling.get("transform", "none")
 
         def forward(self, x):
@@ -122,7 +124,7 @@ def exported_module(model, record: dict):
             if self.grow is not None:
                 x = functional.interpolate(x, size=self.grow, mode="bilinear", align_corners=False)
             y = self.model(x)
-            if self.scale != 1.0 or self.shift != 0.0:
+            if self.rescale:
                 y = y * self.scale + self.shift
             if self.transform == "log":
                 y = torch.exp(y)
@@ -226,7 +228,7 @@ def describe(trained, fmt: str, destination: Path, rows: int, difference: float,
         "checkpoint": trained.checkpoint,
         "epoch": trained.epoch,
         "task": trained.task,
-        "input": {"name": "input", "shape": shape, "dtype": "float32", "takes": takes},
+        "input": {"name": "input", "shape": shape, "dtype": modality.input_dtype, "takes": takes},
         "output": {"name": "output", "gives": gives},
         "class_names": trained.class_names,
         "target": trained.target_name,

@@ -81,9 +81,10 @@ def open_trained_run(run_path: str | Path, checkpoint: str = "best", device: str
     cfg = load_saved_config(run, trust)
     target = select_device(device)
     classes = record["target"]["classes"]
-    vocab_size = modality_named(record["kind"]).vocab_size(record)
+    modality = modality_named(record["kind"])
+    vocab_size = modality.vocab_size(record)
     # a language model's outputs are the next token's logits over its whole vocabulary
-    outputs = vocab_size if record["task"] == LANGUAGE_MODEL else len(classes) if classes else 1
+    outputs = vocab_size if record["task"] == LANGUAGE_MODEL else len(classes) if classes else modality.regression_outputs(record)
     model = build_model(cfg.model, tuple(record["input_shape"]), head_size(cfg.get("loss"), outputs),
                         start_weights=False,  # the checkpoint is loaded next
                         vocab_size=vocab_size, task=record["task"])

@@ -32,13 +32,17 @@ BATCH_SIZE = 4096
 
 def predict_file(run_path: str | Path, input_path: str | Path, output: str | Path | None = None, checkpoint: str = "best",
                  proba: bool = False, id_column: str | None = None, device: str = "auto", trust: Sequence[str] = (),
-                 fold: int | None = None) -> dict:
+                 fold: int | None = None, horizon: int | None = None) -> dict:
     """Predict every row (or image) of `input_path`; returns what was written and how fast. A
-    k-fold run predicts with the mean of its fold models (or with fold `fold` alone)."""
+    k-fold run predicts with the mean of its fold models (or with fold `fold` alone). A series run
+    forecasts the `horizon` steps after the end of the given series (None: its trained horizon)."""
     home, models = model_runs(run_path, fold)
     records = [read_preprocessing(run)[1] for run in models]  # cheap checks first: can each of them predict?
     if proba and records[0]["task"] != "classification":
         raise UserError("--proba gives class probabilities, and this run is a regression: drop it")
+    if horizon is not None and "series" not in records[0]:
+        raise UserError(f"--horizon {horizon} forecasts the steps after a series, and this run was trained on "
+                        f"{records[0]['data']} ({records[0]['kind']}): drop it")
     source = Path(str(input_path)).expanduser()
     destination = Path(output).expanduser() if output else home / f"predictions-{source.stem}.csv"
     if destination.exists() and destination.resolve() == source.resolve():
@@ -56,22 +60,28 @@ def predict_file(run_path: str | Path, input_path: str | Path, output: str | Pat
         if (trained.task, trained.class_names, trained.target_name) != (first.task, first.class_names, first.target_name):
             raise UserError(f"{run} predicts other classes or another target than {models[0]}: its folds were trained on "
                             "different data, so they cannot be averaged; choose one with --fold N")
-        answers.append(_in_target_terms(trained, _run_model(trained, inputs)))
+        if inputs.forecast is not None:  # a series: the steps after it, the model run step after step
+            answers.append(inputs.forecast(lambda x, trained=trained: _run_model_on(trained, x).numpy(), horizon))
+        else:
+            answers.append(_in_target_terms(trained, _run_model(trained, inputs)))
         notes += [note for note in inputs.notes if note not in notes]
-    table = _answers(first, np.mean(answers, axis=0), proba, inputs.ids)
+    if inputs.forecast is not None:
+        table = _mean_forecast(answers)
+    else:
+        table = _answers(first, np.mean(answers, axis=0), proba, inputs.ids)
     _write_whole(table, destination)
     seconds = time.perf_counter() - started
     result = {
         "run": str(home),
         "input": str(source),
         "output": str(destination),
-        "rows": inputs.rows,
+        "rows": len(table),  # one per input; a forecast's, one per step
         "columns": list(table.columns),
         "checkpoint": checkpoint,
         "epoch": trained.epoch,
         "device": str(_device_of(trained.model)),
         "seconds": seconds,
-        "rows_per_second": inputs.rows / seconds if seconds > 0 else None,
+        "rows_per_second": len(table) / seconds if seconds > 0 else None,
         "notes": notes,
     }
     if len(models) > 1:
@@ -131,6 +141,20 @@ def _run_model(trained, inputs):
                 x = functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
             chunks.append(trained.model(x).float().cpu())
     return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def _mean_forecast(forecasts: list):
+    """One forecast table (step, then each target column); the fold models' mean for a k-fold run."""
+    table = forecasts[0].copy()
+    values = [column for column in table.columns if column != "step"]
+    table[values] = np.mean([forecast[values].to_numpy(dtype=np.float64) for forecast in forecasts], axis=0)
+    return table
+
+
+def _run_model_on(trained, x):
+    """The model's outputs for one batch, on the CPU (float32)."""
+    with torch.inference_mode():
+        return trained.model(x.to(_device_of(trained.model))).float().cpu()
 
 
 def _device_of(model):
