@@ -202,3 +202,19 @@ class RaiseOnBatch(Callback):
         self.seen += 1
         if self.seen == self.batch:
             raise ValueError("the callback broke mid-epoch")
+
+
+class NextTokenTable(__import__("torch").nn.Module):
+    """The smallest language model: an embedding of each token read straight out as the next
+    token's logits (a learned bigram table). Causal by construction (position t reads token t only)."""
+
+    def __init__(self, input_shape, num_outputs: int, vocab_size: int | None = None, causal: bool = True):
+        super().__init__()
+        import torch
+
+        assert vocab_size is not None, "dl passes vocab_size for token data"
+        self.vocab_size = vocab_size  # what dl's dry run reads to give it token ids
+        self.table = torch.nn.Embedding(vocab_size, num_outputs)
+
+    def forward(self, x):
+        return self.table(x)

@@ -120,7 +120,7 @@ class Diagnostics(Callback):
                 counts = torch.bincount(targets.long().reshape(-1))
                 self.evidence.majority_share = float(counts.max()) / float(counts.sum())
         flat = x.reshape(len(x), -1).float()
-        if len(flat) > 1:
+        if len(flat) > 1 and x.is_floating_point():  # token ids are names, not measurements: no scale to judge
             std, mean = flat.std(dim=0), flat.mean(dim=0)
             self.evidence.input_scale = {"max_std": float(std.max()), "max_abs_mean": float(mean.abs().max()),
                                          "feature": int(torch.argmax(torch.maximum(std, mean.abs())))}

@@ -176,6 +176,9 @@ class TextModality(Modality):
         except UserError as exc:
             raise bad(f"text.vocabulary: {exc}") from None
 
+    def vocab_size(self, record: dict) -> int:
+        return len(record["text"]["vocabulary"]["tokens"])
+
     def read_inputs(self, record: dict, source: Path, given: str, id_column: str | None):
         raise UserError(f"{given}: this run is a language model, which continues a text rather than labelling rows: "
                         "dl predict RUN --prompt \"some text\" --tokens 200")
