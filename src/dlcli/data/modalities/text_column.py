@@ -30,6 +30,7 @@ class TextColumnModality(Modality):
     settings = (*TEXT_SETTINGS, *KEPT_TABLE_SETTINGS)
     applies_to = "text (data=csv data.text=COLUMN)"
     is_a = "a text column"
+    input_dtype = "int64"
 
     def setting_hint(self, key: str) -> str:
         return " (the texts are read as sequences of tokens already)" if key == "as_sequence" else ""
