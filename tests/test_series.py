@@ -216,8 +216,9 @@ def test_a_received_record_with_a_bad_series_encoding_is_refused(tmp_path):
 
 @pytest.mark.slow  # trains an LSTM for several epochs
 def test_an_lstm_beats_persistence_on_a_clean_sine(workdir):
-    result = train(RunRequest(compose(["data=sine", "model=lstm", "data.noise=0", "data.frequency=0.1", "data.window=8",
-                                       "data.horizon=3", "trainer.epochs=15", "trainer.progress=false"]), [], quiet_reporter()))
+    result = train(RunRequest(compose(["data=sine", "model=lstm", "data.noise=0", "data.frequency=0.1", "data.num_points=400",
+                                       "data.window=8", "data.horizon=3", "trainer.epochs=8", "trainer.progress=false"]), [],
+                              quiet_reporter()))
     summary = result.summary
     assert summary["test"]["rmse"] < 0.5 * summary["test"]["persistence_rmse"], summary["test"]
     assert "no_better_than_persistence" not in summary["diagnosis"]
@@ -243,8 +244,8 @@ def _rows(run_dir: Path) -> list[list[str]]:
 @pytest.mark.parametrize("model", ["gru", "cnn1d"])
 def test_a_forecaster_exports_to_onnx(workdir, model):
     pytest.importorskip("onnxruntime")
-    path = write_series(workdir / "s.csv", seasonal(150))
-    result = train(RunRequest(compose(["data=timeseries", f"data.path={path}", "data.columns=[sales,price]", "data.window=14",
+    path = write_series(workdir / "s.csv", seasonal(200))
+    result = train(RunRequest(compose(["data=timeseries", f"data.path={path}", "data.columns=[sales,price]", "data.window=7",
                                        "data.horizon=3", "data.time=day", f"model={model}", "trainer.epochs=1",
                                        "trainer.progress=false"]), [], quiet_reporter()))
     out = run_cli("export", str(result.run_dir), "--format", "onnx", "--json")
