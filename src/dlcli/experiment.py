@@ -99,7 +99,8 @@ def _built_experiment(cfg: DictConfig, restoring: bool) -> Experiment:
         _check_no_validation(cfg)
     loss_cfg = cfg.get("loss")
     try:
-        model = build_model(cfg.model, data.input_shape, head_size(loss_cfg, data.num_outputs), start_weights=not restoring).to(device)
+        model = build_model(cfg.model, data.input_shape, head_size(loss_cfg, data.num_outputs), start_weights=not restoring,
+                            vocab_size=getattr(data, "vocab_size", None), task=data.task).to(device)
         if one_logit(loss_cfg):
             present_as_two_logits(model)
         if getattr(model, "start_note", None):

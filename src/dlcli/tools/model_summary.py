@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from dlcli.models.tokens import example_input
+
 
 @dataclass
 class LayerRow:
@@ -138,7 +140,7 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]):
     meta.eval()  # batch norm in training mode refuses a batch of one
     try:
         with torch.no_grad():
-            meta(torch.zeros(1, *input_shape, device="meta"))
+            meta(example_input(meta, input_shape, "meta"))  # token ids for a model that embeds them
     finally:
         for handle in handles:
             handle.remove()
