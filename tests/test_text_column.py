@@ -22,6 +22,7 @@ from dlcli.data.text_rows import cut_padding
 from dlcli.data.vocab import PAD_ID, UNK_ID, tokenize
 from dlcli.errors import UserError
 from dlcli.models import build_model
+from dlcli.system.numbers import short
 
 GOOD = ["great", "wonderful", "loved", "superb"]
 BAD = ["awful", "boring", "hated", "dull"]
@@ -85,6 +86,16 @@ def test_texts_are_right_padded_with_zero_cut_at_max_len_and_batches_cut_to_thei
     assert cut_padding(batch).tolist() == [[4, 5], [6, 0]]
     x, y = next(iter(data.batches("train", "cpu").in_order(8)))
     assert x.dtype == torch.long and x.shape[1] == max(lengths[i] for i in data.split.train[:8]) and y.dtype == torch.long
+
+
+def test_a_few_long_texts_bring_advice_on_max_len(tmp_path):
+    frame = reviews(60)
+    frame.loc[:, "review"] = frame.review + np.where(np.arange(60) < 2, " the film" * 60, "")  # two texts of 120 more words
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    data = prepared(tmp_path / "r.csv")
+    advice = [note for note in data.notes if note.startswith("95% of the train texts")]
+    assert data.input_shape[0] > 120 and len(advice) == 1 and "data.max_len=" in advice[0]
+    assert not any(note.startswith("95%") for note in prepared(tmp_path / "r.csv", "data.max_len=20").notes)
 
 
 def test_chars_and_a_vocabulary_cap(tmp_path):
@@ -196,6 +207,7 @@ def test_a_text_classifier_learns_the_words_and_predicts_a_new_csv(model, workdi
     summary = read(run / "summary.json")
     assert summary["test"]["accuracy"] >= 0.9 and summary["test"]["macro_f1"] >= 0.9, summary
     assert summary["baseline"]["test"]["accuracy"] >= 0.9  # the words alone give it away: the baseline knows too
+    assert f"(bag of words {short(summary['baseline']['test']['accuracy'])})" in result.output  # beside the model's, as it ends
     new = reviews(40, seed=1)
     new.drop(columns=["label"]).to_csv(workdir / "new.csv", index=False)
     result = run_cli("predict", str(run), "new.csv", "--id", "id")

@@ -58,24 +58,33 @@ class TextEncoding:
     def encode(self, texts) -> tuple[np.ndarray, list[str]]:
         """New texts as token ids, and notes on what changed them (cut, empty, unseen tokens)."""
         pieces = [tokenize(str(text), self.tokens) for text in texts]
-        return self.ids(pieces), self.notes(pieces, "")
+        return self.ids(pieces), self.notes(pieces)
 
-    def notes(self, pieces: list[list[str]], of: str) -> list[str]:
-        """Lines for the log on `pieces` (`of`: which rows, in words)."""
+    def notes(self, pieces: list[list[str]]) -> list[str]:
+        """Lines for the log on the texts `pieces` were tokenized from: what was cut, empty or unknown."""
         said = []
         cut = sum(len(p) > self.length for p in pieces)
         if cut:
-            said.append(f"{cut} text(s){of} are longer than {self.length} tokens and are cut there "
+            said.append(f"{cut} text(s) are longer than {self.length} tokens and are cut there "
                         "(data.max_len sets the length)")
         empty = sum(not p for p in pieces)
         if empty:
-            said.append(f"{empty} text(s){of} hold no token: each is read as one unknown token")
+            said.append(f"{empty} text(s) hold no token: each is read as one unknown token")
         known = self.vocabulary.ids
         unseen = sum(1 for p in pieces for token in p[: self.length] if token not in known)
         total = sum(min(len(p), self.length) for p in pieces)
         if unseen and total:
-            said.append(f"{unseen / total:.1%} of the tokens{of} are not in the vocabulary: read as <unk>")
+            said.append(f"{unseen / total:.1%} of the tokens are not in the vocabulary: read as <unk>")
         return said
+
+    def length_advice(self, train_pieces: list[list[str]]) -> list[str]:
+        """A line when a few long train texts set a length most texts do not need (every row is
+        padded to it: memory, and time for a model that reads every position)."""
+        typical = int(np.percentile([len(p) for p in train_pieces], 95))
+        if self.length <= 2 * max(typical, 1):
+            return []
+        return [f"95% of the train texts have at most {typical} tokens and the longest {self.length}: "
+                f"data.max_len={typical} would cut the few long ones and train faster"]
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "column": self.column, "tokens": self.tokens, "vocabulary": self.vocabulary.to_json()}

@@ -38,14 +38,14 @@ class TextColumnModality(Modality):
     def prepare(self, raw: TextTable, split, options: dict, placement) -> TextData:
         tokens = options.get("tokens") or "word"
         pieces = [tokenize(text, tokens) for text in raw.texts]
-        encoding = TextEncoding.fit([pieces[row] for row in split.train], raw.text_name, tokens, options.get("vocab_size"),
-                                    options.get("max_len"))
+        train_pieces = [pieces[row] for row in split.train]
+        encoding = TextEncoding.fit(train_pieces, raw.text_name, tokens, options.get("vocab_size"), options.get("max_len"))
         targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)),
                                                       str(options.get("target_transform") or "none"))
         longest = "" if options.get("max_len") else " (the longest train text; data.max_len=N sets it)"
         notes = [*raw.notes, f"column '{raw.text_name}' as {tokens} tokens: a vocabulary of {len(encoding.vocabulary)} "
                              f"from the train rows (<pad> and <unk> included), {encoding.length} tokens per text{longest}",
-                 *encoding.notes(pieces, "")]
+                 *encoding.notes(pieces), *([] if options.get("max_len") else encoding.length_advice(train_pieces))]
         return TextData(ids=encoding.ids(pieces), texts=raw.texts, targets=targets, split=split, task=raw.task,
                         name=raw.name, encoding=encoding, num_outputs=len(class_names) if class_names else 1,
                         class_names=class_names, target_scaler=scaler, notes=notes,
