@@ -66,7 +66,13 @@ def _text_column(tmp_path: Path):
     return compose(["data=csv", f"data.path={path}", "data.target=label", "data.text=review"]), path
 
 
-CASES = {"table": _table, "array": _array, "images": _images, "text_column": _text_column}
+def _text(tmp_path: Path):
+    path = tmp_path / "book.txt"
+    path.write_text("the time traveller spoke of a machine that moved through time. " * 20)
+    return compose(["data=text", f"data.path={path}", "data.seq_len=16"]), path
+
+
+CASES = {"table": _table, "array": _array, "images": _images, "text_column": _text_column, "text": _text}
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
@@ -76,6 +82,10 @@ def test_every_registered_modality_round_trips_its_record_and_reads_new_inputs(k
     assert data.kind == kind
     record = _round_trip(data, tmp_path)
     assert record["kind"] == kind and record == data.preprocessing()
+    if record["task"] == "language_model":  # it continues a prompt (dl predict RUN --prompt): a file is one line
+        with pytest.raises(UserError, match="--prompt"):
+            read_inputs(record, new_inputs)
+        return
     inputs = read_inputs(record, new_inputs)
     batch = next(inputs.batches(64))
     assert inputs.rows > 0 and tuple(batch.shape[1:]) == tuple(record["input_shape"])
