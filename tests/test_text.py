@@ -203,6 +203,8 @@ def test_perplexity_is_exp_of_the_mean_token_loss_and_the_model_beats_the_unigra
     baseline = summary["baseline"]
     # the embedding read out as logits is a bigram model: it ends near the counted bigram, far below the unigram
     assert summary["best_val_perplexity"] < 0.8 * baseline["unigram_perplexity"]
+    assert baseline["label"] == "bigram" and 1.0 < baseline["val"]["perplexity"] < baseline["unigram_perplexity"]
+    assert 1.0 < baseline["test"]["perplexity"]
     assert "unigram_level" not in [f["code"] for f in summary.get("diagnosis", [])]
 
 

@@ -45,8 +45,9 @@ def headline(run_dir: Path, summary: dict) -> str:
     test = summary.get("test") or {}
     if metric in test:
         naive = f"  (persistence {short(test[f'persistence_{metric}'])})" if f"persistence_{metric}" in test else ""  # a forecast
-        words = ((summary.get("baseline") or {}).get("test") or {}).get(metric)  # a text column's bag of words
-        naive += f"  (bag of words {short(words)})" if words is not None else ""
+        baseline = summary.get("baseline") or {}  # a text column's bag of words, a language model's bigram
+        words = (baseline.get("test") or {}).get(metric)
+        naive += f"  ({baseline.get('label', 'bag of words')} {short(words)})" if words is not None else ""
         parts.append(f"test {metric} {short(test[metric])}{naive}")
     elif summary.get("no_test"):
         parts.append("no test split (split.test=0: trained on every labelled row)")
@@ -98,8 +99,9 @@ def summary_table(run_dir: Path, summary: dict) -> Table:
     for key, value in (summary.get("test") or {}).items():
         if key not in ("epoch", "samples"):
             rows.append((f"test {loss_label(summary) if key == 'loss' else key}", fmt(value)))
-    for key, value in ((summary.get("baseline") or {}).get("test") or {}).items():  # a text column's bag of words
-        rows.append((f"bag-of-words test {key}", fmt(value)))
+    baseline = summary.get("baseline") or {}  # a text column's bag of words, a language model's bigram
+    for key, value in (baseline.get("test") or {}).items():
+        rows.append((f"{baseline.get('label', 'bag-of-words')} test {key}", fmt(value)))
     rows.append(("wall time", f"{summary.get('wall_seconds', 0):.1f}s"))
     for label, value in rows:
         table.add_row(label, str(value))

@@ -81,12 +81,15 @@ class TokenData:
         return data_record(self)
 
     def baseline(self) -> dict:
-        """Counting models beside the network (dlcli.data.ngram): the unigram perplexity of the
-        training tokens and a bigram model's perplexity on the validation and test spans."""
+        """Counting models beside the network (dlcli.data.ngram), in the summary's shape of a
+        baseline (name, label, val and test scores): a bigram model's perplexity on the validation
+        and test spans, and the unigram perplexity of the training tokens (the diagnosis's level)."""
         train = self.span("train")
         bigram = bigram_baseline(train, self.span("val"), self.span("test"), self.vocab_size)
-        return {"unigram_perplexity": unigram_perplexity(train, self.vocab_size),
-                **{f"bigram_{key}": value for key, value in bigram.items()}}
+        return {"name": f"bigram model counted on the training span (additive smoothing {bigram['smoothing']:g}, chosen on "
+                        "the validation span)", "label": "bigram",
+                **{part: {"perplexity": bigram[f"{part}_perplexity"]} for part in ("val", "test") if f"{part}_perplexity" in bigram},
+                "unigram_perplexity": unigram_perplexity(train, self.vocab_size)}
 
     def batches(self, part: str, device, training: bool = False):
         import torch  # noqa: PLC0415  (dl cache list runs without torch)
