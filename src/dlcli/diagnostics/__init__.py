@@ -8,5 +8,6 @@ metrics.csv into findings (one function per pitfall), `report` writes, reads and
 from dlcli.diagnostics.checks import analyze, diagnose_run, thresholds  # noqa: F401  (the package's public names)
 from dlcli.diagnostics import forecast  # noqa: F401  (registers the forecast's check after the others)
 from dlcli.diagnostics import language  # noqa: F401  (registers the language model's check after the others)
+from dlcli.diagnostics import recurrent  # noqa: F401  (registers the recurrent networks' check after the others)
 from dlcli.diagnostics.evidence import Diagnostics, Evidence  # noqa: F401
 from dlcli.diagnostics.report import Finding, diagnosis_lines, read_findings, write_findings  # noqa: F401

@@ -20,6 +20,7 @@ from typing import Callable
 from dlcli.config.advice import suggest
 from dlcli.diagnostics.evidence import Evidence
 from dlcli.diagnostics.report import Finding, fmt, read_findings
+from dlcli.diagnostics.through_time import recurrent_cell
 from dlcli.errors import UserError
 from dlcli.rundir.directory import read_metrics, read_summary
 from dlcli.trust.received import read_yaml
@@ -285,9 +286,11 @@ def exploding_gradients(f: Facts, t: dict) -> Finding | None:
         return None
     _, index, median = max(spikes)
     peak, step = norms[index], steps[index] if steps else None
+    recurrent = ("; a recurrent network multiplies its gradient by the same weights at every step, and clipping its "
+                 "norm is the remedy") if recurrent_cell(f.config) else ""
     return Finding("exploding_gradients", "warning", None, {"max_grad_norm": peak, "median_grad_norm": median, "step": step},
                    f"gradients explode: the gradient norm reached {fmt(peak)} (step {step}), "
-                   f"{peak / median:.0f} times the median of the steps before it ({fmt(median)})",
+                   f"{peak / median:.0f} times the median of the steps before it ({fmt(median)}){recurrent}",
                    f.advise(("trainer.grad_clip", 1.0), then="a lower optim.lr"))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dlcli.diagnostics.through_time import gradient_reach
 from dlcli.engine.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Evidence:
     initial_loss: float | None = None  # on a training batch before the first step (fresh runs)
     data_shares: list[float] = field(default_factory=list)  # per epoch: time waiting for batches / training time
     loader: bool = False  # batches come through a DataLoader (num_workers can help)
+    gradient_reach: float | None = None  # a recurrent layer's gradient at its first step / at its last, after training
 
 
 class Diagnostics(Callback):
@@ -165,6 +167,7 @@ class Diagnostics(Callback):
         self._epoch_end(state, {}, False)  # the samples of an epoch that ended in a crash count too
         if status not in ("completed", "pruned"):
             return
+        self.evidence.gradient_reach = _reach_through_time(self.session)
         relus = [(name, m) for name, m in self.session.model.named_modules() if isinstance(m, nn.ReLU)]
         squashing = [(name, m) for name, m in self.session.model.named_modules() if isinstance(m, (nn.Sigmoid, nn.Tanh))]
         if not relus and not squashing:
@@ -207,6 +210,19 @@ class Diagnostics(Callback):
                 handle.remove()
         self.evidence.dead_relu = {name: 1.0 - float(alive.float().mean()) for name, alive in fired.items()}
         self.evidence.saturated = near_limits
+
+
+def _reach_through_time(session) -> float | None:
+    """dlcli.diagnostics.through_time on a training batch, in evaluation mode (no dropout)."""
+    model = session.model
+    was_training = model.training
+    model.eval()
+    try:
+        with _rng_untouched(session.device):
+            x, y = session.train_data.peek(PEEK_SAMPLES)
+        return gradient_reach(model, x, y, session.loss_fn)
+    finally:
+        model.train(was_training)
 
 
 def _rng_untouched(device: torch.device):

@@ -1,0 +1,206 @@
+"""The sequence models of issue 35: RNN/LSTM/GRU over tokens, the Transformer and the attention
+block. A language model never sees the future, padding changes nothing for a classifier, settings
+that cannot work are one line, the parameter counts are the architecture's, runs resume exactly
+and export to ONNX. The texts are written by the tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import quiet_reporter, run_cli
+from dlcli.config.compose import compose
+from dlcli.errors import UserError
+from dlcli.models import build_model
+from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
+
+VOCAB, LENGTH = 30, 12
+LANGUAGE_MODELS = ["transformer", "attention", "rnn", "lstm", "gru"]
+TEXT = "the time traveller said that a machine could move through time as we move in space. " * 30
+
+
+def token_model(option: str, *overrides: str, task: str = "classification", outputs: int = 3):
+    torch.manual_seed(0)
+    cfg = compose([f"model={option}", *overrides]).model
+    return build_model(cfg, (LENGTH,), VOCAB if task == "language_model" else outputs, vocab_size=VOCAB, task=task).eval()
+
+
+def write_text(folder: Path, text: str = TEXT) -> Path:
+    path = folder / "book.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("option", LANGUAGE_MODELS)
+def test_a_later_token_never_changes_an_earlier_output(option):
+    model = token_model(option, task="language_model")
+    ids = torch.randint(1, VOCAB, (3, LENGTH), generator=torch.Generator().manual_seed(1))
+    changed = ids.clone()
+    changed[:, 7] = (ids[:, 7] % (VOCAB - 1)) + 1  # another real token at position 7
+    with torch.no_grad():
+        before, after = model(ids), model(changed)
+    assert before.shape == (3, LENGTH, VOCAB)
+    assert torch.equal(before[:, :7], after[:, :7])  # exactly: positions 0..6 never read position 7
+    assert not torch.allclose(before[:, 7:], after[:, 7:])  # the change is seen from position 7 on
+
+
+@pytest.mark.parametrize("option, overrides", [
+    ("transformer", ()), ("transformer", ("model.pool=cls", "model.positions=sinusoidal")), ("attention", ()),
+    ("rnn", ()), ("lstm", ("model.bidirectional=true",)), ("gru", ("model.pool=mean",)), ("gru", ("model.pool=max", "model.layers=2")),
+])
+def test_padding_changes_nothing_for_a_classifier(option, overrides):
+    model = token_model(option, *overrides)
+    lengths = [3, 6, 1, 8]
+    short = torch.zeros(len(lengths), 8, dtype=torch.int64)
+    for row, length in enumerate(lengths):
+        short[row, :length] = torch.randint(1, VOCAB, (length,), generator=torch.Generator().manual_seed(row))
+    padded = torch.cat([short, torch.zeros(len(lengths), LENGTH - 8, dtype=torch.int64)], dim=1)
+    with torch.no_grad():
+        assert torch.allclose(model(short), model(padded), rtol=0, atol=1e-6)
+        alone = model(short[1:2, :6])  # the sample by itself, without any padding
+    assert torch.allclose(model(short)[1:2], alone, rtol=0, atol=1e-6)
+
+
+def test_float_sequences_go_through_a_projection():
+    cfg = compose(["model=transformer"]).model
+    model = build_model(cfg, (2, 40), 10).eval()
+    assert model(torch.randn(5, 2, 40)).shape == (5, 10) and model.projection.in_features == 2
+
+
+def test_tied_weights_are_one_tensor():
+    for option, widths in (("transformer", ("model.dim=32",)), ("lstm", ("model.hidden=32", "model.embedding_dim=32"))):
+        model = token_model(option, *widths, "model.tie_weights=true", task="language_model")
+        assert model.head.weight is model.embedding.weight
+        untied = token_model(option, *widths, task="language_model")
+        assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in model.parameters()) == VOCAB * 32
+
+
+@pytest.mark.parametrize("overrides, task, says", [
+    (("model=lstm", "model.hidden=32", "model.tie_weights=true"), "language_model", "needs the output's width (model.hidden=32) equal to model.embedding_dim=64"),
+    (("model=gru", "model.tie_weights=true"), "classification", "this task is not language modelling"),
+    (("model=gru", "model.bidirectional=true"), "language_model", "cannot be a language model"),
+    (("model=mlp",), "classification", "model=mlp cannot read tokens"),
+])
+def test_settings_that_cannot_work_are_one_line(overrides, task, says):
+    cfg = compose(list(overrides)).model
+    with pytest.raises(UserError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        build_model(cfg, (LENGTH,), VOCAB, vocab_size=VOCAB, task=task)
+
+
+def test_token_data_for_a_model_that_cannot_read_it_names_those_that_can(workdir):
+    out = run_cli("train", "data=text", f"data.path={write_text(workdir)}", "model=mlp")
+    assert out.exit_code == 2, out.output
+    assert "model=mlp cannot read tokens" in out.output and "model=transformer" in out.output and "model=lstm" in out.output
+    assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (("model=transformer", "model.dim=30", "model.heads=4"), "model.dim=30 must be divisible by model.heads=4"),
+    (("model=lstm", "model.bidirectional=true"), "cannot be a language model"),
+    (("model=transformer", "model.positions=rotary"), "model.positions"),
+])
+def test_a_sequence_model_refuses_bad_settings_before_runs_is_touched(workdir, overrides, says):
+    out = run_cli("train", "data=text", f"data.path={write_text(workdir)}", *overrides)
+    assert out.exit_code == 2 and says in out.output, out.output
+    assert len(out.output.strip().splitlines()) == 1 and not (workdir / "runs").exists()
+
+
+def test_param_count_shows_the_transformer(workdir):
+    out = run_cli("param-count", "model=transformer", "data=digits", "+data.as_sequence=true", "--json")
+    assert out.exit_code == 0, out.output
+    dim, ff, length = 64, 256, 64  # the defaults; digits as a sequence: 1 channel x 64 pixels
+    block = 2 * 2 * dim + (dim * 3 * dim + 3 * dim) + (dim * dim + dim) + (dim * ff + ff) + (ff * dim + dim)
+    expected = (1 * dim + dim) + length * dim + 2 * block + 2 * dim + (dim * 10 + 10)
+    assert json.loads(out.stdout)["total"] == expected
+
+
+def test_param_count_shows_a_token_lstm_and_counts_tied_weights_once(workdir):
+    path = write_text(workdir)
+    vocab = len(set(TEXT)) + 2  # every character, <pad> and <unk>
+    lstm = 4 * (64 * 64 + 64 * 64 + 2 * 64)
+    for tie, head in (("false", 64 * vocab + vocab), ("true", vocab)):  # tied: the head's matrix is the embedding's
+        out = run_cli("param-count", "data=text", f"data.path={path}", "model=lstm", f"model.tie_weights={tie}", "--json")
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout)["total"] == vocab * 64 + lstm + head
+
+
+def _rows(run_dir: Path) -> list[list[str]]:
+    return [[row[k] for k in ("epoch", "lr", "train_loss", "val_loss")] for row in csv.DictReader((run_dir / "metrics.csv").open())]
+
+
+@pytest.mark.slow  # trains each model three times over
+@pytest.mark.parametrize("option, data", [
+    ("transformer", "text"), ("lstm", "text"), ("gru", "text"), ("rnn", "text"), ("attention", "digits"),
+    ("transformer", "digits"),
+])
+def test_each_sequence_model_resumes_exactly(workdir, option, data):
+    source = (["data=text", f"data.path={write_text(workdir)}", "data.seq_len=16"] if data == "text"
+              else ["data=digits", "+data.as_sequence=true"])
+    overrides = [*source, f"model={option}", "trainer.epochs=3", "trainer.progress=false", "trainer.plots=false"]
+    reference = train(RunRequest(compose([*overrides, "name=reference"]), [], quiet_reporter()))
+    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=2)]))
+    assert stopped.status == "interrupted"
+    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
+    assert resumed.status == "completed"
+    assert _rows(resumed.run_dir) == _rows(reference.run_dir)
+    assert resumed.summary["test"] == reference.summary["test"]
+
+
+@pytest.mark.slow  # trains, exports and runs the file in onnxruntime
+@pytest.mark.parametrize("option, data", [("transformer", "text"), ("lstm", "text"), ("transformer", "digits"),
+                                          ("attention", "digits")])
+def test_a_sequence_model_exports_to_onnx(workdir, option, data):
+    pytest.importorskip("onnxruntime")
+    source = (["data=text", f"data.path={write_text(workdir)}", "data.seq_len=16"] if data == "text"
+              else ["data=digits", "+data.as_sequence=true"])
+    result = train(RunRequest(compose([*source, f"model={option}", "trainer.epochs=1", "trainer.progress=false",
+                                       "trainer.plots=false"]), [], quiet_reporter()))
+    out = run_cli("export", str(result.run_dir), "--format", "onnx", "--json")
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["verified"]["max_abs_difference"] <= 1e-3 and Path(report["path"]).is_file()
+
+
+def _recurrent_config(cell: str) -> dict:
+    return {"model": {"_target_": "dlcli.models.RecurrentClassifier", "cell": cell, "hidden": 64},
+            "trainer": {"grad_clip": None}}
+
+
+def test_a_plain_rnn_whose_gradient_vanishes_through_time_is_told_lstm_or_gru():
+    from dlcli.diagnostics import Evidence, analyze
+
+    for cell, reach, expected in (("rnn", 1e-9, True), ("rnn", 0.5, False), ("lstm", 1e-9, False)):
+        findings = analyze([], {"task": "classification"}, Evidence(gradient_reach=reach), _recurrent_config(cell))
+        found = [f for f in findings if f.code == "vanishing_through_time"]
+        assert bool(found) == expected, (cell, reach)
+        if expected:
+            assert "model=lstm or model=gru" in found[0].suggestion and "1e-09" in found[0].message
+
+
+def test_exploding_gradients_in_a_recurrent_network_name_clipping():
+    from dlcli.diagnostics import Evidence, analyze
+
+    norms = [0.3, 0.2, 0.25, 0.22, 0.2, 0.3, 0.2, 0.25, 0.22, 0.2, 0.21, 60.0, 0.2]
+    evidence = Evidence(grad_norms=norms, grad_steps=list(range(len(norms))))
+    found = next(f for f in analyze([], {"task": "classification"}, evidence, _recurrent_config("lstm"))
+                 if f.code == "exploding_gradients")
+    assert "clipping its norm is the remedy" in found.message and found.suggestion.startswith("trainer.grad_clip=1.0")
+
+
+def test_the_gradient_reaching_the_first_step_is_measured_for_a_many_to_one_rnn():
+    from dlcli.diagnostics.through_time import gradient_reach
+
+    torch.manual_seed(0)
+    cfg = compose(["model=rnn"]).model
+    model = build_model(cfg, (1, 60), 2).eval()
+    x, y = torch.randn(16, 1, 60), torch.randint(0, 2, (16,))
+    reach = gradient_reach(model, x, y, torch.nn.functional.cross_entropy)
+    assert reach is not None and reach < 1e-6  # untrained: 60 steps each shrink it (measured ~1e-13 at 64 steps)
+    assert all(p.grad is None for p in model.parameters())  # the weights' gradients are left alone
+    lm = token_model("lstm", task="language_model")
+    assert gradient_reach(lm, torch.randint(1, VOCAB, (2, LENGTH)), torch.randint(1, VOCAB, (2, LENGTH)), None) is None
