@@ -340,10 +340,10 @@ def test_an_export_that_fails_says_why_and_leaves_nothing(workdir, monkeypatch):
     run = newest(workdir, "train")
 
     def unsupported(*args, **kwargs):
-        raise RuntimeError("aten::weird_op is not supported\nlong details")
+        raise RuntimeError("\x1b[96maten::weird_op\x1b[0m is not supported\nlong details")
 
     monkeypatch.setattr(torch.onnx, "export", unsupported)
-    refused("export", str(run), says="MLP cannot be exported to ONNX: aten::weird_op is not supported")
+    refused("export", str(run), says="MLP cannot be exported to ONNX (aten::weird_op is not supported): try --format torchscript")
     refused("export", str(run), "--format", "tflite", says="--format tflite is not valid: choose one of onnx, torchscript")
     assert not list(run.glob("model*")) and not list(run.glob(".export-*"))
     import importlib.util

@@ -20,6 +20,7 @@ import contextlib
 import importlib.util
 import io
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -42,6 +43,7 @@ FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 TOLERANCE = {"rtol": 1e-3, "atol": 1e-4}  # |exported - pytorch| <= atol + rtol * |pytorch|, per output
 VERIFY_ROWS = 64
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 INSTALL_HINT = "pip install 'dlcli[export]' (onnx, onnxscript and onnxruntime)"
 
 
@@ -185,7 +187,8 @@ def _to_onnx(module, sample, file: Path, name: str) -> None:
                 torch.onnx.export(module, (_example(sample),), str(file), input_names=["input"], output_names=["output"],
                                   dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
         except Exception:
-            raise UserError(f"{name} cannot be exported to ONNX: {first_line(exc)}") from None  # the first exporter's reason
+            reason = ANSI_COLOUR.sub("", first_line(exc))  # the first exporter's reason, without its terminal colours
+            raise UserError(f"{name} cannot be exported to ONNX ({reason}): try --format torchscript") from None
 
 
 def _run_onnx(file: Path, sample) -> np.ndarray:
