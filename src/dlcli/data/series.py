@@ -10,7 +10,6 @@ is the series modality's (dlcli.data.modalities.series, with dlcli.data.time_spl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +25,7 @@ from dlcli.config.constraints import (
     show,
 )
 from dlcli.data.split import listed
-from dlcli.data.tables import check_numbers, read_csv
+from dlcli.data.tables import check_numbers, read_csv_file
 from dlcli.errors import UserError
 
 WINDOW = Interval(1, 100_000, integer=True)  # past steps a forecast reads
@@ -75,12 +74,7 @@ def load_timeseries(path: str, columns: list[str] | None = None, time: str | Non
     """A user's series: one row per time step (in file order, or ordered by the `time` column);
     the model reads `columns` (null: every column but `time`) and forecasts `target` (null: the
     same columns)."""
-    file = Path(path).expanduser()
-    if file.is_dir():
-        raise UserError(f"data.path={show(path)} is a folder: give the CSV file of the series itself")
-    if not file.is_file():
-        raise UserError(f"data.path={show(path)}: no such file")
-    table = read_csv(file, f"data.path={show(path)}")
+    file, table = read_csv_file(path, "series.csv")
     if len(table) == 0:
         raise UserError(f"data.path={show(path)} has a header but no rows: a series needs its values")
     lines = np.arange(len(table)) + 2  # each row's line in the file (1-based, after the header)

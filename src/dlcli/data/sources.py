@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,9 +26,8 @@ from dlcli.config.constraints import (
     Text,
     constrained,
     nullable,
-    show,
 )
-from dlcli.data.tables import check_numbers, read_csv
+from dlcli.data.tables import check_numbers, read_csv_file
 from dlcli.data.text_table import TextTable, text_table
 from dlcli.errors import UserError
 
@@ -129,12 +127,7 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
     `text`, that column of text alone is the input (dlcli.data.text_table)."""
     import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
 
-    file = Path(path).expanduser()
-    if file.is_dir():
-        raise UserError(f"data.path={path} is a directory, not a CSV file: give the file itself, e.g. data.path={file / 'train.csv'}")
-    if not file.is_file():
-        raise UserError(f"data.path={path}: no such file")
-    table = read_csv(file, f"data.path={show(path)}")
+    file, table = read_csv_file(path, "train.csv")
     if target not in table.columns:
         raise UserError(
             f"data.target={target} is not a column of {file.name}: columns are {', '.join(map(str, table.columns))}"

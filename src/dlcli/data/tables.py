@@ -28,6 +28,17 @@ def check_numbers(values, column: str, name: str, fix: str, lines=None) -> None:
         raise UserError(f"column '{column}' of {name} holds {what} (line {line}): {fix}")
 
 
+def read_csv_file(path: str, example: str):
+    """The file named by data.path and its table (read_csv); `example` names a file for the message
+    when a folder is given."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise UserError(f"data.path={show(path)} is a directory, not a CSV file: give the file itself, e.g. data.path={file / example}")
+    if not file.is_file():
+        raise UserError(f"data.path={show(path)}: no such file")
+    return file, read_csv(file, f"data.path={show(path)}")
+
+
 def read_csv(path: Path, what: str, text_columns=()):
     """The table at `path` (`what` names it in messages), with `text_columns` read as text."""
     import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
