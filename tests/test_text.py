@@ -256,6 +256,10 @@ def test_dl_predict_continues_a_prompt_reproducibly(text_file):
     both = run_cli("predict", run, str(text_file), "--prompt", "the")
     assert both.exit_code == 2 and "reads no INPUT" in both.output
     assert run_cli("predict", run, str(text_file)).exit_code == 2  # a file to a language model: use --prompt
+    exported = run_cli("export", run, "--format", "torchscript", "--trust", "user_code", "--json")
+    assert exported.exit_code == 0, exported.output
+    sidecar = json.loads(exported.output)
+    assert sidecar["input"]["dtype"] == "int64" and "next token's logits at every position" in sidecar["output"]["gives"]
 
 
 class InterruptAt(Callback):

@@ -33,6 +33,7 @@ from torch.nn import functional
 
 from dlcli.data import prepare_data
 from dlcli.data.modality import modality_named
+from dlcli.engine.language import LANGUAGE_MODEL
 from dlcli.errors import UserError, first_line
 from dlcli.system.files import check_no_links_out, output_file
 from dlcli.trained.opened import open_trained_run
@@ -222,6 +223,9 @@ def describe(trained, fmt: str, destination: Path, rows: int, difference: float,
     takes = modality.export_takes(record, shape)
     if trained.task == "classification":
         gives = "logits, one per class in class_names order (softmax for probabilities)"
+    elif trained.task == LANGUAGE_MODEL:
+        gives = ("the next token's logits at every position (batch, window, vocabulary), over preprocessing.text.vocabulary "
+                 "in order (softmax for probabilities)")
     else:
         gives = f"{trained.target_name} in its own units (the target's scaling and transform are included)"
     return {

@@ -124,6 +124,7 @@ def window_starts(start: int, stop: int, seq_len: int, training: bool) -> tuple[
 class TextModality(Modality):
     kind = KIND
     source_type = TextSource
+    input_dtype = "int64"
     settings = ("tokens", "vocab_size")
     applies_to = "text (data=text, data=timemachine, or a text column)"
     is_a = "a text for language modelling"
