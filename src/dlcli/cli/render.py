@@ -113,7 +113,8 @@ def metrics_table(report: dict) -> Table:
     table = Table(title=title, min_width=len(title))  # a title wider than the table would wrap
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse"):
+    for key in ("loss", "perplexity", "bits_per_token", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse", "persistence_rmse",
+                "persistence_mae"):
         if key in report:
             table.add_row(loss_label(report) if key == "loss" else key, fmt(report[key]))
     return table
