@@ -203,6 +203,15 @@ def test_a_bad_series_is_one_line_and_writes_nothing(workdir, case):
     assert not (workdir / "runs").exists()
 
 
+def test_a_linear_forecaster_is_inspected_as_stored_and_evaluated_beside_persistence(workdir):
+    result = train(RunRequest(compose(["data=sine", "model=linreg", "trainer.epochs=1", "trainer.progress=false",
+                                       "data.num_points=100"]), [], quiet_reporter()))
+    out = run_cli("inspect", str(result.run_dir))
+    assert out.exit_code == 0 and "windows of standardized steps" in out.output, out.output
+    out = run_cli("eval", str(result.run_dir))
+    assert out.exit_code == 0 and "persistence_rmse" in out.output, out.output
+
+
 def test_a_received_record_with_a_bad_series_encoding_is_refused(tmp_path):
     data = series_data("data.num_points=100")
     record = data.preprocessing()
@@ -262,6 +271,16 @@ def test_kfold_on_a_series_trains_each_fold_on_its_past(workdir):
     assert result.status == "completed"
     sizes = [read(result.run_dir / f"fold-{k}" / "split.json")["sizes"]["train"] for k in (1, 2, 3)]
     assert sizes[0] < sizes[1] < sizes[2]
+    out = run_cli("predict", str(result.run_dir), str(path), "--horizon", "3", "-o", "mean.csv")  # the folds' mean forecast
+    assert out.exit_code == 0, out.output
+    folds = [pd.read_csv(_fold_forecast(result.run_dir, path, k)).sales for k in (1, 2, 3)]
+    assert np.allclose(pd.read_csv("mean.csv").sales, np.mean(folds, axis=0))
+
+
+def _fold_forecast(run_dir: Path, path: Path, fold: int) -> str:
+    out = run_cli("predict", str(run_dir), str(path), "--horizon", "3", "--fold", str(fold), "-o", f"fold-{fold}.csv")
+    assert out.exit_code == 0, out.output
+    return f"fold-{fold}.csv"
 
 
 def test_the_sine_config_is_the_courses():

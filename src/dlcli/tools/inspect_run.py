@@ -138,6 +138,9 @@ def data_units(experiment, run: Path) -> tuple[dict | None, str]:
         return None, "values are as stored: the features are resized (data.resize) before the linear layer"
     if layer.in_features != data.features.shape[1]:
         return None, "values are as stored: the linear layer does not take the data's features one to one"
+    if getattr(data, "series", None) is not None:  # a forecast: windows of steps, each column scaled on its own
+        return None, ("values are as stored: the linear layer reads windows of standardized steps and forecasts standardized "
+                      "steps (preprocessing.json's series holds each column's center and scale)")
     try:
         check_same_split(experiment, run)
     except UserError as exc:
