@@ -104,6 +104,20 @@ def test_chars_and_a_vocabulary_cap(tmp_path):
     assert UNK_ID in data.ids  # the characters beyond the 6 most frequent
 
 
+def test_lowercase_makes_one_token_of_great_and_great_in_training_and_in_predict(tmp_path):
+    frame = reviews(60)
+    frame.loc[::2, "review"] = frame.review[::2].str.upper()
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    assert "GREAT" in prepared(tmp_path / "r.csv").encoding.vocabulary.ids
+    data = prepared(tmp_path / "r.csv", "data.lowercase=true")
+    assert "GREAT" not in data.encoding.vocabulary.ids and "great" in data.encoding.vocabulary.ids
+    record = json.loads(json.dumps(data.preprocessing()))
+    assert record["text"]["lowercase"] is True
+    pd.DataFrame({"review": ["GREAT Film", "great film"]}).to_csv(tmp_path / "new.csv", index=False)
+    x = next(read_inputs(record, tmp_path / "new.csv").batches(2))
+    assert x[0].tolist() == x[1].tolist()
+
+
 @pytest.mark.parametrize("model", ["lstm", "gru", "transformer"])
 def test_padding_changes_no_output_of_a_model_that_reads_tokens(model, tmp_path):
     data = prepared(write_reviews(tmp_path / "r.csv", 60))
@@ -180,6 +194,7 @@ BAD_INPUTS = [
     (["data.max_len=5"], "data.max_len=5 applies to text"),
     (["data.text=review", "data.drop=[review]"], "data.drop lists review, the text column the run reads"),
     (["data.text=review", "model=mlp"], "model=mlp cannot read tokens (text)"),
+    (["data.lowercase=true"], "data.lowercase=true lowercases the text column of data.text, and none is named"),
 ]
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dlcli.config.constraints import (
+    BOOLEAN,
     NON_NEGATIVE,
     NUMBER,
     POSITIVE,
@@ -120,11 +121,11 @@ def make_classification_synthetic(
 
 
 @constrained(path=Text(non_empty=True), target=Text(non_empty=True), task=Options(TASKS), drop=nullable(ListOf(TEXT)),
-             text=nullable(Text(non_empty=True)))
+             text=nullable(Text(non_empty=True)), lowercase=BOOLEAN)
 def load_csv(path: str, target: str, task: str = "classification", drop: list[str] | None = None,
-             text: str | None = None) -> RawData | TextTable:
+             text: str | None = None, lowercase: bool = False) -> RawData | TextTable:
     """A user's table: one column is the target, the others (minus `drop`) are features; with
-    `text`, that column of text alone is the input (dlcli.data.text_table)."""
+    `text`, that column of text alone is the input (dlcli.data.text_table), lowercased with `lowercase`."""
     import pandas as pd  # noqa: PLC0415  (dl cache list runs without pandas)
 
     file, table = read_csv_file(path, "train.csv")
@@ -166,7 +167,10 @@ def load_csv(path: str, target: str, task: str = "classification", drop: list[st
         _refuse_regression_looking_target(y, target)
         targets = y.astype(str).to_numpy(dtype=object)
     if text is not None:
-        return text_table(table, text, target, targets, task, file, notes, drop)
+        return text_table(table, text, target, targets, task, file, notes, drop, lowercase)
+    if lowercase:
+        raise UserError("data.lowercase=true lowercases the text column of data.text, and none is named: "
+                        "add data.text=COLUMN or drop data.lowercase")
     features = table.drop(columns=[target, *drop])
     if features.shape[1] == 0:
         raise UserError(f"{file.name} has no feature columns left after removing the target and data.drop")

@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from dlcli.data.vocab import tokenize
+from dlcli.data.text_table import tokens_of
 
 
 def bag_of_words_baseline(data) -> dict:
@@ -28,7 +28,7 @@ def bag_of_words_baseline(data) -> dict:
     train = data.split.train
     if classes and len(np.unique(data.targets[train])) < 2:  # a tiny split: nothing for a classifier to tell apart
         return {**named, "skipped": "the train rows hold one class"}
-    vectorizer = CountVectorizer(analyzer=partial(tokenize, tokens=data.encoding.tokens))
+    vectorizer = CountVectorizer(analyzer=partial(tokens_of, tokens=data.encoding.tokens, lowercase=data.encoding.lowercase))
     model = LogisticRegression(max_iter=1000) if classes else Ridge()
     model.fit(vectorizer.fit_transform(data.texts[train]), data.targets[train])
     scores = {}

@@ -19,7 +19,8 @@ from dlcli.data.prepared import target_tensor
 from dlcli.data.record import data_record
 from dlcli.data.split import Split
 from dlcli.data.text_baseline import bag_of_words_baseline
-from dlcli.data.vocab import PAD_ID, UNK_ID, Vocabulary, tokenize
+from dlcli.data.text_table import text_tokens
+from dlcli.data.vocab import PAD_ID, UNK_ID, Vocabulary
 from dlcli.errors import UserError
 
 
@@ -30,21 +31,22 @@ class TextEncoding:
     kind: ClassVar[str] = "text_column"
     column: str
     tokens: str  # char | word (dlcli.data.vocab.tokenize)
+    lowercase: bool  # texts are lowercased first
     length: int  # tokens kept per text, the model's input length: longer texts are cut
     vocabulary: Vocabulary
 
     @classmethod
-    def fit(cls, train_pieces: list[list[str]], column: str, tokens: str, vocab_size: int | None,
+    def fit(cls, train_pieces: list[list[str]], column: str, tokens: str, lowercase: bool, vocab_size: int | None,
             max_len: int | None) -> TextEncoding:
-        """The encoding the train rows' tokens (`train_pieces`, one list per row) teach."""
+        """The encoding the train rows' tokens (`train_pieces`, one list per row: text_tokens) teach."""
         vocabulary = Vocabulary.build(chain.from_iterable(train_pieces), vocab_size)
         if len(vocabulary) < 4:  # <pad>, <unk> and at most one token: every text reads the same
             which = f" ({vocabulary.tokens[2]!r})" if len(vocabulary) == 3 else ""
-            held = "one distinct token" if len(vocabulary) == 3 or vocab_size == 3 else "no token"
+            held = "one distinct token" if len(vocabulary) == 3 else "no token"
             raise UserError(f"data.text={column}: the train rows hold {held}{which} with data.tokens={tokens}, so the texts "
                             "cannot tell the targets apart: a vocabulary needs at least two tokens (name a column of text)")
         longest = max(len(pieces) for pieces in train_pieces)
-        return cls(column, tokens, min(longest, max_len) if max_len else longest, vocabulary)
+        return cls(column, tokens, lowercase, min(longest, max_len) if max_len else longest, vocabulary)
 
     def ids(self, pieces: list[list[str]]) -> np.ndarray:
         """Each row's token ids, cut to `length` and right-padded with <pad> (N x length, int64). A text
@@ -57,7 +59,7 @@ class TextEncoding:
 
     def encode(self, texts) -> tuple[np.ndarray, list[str]]:
         """New texts as token ids, and notes on what changed them (cut, empty, unseen tokens)."""
-        pieces = [tokenize(str(text), self.tokens) for text in texts]
+        pieces = text_tokens(texts, self.tokens, self.lowercase)
         return self.ids(pieces), self.notes(pieces)
 
     def notes(self, pieces: list[list[str]]) -> list[str]:
@@ -87,13 +89,14 @@ class TextEncoding:
                 f"data.max_len={typical} would cut the few long ones and train faster"]
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "column": self.column, "tokens": self.tokens, "vocabulary": self.vocabulary.to_json()}
+        return {"kind": self.kind, "column": self.column, "tokens": self.tokens, "lowercase": self.lowercase,
+                "vocabulary": self.vocabulary.to_json()}
 
     @classmethod
     def from_json(cls, record: dict, length: int) -> TextEncoding:
         """The encoding `to_json` wrote (checked first: dlcli.data.modalities.text_column), whose
         run's inputs hold `length` tokens (its input_shape)."""
-        return cls(record["column"], record["tokens"], length, Vocabulary.from_json(record["vocabulary"]))
+        return cls(record["column"], record["tokens"], record["lowercase"], length, Vocabulary.from_json(record["vocabulary"]))
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlcli.data.split import listed
+from dlcli.data.vocab import tokenize
 from dlcli.errors import UserError
 
 
@@ -23,6 +24,7 @@ class TextTable:
     task: str
     name: str
     text_name: str  # the column the texts come from, which `dl predict` reads
+    lowercase: bool = False  # the texts are lowercased before they are tokenized (data.lowercase)
     notes: list[str] = field(default_factory=list)
     target_name: str | None = None
     id_columns: list[str] = field(default_factory=list)
@@ -42,13 +44,23 @@ def text_cells(column, name: str) -> np.ndarray:
     return as_texts(column)
 
 
+def tokens_of(text, tokens: str, lowercase: bool) -> list[str]:
+    """One text's tokens (dlcli.data.vocab.tokenize: char or word), lowercased first with data.lowercase."""
+    return tokenize(str(text).lower() if lowercase else str(text), tokens)
+
+
+def text_tokens(texts, tokens: str, lowercase: bool) -> list[list[str]]:
+    return [tokens_of(text, tokens, lowercase) for text in texts]
+
+
 def as_texts(column) -> np.ndarray:
     """A column's cells as str, an empty cell as "" (what `dl predict` reads, unchecked: a new
     review may well be "5" or blank)."""
     return column.astype(object).where(column.notna(), "").map(str).to_numpy(dtype=object)
 
 
-def text_table(table, text: str, target: str, targets: np.ndarray, task: str, file, notes: list[str], drop: list[str]) -> TextTable:
+def text_table(table, text: str, target: str, targets: np.ndarray, task: str, file, notes: list[str], drop: list[str],
+               lowercase: bool = False) -> TextTable:
     """The source's answer for data.text=`text`: that column's texts, the targets as the table's
     source read them, and a note naming the columns that are not read."""
     if text not in table.columns:
@@ -62,4 +74,4 @@ def text_table(table, text: str, target: str, targets: np.ndarray, task: str, fi
         notes = [*notes, f"the model reads only the text column '{text}'; other columns are not used: {listed(unread)} "
                          "(train on them without data.text)"]
     return TextTable(texts=text_cells(table[text], file.name), targets=targets, task=task, name=file.stem, text_name=text,
-                     notes=notes, target_name=str(target), id_columns=[str(c) for c in drop])
+                     lowercase=lowercase, notes=notes, target_name=str(target), id_columns=[str(c) for c in drop])

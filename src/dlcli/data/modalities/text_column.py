@@ -13,9 +13,9 @@ from dlcli.data.modality import Modality, register
 from dlcli.data.new_inputs import NewInputs, id_values, read_table
 from dlcli.data.preprocess import encode_targets
 from dlcli.data.split import listed
-from dlcli.data.text_rows import TextData, TextEncoding
+from dlcli.data.text_rows import TextData, TextEncoding, text_tokens
 from dlcli.data.text_table import TextTable, as_texts
-from dlcli.data.vocab import TOKENIZERS, tokenize
+from dlcli.data.vocab import TOKENIZERS
 from dlcli.errors import UserError
 
 # its own settings, and the table's that data=csv sets by default and that still apply (the target's)
@@ -37,9 +37,10 @@ class TextColumnModality(Modality):
 
     def prepare(self, raw: TextTable, split, options: dict, placement) -> TextData:
         tokens = options.get("tokens") or "word"
-        pieces = [tokenize(text, tokens) for text in raw.texts]
+        pieces = text_tokens(raw.texts, tokens, raw.lowercase)
         train_pieces = [pieces[row] for row in split.train]
-        encoding = TextEncoding.fit(train_pieces, raw.text_name, tokens, options.get("vocab_size"), options.get("max_len"))
+        encoding = TextEncoding.fit(train_pieces, raw.text_name, tokens, raw.lowercase, options.get("vocab_size"),
+                                    options.get("max_len"))
         targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)),
                                                       str(options.get("target_transform") or "none"))
         longest = "" if options.get("max_len") else " (the longest train text; data.max_len=N sets it)"
@@ -57,10 +58,11 @@ class TextColumnModality(Modality):
 
     def check_record(self, record: dict, size: int, bad) -> None:
         text = record.get("text")
-        if not isinstance(text, dict) or set(text) != {"kind", "column", "tokens", "vocabulary"} or text["kind"] != self.kind:
-            raise bad("text must be a text column's encoding (kind, column, tokens, vocabulary)")
-        if not isinstance(text["column"], str) or text["tokens"] not in TOKENIZERS:
-            raise bad(f"text.column must name a column and text.tokens be one of {', '.join(TOKENIZERS)}")
+        keys = {"kind", "column", "tokens", "lowercase", "vocabulary"}
+        if not isinstance(text, dict) or set(text) != keys or text["kind"] != self.kind:
+            raise bad(f"text must be a text column's encoding ({', '.join(sorted(keys))})")
+        if not isinstance(text["column"], str) or text["tokens"] not in TOKENIZERS or not isinstance(text["lowercase"], bool):
+            raise bad(f"text.column must name a column, text.tokens be one of {', '.join(TOKENIZERS)} and text.lowercase true or false")
         if record["input_shape"] != [size] or record.get("stored_shape") is not None:
             raise bad("input_shape must be one length: the tokens of a text")
         try:
