@@ -108,6 +108,12 @@ def test_the_vocabulary_is_learned_from_the_training_span_only(workdir):
     assert any("test tokens unknown to it" in note for note in data.notes)
 
 
+def test_word_tokens_with_a_capped_vocabulary_read_the_rest_as_unk(text_file):
+    raw, data = prepared(text_file, tokens="word", seq_len=8, vocab_size=8)
+    assert raw.tokens[:3] == some_text().split()[:3] and len(data.vocabulary) == 8
+    assert (data.stream == UNK_ID).any() and data.vocabulary.tokens[2] in WORDS + ["."]
+
+
 def test_windows_are_gathered_on_the_device_and_targets_are_the_next_tokens():
     stream = torch.arange(100)
     windows = TokenWindows(stream, torch.tensor([0, 10, 20, 30]), seq_len=10, max_offset=5)
