@@ -235,3 +235,21 @@ def test_a_text_classifier_learns_the_words_and_predicts_a_new_csv(model, workdi
         assert result.exit_code == 0, result.output
         sidecar = read(run / "model.torchscript.pt.json")
         assert sidecar["input"]["dtype"] == "int64" and sidecar["input"]["shape"] == ["batch", *read(run / "preprocessing.json")["input_shape"]]
+
+
+@pytest.mark.slow
+def test_a_text_regressor_reports_errors_in_the_targets_units_beside_the_bag_of_words(workdir):
+    frame = reviews(300)
+    frame["score"] = frame.review.str.count("great|wonderful|loved|superb") * 4.0 + 1.0  # 1 or 5 stars (or 9)
+    frame.to_csv(workdir / "scores.csv", index=False)
+    result = run_cli("train", "data=csv", "data.path=scores.csv", "data.target=score", "data.task=regression", "data.text=review",
+                     "data.drop=[id,label]", "model=gru", "trainer.epochs=8", "trainer.plots=false", "trainer.progress=false", "-q")
+    assert result.exit_code == 0, result.output
+    run = only_run(workdir)
+    summary = read(run / "summary.json")
+    assert summary["test"]["rmse"] < 1.0 and summary["baseline"]["test"]["rmse"] < 1.0, summary
+    frame.drop(columns=["score"]).head(10).to_csv(workdir / "new.csv", index=False)
+    result = run_cli("predict", str(run), "new.csv", "--output", "out.csv")
+    assert result.exit_code == 0, result.output
+    predicted = pd.read_csv(workdir / "out.csv")
+    assert list(predicted.columns) == ["id", "score"] and np.abs(predicted.score - frame.score[:10]).max() < 1.5
