@@ -44,7 +44,7 @@ class TextColumnModality(Modality):
         targets, class_names, scaler = encode_targets(raw, split.train, bool(options.get("standardize_target", False)),
                                                       str(options.get("target_transform") or "none"))
         longest = "" if options.get("max_len") else " (the longest train text; data.max_len=N sets it)"
-        notes = [*raw.notes, f"column '{raw.text_name}' as {tokens} tokens: a vocabulary of {len(encoding.vocabulary)} "
+        notes = [*raw.notes, f"column '{raw.text_name}' as {tokens} tokens{' (lowercased)' if raw.lowercase else ''}: a vocabulary of {len(encoding.vocabulary)} "
                              f"from the train rows (<pad> and <unk> included), {encoding.length} tokens per text{longest}",
                  *encoding.notes(pieces), *([] if options.get("max_len") else encoding.length_advice(train_pieces))]
         return TextData(ids=encoding.ids(pieces), texts=raw.texts, targets=targets, split=split, task=raw.task,
