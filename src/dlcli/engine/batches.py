@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from dlcli.engine.distributed import World, part_of_batch, shard
 from dlcli.errors import UserError
 from dlcli.system import interrupts
+from dlcli.system.sockets import make_worker_sockets_fit
 
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -193,7 +194,10 @@ def ignore_ctrl_c(worker_id: int) -> None:
 def from_workers(loader: DataLoader) -> Iterator:
     """The loader's batches. A user error raised in a worker process (a file that cannot be
     decoded) comes back from it with the worker's whole traceback as its message: it is raised
-    here again as the one line it was."""
+    here again as the one line it was. Workers hand their batches over sockets whose paths a long
+    TMPDIR would make too long, each batch then lost and waited for forever (dlcli.system.sockets)."""
+    if loader.num_workers > 0:
+        make_worker_sockets_fit()
     iterator = iter(loader)
     while True:
         try:
