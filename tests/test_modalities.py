@@ -72,7 +72,14 @@ def _text(tmp_path: Path):
     return compose(["data=text", f"data.path={path}", "data.seq_len=16"]), path
 
 
-CASES = {"table": _table, "array": _array, "images": _images, "text_column": _text_column, "text": _text}
+def _series(tmp_path: Path):
+    t = np.arange(120)
+    path = tmp_path / "sales.csv"
+    pd.DataFrame({"day": t, "sales": 10 + np.sin(t / 3), "price": 5 + np.cos(t / 7)}).to_csv(path, index=False)
+    return compose(["data=timeseries", f"data.path={path}", "data.time=day", "data.window=6", "data.horizon=2"]), path
+
+
+CASES = {"table": _table, "array": _array, "images": _images, "text_column": _text_column, "text": _text, "series": _series}
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
