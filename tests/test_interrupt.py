@@ -3,7 +3,8 @@ status interrupted with a whole summary, resumable, and no process of it left be
 
 The table `STOPS` is every way a stop reaches a run (Ctrl-C, SIGTERM, SIGHUP; to the process the
 user started, to one worker of a multi-process run, twice); `SWEEP_KILLS` the ways a sweep with a
-pool of workers dies. Each row starts real processes, so the runs are tiny (data=wine)."""
+pool of workers dies. Each row starts real processes, so the runs are tiny (data=wine); what only reads the stopped run
+afterwards (the resume, `dl runs`) runs in this process: a process of its own is not what it tests."""
 
 import json
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for_file
+from conftest import run_cli, wait_for_file
 
 DL = [sys.executable, "-m", "dlcli"]
 TWO = ["trainer.devices=2", "trainer.device=cpu"]
@@ -79,7 +80,7 @@ def wait_for_rows(pattern: str, cwd: Path, rows: int, timeout: float = 180) -> P
 
 
 @pytest.mark.slow
-def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
+def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path, monkeypatch):
     command = [*DL, "train", "trainer.epochs=60", "--quiet"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -101,8 +102,9 @@ def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
     completed = summary["epochs_completed"]
     assert len((run / "metrics.csv").read_text().splitlines()) == completed + 1
     assert (run / "checkpoints" / "last.pt").exists() and wait_for_file(run / "curves.png")
-    resumed = subprocess.run([*DL, "train", f"resume={run}", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.chdir(tmp_path)  # the resume runs in this process: only the Ctrl-C needs a process of its own
+    resumed = run_cli("train", f"resume={run}", "--json")
+    assert resumed.exit_code == 0, resumed.output
     final = json.loads(resumed.stdout)
     assert final["status"] == "completed" and final["epochs_completed"] == 60
     assert len(Path(tmp_path, run, "metrics.csv").read_text().splitlines()) == 61
@@ -123,7 +125,7 @@ STOPS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("devices, whom, signals", STOPS)
-def test_a_stop_signal_however_it_arrives_stops_the_run_as_ctrl_c_does(tmp_path, devices, whom, signals):
+def test_a_stop_signal_however_it_arrives_stops_the_run_as_ctrl_c_does(tmp_path, monkeypatch, devices, whom, signals):
     process = start(["train", "data=wine", "trainer.epochs=2000", "trainer.plots=false", "trainer.checkpoint_every=0",
                      *devices, "-q"], tmp_path)
     metrics = wait_for_rows("runs/train/*/metrics.csv", tmp_path, 3)
@@ -142,8 +144,9 @@ def test_a_stop_signal_however_it_arrives_stops_the_run_as_ctrl_c_does(tmp_path,
     rows = len(metrics.read_text().splitlines()) - 1
     assert summary["epochs_completed"] == rows >= seen  # every epoch that had finished is kept
     assert summary["wall_seconds"] > 0 and summary["finished_at"]
-    listed = subprocess.run([*DL, "runs", "runs/train", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert json.loads(listed.stdout)[0]["epochs"] == rows, listed.stdout
+    monkeypatch.chdir(tmp_path)  # `dl runs` reads the stopped run from this process
+    listed = run_cli("runs", "runs/train", "--json")
+    assert json.loads(listed.stdout)[0]["epochs"] == rows, listed.output
 
 
 @pytest.mark.slow
@@ -173,10 +176,12 @@ SWEEP_KILLS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SWEEP_KILLS)
-def test_a_killed_sweep_leaves_no_worker_and_resumes(tmp_path, name):
+def test_a_killed_sweep_leaves_no_worker_and_resumes(tmp_path, monkeypatch, name):
     """Killed under --jobs 2, a sweep's pool workers end with it (no orphan training on, holding the
     sweep's lock), and --resume then finishes the sweep without waiting for any lock."""
-    process = start(["sweep", "grid", "data=wine", "optim.lr=0.1,0.01,0.001", "trainer.epochs=400", "trainer.plots=false",
+    # 150 wine epochs: a trial trains for about a second, long after the kill (checked below),
+    # and the resume that trains the trials again stays short
+    process = start(["sweep", "grid", "data=wine", "optim.lr=0.1,0.01,0.001", "trainer.epochs=150", "trainer.plots=false",
                      "--jobs", "2", "-q"], tmp_path)
     wait_for_rows("runs/sweeps/sweep/*/trials/*/metrics.csv", tmp_path, 2)
     assert len(children_of(process.pid)) == 2  # the pool's two workers
@@ -184,9 +189,12 @@ def test_a_killed_sweep_leaves_no_worker_and_resumes(tmp_path, name):
     process.wait(timeout=120)
     assert not gone_within(process.pid, 5), "a sweep worker outlived the sweep"
     sweep_dir, = (tmp_path / "runs" / "sweeps" / "sweep").iterdir()
-    resumed = subprocess.run([*DL, "sweep", "grid", "--resume", str(sweep_dir), "-q"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    summaries = [trial / "summary.json" for trial in (sweep_dir / "trials").iterdir()]
+    cut = [s for s in summaries if not s.exists() or json.loads(s.read_text())["status"] != "completed"]
+    assert cut, "every trial had finished before the kill: no worker was training when the sweep died"
+    monkeypatch.chdir(tmp_path)  # the resume runs in this process (its pool's workers are forked from it)
+    resumed = run_cli("sweep", "grid", "--resume", str(sweep_dir), "-q")
+    assert resumed.exit_code == 0, resumed.output
     assert "lock" not in resumed.stderr  # neither dl's (the sweep's) nor Optuna's (its journal's)
     assert json.loads((sweep_dir / "summary.json").read_text())["status"] == "completed"
 
