@@ -123,8 +123,10 @@ def test_sigkill_between_two_checkpoint_writes_resumes_to_the_uninterrupted_resu
     on_disk = load_checkpoint(run / "checkpoints" / "last.pt")["state"]["epoch"]
     assert 1 <= on_disk < 6 and len(metric_rows(run)) == 6  # metrics.csv ran ahead of last.pt
     assert read(run / "summary.json")["status"] == "running"
-    resumed = dl(f"resume={run}", "--json", "--trust", "user_code")  # its saved config names our callback
-    assert resumed.returncode == 0, resumed.stderr
+    # the resume runs in this process (only the kill needs a process of its own); --trust: its saved
+    # config names our callback
+    resumed = run_cli("train", f"resume={run}", "--json", "--trust", "user_code")
+    assert resumed.exit_code == 0, resumed.output
     reference_run = only_run(tmp_path, "reference")
     assert metric_rows(run) == metric_rows(reference_run)
     assert json.loads(resumed.stdout)["test"] == read(reference_run / "summary.json")["test"]
