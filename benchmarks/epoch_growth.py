@@ -18,8 +18,9 @@ Target: dl's late/early <= 1.10 (CPU time; the wall clock is printed too).
 
     python benchmarks/epoch_growth.py [--repeats 3] [--threads 1] [--quick]
 
-`--quick` runs 5, 20 and 80 epochs once (the suite checks that the benchmark runs; such short
-runs are too small to judge the target). One torch thread by default: the per-epoch bookkeeping
+`--quick` runs 5, 20 and 80 epochs once, without the pictures (the suite checks that the benchmark
+runs; such short runs are too small to judge the target, and a drawing process per run would cost
+the check more than its runs do). One torch thread by default: the per-epoch bookkeeping
 is Python's, and a single thread's CPU time is not inflated by other threads spinning while they
 wait for a core of a busy machine.
 """
@@ -27,6 +28,7 @@ wait for a core of a busy machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -61,9 +63,9 @@ def within_run(ends: list[float]) -> float:
     return statistics.median(gaps[-200:]) / statistics.median(gaps[50:250])
 
 
-def dl_iris(epochs: int, root: Path, clock: EpochCpuClock | None = None) -> None:
-    dl_run(["data=iris", f"trainer.epochs={epochs}", "trainer.device=cpu", "trainer.progress=false", f"runs_dir={root}"],
-           [clock] if clock is not None else [])
+def dl_iris(epochs: int, root: Path, clock: EpochCpuClock | None = None, plots: bool = True) -> None:
+    dl_run(["data=iris", f"trainer.epochs={epochs}", "trainer.device=cpu", "trainer.progress=false", f"runs_dir={root}",
+            f"trainer.plots={str(plots).lower()}"], [clock] if clock is not None else [])
 
 
 def hand_iris(epochs: int, root: Path) -> None:
@@ -94,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes, repeats = (QUICK, 1) if args.quick else (FULL, args.repeats)
-    sides = {"dl": dl_iris, "hand-written": hand_iris}
+    sides = {"dl": functools.partial(dl_iris, plots=not args.quick), "hand-written": hand_iris}
     times = {(side, clock, n): [] for side in sides for clock in ("wall", "cpu") for n in sizes}
     with tempfile.TemporaryDirectory(prefix="dl-epoch-growth-") as tmp:
         root = Path(tmp)
