@@ -1,6 +1,8 @@
 """trainer.devices=N: one run trained by N processes (DistributedDataParallel through PyTorch's
-elastic launcher), here as 2 CPU processes with gloo. Each launch starts fresh interpreters, so the
-runs are few and short."""
+elastic launcher), here as 2 CPU processes with gloo. The workers fork from dl's fork server
+(dlcli.system.fork_server), which this process keeps from its first launch on, so a launch after
+the first costs little more than its training; a test that starts `dl` as a program pays for a
+whole interpreter (and a server) again, so those are few and short."""
 
 from __future__ import annotations
 
@@ -38,19 +40,21 @@ def weights(run: Path) -> dict:
 
 
 def children_alive() -> list[int]:
-    """Processes whose parent is this one (a worker the launcher left behind); multiprocessing's
-    resource tracker, which spawn starts once and keeps for the life of this process, is not one."""
-    alive = []
+    """Processes this one started for a run and left behind: its children, or those of the fork
+    server it started. Multiprocessing's resource tracker and dl's fork server, which both stay
+    for the life of this process, are not."""
+    processes = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                command = (entry / "cmdline").read_bytes()
+                processes[int(entry.name)] = (int(fields[1]), fields[0], (entry / "cmdline").read_bytes())
             except OSError:
                 continue
-            if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"resource_tracker" not in command:
-                alive.append(int(entry.name))
-    return alive
+    helpers = {pid for pid, (parent, _, command) in processes.items() if parent == os.getpid()
+               and (b"resource_tracker" in command or b"multiprocessing.forkserver" in command)}
+    return [pid for pid, (parent, state, _) in processes.items()
+            if state != "Z" and pid not in helpers and (parent == os.getpid() or parent in helpers)]
 
 
 def test_each_sample_is_in_exactly_one_shard_and_batches_split_evenly():
@@ -271,6 +275,50 @@ def test_ctrl_c_stops_every_worker_and_leaves_a_resumable_run(tmp_path):
     listed = subprocess.run(["ps", "-o", "stat=,pid=,args=", "-s", str(process.pid)], capture_output=True, text=True).stdout
     running = [line for line in listed.splitlines() if line.strip() and not line.strip().startswith("Z")]  # Z: ended, unreaped
     assert not running, listed  # no worker of that session still running
+
+
+@pytest.mark.slow  # starts processes
+def test_a_killed_launcher_leaves_no_worker_training_on(tmp_path):
+    """SIGKILL to the process the user started (no clean-up at all): its workers (and the fork
+    server they came from) end with it, instead of training on for nobody, and `dl runs` says the
+    run was killed."""
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "dlcli", "train", "data=wine", "trainer.epochs=2000", "trainer.plots=false", *TWO, "-q"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, metrics = time.time() + 120, None
+    while time.time() < deadline and metrics is None:
+        found = list(tmp_path.glob("runs/train/*/metrics.csv"))
+        if found and len(found[0].read_text().splitlines()) > 2:
+            metrics = found[0]
+        time.sleep(0.1)
+    assert metrics is not None
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and session_alive(process.pid):
+        time.sleep(0.1)
+    assert not session_alive(process.pid)  # no worker, no fork server
+    listed = subprocess.run([sys.executable, "-m", "dlcli", "runs", "runs/train", "--json"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert json.loads(listed.stdout)[0]["status"] == "killed", listed.stdout
+
+
+def session_alive(session: int) -> list[str]:
+    """The commands of the session's live processes (what a test started with start_new_session)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":
+                alive.append(command.decode(errors="replace"))
+    return alive
 
 
 @pytest.mark.parametrize("args, says", [

@@ -59,6 +59,35 @@ def stop_signals_act_as_ctrl_c() -> None:
             signal.signal(signum, signal.default_int_handler)
 
 
+def ignored_stop_signals() -> list[int]:
+    """The stop signals this process ignores (`nohup`'s SIGHUP, a background job's Ctrl-C): a
+    process it starts inherits that (`stop_signals_as_launched`)."""
+    return [signum for signum in STOP_SIGNALS if signal.getsignal(signum) == signal.SIG_IGN]
+
+
+def stop_signals_as_launched(ignored: list[int]) -> None:
+    """The stop signals as a fresh interpreter started by a process that ignores `ignored` has
+    them (a process forked from dl's fork server has those of the launcher as it was when the
+    server started): ignored ones stay ignored, Ctrl-C raises KeyboardInterrupt, the others are at
+    their default. Main thread only."""
+    for signum in STOP_SIGNALS:
+        if signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+        else:
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+
+def fork_server_stance() -> None:
+    """dl's fork server's stance (dlcli.system.fork_server_guard): SIGTERM and SIGHUP ignored (the
+    server ignores SIGINT itself), since a stop sent to the launching process's group is the
+    launching process's to pass on. Each process it forks gets them back as they were: it starts
+    as a fresh interpreter would."""
+    kept = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS if signum != signal.SIGINT}
+    for signum in kept:
+        signal.signal(signum, signal.SIG_IGN)
+    os.register_at_fork(after_in_child=lambda: _restore(kept))
+
+
 def ignore_ctrl_c() -> None:
     """A DataLoader worker's stance: a terminal's Ctrl-C reaches the whole process group, and a
     worker it killed would fail the batch the main process waits for. The main process decides
