@@ -172,7 +172,7 @@ def test_a_resumed_sweep_keeps_its_jobs_and_threads(workdir):
     from dlcli.sweep import SweepSettings, run_sweep
 
     lines = []
-    settings = lambda: SweepSettings("grid", ["optim.lr=0.1,1e12", "trainer.epochs=1"])
+    settings = lambda: SweepSettings("grid", ["optim.lr=0.1,1e12", "trainer.epochs=1", "data=iris"])  # what is kept, not what is learned
     first = run_sweep(settings(), jobs=2, threads=1, fail_fast=True, log=lines.append)  # lr=1e12 diverges: failed
     assert first.summary["status"] == "failed"
     lines.clear()
