@@ -129,3 +129,55 @@ def test_the_server_ignores_stop_signals_and_ends_with_the_process_that_started_
         assert not alive(server)
     finally:
         starter.kill()
+
+
+@pytest.mark.slow  # starts processes
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server runs on Linux")
+def test_a_sweep_with_several_threads_per_trial_forks_its_workers_from_the_server_and_they_die_with_it(tmp_path):
+    """--threads 2: forking the sweep itself is not safe (OpenMP), so the pool's workers fork from
+    the fork server. SIGKILL to the sweep: the server and every worker end with it."""
+    command = [sys.executable, "-m", "dlcli", "sweep", "grid", "data=wine", "optim.lr=0.1,0.01,0.001", "trainer.epochs=400",
+               "trainer.plots=false", "--jobs", "2", "--threads", "2", "-q"]
+    sweep = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(tmp_path.glob("runs/sweeps/sweep/*/trials/*/metrics.csv"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        servers = [pid for pid in session(sweep.pid) if parent(pid) == sweep.pid and b"forkserver" in command_of(pid)]
+        assert len(servers) == 1 and len([pid for pid in session(sweep.pid) if parent(pid) == servers[0]]) == 2
+        sweep.kill()
+        sweep.wait()
+        deadline = time.monotonic() + 10
+        while session(sweep.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not session(sweep.pid), "a process of the sweep outlived it"
+    finally:
+        sweep.kill()
+
+
+def session(leader: int) -> list[int]:
+    """The live processes of the session `leader` started."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == leader and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def parent(pid: int) -> int | None:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def command_of(pid: int) -> bytes:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return b""

@@ -17,12 +17,16 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from dlcli.errors import UserError, first_line
+from dlcli.system import fork_server
 from dlcli.system.interrupts import StopRecord, pool_worker_stance, signal_children
 from dlcli.system.machine import usable_cores
 from dlcli.system.processes import die_with_parent
 from dlcli.sweep.trial import TrialSpec, run_trial
 
 OnResult = Callable[[dict], bool]  # returns False to stop the sweep (fail-fast)
+# what the fork server imports once for all the pool's workers (dlcli.system.fork_server): a trial
+# and all it imports
+TRIAL_IMPORTS = ("dlcli.sweep.backends",)
 
 
 def run_in_process(specs: Iterable[TrialSpec], on_result: OnResult) -> None:
@@ -72,19 +76,20 @@ def gpu_group(slot: int, gpus: int, devices: int) -> str | None:
     return ",".join(str(g) for g in range(slot * devices, (slot + 1) * devices))
 
 
-def _init_worker(slots, gpus: int, devices: int = 1, sweep_pid: int | None = None) -> None:
+def _init_worker(slots, gpus: int, devices: int = 1, parent_pid: int | None = None) -> None:
     """Each pool worker takes a slot; with several GPUs, slot k trains on cuda:(k mod GPUs).
     Ctrl-C (which reaches every process of the terminal's group) makes an idle worker refuse the
     trials queued for it; a running trial's own stop (dlcli.engine.checkpoint) passes it on to the
     worker's record, so the trial stops as interrupted and the worker then refuses the rest too
     (dlcli.system.interrupts.pool_worker_stance).
 
-    A worker ends with the sweep process: killed (SIGKILL), the sweep cannot tell it to stop, and
-    a worker left waiting for its next trial would wait forever. Its trial in progress is lost, as
-    a killed trial is: `--resume` runs it again from scratch."""
+    A worker ends with its parent (the sweep process, or the fork server that ends with it): killed
+    (SIGKILL), the sweep cannot tell it to stop, and a worker left waiting for its next trial would
+    wait forever. Its trial in progress is lost, as a killed trial is: `--resume` runs it again
+    from scratch."""
     global _worker_device, _worker_stops
-    if sweep_pid is not None:
-        die_with_parent(sweep_pid)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     slot = slots.get()
     group = gpu_group(slot, gpus, devices)
     if group is not None:  # the trial's launcher gives its workers the slot's GPUs, and only those
@@ -102,15 +107,20 @@ def _run_in_worker(spec: TrialSpec) -> dict:
 
 
 def pool_context(threads: int):
-    """Fork when it is safe, spawn otherwise.
+    """Fork when it is safe, else fork from dl's fork server, else spawn.
 
     A forked worker starts at once with torch already imported, which is what makes --jobs pay off
-    for small trials. It is safe only on Linux, without CUDA (a CUDA context does not survive
-    fork), and with one thread per trial: a worker that starts an OpenMP pool of its own after
-    the parent's was running can deadlock. Anything else gets fresh (spawned) interpreters.
+    for small trials. Forking this process is safe only on Linux, without CUDA (a CUDA context
+    does not survive fork), and with one thread per trial: a worker that starts an OpenMP pool of
+    its own after the parent's was running can deadlock. Otherwise the workers fork from the fork
+    server, which has imported a trial's modules once and started neither threads nor CUDA
+    (dlcli.system.fork_server); where there is none, each is a fresh (spawned) interpreter.
     """
     if sys.platform == "linux" and threads == 1 and not torch.cuda.is_available():
         return multiprocessing.get_context("fork")
+    if fork_server.start_method() == "forkserver":
+        fork_server.ready_server(TRIAL_IMPORTS)
+        return multiprocessing.get_context("forkserver")
     return multiprocessing.get_context("spawn")
 
 
@@ -196,7 +206,7 @@ def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, 
     for slot in range(jobs):
         slots.put(slot)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(slots, gpus, devices, os.getpid()))
+                               initargs=(slots, gpus, devices, fork_server.parent_of_workers(context.get_start_method())))
     try:
         fill_wait_drain(specs, jobs, PoolSlots(pool), on_result)
     finally:
