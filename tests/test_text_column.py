@@ -168,7 +168,7 @@ def test_a_tampered_record_is_refused_in_one_line(tamper, says, tmp_path):
 def test_the_bag_of_words_baseline_scores_val_and_test(tmp_path):
     data = prepared(write_reviews(tmp_path / "r.csv", 200))
     baseline = data.baseline()
-    assert baseline["name"].startswith("bag of words (word counts) + logistic regression")
+    assert baseline["name"].startswith("bag of words (word counts) + logistic regression") and baseline["label"] == "bag of words"
     assert set(baseline["val"]) == {"accuracy", "macro_f1"} and baseline["test"]["accuracy"] >= 0.9
     frame = reviews(200)
     frame["score"] = frame.review.str.count("great|wonderful|loved|superb") * 2.0 + 1.0

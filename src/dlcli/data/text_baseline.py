@@ -24,7 +24,7 @@ def bag_of_words_baseline(data) -> dict:
     started = time.perf_counter()
     classes = data.task == "classification"
     what = "logistic regression" if classes else "ridge regression"
-    named = {"name": f"bag of words ({data.encoding.tokens} counts) + {what}, fitted on the train rows"}
+    named = {"name": f"bag of words ({data.encoding.tokens} counts) + {what}, fitted on the train rows", "label": "bag of words"}
     train = data.split.train
     if classes and len(np.unique(data.targets[train])) < 2:  # a tiny split: nothing for a classifier to tell apart
         return {**named, "skipped": "the train rows hold one class"}
