@@ -34,6 +34,7 @@ QUICK = ["trainer.epochs=2"]
 # Where a test's claim does not depend on the data (pruning, resuming, jobs, naming): iris, whose
 # trials cost a fraction of digits' (a 4-trial, 4-epoch sweep: about 2 CPU seconds against 13)
 IRIS = ["data=iris"]
+IRIS_TEST_ROWS = 15  # iris's test split: a tenth of its 150 rows
 
 
 def sweep(*overrides, kind="grid", **options):
@@ -100,7 +101,7 @@ def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypat
     for module in (dlcli.sweep.best, dlcli.run.single):  # the sweep's look, and any a trial's run would take
         monkeypatch.setattr(module, "evaluate_checkpoint",
                             lambda exp, run, split, ckpt, **kw: looks.append((str(run), split)) or original(exp, run, split, ckpt, **kw))
-    result = sweep("optim.lr=0.3,0.03", "model.hidden=[32],[64]", *QUICK)
+    result = sweep("optim.lr=0.3,0.03", "model.hidden=[32],[64]", *IRIS, *QUICK)
     directory = result.sweep_dir
     assert {p.name for p in directory.iterdir()} == {"sweep.yaml", "trials", "results.csv", "best.yaml", "summary.json", "sweep.png",
                                                    ".lock", "study.journal"}
@@ -113,7 +114,7 @@ def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypat
     # the highest val_accuracy; among equal ones the lowest val_loss
     top = frame[frame["val_accuracy"] == frame["val_accuracy"].max()]
     best = top.loc[top["val_loss"].idxmin()]
-    assert summary["best_trial"] == best["number"] and summary["test"]["samples"] == 180
+    assert summary["best_trial"] == best["number"] and summary["test"]["samples"] == IRIS_TEST_ROWS
     assert summary["chosen_by"].startswith("the highest val_accuracy; ties broken by the lower val_loss")
     # the test split: never by a trial, once for the best trial after the sweep
     assert looks == [(summary["best_run_dir"], "test")]
@@ -130,7 +131,7 @@ def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypat
 @pytest.mark.slow  # trains a sweep of several trials
 def test_crashing_diverging_and_misconfigured_trials_are_reported_and_the_sweep_goes_on(workdir):
     lines = []
-    result = sweep("model._target_=dlcli.models.MLP,exploding_model.Exploding", "optim.lr=0.1,1e12", "trainer.epochs=3", "~model.hidden",
+    result = sweep("model._target_=dlcli.models.MLP,exploding_model.Exploding", "optim.lr=0.1,1e12", "trainer.epochs=3", *IRIS, "~model.hidden",
                    "~model.activation", "~model.dropout", "~model.batch_norm", log=lines.append)
     frame = table(result).set_index("number")
     assert result.summary["status"] == "completed"
@@ -153,7 +154,7 @@ def test_trials_select_their_checkpoint_on_the_sweep_metric(workdir):
 @pytest.mark.slow  # trains a sweep of several trials
 def test_a_kfold_sweep_judges_each_trial_by_its_mean_over_folds(workdir):
     lines = []
-    result = sweep("optim.lr=0.3,1e-5", "split.kfold=3", *QUICK, log=lines.append)
+    result = sweep("optim.lr=0.3,1e-5", "split.kfold=3", *IRIS, *QUICK, log=lines.append)
     frame = table(result).set_index("number")
     assert list(frame.columns) == ["status", "optim.lr", "val_accuracy", "val_accuracy_std", "val_loss", "best_epoch", "message"]
     for number in (0, 1):
@@ -166,7 +167,7 @@ def test_a_kfold_sweep_judges_each_trial_by_its_mean_over_folds(workdir):
     assert any(line.startswith("trial 000 completed (optim.lr=0.3): val_accuracy ") and "± " in line and "over 3 folds" in line
                for line in lines)
     # the one test look: each fold model of the best trial on the same held-out split, averaged
-    assert result.summary["test"]["samples"] == 180
+    assert result.summary["test"]["samples"] == IRIS_TEST_ROWS
     assert any("mean of its 3 fold models" in line for line in lines)
 
 
@@ -209,7 +210,7 @@ def test_ties_are_broken_by_validation_loss_and_named_as_too_close_to_call(workd
 @pytest.mark.slow  # trains a sweep of several trials
 def test_trial_lines_and_the_table_show_four_significant_figures_and_whole_keys(workdir):
     result = run_cli("sweep", "random", "optim.lr=tag(log,interval(0.01,0.5))", "model.hidden=[32],[64]", "--trials", "2",
-                     *QUICK)  # the CLI's console is 80 columns wide here, as in most terminals
+                     *IRIS, *QUICK)  # the CLI's console is 80 columns wide here, as in most terminals
     assert result.exit_code == 0, result.output
     trial_lines = [line for line in result.stderr.splitlines() if line.startswith("trial ")]
     assert len(trial_lines) == 2
@@ -274,7 +275,7 @@ def test_pruning_waits_for_its_warmup_epochs_and_startup_trials(workdir):
 
 @pytest.mark.slow  # trains a sweep of several trials
 def test_a_kfold_trial_may_be_pruned_after_its_first_fold(workdir):
-    result = sweep("optim.lr=0.3,0.2,1e-6", "split.kfold=3", *QUICK, prune="median", prune_startup=2)
+    result = sweep("optim.lr=0.3,0.2,1e-6", "split.kfold=3", *IRIS, *QUICK, prune="median", prune_startup=2)
     frame = table(result).set_index("number")
     assert frame.loc[2, "status"] == "pruned" and "after fold 1 of 3" in frame.loc[2, "message"]
     assert not (result.sweep_dir / "trials" / "002" / "fold-2").exists()
@@ -360,7 +361,7 @@ def test_cli_bad_input(workdir, args, message):
 
 @pytest.mark.slow  # trains: over half a second in the fast lane
 def test_cli_random_sweep_prints_a_sorted_table(workdir):
-    result = run_cli("sweep", "random", "optim.lr=tag(log,interval(0.01,0.5))", "--trials", "3", "--seed", "1", *QUICK)
+    result = run_cli("sweep", "random", "optim.lr=tag(log,interval(0.01,0.5))", "--trials", "3", "--seed", "1", *IRIS, *QUICK)
     assert result.exit_code == 0, result.output
     assert "sorted by val_accuracy" in result.stdout and "trial 002" in result.stderr
     values = [float(v) for v in pd.read_csv(next(workdir.glob("runs/sweeps/sweep/*/results.csv")))["optim.lr"]]
@@ -378,7 +379,7 @@ def trials_in_study(sweep_dir):
 @pytest.mark.slow  # trains a sweep: 2.2 s in the fast lane
 def test_tpe_sweep_writes_everything_through_one_study(workdir):
     result = run_cli("sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "model.dropout=interval(0,0.5)",
-                     "model.hidden=choice([16],[64])", "trainer.batch_size=range(16,65,16)", "--trials", "5", "--seed", "3", *QUICK)
+                     "model.hidden=choice([16],[64])", "trainer.batch_size=range(16,65,16)", "--trials", "5", "--seed", "3", *IRIS, *QUICK)
     assert result.exit_code == 0, result.output
     directory = next(workdir.glob("runs/sweeps/sweep/*"))
     assert {"study.journal", "results.csv", "best.yaml", "summary.json", "sweep.yaml"} <= {p.name for p in directory.iterdir()}
