@@ -37,7 +37,9 @@ REFIT = "runs/house_prices/2026-11-24_11-20-00"  # ... and its refit
 PHOTOS = "runs/photos/2026-11-24_12-00-00"  # a run on the photos/ folder
 HOUSES = "runs/sweeps/houses/2026-11-24_12-00-00"  # a k-fold sweep of the house-prices recipe ...
 HOUSES_REFIT = "runs/houses/2026-11-24_12-30-00"  # ... and the refit of its best trial on every row
-DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "lenet_fashion", "mlp_fashion", "softmax_fashion", "vgg_small_fashion", "cifar_cnn")
+BOOK = "runs/book/2026-11-24_13-00-00"  # a language model trained on book.txt
+DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "lenet_fashion", "mlp_fashion", "softmax_fashion", "vgg_small_fashion", "cifar_cnn",
+              "timemachine")
 
 
 def page_examples(page: Path) -> list[str]:
@@ -99,6 +101,9 @@ def example_dir(tmp_path_factory):
         write_mnist(datasets, train=200, test=50)
         write_mnist(datasets, "FashionMNIST", train=200, test=50)
         write_cifar10(datasets, per_batch=20, test=40)
+        book = "The Time Traveller (for so it will be convenient to speak of him) was expounding a recondite matter to us.\n"
+        (datasets / "timemachine.txt").write_text(book * 40)  # data=timemachine reads it there, never downloads
+        (root / "book.txt").write_text(book * 40)
         rng = np.random.default_rng(0)
         x = rng.normal(size=(120, 3))
         table = pd.DataFrame({"Id": range(120), "LotArea": x[:, 0] * 1000 + 8000, "Rooms": rng.integers(2, 9, 120),
@@ -123,6 +128,7 @@ def example_dir(tmp_path_factory):
         _made_as(f"train refit={KFOLD}", root, REFIT)
         table.drop(columns=["SalePrice"]).to_csv(root / "test.csv", index=False)
         _made_as("train data=imagefolder data.root=photos model=lenet trainer.epochs=1 --name photos", root, PHOTOS)
+        _made_as("train data=text data.path=book.txt model=lstm trainer.epochs=1 --name book", root, BOOK)
         assert run_cli("sweep", "grid", "experiment=house_prices_kfold", "data.path=train.csv", "optim.lr=0.01,0.003",
                        "trainer.epochs=1", "--name", "houses", "-q").exit_code == 0
         (root / HOUSES).parent.mkdir(parents=True, exist_ok=True)
