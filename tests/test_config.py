@@ -59,9 +59,9 @@ def test_a_model_brings_its_own_training_defaults_and_whatever_the_user_types_wi
     """model.train_with: composed before the user's overrides; a value is dropped when its key, a
     key under it or its group is typed, a choice when its group is chosen, all under a recipe."""
     seq = ["+data.as_sequence=true"]
-    assert compose(["model=gru", *seq]).optim.lr == 0.1
-    assert compose(["model=gru", *seq, "optim.lr=0.05"]).optim.lr == 0.05
-    adam = compose(["model=gru", *seq, "optim=adam"]).optim
+    assert compose(["model=cnn1d", *seq]).optim.lr == 0.1
+    assert compose(["model=cnn1d", *seq, "optim.lr=0.05"]).optim.lr == 0.05
+    adam = compose(["model=cnn1d", *seq, "optim=adam"]).optim
     assert adam._target_ == "torch.optim.Adam" and adam.lr == 0.001  # the model's SGD rate is not put on Adam
     assert compose(["model=alexnet"]).optim._target_ == "torch.optim.Adam"
     tuned = compose(["model=alexnet", "optim.lr=0.0001"]).optim  # a rate typed for the model's own optimizer
@@ -69,7 +69,7 @@ def test_a_model_brings_its_own_training_defaults_and_whatever_the_user_types_wi
     assert compose(["model=alexnet", "optim=sgd"]).optim._target_ == "torch.optim.SGD"
     assert compose(["model=mlp"]).optim.lr == 0.03  # a model without its own keeps the optimizer's
     assert compose(["experiment=lenet_fashion"]).optim.lr == 0.9  # a recipe sets its training for its model itself
-    assert compose(["experiment=lenet_fashion", "model=gru"]).optim.lr == 0.1  # another model: its own (dlcli.config.recipes)
+    assert compose(["experiment=lenet_fashion", "model=cnn1d"]).optim.lr == 0.1  # another model: its own (dlcli.config.recipes)
     own = tmp_path / "conf" / "model"
     own.mkdir(parents=True)
     (own / "sneaky.yaml").write_text("_target_: dlcli.models.MLP\nhidden: [8]\ntrain_with: ['+callbacks.x._target_=os.system']\n")

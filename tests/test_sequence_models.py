@@ -14,6 +14,8 @@ import torch
 
 from conftest import quiet_reporter, run_cli
 from dlcli.config.compose import compose
+from dlcli.diagnostics import Evidence, analyze
+from dlcli.diagnostics.through_time import gradient_reach
 from dlcli.errors import UserError
 from dlcli.models import build_model
 from dlcli.run.dispatch import train
@@ -129,6 +131,16 @@ def test_param_count_shows_a_token_lstm_and_counts_tied_weights_once(workdir):
         assert json.loads(out.stdout)["total"] == vocab * 64 + lstm + head
 
 
+SMALL = {"transformer": ["model.dim=16", "model.ff=32"], "attention": ["model.dim=16", "model.ff=32"],
+         **dict.fromkeys(("rnn", "lstm", "gru"), ["model.hidden=16", "model.embedding_dim=16"])}  # quick on 2 shared cores
+
+
+def _source(workdir: Path, data: str) -> list[str]:
+    if data == "text":
+        return ["data=text", f"data.path={write_text(workdir)}", "data.seq_len=16"]
+    return ["data=digits", "+data.as_sequence=true", "split.val=0.5", "split.test=0.3"]  # 360 training rows
+
+
 def _rows(run_dir: Path) -> list[list[str]]:
     return [[row[k] for k in ("epoch", "lr", "train_loss", "val_loss")] for row in csv.DictReader((run_dir / "metrics.csv").open())]
 
@@ -139,9 +151,8 @@ def _rows(run_dir: Path) -> list[list[str]]:
     ("transformer", "digits"),
 ])
 def test_each_sequence_model_resumes_exactly(workdir, option, data):
-    source = (["data=text", f"data.path={write_text(workdir)}", "data.seq_len=16"] if data == "text"
-              else ["data=digits", "+data.as_sequence=true"])
-    overrides = [*source, f"model={option}", "trainer.epochs=3", "trainer.progress=false", "trainer.plots=false"]
+    overrides = [*_source(workdir, data), f"model={option}", *SMALL[option], "trainer.epochs=3", "trainer.progress=false",
+                 "trainer.plots=false"]
     reference = train(RunRequest(compose([*overrides, "name=reference"]), [], quiet_reporter()))
     stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=2)]))
     assert stopped.status == "interrupted"
@@ -156,10 +167,8 @@ def test_each_sequence_model_resumes_exactly(workdir, option, data):
                                           ("attention", "digits")])
 def test_a_sequence_model_exports_to_onnx(workdir, option, data):
     pytest.importorskip("onnxruntime")
-    source = (["data=text", f"data.path={write_text(workdir)}", "data.seq_len=16"] if data == "text"
-              else ["data=digits", "+data.as_sequence=true"])
-    result = train(RunRequest(compose([*source, f"model={option}", "trainer.epochs=1", "trainer.progress=false",
-                                       "trainer.plots=false"]), [], quiet_reporter()))
+    result = train(RunRequest(compose([*_source(workdir, data), f"model={option}", *SMALL[option], "trainer.epochs=1",
+                                       "trainer.progress=false", "trainer.plots=false"]), [], quiet_reporter()))
     out = run_cli("export", str(result.run_dir), "--format", "onnx", "--json")
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
@@ -172,8 +181,6 @@ def _recurrent_config(cell: str) -> dict:
 
 
 def test_a_plain_rnn_whose_gradient_vanishes_through_time_is_told_lstm_or_gru():
-    from dlcli.diagnostics import Evidence, analyze
-
     for cell, reach, expected in (("rnn", 1e-9, True), ("rnn", 0.5, False), ("lstm", 1e-9, False)):
         findings = analyze([], {"task": "classification"}, Evidence(gradient_reach=reach), _recurrent_config(cell))
         found = [f for f in findings if f.code == "vanishing_through_time"]
@@ -183,8 +190,6 @@ def test_a_plain_rnn_whose_gradient_vanishes_through_time_is_told_lstm_or_gru():
 
 
 def test_exploding_gradients_in_a_recurrent_network_name_clipping():
-    from dlcli.diagnostics import Evidence, analyze
-
     norms = [0.3, 0.2, 0.25, 0.22, 0.2, 0.3, 0.2, 0.25, 0.22, 0.2, 0.21, 60.0, 0.2]
     evidence = Evidence(grad_norms=norms, grad_steps=list(range(len(norms))))
     found = next(f for f in analyze([], {"task": "classification"}, evidence, _recurrent_config("lstm"))
@@ -193,8 +198,6 @@ def test_exploding_gradients_in_a_recurrent_network_name_clipping():
 
 
 def test_the_gradient_reaching_the_first_step_is_measured_for_a_many_to_one_rnn():
-    from dlcli.diagnostics.through_time import gradient_reach
-
     torch.manual_seed(0)
     cfg = compose(["model=rnn"]).model
     model = build_model(cfg, (1, 60), 2).eval()
