@@ -144,6 +144,8 @@ def test_the_counting_baselines():
     ("a b c d e f g. " * 20, ["data.seq_len=100"], "is longer than the val span"),
     ("a b c d e f g. " * 20, ["data.tokens=bpe"], "data.tokens"),
     ("a b c d e f g. " * 20, ["split.kfold=3"], "split.kfold=3 cuts rows into folds"),
+    ("a b c d e f g. " * 20, ["model=lstm", "data.seq_len=10", "loss=mse"], "loss=mse does not fit a language model"),
+    ("a b c d e f g. " * 20, ["model=lstm", "data.seq_len=10", "loss=cross_entropy", "loss.label_smoothing=0.1"], "label smoothing 0.1 would change"),
 ])
 def test_a_bad_text_is_one_line_and_writes_nothing(workdir, content, overrides, words):
     path = workdir / "bad.txt"

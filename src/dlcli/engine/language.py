@@ -64,13 +64,8 @@ class TokenCrossEntropy(nn.Module):
     """Cross-entropy over every position: logits (B, T, V) against next tokens (B, T), the mean
     over all B*T tokens (in float32 whatever the autocast)."""
 
-    def __init__(self, label_smoothing: float = 0.0):
-        super().__init__()
-        self.label_smoothing = float(label_smoothing)
-
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                        label_smoothing=self.label_smoothing)
+        return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
 def token_scores(loss, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -116,15 +116,16 @@ def build_loss(loss_cfg: DictConfig | None, task: str, num_classes: int, train_t
 
 
 def language_model_loss(loss_cfg: DictConfig | None, name: str, label_smoothing: float) -> nn.Module:
-    """A language model's loss: cross-entropy over every position (loss=auto, or loss=cross_entropy
-    for its label smoothing); a loss of one answer per sample does not fit."""
-    if name == "auto":
-        return TokenCrossEntropy(label_smoothing)
-    if name != "cross_entropy":
+    """A language model's loss: plain cross-entropy over every position (loss=auto or cross_entropy),
+    since its perplexity is exp of that very loss; a loss of one answer per sample does not fit."""
+    if name not in ("auto", "cross_entropy"):
         raise UserError(f"loss={name} does not fit a language model (one next token per position): use loss=auto or loss=cross_entropy")
-    if loss_cfg.get("weight") is not None:
+    if name == "cross_entropy" and loss_cfg.get("weight") is not None:
         raise UserError("loss.weight weighs classes, and a language model's classes are its whole vocabulary: drop it")
-    return TokenCrossEntropy(float(loss_cfg.get("label_smoothing", 0.0)) or label_smoothing)
+    smoothing = label_smoothing or float((loss_cfg or {}).get("label_smoothing", 0.0) or 0.0)
+    if smoothing:
+        raise UserError(f"label smoothing {smoothing:g} would change the loss a language model's perplexity is the exp of: drop it")
+    return TokenCrossEntropy()
 
 
 def class_weights(weight, train_targets: np.ndarray, num_classes: int) -> list[float] | None:
