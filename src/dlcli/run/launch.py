@@ -46,7 +46,8 @@ from dlcli.system.interrupts import (StopRecord, forwarded_to_workers, ignored_s
                                        stop_signals_as_launched)
 from dlcli.rundir.directory import load_saved_config, read_summary, update_summary
 from dlcli.run.request import RunRequest
-from dlcli.run.single import TrainResult, now, progress_fields, run_in, start_new_run, with_config_callbacks
+from dlcli.run.single import (TrainResult, checked_experiment, now, open_new_run, progress_fields, run_in, start_new_run,
+                              with_config_callbacks)
 from dlcli.system.machine import usable_cores
 from dlcli.system.processes import die_with_parent
 from dlcli.trust.targets import targets_in
@@ -74,8 +75,9 @@ def train_distributed(request: RunRequest, *, quiet: bool | None = None, rank_ze
 
     if launched_by_torchrun():
         return _as_torchrun_worker(request)
-    ready_workers()  # the fork server imports while this process checks the config and writes the first files
-    experiment, run_dir, lock = start_new_run(request)
+    experiment = checked_experiment(request)
+    ready_workers()  # the fork server imports while this process writes the first files and starts the rendezvous
+    run_dir, lock = open_new_run(request, experiment)
     del experiment  # the workers build their own; this one only checked the config and wrote the first files
     release_device_memory()
     try:
