@@ -71,7 +71,9 @@ def test_padding_changes_nothing_for_a_classifier(option, overrides):
 def test_float_sequences_go_through_a_projection():
     cfg = compose(["model=transformer"]).model
     model = build_model(cfg, (2, 40), 10).eval()
-    assert model(torch.randn(5, 2, 40)).shape == (5, 10) and model.projection.in_features == 2
+    assert model(torch.randn(5, 2, 40)).shape == (5, 10) and model.projection.in_channels == 2
+    with pytest.raises(UserError, match="model.kernel=4 must be odd"):
+        build_model(compose(["model=transformer", "model.kernel=4"]).model, (2, 40), 10)
 
 
 def test_tied_weights_are_one_tensor():
@@ -115,9 +117,9 @@ def test_a_sequence_model_refuses_bad_settings_before_runs_is_touched(workdir, o
 def test_param_count_shows_the_transformer(workdir):
     out = run_cli("param-count", "model=transformer", "data=digits", "+data.as_sequence=true", "--json")
     assert out.exit_code == 0, out.output
-    dim, ff, length = 64, 256, 64  # the defaults; digits as a sequence: 1 channel x 64 pixels
+    dim, ff, length, kernel = 64, 256, 64, 5  # the defaults; digits as a sequence: 1 channel x 64 pixels
     block = 2 * 2 * dim + (dim * 3 * dim + 3 * dim) + (dim * dim + dim) + (dim * ff + ff) + (ff * dim + dim)
-    expected = (1 * dim + dim) + length * dim + 2 * block + 2 * dim + (dim * 10 + 10)
+    expected = (1 * kernel * dim + dim) + length * dim + 2 * block + 2 * dim + (dim * 10 + 10)
     assert json.loads(out.stdout)["total"] == expected
 
 

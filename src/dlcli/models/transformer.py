@@ -1,5 +1,6 @@
 """A Transformer encoder: pre-norm residual blocks of multi-head self-attention and a feed-forward
-layer, over token ids (an embedding) or float sequences (channels x length, a linear projection).
+layer, over token ids (an embedding) or float sequences (channels x length: a projection of each
+step and its neighbours, a 1-D convolution of `kernel` steps; 1 is a linear projection of each step).
 
 Attention is torch.nn.functional.scaled_dot_product_attention, so CUDA runs the fused kernels: a
 language model asks for `is_causal` (no mask tensor: the flash kernel applies), padded text passes
@@ -96,14 +97,14 @@ class ClassToken(nn.Module):
 @register
 @constrained(dim=Interval(1, 65_536, integer=True), heads=Interval(1, 1024, integer=True), layers=Interval(1, 256, integer=True),
              ff=Interval(1, 1_000_000, integer=True), dropout=RATE, positions=Options(POSITIONS), pool=Options(POOLING),
-             tie_weights=BOOLEAN)
+             tie_weights=BOOLEAN, kernel=Interval(1, 1023, integer=True))
 class Transformer(nn.Module):
     reads_sequences = True  # data.as_sequence means something to it (dlcli.config.no_effect)
     grows_with = ("dim", "layers")  # the settings that make it larger (a diagnosis of underfitting suggests them)
 
     def __init__(self, input_shape, num_outputs: int, dim: int = 64, heads: int = 4, layers: int = 2, ff: int = 256,
                  dropout: float = 0.1, positions: str = "learned", pool: str = "mean", tie_weights: bool = False,
-                 vocab_size: int | None = None, causal: bool = False):
+                 kernel: int = 1, vocab_size: int | None = None, causal: bool = False):
         super().__init__()
         if dim % heads:
             raise UserError(f"model.dim={dim} must be divisible by model.heads={heads} (each head reads dim/heads "
@@ -118,7 +119,11 @@ class Transformer(nn.Module):
                 self.embedding.weight[0].zero_()  # the padding vector (padding_idx) stays zero
         else:
             channels, length = sequence_input(input_shape, "transformer")
-            self.projection = nn.Linear(channels, dim)
+            if kernel % 2 == 0:
+                raise UserError(f"model.kernel={kernel} must be odd: the projection is centred on each step, so the "
+                                f"sequence keeps its length; choose {kernel - 1} or {kernel + 1}")
+            # one scalar per step says little about a shape: each step's vector is projected from it and its neighbours
+            self.projection = nn.Conv1d(channels, dim, kernel, padding=kernel // 2)
         self.cls = ClassToken(dim) if pool == "cls" and not causal else None
         self.context = length  # the longest sequence it reads (its positions): a sampler keeps the last `context` tokens
         self.positions = Positions(positions, length + (self.cls is not None), dim)
@@ -131,7 +136,7 @@ class Transformer(nn.Module):
 
     def forward(self, x):
         if self.vocab_size is None:
-            hidden, keep = self.projection(x.transpose(1, 2)), None  # (batch, channels, length) -> (batch, length, dim)
+            hidden, keep = self.projection(x).transpose(1, 2), None  # (batch, channels, length) -> (batch, length, dim)
         else:
             hidden = self.embedding(x)
             keep = None if self.causal else not_padding(x)  # a language model's text is contiguous: no padding
