@@ -133,7 +133,7 @@ def test_param_count_shows_a_token_lstm_and_counts_tied_weights_once(workdir):
         assert json.loads(out.stdout)["total"] == vocab * 64 + lstm + head
 
 
-SMALL = {"transformer": ["model.dim=16", "model.ff=32"], "attention": ["model.dim=16", "model.ff=32"],
+SMALL = {"transformer": ["model.dim=16", "model.ff=32", "model.layers=1"], "attention": ["model.dim=16", "model.ff=32"],
          **dict.fromkeys(("rnn", "lstm", "gru"), ["model.hidden=16", "model.embedding_dim=16"])}  # quick on 2 shared cores
 
 
@@ -148,6 +148,7 @@ def _rows(run_dir: Path) -> list[list[str]]:
 
 
 @pytest.mark.slow  # trains each model three times over
+@pytest.mark.timeout(900)  # three short runs: about a minute alone, over the suite's 300 s on 2 cores shared by many processes
 @pytest.mark.parametrize("option, data", [
     ("transformer", "text"), ("lstm", "text"), ("gru", "text"), ("rnn", "text"), ("attention", "digits"),
     ("transformer", "digits"),

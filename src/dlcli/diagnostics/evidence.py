@@ -214,7 +214,11 @@ class Diagnostics(Callback):
 
 def _reach_through_time(session) -> float | None:
     """dlcli.diagnostics.through_time on a training batch, in evaluation mode (no dropout)."""
+    from torch import nn  # noqa: PLC0415  (dl diagnose runs without torch: dlcli.diagnostics imports this module)
+
     model = session.model
+    if not any(isinstance(module, nn.RNNBase) for module in model.modules()):
+        return None  # nothing recurrent: no batch is read (a folder's would be decoded)
     was_training = model.training
     model.eval()
     try:
