@@ -41,6 +41,9 @@ if os.environ.get("DL_TEST_TORCH_THREADS") or os.environ.get("PYTEST_XDIST_WORKE
 # children inherit; take it back, so those tests test dl rather than how pytest was launched.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+# likewise SIGHUP, which `nohup pytest` ignores: the rows that close the terminal on a run would see it train on
+if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 # dl keeps decoded image folders in the user's cache directory ($XDG_CACHE_HOME/dl): no test writes
