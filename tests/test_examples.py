@@ -38,6 +38,8 @@ PHOTOS = "runs/photos/2026-11-24_12-00-00"  # a run on the photos/ folder
 HOUSES = "runs/sweeps/houses/2026-11-24_12-00-00"  # a k-fold sweep of the house-prices recipe ...
 HOUSES_REFIT = "runs/houses/2026-11-24_12-30-00"  # ... and the refit of its best trial on every row
 BOOK = "runs/book/2026-11-24_13-00-00"  # a language model trained on book.txt
+SALES = "runs/sales/2026-11-24_14-00-00"  # a forecaster trained on sales.csv
+REVIEWS = "runs/reviews/2026-11-24_15-00-00"  # a classifier of reviews.csv's text column
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "lenet_fashion", "mlp_fashion", "softmax_fashion", "vgg_small_fashion", "cifar_cnn",
               "timemachine")
 
@@ -104,6 +106,7 @@ def example_dir(tmp_path_factory):
         book = "The Time Traveller (for so it will be convenient to speak of him) was expounding a recondite matter to us.\n"
         (datasets / "timemachine.txt").write_text(book * 40)  # data=timemachine reads it there, never downloads
         (root / "book.txt").write_text(book * 40)
+        _write_sequences(root)
         rng = np.random.default_rng(0)
         x = rng.normal(size=(120, 3))
         table = pd.DataFrame({"Id": range(120), "LotArea": x[:, 0] * 1000 + 8000, "Rooms": rng.integers(2, 9, 120),
@@ -129,6 +132,10 @@ def example_dir(tmp_path_factory):
         table.drop(columns=["SalePrice"]).to_csv(root / "test.csv", index=False)
         _made_as("train data=imagefolder data.root=photos model=lenet trainer.epochs=1 --name photos", root, PHOTOS)
         _made_as("train data=text data.path=book.txt model=lstm trainer.epochs=1 --name book", root, BOOK)
+        _made_as("train model=gru data=timeseries data.path=sales.csv data.time=day data.columns=[sales] data.window=28 "
+                 "data.horizon=7 trainer.epochs=1 --name sales", root, SALES)
+        _made_as("train data=csv data.path=reviews.csv data.target=label data.text=review data.drop=[id] model=gru "
+                 "trainer.epochs=1 --name reviews", root, REVIEWS)
         assert run_cli("sweep", "grid", "experiment=house_prices_kfold", "data.path=train.csv", "optim.lr=0.01,0.003",
                        "trainer.epochs=1", "--name", "houses", "-q").exit_code == 0
         (root / HOUSES).parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +153,21 @@ def example_dir(tmp_path_factory):
         sys.modules.pop("mypkg", None)
         if str(root) in sys.path:
             sys.path.remove(str(root))
+
+
+def _write_sequences(root: Path) -> None:
+    """sales.csv (a daily series with a trend and a weekly season), reviews.csv and new_reviews.csv
+    (short texts whose label is the word they hold), as the sequence examples name them."""
+    rng = np.random.default_rng(0)
+    day = np.arange(500)
+    sales = 50 + 0.05 * day + 10 * np.sin(2 * np.pi * day / 7) + rng.normal(0, 1, len(day))
+    pd.DataFrame({"day": day, "sales": sales}).to_csv(root / "sales.csv", index=False)
+    words = {"pos": ["great", "superb", "moving"], "neg": ["awful", "dull", "boring"]}
+    filler = "the film was a story and its actors music".split()
+    labels = rng.choice(["pos", "neg"], 120)
+    texts = [" ".join([*rng.choice(filler, 4), rng.choice(words[label])]) for label in labels]
+    pd.DataFrame({"id": range(120), "review": texts, "label": labels}).to_csv(root / "reviews.csv", index=False)
+    pd.DataFrame({"id": [1, 2], "review": ["a great story", "dull music"]}).to_csv(root / "new_reviews.csv", index=False)
 
 
 def _made_as(command: str, root: Path, path: str) -> None:
