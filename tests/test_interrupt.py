@@ -37,7 +37,12 @@ def session_processes(session: int) -> list[int]:
 
 
 def children_of(pid: int) -> list[int]:
-    return [p for p in session_processes(pid) if _parent(p) == pid and b"resource_tracker" not in _cmdline(p)]
+    """The processes `pid` started to work for it: its children, or the children of the fork server
+    it started (dlcli.system.fork_server); multiprocessing's resource tracker and the server are not."""
+    children = [p for p in session_processes(pid) if _parent(p) == pid and b"resource_tracker" not in _cmdline(p)]
+    servers = [p for p in children if b"multiprocessing.forkserver" in _cmdline(p)]
+    forked = [p for p in session_processes(pid) if _parent(p) in servers]
+    return sorted([p for p in children if p not in servers] + forked)
 
 
 def _parent(pid: int) -> int | None:
