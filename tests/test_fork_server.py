@@ -113,6 +113,20 @@ time.sleep(60)
 
 @pytest.mark.slow  # starts processes
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server runs on Linux")
+def test_the_server_starts_under_a_temporary_folder_too_long_for_its_socket(tmp_path):
+    """The server listens on a Unix socket under TMPDIR (108 bytes at most for its path): a cluster
+    job's long scratch folder made every multi-process run fail with `AF_UNIX path too long`."""
+    long = tmp_path / ("x" * (100 - len(str(tmp_path))))
+    long.mkdir()
+    script = SERVER.replace("time.sleep(60)", "")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TMPDIR": str(long)})
+    assert done.returncode == 0 and "AF_UNIX" not in done.stderr, done.stderr
+    assert int(done.stdout)  # the server's pid: it started and forked a process
+
+
+@pytest.mark.slow  # starts processes
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server runs on Linux")
 def test_the_server_ignores_stop_signals_and_ends_with_the_process_that_started_it():
     starter = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     try:

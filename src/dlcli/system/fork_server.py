@@ -35,6 +35,7 @@ from multiprocessing import forkserver, get_all_start_methods, set_forkserver_pr
 from typing import Sequence
 
 from dlcli.errors import UserError
+from dlcli.system.sockets import make_worker_sockets_fit
 
 START_METHOD_VARIABLE = "DL_START_METHOD"
 GUARD = "dlcli.system.fork_server_guard"  # imported first: the server takes its stance before the long imports
@@ -68,6 +69,7 @@ def ready_server(preload: Sequence[str]) -> None:
         _retire()
         # (the main module too: each worker would import it again, `dl`'s command line and all)
         set_forkserver_preload([GUARD, "__main__", *preload])
+    make_worker_sockets_fit()  # the server listens on a Unix socket under TMPDIR, as DataLoader workers do
     forkserver.ensure_running()  # (starts it again if it died meanwhile)
     _started_for = wanted
 
