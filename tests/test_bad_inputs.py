@@ -156,6 +156,8 @@ CASES = [
     ("a cache directory on a table", ["train", "data=wine", "+data.cache_dir=/tmp/x"], nothing, "data.cache_dir=/tmp/x applies to image sets"),
     ("a cache directory on a table, typed without +", ["train", "data=wine", "data.cache_dir=/tmp/x"], nothing,
      "data.cache_dir applies to image sets only, and data._target_=dlcli.data.sources.load_sklearn is not one: drop it"),
+    ("table scaling on a series, typed without +", ["train", "data=sine", "data.standardize=true"], nothing,
+     "data.standardize applies to tables only, and data._target_=dlcli.data.series.make_sine is not one: drop it"),
     ("table scaling on images", ["train", "data=imagefolder", "data.root={pets}", "model=lenet", "+data.standardize=true"], image_folder,
      "data.standardize=true applies to tables, and pets is a set of images: drop it (data.normalize scales images)"),
     ("a sequence of images", ["train", "data=imagefolder", "data.root={pets}", "+data.as_sequence=true", "model=lstm"], image_folder,

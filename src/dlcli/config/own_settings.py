@@ -79,10 +79,16 @@ TABLE_ONLY_KEYS = tuple(key for key, kind in GROUPS["data"].only_for.items() if 
 IMAGE_ONLY_KEYS = tuple(key for key, kind in GROUPS["data"].only_for.items() if kind == "image sets")
 
 
+# dl's own data set makers, by module, and the kind of data set each makes: a setting only_for one
+# kind is refused, and never suggested, for the others (a series or a text scales itself)
+KIND_OF_DATA_MODULE = {"dlcli.data.images.": "image sets", "dlcli.data.sources.": "tables",
+                       "dlcli.data.series.": "series", "dlcli.data.text.": "texts"}
+
+
 def data_setting_of_the_other_kind(data_target, leaf: str) -> str | None:
     """"tables" or "image sets" when data.`leaf` applies only to that kind and `data_target` is
     one of dl's own data sets of the other kind (a user's own set is not judged here)."""
     target = str(data_target or "")
-    kind = "image sets" if target.startswith("dlcli.data.images.") else "tables" if target.startswith("dlcli.data.sources.") else None
+    kind = next((kind for module, kind in KIND_OF_DATA_MODULE.items() if target.startswith(module)), None)
     only = GROUPS["data"].only_for.get(leaf)
     return only if kind is not None and only not in (None, kind) else None
