@@ -98,7 +98,7 @@ def outputs(workdir, run):
 
 CASES = [
     # -- dl train: choices, types and ranges ----------------------------------------------------------
-    ("unknown model", ["train", "model=transformer"], nothing, "unknown model 'transformer': choose one of"),
+    ("unknown model", ["train", "model=perceiver"], nothing, "unknown model 'perceiver': choose one of"),
     ("unknown data", ["train", "data=imagenet"], nothing, "unknown data 'imagenet'"),
     ("unknown optimizer", ["train", "optim=lamb"], nothing, "unknown optim 'lamb'"),
     ("unknown scheduler", ["train", "sched=triangle"], nothing, "unknown sched 'triangle'"),
@@ -147,7 +147,7 @@ CASES = [
      "element 0 (1.5) must be a whole number of at least 1 or a share of the run in (0, 1)"),
     # -- dl train: settings that would have no effect in the run they are given to ---------------------
     ("as_sequence for a model that reads none", ["train", "data=iris", "+data.as_sequence=true"], nothing,
-     "data.as_sequence=true shapes each row as a sequence for sequence models (cnn1d, gru, lstm, rnn), and model=mlp does not"),
+     "data.as_sequence=true shapes each row as a sequence for sequence models (attention, cnn1d, gru, lstm, rnn, transformer), and model=mlp does not"),
     ("augmentation on a table", ["train", "data=iris", "+data.augment={{hflip: true}}"], nothing,
      "data.augment={'hflip': True} applies to image sets"),
     ("image normalization on a table", ["train", "data=digits", "+data.normalize=none"], nothing,
@@ -221,7 +221,7 @@ CASES = [
     # -- dl sweep -------------------------------------------------------------------------------------
     ("sweep nothing", ["sweep", "grid", "trainer.epochs=2"], nothing, "nothing to sweep"),
     ("sweep a bad value", ["sweep", "grid", "optim.lr=0.1,abc"], nothing, "optim.lr=abc"),
-    ("sweep a bad model", ["sweep", "grid", "model=mlp,transformer"], nothing, "transformer"),
+    ("sweep a bad model", ["sweep", "grid", "model=mlp,perceiver"], nothing, "perceiver"),
     ("sweep a bad boolean", ["sweep", "grid", "model.batch_norm=true,maybe"], nothing, "model.batch_norm=maybe"),
     ("grid over an interval", ["sweep", "grid", "optim.lr=interval(0,1)"], nothing, "interval"),
     ("random without trials", ["sweep", "random", "optim.lr=0.1,0.2"], nothing, "--trials"),
@@ -244,14 +244,14 @@ CASES = [
     ("lr-find from zero", ["lr-find", "--start", "0"], nothing, "--start"),
     ("lr-find too few steps", ["lr-find", "--steps", "2"], nothing, "--steps 2"),
     ("lr-find unknown ladder", ["lr-find", "--mode", "cubic"], nothing, "--mode cubic"),
-    ("lr-find unknown model", ["lr-find", "model=transformer"], nothing, "unknown model"),
+    ("lr-find unknown model", ["lr-find", "model=perceiver"], nothing, "unknown model"),
     ("lr-find bad name", ["lr-find", "--name", "a/b"], nothing, "a/b"),
     # a name becomes a folder that dl and others list: no disguise in it (a right-to-left override, a zero-width space)
     ("lr-find disguised name", ["lr-find", "--name", "\u202eevil"], nothing, "\\u202eevil must be a plain name without format"),
     ("train disguised name", ["train", "--name", "a\u200bb"], nothing, "a\\u200bb must be a plain name without format"),
     ("sweep disguised name", ["sweep", "grid", "optim.lr=0.1,0.2", "--name", "\u202eevil"], nothing, "without format characters"),
     # -- dl param-count and dl conv-shape -------------------------------------------------------------
-    ("param-count unknown model", ["param-count", "model=transformer"], nothing, "unknown model"),
+    ("param-count unknown model", ["param-count", "model=perceiver"], nothing, "unknown model"),
     ("param-count bad input", ["param-count", "--input", "3xx2"], nothing, "3xx2"),
     ("conv-shape kernel too large", ["conv-shape", "--input", "3x8x8", "conv(4,k=11)"], nothing, "k=11"),
     ("conv-shape without input", ["conv-shape", "conv(4,k=3)"], nothing, "--input is required"),

@@ -61,7 +61,7 @@ def test_cfg_prints_the_resolved_config_and_trains_nothing(workdir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["model=transformer"], "unknown model 'transformer': choose one of"),
+        (["model=perceiver"], "unknown model 'perceiver': choose one of"),
         (["optim.lr=="], "malformed override"),
         (["trainer.epochs=-3"], "trainer.epochs=-3 must be at least 1"),
         (["model=lenet"], "model=lenet cannot take 8x8 images"),

@@ -27,7 +27,7 @@ def test_scheduler_interpolates_epochs():
 @pytest.mark.parametrize(
     "override, expected",
     [
-        (["model=resnet50x"], "unknown model 'resnet50x': choose one of alexnet, cifar_cnn, cnn1d, densenet, googlenet, gru, lenet"),
+        (["model=resnet50x"], "unknown model 'resnet50x': choose one of alexnet, attention, cifar_cnn, cnn1d, densenet, googlenet, gru, lenet"),
         (["optim.lrr=0.1"], "optim.lrr is not a setting of torch.optim.SGD: valid settings are dampening"),
         (["optim.lr=="], "malformed override 'optim.lr=='"),
         (["optim.lr=0.1,0.2"], "use `dl sweep`"),
@@ -129,8 +129,8 @@ def test_a_swapped_recipe_says_what_gave_way_in_the_run_log(workdir):
 def test_the_brought_defaults_are_in_the_saved_config_and_said_at_the_start(workdir):
     from conftest import only_run, run_cli
 
-    # iris as a sequence of its 4 columns, a small GRU: the digits' 64 steps took 10 s (the check is of the config)
-    result = run_cli("train", "model=gru", "data=iris", "+data.as_sequence=true", "model.hidden=8", "trainer.epochs=1",
+    # iris as a sequence of its 4 columns, a small 1-D CNN: the digits' 64 steps took 10 s (the check is of the config)
+    result = run_cli("train", "model=cnn1d", "data=iris", "+data.as_sequence=true", "trainer.epochs=1",
                      "trainer.plots=false")
     assert result.exit_code == 0, result.output
     assert "this model brings its own training defaults (model.train_with): optim.lr=0.1" in result.stdout

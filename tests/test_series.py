@@ -226,7 +226,8 @@ def test_a_received_record_with_a_bad_series_encoding_is_refused(tmp_path):
 @pytest.mark.slow  # trains an LSTM for several epochs
 def test_an_lstm_beats_persistence_on_a_clean_sine(workdir):
     result = train(RunRequest(compose(["data=sine", "model=lstm", "data.noise=0", "data.frequency=0.1", "data.num_points=400",
-                                       "data.window=8", "data.horizon=3", "trainer.epochs=8", "trainer.progress=false"]), [],
+                                       "data.window=8", "data.horizon=3", "trainer.epochs=8", "trainer.batch_size=16",
+                                       "trainer.progress=false"]), [],
                               quiet_reporter()))
     summary = result.summary
     assert summary["test"]["rmse"] < 0.5 * summary["test"]["persistence_rmse"], summary["test"]

@@ -101,7 +101,7 @@ def evaluate(
     dl predict runs/house_prices/2026-11-24_11-20-00 test.csv --output submission.csv
     dl predict runs/photos/2026-11-24_12-00-00 photos/ --proba      (a folder of images, searched recursively)
     dl predict RUN_DIR rows.npy --json      (rows of features in a NumPy file)
-    dl predict RUN_DIR series.csv --horizon 20      (a series run: the 20 steps after the series' end)
+    dl predict runs/sales/2026-11-24_14-00-00 sales.csv --horizon 20      (a forecaster: the 20 steps after the series' end)
     dl predict runs/book/2026-11-24_13-00-00 --prompt "the time traveller" --tokens 200 --temperature 0.8 --seed 1      (a language model continues a text)
 """),
 )
