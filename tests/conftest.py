@@ -1,4 +1,5 @@
 import atexit
+import csv
 import importlib
 import io
 import json
@@ -15,6 +16,8 @@ from typer.testing import CliRunner
 from dlcli.cli import app
 from dlcli.config.compose import compose
 from dlcli.engine.progress import Reporter
+from dlcli.run.dispatch import train
+from dlcli.run.request import RunRequest
 
 # slow_guard: a test without the slow marker fails past a few seconds (the fast lane stays fast);
 # pytester: the guard's own test runs pytest on a generated file
@@ -108,6 +111,23 @@ def workdir(tmp_path, monkeypatch):
 
 def quiet_reporter() -> Reporter:
     return Reporter(Console(file=io.StringIO()), show_progress=False)
+
+
+def assert_resumes_exactly(overrides: list[str], columns: tuple[str, ...] = ("epoch", "lr", "train_loss", "val_loss")) -> None:
+    """A run stopped by Ctrl-C after epoch 2 and resumed ends with the metrics.csv `columns` and the
+    test numbers of the same run trained without a stop."""
+    from user_code import CtrlCAt  # a test module of callbacks, importable once tests/ is on the path
+
+    def rows(run_dir: Path) -> list[list[str]]:
+        return [[row[k] for k in columns] for row in csv.DictReader((run_dir / "metrics.csv").open())]
+
+    reference = train(RunRequest(compose([*overrides, "name=reference"]), [], quiet_reporter()))
+    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[CtrlCAt(epoch=2)]))
+    assert stopped.status == "interrupted"
+    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
+    assert resumed.status == "completed"
+    assert rows(resumed.run_dir) == rows(reference.run_dir)
+    assert resumed.summary["test"] == reference.summary["test"]
 
 
 def run_cli(*args: str):

@@ -257,13 +257,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_a_resumable_run(tmp_path):
     command = [sys.executable, "-m", "dlcli", "train", "trainer.epochs=200", "trainer.devices=2", "trainer.device=cpu", "-q"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
-    deadline, metrics = time.time() + 120, None
-    while time.time() < deadline and metrics is None:
-        found = list(tmp_path.glob("runs/train/*/metrics.csv"))
-        if found and len(found[0].read_text().splitlines()) > 2:
-            metrics = found[0]
-        time.sleep(0.1)
-    assert metrics is not None
+    metrics = metrics_after_two_epochs(tmp_path)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
     _, err = process.communicate(timeout=90)
     assert process.returncode == 130, err
@@ -277,6 +271,17 @@ def test_ctrl_c_stops_every_worker_and_leaves_a_resumable_run(tmp_path):
     assert not running, listed  # no worker of that session still running
 
 
+def metrics_after_two_epochs(root: Path, seconds: float = 120) -> Path:
+    """The metrics.csv of the run training under `root`, once it holds two epochs."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        found = list(root.glob("runs/train/*/metrics.csv"))
+        if found and len(found[0].read_text().splitlines()) > 2:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no run under {root} finished two epochs in {seconds:g} s")
+
+
 @pytest.mark.slow  # starts processes
 def test_a_killed_launcher_leaves_no_worker_training_on(tmp_path):
     """SIGKILL to the process the user started (no clean-up at all): its workers (and the fork
@@ -288,13 +293,7 @@ def test_a_killed_launcher_leaves_no_worker_training_on(tmp_path):
 
     command = [sys.executable, "-m", "dlcli", "train", "data=wine", "trainer.epochs=2000", "trainer.plots=false", *TWO, "-q"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline, metrics = time.time() + 120, None
-    while time.time() < deadline and metrics is None:
-        found = list(tmp_path.glob("runs/train/*/metrics.csv"))
-        if found and len(found[0].read_text().splitlines()) > 2:
-            metrics = found[0]
-        time.sleep(0.1)
-    assert metrics is not None
+    metrics_after_two_epochs(tmp_path)  # the workers are training: the kill lands mid-run
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.time() + 10

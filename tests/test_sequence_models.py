@@ -5,14 +5,13 @@ and export to ONNX. The texts are written by the tests."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import quiet_reporter, run_cli
+from conftest import assert_resumes_exactly, quiet_reporter, run_cli
 from dlcli.config.compose import compose
 from dlcli.diagnostics import Evidence, analyze
 from dlcli.diagnostics.through_time import gradient_reach
@@ -143,9 +142,6 @@ def _source(workdir: Path, data: str) -> list[str]:
     return ["data=digits", "+data.as_sequence=true", "split.val=0.5", "split.test=0.3"]  # 360 training rows
 
 
-def _rows(run_dir: Path) -> list[list[str]]:
-    return [[row[k] for k in ("epoch", "lr", "train_loss", "val_loss")] for row in csv.DictReader((run_dir / "metrics.csv").open())]
-
 
 @pytest.mark.slow  # trains each model three times over
 @pytest.mark.timeout(900)  # three short runs: about a minute alone, over the suite's 300 s on 2 cores shared by many processes
@@ -154,15 +150,8 @@ def _rows(run_dir: Path) -> list[list[str]]:
     ("transformer", "digits"),
 ])
 def test_each_sequence_model_resumes_exactly(workdir, option, data):
-    overrides = [*_source(workdir, data), f"model={option}", *SMALL[option], "trainer.epochs=3", "trainer.progress=false",
-                 "trainer.plots=false"]
-    reference = train(RunRequest(compose([*overrides, "name=reference"]), [], quiet_reporter()))
-    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=2)]))
-    assert stopped.status == "interrupted"
-    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
-    assert resumed.status == "completed"
-    assert _rows(resumed.run_dir) == _rows(reference.run_dir)
-    assert resumed.summary["test"] == reference.summary["test"]
+    assert_resumes_exactly([*_source(workdir, data), f"model={option}", *SMALL[option], "trainer.epochs=3",
+                            "trainer.progress=false", "trainer.plots=false"])
 
 
 @pytest.mark.slow  # trains, exports and runs the file in onnxruntime

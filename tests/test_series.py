@@ -4,7 +4,6 @@ Every series here is written by the test itself."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.model_selection import TimeSeriesSplit
 
-from conftest import quiet_reporter, read, run_cli
+from conftest import assert_resumes_exactly, quiet_reporter, read, run_cli
 from dlcli.config.compose import compose
 from dlcli.data import prepare_data
 from dlcli.data.forecast import errors
@@ -236,18 +235,9 @@ def test_an_lstm_beats_persistence_on_a_clean_sine(workdir):
 
 @pytest.mark.slow  # trains an LSTM three times over
 def test_an_lstm_on_sine_resumes_exactly(workdir):
-    overrides = ["data=sine", "model=lstm", "trainer.epochs=4", "trainer.progress=false", "data.num_points=300"]
-    reference = train(RunRequest(compose([*overrides, "name=reference"]), [], quiet_reporter()))
-    stopped = train(RunRequest(compose(overrides), [], quiet_reporter(), callbacks=[__import__("user_code").CtrlCAt(epoch=2)]))
-    assert stopped.status == "interrupted"
-    resumed = train(RunRequest(compose([f"resume={stopped.run_dir}"]), [f"resume={stopped.run_dir}"], quiet_reporter()))
-    assert resumed.status == "completed"
-    assert _rows(resumed.run_dir) == _rows(reference.run_dir)
-    assert resumed.summary["test"] == reference.summary["test"]
+    assert_resumes_exactly(["data=sine", "model=lstm", "trainer.epochs=4", "trainer.progress=false", "data.num_points=300"],
+                           ("epoch", "lr", "train_loss", "val_loss", "val_rmse"))
 
-
-def _rows(run_dir: Path) -> list[list[str]]:
-    return [[row[k] for k in ("epoch", "lr", "train_loss", "val_loss", "val_rmse")] for row in csv.DictReader((run_dir / "metrics.csv").open())]
 
 
 @pytest.mark.slow  # trains, then exports and runs the file
