@@ -12,10 +12,12 @@ import importlib
 import inspect
 import pkgutil
 import sys
+from typing import Optional
 
 import typer
 
 from dlcli import __version__
+from dlcli.cli.completion import BUILD_INDEX_OPTION, INSTALL_OPTION, ROOT_CHOICES, SHOW_OPTION, declares, with_shell_named
 from dlcli.config.constraints import show, without_null
 from dlcli.errors import RunFailed, UserError, printable
 from dlcli.system.terminal import SafeConsole
@@ -86,8 +88,12 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
+@declares(lambda: ROOT_CHOICES)
 def _main(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print dl's version and exit."),
+    install_completion: Optional[str] = INSTALL_OPTION,
+    show_completion: Optional[str] = SHOW_OPTION,
+    build_completion_index: bool = BUILD_INDEX_OPTION,
 ) -> None:
     """A command-line experiment runner for deep learning: Hydra configs, one PyTorch engine, every number in runs/."""
 
@@ -139,7 +145,7 @@ def checked_options(declare):
                     raise UserError(f"{flag[0]} {show(value)} {problem}")
             return command(*args, **kwargs)
 
-        return wrapper
+        return declares(declare)(wrapper)  # (completion offers the choices the constraints allow)
 
     return wrap
 
@@ -151,7 +157,7 @@ def main() -> None:
     # `kill PID`, a supervisor's stop, a cluster's preemption (SIGTERM) and a closed terminal
     # (SIGHUP) stop a command as Ctrl-C does: a run keeps every finished epoch and says so
     stop_signals_act_as_ctrl_c()
-    app(prog_name="dl")
+    app(args=with_shell_named(sys.argv[1:]), prog_name="dl")
 
 
 # each module registers its commands on `app`; these first, in the order `dl --help` lists them

@@ -17,36 +17,16 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
-import dlcli.conf
 from dlcli.config.build import target_parameters
 from dlcli.config.own_settings import OWN_SETTINGS, data_setting_of_the_other_kind
 from dlcli.config.schema import SCHEMA_NODES, register
 from dlcli.errors import UserError, first_line
 from dlcli.config.recipes import chosen_recipe, gave_way, model_training_defaults, swapped_to, typed_choices
 from dlcli.trust.received import read_yaml
-from dlcli.trust.workdir import opening, own_conf, set_aside
+from dlcli.config.places import config_directories, search_path
+from dlcli.trust.workdir import opening, set_aside
 
 CONFIG_MODULE = "dlcli.conf"
-
-
-def search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
-    """Extra config directories: ./conf (when the working directory is the user's own:
-    dlcli.trust.workdir) and each --config-dir, as file:// paths."""
-    dirs: list[Path] = []
-    local = own_conf()
-    if local is not None:
-        dirs.append(local)
-    for d in config_dirs:
-        p = Path(d).expanduser()
-        if not p.is_dir():
-            raise UserError(f"--config-dir {d}: no such directory")
-        dirs.append(p)
-    return [f"file://{p.resolve()}" for p in dirs]
-
-
-def config_directories(config_dirs: Sequence[str | Path] = ()) -> list[Path]:
-    """Where config options live, built-in first: the package's conf/, ./conf, each --config-dir."""
-    return [Path(dlcli.conf.__file__).parent, *(Path(p.removeprefix("file://")) for p in search_path(config_dirs))]
 
 
 def override_key(override: str) -> str:

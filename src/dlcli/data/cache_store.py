@@ -21,22 +21,13 @@ from pathlib import Path
 from stat import S_ISREG
 
 from dlcli.data.image_files import class_files
+from dlcli.system.cache_dir import cache_root  # (the one place that says where dl's cache directory is)
 
 CACHE_FORMAT = 1  # of the cache file; raise it when the decoding changes
 IMAGES = "images"  # the part of dl's cache directory that holds decoded folders
 HEADER_LIMIT = 64 * 1024  # a header line longer than this is not one dl wrote
 SUFFIX = ".bin"
 UNFINISHED_AFTER = 3600  # seconds: a temporary cache file untouched this long belongs to no running write
-
-
-def cache_root(setting: str | None = None) -> Path:
-    """dl's cache directory: `setting` (data.cache_dir), else $XDG_CACHE_HOME/dl, else ~/.cache/dl.
-    A relative $XDG_CACHE_HOME is ignored, as the XDG specification says."""
-    if setting:
-        return Path(str(setting)).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path("~/.cache").expanduser()
-    return base / "dl"
 
 
 def folder_entry(folder: Path, setting: str | None = None) -> Path:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from dlcli.config.compose import CONFIG_MODULE, search_path
+from dlcli.config.compose import CONFIG_MODULE
+from dlcli.config.places import search_path
 from dlcli.errors import UserError, first_line
 
 

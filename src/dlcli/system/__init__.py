@@ -1,3 +1,3 @@
 """What dl asks of the operating system, torch-free: writing files safely (files), processes that end
 with their parent (processes), graceful stops on signals (interrupts), the machine's cores and memory
-(machine), and the terminal and number formats (terminal, numbers)."""
+(machine), dl's cache directory (cache_dir), and the terminal and number formats (terminal, numbers)."""
