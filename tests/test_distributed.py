@@ -105,6 +105,24 @@ def test_two_and_three_processes_train_the_weights_one_process_trains(one_and_tw
         assert summary["test"]["samples"] == read(single / "summary.json")["test"]["samples"]
 
 
+@pytest.mark.slow  # starts processes (the module's runs, made once)
+def test_runs_diff_explains_one_process_against_two(one_and_two):
+    """The same config on one process and on two: the diff names trainer.devices, the world size and
+    each process's batch, and finds the curves agreeing within its tolerance."""
+    root, single, double, _ = one_and_two
+    result = run_cli("runs", "diff", str(single), str(double), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    settings = report["differ"]["config"]  # (the fixture's one-process run draws its pictures: trainer.plots)
+    assert settings["trainer.devices"] == [1, 2] and set(settings) <= {"trainer.devices", "trainer.plots"}
+    environment = report["differ"]["environment"]
+    assert environment["processes (world size)"] == [1, 2] and environment["batch per process"] == [48, 24]
+    assert {"data", "code", "seed"} <= set(report["same"])
+    assert report["curves"]["runs"] == [{"run": str(double), "epochs_compared": 2, "epoch": None, "column": None, "values": None}]
+    shown = run_cli("runs", "diff", str(single), str(double)).stdout
+    assert "trainer.devices" in shown and "processes (world size)" in shown and "agrees over all 2 epochs" in shown
+
+
 CONV = ["data=imagefolder", "data.root=pics", "model=lenet", "trainer.epochs=2", "trainer.batch_size=12",
         "trainer.checkpoint_every=0", "trainer.device=cpu", "trainer.progress=false", "trainer.plots=false"]
 FROM_FILES = ["data.cache=none", "data.num_workers=0"]  # the DataLoader path (no workers: the order is what is tested)

@@ -342,6 +342,7 @@ RUN_COMMANDS = {
     "inspect": lambda c: ["inspect", str(c["run"])],
     "diagnose": lambda c: ["diagnose", str(c["run"])],
     "runs": lambda c: ["runs", str(c["run"].parent)],
+    "runs diff": lambda c: ["runs", "diff", str(c["run"]), str(c["run"].with_name("pristine"))],  # the hostile copy against the pristine one
     "train resume=": lambda c: (interrupted(c), ["train", f"resume={c['run']}"])[1],
     "train resume= longer": lambda c: ["train", f"resume={c['run']}", "trainer.epochs=3"],
     "train refit=": lambda c: ["train", f"refit={c['run']}"],

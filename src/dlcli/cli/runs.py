@@ -20,6 +20,9 @@ from dlcli.errors import UserError
     dl runs 'runs/sweeps/sweep/*' --columns status,val_accuracy,optim.lr
     dl runs --where data=digits --where status=completed
     dl runs runs/train --json
+    dl runs postgresql://dl@db-host/sweeps --study lr
+    dl runs diff runs/train/2026-12-07_10-31-07 runs/train/2026-12-07_10-40-12
+    dl runs diff RUN_A RUN_B RUN_C --json
 """),
 )
 @handle_errors
@@ -29,12 +32,22 @@ def list_runs(
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated columns to show (default: those that differ, most useful first)."),
     where: Optional[List[str]] = typer.Option(None, "--where", help="Only runs whose column has this value: KEY=VALUE or KEY!=VALUE (e.g. data=digits, status=completed, optim.lr=0.1); repeat to narrow."),
     as_json: bool = typer.Option(False, "--json", help="Print every column of every run as JSON (numbers, booleans and lists typed)."),
+    study: Optional[str] = typer.Option(None, "--study", help="With a database URL (dl sweep --storage): the study whose trials to list, wherever they ran."),
 ):
-    """Compare runs (or a sweep's trials) in one table per data set and metric: status, metrics, and the settings that differ."""
-    from dlcli.rundir.collect import best_first, collect_runs, filter_runs, group_runs
+    """Compare runs (or a sweep's trials) in one table per data set and metric: status, metrics, and the settings that differ.
 
+    `dl runs diff RUN_A RUN_B [RUN_C...]`: only what differs between runs (settings, data, code,
+    environment, seed), their results side by side, and the epoch at which their loss curves part."""
+    from dlcli.rundir.collect import best_first, collect_runs, filter_runs, group_runs
+    from dlcli.sweep.storage import is_database_url, masked
+
+    if directories and directories[0] == "diff":  # `dl runs diff A B`: a directory named diff is ./diff
+        _refuse_table_options(sort=sort, columns=columns, where=where)
+        _print_diff(directories[1:], as_json)
+        return
     directories = list(directories or ["runs"])
-    runs = filter_runs(collect_runs(directories), where or [])
+    runs = filter_runs(_study_runs(directories, study) if study or is_database_url(directories[0]) else collect_runs(directories),
+                       where or [])
     every = list(dict.fromkeys(k for row in runs.rows for k in row))
     if sort is not None and sort not in every:
         raise UserError(f"--sort {sort} is not a column: columns are {', '.join(every)}")
@@ -47,7 +60,7 @@ def list_runs(
     if as_json:
         print(json.dumps([row for group in groups for row in group.runs.rows], indent=2))
         return
-    where_text = ", ".join(directories) + "".join(f" where {w}" for w in where or [])
+    where_text = ", ".join(masked(d) if is_database_url(d) else d for d in directories) + "".join(f" where {w}" for w in where or [])
     if not groups:
         console.print(f"no runs under {where_text}", markup=False, highlight=False)
         return
@@ -61,6 +74,18 @@ def list_runs(
             err_console.print(f"{len(left_out)} more column{'' if len(left_out) == 1 else 's'}{differ} but do not fit: "
                               f"{', '.join(left_out)} (choose with --columns, or see all with --json)",
                               markup=False, highlight=False, soft_wrap=True)
+
+
+def _study_runs(given: list[str], study: str | None):
+    """The trials of a database-backed sweep's study, one row each (run: where it ran)."""
+    from dlcli.rundir.collect import RunRows
+    from dlcli.sweep.report import study_rows
+    from dlcli.sweep.storage import is_database_url
+
+    if len(given) != 1 or not is_database_url(given[0]) or not study:
+        raise UserError("dl runs reads a study as: dl runs URL --study NAME (one database URL, the study's name)")
+    rows, swept = study_rows(given[0], study)
+    return RunRows(rows, [list(swept) for _ in rows])
 
 
 def _sort_rows(runs, sort: str) -> None:
@@ -77,3 +102,23 @@ def _sort_rows(runs, sort: str) -> None:
 
     ranked = sorted(range(len(runs.rows)), key=order)
     runs.rows[:], runs.typed[:] = [runs.rows[i] for i in ranked], [runs.typed[i] for i in ranked]
+
+
+def _refuse_table_options(**given) -> None:
+    """--sort, --columns and --where shape `dl runs`' table: `dl runs diff` has none to shape."""
+    for name, value in given.items():
+        if value:
+            raise UserError(f"--{name} applies to dl runs' table, not to dl runs diff: drop it (dl runs diff takes --json)")
+
+
+def _print_diff(paths: List[str], as_json: bool) -> None:
+    from dlcli.cli.runs_diff import curve_lines, diff_json, diff_table, same_line
+    from dlcli.rundir.diff import diff_runs
+
+    diff = diff_runs(paths)
+    if as_json:
+        print(diff_json(diff))
+        return
+    console.print(diff_table(diff))
+    for line in filter(None, [same_line(diff), *curve_lines(diff)]):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from dlcli.config.schema import CONSTRAINTS
 from dlcli.data import modalities  # noqa: F401  (registers every modality: dlcli.data.modality)
+from dlcli.data.fingerprint import content_fingerprint
 from dlcli.data.modality import Placement, modality_of_source, refuse_settings_of_other_modalities, source_types
 from dlcli.data.prepared import PreparedData  # noqa: F401  (the package's public names)
 from dlcli.data.record import PREPROCESSING_FILE, PREPROCESSING_FORMAT  # noqa: F401  (the package's public names)
@@ -44,7 +45,11 @@ def prepare_data(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, device=
         split = _split(split_cfg, raw.targets, task, getattr(raw, "test_rows", None))
     modality.check_options(options)
     refuse_settings_of_other_modalities(modality, options, raw.name)
-    return modality.prepare(raw, split, options, Placement(device, cache, copies, saved))
+    prepared = modality.prepare(raw, split, options, Placement(device, cache, copies, saved))
+    # the content as the source returned it, before the split and the encoding (which the config
+    # explains): what a new run records, so that `dl runs diff` can say whether two runs saw the same data
+    prepared.fingerprint = content_fingerprint(raw)
+    return prepared
 
 
 def _split(split_cfg: DictConfig, targets: np.ndarray, task: str, fixed_test) -> Split:

@@ -50,6 +50,7 @@ class Prepared(Protocol):
     id_columns: Sequence[str]
     target_scaler: Any  # dlcli.data.preprocess.TargetScaler (regression), or None
     notes: list[str]  # lines for the run log
+    fingerprint: str | None  # of the data's content as its source returned it (set by dlcli.data.prepare_data)
 
     def preprocessing(self) -> dict: ...  # the run's preprocessing.json (dlcli.data.record.data_record)
 

@@ -8,18 +8,13 @@ only chooses which. `fit_and_test` is the run itself: begin, fit, test, close.
 from __future__ import annotations
 
 import datetime as dt
-import platform
 import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy
-import sklearn
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-import dlcli
 from dlcli.config.build import settings_checked
 from dlcli.data import PREPROCESSING_FILE
 from dlcli.diagnostics import Diagnostics, analyze, diagnosis_lines, write_findings
@@ -28,6 +23,7 @@ from dlcli.engine.callbacks import CallbackFailed, build_callbacks
 from dlcli.engine.checkpoint import Checkpointer, save_checkpoint
 from dlcli.engine.compiled import compile_session
 from dlcli.engine.fit import FitState, NonFiniteLoss, fit
+from dlcli.engine.language import LANGUAGE_MODEL
 from dlcli.engine.metrics_csv import MetricsCsv
 from dlcli.engine.progress import Reporter
 from dlcli.errors import TrialPruned, UserError
@@ -36,12 +32,12 @@ from dlcli.experiment import Experiment, build_experiment
 from dlcli.system.files import DiskFull
 from dlcli.system.interrupts import ctrl_c_deferred, reached
 from dlcli.tracking.plots import draw_in_background
+from dlcli.run.provenance import provenance
 from dlcli.run.request import RunRequest
 from dlcli.rundir.directory import (
     RunLock,
     RunStart,
     config_text,
-    git_commit,
     overrides_text,
     read_metrics,
     read_summary,
@@ -341,9 +337,15 @@ def describe(experiment: Experiment, run_dir: Path) -> str:
     return (
         f"run {run_dir}\n"
         f"device {session.device}  data {data.name} ({data.task}, input {shape}, {data.num_outputs} outputs; "
-        f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']})  "
+        f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}{counted_in(data)})  "
         f"model {type(session.model).__name__} ({params:,} parameters)" + units
     )
+
+
+def counted_in(data) -> str:
+    """What the split's counts are, where they are not samples of one row each: a language model's
+    are windows of seq_len tokens cut from one text."""
+    return f" windows of {data.seq_len} tokens" if data.task == LANGUAGE_MODEL else ""
 
 
 def split_record(experiment: Experiment, cfg: DictConfig) -> dict:
@@ -385,14 +387,7 @@ def run_facts(experiment: Experiment) -> dict:
         **(data.summary_facts() if hasattr(data, "summary_facts") else {}),  # a series: persistence's errors (next = last)
         "device": str(experiment.session.device),
         "seed": int(experiment.cfg.seed),
-        "versions": {
-            "dlcli": dlcli.__version__,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__,
-        },
-        "git_commit": git_commit(),
+        **provenance(experiment),  # versions, commits, machine, data fingerprint: what `dl runs diff` compares
     }
 
 

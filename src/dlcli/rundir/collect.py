@@ -73,7 +73,7 @@ def collect_runs(paths: Sequence[str]) -> RunRows:
         if summary.get("kind") == "sweep" or (summary.get("kind") == "kfold" and run_dir not in shown_parents):
             continue  # parents: their runs are listed one by one
         rows.append(_kfold_row(run_dir, name, summary) if summary.get("kind") == "kfold" else _run_row(run_dir, name, summary))
-        configs.append(_flat_config(run_dir))
+        configs.append(flat_config(run_dir))
         typed.append(_typed_keys(run_dir))
     _add_settings(rows, configs)
     return RunRows(rows, typed)
@@ -133,7 +133,7 @@ def _number(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _flat_config(run_dir: Path) -> dict:
+def flat_config(run_dir: Path) -> dict:
     """A run's config as dotted keys -> typed values (lists stay lists); {} when unreadable."""
     try:
         config = read_yaml(run_dir / "config.yaml")  # bounded, no interpolation: a run may come from anyone

@@ -1,0 +1,69 @@
+"""`dl runs diff RUN_A RUN_B [RUN_C...]`: the runs' differences as one table (the facts that
+differ, section by section, then the headline numbers side by side), what is the same said in
+one line, and where the runs' loss curves part. Pure presentation: dlcli.rundir.diff finds them."""
+
+from __future__ import annotations
+
+import json
+
+from rich.markup import escape
+from rich.table import Table
+
+from dlcli.cli.runs_table import elide_distinct
+from dlcli.rundir.diff import CURVE_COLUMNS, Parting, RunsDiff
+from dlcli.system.numbers import setting, short
+
+RUN_HEADER_WIDTH = 32
+SECTION_TITLES = {"config": "settings (config.yaml, defaults included)", "data": "data", "code": "code",
+                  "environment": "environment", "seed": "seed"}
+
+
+def diff_json(diff: RunsDiff) -> str:
+    return json.dumps(diff.to_json(), indent=2)
+
+
+def diff_table(diff: RunsDiff) -> Table:
+    """One row per fact that differs (under its section's name), then every headline number."""
+    names = elide_distinct(diff.runs, RUN_HEADER_WIDTH)
+    table = Table(title=f"what differs between {len(diff.runs)} runs", title_justify="left")
+    table.add_column("")
+    for name in names:
+        table.add_column(escape(name), justify="right", overflow="fold")  # names and values may be anyone's: no markup
+    for section, facts in diff.differ.items():
+        table.add_row(f"[bold]{SECTION_TITLES[section]}[/bold]", *[""] * len(names))
+        for key, values in facts.items():
+            table.add_row(escape(f"  {key}"), *(escape(setting(v)) for v in values))
+    table.add_row("[bold]results[/bold]", *[""] * len(names))
+    for key, values in diff.metrics.items():
+        equal = len({json.dumps(v) for v in values}) == 1
+        label = f"  {key}" + (" (equal)" if equal and key not in ("status",) else "")
+        table.add_row(escape(label), *(escape(short(v)) if v is not None else "-" for v in values))
+    return table
+
+
+def same_line(diff: RunsDiff) -> str | None:
+    """The sections in which nothing differs, in a sentence."""
+    if not diff.same:
+        return None
+    return f"the same in every run: {', '.join(SECTION_TITLES[s].split(' (')[0] for s in diff.same)}"
+
+
+def curve_lines(diff: RunsDiff) -> list[str]:
+    """Where each run's losses first part from the first run's, the tolerance said."""
+    tolerance = f"{diff.tolerance:.1%}".replace(".0%", "%")
+    lines = [f"curves ({' and '.join(CURVE_COLUMNS)} per epoch, against {diff.runs[0]}; "
+             f"parted = more than {tolerance} apart, relative):"]
+    lines += [f"  {_parting_text(parting)}" for parting in diff.partings]
+    return lines
+
+
+def _parting_text(parting: Parting) -> str:
+    if parting.epochs_compared == 0:
+        return f"{parting.run}: no epoch in common to compare"
+    if parting.epoch is None:
+        return f"{parting.run}: agrees over all {parting.epochs_compared} epochs in common"
+    first, this = parting.values
+    apart = "" if None in (first, this) or max(abs(first), abs(this)) == 0 else \
+        f", {abs(first - this) / max(abs(first), abs(this)):.2%} apart"
+    return (f"{parting.run}: parts at epoch {parting.epoch}: {parting.column} "
+            f"{short(first) if first is not None else '-'} vs {short(this) if this is not None else '-'}{apart}")
