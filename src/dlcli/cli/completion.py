@@ -89,7 +89,7 @@ def _takes(parameter) -> str | None:
     name = parameter.name or ""
     if name in ARGUMENT_TAKES:
         return ARGUMENT_TAKES[name]
-    if "run" in name.split("_") or name in ("resume", "directories"):
+    if {"run", "runs", "sweep"} & set(name.split("_")) or name in ("resume", "directories"):
         return "run"
     bare = getattr(parameter, "bare_type", None)
     if (bare is not None and bare() is pathlib.Path) or name.endswith(("_dir", "_file", "_path")) or name == "output":
