@@ -22,6 +22,8 @@ def narrow(monkeypatch):
 def test_numbers_are_printed_to_about_four_significant_figures():
     assert [short(v) for v in (0.018268998599127650, 0.96, 146.93541, 169791.3115, 1.827e-5, 0.0, 7)] == [
         "0.01827", "0.9600", "146.9", "169,791", "1.827e-05", "0", "7"]
+    # a diverging loss (issue 36: `train_loss 416,348,417,973,082,914,816` was printed)
+    assert [short(v) for v in (416348417973082914816.0, 999999.4, 1e6, -2.5e7)] == ["4.163e+20", "999,999", "1.000e+06", "-2.500e+07"]
     assert [setting(v) for v in (0.018268998599127650, 0.1, 1e-5, [64, 256], True, None)] == [
         "0.01827", "0.1", "1e-05", "[64, 256]", "true", "null"]
 

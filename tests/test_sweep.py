@@ -13,6 +13,7 @@ from dlcli.errors import UserError
 from dlcli.sweep import SweepSettings, run_sweep
 from dlcli.sweep.space import parse_space
 from dlcli.sweep.kinds import grid_combinations as grid
+from dlcli.tracking.plots import wait_for_pictures
 
 
 def sample(space, trials: int, seed: int) -> list[dict]:
@@ -152,6 +153,7 @@ def test_trials_select_their_checkpoint_on_the_sweep_metric(workdir):
 
 
 @pytest.mark.slow  # trains a sweep of several trials
+@pytest.mark.pictures  # the best trial's folds get their curves
 def test_a_kfold_sweep_judges_each_trial_by_its_mean_over_folds(workdir):
     lines = []
     result = sweep("optim.lr=0.3,1e-5", "split.kfold=3", *IRIS, *QUICK, log=lines.append)
@@ -169,6 +171,10 @@ def test_a_kfold_sweep_judges_each_trial_by_its_mean_over_folds(workdir):
     # the one test look: each fold model of the best trial on the same held-out split, averaged
     assert result.summary["test"]["samples"] == IRIS_TEST_ROWS
     assert any("mean of its 3 fold models" in line for line in lines)
+    wait_for_pictures()  # the best trial's curves, as a plain sweep's: one per fold model (issue 36: none were drawn)
+    trials = result.sweep_dir / "trials"
+    assert all((trials / "000" / f"fold-{fold}" / "curves.png").is_file() for fold in (1, 2, 3))
+    assert not list((trials / "001").rglob("curves.png"))  # trials draw none of their own
 
 
 @pytest.mark.slow  # trains a k-fold sweep: 2.3 s in the fast lane

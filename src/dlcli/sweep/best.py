@@ -33,8 +33,10 @@ def finish(sweep_dir, records, space, metric, mode, status, log, trust=(), folds
         how = chosen_by(metric, mode, folds)
         write_text(sweep_dir / "best.yaml", OmegaConf.to_yaml(OmegaConf.create({"overrides": overrides, "trial": number,
                                                                                  "chosen_by": how})))
-        if not folds:
-            draw_in_background(Path(record["run_dir"]), ["curves"])
+        here = Path(record["run_dir"]).is_dir()  # a shared study's best trial may have run on another machine
+        if here:  # the best trial's curves (a cross-validated trial's: each fold's, in its fold-N/)
+            for run in trial_runs(Path(record["run_dir"])):
+                draw_in_background(run, ["curves"])
         warning = close_call(completed, metric, _resolution(Path(record["run_dir"]), metric) if not folds else None,
                              float(best[f"{metric}_std"]) if folds and best[f"{metric}_std"] == best[f"{metric}_std"] else None)
         if warning:
@@ -43,7 +45,10 @@ def finish(sweep_dir, records, space, metric, mode, status, log, trust=(), folds
                       close_call=warning, **{f"best_{metric}": float(best[metric])})
         if folds:
             fields[f"best_{metric}_std"] = float(best[f"{metric}_std"])
-        if status == "completed":
+        if status == "completed" and not here:
+            log(f"best trial {number:03d} ran at {record['run_dir']}: its one look at the test split is taken there, "
+                "by the worker that finishes the sweep or by dl sweep report on that machine")
+        elif status == "completed":
             fields["test"] = _test_best(Path(record["run_dir"]), trust)
             log(f"best trial {number:03d}: {metric} {value_text(record)}; on the held-out test split"
                 + (f" (the mean of its {folds} fold models' numbers)" if folds else "") + ": "
@@ -72,13 +77,17 @@ def _resolution(trial_dir: Path, metric: str) -> float | None:
     return 1.0 / rows if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else None
 
 
+def trial_runs(trial_dir: Path) -> list[Path]:
+    """A trial's run directories: its folds in order (a cross-validated trial), or itself."""
+    return sorted((d for d in trial_dir.glob("fold-*") if d.is_dir()), key=lambda d: int(d.name[5:])) or [trial_dir]
+
+
 def _test_best(trial_dir: Path, trust: Sequence[str] = ()) -> dict:
     """The one look at the test split: the best trial's best checkpoint (each fold's, averaged, for
     a cross-validated trial), after every trial is done."""
     keep = ("samples", "loss", "accuracy", "macro_f1", "rmse", "mae", "r2", "log_rmse")
-    runs = sorted((d for d in trial_dir.glob("fold-*") if d.is_dir()), key=lambda d: int(d.name[5:])) or [trial_dir]
     reports = []
-    for run in runs:
+    for run in trial_runs(trial_dir):
         cfg = load_saved_config(run, trust)
         report = evaluate_checkpoint(build_experiment(cfg, restoring=True), run, "test", "best")
         reports.append({k: report[k] for k in keep if k in report})

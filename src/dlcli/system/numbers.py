@@ -10,7 +10,7 @@ import numbers
 
 
 def short(value) -> str:
-    """A number as people read it: 0.01827, 0.9600, 146.9, 169,791, 1.827e-05; ints unchanged."""
+    """A number as people read it: 0.01827, 0.9600, 146.9, 169,791, 4.163e+20, 1.827e-05; ints unchanged."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return str(value)
     if isinstance(value, numbers.Integral):
@@ -21,6 +21,8 @@ def short(value) -> str:
     if value == 0:
         return "0"
     magnitude = math.floor(math.log10(abs(value)))
+    if magnitude >= 6:  # a million and more (a diverging loss): 4.163e+20, not 27 digits of commas
+        return f"{value:.3e}"
     if magnitude >= 4:  # 169,791: the digits above the 4th are worth keeping, the decimals are not
         return f"{value:,.0f}"
     if magnitude < -3:

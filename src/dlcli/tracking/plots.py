@@ -42,21 +42,51 @@ def save_figure(figure, path: Path) -> None:
     write_atomically(path, lambda file: figure.savefig(file, dpi=100, format=path.suffix.lstrip(".") or "png"), binary=True)
 
 
+DECADES_FOR_LOG = 3  # values spanning more than 10**3 (a diverging run's loss) are drawn on a log axis
+
+
 def plot_curves(history: list[dict], metric: str, path: Path) -> None:
-    """Loss and the task metric per epoch, train against val."""
-    if not history:
-        return
+    """Loss and the task metric per epoch, train against val: a part with no value (a run without
+    a validation split) has no line and no legend entry; an axis whose values span more than
+    three decades is logarithmic, so that a spike to 1e20 does not flatten the rest to a line at 0."""
+    if history:
+        save_figure(curves_figure(history, metric), path)
+
+
+def curves_figure(history: list[dict], metric: str):
+    """plot_curves' figure: one axis for the loss, one for the metric."""
     epochs = [row["epoch"] for row in history]
     marker = "o" if len(history) <= 50 else None  # markers hide the line once epochs crowd
     figure = new_figure(figsize=(10, 4), layout="tight")
     for axis, key in zip(figure.subplots(1, 2), ("loss", metric)):
-        axis.plot(epochs, [row.get(f"train_{key}", float("nan")) for row in history], marker=marker, label="train")
-        axis.plot(epochs, [row.get(f"val_{key}", float("nan")) for row in history], marker=marker, label="val")
+        drawn = []
+        for part in ("train", "val"):
+            values = np.array([row.get(f"{part}_{key}", np.nan) for row in history], dtype=float)
+            if np.isfinite(values).any():
+                axis.plot(epochs, values, marker=marker, label=part)
+                drawn.append(values)
+        scale = y_scale(np.concatenate(drawn)) if drawn else "linear"
+        if scale == "symlog":  # values at or below 0 too (an r2): linear near 0, logarithmic beyond
+            finite = np.abs(np.concatenate(drawn))
+            axis.set_yscale("symlog", linthresh=float(finite[np.isfinite(finite) & (finite > 0)].min()))
+        else:
+            axis.set_yscale(scale)
         axis.set_xlabel("epoch")
-        axis.set_ylabel(key)
+        axis.set_ylabel(key + (" (log scale)" if scale != "linear" else ""))
         axis.grid(alpha=0.3)
-        axis.legend()
-    save_figure(figure, path)
+        if drawn:
+            axis.legend()
+    return figure
+
+
+def y_scale(values: np.ndarray) -> str:
+    """linear, or log (symlog where some values are not positive) when the values' magnitudes
+    span more than DECADES_FOR_LOG decades."""
+    finite = values[np.isfinite(values)]
+    magnitudes = np.abs(finite[finite != 0])
+    if magnitudes.size < 2 or magnitudes.max() / magnitudes.min() <= 10.0 ** DECADES_FOR_LOG:
+        return "linear"
+    return "log" if (finite > 0).all() else "symlog"
 
 
 def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
