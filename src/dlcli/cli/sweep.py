@@ -13,6 +13,7 @@ import typer
 from dlcli.cli import CONFIG_DIR, QUIET_HELP, TRUST, app, checked_options, console, err_console, handle_errors
 from dlcli.cli.render import sweep_headline, sweep_table
 from dlcli.sweep.kinds import KINDS, Kind
+from dlcli.sweep.storage import DEFAULT_HEARTBEAT
 from dlcli.sweep.study import DEFAULT_STARTUP, DEFAULT_WARMUP
 
 sweep_app = typer.Typer(
@@ -40,6 +41,8 @@ SHARED = {
     "address": (Optional[str], typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: start a local Ray instance).")),
     "gpus_per_trial": (float, typer.Option(0.0, "--gpus-per-trial", help="GPUs Ray reserves per trial.")),
     "trials_per_gpu": (Optional[int], typer.Option(None, "--trials-per-gpu", help="Run K trials on each visible GPU at once (small models share a GPU); does nothing without CUDA.")),
+    "storage": (Optional[str], typer.Option(None, "--storage", metavar="URL", help="Keep the study in a database server (postgresql://USER@HOST/DB; the password in DL_STORAGE_PASSWORD) instead of the sweep directory: workers on any machine join it with dl sweep join URL --study NAME (the --name).")),
+    "heartbeat": (int, typer.Option(DEFAULT_HEARTBEAT, "--heartbeat", metavar="SECONDS", help="With --storage: seconds between a worker's heartbeats; a trial silent for three is failed and run once more by another worker.")),
     "resume": (Optional[Path], typer.Option(None, "--resume", help="A sweep directory to finish: runs only trials not yet completed.")),
     "name": (str, typer.Option("sweep", "--name", help="Sweeps land in runs/sweeps/<name>/<timestamp>/.")),
     "config_dir": (Optional[List[Path]], CONFIG_DIR),
@@ -56,24 +59,43 @@ def _declared() -> dict:
 
     table = declared()
     return {name: table[name] for name in ("trials", "seed", "jobs", "threads", "trials_per_gpu", "mode", "prune", "prune_warmup",
-                                           "prune_startup", "backend", "gpus_per_trial", "name")}
+                                           "prune_startup", "backend", "gpus_per_trial", "name", "heartbeat")}
 
 
 def run_kind(kind: str, options: dict) -> None:
     """A sweep of this kind from the command's options: what it searches (SweepSettings), how it
     runs (SweepPlan), and how it is shown."""
-    from dlcli.sweep import SweepPlan, SweepSettings, sweep
+    from dlcli.sweep import SweepPlan, SweepSettings
 
     settings = SweepSettings(kind=kind, overrides=list(options["overrides"] or []), trials=options.get("trials"),
                              seed=options.get("seed", 0), metric=options["metric"], mode=options["mode"], prune=options["prune"],
                              prune_warmup=options["prune_warmup"], prune_startup=options["prune_startup"])
     plan = SweepPlan(**{name: options[name] for name in ("jobs", "threads", "fail_fast", "backend", "address", "gpus_per_trial",
-                                                          "trials_per_gpu", "resume", "name")},
+                                                          "trials_per_gpu", "resume", "name", "storage", "heartbeat")},
                      config_dirs=[str(d) for d in options["config_dir"] or []], trust=list(options["trust"] or []))
+    sweep_and_show(settings, plan, options)
+
+
+def sweep_and_show(settings, plan, options: dict) -> None:
+    from dlcli.sweep import sweep
+    from dlcli.sweep.shared import NothingToRun
+
+    try:
+        result = sweep(settings, plan, _log(options))
+    except NothingToRun as done:  # a shared study whose every trial has ended: a worker started late (or again) has nothing to do
+        err_console.print(str(done), markup=False, highlight=False, soft_wrap=True)
+        return
+    show_sweep(result, options)
+
+
+def _log(options: dict):
+    silent = options["as_json"] or options["quiet"]
+    return (lambda line: None) if silent else (lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
+
+
+def show_sweep(result, options: dict) -> None:
+    """A sweep's outcome as --json, --quiet or a table say; its status as the exit code."""
     as_json, quiet = options["as_json"], options["quiet"]
-    silent = as_json or quiet
-    log = (lambda line: None) if silent else (lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
-    result = sweep(settings, plan, log)
     if as_json:
         print(json.dumps({"sweep_dir": str(result.sweep_dir), **result.summary, "trials": json.loads(result.table.to_json(orient="records"))}, indent=2))
     elif quiet:
@@ -110,3 +132,40 @@ def _command_for(kind: Kind):
 for _kind in KINDS.values():
     sweep_app.command(_kind.name, epilog="Examples:\n\n" + "\n\n".join(f"  {e}" for e in _kind.examples))(
         handle_errors(checked_options(_declared)(_command_for(_kind))))
+
+
+STUDY = typer.Option(..., "--study", help="The study's name: the --name of the command that started the sweep.")
+URL = typer.Argument(..., metavar="URL", help="The study's database, as --storage gave it (the password in DL_STORAGE_PASSWORD).")
+
+
+@sweep_app.command("join", epilog="Examples:\n\n  DL_STORAGE_PASSWORD=... dl sweep join postgresql://dl@db-host/sweeps --study lr --jobs 2\n\n"
+                   "  dl sweep join postgresql://dl@db-host/sweeps --study lr --quiet   (one SLURM array task)")
+@handle_errors
+@checked_options(lambda: {name: constraint for name, constraint in _declared().items() if name in ("jobs", "threads")})
+def sweep_join(url: str = URL, study: str = STUDY, jobs: Optional[int] = SHARED["jobs"][1],
+               threads: Optional[int] = SHARED["threads"][1], fail_fast: bool = SHARED["fail_fast"][1],
+               config_dir: Optional[List[Path]] = CONFIG_DIR, as_json: bool = SHARED["as_json"][1],
+               quiet: bool = SHARED["quiet"][1], trust: Optional[List[str]] = TRUST):
+    """Work on a sweep whose study is in a database: take its trials until none is left (run it on
+    as many machines as you like; again after a crash to carry on). Trials land in
+    runs/sweeps/NAME/<timestamp>/ here; the study records where."""
+    from dlcli.sweep import SweepPlan, SweepSettings
+
+    plan = SweepPlan(jobs=jobs, threads=threads, fail_fast=fail_fast, name=study, storage=url, joining=True,
+                     config_dirs=[str(d) for d in config_dir or []], trust=list(trust or []))
+    sweep_and_show(SweepSettings(kind="grid", overrides=[]), plan, {"as_json": as_json, "quiet": quiet})
+
+
+@sweep_app.command("report", epilog="Examples:\n\n  dl sweep report postgresql://dl@db-host/sweeps --study lr\n\n"
+                   "  dl sweep report postgresql://dl@db-host/sweeps --study lr --out lr-report --json")
+@handle_errors
+def sweep_report(url: str = URL, study: str = STUDY,
+                 out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default: runs/sweeps/NAME/report/)."),
+                 config_dir: Optional[List[Path]] = CONFIG_DIR, as_json: bool = SHARED["as_json"][1],
+                 quiet: bool = SHARED["quiet"][1], trust: Optional[List[str]] = TRUST):
+    """results.csv, best.yaml and sweep.png of a database-backed sweep, from its study (on any machine)."""
+    from dlcli.sweep.report import report_study
+
+    options = {"as_json": as_json, "quiet": quiet}
+    result = report_study(url, study, out, config_dirs=[str(d) for d in config_dir or []], trust=list(trust or []), log=_log(options))
+    show_sweep(result, options)

@@ -106,7 +106,7 @@ def _run_in_worker(spec: TrialSpec) -> dict:
     return run_trial(spec)
 
 
-def pool_context(threads: int):
+def pool_context(threads: int, fork: bool = True):
     """Fork when it is safe, else fork from dl's fork server, else spawn.
 
     A forked worker starts at once with torch already imported, which is what makes --jobs pay off
@@ -116,7 +116,7 @@ def pool_context(threads: int):
     server, which has imported a trial's modules once and started neither threads nor CUDA
     (dlcli.system.fork_server); where there is none, each is a fresh (spawned) interpreter.
     """
-    if sys.platform == "linux" and threads == 1 and not torch.cuda.is_available():
+    if fork and sys.platform == "linux" and threads == 1 and not torch.cuda.is_available():
         return multiprocessing.get_context("fork")
     if fork_server.start_method() == "forkserver":
         fork_server.ready_server(TRIAL_IMPORTS)
@@ -198,10 +198,12 @@ class PoolSlots(Slots):
         return records
 
 
-def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, on_result: OnResult, devices: int = 1) -> None:
+def run_in_pool(specs: Iterable[TrialSpec], jobs: int, gpus: int, threads: int, on_result: OnResult, devices: int = 1,
+                fork: bool = True) -> None:
     """Trials in `jobs` worker processes (slot k on cuda:(k mod GPUs) when there are several; with
-    trainer.devices=N, slot k's trial launches its N processes on its own N GPUs)."""
-    context = pool_context(threads)
+    trainer.devices=N, slot k's trial launches its N processes on its own N GPUs). `fork`: False
+    when this process holds what a fork must not copy (a database connection)."""
+    context = pool_context(threads, fork)
     slots = context.Queue()
     for slot in range(jobs):
         slots.put(slot)

@@ -12,9 +12,11 @@ from dlcli.config.constraints import SEED, Interval, ListOf, Options, Text, null
 from dlcli.config.schema import CONSTRAINTS
 from dlcli.errors import UserError
 from dlcli.sweep.kinds import KINDS
+from dlcli.sweep.storage import DEFAULT_HEARTBEAT
 from dlcli.sweep.study import DEFAULT_STARTUP, DEFAULT_WARMUP, MOST_TRIALS, PRUNERS
 
 BACKENDS = ("local", "ray")
+MOST_HEARTBEAT = 3600  # seconds: a worker silent for three of them is dead
 MOST_AT_ONCE = 4096  # --jobs, --threads, --trials-per-gpu: more than any machine has cores or GPUs
 FINISHED = ("completed", "pruned")  # never re-run on resume
 SAVED_SETTINGS = ("kind", "overrides", "trials", "seed", "metric", "mode", "prune")  # sweep.yaml must hold these
@@ -31,7 +33,8 @@ def declared() -> dict:
             "prune": Options(PRUNERS), "prune_warmup": Interval(0, MOST_TRIALS, integer=True),
             "prune_startup": Interval(0, MOST_TRIALS, integer=True), "jobs": at_once, "threads": at_once, "trials_per_gpu": at_once,
             "backend": Options(BACKENDS), "gpus_per_trial": Interval(0, MOST_AT_ONCE), "name": nullable(CONSTRAINTS["name"]),
-            "config_dirs": ListOf(Text(non_empty=True))}
+            "config_dirs": ListOf(Text(non_empty=True)), "storage": nullable(Text(non_empty=True)),
+            "heartbeat": Interval(1, MOST_HEARTBEAT, integer=True), "joining": Options((False, True))}
 
 
 @dataclass
@@ -74,6 +77,9 @@ class SweepPlan:
     runs_dir: str = "runs"
     config_dirs: Sequence[str] = ()
     trust: Sequence[str] = ()
+    storage: str | None = None  # a database URL holding the study (dlcli.sweep.shared); None: the journal in the sweep directory
+    heartbeat: int = DEFAULT_HEARTBEAT  # with storage: seconds between a worker's heartbeats
+    joining: bool = False  # with storage: the sweep's settings come from its study (dl sweep join)
 
 
 @dataclass

@@ -2,8 +2,9 @@
 learning curves optuna-dashboard draws), and with --prune Optuna's pruner (median, successive
 halving, Hyperband) decides whether it goes on.
 
-The report goes through the study's journal in the sweep directory, so the decision sees every
-other trial's epochs whether they ran in this process, in a local pool, or on a Ray worker.
+The report goes through the study's journal in the sweep directory (or its database, with
+--storage), so the decision sees every other trial's epochs whether they ran in this process, in a
+local pool, on a Ray worker, or on another machine's worker of a shared study.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ class StudyReporting(Callback):
     """Reports each epoch's `metric` to the trial in the sweep's study and stops it when pruned; a
     cross-validated trial reports instead, after each fold, the mean over its folds so far."""
 
-    def __init__(self, sweep_dir: Path, study_name: str, trial_id: int, pruning, metric: str):
+    def __init__(self, sweep_dir: Path, study_name: str, trial_id: int, pruning, metric: str, storage: str | None = None):
         if isinstance(pruning, dict) or hasattr(pruning, "keys"):  # named in a trial's config (trainer.devices>1)
             pruning = Pruning(**dict(pruning))
-        self.trial = trial_handle(Path(sweep_dir), study_name, trial_id, pruning)
+        self.trial = trial_handle(Path(sweep_dir), study_name, trial_id, pruning, storage)
         self.rule, self.metric = pruning.rule, metric
 
     def on_epoch_end(self, state, row: dict, improved: bool) -> None:

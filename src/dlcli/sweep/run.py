@@ -32,6 +32,8 @@ from dlcli.sweep.plan import OpenSweep, declared, saved_config_dirs, SweepPlan, 
 from dlcli.sweep.results import results_frame, write_results
 from dlcli.sweep.saved import read_saved_sweep
 from dlcli.sweep.space import SearchSpace, parse_space
+from dlcli.sweep.shared import SharedTaker, prepare_shared, read_study, start_study, study_records
+from dlcli.sweep.storage import is_database_url, masked
 from dlcli.sweep.study import STUDY_FILE, STUDY_NAME, Pruning, open_study, repair_journal
 from dlcli.tracking import close_parent_runs, open_parent_runs
 from dlcli.trust.received import never_write_where_it_names
@@ -65,24 +67,31 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
             # jobs derived from --trials-per-gpu are derived again here (this machine may have other GPUs)
             jobs=plan.jobs or (saved.get("jobs") if not trials_per_gpu else None), threads=plan.threads or saved.get("threads"))
         lock = RunLock(sweep_dir).acquire()  # one process finishes a sweep at a time
+        if saved.get("storage"):  # a database-backed sweep: resuming it is joining its study again
+            plan = dataclasses.replace(plan, storage=saved["storage"], name=saved.get("study_name", plan.name), joining=True)
+    if plan.storage:
+        settings, plan = prepare_shared(settings, plan)
+    received = plan.resume is not None or plan.joining  # the overrides come from a file or a database: trusted only as named
     if plan.trials_per_gpu is not None and plan.gpus_per_trial:
         raise UserError("--trials-per-gpu K and --gpus-per-trial both say how trials share GPUs: give one")
     try:
         jobs, ray_gpus, note = plan_slots(plan.jobs, plan.trials_per_gpu, torch.cuda.device_count(), plan.backend)
         plan = dataclasses.replace(plan, jobs=jobs, gpus_per_trial=plan.gpus_per_trial or ray_gpus)
         space, planned = plan_space(settings, plan.config_dirs)
-        bounds = check_trial_values(space, plan.config_dirs, trusted=plan.trust if plan.resume is not None else None)
+        bounds = check_trial_values(space, plan.config_dirs, trusted=plan.trust if received else None)
         max_epochs, folds, devices = bounds.epochs, bounds.folds, bounds.devices
-        if plan.resume is None:  # what the user's own command builds is trusted for every step of this sweep
+        if not received:  # what the user's own command builds is trusted for every step of this sweep
             plan = dataclasses.replace(plan, trust=[*plan.trust, *sorted(bounds.user_targets)])
         check_devices_per_trial(devices, plan, torch.cuda.device_count())
         metric, mode, runs_dir = _metric_and_mode(settings, space, first_trial(space), plan.config_dirs,
-                                                  received=plan.resume is not None)
+                                                  received=received)
         settings.metric, settings.mode = metric, mode
         if runs_dir != "runs" and plan.runs_dir == "runs":  # runs_dir=... among the overrides: where the sweep goes
             plan = dataclasses.replace(plan, runs_dir=runs_dir)
         plan = dataclasses.replace(plan, threads=plan.threads or default_threads(plan.jobs))
         study_name = saved.get("study_name", STUDY_NAME) if plan.resume is not None else plan.name
+        if plan.storage and not plan.joining:  # before the sweep directory: a database that cannot be reached leaves nothing
+            start_study(plan.storage, study_name, settings, space, planned, folds, plan.heartbeat)
         if note:  # said once every check has passed: a command refused says one line, the reason
             log(note)
         if sweep_dir is None:
@@ -134,8 +143,9 @@ def _new_sweep_dir(settings: SweepSettings, plan: SweepPlan, space: SearchSpace,
         "space": {"fixed": space.fixed, "params": [p.__dict__ for p in space.params]},
         "trials_planned": planned,
         "folds": folds,  # each trial cross-validated over this many folds (split.kfold), or null
-        "study": STUDY_FILE,  # Optuna's journal: optuna-dashboard <sweep>/study.journal
+        "study": STUDY_FILE if not plan.storage else "database",  # Optuna's journal: optuna-dashboard <sweep>/study.journal
         "study_name": plan.name,
+        "storage": plan.storage,  # the URL without its password (dlcli.sweep.storage)
         "config_dirs": list(plan.config_dirs),
         "jobs": plan.jobs,
         "threads": plan.threads,
@@ -143,7 +153,7 @@ def _new_sweep_dir(settings: SweepSettings, plan: SweepPlan, space: SearchSpace,
         # the classes the user's command built on their word: a resume names them when they need trusting again
         # (this record only words that refusal: the file never vouches for them)
         "typed_targets": dict(user_targets),
-        "command": " ".join(shlex.quote(a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
+        "command": " ".join(shlex.quote(masked(a) if is_database_url(a) else a) for a in ["dl", *sys.argv[1:]]) if sys.argv else "",
     }
     start = RunStart(texts={"sweep.yaml": OmegaConf.to_yaml(OmegaConf.create(saved))}, folders=("trials",),
                      summary={"kind": "sweep", "status": "running", "metric": metric, "mode": mode, "trials": planned})
@@ -197,21 +207,13 @@ def _parent_runs(sweep_dir: Path, settings: SweepSettings, space: SearchSpace, f
 def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
     """The trials still to run, `jobs` at a time, each recorded (results.csv, the study) as it ends."""
     sweep_dir, settings, space, plan, metric, mode = s.sweep_dir, s.settings, s.space, s.plan, s.metric, s.mode
-    repaired = repair_journal(sweep_dir)
-    if repaired:
-        log(repaired)
-
-    study = open_study(sweep_dir, s.study_name, settings.kind, space, settings.seed, settings.trials, mode, s.pruning)
-    records, again = collect(sweep_dir, study, space, metric, mode)
-    finished = {r["number"] for r in records}
-    todo = [n for n in range(s.planned) if n not in finished]
-    asker = TrialAsker(study, sweep_dir, settings, space, metric, mode, plan.threads, plan.config_dirs,
-                       [*s.named, *(p.override for p in s.parents)], again, s.pruning, s.study_name,
-                       received=plan.resume is not None)
-    asker.check_space_of_study()
-    if records:
-        log(f"resuming {sweep_dir}: {len(records)} of {s.planned} trials already finished")
-    log(f"sweep {sweep_dir}: {len(todo)} trials to run, {plan.jobs} at a time ({plan.backend}), {plan.threads} thread(s) each")
+    extra = [*s.named, *(p.override for p in s.parents)]
+    if plan.storage:  # the study's budget is in its database, shared with every other worker
+        asker, records, todo = SharedTaker(plan.storage, s, extra, plan.heartbeat), [], None
+        log(f"sweep {sweep_dir}: worker of the study {s.study_name} in {masked(plan.storage)} ({s.planned} trials in all), "
+            f"{plan.jobs} at a time, {plan.threads} thread(s) each")
+    else:
+        asker, records, todo = _local_asker(s, extra, log)
     failures, stopped = [], []
 
     def on_result(record: dict) -> bool:
@@ -233,15 +235,11 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
         log(f"trial {record['number']:03d} {record['status']} ({shown}): {metric} {value_text(record)}  {record['seconds']:.1f}s")
         return True
 
-    specs = asker.specs(todo)
     status = "completed"
     try:
-        if plan.backend == "ray":
-            run_on_ray(specs, plan.jobs, plan.address, plan.gpus_per_trial, on_result, s.devices)
-        elif plan.jobs == 1:
-            run_in_process(specs, on_result)
-        else:
-            run_in_pool(specs, plan.jobs, torch.cuda.device_count(), plan.threads, on_result, s.devices)
+        _run_specs(asker.specs(todo), s, on_result)
+        while plan.storage and not (stopped or (plan.fail_fast and failures)) and asker.more_to_come():
+            _run_specs(asker.specs(), s, on_result)  # a trial whose worker died, enqueued again
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
@@ -252,6 +250,8 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
         status = "interrupted"
     if status != "completed":
         log(f"sweep {status}: finished trials are saved; continue with: dl sweep {settings.kind} --resume {sweep_dir}")
+    if plan.storage:  # what every worker did: the whole study (run_dir HOST:PATH where another machine ran it)
+        records = study_records(read_study(plan.storage, s.study_name)[0], space)
     result = finish(sweep_dir, records, space, metric, mode, status, log, plan.trust,
                      s.pruning.steps if s.pruning.per_fold else None)
     if asker.asked:
@@ -262,6 +262,36 @@ def _run_trials(s: OpenSweep, log: Callable[[str], None]) -> SweepResult:
                    **{f"test_{k}": v for k, v in (summary.get("test") or {}).items() if k not in ("epoch", "samples")}}
         close_parent_runs(s.parents, summary["status"], numbers, log)
     return result
+
+
+def _local_asker(s: OpenSweep, extra: list[str], log: Callable[[str], None]):
+    """The asker of a sweep whose study is the journal in its directory, the trials finished so
+    far (a resume) and the numbers still to run."""
+    repaired = repair_journal(s.sweep_dir)
+    if repaired:
+        log(repaired)
+    study = open_study(s.sweep_dir, s.study_name, s.settings.kind, s.space, s.settings.seed, s.settings.trials, s.mode, s.pruning)
+    records, again = collect(s.sweep_dir, study, s.space, s.metric, s.mode)
+    finished = {r["number"] for r in records}
+    todo = [n for n in range(s.planned) if n not in finished]
+    asker = TrialAsker(study, s.sweep_dir, s.settings, s.space, s.metric, s.mode, s.plan.threads, s.plan.config_dirs, extra,
+                       again, s.pruning, s.study_name, received=s.plan.resume is not None)
+    asker.check_space_of_study()
+    if records:
+        log(f"resuming {s.sweep_dir}: {len(records)} of {s.planned} trials already finished")
+    log(f"sweep {s.sweep_dir}: {len(todo)} trials to run, {s.plan.jobs} at a time ({s.plan.backend}), {s.plan.threads} thread(s) each")
+    return asker, records, todo
+
+
+def _run_specs(specs, s: OpenSweep, on_result) -> None:
+    """The trials `specs` yields, where the plan says: this process, a local pool, or Ray."""
+    plan = s.plan
+    if plan.backend == "ray":
+        run_on_ray(specs, plan.jobs, plan.address, plan.gpus_per_trial, on_result, s.devices)
+    elif plan.jobs == 1:
+        run_in_process(specs, on_result)
+    else:  # a database's connections do not survive a fork: its workers start from the fork server
+        run_in_pool(specs, plan.jobs, torch.cuda.device_count(), plan.threads, on_result, s.devices, fork=not plan.storage)
 
 
 def check_devices_per_trial(devices: int, plan: SweepPlan, gpus: int) -> None:

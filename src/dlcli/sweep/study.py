@@ -21,6 +21,7 @@ from pathlib import Path
 from dlcli.errors import UserError
 from dlcli.sweep.kinds import KINDS, quiet_optuna, sampler_for
 from dlcli.sweep.space import Param, SearchSpace
+from dlcli.sweep.storage import connection_errors, open_storage
 from dlcli.system.files import write_atomically
 
 STUDY_FILE = "study.journal"
@@ -166,12 +167,17 @@ def open_study(sweep_dir: Path, study_name: str, kind: str, space: SearchSpace, 
                                direction="maximize" if mode == "max" else "minimize")
 
 
-def trial_handle(sweep_dir: Path, study_name: str, trial_id: int, pruning: Pruning):
+def trial_handle(sweep_dir: Path, study_name: str, trial_id: int, pruning: Pruning, url: str | None = None):
     """The trial, as the process that trains it opens it: to report its epochs and ask whether to
     stop. (Optuna has no public way to report to a trial asked by another process; Trial(study,
     trial_id) is what its own ask() builds.) The journal must exist: a worker that does not see
     the sweep directory (a Ray node without the shared storage at the same path) says so."""
     optuna = _optuna()
+    if url is not None:  # the study is in a database (dlcli.sweep.shared)
+        with connection_errors(url):
+            study = optuna.load_study(study_name=study_name, storage=open_storage(url, heartbeat=None),
+                                      pruner=pruner_for(pruning), sampler=optuna.samplers.RandomSampler())
+            return optuna.trial.Trial(study, trial_id)
     journal = Path(sweep_dir) / STUDY_FILE
     if not journal.is_file():
         raise UserError(f"{journal} is not on this machine: Ray workers need the sweep directory on storage they share, "

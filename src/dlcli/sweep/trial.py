@@ -48,6 +48,7 @@ class TrialSpec:
     trial_id: int | None = None  # this trial in that study: it reports its epochs (or folds) there for pruning
     study_name: str = STUDY_NAME
     received: bool = False  # the overrides come from a sweep.yaml read back (--resume): no download, no cache where it says
+    storage: str | None = None  # the study's database URL (its password in the environment), instead of the journal
 
     @property
     def overrides(self) -> list[str]:
@@ -72,7 +73,7 @@ def run_trial(spec: TrialSpec) -> dict:
         reporter = Reporter(Console(file=io.StringIO()), show_progress=False)
         reporter.warnings_silenced = True  # a trial's warnings stay in its train.log (and summary.json)
         # its epochs (or folds) go to the sweep's study: for the pruner and for optuna-dashboard's curves
-        study = StudyReporting(Path(spec.sweep_dir), spec.study_name, spec.trial_id, spec.pruning, spec.metric) \
+        study = StudyReporting(Path(spec.sweep_dir), spec.study_name, spec.trial_id, spec.pruning, spec.metric, spec.storage) \
             if spec.trial_id is not None else None
         # trials never look at the test split
         request = RunRequest(cfg, spec.overrides, reporter, evaluate_test=False, run_dir=trial_dir)
@@ -106,7 +107,7 @@ def _study_callback(spec: TrialSpec) -> dict:
     """The trial's study reporting as rank 0 of a multi-process trial builds it (a class and its
     arguments: the object itself cannot travel to a spawned process)."""
     return {"_target_": "dlcli.sweep.prune.StudyReporting", "sweep_dir": str(spec.sweep_dir), "study_name": spec.study_name,
-            "trial_id": spec.trial_id, "pruning": dataclasses.asdict(spec.pruning), "metric": spec.metric}
+            "trial_id": spec.trial_id, "pruning": dataclasses.asdict(spec.pruning), "metric": spec.metric, "storage": spec.storage}
 
 
 def trial_outcome(trial_dir: Path, metric: str, mode: str) -> dict:

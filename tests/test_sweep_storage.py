@@ -1,0 +1,197 @@
+"""Sweeps whose study is in a database server (`--storage URL`, `dl sweep join`, `dl sweep report`,
+`dl runs URL --study`), against a real PostgreSQL server the suite starts itself (pgserver, a
+package of the dev extra), one database per test. The worker processes are few: each scenario
+starts one or two `dl sweep join` processes, runs one more worker in this process, and checks
+everything it promises on the one outcome."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from dlcli.errors import UserError, first_line
+from dlcli.sweep import SweepPlan, SweepSettings, sweep
+from dlcli.sweep.run import plan_space
+from dlcli.sweep.shared import PID_ATTR, start_study
+from dlcli.sweep.storage import PASSWORD_VARIABLE, masked, without_password
+
+PASSWORD = "pw-never-shown-1234"  # pgserver trusts local connections: any password logs in, and none may be shown
+IRIS = ["data=iris", "trainer.epochs=1"]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the whole session (pgserver ships its binaries in a wheel). Its
+    folder is one the server's own user can reach: run as root, pgserver starts PostgreSQL as
+    another user, who cannot enter pytest's private temporary folders."""
+    pgserver = pytest.importorskip("pgserver", reason="pgserver (dev extra) is not installed: no PostgreSQL server to test against")
+    folder = Path(tempfile.mkdtemp(prefix="dl-pg-"))
+    folder.chmod(0o755)
+    try:
+        server = pgserver.get_server(folder / "data", cleanup_mode="stop")
+    except Exception as exc:  # a platform where its binaries cannot run
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"no PostgreSQL server can run here: {first_line(exc)}")
+    yield server
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def database(postgres, monkeypatch, tmp_path):
+    """A fresh database in the session's server; the URL (with a password) to reach it."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    postgres.psql(f"CREATE DATABASE {name};")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(PASSWORD_VARIABLE, "")  # restored when the test ends: a URL's password moves there
+    socket_dir = postgres.get_uri().split("host=")[1]
+    return f"postgresql://postgres:{PASSWORD}@/{name}?host={socket_dir}"
+
+
+def _start(url: str, name: str, kind: str, overrides: list[str], trials=None, heartbeat: int = 1, **settings):
+    """The study and its budget, as `dl sweep KIND --storage` makes them before its own worker starts."""
+    chosen = SweepSettings(kind, overrides, trials=trials, metric="val_accuracy", mode="max", **settings)
+    space, planned = plan_space(chosen, [])
+    start_study(without_password(url), name, chosen, space, planned, None, heartbeat)
+    return planned
+
+
+def _join(url: str, name: str, cwd: Path) -> subprocess.Popen:
+    """The worker command of the cluster recipe (a SLURM array task, an ssh loop)."""
+    return subprocess.Popen([sys.executable, "-m", "dlcli", "sweep", "join", url, "--study", name, "--quiet"], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _worker_here(url: str, name: str):
+    """One more worker, in this process."""
+    return sweep(SweepSettings("grid", []), SweepPlan(storage=url, name=name, joining=True), log=lambda line: None)
+
+
+def _trials(url: str, name: str):
+    return optuna.load_study(study_name=name, storage=without_password(url)).get_trials(deepcopy=False)
+
+
+def _wait_for(check, seconds: float = 90.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _no_password_under(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_urls_are_shown_and_kept_without_their_password(monkeypatch):
+    monkeypatch.setenv(PASSWORD_VARIABLE, "")  # restored when the test ends: a URL's password moves there
+    url = "postgresql://me:secret@db.example:5432/sweeps"
+    assert masked(url) == "postgresql://me:***@db.example:5432/sweeps"
+    assert without_password(url) == "postgresql+psycopg://me@db.example:5432/sweeps"
+    assert os.environ[PASSWORD_VARIABLE] == "secret"  # where the workers this process starts find it
+    with pytest.raises(UserError, match="not a database URL"):
+        without_password("postgresql://me:secret@db:notaport/x")
+
+
+def test_refusals_say_one_line_and_create_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(PASSWORD_VARIABLE, "")
+    sqlite = run_cli("sweep", "grid", *IRIS, "optim.lr=0.1,0.01", "--storage", "sqlite:///study.db", "--jobs", "2")
+    assert sqlite.exit_code == 2
+    assert "SQLite allows one writer at a time" in sqlite.output and "PostgreSQL" in sqlite.output
+    unreachable = run_cli("sweep", "grid", *IRIS, "optim.lr=0.1,0.01", "--storage", f"postgresql://me:{PASSWORD}@127.0.0.1:9/x")
+    assert unreachable.exit_code == 2, unreachable.output
+    assert unreachable.output.startswith("error: could not reach the study's database postgresql+psycopg://me@127.0.0.1:9/x")
+    assert len(unreachable.output.strip().splitlines()) == 1 and PASSWORD not in unreachable.output
+    ray = run_cli("sweep", "grid", *IRIS, "optim.lr=0.1,0.01", "--storage", "postgresql://me@h/x", "--backend", "ray")
+    assert ray.exit_code == 2 and "dl sweep join" in ray.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.slow
+def test_three_workers_share_a_grid_and_a_killed_workers_trial_runs_once_more(database, tmp_path):
+    planned = _start(database, "grid", "grid", [*IRIS, "optim.lr=0.3,0.1,0.03,0.01", "model.hidden=[8],[16]"])
+    killed, other = _join(database, "grid", tmp_path), _join(database, "grid", tmp_path)
+    try:
+        def both_working():  # the two processes have each taken a trial, and the first is running one
+            trials = _trials(database, "grid")
+            pids = {t.user_attrs.get(PID_ATTR) for t in trials}
+            running = [t for t in trials if t.state.name == "RUNNING" and t.user_attrs.get(PID_ATTR) == killed.pid]
+            return running[0] if other.pid in pids and running else None
+        victim = _wait_for(both_working)
+        killed.send_signal(signal.SIGKILL)
+        here = _worker_here(database, "grid")  # a third worker: it waits for the killed trial to go stale, then retries it
+        output = other.communicate(timeout=120)[0]
+    finally:
+        for process in (killed, other):
+            process.kill()
+    assert killed.wait() == -signal.SIGKILL and other.returncode == 0, output
+    trials = _trials(database, "grid")
+    numbers = [t.user_attrs["dl_number"] for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(numbers) == list(range(planned))  # every grid point ran to completion exactly once
+    victim_tries = [t for t in trials if t.user_attrs["dl_number"] == victim.user_attrs["dl_number"]]
+    assert [t.state.name for t in victim_tries] == ["FAIL", "COMPLETE"]  # failed by its heartbeat, retried once
+    assert victim_tries[1].system_attrs["failed_trial"] == victim.number and victim_tries[1].params == victim.params
+    assert not [t for t in trials if t.state.name in ("WAITING", "RUNNING")]
+    assert {killed.pid, other.pid} <= {t.user_attrs[PID_ATTR] for t in trials}
+    for trial in trials:  # the study says where each trial ran; the completed ones' directories are whole
+        assert trial.user_attrs["dl_host"] and trial.user_attrs["dl_run_dir"].startswith(str(tmp_path / "runs" / "sweeps" / "grid"))
+        if trial.state.name == "COMPLETE":
+            assert '"status": "completed"' in (Path(trial.user_attrs["dl_run_dir"]) / "summary.json").read_text()
+    assert len(here.table) == planned and set(here.table["status"]) == {"completed"}  # the worker's report is the whole study
+    assert PASSWORD not in output
+
+    sweeps = sorted((tmp_path / "runs" / "sweeps" / "grid").iterdir())
+    again = run_cli("sweep", "join", database, "--study", "grid", "--json")  # after completion: nothing runs, nothing is made
+    assert again.exit_code == 0 and "has no trial left to run" in again.output, again.output
+    assert len(_trials(database, "grid")) == len(trials) and sorted((tmp_path / "runs" / "sweeps" / "grid").iterdir()) == sweeps
+    report = run_cli("sweep", "report", database, "--study", "grid", "--quiet")
+    assert report.exit_code == 0, report.output
+    results = pd.read_csv(tmp_path / "runs" / "sweeps" / "grid" / "report" / "results.csv")
+    assert sorted(results["number"]) == list(range(planned)) and set(results["status"]) == {"completed"}
+    assert (tmp_path / "runs" / "sweeps" / "grid" / "report" / "best.yaml").is_file()
+    listed = run_cli("runs", database, "--study", "grid", "--json")
+    assert listed.exit_code == 0 and len(json.loads(listed.output)) == planned
+    shown = run_cli("runs", database, "--study", "grid")
+    assert "postgres:***@" in shown.output
+    for said in (again.output, report.output, listed.output, shown.output):
+        assert PASSWORD not in said
+    _no_password_under(tmp_path / "runs")
+
+
+@pytest.mark.slow
+def test_tpe_workers_learn_from_each_others_trials_and_prune_across_them(database, tmp_path):
+    _start(database, "tpe", "tpe", ["data=iris", "trainer.epochs=2", "optim.lr=tag(log,interval(1e-3,1))"], trials=6,
+           prune="median", prune_startup=1)
+    other = _join(database, "tpe", tmp_path)
+    try:
+        _wait_for(lambda: any(t.user_attrs.get(PID_ATTR) == other.pid for t in _trials(database, "tpe")))
+        _worker_here(database, "tpe")
+        output = other.communicate(timeout=120)[0]
+    finally:
+        other.kill()
+    assert other.returncode == 0, output
+    trials = sorted(_trials(database, "tpe"), key=lambda t: t.datetime_start)
+    assert len(trials) == 6 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    workers = {t.user_attrs[PID_ATTR] for t in trials}
+    assert workers == {other.pid, os.getpid()}
+    # each worker drew a trial after the other's had finished: drawn from the shared study, it saw them
+    for pid in workers:
+        assert any(t.user_attrs[PID_ATTR] == pid and any(u.user_attrs[PID_ATTR] != pid and u.datetime_complete < t.datetime_start
+                                                         for u in trials) for t in trials)
+    assert all(t.intermediate_values for t in trials)  # each worker's epochs reached the study the pruner reads
