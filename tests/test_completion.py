@@ -109,6 +109,8 @@ def test_run_and_sweep_directories_are_offered(tree, workdir):
         key = line.split()[-1].split("=")[0]
         assert list(offered(tree, line)) == [f"{key}=runs/train/{run.name}/"]
     assert list(offered(tree, "dl sweep tpe --resume runs/sw")) == ["runs/sweeps/"]
+    assert list(offered(tree, "dl runs ")) == ["diff", "runs/"]  # the word that makes `dl runs` a diff, and folders
+    assert list(offered(tree, f"dl runs diff {run.relative_to(workdir)} runs/t")) == ["runs/train/"]
     assert "runs/notes.txt" in offered(tree, "dl predict runs/train/x runs/n")  # predict's input: any path
 
 

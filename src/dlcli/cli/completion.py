@@ -42,7 +42,8 @@ def with_shell_named(args: Sequence[str]) -> list[str]:
 
 def describe(command) -> dict:
     """A command (or group) as the index keeps it: its help's first line, its options (each name
-    -> help, flag, choices, what it takes), its arguments in order, its subcommands."""
+    -> help, flag, choices, what it takes), its arguments in order, the words its first argument
+    may be, its subcommands."""
     declared = _declared(command)
     node: dict = {"help": _first_line(command.help), "options": {}, "arguments": []}
     for parameter in command.params:
@@ -54,6 +55,9 @@ def describe(command) -> dict:
             node["options"].update(dict.fromkeys([*parameter.opts, *parameter.secondary_opts], entry))
         else:
             node["arguments"].append({**entry, "name": parameter.name, "many": parameter.nargs == -1})
+    words = getattr(command.callback, "first_words", None)
+    if words:
+        node["words"] = dict(words)
     commands = getattr(command, "commands", None)
     if commands:
         node["commands"] = {name: describe(sub) for name, sub in commands.items() if not getattr(sub, "hidden", False)}
@@ -64,6 +68,15 @@ def declares(declare):
     """Mark a command with what declares its options' constraints (read by `describe` for their choices)."""
     def mark(command):
         command.declared_options = declare
+        return command
+    return mark
+
+
+def first_words(**words: str):
+    """Mark a command whose first argument may be a word that changes what it does (`dl runs diff`),
+    each with a line about it: completion offers them as it offers subcommands."""
+    def mark(command):
+        command.first_words = words
         return command
     return mark
 

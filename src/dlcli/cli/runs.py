@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from dlcli.cli import app, console, err_console, examples, handle_errors
+from dlcli.cli.completion import first_words
 from dlcli.cli.render import runs_table
 from dlcli.errors import UserError
 
@@ -25,6 +26,7 @@ from dlcli.errors import UserError
     dl runs diff RUN_A RUN_B RUN_C --json
 """),
 )
+@first_words(diff="Only what differs between runs: settings, data, code, environment, seed, results.")  # (TAB completion offers it)
 @handle_errors
 def list_runs(
     directories: Optional[List[str]] = typer.Argument(None, help="Directories holding runs, or patterns (default: runs/); searched recursively.", show_default=False),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 
+import dlcli
 from dlcli.completion import SHELLS
 from dlcli.completion.index import configs_path, fresh_commands, read_index, tree_stamp, write_index
 from dlcli.config.places import config_directories
@@ -89,7 +90,8 @@ def candidates(words: list[str], root: dict, configs: Callable[[list[str]], dict
     argument = arguments[min(len(positional), len(arguments) - 1)]
     if len(positional) >= len(arguments) and not argument.get("many"):
         return []
-    return _takes(argument, current, "", words, configs, described)
+    first = [(word, about) for word, about in node.get("words", {}).items() if word.startswith(current)] if not positional else []
+    return first + _takes(argument, current, "", words, configs, described)
 
 
 def _takes(parameter: dict, typed: str, prefix: str, words: list[str], configs, described: bool) -> list[Candidate]:
@@ -111,7 +113,8 @@ def configs_of(config_dirs: list[str]) -> dict:
     """The configs index of the directories a command reads (the package's conf/, ./conf, each
     existing --config-dir), rebuilt at once where a file in them changed since it was written."""
     directories = config_directories([d for d in config_dirs if Path(d).expanduser().is_dir()])
-    stamp = [[str(directory), *tree_stamp(directory)] for directory in directories]  # (the paths: two sets never share an index)
+    # the paths (two sets never share an index) and dl's version (its schema and declared choices are read too)
+    stamp = [dlcli.__version__, *([str(directory), *tree_stamp(directory)] for directory in directories)]
     path = configs_path(directories)
     index = read_index(path)
     if index is None or index.get("stamp") != stamp:
