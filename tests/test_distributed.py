@@ -418,16 +418,6 @@ def test_more_gpus_than_the_machine_has_and_mps_are_one_line(monkeypatch):
         check_devices(2, torch.device("mps"), False, 32)
 
 
-@pytest.mark.slow  # starts processes
-def test_ray_places_trials_that_train_on_two_processes(workdir):
-    pytest.importorskip("ray")
-    write_rows(workdir / "rows.csv", 200)
-    result = run_cli("sweep", "grid", "optim.lr=0.1,0.05", *TABLE, *TWO, "--backend", "ray", "--jobs", "2", "-q")
-    assert result.exit_code == 0, result.output
-    sweep = next((workdir / "runs" / "sweeps" / "sweep").iterdir())
-    assert [read(t / "summary.json")["world_size"] for t in sorted((sweep / "trials").iterdir())] == [2, 2]
-
-
 class RandomDraws(torch.utils.data.Dataset):
     """Each item is a random draw, as an augmentation's is (from the worker's seeded generator)."""
 
