@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlcli.config.annotations import from_annotation
 from dlcli.config.constraints import NUMBER, Constraint, check
 from dlcli.config.library_constraints import LIBRARY
-from dlcli.config.own_settings import GROUPS, Group
+from dlcli.config.own_settings import GROUPS, Group, passed_by_the_run
 from dlcli.errors import UserError, first_line
 
 # Libraries whose ValueError/TypeError from a constructor means "these settings are refused".
@@ -112,7 +112,7 @@ def target_parameters(node: DictConfig, group: str) -> dict[str, inspect.Paramet
     params = _parameters(resolve_target(node._target_, group))
     if params is None:
         return None
-    return {name: p for name, p in params.items() if name not in {*GROUPS.get(group, _NO_GROUP).runtime, "self"}}
+    return {name: p for name, p in params.items() if name not in {*passed_by_the_run(group), "self"}}
 
 
 def call_target(node: DictConfig, group: str, inject: dict | None = None, expect: type | tuple[type, ...] | None = None,
@@ -162,6 +162,10 @@ def prepare_call(node: DictConfig, group: str, inject: dict | None = None, runti
         raise UserError(f"{key} must be set (it has no default): add {key}=... to the command")
     target = resolve_target(node._target_, group)
     values = OmegaConf.to_container(node, resolve=True)
+    supplied = next((key for key in passed_by_the_run(group) if key in values), None)
+    if supplied is not None:  # the run's value would replace it without a word
+        raise UserError(f"{group}.{supplied} is not a setting: dl gives {node._target_} its {supplied} itself; "
+                        f"drop {group}.{supplied}")
     for key, constraint in GROUPS.get(group, _NO_GROUP).own.items():  # optim.head_lr, model.init, ...
         if key in values:
             check(f"{group}.{key}", values[key], constraint)
@@ -172,7 +176,7 @@ def prepare_call(node: DictConfig, group: str, inject: dict | None = None, runti
         return target, kwargs
     unknown = [k for k in kwargs if k not in params]
     if unknown:
-        valid = sorted(p for p in params if p not in runtime and p != "self")
+        valid = sorted(p for p in params if p not in {*runtime, *passed_by_the_run(group), "self"})
         raise UserError(f"{group}.{unknown[0]} is not a setting of {node._target_}: valid settings are {', '.join(valid)}")
     missing = [
         name

@@ -20,6 +20,7 @@ class Group:
 
     own: Mapping[str, Constraint]  # settings dl reads itself: never passed to the class
     runtime: tuple[str, ...] = ()  # what the run passes the class itself: never a config key
+    runtime_when_taken: tuple[str, ...] = ()  # what the run passes a class that takes it: never a config key either
     offered: tuple[str, ...] = ()  # passed only when the class takes it
     passed_when_taken: tuple[str, ...] = ()  # own settings handed to a class that takes them itself
     filled_when_auto: tuple[str, ...] = ()  # settings the run fills in when given as auto
@@ -58,6 +59,7 @@ GROUPS: dict[str, Group] = {
             "train_with": ListOf(Text(non_empty=True)),  # the option's own training defaults (dlcli.config.recipes)
         },
         runtime=("input_shape", "num_outputs"),  # from the data
+        runtime_when_taken=("vocab_size", "causal"),  # token data's vocabulary; causal for a language model (dlcli.models.build)
         passed_when_taken=("weights",),  # torchvision's models load their own (a file or a name); dl's start from a run
     ),
     "loss": Group(own={}, offered=("class_weights",), optional=True),  # only cross_entropy takes them (from loss.weight)
@@ -75,6 +77,12 @@ GROUPS: dict[str, Group] = {
 }
 
 OWN_SETTINGS = {name: group.own for name, group in GROUPS.items() if group.own}
+
+
+def passed_by_the_run(group: str) -> tuple[str, ...]:
+    """The arguments of the group's class that the run supplies (never the user's to set or to be offered)."""
+    declared = GROUPS.get(group)
+    return (*declared.runtime, *declared.runtime_when_taken) if declared is not None else ()
 TABLE_ONLY_KEYS = tuple(key for key, kind in GROUPS["data"].only_for.items() if kind == "tables")
 IMAGE_ONLY_KEYS = tuple(key for key, kind in GROUPS["data"].only_for.items() if kind == "image sets")
 
