@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcli.config.constraints import BOOLEAN, RATE, Interval, Options, constrained
+from dlcli.config.constraints import BOOLEAN, RATE, Interval, Options, constrained, nullable
 from dlcli.errors import UserError
 from dlcli.models.registry import register
 from dlcli.models.tokens import check_language_model, masked_mean, not_padding, sequence_input, tie, token_embedding, token_length
@@ -25,6 +25,7 @@ from dlcli.models.tokens import check_language_model, masked_mean, not_padding, 
 POSITIONS = ("learned", "sinusoidal")
 POOLING = ("mean", "cls")
 EMBEDDING_STD = 0.02  # token, position and CLS vectors start small beside the unit-variance LayerNorm outputs
+STEP_KERNEL = 5  # float sequences: steps per projection when model.kernel is null (MNIST-1D: 0.53 val accuracy with 1, 0.90 with 5)
 
 
 class SelfAttention(nn.Module):
@@ -97,14 +98,14 @@ class ClassToken(nn.Module):
 @register
 @constrained(dim=Interval(1, 65_536, integer=True), heads=Interval(1, 1024, integer=True), layers=Interval(1, 256, integer=True),
              ff=Interval(1, 1_000_000, integer=True), dropout=RATE, positions=Options(POSITIONS), pool=Options(POOLING),
-             tie_weights=BOOLEAN, kernel=Interval(1, 1023, integer=True))
+             tie_weights=BOOLEAN, kernel=nullable(Interval(1, 1023, integer=True)))
 class Transformer(nn.Module):
     reads_sequences = True  # data.as_sequence means something to it (dlcli.config.no_effect)
     grows_with = ("dim", "layers")  # the settings that make it larger (a diagnosis of underfitting suggests them)
 
     def __init__(self, input_shape, num_outputs: int, dim: int = 64, heads: int = 4, layers: int = 2, ff: int = 256,
                  dropout: float = 0.1, positions: str = "learned", pool: str = "mean", tie_weights: bool = False,
-                 kernel: int = 1, vocab_size: int | None = None, causal: bool = False):
+                 kernel: int | None = None, vocab_size: int | None = None, causal: bool = False):
         super().__init__()
         if dim % heads:
             raise UserError(f"model.dim={dim} must be divisible by model.heads={heads} (each head reads dim/heads "
@@ -112,6 +113,9 @@ class Transformer(nn.Module):
         check_language_model("transformer", causal, False, tie_weights, vocab_size)
         self.vocab_size, self.causal, self.pool = vocab_size, causal, pool
         if vocab_size is not None:
+            if kernel is not None:  # a setting that changes nothing would be a result believed and not got
+                raise UserError(f"model.kernel={kernel} sets how many steps of a float sequence each position reads, and "
+                                "this data is token ids (text), which an embedding reads one by one: drop model.kernel")
             length = token_length(input_shape, "transformer")
             self.embedding = token_embedding(vocab_size, dim)
             nn.init.normal_(self.embedding.weight, std=EMBEDDING_STD)
@@ -119,6 +123,7 @@ class Transformer(nn.Module):
                 self.embedding.weight[0].zero_()  # the padding vector (padding_idx) stays zero
         else:
             channels, length = sequence_input(input_shape, "transformer")
+            kernel = STEP_KERNEL if kernel is None else kernel
             if kernel % 2 == 0:
                 raise UserError(f"model.kernel={kernel} must be odd: the projection is centred on each step, so the "
                                 f"sequence keeps its length; choose {kernel - 1} or {kernel + 1}")
