@@ -69,6 +69,9 @@ def export_run(run_path: str | Path, fmt: str = "onnx", output: str | Path | Non
     sample, source = verification_rows(trained)
     expected = _outputs(wrapped, sample)
     name = trained.cfg.model._target_.rsplit(".", 1)[-1]
+    refusal = getattr(trained.model, "onnx_refusal", None) if fmt == "onnx" else None  # known without trying
+    if refusal:
+        raise UserError(f"{name} cannot be exported to ONNX ({refusal}): use --format torchscript")
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=destination.parent) as scratch:
         file = Path(scratch) / destination.name
