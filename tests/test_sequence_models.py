@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from conftest import assert_resumes_exactly, quiet_reporter, run_cli
 from dlcli.config.compose import compose
@@ -67,6 +68,37 @@ def test_padding_changes_nothing_for_a_classifier(option, overrides):
     assert torch.allclose(model(short)[1:2], alone, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("option, overrides", [("lstm", ()), ("gru", ("model.pool=mean", "model.layers=2")),
+                                               ("rnn", ("model.pool=max",))])
+def test_one_direction_reads_padded_text_as_it_would_read_packed_sequences(option, overrides):
+    """A one-direction network runs over the padded batch (a third of the packed pass's time on a
+    CPU, and ONNX takes it): every text's answer is the one of packed sequences, which hold no padding."""
+    model = token_model(option, *overrides)
+    ids = torch.zeros(4, LENGTH, dtype=torch.int64)
+    for row, length in enumerate([3, LENGTH, 1, 7]):
+        ids[row, :length] = torch.randint(1, VOCAB, (length,), generator=torch.Generator().manual_seed(row))
+    with torch.no_grad():
+        packed = pack_padded_sequence(model.embedding(ids), (ids != 0).sum(dim=1), batch_first=True, enforce_sorted=False)
+        output, state = model.rnn(packed)
+        expected = model._pooled((pad_packed_sequence(output, batch_first=True, total_length=LENGTH)[0], state), ids != 0)
+        assert torch.allclose(model(ids), expected, rtol=0, atol=1e-6)
+
+
+def test_the_arguments_the_run_passes_a_model_are_never_offered_as_settings():
+    """vocab_size and causal come from the data and the task: a bad key's list of valid settings
+    leaves them out, and setting one is refused rather than silently replaced."""
+    for overrides in (["model=transformer", "+model.kernl=3"], ["model=lstm", "+model.hiden=3"]):
+        with pytest.raises(UserError) as refused:
+            build_model(compose(overrides).model, (LENGTH,), 3, vocab_size=VOCAB)
+        said = str(refused.value)
+        assert "valid settings are" in said and "causal" not in said and "vocab_size" not in said and "dropout" in said
+    with pytest.raises(UserError) as unknown:  # a key no option has: the composer's message reads the same list
+        compose(["model=gru", "model.hiden=3"])
+    assert "model.hidden" in str(unknown.value) and "causal" not in str(unknown.value) and "vocab_size" not in str(unknown.value)
+    with pytest.raises(UserError, match="model.vocab_size is not a setting: dl gives dlcli.models.RecurrentClassifier its vocab_size itself"):
+        build_model(compose(["model=lstm", "+model.vocab_size=50"]).model, (LENGTH,), 3, vocab_size=VOCAB)
+
+
 def test_float_sequences_go_through_a_projection():
     cfg = compose(["model=transformer"]).model
     model = build_model(cfg, (2, 40), 10).eval()
@@ -106,6 +138,9 @@ def test_token_data_for_a_model_that_cannot_read_it_names_those_that_can(workdir
     (("model=transformer", "model.dim=30", "model.heads=4"), "model.dim=30 must be divisible by model.heads=4"),
     (("model=lstm", "model.bidirectional=true"), "cannot be a language model"),
     (("model=transformer", "model.positions=rotary"), "model.positions"),
+    (("model=transformer", "model.kernel=3"), "model.kernel=3 sets how many steps of a float sequence each position reads"),
+    (("model=attention", "model.kernel=1"), "this data is token ids (text), which an embedding reads one by one: drop model.kernel"),
+    (("model=gru", "+model.causal=true"), "model.causal is not a setting"),
 ])
 def test_a_sequence_model_refuses_bad_settings_before_runs_is_touched(workdir, overrides, says):
     out = run_cli("train", "data=text", f"data.path={write_text(workdir)}", *overrides)
@@ -199,3 +234,23 @@ def test_the_gradient_reaching_the_first_step_is_measured_for_a_many_to_one_rnn(
     assert all(p.grad is None for p in model.parameters())  # the weights' gradients are left alone
     lm = token_model("lstm", task="language_model")
     assert gradient_reach(lm, torch.randint(1, VOCAB, (2, LENGTH)), torch.randint(1, VOCAB, (2, LENGTH)), None) is None
+
+
+@pytest.mark.slow  # trains two small text classifiers and exports them
+def test_a_recurrent_text_classifier_exports_to_onnx_and_a_bidirectional_one_names_torchscript(workdir):
+    pytest.importorskip("onnxruntime")
+    words = ["the film was", "a dull story", "great acting", "and its music"]
+    rows = [f"{words[i % 4]} {words[(i * 7) % 4]},{'pos' if i % 3 else 'neg'}" for i in range(60)]
+    (workdir / "reviews.csv").write_text("review,label\n" + "\n".join(rows) + "\n")
+    source = ["data=csv", "data.path=reviews.csv", "data.target=label", "data.text=review", *SMALL["gru"], "model=gru",
+              "trainer.epochs=1", "trainer.progress=false", "trainer.plots=false"]
+    one_way = train(RunRequest(compose(source), [], quiet_reporter())).run_dir
+    out = run_cli("export", str(one_way), "--format", "onnx", "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["verified"]["max_abs_difference"] <= 1e-4  # onnxruntime against PyTorch
+    both_ways = train(RunRequest(compose([*source, "model.bidirectional=true"]), [], quiet_reporter())).run_dir
+    out = run_cli("export", str(both_ways), "--format", "onnx")
+    assert out.exit_code == 2 and len(out.output.strip().splitlines()) == 1, out.output
+    assert "cannot be exported to ONNX (a bidirectional network" in out.output and "use --format torchscript" in out.output
+    assert not list(both_ways.glob("model.onnx*"))
+    assert run_cli("export", str(both_ways), "--format", "torchscript").exit_code == 0

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -214,6 +215,9 @@ def test_perplexity_is_exp_of_the_mean_token_loss_and_the_model_beats_the_unigra
     assert baseline["label"] == "bigram" and 1.0 < baseline["val"]["perplexity"] < baseline["unigram_perplexity"]
     assert 1.0 < baseline["test"]["perplexity"]
     assert "unigram_level" not in [f["code"] for f in summary.get("diagnosis", [])]
+    log = (result.run_dir / "train.log").read_text()  # a language model's samples are windows, and said to be
+    assert re.search(r"train \d+ / val \d+ / test \d+ windows of \d+ tokens\)", log) and re.search(r"[\d,]+ windows/s", log)
+    assert "samples/s" not in log
 
 
 def test_the_diagnosis_names_a_model_stuck_at_the_unigram_level():

@@ -20,6 +20,12 @@ from dlcli.engine.loop import autocast
 LANGUAGE_MODEL = "language_model"
 
 
+def sample_unit(task: str) -> str:
+    """What one sample of the task is, in the run's output: a language model's are windows of
+    seq_len tokens (its rates and counts say so), every other task's are samples."""
+    return "windows" if task == LANGUAGE_MODEL else "samples"
+
+
 class TokenWindows:
     """Windows of `seq_len` tokens cut from one stream held on the device: window i is
     stream[start_i : start_i + seq_len] and its target the same span one token later. A batch is

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dlcli.engine.callbacks import Callback
+from dlcli.engine.language import sample_unit
 from dlcli.errors import printable_lines
 from dlcli.system.files import open_append
 from dlcli.system.numbers import short
@@ -30,7 +31,7 @@ class Reporter(Callback):
         self.console = console or SafeConsole()
         self.show_progress = show_progress and self.console.is_terminal
         self.log_file: TextIO | None = None
-        self._epochs, self._metric = 0, "accuracy"
+        self._epochs, self._metric, self._unit = 0, "accuracy", "samples"
 
     # -- logging -------------------------------------------------------------------------------
     def attach_log(self, path: Path) -> None:
@@ -80,10 +81,10 @@ class Reporter(Callback):
         return [ProgressBars(self.console)] if self.show_progress else []
 
     def on_fit_start(self, session, state) -> None:
-        self._epochs, self._metric = session.epochs, session.metric
+        self._epochs, self._metric, self._unit = session.epochs, session.metric, sample_unit(session.task)
 
     def on_epoch_end(self, state, row: dict, improved: bool) -> None:
-        self.log(format_epoch(row, self._epochs, self._metric) + ("  *" if improved else ""))
+        self.log(format_epoch(row, self._epochs, self._metric, self._unit) + ("  *" if improved else ""))
 
 
 class ProgressBars(Callback):
@@ -96,10 +97,10 @@ class ProgressBars(Callback):
         self._last_refresh = 0.0
         self._seen = 0
         self._epoch_started = 0.0
-        self._metric = "accuracy"
+        self._metric, self._unit = "accuracy", "samples"
 
     def on_fit_start(self, session, state) -> None:
-        self._metric = session.metric
+        self._metric, self._unit = session.metric, sample_unit(session.task)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -132,7 +133,7 @@ class ProgressBars(Callback):
         if now - self._last_refresh >= REFRESH_SECONDS:  # reading the loss syncs the device
             self._last_refresh = now
             rate = self._seen / max(now - self._epoch_started, 1e-9)
-            status = f"batch loss {short(float(loss))}  {rate:,.0f} samples/s"
+            status = f"batch loss {short(float(loss))}  {rate:,.0f} {self._unit}/s"
             self._progress.update(self._batch_task, completed=self._seen, status=status)
 
     def on_epoch_end(self, state, row: dict, improved: bool) -> None:
@@ -140,12 +141,12 @@ class ProgressBars(Callback):
         self._progress.update(self._epoch_task, completed=row["epoch"], status=f"val_{self._metric} {short(row[f'val_{self._metric}'])}")
 
 
-def format_epoch(row: dict, epochs: int, metric: str) -> str:
+def format_epoch(row: dict, epochs: int, metric: str, unit: str = "samples") -> str:
     width = len(str(epochs))
     validated = math.isfinite(row["val_loss"])  # NaN: the run has no validation split
     return (
         f"epoch {row['epoch']:>{width}}/{epochs}  lr {row['lr']:.3g}  "
         f"train_loss {short(row['train_loss'])}  train_{metric} {short(row[f'train_{metric}'])}  "
         + (f"val_loss {short(row['val_loss'])}  val_{metric} {short(row[f'val_{metric}'])}  " if validated else "")
-        + f"{row['seconds']:.2f}s  {row['samples_per_second']:,.0f} samples/s"
+        + f"{row['seconds']:.2f}s  {row['samples_per_second']:,.0f} {unit}/s"
     )
