@@ -1,5 +1,5 @@
 """TAB completion as a shell drives it: a fresh `dl` process per TAB, with the environment bash's
-script gives it (_DL_COMPLETE=bash, COMP_LINE, COMP_POINT, the word under the cursor), for a few
+script gives it (_DL_COMPLETE=bash, COMP_LINE, COMP_POINT), for a few
 typical inputs, against a bare `python -c pass` started in the same loop.
 
 The working directory holds a ./conf of its own (one model option) and a runs/ folder with a few
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ DL = str(Path(sys.executable).with_name("dl"))
 # what is typed before the TAB -> a candidate that must be among the answers
 INPUTS = {
     "dl tr": "train",
-    "dl train model=": "=lenet",
+    "dl train model=": "lenet",  # (bash replaces the text after the '=')
     "dl train model=le": "lenet",
     "dl train optim.": "optim.lr=",
     "dl eval runs/": "runs/train/",
@@ -38,9 +37,7 @@ EDITED = "dl train model=mi"  # typed after ./conf/model/mine.yaml changed
 
 def tab(line: str, environment: dict, cwd: Path) -> tuple[float, list[str]]:
     """One TAB as bash asks it: seconds, and the candidates printed."""
-    # bash's own last word: it splits words at '=' too, and a '=' just typed is a word of its own
-    cur = "=" if line.endswith("=") else re.split(r"[ =:]", line)[-1]
-    env = {**environment, "_DL_COMPLETE": "bash", "COMP_LINE": line, "COMP_POINT": str(len(line)), "_DL_COMP_CUR": cur}
+    env = {**environment, "_DL_COMPLETE": "bash", "COMP_LINE": line, "COMP_POINT": str(len(line))}
     started = time.perf_counter()
     out = subprocess.run([DL], env=env, cwd=cwd, capture_output=True, text=True, check=True).stdout
     return time.perf_counter() - started, out.split()
@@ -51,7 +48,7 @@ OWN_PART = """
 import time
 started = time.perf_counter()
 from dlcli.completion.complete import answer
-found = answer("bash", ["dl"], {"COMP_LINE": "dl train optim.", "COMP_POINT": "15", "_DL_COMP_CUR": "optim."})
+found = answer("bash", ["dl"], {"COMP_LINE": "dl train optim.", "COMP_POINT": "15"})
 print((time.perf_counter() - started) * 1000, len(found.split()))
 """
 

@@ -116,10 +116,11 @@ def test_run_and_sweep_directories_are_offered(tree, workdir):
 
 def test_each_shell_reads_its_own_lines():
     found = [("model=lenet", "LeNet-5"), ("model=mlp", "")]
-    assert rendered("bash", found, "model=", "=") == "=lenet\n=mlp\n"  # bash replaces only its word after '='
-    assert rendered("bash", found, "model=l", "l") == "lenet\nmlp\n"
-    assert rendered("zsh", found, "model=", None) == "model=lenet\tLeNet-5\nmodel=mlp\n"
-    assert rendered("fish", [("a", "x\ny\tz")], "", None) == "a\tx y z\n"  # one line each
+    assert rendered("bash", found, "model=") == "lenet\nmlp\n"  # readline replaces the text after the last '='
+    assert rendered("bash", [("--device=cuda:0", "")], "--device=cuda:") == "0\n"  # and after ':'
+    assert rendered("bash", [("--device=cuda:0", "")], "--device=cuda:", " \t\n") == "--device=cuda:0\n"  # (COMP_WORDBREAKS changed)
+    assert rendered("zsh", found, "model=") == "model=lenet\tLeNet-5\nmodel=mlp\n"
+    assert rendered("fish", [("a", "x\ny\tz")], "") == "a\tx y z\n"  # one line each
 
 
 def test_a_missing_or_corrupt_commands_index_prints_nothing_and_is_rebuilt_in_the_background(workdir, monkeypatch):
@@ -174,7 +175,7 @@ def test_completion_options_name_the_shell_or_take_shells(monkeypatch, tmp_path)
     assert shown.exit_code == 0 and shown.output == script("zsh")
     assert "compdef _dl dl" in shown.output and "_describe" in shown.output
     bash = script("bash")
-    assert "complete -F _dl_completion dl" in bash and "COMP_WORDS[COMP_CWORD]" in bash and "_DL_COMPLETE=bash" in bash
+    assert "complete -F _dl_completion dl" in bash and "COMP_WORDBREAKS" in bash and "_DL_COMPLETE=bash" in bash
     monkeypatch.setenv("SHELL", "/usr/bin/fish")
     assert runner.invoke(app, with_shell_named(["--show-completion"])).output == script("fish")
     assert with_shell_named(["--install-completion", "-h"]) == ["--install-completion", "", "-h"]
@@ -211,12 +212,15 @@ t() { COMP_LINE="$1"; COMP_POINT=${#COMP_LINE}; COMP_WORDS=($2); COMP_CWORD=$3; 
       _dl_completion dl; echo "${COMPREPLY[*]}"; }
 t "dl tr" "dl tr" 1
 t "dl train model=le" "dl train model = le" 4
+t "dl train model=" "dl train model =" 3
 t "dl train optim=adam optim.l" "dl train optim = adam optim.l" 4
 t "dl eval ru" "dl eval ru" 2
 complete -p dl
 """
     out = subprocess.run(["bash", "-c", driver], cwd=workdir, env=environment, capture_output=True, text=True)
-    assert out.stdout.splitlines() == ["train", "lenet", "optim.lr= optim.l1=", "runs/", "complete -F _dl_completion dl"], out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["train", "lenet"] and lines[3:] == ["optim.lr= optim.l1=", "runs/", "complete -F _dl_completion dl"], out.stderr
+    assert lines[2].split() == sorted(path.stem for path in (CONF / "model").glob("*.yaml"))  # after `model=`: the options alone
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ DESCRIBED = ("zsh", "fish")  # the shells that show a description beside each ca
 RUN_KEYS = ("resume", "refit", "model.weights")  # config keys that name a run directory (conf/config.yaml, conf/model/*)
 MOST = 1000  # entries read from one folder: a TAB in a huge folder stays fast
 HELP = {"--help": "Show the help and exit."}
+BASH_BREAKS = "\"'><=;|&(:"  # bash's COMP_WORDBREAKS unless changed (then its script passes it)
 
 Candidate = tuple[str, str]  # what the shell inserts, and a line about it
 
@@ -43,7 +44,7 @@ def answer(shell: str, argv: Sequence[str], environ: Mapping[str, str]) -> str:
     if shell not in SHELLS or not words:
         return ""
     found = candidates(words, (fresh_commands() or {}).get("root") or {}, configs_of, described=shell in DESCRIBED)
-    return rendered(shell, found, words[-1], environ.get("_DL_COMP_CUR"))
+    return rendered(shell, found, words[-1], environ.get("COMP_WORDBREAKS", BASH_BREAKS))
 
 
 def typed_words(shell: str, argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
@@ -223,15 +224,15 @@ def folder_entries(typed: str, described: bool, directories_only: bool) -> list[
     return found
 
 
-def rendered(shell: str, found: list[Candidate], current: str, bash_word: str | None) -> str:
-    """The lines the shell's script reads. bash replaces only its own last word, which ends the
-    current word after its last '=' or ':': each value is cut to that part."""
+def rendered(shell: str, found: list[Candidate], current: str, breaks: str = BASH_BREAKS) -> str:
+    """The lines the shell's script reads. bash (readline) replaces only the end of the current
+    word after its last word-break character (`model=le`: `le`): each value is cut to that part."""
     about: dict[str, str] = {}
     for value, text in found:
         about.setdefault(value, text)  # (a value offered twice keeps its first description)
     if shell == "bash":
-        cut = len(current) - len(bash_word) if bash_word is not None and current.endswith(bash_word) else 0
-        return "".join(f"{value[cut:]}\n" for value in about)
+        cut = max((current.rfind(character) + 1 for character in breaks if not character.isspace()), default=0)
+        return "".join(f"{value[cut:]}\n" for value in about if value[:cut] == current[:cut])
     return "".join(f"{value}\t{_one_line(text)}\n" if text else f"{value}\n" for value, text in about.items())
 
 

@@ -2,7 +2,7 @@
 installation where each shell looks (`dl --install-completion [SHELL]`, `dl --show-completion [SHELL]`).
 
 Each script runs `dl` with _DL_COMPLETE=<shell> and the words typed so far (bash: its line up to
-the cursor and the word it will replace; zsh and fish: the words as arguments) and reads one
+the cursor and its word-break characters; zsh and fish: the words as arguments) and reads one
 candidate a line, `value<TAB>description` for the shells that show descriptions (dlcli.completion.complete).
 """
 
@@ -18,7 +18,9 @@ from dlcli.errors import UserError
 BASH = r"""# dl's TAB completion for bash (dl --show-completion bash): source it, or run dl --install-completion bash
 _dl_completion() {
     local IFS=$'\n'
-    COMPREPLY=($(COMP_LINE="$COMP_LINE" COMP_POINT="$COMP_POINT" _DL_COMP_CUR="${COMP_WORDS[COMP_CWORD]}" @VAR@=bash "$1" 2>/dev/null))
+    # the line up to the cursor, and the characters at which readline starts the text it replaces
+    # (COMP_WORDS splits at '=' too, but a word of its own '=' is not what readline replaces)
+    COMPREPLY=($(COMP_LINE="$COMP_LINE" COMP_POINT="$COMP_POINT" COMP_WORDBREAKS="$COMP_WORDBREAKS" @VAR@=bash "$1" 2>/dev/null))
     # a key (model=), a folder (runs/) or a node (optim.) goes on: no space after it
     if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *[=/.] ]]; then
         compopt -o nospace 2>/dev/null
