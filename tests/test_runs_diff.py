@@ -74,7 +74,7 @@ def test_two_seeds_differ_in_their_seed_and_split_and_their_curves_part_at_once(
     assert row(out, "seed") == ["0", "1"] and row(out, "split.seed") == ["0", "1"]
     assert row(out, "rows in each split")  # the seeded split put other rows in each part
     assert "the same in every run: settings, code, environment" in out  # and the data: the same digits, other rows
-    assert "settings (config.yaml" not in out  # nothing else was set differently
+    assert "settings (resolved)" not in out  # nothing else was set differently
     assert f"{b}: parts at epoch 1: train_loss" in out and "more than 0.1% apart, relative" in out
     assert "best val_accuracy" in out and "test accuracy" in out  # the results, side by side
     report = json.loads(run_cli("runs", "diff", str(a), str(b), "--json").stdout)
@@ -196,3 +196,39 @@ def test_dls_checkout_is_looked_up_without_ever_failing(tmp_path, monkeypatch):
     assert _git(tmp_path, "rev-parse", "HEAD") is None  # not a checkout
     monkeypatch.setenv("PATH", str(tmp_path))  # no git at all
     assert _git(Path.cwd(), "rev-parse", "HEAD") is None
+
+
+# -- dl runs' table: the headline always, wall time and speed as columns ------------------------------
+
+def test_a_headline_metric_equal_in_every_run_is_said_once_in_the_title(two_seeds, tmp_path, monkeypatch):
+    _, first, _ = two_seeds
+    twin = copied(first, tmp_path / "runs" / "twin")  # the same numbers, another setting (as 1 and 2 processes give)
+    config = twin / "config.yaml"
+    config.write_text(config.read_text().replace("devices: 1", "devices: 2"))
+    (twin / "overrides.yaml").write_text("- trainer.devices=2\n")  # (the settings a table shows are those typed)
+    shutil.copytree(first, tmp_path / "runs" / "one")
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("runs", "runs")
+    assert result.exit_code == 0, result.output
+    title = " ".join(result.stdout.split("┏")[0].split())
+    accuracy = read(first / "summary.json")["best_val_accuracy"]
+    assert f"val_accuracy {accuracy:.4f}" in title and "in every run" in title and "test_accuracy" in title
+    assert "trainer.devices" in result.stdout
+
+
+def test_wall_time_and_training_speed_are_columns(two_seeds, monkeypatch):
+    root, first, _ = two_seeds
+    monkeypatch.chdir(root)
+    rows = json.loads(run_cli("runs", "runs", "--json").stdout)
+    speeds = pd.read_csv(first / "metrics.csv")["samples_per_second"]
+    row = next(r for r in rows if r["run"].startswith("seed0"))
+    assert row["seconds"] == read(first / "summary.json")["wall_seconds"] and row["samples_per_second"] == speeds.median()
+    chosen = run_cli("runs", "runs", "--columns", "seconds,samples_per_second")
+    assert chosen.exit_code == 0, chosen.stderr
+    assert row_cells(chosen.stdout, 2) and all(cell.replace(".", "").replace(",", "").isdigit() for cell in row_cells(chosen.stdout, 2)[1:])
+
+
+def row_cells(out: str, index: int) -> list[str]:
+    """The cells of the table's `index`-th row of values (0: the header)."""
+    lines = [line for line in out.splitlines() if line.startswith(("│", "┃"))]
+    return [cell.strip() for cell in lines[index].strip("│┃").split("│")] if len(lines) > index else []

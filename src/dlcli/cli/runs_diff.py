@@ -5,6 +5,7 @@ one line, and where the runs' loss curves part. Pure presentation: dlcli.rundir.
 from __future__ import annotations
 
 import json
+import os
 
 from rich.markup import escape
 from rich.table import Table
@@ -14,7 +15,7 @@ from dlcli.rundir.diff import CURVE_COLUMNS, Parting, RunsDiff
 from dlcli.system.numbers import setting, short
 
 RUN_HEADER_WIDTH = 32
-SECTION_TITLES = {"config": "settings (config.yaml, defaults included)", "data": "data", "code": "code",
+SECTION_TITLES = {"config": "settings (resolved)", "data": "data", "code": "code",
                   "environment": "environment", "seed": "seed"}
 
 
@@ -24,21 +25,41 @@ def diff_json(diff: RunsDiff) -> str:
 
 def diff_table(diff: RunsDiff) -> Table:
     """One row per fact that differs (under its section's name), then every headline number."""
-    names = elide_distinct(diff.runs, RUN_HEADER_WIDTH)
-    table = Table(title=f"what differs between {len(diff.runs)} runs", title_justify="left")
+    folder, names = _common_folder(diff.runs)
+    names = elide_distinct(names, RUN_HEADER_WIDTH)
+    table = Table(title=f"what differs between {len(diff.runs)} runs{f' under {folder}' if folder else ''}", title_justify="left")
     table.add_column("")
     for name in names:
         table.add_column(escape(name), justify="right", overflow="fold")  # names and values may be anyone's: no markup
     for section, facts in diff.differ.items():
         table.add_row(f"[bold]{SECTION_TITLES[section]}[/bold]", *[""] * len(names))
         for key, values in facts.items():
-            table.add_row(escape(f"  {key}"), *(escape(setting(v)) for v in values))
+            table.add_row(escape(f"  {key}"), *(escape(_fact_text(key, v)) for v in values))
     table.add_row("[bold]results[/bold]", *[""] * len(names))
     for key, values in diff.metrics.items():
         equal = len({json.dumps(v) for v in values}) == 1
         label = f"  {key}" + (" (equal)" if equal and key not in ("status",) else "")
         table.add_row(escape(label), *(escape(short(v)) if v is not None else "-" for v in values))
     return table
+
+
+def _fact_text(key: str, value) -> str:
+    """A fact as the table shows it: a commit by its first 12 digits (--json has all 40)."""
+    if key.endswith("commit") and isinstance(value, str) and len(value) == 40:
+        return value[:12]
+    return setting(value)
+
+
+def _common_folder(runs: list[str]) -> tuple[str, list[str]]:
+    """The folder every run is in, said once in the title, and the runs' names below it (the
+    columns stay narrow: runs/train/2026-12-07_10-31-07 and runs/train/... differ in their last part)."""
+    try:
+        folder = os.path.commonpath([os.path.normpath(run) for run in runs])
+    except ValueError:  # absolute and relative paths together
+        return "", runs
+    if not folder or folder in (os.curdir, os.sep):
+        return "", runs
+    return folder, [os.path.relpath(os.path.normpath(run), folder) for run in runs]
 
 
 def same_line(diff: RunsDiff) -> str | None:

@@ -1,5 +1,6 @@
 """`dl runs`' terminal view of collected runs: the columns in the order they matter, without those
-that are empty or the same everywhere, cells at 4 significant figures, names shortened without
+that are empty or the same everywhere (a headline metric the same everywhere is said once, in the
+title), cells at 4 significant figures, names shortened without
 two runs looking alike, and the columns that fit the terminal."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dlcli.config.compose import COMPONENT_GROUPS
 from dlcli.errors import printable
 from dlcli.system.numbers import setting, short
 
+TIMING = ("seconds", "samples_per_second")  # summary.json's wall time, metrics.csv's median training speed
 MAX_VALUE_WIDTH = 24
 MAX_RUN_WIDTH = 40
 MIN_RUN_WIDTH = 16
@@ -48,11 +50,15 @@ def display_rows(runs: RunRows) -> TableView:
     components = [g for g in COMPONENT_GROUPS if g in present]
     typed = [k for keys in runs.typed for k in keys if k in present and k not in components]
     rest = [k for k in present if k.startswith("test_") and k not in headline]
-    order = list(dict.fromkeys(["run", "status", *leading, "diagnosis", *components, *typed, "epochs", "best_epoch", *rest]))
+    order = list(dict.fromkeys(["run", "status", *leading, "diagnosis", *components, *typed, "epochs", "best_epoch",
+                                *TIMING, *rest]))
     facts = []
     statuses = {row.get("status") for row in rows}
     if len(rows) > 1 and len(statuses) == 1:
         facts.append(f"all {statuses.pop()}")
+    equal = [c for c in leading if len(rows) > 1 and not _varies(rows, c) and rows[0].get(c) is not None]
+    if equal:  # the headline is what the user came for: the same in every run, it is said so, once
+        facts.append(f"{', '.join(f'{c} {cell_text(c, rows[0][c])}' for c in equal)} in every run")
     rows, day = _without_shared_date(rows)
     if day:
         facts.append(f"all on {day}")
@@ -96,7 +102,7 @@ def cell_text(column: str, value) -> str:
 
 
 def _is_measurement(column: str) -> bool:
-    return column.startswith(("val_", "test_", "train_")) or column in ("val", "test", "epochs", "best_epoch")
+    return column.startswith(("val_", "test_", "train_")) or column in ("val", "test", "epochs", "best_epoch", *TIMING)
 
 
 def is_number_column(column: str) -> bool:

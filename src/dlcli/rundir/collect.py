@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -89,7 +90,8 @@ def _is_kfold(run_dir: Path) -> bool:
 def _kfold_row(run_dir: Path, name: str, summary: dict) -> dict:
     """A k-fold run as one row: the folds' mean best validation value, their spread, the mean test."""
     monitor = summary.get("monitor")
-    row = {"run": name, "status": effective_status(run_dir, summary), "folds": summary.get("folds")}
+    row = {"run": name, "status": effective_status(run_dir, summary), "folds": summary.get("folds"),
+           "seconds": _number(summary.get("wall_seconds"))}
     if monitor:
         row[monitor] = _number(summary.get("mean"))
         row[f"{monitor}_std"] = _number(summary.get("std"))
@@ -106,13 +108,14 @@ def _not_a_run(path: Path) -> bool:
 def _run_row(run_dir: Path, name: str, summary: dict) -> dict:
     status = effective_status(run_dir, summary)
     epochs = summary.get("epochs_completed")
+    try:
+        finished = read_metrics(run_dir / "metrics.csv")
+    except UserError:
+        finished = None
     if status == "killed":  # its summary stopped at the start: the epochs it finished are in metrics.csv
-        try:
-            finished = read_metrics(run_dir / "metrics.csv")
-            epochs = finished[-1]["epoch"] if finished else 0
-        except UserError:
-            epochs = None
-    row = {"run": name, "status": status, "epochs": epochs, "best_epoch": summary.get("best_epoch")}
+        epochs = (finished[-1]["epoch"] if finished else 0) if finished is not None else None
+    row = {"run": name, "status": status, "epochs": epochs, "best_epoch": summary.get("best_epoch"),
+           "seconds": _number(summary.get("wall_seconds")), "samples_per_second": _throughput(finished or [])}
     if "diagnosis" in summary:  # the codes of dl diagnose's findings ("" for a healthy run)
         row["diagnosis"] = ",".join(summary["diagnosis"]) or "ok"
     monitor = summary.get("monitor")
@@ -127,6 +130,14 @@ def _run_row(run_dir: Path, name: str, summary: dict) -> dict:
         except (ValueError, OSError):
             pass
     return row
+
+
+def _throughput(epochs: list[dict]):
+    """The run's training speed: the median of its epochs' samples per second (the first epoch's
+    compilation or a pause does not move it), None before an epoch was written."""
+    speeds = [row["samples_per_second"] for row in epochs if isinstance(row.get("samples_per_second"), float)
+              and math.isfinite(row["samples_per_second"])]
+    return statistics.median(speeds) if speeds else None
 
 
 def _number(value):
