@@ -118,6 +118,10 @@ def test_a_run_from_an_earlier_dl_says_what_it_did_not_record(two_seeds, tmp_pat
     assert report["differ"]["data"]["content fingerprint"][1] == "not recorded"
     assert report["differ"]["environment"]["host"][1] == "not recorded"
     assert report["differ"]["code"]["dl commit"][1] == "not recorded"
+    kept = Path(__file__).parent / "fixtures" / "run_before_0.2" / "run"  # a run dl 0.1 wrote, as it wrote it
+    before = json.loads(run_cli("runs", "diff", str(kept), str(first), "--json").stdout)
+    assert before["differ"]["data"]["content fingerprint"][0] == "not recorded"
+    assert before["differ"]["config"]["trainer.devices"] == ["absent", 1]  # a setting added since
 
 
 def test_a_received_run_is_read_never_run(two_seeds, tmp_path):

@@ -21,6 +21,7 @@ from dlcli.rundir.directory import find_run, read_json, read_metrics, read_summa
 
 RELATIVE_TOLERANCE = 1e-3  # losses within 0.1% of each other agree (float sums in another order differ by ~1e-7)
 NOT_RECORDED = "not recorded"  # a fact a run written by an earlier dl does not hold
+ABSENT = "absent"  # a setting one run's config has and another's has not (a setting added since, a model's own)
 SEED_KEYS = ("seed", "split.seed")
 DATA_KEYS = ("data._target_", "data.path", "data.root")  # shown in the data section, not again among the settings
 CURVE_COLUMNS = ("train_loss", "val_loss")
@@ -64,7 +65,8 @@ def diff_runs(paths: Sequence[str]) -> RunsDiff:
     differ = {}
     for section in SECTIONS:
         keys = list(dict.fromkeys(k for fact in facts for k in fact[section]))
-        varying = {k: [fact[section].get(k, NOT_RECORDED) for fact in facts] for k in keys}
+        missing = ABSENT if section == "config" else NOT_RECORDED
+        varying = {k: [fact[section].get(k, missing) for fact in facts] for k in keys}
         varying = {k: values for k, values in varying.items() if len({comparable(v) for v in values}) > 1}
         if varying:
             differ[section] = varying
