@@ -44,7 +44,7 @@ def list_runs(
     from dlcli.sweep.storage import is_database_url, masked
 
     if directories and directories[0] == "diff":  # `dl runs diff A B`: a directory named diff is ./diff
-        _refuse_table_options(sort=sort, columns=columns, where=where)
+        _refuse_table_options(sort=sort, columns=columns, where=where, study=study)
         _print_diff(directories[1:], as_json)
         return
     directories = list(directories or ["runs"])
@@ -107,7 +107,7 @@ def _sort_rows(runs, sort: str) -> None:
 
 
 def _refuse_table_options(**given) -> None:
-    """--sort, --columns and --where shape `dl runs`' table: `dl runs diff` has none to shape."""
+    """--sort, --columns, --where and --study shape `dl runs`' table: `dl runs diff` has none to shape."""
     for name, value in given.items():
         if value:
             raise UserError(f"--{name} applies to dl runs' table, not to dl runs diff: drop it (dl runs diff takes --json)")
