@@ -22,6 +22,9 @@ from dlcli.engine.distributed import World, part_of_batch, shard
 TWO = ["trainer.devices=2", "trainer.device=cpu", "trainer.progress=false", "trainer.plots=false"]
 TABLE = ["data=csv", "data.path=rows.csv", "data.target=label", "trainer.epochs=2", "trainer.checkpoint_every=0",
          "trainer.batch_size=48"]  # a global batch that 2 and 3 processes split evenly
+# one cache directory for the module: the environment stays put, and one fork server serves its many
+# runs on several processes (conftest.own_cache_directory)
+pytestmark = pytest.mark.module_cache
 
 
 def write_rows(path: Path, count: int = 1010) -> None:
