@@ -8,7 +8,12 @@ before its clock starts, so only the dl side pays for reading the text), and doe
 gathered on the device with a new random offset each epoch, Adam, cross-entropy over every
 position, validation perplexity every epoch, the best weights saved, one test look with them.
 Both run in this process, interleaved; the minimum over repeats is taken (shared machines are
-noisy). Prints samples (windows) per second and the ratio dl / hand.
+noisy). Prints samples (windows) per second and the ratio dl / hand of the wall-clock times, and
+beside it the ratio of the CPU seconds each side used in this process: with one thread
+(OMP_NUM_THREADS=1) that is the work each side did, which other people's jobs on a shared machine
+inflate far less than the wall clock. The CPU seconds of dl's pictures, drawn by a process of their
+own after the run (matplotlib's imports are most of them), are shown apart: they cost a free core,
+not the run's wall time.
 
 Target: each ratio <= 1.10.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -114,16 +120,32 @@ def hand_written_run(experiment, out_dir: Path) -> None:
     perplexity("test")
 
 
-def timed(function, *args) -> float:
+def cpu_seconds(who: int) -> float:
+    """User + system CPU seconds of this process (every thread: RUSAGE_SELF) or of its finished children."""
+    used = resource.getrusage(who)
+    return used.ru_utime + used.ru_stime
+
+
+def timed(function, *args) -> tuple[float, float, float]:
+    """(wall seconds, this process's CPU seconds, its children's CPU seconds: the pictures drawn after it) of one call."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    started = time.perf_counter()
+    own, children, started = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN), time.perf_counter()
     function(*args)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
+    seconds, own = time.perf_counter() - started, cpu_seconds(resource.RUSAGE_SELF) - own
     wait_for_pictures()  # drawn in the background after a run: never let them overlap the next timing
-    return seconds
+    return seconds, own, cpu_seconds(resource.RUSAGE_CHILDREN) - children
+
+
+def minima(timings: list[tuple[float, ...]]) -> tuple[float, ...]:
+    """The least of each measure over the repeats (each taken on its own)."""
+    return tuple(min(values) for values in zip(*timings))
+
+
+def rounded(timings: list[tuple[float, ...]]) -> str:
+    return " ".join("/".join(f"{value:.1f}" for value in timing) for timing in timings)
 
 
 def main() -> None:
@@ -138,10 +160,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         text = write_text(root / "book.txt", args.chars)
-        times = {(model, side): [] for model in chosen for side in ("hand", "dl")}
+        times = {(model, side): [] for model in chosen for side in ("hand", "dl")}  # (wall, cpu, children's cpu) per repeat
         for model in chosen:  # warm up: imports and first-call costs are not what a run costs
             dl_run(overrides(model, text, 1, args.device, root / "warmup"))
             hand_written_run(build_experiment(compose(overrides(model, text, 1, args.device, root / "warmup"))), root)
+            wait_for_pictures()  # the warm-up run's, drawn meanwhile: never inside the first timing
         for repeat in range(args.repeats):  # interleaved, so drift in machine load hits both alike
             for model in chosen:
                 settings = overrides(model, text, args.epochs, args.device, root / f"runs-{repeat}")
@@ -153,9 +176,12 @@ def main() -> None:
               f"{data.seq_len}), {args.epochs} epochs, {select_device(args.device)}, {torch.get_num_threads()} threads, "
               f"min of {args.repeats} interleaved repeats")
         for model in chosen:
-            hand, ours = min(times[(model, "hand")]), min(times[(model, "dl")])
+            (hand, hand_cpu, _), (ours, our_cpu, drawing) = (minima(times[(model, side)]) for side in ("hand", "dl"))
             print(f"{model:<12} hand {hand:7.2f}s ({windows / hand:8.0f} windows/s)  dl {ours:7.2f}s "
-                  f"({windows / ours:8.0f} windows/s)  ratio {ours / hand:.3f}")
+                  f"({windows / ours:8.0f} windows/s)  ratio {ours / hand:.3f}  |  CPU hand {hand_cpu:6.2f}s "
+                  f"dl {our_cpu:6.2f}s  ratio {our_cpu / hand_cpu:.3f}  (+{drawing:.2f}s drawing dl's pictures)")
+            print(f"{'':<12} every repeat (wall/CPU/pictures' CPU s): hand {rounded(times[(model, 'hand')])}  "
+                  f"dl {rounded(times[(model, 'dl')])}")
         print("target: each ratio <= 1.10")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import repeat
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -64,7 +65,9 @@ class Vocabulary:
         if max_size is not None and max_size < 3:
             raise UserError(f"a vocabulary size of {max_size} leaves no room for a token beside {PAD} and {UNK}: use 3 or more")
         # Counter keeps first-appearance order and most_common sorts stably: ties keep that order
-        counts = Counter(token for token in tokens if token not in (PAD, UNK))
+        counts = Counter(tokens)  # counted in C: a book's tokens in a fraction of a Python loop's time
+        for special in (PAD, UNK):
+            counts.pop(special, None)
         kept = counts.most_common(None if max_size is None else max_size - 2)
         return cls([PAD, UNK, *(token for token, _ in kept)])
 
@@ -79,8 +82,7 @@ class Vocabulary:
 
     def encode(self, tokens: Iterable[str]) -> np.ndarray:
         """The ids of `tokens` (int64); a token the vocabulary lacks is `<unk>`."""
-        ids = self.ids
-        return np.fromiter((ids.get(token, UNK_ID) for token in tokens), dtype=np.int64)
+        return np.fromiter(map(self.ids.get, tokens, repeat(UNK_ID)), dtype=np.int64)  # ids.get(token, UNK_ID), looped in C
 
     def decode(self, ids) -> list[str]:
         """The tokens of `ids` (any sequence or array of whole numbers within the vocabulary)."""
