@@ -14,6 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from dlcli.cli import app
+from dlcli.cli.completion import with_shell_named
 from dlcli.config.compose import compose
 from dlcli.engine.progress import Reporter
 from dlcli.run.dispatch import train
@@ -142,7 +143,9 @@ def assert_resumes_exactly(overrides: list[str], columns: tuple[str, ...] = ("ep
 
 
 def run_cli(*args: str):
-    return CliRunner().invoke(app, list(args))
+    """`dl ARGS` in this process, its arguments read as `dl`'s entry point reads them (a bare
+    --install-completion means $SHELL's)."""
+    return CliRunner().invoke(app, with_shell_named(args))
 
 
 def assert_cli_runs_without_torch(*args: str, exit_code: int = 0) -> None:

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the landing page and the documentation site
 RUN = "runs/train/2026-11-24_10-31-07"
+SEED_1 = "runs/train/2026-11-24_10-45-00"  # RUN's config with seed=1 (dl runs diff)
 SWEEP = "runs/sweeps/sweep/2026-11-24_10-31-07"
 KFOLD = "runs/house_prices/2026-11-24_11-00-00"  # a finished k-fold run ...
 REFIT = "runs/house_prices/2026-11-24_11-20-00"  # ... and its refit
@@ -125,6 +126,7 @@ def example_dir(tmp_path_factory):
         assert run_cli("train", "trainer.epochs=1", "-q").exit_code == 0
         made = next((root / "runs" / "train").iterdir())
         shutil.move(str(made), root / RUN)
+        _made_as("train trainer.epochs=1 seed=1", root, SEED_1)
         for name, model in (("softmax", "model=softmax"), ("mlp_dropout", "model.dropout=0.2")):
             assert run_cli("train", model, "trainer.epochs=1", "--name", name, "-q").exit_code == 0
         _made_as("train experiment=house_prices_kfold data.path=train.csv trainer.epochs=1", root, KFOLD)
@@ -228,7 +230,10 @@ def interrupted_copy(root: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_example_runs(example_dir, example):
+def test_example_runs(example_dir, example, monkeypatch):
+    # `dl --install-completion` writes into the user's home (and reads $SHELL): a home of the test's own
+    monkeypatch.setenv("HOME", str(example_dir / "home"))
+    monkeypatch.setenv("SHELL", "/bin/bash")
     args = runnable(example, example_dir)
     result = run_cli(*args)
     assert result.exit_code == 0, f"{example}\n-> dl {' '.join(args)}\n{result.output}"

@@ -22,8 +22,8 @@ from dlcli.errors import UserError
     dl runs --where data=digits --where status=completed
     dl runs runs/train --json
     dl runs postgresql://dl@db-host/sweeps --study lr
-    dl runs diff runs/train/2026-12-07_10-31-07 runs/train/2026-12-07_10-40-12
-    dl runs diff RUN_A RUN_B RUN_C --json
+    dl runs diff runs/train/2026-11-24_10-31-07 runs/train/2026-11-24_10-45-00
+    dl runs diff runs/train/2026-11-24_10-31-07 runs/train/2026-11-24_10-45-00 --json
 """),
 )
 @first_words(diff="Only what differs between runs: settings, data, code, environment, seed, results.")  # (TAB completion offers it)
