@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,8 +24,8 @@ from conftest import run_cli
 from dlcli.errors import UserError, first_line
 from dlcli.sweep import SweepPlan, SweepSettings, sweep
 from dlcli.sweep.run import plan_space
-from dlcli.sweep.shared import PID_ATTR, start_study
-from dlcli.sweep.storage import PASSWORD_VARIABLE, masked, without_password
+from dlcli.sweep.shared import WHERE_ATTR, start_study
+from dlcli.sweep.storage import PASSWORD_VARIABLE, masked, open_storage, without_password
 
 PASSWORD = "pw-never-shown-1234"  # pgserver trusts local connections: any password logs in, and none may be shown
 IRIS = ["data=iris", "trainer.epochs=1"]
@@ -79,7 +80,12 @@ def _worker_here(url: str, name: str):
 
 
 def _trials(url: str, name: str):
-    return optuna.load_study(study_name=name, storage=without_password(url)).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=name, storage=open_storage(without_password(url), None)).get_trials(deepcopy=False)
+
+
+def _pid(trial) -> int | None:
+    """The worker process that took the trial (its last try's)."""
+    return (trial.user_attrs.get(WHERE_ATTR) or {}).get("pid")
 
 
 def _wait_for(check, seconds: float = 90.0):
@@ -130,8 +136,8 @@ def test_three_workers_share_a_grid_and_a_killed_workers_trial_runs_once_more(da
     try:
         def both_working():  # the two processes have each taken a trial, and the first is running one
             trials = _trials(database, "grid")
-            pids = {t.user_attrs.get(PID_ATTR) for t in trials}
-            running = [t for t in trials if t.state.name == "RUNNING" and t.user_attrs.get(PID_ATTR) == killed.pid]
+            pids = {_pid(t) for t in trials}
+            running = [t for t in trials if t.state.name == "RUNNING" and _pid(t) == killed.pid]
             return running[0] if other.pid in pids and running else None
         victim = _wait_for(both_working)
         killed.send_signal(signal.SIGKILL)
@@ -148,11 +154,12 @@ def test_three_workers_share_a_grid_and_a_killed_workers_trial_runs_once_more(da
     assert [t.state.name for t in victim_tries] == ["FAIL", "COMPLETE"]  # failed by its heartbeat, retried once
     assert victim_tries[1].system_attrs["failed_trial"] == victim.number and victim_tries[1].params == victim.params
     assert not [t for t in trials if t.state.name in ("WAITING", "RUNNING")]
-    assert {killed.pid, other.pid} <= {t.user_attrs[PID_ATTR] for t in trials}
+    assert {killed.pid, other.pid} <= {_pid(t) for t in trials}
     for trial in trials:  # the study says where each trial ran; the completed ones' directories are whole
-        assert trial.user_attrs["dl_host"] and trial.user_attrs["dl_run_dir"].startswith(str(tmp_path / "runs" / "sweeps" / "grid"))
+        where = trial.user_attrs[WHERE_ATTR]
+        assert where["host"] and where["run_dir"].startswith(str(tmp_path / "runs" / "sweeps" / "grid"))
         if trial.state.name == "COMPLETE":
-            assert '"status": "completed"' in (Path(trial.user_attrs["dl_run_dir"]) / "summary.json").read_text()
+            assert '"status": "completed"' in (Path(where["run_dir"]) / "summary.json").read_text()
     assert len(here.table) == planned and set(here.table["status"]) == {"completed"}  # the worker's report is the whole study
     assert PASSWORD not in output
 
@@ -179,8 +186,8 @@ def test_tpe_workers_learn_from_each_others_trials_and_prune_across_them(databas
     _start(database, "tpe", "tpe", ["data=iris", "trainer.epochs=2", "optim.lr=tag(log,interval(1e-3,1))"], trials=6,
            prune="median", prune_startup=1)
     other = _join(database, "tpe", tmp_path)
-    try:
-        _wait_for(lambda: any(t.user_attrs.get(PID_ATTR) == other.pid for t in _trials(database, "tpe")))
+    try:  # this process's worker starts once the other has finished a trial: it must draw from a study that holds it
+        _wait_for(lambda: any(_pid(t) == other.pid and t.state.name == "COMPLETE" for t in _trials(database, "tpe")))
         _worker_here(database, "tpe")
         output = other.communicate(timeout=120)[0]
     finally:
@@ -188,10 +195,37 @@ def test_tpe_workers_learn_from_each_others_trials_and_prune_across_them(databas
     assert other.returncode == 0, output
     trials = sorted(_trials(database, "tpe"), key=lambda t: t.datetime_start)
     assert len(trials) == 6 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
-    workers = {t.user_attrs[PID_ATTR] for t in trials}
+    workers = {_pid(t) for t in trials}
     assert workers == {other.pid, os.getpid()}
-    # each worker drew a trial after the other's had finished: drawn from the shared study, it saw them
-    for pid in workers:
-        assert any(t.user_attrs[PID_ATTR] == pid and any(u.user_attrs[PID_ATTR] != pid and u.datetime_complete < t.datetime_start
-                                                         for u in trials) for t in trials)
+    # this worker's trials were drawn after the other's first had finished, by a sampler reading the study that holds it
+    first_done = min(t.datetime_complete for t in trials if _pid(t) == other.pid)
+    here = [t for t in trials if _pid(t) == os.getpid()]
+    assert here and all(t.datetime_start > first_done for t in here)
     assert all(t.intermediate_values for t in trials)  # each worker's epochs reached the study the pruner reads
+
+
+@pytest.mark.slow
+def test_a_worker_that_loses_the_database_says_so_and_running_it_again_carries_on(database, postgres, tmp_path):
+    planned = _start(database, "lost", "grid", [*IRIS, "optim.lr=0.3,0.1"])
+    name = database.split("/")[3].split("?")[0]
+
+    def cut_off():  # once the worker runs a trial, the server lets no one into its database
+        _wait_for(lambda: any(t.state.name == "RUNNING" for t in _trials(database, "lost")), seconds=60)
+        postgres.psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false; "
+                      f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';")
+    cutter = threading.Thread(target=cut_off)
+    cutter.start()
+    lost = run_cli("sweep", "join", database, "--study", "lost")
+    cutter.join()
+    assert lost.exit_code == 2, lost.output
+    said = lost.output.strip().splitlines()[-1]
+    assert said.startswith("error: could not keep in touch with the study's database postgresql+psycopg://postgres@/"), said
+    assert "run the same command again" in said
+    assert PASSWORD not in lost.output
+
+    postgres.psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true;")
+    again = run_cli("sweep", "join", database, "--study", "lost", "--quiet")  # the same command: the trial it lost runs again
+    assert again.exit_code == 0, again.output
+    trials = _trials(database, "lost")
+    assert sorted(t.user_attrs["dl_number"] for t in trials if t.state.name == "COMPLETE") == list(range(planned))
+    assert not [t for t in trials if t.state.name in ("WAITING", "RUNNING")]

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli import CONFIG_DIR, QUIET_HELP, TRUST, app, checked_options, console, err_console, handle_errors
+from dlcli.cli import CONFIG_DIR, QUIET_HELP, TRUST, app, checked_options, console, err_console, examples, handle_errors
 from dlcli.cli.render import sweep_headline, sweep_table
 from dlcli.sweep.kinds import KINDS, Kind
 from dlcli.sweep.storage import DEFAULT_HEARTBEAT
@@ -138,8 +138,10 @@ STUDY = typer.Option(..., "--study", help="The study's name: the --name of the c
 URL = typer.Argument(..., metavar="URL", help="The study's database, as --storage gave it (the password in DL_STORAGE_PASSWORD).")
 
 
-@sweep_app.command("join", epilog="Examples:\n\n  DL_STORAGE_PASSWORD=... dl sweep join postgresql://dl@db-host/sweeps --study lr --jobs 2\n\n"
-                   "  dl sweep join postgresql://dl@db-host/sweeps --study lr --quiet   (one SLURM array task)")
+@sweep_app.command("join", epilog=examples("""
+    DL_STORAGE_PASSWORD=... dl sweep join postgresql://dl@db-host/sweeps --study lr --jobs 2
+    dl sweep join postgresql://dl@db-host/sweeps --study lr --quiet      (one task of a SLURM job array)
+"""))
 @handle_errors
 @checked_options(lambda: {name: constraint for name, constraint in _declared().items() if name in ("jobs", "threads")})
 def sweep_join(url: str = URL, study: str = STUDY, jobs: Optional[int] = SHARED["jobs"][1],
@@ -156,8 +158,10 @@ def sweep_join(url: str = URL, study: str = STUDY, jobs: Optional[int] = SHARED[
     sweep_and_show(SweepSettings(kind="grid", overrides=[]), plan, {"as_json": as_json, "quiet": quiet})
 
 
-@sweep_app.command("report", epilog="Examples:\n\n  dl sweep report postgresql://dl@db-host/sweeps --study lr\n\n"
-                   "  dl sweep report postgresql://dl@db-host/sweeps --study lr --out lr-report --json")
+@sweep_app.command("report", epilog=examples("""
+    dl sweep report postgresql://dl@db-host/sweeps --study lr
+    dl sweep report postgresql://dl@db-host/sweeps --study lr --out lr-report --json
+"""))
 @handle_errors
 def sweep_report(url: str = URL, study: str = STUDY,
                  out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default: runs/sweeps/NAME/report/)."),

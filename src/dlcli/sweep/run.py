@@ -69,12 +69,12 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
         lock = RunLock(sweep_dir).acquire()  # one process finishes a sweep at a time
         if saved.get("storage"):  # a database-backed sweep: resuming it is joining its study again
             plan = dataclasses.replace(plan, storage=saved["storage"], name=saved.get("study_name", plan.name), joining=True)
-    if plan.storage:
-        settings, plan = prepare_shared(settings, plan)
-    received = plan.resume is not None or plan.joining  # the overrides come from a file or a database: trusted only as named
     if plan.trials_per_gpu is not None and plan.gpus_per_trial:
         raise UserError("--trials-per-gpu K and --gpus-per-trial both say how trials share GPUs: give one")
     try:
+        if plan.storage:
+            settings, plan = prepare_shared(settings, plan)
+        received = plan.resume is not None or plan.joining  # the overrides come from a file or a database: trusted only as named
         jobs, ray_gpus, note = plan_slots(plan.jobs, plan.trials_per_gpu, torch.cuda.device_count(), plan.backend)
         plan = dataclasses.replace(plan, jobs=jobs, gpus_per_trial=plan.gpus_per_trial or ray_gpus)
         space, planned = plan_space(settings, plan.config_dirs)

@@ -42,7 +42,7 @@ from dlcli.sweep.trial import TrialSpec
 
 SETTINGS_ATTR = "dl_sweep"  # the study's user attribute holding what it searches: set last, when its budget is enqueued
 SAVED = ("kind", "overrides", "trials", "seed", "metric", "mode", "prune", "prune_warmup", "prune_startup")
-HOST_ATTR, PID_ATTR, RUN_DIR_ATTR = "dl_host", "dl_pid", "dl_run_dir"  # where a trial runs: machine, worker process, directory
+WHERE_ATTR = "dl_where"  # where a trial runs: {host, pid (of its worker), run_dir}, one write
 RECORD_ATTR = "dl_record"  # how it ended
 RECORDED = ("status", "value", "val_loss", "best_epoch", "std", "folds", "seconds", "message")
 
@@ -57,6 +57,7 @@ def prepare_shared(settings: SweepSettings, plan: SweepPlan) -> tuple[SweepSetti
     check_workers(plan.storage, plan.jobs or 1)
     plan = dataclasses.replace(plan, storage=without_password(plan.storage))
     if not plan.joining:
+        open_storage(plan.storage, plan.heartbeat)  # a server that cannot be reached is said at once, before any config is composed
         return settings, plan
     study, saved = read_study(plan.storage, plan.name)
     with connection_errors(plan.storage):
@@ -115,7 +116,7 @@ def start_study(url: str, name: str, settings: SweepSettings, space: SearchSpace
 def read_study(url: str, name: str, heartbeat: int | None = None):
     """(the study, its saved settings, checked like a sweep.yaml read back: a database may be shared)."""
     optuna = quiet_optuna()
-    storage = open_storage(url, heartbeat) if heartbeat else open_storage(url)
+    storage = open_storage(url, heartbeat)  # (None: any this process has open)
     with connection_errors(url):
         names = optuna.get_all_study_names(storage)
         if name not in names:
@@ -154,6 +155,10 @@ class SharedTaker:
         self.storage = open_storage(url, heartbeat)
         with connection_errors(url):
             self.study_id = self.storage.get_study_id_from_name(s.study_name)
+            # to tell and to fail stale trials: a sampler with nothing to do after a trial (a GridSampler would read
+            # every trial each time); a trial's values are drawn by a fresh study with its own sampler, in _take
+            self.plain = quiet_optuna().load_study(study_name=s.study_name, storage=self.storage,
+                                                   sampler=quiet_optuna().samplers.RandomSampler())
         self.distributions = distributions(s.space, s.settings.kind)
         self.host = socket.gethostname()
         self.running: dict[int, object] = {}  # sweep trial number -> the Optuna trial this worker runs
@@ -183,12 +188,13 @@ class SharedTaker:
                 raise OSError(self.lost)
 
     def specs(self, numbers=None):
-        """Trials taken from the study while any waits (`numbers`: the study decides, not this worker)."""
+        """Trials taken from the study while any waits (`numbers`: the study decides, not this worker).
+        A dead worker's trial is failed and enqueued again by more_to_come, once the queue is empty:
+        the budget is the same whichever order its trials run in, and each take stays cheap."""
         while True:
             self._check_connection()
             started = time.perf_counter()
             with ctrl_c_deferred(), connection_errors(self.url, "keep in touch with"):
-                quiet_optuna().storages.fail_stale_trials(self._study())  # a dead worker's trial: failed, enqueued once more
                 trial = self._take()
             if trial is None:
                 return
@@ -208,9 +214,7 @@ class SharedTaker:
             trial = quiet_optuna().trial.Trial(self._study(number), trial_id_of(waiting))
             for key, distribution in self.distributions.items():
                 _suggest(trial, key, distribution)
-            trial.set_user_attr(HOST_ATTR, self.host)
-            trial.set_user_attr(PID_ATTR, os.getpid())
-            trial.set_user_attr(RUN_DIR_ATTR, str(self._trial_dir(number)))
+            trial.set_user_attr(WHERE_ATTR, {"host": self.host, "pid": os.getpid(), "run_dir": str(self._trial_dir(number))})
             self.running[number] = trial
             return trial
         return None
@@ -242,14 +246,14 @@ class SharedTaker:
                 if record["status"] == "interrupted":
                     self._give_back(trial)
                 trial.set_user_attr(RECORD_ATTR, {key: record.get(key) for key in RECORDED})
-                self._study().tell(trial.number, value, state=state)
+                self.plain.tell(trial.number, value, state=state)
             except UpdateFinishedTrialError:
                 pass
         self.seconds += time.perf_counter() - started
 
     def _give_back(self, trial) -> None:
         frozen = self.storage.get_trial(trial_id_of(trial))
-        self._study().add_trial(create_trial(state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
+        self.plain.add_trial(create_trial(state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
                                              user_attrs={NUMBER_ATTR: frozen.user_attrs[NUMBER_ATTR]}))
 
     def more_to_come(self, poll: float | None = None) -> bool:
@@ -258,7 +262,7 @@ class SharedTaker:
         while True:
             self._check_connection()
             with connection_errors(self.url, "keep in touch with"):
-                quiet_optuna().storages.fail_stale_trials(self._study())
+                quiet_optuna().storages.fail_stale_trials(self.plain)
                 trials = self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
             if any(t.state == TrialState.WAITING for t in trials):
                 return True
@@ -289,7 +293,8 @@ def study_records(study, space: SearchSpace) -> list[dict]:
     for number, trial in sorted(latest.items()):
         done = trial.user_attrs.get(RECORD_ATTR) or {}
         status = done.get("status") or {TrialState.RUNNING: "running", TrialState.FAIL: "failed"}.get(trial.state, trial.state.name.lower())
-        host, path = trial.user_attrs.get(HOST_ATTR, ""), trial.user_attrs.get(RUN_DIR_ATTR, "")
+        where = trial.user_attrs.get(WHERE_ATTR) or {}
+        host, path = str(where.get("host", "")), str(where.get("run_dir", ""))
         records.append({**{key: done.get(key) for key in RECORDED}, "number": int(number), "status": status,
                         "params": _params(space, trial), "host": host,
                         "run_dir": path if host == here else f"{host}:{path}", "seconds": done.get("seconds") or 0.0,

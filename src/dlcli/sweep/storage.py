@@ -91,12 +91,15 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT):
     with heartbeats and one retry of a trial whose worker died (heartbeat None: a trial reporting
     its epochs, which keeps no heartbeat). Creates Optuna's tables on first use."""
     key = (url, heartbeat, os.getpid())  # a forked process opens its own: connections do not survive a fork
+    if heartbeat is None:  # any of this process's will do (the worker's, for a trial trained in it)
+        key = next((k for k in _opened if k[0] == url and k[2] == os.getpid()), key)
     if key not in _opened:
-        _opened[key] = _open(url, heartbeat)
+        checked = any(k[0] == url and k[2] == os.getpid() for k in _opened)  # this process has checked its tables' version
+        _opened[key] = _open(url, heartbeat, checked)
     return _opened[key]
 
 
-def _open(url: str, heartbeat: int | None):
+def _open(url: str, heartbeat: int | None, checked: bool = False):
     optuna = quiet_optuna()
     parsed = _parsed(url)
     password = os.environ.get(PASSWORD_VARIABLE)
@@ -110,7 +113,8 @@ def _open(url: str, heartbeat: int | None):
     with connection_errors(url):
         beats = {} if heartbeat is None else {"heartbeat_interval": heartbeat, "grace_period": STALE_AFTER * heartbeat,
                                               **_retry_once(optuna)}
-        storage = optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False), engine_kwargs=engine, **beats)
+        storage = optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False), engine_kwargs=engine,
+                                             skip_compatibility_check=checked, **beats)
     # the one cache of trials every Study of this process reads through (load_study would wrap the
     # storage in a cache of its own each time, and a trial taken through one is unknown to another)
     return optuna.storages.get_storage(storage)
@@ -129,6 +133,7 @@ def connection_errors(url: str, doing: str = "reach"):
     """A database that cannot be reached, refuses the login or goes away is one line naming it
     (password masked): Optuna writes each change in one transaction, so what was written stays
     whole, and running the same command again carries on."""
+    from optuna.exceptions import StorageInternalError  # noqa: PLC0415  (dl --help runs without optuna)
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415  (dl --help runs without sqlalchemy)
 
     try:
@@ -136,9 +141,11 @@ def connection_errors(url: str, doing: str = "reach"):
     except ImportError as exc:
         raise UserError(f"--storage {masked(url)} needs its database driver ({exc.name or first_line(exc)}), an optional "
                         "extra: pip install -e \".[postgres]\" (or .[mysql])") from None
-    except (SQLAlchemyError, OSError) as exc:
-        reason = first_line(_without_secrets(str(getattr(exc, "orig", None) or exc), url))
-        raise UserError(f"could not {doing} the study's database {masked(url)}: {reason}") from None
+    except (SQLAlchemyError, StorageInternalError, OSError) as exc:  # Optuna wraps a failed commit in its own error
+        cause = exc.__cause__ if isinstance(exc, StorageInternalError) and exc.__cause__ is not None else exc
+        reason = first_line(_without_secrets(str(getattr(cause, "orig", None) or cause), url))
+        again = "" if doing == "reach" else " (what the study holds is whole: run the same command again to carry on)"
+        raise UserError(f"could not {doing} the study's database {masked(url)}: {reason}{again}") from None
 
 
 def _without_secrets(text: str, url: str) -> str:
