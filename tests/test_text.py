@@ -24,7 +24,8 @@ from dlcli.data.vocab import UNK_ID, detokenize
 from dlcli.diagnostics.checks import analyze
 from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint import load_checkpoint
-from dlcli.engine.language import TokenWindows, sample_tokens
+from dlcli.engine.language import TokenCrossEntropy, TokenWindows, metric_reads_outputs, sample_tokens
+from dlcli.engine.loop import StepConfig, train_epoch
 from dlcli.errors import UserError
 from dlcli.run.dispatch import train
 from dlcli.run.request import RunRequest
@@ -126,6 +127,25 @@ def test_windows_are_gathered_on_the_device_and_targets_are_the_next_tokens():
     rows = sorted(row for batch in first for row in batch)
     offset = rows[0][0]
     assert 0 <= offset <= 5 and [row[0] for row in rows] == [offset, offset + 10, offset + 20, offset + 30]
+
+
+def test_a_training_epoch_keeps_no_predictions_when_the_metric_is_read_from_the_loss():
+    """Perplexity is exp of the mean loss: the epoch spends nothing on next-token predictions, and
+    trains exactly as when it keeps them (next-token accuracy as the metric)."""
+    assert not metric_reads_outputs("language_model", "perplexity") and metric_reads_outputs("language_model", "accuracy")
+    assert metric_reads_outputs("classification", "accuracy")
+    windows = TokenWindows(torch.arange(1, 200) % 7 + 1, torch.arange(0, 180, 6), seq_len=6)
+    results = []
+    for keep in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Embedding(8, 4), torch.nn.Linear(4, 8))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        results.append(train_epoch(model, optimizer, TokenCrossEntropy(), windows.shuffled(8, torch.Generator().manual_seed(1)),
+                                   StepConfig(batch_size=8), keep_outputs=keep))
+    kept, skipped = results
+    assert kept.outputs.shape == (30, 6) and skipped.outputs.numel() == 0 and skipped.targets.numel() == 0
+    assert (skipped.count, skipped.steps) == (kept.count, kept.steps) == (30, 4)
+    assert torch.equal(skipped.loss_sum, kept.loss_sum)
 
 
 def test_the_counting_baselines():

@@ -16,7 +16,7 @@ from torch import nn
 
 from dlcli.engine.callbacks import Callback, CallbackList
 from dlcli.engine.distributed import World, buffers_of_rank_zero, gather_in_order, summed
-from dlcli.engine.language import LANGUAGE_MODEL, predict_tokens
+from dlcli.engine.language import LANGUAGE_MODEL, metric_reads_outputs, predict_tokens
 from dlcli.engine.loop import EpochResult, TimedBatches, predict, train_epoch
 from dlcli.engine.metrics import as_numpy, epoch_scores, score
 from dlcli.engine.optim import current_lr
@@ -103,7 +103,8 @@ def fit(session: Session, state: FitState, callbacks: Sequence[Callback] = ()) -
             batches = TimedBatches(session.train_data.shuffled(session.step.batch_size, session.generator, session.world))
             result = train_epoch(session.training_module, session.optimizer, session.loss_fn, batches, session.step,
                                  session.scaler, step_scheduler, hooks.batch_end, hooks.after_backward,
-                                 rank_weight(len(session.train_data), session.step.batch_size, session.world))
+                                 rank_weight(len(session.train_data), session.step.batch_size, session.world),
+                                 metric_reads_outputs(session.task, session.metric))
             result = across_ranks(result, session.world)
             train_seconds = time.perf_counter() - started
             train_metric = epoch_scores(session.task, result.outputs, result.targets, session.target_std, session.target_mean,

@@ -20,6 +20,12 @@ from dlcli.engine.loop import autocast
 LANGUAGE_MODEL = "language_model"
 
 
+def metric_reads_outputs(task: str, metric: str) -> bool:
+    """Whether an epoch's `metric` needs the predictions: a language model's perplexity and bits per
+    token are read from its mean loss alone (a training epoch then keeps no next-token predictions)."""
+    return task != LANGUAGE_MODEL or metric == "accuracy"
+
+
 def sample_unit(task: str) -> str:
     """What one sample of the task is, in the run's output: a language model's are windows of
     seq_len tokens (its rates and counts say so), every other task's are samples."""

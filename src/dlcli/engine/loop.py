@@ -77,15 +77,16 @@ def train_epoch(
     on_batch_end: Callable[[int, torch.Tensor], None] | None = None,  # (batch size, batch loss)
     after_backward: Callable[[nn.Module], None] | None = None,
     weight: Callable[[int, int], float] | None = None,  # (batch index, its rows here) -> this rank's share of the step
+    keep_outputs: bool = True,  # False when the epoch's metric is read from the loss alone (perplexity)
 ) -> EpochResult:
     """One pass over `batches` (already shuffled).
 
     Per batch only the loss, the outputs (classes for classification) and the targets are kept,
     on the device; they are reduced once at the end, so the loop adds almost nothing to the
-    hand-written forward/backward/step.
+    hand-written forward/backward/step. Without `keep_outputs` the epoch's outputs and targets are empty.
     """
     model.train()
-    loss_sum, count, outputs_seen, targets_seen = None, 0, [], []
+    loss_sum, count, steps, outputs_seen, targets_seen = None, 0, 0, [], []
     for index, (x, y) in enumerate(batches):
         outputs, loss = train_step(model, optimizer, loss_fn, x, y, step, scaler, after_backward,
                                    weight(index, len(y)) if weight is not None else 1.0)
@@ -93,22 +94,25 @@ def train_epoch(
             step_scheduler.step()
         size, loss = len(y), loss.detach()
         loss_sum = loss * size if loss_sum is None else loss_sum.add_(loss, alpha=size)
-        count += size
-        outputs = outputs.detach()
-        outputs_seen.append(outputs.argmax(dim=-1) if y.dtype == torch.long else outputs)  # classes (N,), or next tokens (N, T)
-        targets_seen.append(y)
+        count, steps = count + size, steps + 1
+        if keep_outputs:
+            outputs = outputs.detach()
+            outputs_seen.append(outputs.argmax(dim=-1) if y.dtype == torch.long else outputs)  # classes (N,), or next tokens (N, T)
+            targets_seen.append(y)
         if on_batch_end is not None:
             on_batch_end(size, loss)
     if not count:
         empty = torch.zeros(0)
         return EpochResult(loss_sum=torch.zeros(()), count=0, outputs=empty, targets=empty)
-    return EpochResult(
-        loss_sum=loss_sum.float(),
-        count=count,
-        outputs=torch.cat(outputs_seen) if len(outputs_seen) > 1 else outputs_seen[0],
-        targets=torch.cat(targets_seen) if len(targets_seen) > 1 else targets_seen[0],
-        steps=len(targets_seen),
-    )
+    return EpochResult(loss_sum=loss_sum.float(), count=count, outputs=_joined(outputs_seen, loss_sum),
+                       targets=_joined(targets_seen, loss_sum), steps=steps)
+
+
+def _joined(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """The batches' tensors as one (none kept: an empty one on the loss's device)."""
+    if not parts:
+        return like.new_zeros(0)
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def train_step(model, optimizer, loss_fn, x, y, step: StepConfig, scaler=None, after_backward=None,
