@@ -131,17 +131,16 @@ def test_refusals_say_one_line_and_create_nothing(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_three_workers_share_a_grid_and_a_killed_workers_trial_runs_once_more(database, tmp_path):
-    planned = _start(database, "grid", "grid", [*IRIS, "optim.lr=0.3,0.1,0.03,0.01", "model.hidden=[8],[16]"])
+    planned = _start(database, "grid", "grid", [*IRIS, "optim.lr=0.3,0.1,0.03", "model.hidden=[8],[16]"])
     killed, other = _join(database, "grid", tmp_path), _join(database, "grid", tmp_path)
     try:
-        def both_working():  # the two processes have each taken a trial, and the first is running one
-            trials = _trials(database, "grid")
-            pids = {_pid(t) for t in trials}
-            running = [t for t in trials if t.state.name == "RUNNING" and _pid(t) == killed.pid]
-            return running[0] if other.pid in pids and running else None
-        victim = _wait_for(both_working)
-        killed.send_signal(signal.SIGKILL)
-        here = _worker_here(database, "grid")  # a third worker: it waits for the killed trial to go stale, then retries it
+        def running_in_killed():
+            return next((t for t in _trials(database, "grid") if t.state.name == "RUNNING" and _pid(t) == killed.pid), None)
+        victim = _wait_for(running_in_killed)
+        killed.send_signal(signal.SIGKILL)  # mid-trial
+        # (the other takes what is left, or the killed trial's retry once it goes stale)
+        _wait_for(lambda: any(_pid(t) == other.pid for t in _trials(database, "grid")))
+        here = _worker_here(database, "grid")  # a third worker: it waits while a trial runs (it may be retried), then reports
         output = other.communicate(timeout=120)[0]
     finally:
         for process in (killed, other):
@@ -183,8 +182,7 @@ def test_three_workers_share_a_grid_and_a_killed_workers_trial_runs_once_more(da
 
 @pytest.mark.slow
 def test_tpe_workers_learn_from_each_others_trials_and_prune_across_them(database, tmp_path):
-    _start(database, "tpe", "tpe", ["data=iris", "trainer.epochs=2", "optim.lr=tag(log,interval(1e-3,1))"], trials=6,
-           prune="median", prune_startup=1)
+    _start(database, "tpe", "tpe", [*IRIS, "optim.lr=tag(log,interval(1e-3,1))"], trials=4, prune="median", prune_startup=1)
     other = _join(database, "tpe", tmp_path)
     try:  # this process's worker starts once the other has finished a trial: it must draw from a study that holds it
         _wait_for(lambda: any(_pid(t) == other.pid and t.state.name == "COMPLETE" for t in _trials(database, "tpe")))
@@ -194,7 +192,7 @@ def test_tpe_workers_learn_from_each_others_trials_and_prune_across_them(databas
         other.kill()
     assert other.returncode == 0, output
     trials = sorted(_trials(database, "tpe"), key=lambda t: t.datetime_start)
-    assert len(trials) == 6 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert len(trials) == 4 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     workers = {_pid(t) for t in trials}
     assert workers == {other.pid, os.getpid()}
     # this worker's trials were drawn after the other's first had finished, by a sampler reading the study that holds it

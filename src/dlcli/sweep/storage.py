@@ -86,15 +86,16 @@ def check_workers(url: str, jobs: int) -> None:
 _opened: dict = {}  # (url, heartbeat) -> storage: one engine (and its connections) per process, whatever opens it
 
 
-def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT):
+def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, checked: bool = False):
     """Optuna's RDBStorage for a URL without its password (the environment's is added here),
     with heartbeats and one retry of a trial whose worker died (heartbeat None: a trial reporting
-    its epochs, which keeps no heartbeat). Creates Optuna's tables on first use."""
+    its epochs, which keeps no heartbeat). Creates Optuna's tables on first use and checks their
+    version once per process (`checked`: a trial's process, whose worker has checked them)."""
     key = (url, heartbeat, os.getpid())  # a forked process opens its own: connections do not survive a fork
     if heartbeat is None:  # any of this process's will do (the worker's, for a trial trained in it)
         key = next((k for k in _opened if k[0] == url and k[2] == os.getpid()), key)
     if key not in _opened:
-        checked = any(k[0] == url and k[2] == os.getpid() for k in _opened)  # this process has checked its tables' version
+        checked = checked or any(k[0] == url and k[2] == os.getpid() for k in _opened)
         _opened[key] = _open(url, heartbeat, checked)
     return _opened[key]
 

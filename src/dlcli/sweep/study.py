@@ -175,7 +175,7 @@ def trial_handle(sweep_dir: Path, study_name: str, trial_id: int, pruning: Pruni
     optuna = _optuna()
     if url is not None:  # the study is in a database (dlcli.sweep.shared)
         with connection_errors(url):
-            study = optuna.load_study(study_name=study_name, storage=open_storage(url, heartbeat=None),
+            study = optuna.load_study(study_name=study_name, storage=open_storage(url, heartbeat=None, checked=True),
                                       pruner=pruner_for(pruning), sampler=optuna.samplers.RandomSampler())
             return optuna.trial.Trial(study, trial_id)
     journal = Path(sweep_dir) / STUDY_FILE
