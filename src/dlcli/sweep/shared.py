@@ -36,7 +36,7 @@ from dlcli.system.interrupts import ctrl_c_deferred
 from dlcli.sweep.kinds import KINDS, grid_combinations, quiet_optuna, sampler_for
 from dlcli.sweep.plan import OpenSweep, SweepPlan, SweepSettings, declared
 from dlcli.sweep.space import SearchSpace
-from dlcli.sweep.storage import check_workers, connection_errors, masked, open_storage, without_password
+from dlcli.sweep.storage import MOST_RETRIES, STALE_AFTER, check_workers, connection_errors, masked, open_storage, without_password
 from dlcli.sweep.study import NUMBER_ATTR, distributions, optuna_values, outcome, trial_id_of, trial_params
 from dlcli.sweep.trial import TrialSpec
 
@@ -164,6 +164,7 @@ class SharedTaker:
         self.running: dict[int, object] = {}  # sweep trial number -> the Optuna trial this worker runs
         self.asked, self.seconds = 0, 0.0
         self.lost: str | None = None  # why the heartbeats stopped reaching the database
+        self._due_since: dict[int, float] = {}  # a stale trial's number -> when this worker first saw its retry missing
         self._stop = threading.Event()
         self._beats = threading.Thread(target=self._beat, name="dl-heartbeat", daemon=True)
         self._beats.start()
@@ -230,7 +231,8 @@ class SharedTaker:
             remove_tree(trial_dir, s.sweep_dir)
         return TrialSpec(number, trial_params(s.space, trial), s.space.fixed, str(trial_dir), s.metric, s.mode, s.pruning,
                          s.plan.threads, s.plan.config_dirs, extra=list(self.extra), sweep_dir=str(s.sweep_dir),
-                         trial_id=trial_id_of(trial), study_name=s.study_name, received=True, storage=self.url)
+                         trial_id=trial_id_of(trial), study_name=s.study_name, storage=self.url,
+                         received=s.plan.joining)  # a joining worker's overrides come from the database: no download where they say
 
     def tell(self, record: dict) -> None:
         """How a trial ended, recorded in the study with it. An interrupted trial (Ctrl-C) goes back
@@ -263,12 +265,23 @@ class SharedTaker:
             self._check_connection()
             with connection_errors(self.url, "keep in touch with"):
                 quiet_optuna().storages.fail_stale_trials(self.plain)
-                trials = self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+                trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
             if any(t.state == TrialState.WAITING for t in trials):
                 return True
-            if not trials:
+            if not any(t.state == TrialState.RUNNING for t in trials) and not self._retries_due(trials):
                 return False
             time.sleep(poll or self.heartbeat)
+
+    def _retries_due(self, trials) -> list:
+        """Trials failed for their silence and not yet enqueued again: Optuna fails a stale trial and
+        enqueues its retry in two steps, and a worker that looked in between would stop one trial
+        short. One whose retry does not appear within three heartbeats (the worker that failed it
+        died between the steps) is given up."""
+        retried = {number for t in trials for number in t.system_attrs.get("retry_history", [])}
+        due = [t for t in trials if t.state == TrialState.FAIL and RECORD_ATTR not in t.user_attrs and t.number not in retried
+               and len(t.system_attrs.get("retry_history", [])) < MOST_RETRIES]
+        now = time.monotonic()
+        return [t for t in due if now - self._due_since.setdefault(t.number, now) < STALE_AFTER * self.heartbeat]
 
     def close(self) -> None:
         """Trials still running here when the worker stops (Ctrl-C, a lost connection) go back."""
