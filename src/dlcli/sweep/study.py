@@ -5,7 +5,8 @@ The study lives in the sweep directory as Optuna's file-based journal (study.jou
 safe for several processes and for workers on other machines that share the directory: the local
 process pool and Ray workers report their epochs to the same study the sweep asks from, so TPE
 learns from every finished trial whichever worker ran it, and `--resume` continues the same study.
-`optuna-dashboard <sweep>/study.journal` shows it.
+`optuna-dashboard <sweep>/study.journal` shows it. With `--storage URL` the study is in a
+database server instead, shared by workers on any machine (dlcli.sweep.shared).
 
 Samplers: one per kind of sweep (dlcli.sweep.kinds).
 Pruners: median -> MedianPruner, asha -> SuccessiveHalvingPruner, hyperband -> HyperbandPruner.
