@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from dlcli.cli import app
 from dlcli.cli.completion import with_shell_named
 from dlcli.config.compose import compose
 from dlcli.engine.progress import Reporter
+from dlcli.errors import first_line
 from dlcli.run.dispatch import train
 from dlcli.run.request import RunRequest
 
@@ -192,3 +194,30 @@ def wait_for_file(path: Path, timeout: float = 60.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the whole session (pgserver ships its binaries in a wheel). Its
+    folder is one the server's own user can reach: run as root, pgserver starts PostgreSQL as
+    another user, who cannot enter pytest's private temporary folders."""
+    pgserver = pytest.importorskip("pgserver", reason="pgserver (dev extra) is not installed: no PostgreSQL server to test against")
+    folder = Path(tempfile.mkdtemp(prefix="dl-pg-"))
+    folder.chmod(0o755)
+    try:
+        server = pgserver.get_server(folder / "data", cleanup_mode="stop")
+    except Exception as exc:  # a platform where its binaries cannot run
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"no PostgreSQL server can run here: {first_line(exc)}")
+    yield server
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def new_database(server, password: str = "") -> str:
+    """A fresh database in `server` (the postgres fixture's); the URL that reaches it over the
+    server's Unix socket (pgserver trusts local connections: any password logs in)."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    server.psql(f"CREATE DATABASE {name};")
+    socket_dir = server.get_uri().split("host=")[1]
+    return f"postgresql://postgres{':' + password if password else ''}@/{name}?host={socket_dir}"

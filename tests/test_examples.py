@@ -23,7 +23,7 @@ import pytest
 import torch
 import typer
 
-from conftest import run_cli
+from conftest import new_database, run_cli
 from dlcli.cli import app
 from image_fixtures import write_cifar10, write_image_folder, write_mnist
 
@@ -182,8 +182,31 @@ def _made_as(command: str, root: Path, path: str) -> None:
     shutil.move(str(top), root / path)
 
 
-def runnable(example: str, root: Path) -> list[str]:
-    """The example's arguments, with the changes the module docstring lists."""
+# the database server the sweep examples name (docs/sweeps.md's cluster recipe, --help), and the
+# shell variable the recipe keeps it in: the tests' own PostgreSQL server stands in for it
+EXAMPLE_DATABASES = ("postgresql://dl@db-host:5432/sweeps", "$URL")
+
+
+def names_a_database(example: str) -> bool:
+    return any(url in example for url in EXAMPLE_DATABASES)
+
+
+@pytest.fixture(scope="module")
+def example_database(postgres, example_dir):
+    """A database of the tests' server holding the study the examples join, report and list,
+    started by the examples' own command that starts it (`dl sweep ... --storage`)."""
+    url = new_database(postgres)
+    start = next(e for e in EXAMPLES if names_a_database(e) and "--storage" in e)
+    started = run_cli(*runnable(start, example_dir, url))
+    assert started.exit_code == 0, started.output
+    return url
+
+
+def runnable(example: str, root: Path, database: str | None = None) -> list[str]:
+    """The example's arguments, with the changes the module docstring lists (and the tests' own
+    database for the one the sweep examples name)."""
+    for url in EXAMPLE_DATABASES if database else ():
+        example = example.replace(url, database)
     args = shlex.split(example)[1:]
     if "$(dl" in example:  # dl train $(dl lr-find --apply)
         suggestion = run_cli("lr-find", "--apply", "--steps", "20").stdout.strip()
@@ -205,7 +228,8 @@ def runnable(example: str, root: Path) -> list[str]:
         if flag in args:
             args[args.index(flag) + 1] = value
     command = args[0]
-    trains = command in ("train", "sweep") and not any(a.startswith("resume=") or a == "--resume" for a in args) and "--cfg" not in args
+    trains = (command in ("train", "sweep") and args[1:2] not in (["join"], ["report"])  # (these take no overrides)
+              and not any(a.startswith("resume=") or a == "--resume" for a in args) and "--cfg" not in args)
     if trains and not any(a.startswith("trainer.epochs=") for a in args):
         args.append(f"trainer.epochs={epochs}")
     if command == "lr-find" and "--steps" not in args:
@@ -230,10 +254,11 @@ def interrupted_copy(root: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_example_runs(example_dir, example, monkeypatch):
+def test_example_runs(example_dir, example, monkeypatch, request):
     # `dl --install-completion` writes into the user's home (and reads $SHELL): a home of the test's own
     monkeypatch.setenv("HOME", str(example_dir / "home"))
     monkeypatch.setenv("SHELL", "/bin/bash")
-    args = runnable(example, example_dir)
+    database = request.getfixturevalue("example_database") if names_a_database(example) else None
+    args = runnable(example, example_dir, database)
     result = run_cli(*args)
     assert result.exit_code == 0, f"{example}\n-> dl {' '.join(args)}\n{result.output}"

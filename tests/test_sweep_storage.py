@@ -6,22 +6,19 @@ everything it promises on the one outcome."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 
-from conftest import run_cli
-from dlcli.errors import UserError, first_line
+from conftest import new_database, run_cli
+from dlcli.errors import UserError
 from dlcli.sweep import SweepPlan, SweepSettings, sweep
 from dlcli.sweep.run import plan_space
 from dlcli.sweep.shared import WHERE_ATTR, start_study
@@ -31,33 +28,12 @@ PASSWORD = "pw-never-shown-1234"  # pgserver trusts local connections: any passw
 IRIS = ["data=iris", "trainer.epochs=1"]
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """One PostgreSQL server for the whole session (pgserver ships its binaries in a wheel). Its
-    folder is one the server's own user can reach: run as root, pgserver starts PostgreSQL as
-    another user, who cannot enter pytest's private temporary folders."""
-    pgserver = pytest.importorskip("pgserver", reason="pgserver (dev extra) is not installed: no PostgreSQL server to test against")
-    folder = Path(tempfile.mkdtemp(prefix="dl-pg-"))
-    folder.chmod(0o755)
-    try:
-        server = pgserver.get_server(folder / "data", cleanup_mode="stop")
-    except Exception as exc:  # a platform where its binaries cannot run
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"no PostgreSQL server can run here: {first_line(exc)}")
-    yield server
-    server.cleanup()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture
 def database(postgres, monkeypatch, tmp_path):
     """A fresh database in the session's server; the URL (with a password) to reach it."""
-    name = f"t{uuid.uuid4().hex[:12]}"
-    postgres.psql(f"CREATE DATABASE {name};")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(PASSWORD_VARIABLE, "")  # restored when the test ends: a URL's password moves there
-    socket_dir = postgres.get_uri().split("host=")[1]
-    return f"postgresql://postgres:{PASSWORD}@/{name}?host={socket_dir}"
+    return new_database(postgres, PASSWORD)
 
 
 def _start(url: str, name: str, kind: str, overrides: list[str], trials=None, heartbeat: int = 1, **settings):

@@ -21,7 +21,7 @@ from dlcli.errors import UserError
     dl runs 'runs/sweeps/sweep/*' --columns status,val_accuracy,optim.lr
     dl runs --where data=digits --where status=completed
     dl runs runs/train --json
-    DL_STORAGE_PASSWORD=... dl runs postgresql://dl@db-host/sweeps --study lr
+    dl runs postgresql://dl@db-host:5432/sweeps --study lr-search
     dl runs diff runs/train/2026-11-24_10-31-07 runs/train/2026-11-24_10-45-00
     dl runs diff runs/train/2026-11-24_10-31-07 runs/train/2026-11-24_10-45-00 --json
 """),

@@ -139,8 +139,8 @@ URL = typer.Argument(..., metavar="URL", help="The study's database, as --storag
 
 
 @sweep_app.command("join", epilog=examples("""
-    DL_STORAGE_PASSWORD=... dl sweep join postgresql://dl@db-host/sweeps --study lr --jobs 2
-    DL_STORAGE_PASSWORD=... dl sweep join postgresql://dl@db-host/sweeps --study lr --quiet      (one task of a SLURM job array)
+    dl sweep join postgresql://dl@db-host:5432/sweeps --study lr-search --jobs 2
+    dl sweep join postgresql://dl@db-host:5432/sweeps --study lr-search --quiet      (one task of a SLURM job array)
 """))
 @handle_errors
 @checked_options(lambda: {name: constraint for name, constraint in _declared().items() if name in ("jobs", "threads")})
@@ -159,8 +159,8 @@ def sweep_join(url: str = URL, study: str = STUDY, jobs: Optional[int] = SHARED[
 
 
 @sweep_app.command("report", epilog=examples("""
-    DL_STORAGE_PASSWORD=... dl sweep report postgresql://dl@db-host/sweeps --study lr
-    DL_STORAGE_PASSWORD=... dl sweep report postgresql://dl@db-host/sweeps --study lr --out lr-report --json
+    dl sweep report postgresql://dl@db-host:5432/sweeps --study lr-search
+    dl sweep report postgresql://dl@db-host:5432/sweeps --study lr-search --out lr-report --json
 """))
 @handle_errors
 def sweep_report(url: str = URL, study: str = STUDY,
