@@ -250,3 +250,10 @@ def test_runs_on_two_csv_files_are_two_groups(workdir, narrow):
         assert run_cli("train", "data=csv", f"data.path={name}", "data.target=label", "trainer.epochs=1", "-q").exit_code == 0
     table = run_cli("runs").stdout
     assert "data=csv (a.csv) · val_accuracy: 1 run" in table and "data=csv (b.csv) · val_accuracy: 1 run" in table
+    # --columns over tables of other metrics: each shows the chosen columns it has; one that no table has is refused
+    assert run_cli("train", "data=diabetes", "trainer.epochs=1", "-q").exit_code == 0
+    chosen = run_cli("runs", "--columns", "status,val_accuracy,seconds")
+    assert chosen.exit_code == 0 and chosen.stdout.count("seconds") == 3, chosen.output
+    assert "diabetes" in chosen.stdout and chosen.stdout.count("val_accuracy") == 4  # two titles, two headers
+    wrong = run_cli("runs", "--columns", "status,val_acuracy")
+    assert wrong.exit_code == 2 and "--columns val_acuracy is not a column" in wrong.stderr

@@ -230,6 +230,11 @@ def param_table(summary: dict) -> Table:
     return table
 
 
+def known_columns(runs, rows: list[dict]) -> list[str]:
+    """The columns `dl runs --columns` may name for these runs: every collected one and the table's own."""
+    return list(dict.fromkeys([*(k for row in rows for k in row), *display_rows(runs).columns]))
+
+
 def runs_table(runs, rows: list[dict], where: str, width: int, chosen: list[str] | None = None, group: str | None = None):
     """`dl runs`' table of collected runs (rows already sorted), fitted to `width` columns unless
     the user chose them; and the columns that did not fit. `group` names the runs' data set and
@@ -237,8 +242,7 @@ def runs_table(runs, rows: list[dict], where: str, width: int, chosen: list[str]
     shown = display_rows(runs)
     wanted, view = shown.columns, shown.rows
     if chosen is not None:
-        every = list(dict.fromkeys(k for row in rows for k in row))
-        known = list(dict.fromkeys([*every, *wanted]))
+        known = known_columns(runs, rows)
         unknown = [c for c in chosen if c not in known]
         if unknown:
             raise UserError(f"--columns {unknown[0]} is not a column: columns are {', '.join(known)}")

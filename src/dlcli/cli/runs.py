@@ -9,7 +9,7 @@ import typer
 
 from dlcli.cli import app, console, err_console, examples, handle_errors
 from dlcli.cli.completion import first_words
-from dlcli.cli.render import runs_table
+from dlcli.cli.render import known_columns, runs_table
 from dlcli.errors import UserError
 
 
@@ -67,9 +67,16 @@ def list_runs(
         console.print(f"no runs under {where_text}", markup=False, highlight=False)
         return
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns is not None else None
-    for group in groups:
+    known = [known_columns(group.runs, group.runs.rows) for group in groups]
+    if chosen is not None and len(groups) > 1:  # each table shows the chosen columns it has; a column none has is an error
+        everywhere = list(dict.fromkeys(c for columns_of_one in known for c in columns_of_one))
+        unknown = [c for c in chosen if c not in everywhere]
+        if unknown:
+            raise UserError(f"--columns {unknown[0]} is not a column: columns are {', '.join(everywhere)}")
+    for group, its_columns in zip(groups, known):
         rows = group.runs.rows
-        table, left_out = runs_table(group.runs, rows, where_text, console.width, chosen, group.label if len(groups) > 1 else None)
+        its_choice = [c for c in chosen if c in its_columns] if chosen is not None and len(groups) > 1 else chosen
+        table, left_out = runs_table(group.runs, rows, where_text, console.width, its_choice, group.label if len(groups) > 1 else None)
         console.print(table)
         if left_out:
             differ = "" if len(rows) == 1 else (" differs" if len(left_out) == 1 else " differ")  # one run: nothing to differ from
