@@ -245,3 +245,21 @@ words=(dl tr); CURRENT=2; _dl"""
         out = subprocess.run(["zsh", "-f", "-c", driver], cwd=workdir, env=environment, capture_output=True, text=True)
         assert out.stdout.splitlines() == ["compdef _dl dl", "optim.lr=:default 0.001", "optim.l1=:default 0.0", "-S", "",
                                            "train:Train a model: compose the config, fit on the best device, test the best checkp…"], out.stderr
+
+
+@pytest.mark.slow  # starts the background build: an interpreter that imports the CLI
+def test_the_background_build_runs_nothing_of_the_folder_the_tab_was_pressed_in(workdir):
+    """A TAB may be pressed in a folder someone sent: the build it starts (`python -m dlcli`, which
+    puts its working directory first on the import path) runs in dl's own index folder, so a
+    planted module that shadows a library dl imports never runs."""
+    import time
+
+    marker = workdir / "RAN"
+    for name in ("typer", "click", "torch"):
+        (workdir / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').write('{name}')\n")
+    index.rebuild_in_background()
+    written = index.index_dir() / index.COMMANDS
+    deadline = time.monotonic() + 120
+    while not written.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert written.exists() and not marker.exists()

@@ -128,7 +128,10 @@ def rebuild_in_background() -> None:
 
     try:
         environment = {name: value for name, value in os.environ.items() if name != COMPLETE_VAR}  # a build, not a TAB
-        subprocess.Popen([sys.executable, "-m", "dlcli", BUILD_OPTION], env=environment, stdin=subprocess.DEVNULL,
+        # run in dl's own index folder: `python -m` puts its working directory first on the import
+        # path, and the folder a TAB is pressed in may be one someone sent (a planted torch.py there
+        # would run); the commands' index reads nothing of the working directory
+        subprocess.Popen([sys.executable, "-m", "dlcli", BUILD_OPTION], env=environment, cwd=lock.parent, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     except OSError:
         lock.unlink(missing_ok=True)
