@@ -903,3 +903,21 @@ def test_every_checkpoint_damage_is_one_line_naming_the_field(tmp_path):
             load_checkpoint(path)
         message = str(refused.value)
         assert words in message and str(path) in message and "\n" not in message, (name, message)
+
+
+@pytest.mark.pictures  # the drawing process is what is tested
+@pytest.mark.slow  # starts the drawing process
+def test_the_picture_drawer_started_inside_a_received_run_runs_nothing_of_it(case, monkeypatch):
+    """`cd RUN && dl eval .` draws confusion-test.png in a process of its own, started in the run:
+    a matplotlib.py (or numpy.py) planted there must not be what it imports."""
+    from dlcli.tracking.plots import wait_for_pictures
+
+    for name in ("matplotlib", "numpy"):
+        (case["run"] / f"{name}.py").write_text(f"open({str(case['marker'])!r}, 'w').write('{name}')\n")
+    (case["run"] / "confusion-test.png").unlink(missing_ok=True)
+    shutil.copy(case["work"] / "table.csv", case["run"] / "table.csv")  # sent with its data (data.path=table.csv)
+    monkeypatch.chdir(case["run"])
+    evaluated = run_cli("eval", ".", "-q")
+    assert evaluated.exit_code == 0, evaluated.output
+    wait_for_pictures()
+    assert (case["run"] / "confusion-test.png").exists() and not case["marker"].exists()

@@ -1,7 +1,7 @@
 """Figures written into a run: learning curves and confusion matrices (matplotlib, no display).
 
 A run's own pictures (curves.png, confusion-<split>.png) are drawn from its files by a separate,
-low-priority process (`python -m dlcli.tracking.plots RUN_DIR PICTURE...`) started when the run ends: the
+low-priority process (`DRAWER` below; by hand: `python -m dlcli.tracking.plots RUN_DIR PICTURE...`) started when the run ends: the
 run never waits for matplotlib, which costs more to import and draw than a small run takes to
 train. `wait_for_pictures()` waits for them (tests, scripts that open the PNGs at once).
 """
@@ -135,6 +135,14 @@ def plot_lr_find(lrs: list[float], losses: list[float], smoothed: list[float], s
 
 # -- a run's pictures, drawn beside the run ---------------------------------------------------------
 
+# The drawing process's command. `python -m` (and -c) puts the working directory first on the import
+# path, and dl may run inside a directory someone sent (`cd RUN && dl eval .`): a matplotlib.py
+# planted there ran in the drawer. It takes that entry off before importing anything; its working
+# directory stays the command's (the run's paths and its MLflow store may be relative to it).
+DRAWER = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+          "from dlcli.tracking.plots import main; sys.exit(main(sys.argv[1:]))")
+
+
 def draw_in_background(run_dir: Path, pictures: Sequence[str], log_to: Sequence[str] = ()) -> None:
     """Start a low-priority process that draws these pictures of the run ('curves',
     'confusion-test', ...) and hands them to the run's loggers (`log_to`: tensorboard, mlflow);
@@ -148,7 +156,7 @@ def draw_in_background(run_dir: Path, pictures: Sequence[str], log_to: Sequence[
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     _drawers[:] = [p for p in _drawers if p.poll() is None]
     _drawers.append(subprocess.Popen(
-        [sys.executable, "-m", "dlcli.tracking.plots", str(run_dir), *pictures],
+        [sys.executable, "-c", DRAWER, str(run_dir), *pictures],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C in the terminal stops the run, not its pictures
         env=env,
