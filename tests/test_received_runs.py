@@ -921,3 +921,28 @@ def test_the_picture_drawer_started_inside_a_received_run_runs_nothing_of_it(cas
     assert evaluated.exit_code == 0, evaluated.output
     wait_for_pictures()
     assert (case["run"] / "confusion-test.png").exists() and not case["marker"].exists()
+
+
+@pytest.mark.slow  # starts a fork server
+def test_the_processes_dl_starts_inside_a_received_run_import_nothing_of_it(case, monkeypatch):
+    """`cd RUN && dl train resume=.` on several processes starts multiprocessing's fork server as
+    `python -c 'from multiprocessing.forkserver import main ...'` in RUN: a planted multiprocessing
+    package there ran in it. dl's entry point keeps the working directory off its children's import
+    path (PYTHONSAFEPATH; Python 3.11 and later)."""
+    import multiprocessing
+    import sys
+
+    from dlcli.system import fork_server
+    from dlcli.trust.workdir import children_import_nothing_from_here
+
+    if sys.version_info < (3, 11):
+        pytest.skip("PYTHONSAFEPATH is read from Python 3.11")
+    (case["run"] / "multiprocessing").mkdir()
+    (case["run"] / "multiprocessing" / "__init__.py").write_text(f"open({str(case['marker'])!r}, 'w').write('ran')\n")
+    monkeypatch.chdir(case["run"])
+    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)  # (and put back as it was when the test ends)
+    children_import_nothing_from_here()
+    fork_server.ready_server(("json",))
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:  # a worker forked from it: its imports are done
+        assert pool.apply(os.getcwd) == str(case["run"])
+    assert not case["marker"].exists()

@@ -21,7 +21,7 @@ from dlcli.cli.completion import BUILD_INDEX_OPTION, INSTALL_OPTION, ROOT_CHOICE
 from dlcli.config.constraints import show, without_null
 from dlcli.errors import RunFailed, UserError, printable
 from dlcli.system.terminal import SafeConsole
-from dlcli.trust.workdir import use_own_modules
+from dlcli.trust.workdir import children_import_nothing_from_here, use_own_modules
 
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (an unknown option, a missing argument, a bad option value) as one line on
@@ -152,6 +152,7 @@ def checked_options(declare):
 
 def main() -> None:
     use_own_modules()  # your own modules (mypkg.MyNet) import from the directory you run dl in, unless it is received
+    children_import_nothing_from_here()  # ... and the processes dl starts import nothing from it unasked
     from dlcli.system.interrupts import stop_signals_act_as_ctrl_c  # noqa: PLC0415  (dl --help runs without multiprocessing: dlcli.system.interrupts imports it)
 
     # `kill PID`, a supervisor's stop, a cluster's preemption (SIGTERM) and a closed terminal

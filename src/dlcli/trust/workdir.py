@@ -124,5 +124,15 @@ def use_own_modules() -> None:
         _ON_IMPORT_PATH.append(cwd)
 
 
+def children_import_nothing_from_here() -> None:
+    """The Python processes dl starts (multiprocessing's fork server and spawned workers, its
+    resource tracker, the picture drawer) start as `python -c ...` in the working directory, which
+    Python puts first on their import path: a `multiprocessing/` or `torch.py` planted in a
+    received directory would be imported instead of the real one. PYTHONSAFEPATH (Python 3.11+)
+    keeps it off; what a child needs of the working directory travels in sys.path explicitly
+    (use_own_modules: appended, and only for the user's own directory)."""
+    os.environ["PYTHONSAFEPATH"] = "1"
+
+
 def _shown(folder: Path, cwd: Path) -> str:
     return "the working directory" if folder == cwd else str(folder)
