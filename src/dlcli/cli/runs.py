@@ -67,15 +67,16 @@ def list_runs(
         console.print(f"no runs under {where_text}", markup=False, highlight=False)
         return
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns is not None else None
-    known = [known_columns(group.runs, group.runs.rows) for group in groups]
+    choices = [chosen] * len(groups)
     if chosen is not None and len(groups) > 1:  # each table shows the chosen columns it has; a column none has is an error
+        known = [known_columns(group.runs, group.runs.rows) for group in groups]
         everywhere = list(dict.fromkeys(c for columns_of_one in known for c in columns_of_one))
         unknown = [c for c in chosen if c not in everywhere]
         if unknown:
             raise UserError(f"--columns {unknown[0]} is not a column: columns are {', '.join(everywhere)}")
-    for group, its_columns in zip(groups, known):
+        choices = [[c for c in chosen if c in its_columns] for its_columns in known]
+    for group, its_choice in zip(groups, choices):
         rows = group.runs.rows
-        its_choice = [c for c in chosen if c in its_columns] if chosen is not None and len(groups) > 1 else chosen
         table, left_out = runs_table(group.runs, rows, where_text, console.width, its_choice, group.label if len(groups) > 1 else None)
         console.print(table)
         if left_out:
