@@ -107,6 +107,19 @@ def own_cache_directory(request, tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def environment_as_it_was():
+    """Whatever a test (or the dl code it runs in this process) sets in os.environ is undone when
+    it ends: a variable left behind reached every later test of the worker and every process they
+    started, so a test passed or failed by the order xdist gave it (PYTHONSAFEPATH, left set, made
+    `python benchmarks/epoch_growth.py` lose the modules beside it)."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
+@pytest.fixture(autouse=True)
 def no_background_pictures(request, monkeypatch):
     """Each run's pictures are drawn by a process of their own; only the tests that look at
     pictures (the `pictures` marker) pay for that on these 2-core machines."""

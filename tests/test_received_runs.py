@@ -940,7 +940,10 @@ def test_the_processes_dl_starts_inside_a_received_run_import_nothing_of_it(case
     (case["run"] / "multiprocessing").mkdir()
     (case["run"] / "multiprocessing" / "__init__.py").write_text(f"open({str(case['marker'])!r}, 'w').write('ran')\n")
     monkeypatch.chdir(case["run"])
-    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)  # (and put back as it was when the test ends)
+    # recorded, so that it is put back as it was when the test ends (a delenv of an unset variable
+    # records nothing, and the "1" leaked into every later test of this worker: a script run by
+    # path then no longer found the modules beside it)
+    monkeypatch.setenv("PYTHONSAFEPATH", "")
     children_import_nothing_from_here()
     fork_server.ready_server(("json",))
     with multiprocessing.get_context("forkserver").Pool(1) as pool:  # a worker forked from it: its imports are done
