@@ -128,7 +128,7 @@ def test_a_missing_or_corrupt_commands_index_prints_nothing_and_is_rebuilt_in_th
     monkeypatch.setattr(index, "rebuild_in_background", lambda: started.append(True))
     bash = {"COMP_LINE": "dl tr", "COMP_POINT": "5"}
     assert answer("bash", ["dl"], bash) == "" and started == [True]  # no index yet
-    index.index_dir().mkdir(parents=True)
+    index.index_dir().mkdir(parents=True, exist_ok=True)
     (index.index_dir() / index.COMMANDS).write_text("\x00garbage")
     assert answer("bash", ["dl"], bash) == "" and len(started) == 2
     build_index(typer.main.get_command(app))
@@ -141,13 +141,73 @@ def test_a_missing_or_corrupt_commands_index_prints_nothing_and_is_rebuilt_in_th
     assert answer("bash", ["dl"], bash) == "train\n" and len(started) == 3
 
 
-def test_a_cache_that_cannot_be_written_still_completes(tree, workdir, monkeypatch):
+def test_a_cache_that_cannot_be_written_keeps_the_index_in_a_private_temporary_folder(tree, workdir, monkeypatch):
+    """Without an index no TAB answers at all: where dl's cache directory cannot be written, the
+    index lives in a folder of this user's own in the temporary directory, never in one another
+    user made or can write."""
     blocked = workdir / "file"
     blocked.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # (a file: nothing can be made under it, even as root)
+    monkeypatch.setenv("TMPDIR", str(workdir / "tmp"))
+    private = workdir / "tmp" / f"dl-completion-{os.getuid()}"
+    assert index.index_dir() == private and private.stat().st_mode & 0o777 == 0o700
     assert list(offered(tree, "dl train model=le")) == ["model=lenet"]
-    index.rebuild_in_background()  # cannot take its lock: starts nothing, raises nothing
+    build_index(typer.main.get_command(app))  # what the background build does
+    assert answer("bash", ["dl"], {"COMP_LINE": "dl tr", "COMP_POINT": "5"}) == "train\n"
     assert not (blocked / "dl").exists()
+
+    shared = workdir / "shared" / f"dl-completion-{os.getuid()}"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)  # anyone could have written its index
+    monkeypatch.setenv("TMPDIR", str(workdir / "shared"))
+    assert index.index_dir() == blocked / "dl" / "completion"  # not used: no index, and nothing raised
+    index.rebuild_in_background()  # cannot take its lock: starts nothing, raises nothing
+    assert list(shared.iterdir()) == []
+
+
+def test_a_fifo_a_dangling_link_or_a_huge_folder_never_stops_a_tab(tree, workdir):
+    """A FIFO named like an option would block the TAB that reads it; a dangling link must not hide
+    the options added beside it; in a folder of thousands, the entries that match are offered."""
+    (workdir / "conf" / "model").mkdir(parents=True)
+    os.mkfifo(workdir / "conf" / "model" / "pipe.yaml")
+    (workdir / "conf" / "model" / "dangling.yaml").symlink_to("nowhere.yaml")
+    assert "model=mine" not in offered(tree, "dl train model=")
+    (workdir / "conf" / "model" / "mine.yaml").write_text("# my own\n_target_: dlcli.models.mlp.MLP\n")
+    assert list(offered(tree, "dl train model=mi")) == ["model=mine"]
+    many = workdir / "many"
+    for number in range(1500):
+        (many / f"r{number:04d}").mkdir(parents=True)
+    assert list(offered(tree, "dl eval many/r1499")) == ["many/r1499/"]
+
+
+def test_bash_gets_names_escaped_so_a_folder_name_never_runs(workdir):
+    """readline inserts what the script gives it as typed text: `$(touch X)` would run and `my run`
+    split in two, so bash's candidates are escaped, and an escaped word is read back as one."""
+    (workdir / "runs" / "$(touch PWNED)").mkdir(parents=True)
+    (workdir / "runs" / "my run").mkdir()
+    shown = rendered("bash", complete.folder_entries("runs/", described=False, directories_only=True), "runs/")
+    assert shown.splitlines() == ["runs/\\$\\(touch\\ PWNED\\)/", "runs/my\\ run/"]
+    words = complete.typed_words("bash", ["dl"], {"COMP_LINE": "dl eval runs/my\\ r", "COMP_POINT": "18"})
+    assert words == ["eval", "runs/my r"]
+    assert rendered("bash", [("model=lenet", "")], "model=le") == "lenet\n"  # plain values are as they were
+
+
+def test_device_names_are_offered_where_a_device_is_given(tree, workdir):
+    assert list(offered(tree, "dl train trainer.device=c")) == ["trainer.device=cpu", "trainer.device=cuda", "trainer.device=cuda:0"]
+    for command in ("train", "eval run", "predict run"):
+        assert list(offered(tree, f"dl {command} --device ")) == ["auto", "cpu", "cuda", "cuda:0", "mps"], command
+
+
+def test_install_keeps_a_startup_file_that_is_not_utf8_and_quotes_a_home_the_shell_would_expand(workdir):
+    home = workdir / 'odd "$HOME" home'
+    home.mkdir()
+    (home / ".bashrc").write_bytes(b"\xff\xfe not utf-8\n")
+    install("bash", {"HOME": str(home)})
+    written = (home / ".bashrc").read_bytes()
+    assert written.startswith(b"\xff\xfe not utf-8\n") and written.count(b"dl --install-completion") == 1
+    line = written.decode("utf-8", "replace").splitlines()[-1]
+    assert subprocess.run(["bash", "-n", "-c", line], capture_output=True).returncode == 0  # the shell parses it
+    assert f"'{home}/.local/share/dl/completion.bash'" in line
 
 
 def test_install_writes_where_each_shell_looks_once(workdir, monkeypatch):

@@ -152,6 +152,48 @@ def test_bad_inputs_are_one_line_and_exit_2(two_seeds, tmp_path):
     assert table_only.exit_code == 2 and "--sort applies to dl runs' table" in table_only.stderr
 
 
+def test_damaged_received_files_are_one_line_and_names_are_shown_as_written(two_seeds, tmp_path, monkeypatch):
+    """What a received run may hold: metrics.csv not UTF-8 or with a field past csv's limit (one
+    line, exit 2, for dl runs and dl runs diff alike), a logger that is not a mapping (shown as
+    none), a folder named like Rich markup (shown as it is), a NaN (null in --json)."""
+    _, first, second = two_seeds
+    for name, damage in (("bytes", b"\xff\xfe,1\n"), ("long", b"1," + b"9" * 200_000 + b"\n")):
+        bad = copied(first, tmp_path / name)
+        with (bad / "metrics.csv").open("ab") as file:
+            file.write(damage)
+        result = run_cli("runs", "diff", str(first), str(bad))
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and "metrics.csv is damaged at line" in lines[0], (name, result.output)
+        (bad / "summary.json").write_text(json.dumps({**read(bad / "summary.json"), "status": "running"}))
+        listed = run_cli("runs", str(bad))  # (a run said to be running, its lock free: its epochs come from metrics.csv)
+        assert listed.exit_code == 0 and "killed" in listed.stdout, (name, listed.output)  # listed, its epochs unknown
+    odd = copied(first, tmp_path / "m[/]" / "a[red]")
+    (odd / "config.yaml").write_text((odd / "config.yaml").read_text() + "logger: 5\n")
+    summary = json.loads((odd / "summary.json").read_text())
+    (odd / "summary.json").write_text(json.dumps({**summary, "wall_seconds": float("nan")}))
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = diff(second, odd)
+    assert code == 0 and "a[red]" in out, err
+    listed = run_cli("runs", str(tmp_path / "m[/]"))
+    assert listed.exit_code == 0 and "m[/]" in listed.stdout and "a[red]" in listed.stdout, listed.output
+    code, out, err = diff(second, odd, "--json")
+    assert code == 0 and "NaN" not in out and json.loads(out), err
+
+
+def test_a_fifo_or_a_file_that_is_not_utf8_in_conf_never_stops_dl_runs(two_seeds, tmp_path, monkeypatch):
+    """dl runs names each run's components by the options in ./conf: a FIFO there would block it
+    for ever, and a YAML that is not UTF-8 is not an option to name."""
+    root, first, second = two_seeds
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    os.mkfifo(tmp_path / "conf" / "model" / "pipe.yaml")
+    (tmp_path / "conf" / "model" / "bytes.yaml").write_bytes(b"_target_: \xff\xfe\n")
+    monkeypatch.chdir(tmp_path)
+    listed = run_cli("runs", str(first), str(second))
+    assert listed.exit_code == 0 and "2 runs under" in listed.stdout, listed.output
+    code, _, err = diff(first, second)
+    assert code == 0, err
+
+
 def test_losses_part_at_the_first_epoch_beyond_the_relative_tolerance():
     base = [{"epoch": e, "train_loss": v, "val_loss": v} for e, v in ((1, 2.0), (2, 1.0), (3, 0.5))]
     close = [{**row, "train_loss": row["train_loss"] * (1 + 5e-4)} for row in base]  # within 0.1%

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from dlcli.cli.runs_table import cell_text, display_rows, elide_distinct, fit_columns, header_text, is_number_column
 from dlcli.config.compose import COMPONENT_GROUPS
@@ -170,13 +171,14 @@ def sweep_table(result, width: int = 10_000) -> tuple[Table, list[str]]:
         if droppable in columns:
             columns.remove(droppable)
             left_out.append(droppable)
-    title = f"{summary['status']}: {result.sweep_dir} (sorted by {metric}, {summary['mode']})"
-    table = Table(title=title, min_width=min(len(title), width))
+    title = f"{summary['status']}: {printable(str(result.sweep_dir))} (sorted by {metric}, {summary['mode']})"
+    # plain text: a folder, a setting or a value may hold [red] or [/], which are not markup here
+    table = Table(title=Text(title), min_width=min(len(title), width))
     for column in columns:
-        table.add_column(headers[column], justify="left" if column in ("status",) else "right",
+        table.add_column(Text(headers[column]), justify="left" if column in ("status",) else "right",
                          no_wrap=column not in ("status",), overflow="fold")
     for i in range(len(frame)):
-        table.add_row(*(cells[c][i] for c in columns))
+        table.add_row(*(Text(cells[c][i]) for c in columns))
     return table, left_out
 
 
@@ -255,10 +257,11 @@ def runs_table(runs, rows: list[dict], where: str, width: int, chosen: list[str]
     kept, left_out, run_width = fit_columns(wanted, cells, width, essential) if chosen is None else (wanted, [], 10_000)
     cells["run"] = elide_distinct(cells["run"], run_width)
     facts = f" ({', '.join(shown.facts)})" if shown.facts else ""
-    title = f"{group + ': ' if group else ''}{len(rows)} run{'' if len(rows) == 1 else 's'} under {where}{facts}"
-    table = Table(title=title, min_width=min(len(title), width))
+    title = f"{group + ': ' if group else ''}{len(rows)} run{'' if len(rows) == 1 else 's'} under {printable(where)}{facts}"
+    # plain text: a run's folder, name, setting or value may hold [red] or [/], which are not markup here
+    table = Table(title=Text(title), min_width=min(len(title), width))
     for column in kept:
-        table.add_column(header_text(column), justify="right" if is_number_column(column) else "left", no_wrap=True, overflow="ellipsis")
+        table.add_column(Text(header_text(column)), justify="right" if is_number_column(column) else "left", no_wrap=True, overflow="ellipsis")
     for i in range(len(rows)):
-        table.add_row(*(cells[c][i] for c in kept))
+        table.add_row(*(Text(cells[c][i]) for c in kept))
     return table, left_out

@@ -9,9 +9,12 @@ import os
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from dlcli.cli.runs_table import elide_distinct
+from dlcli.errors import printable
 from dlcli.rundir.diff import CURVE_COLUMNS, Parting, RunsDiff
+from dlcli.rundir.directory import jsonable
 from dlcli.system.numbers import setting, short
 
 RUN_HEADER_WIDTH = 32
@@ -20,14 +23,15 @@ SECTION_TITLES = {"config": "settings (resolved)", "data": "data", "code": "code
 
 
 def diff_json(diff: RunsDiff) -> str:
-    return json.dumps(diff.to_json(), indent=2)
+    return json.dumps(jsonable(diff.to_json()), indent=2)  # a NaN loss or time is null: JSON has no NaN
 
 
 def diff_table(diff: RunsDiff) -> Table:
     """One row per fact that differs (under its section's name), then every headline number."""
     folder, names = _common_folder(diff.runs)
     names = elide_distinct(names, RUN_HEADER_WIDTH)
-    table = Table(title=f"what differs between {len(diff.runs)} runs{f' under {folder}' if folder else ''}", title_justify="left")
+    title = f"what differs between {len(diff.runs)} runs{f' under {printable(str(folder))}' if folder else ''}"
+    table = Table(title=Text(title), title_justify="left")  # a folder may be named [red] or [/]: no markup
     table.add_column("")
     for name in names:
         table.add_column(escape(name), justify="right", overflow="fold")  # names and values may be anyone's: no markup
@@ -84,7 +88,8 @@ def _parting_text(parting: Parting) -> str:
     if parting.epoch is None:
         return f"{parting.run}: agrees over all {parting.epochs_compared} epochs in common"
     first, this = parting.values
-    apart = "" if None in (first, this) or max(abs(first), abs(this)) == 0 else \
+    unmeasurable = None in (first, this) or first != first or this != this  # absent or NaN: no distance to give
+    apart = "" if unmeasurable or max(abs(first), abs(this)) == 0 else \
         f", {abs(first - this) / max(abs(first), abs(this)):.2%} apart"
     return (f"{parting.run}: parts at epoch {parting.epoch}: {parting.column} "
             f"{short(first) if first is not None else '-'} vs {short(this) if this is not None else '-'}{apart}")

@@ -23,18 +23,24 @@ def _checkpoint():
     return {"checkpoint": Options(CHECKPOINTS)}
 
 
+def _device():
+    from dlcli.config.schema import CONSTRAINTS
+
+    return {"device": CONSTRAINTS["trainer.device"]}  # (completion offers its usual names)
+
+
 def _eval_options():
     from dlcli.config.constraints import ListOf, Options
     from dlcli.engine.tta import VIEWS
     from dlcli.trained.evaluate import SPLITS
 
-    return {**_checkpoint(), "split": Options(SPLITS), "tta": ListOf(Options(("none", *VIEWS)))}
+    return {**_checkpoint(), **_device(), "split": Options(SPLITS), "tta": ListOf(Options(("none", *VIEWS)))}
 
 
 def _predict_options():
     from dlcli.config.constraints import Interval
 
-    return {**_checkpoint(), "fold": Interval(1, 10_000, integer=True), "horizon": Interval(1, 100_000, integer=True)}
+    return {**_checkpoint(), **_device(), "fold": Interval(1, 10_000, integer=True), "horizon": Interval(1, 100_000, integer=True)}
 
 
 def _export_options():

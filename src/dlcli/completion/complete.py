@@ -11,6 +11,7 @@ Anything unexpected prints nothing: a shell shows no candidates rather than garb
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from dlcli.trust.workdir import made_by_dl
 
 DESCRIBED = ("zsh", "fish")  # the shells that show a description beside each candidate
 RUN_KEYS = ("resume", "refit", "model.weights")  # config keys that name a run directory (conf/config.yaml, conf/model/*)
-MOST = 1000  # entries read from one folder: a TAB in a huge folder stays fast
+MOST = 1000  # entries offered from one folder: a TAB in a huge folder stays fast (each is looked into)
 HELP = {"--help": "Show the help and exit."}
 BASH_BREAKS = "\"'><=;|&(:"  # bash's COMP_WORDBREAKS unless changed (then its script passes it)
 
@@ -53,7 +54,10 @@ def typed_words(shell: str, argv: Sequence[str], environ: Mapping[str, str]) -> 
     words as arguments."""
     if shell == "bash":
         line = environ.get("COMP_LINE", "")[: int(environ.get("COMP_POINT") or len(environ.get("COMP_LINE", "")))]
-        words = line.split() + ([""] if not line or line[-1].isspace() else [])
+        # the words as the shell will pass them: a backslash-escaped space stays inside its word
+        # (`runs/my\ run/`), and the escapes go (the candidates are escaped again: rendered)
+        words = [_UNESCAPE.sub(r"\1", word) for word in _UNESCAPED_SPACE.split(line.strip())] if line.strip() else []
+        words += [""] if not line or (line[-1].isspace() and not line.endswith("\\" + line[-1])) else []
     else:
         words = list(argv[1:])
     return words[1:]
@@ -209,12 +213,14 @@ def folder_entries(typed: str, described: bool, directories_only: bool) -> list[
     base = Path(os.path.expanduser(folder + slash) if slash else ".")
     found = []
     try:
-        entries = [entry for _, entry in zip(range(MOST), os.scandir(base))]
+        # the entries that start as typed, then at most MOST of them (capping before filtering
+        # would drop matches in a folder of thousands of runs)
+        matching = (entry for entry in os.scandir(base)
+                    if entry.name.startswith(start) and not (entry.name.startswith(".") and not start.startswith(".")))
+        entries = [entry for _, entry in zip(range(MOST), matching)]
     except OSError:
         return []
     for entry in sorted(entries, key=lambda e: e.name):
-        if not entry.name.startswith(start) or (entry.name.startswith(".") and not start.startswith(".")):
-            continue
         is_dir = entry.is_dir()
         if not is_dir and directories_only:
             continue
@@ -231,9 +237,22 @@ def rendered(shell: str, found: list[Candidate], current: str, breaks: str = BAS
     for value, text in found:
         about.setdefault(value, text)  # (a value offered twice keeps its first description)
     if shell == "bash":
+        # readline inserts what it gets as typed text: a folder named `$(cmd)` or `my run` would
+        # run `cmd` or split in two when the line is entered, so each value is escaped for the shell
         cut = max((current.rfind(character) + 1 for character in breaks if not character.isspace()), default=0)
-        return "".join(f"{value[cut:]}\n" for value in about if value[:cut] == current[:cut])
+        return "".join(f"{_shell_escaped(value[cut:])}\n" for value in about if value[:cut] == current[:cut])
     return "".join(f"{value}\t{_one_line(text)}\n" if text else f"{value}\n" for value, text in about.items())
+
+
+_UNESCAPED_SPACE = re.compile(r"(?<!\\)\s+")
+_UNESCAPE = re.compile(r"\\(.)")
+_SHELL_SPECIAL = re.compile(r"([^\w@%+=:,./~-])", re.ASCII)
+
+
+def _shell_escaped(value: str) -> str:
+    """`value` as bash reads it back unchanged: a backslash before each character that is not
+    plainly a word's (a candidate's `=`, `/`, `.`, `:` and `~` stay as they are)."""
+    return _SHELL_SPECIAL.sub(r"\\\1", value)
 
 
 def _one_line(text: str) -> str:

@@ -53,6 +53,8 @@ def _group_folders(directory: Path) -> list[Path]:
 
 def _read(file: Path) -> tuple[object, list[str]]:
     """A YAML file's content and its leading comment lines (None, [] where it cannot be read)."""
+    if not file.is_file():  # a FIFO would block the TAB forever; a dangling link has nothing to read
+        return None, []
     try:
         text = file.read_text(encoding="utf-8")
         content = yaml.load(text, Loader=LOADER)

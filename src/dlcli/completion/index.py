@@ -10,8 +10,8 @@ Two kinds of file, under dl's cache directory (completion/):
   --config-dir). Reading the YAML takes a fraction of a second and needs no framework, so a TAB
   that finds it stale rebuilds it at once: an option added to ./conf is offered at the next TAB.
 
-A file that cannot be read or parsed is treated as missing; a cache directory that cannot be
-written costs a rebuild per TAB (configs) and no background builds (commands), never an error.
+A file that cannot be read or parsed is treated as missing; where the cache directory cannot be
+written, the index lives in a private folder of the temporary directory (index_dir), never an error.
 """
 
 from __future__ import annotations
@@ -35,7 +35,28 @@ BUILD_OPTION = "--build-completion-index"  # dl's hidden option that writes comm
 
 
 def index_dir() -> Path:
-    return cache_root() / "completion"
+    """completion/ in dl's cache directory; where that cannot be written (a read-only home, a cache
+    path that is a file), a folder of this user's own in the temporary directory: without an index
+    no TAB could answer at all."""
+    preferred = cache_root() / "completion"
+    if _usable(preferred):
+        return preferred
+    fallback = Path(os.environ.get("TMPDIR") or "/tmp") / f"dl-completion-{os.getuid()}"
+    return fallback if _usable(fallback, private=True) else preferred
+
+
+def _usable(folder: Path, private: bool = False) -> bool:
+    """`folder` exists (made if need be) and can be written; `private`: and is this user's alone
+    (a shared temporary directory: another user's folder of that name is never read)."""
+    try:
+        folder.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
+        if private:
+            found = folder.lstat()
+            if found.st_uid != os.getuid() or found.st_mode & 0o077 or not folder.is_dir() or folder.is_symlink():
+                return False
+        return os.access(folder, os.W_OK)
+    except OSError:
+        return False
 
 
 def read_index(path: Path) -> dict | None:
@@ -75,16 +96,32 @@ def tree_stamp(folder: Path) -> list:
     except OSError:
         return [0, 0]
     for entry in entries:
-        try:
-            if entry.is_dir():
-                times = [entry.stat().st_mtime_ns, *(file.stat().st_mtime_ns for file in os.scandir(entry.path)
-                                                    if file.name.endswith(".yaml") and not file.name.startswith("."))]
-                newest, count = max(newest, *times), count + len(times) - 1
-            elif entry.name.endswith(".yaml"):
-                newest, count = max(newest, entry.stat().st_mtime_ns), count + 1
-        except OSError:
-            continue
+        if _is_dir(entry):
+            try:
+                files = [file for file in os.scandir(entry.path) if file.name.endswith(".yaml") and not file.name.startswith(".")]
+            except OSError:
+                continue
+            # a file that cannot be stat'ed (a dangling or looping link) counts without a time: it
+            # must not hide the group's other files from the stamp
+            times = [_mtime(entry), *(_mtime(file) for file in files)]
+            newest, count = max(newest, *times), count + len(files)
+        elif entry.name.endswith(".yaml"):
+            newest, count = max(newest, _mtime(entry)), count + 1
     return [count, newest]
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _mtime(entry: os.DirEntry) -> int:
+    try:
+        return entry.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def commands_stamp() -> list:

@@ -9,6 +9,7 @@ candidate a line, `value<TAB>description` for the shells that show descriptions 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Mapping
 
@@ -94,10 +95,10 @@ def install(shell: str, environ: Mapping[str, str]) -> str:
     target = data / ("completion.bash" if shell == "bash" else "zsh/_dl")
     _write(target, script(shell))
     if shell == "bash":
-        startup, line = home / ".bashrc", f'[ -f "{target}" ] && . "{target}"  {MARK}'
+        startup, line = home / ".bashrc", f'[ -f {_quoted(target)} ] && . {_quoted(target)}  {MARK}'
     else:
         startup = Path(environ.get("ZDOTDIR") or home) / ".zshrc"
-        line = f'(( $+functions[compdef] )) || {{ autoload -Uz compinit && compinit; }}; . "{target}"  {MARK}'
+        line = f'(( $+functions[compdef] )) || {{ autoload -Uz compinit && compinit; }}; . {_quoted(target)}  {MARK}'
     added = _add_line(startup, line)
     said = "added a line to" if added else "kept the line in"
     return f"wrote {_short(target, home)} and {said} {_short(startup, home)} that loads it: open a new shell, or run `. {_short(startup, home)}`"
@@ -115,15 +116,23 @@ def _write(target: Path, text: str) -> None:
     os.replace(temporary, target)
 
 
+def _quoted(path: Path) -> str:
+    """`path` as the shell reads it back: in double quotes (the form earlier installs wrote, so
+    their line is found again), or in single quotes where it holds what double quotes expand."""
+    text = str(path)
+    return f'"{text}"' if not any(c in text for c in '"$`\\!') else shlex.quote(text)
+
+
 def _add_line(startup: Path, line: str) -> bool:
-    """Append `line` to the startup file unless it is there already; False when it was."""
+    """Append `line` to the startup file unless it is there already; False when it was. A file
+    that is not UTF-8 is kept byte for byte (surrogate escapes)."""
     try:
-        text = startup.read_text(encoding="utf-8")
+        text = startup.read_text(encoding="utf-8", errors="surrogateescape")
     except FileNotFoundError:
         text = ""
     if line in text.splitlines():
         return False
-    with startup.open("a", encoding="utf-8") as file:
+    with startup.open("a", encoding="utf-8", errors="surrogateescape") as file:
         file.write(("" if not text or text.endswith("\n") else "\n") + line + "\n")
     return True
 

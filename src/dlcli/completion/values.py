@@ -3,7 +3,7 @@ what completion offers after `key=` or `--option ` (dlcli.completion.configs, dl
 
 from __future__ import annotations
 
-from dlcli.config.constraints import AnyOf, Boolean, Constraint, ListOf, Null, Options
+from dlcli.config.constraints import AnyOf, Boolean, Constraint, ListOf, Null, Options, Text
 
 
 def choices_of(constraint: Constraint) -> list[str]:
@@ -12,6 +12,8 @@ def choices_of(constraint: Constraint) -> list[str]:
         return [shown(value) for value in constraint.values]
     if isinstance(constraint, Boolean):
         return ["true", "false"]
+    if isinstance(constraint, Text):
+        return list(constraint.usual)
     if isinstance(constraint, ListOf):
         return choices_of(constraint.element)
     if isinstance(constraint, AnyOf):

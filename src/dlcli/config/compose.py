@@ -324,10 +324,12 @@ def config_options(group: str) -> list[tuple[str, dict]]:
         options = []
         for directory in directories:
             for file in sorted((directory / group).glob("*.yaml")):
+                if not file.is_file():  # a FIFO would block (a dangling link, a folder: nothing to read)
+                    continue
                 try:
                     settings = yaml.safe_load(file.read_text(encoding="utf-8"))
-                except (OSError, yaml.YAMLError):
-                    continue
+                except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                    continue  # an option Hydra itself cannot read is not one to name
                 if isinstance(settings, dict):
                     options.append((file.stem, settings))
         _option_cache[key] = options

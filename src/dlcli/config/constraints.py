@@ -137,11 +137,14 @@ class Boolean(Constraint):
 
 @dataclass(frozen=True)
 class Text(Constraint):
-    """A string; `plain_name`: one folder name (no '/', no leading '.', no control characters)."""
+    """A string; `plain_name`: one folder name (no '/', no leading '.', no control characters).
+    `usual`: values it commonly takes, offered by TAB completion (any other text is still checked
+    where it is used, as a device name is)."""
 
     non_empty: bool = False
     plain_name: bool = False
     max_length: int = 4096
+    usual: tuple[str, ...] = ()
 
     def problem(self, value):
         if not isinstance(value, str):

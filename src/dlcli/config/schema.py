@@ -99,6 +99,10 @@ class RootSchema:
 
 # What each value may be (the types above are OmegaConf's; these are the ranges and choices), read
 # by dlcli.config.validate. Keys a run saved before they existed may be absent.
+# the device names trainer.device (and --device) takes, as dlcli.engine.device reads them; cuda:N
+# names any other GPU
+DEVICES = ("auto", "cpu", "cuda", "cuda:0", "mps")
+
 CONSTRAINTS = {
     "seed": SEED,
     "name": Text(plain_name=True, max_length=200),
@@ -106,7 +110,7 @@ CONSTRAINTS = {
     "trainer.epochs": POSITIVE_INT,
     "trainer.batch_size": POSITIVE_INT,
     "trainer.eval_batch_size": POSITIVE_INT,
-    "trainer.device": Text(non_empty=True),
+    "trainer.device": Text(non_empty=True, usual=DEVICES),
     "trainer.amp": BOOLEAN,
     "trainer.grad_clip": nullable(POSITIVE),
     "trainer.grad_clip_mode": Options(("norm", "value")),

@@ -157,10 +157,18 @@ def flat_config(run_dir: Path) -> dict:
     _flatten(config, "", flat)
     for group in COMPONENT_GROUPS:
         if group == "logger":  # several at once: logger=[tensorboard,mlflow]; runs from before loggers had none
-            flat[group] = ",".join(config.get(group) or {}) or "none"
+            flat[group] = _logger_names(config.get(group))
         elif group in config:
             flat[group] = option_name(group, config[group])
     return flat
+
+
+def _logger_names(loggers) -> str:
+    """logger=a,b as the run chose them (a mapping of name to settings); "none" for none, and for
+    anything else a received config.yaml may hold there."""
+    if not isinstance(loggers, dict):
+        return "none"
+    return ",".join(str(name) for name in loggers) or "none"
 
 
 def _flatten(node, prefix: str, out: dict) -> None:

@@ -155,7 +155,7 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    write_text(path, json.dumps(_jsonable(data), indent=2) + "\n")
+    write_text(path, json.dumps(jsonable(data), indent=2) + "\n")
 
 
 def read_json(path: Path) -> dict:
@@ -167,14 +167,14 @@ def read_json(path: Path) -> dict:
     return content
 
 
-def _jsonable(value):
+def jsonable(value):
     """JSON has no NaN or infinity: write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -199,10 +199,15 @@ def read_metrics(path: Path, up_to: int | None = None) -> list[dict]:
         return []
     rows = []
     with path.open(newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
+        reader = csv.DictReader(f)
+        while True:
+            line = len(rows) + 2  # the header is line 1
             try:
+                row = next(reader, None)
+                if row is None:
+                    break
                 rows.append({k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in (None, "")})
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, csv.Error):  # not numbers, not UTF-8 (a ValueError), a field past csv's limit
                 raise UserError(f"{path} is damaged at line {line}: restore it from a copy of the run") from None
     return [row for row in rows if up_to is None or row.get("epoch", 0) <= up_to]
 

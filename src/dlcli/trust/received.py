@@ -106,6 +106,8 @@ def check_no_interpolation(value: Any, what: str, path: str = "") -> None:
 
 
 def _read_bounded(path: Path, what: str) -> str:
+    if path.exists() and not path.is_file():  # a FIFO or a device: opening it could wait forever
+        raise UserError(f"{what} is not a regular file: not a file dl wrote")
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
