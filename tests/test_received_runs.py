@@ -437,6 +437,18 @@ def test_the_refusals_name_what_is_wrong(case):
     shutil.rmtree(case["run"])
 
 
+def test_a_fifo_in_place_of_a_file_is_refused_not_waited_on(tmp_path):
+    """Opening a FIFO for reading waits for a writer for ever: a received file that is one is a
+    one-line refusal (the commands check config.yaml is a file first; this is the reader's own guard)."""
+    from dlcli.errors import UserError
+    from dlcli.trust.received import read_json, read_yaml
+
+    for name, read in (("config.yaml", read_yaml), ("summary.json", read_json)):
+        os.mkfifo(tmp_path / name)
+        with pytest.raises(UserError, match="is not a regular file"):
+            read(tmp_path / name)
+
+
 def test_a_yaml_bomb_is_refused_within_a_second(case):
     yaml_alias_bomb(case)
     started = time.perf_counter()
