@@ -204,6 +204,27 @@ def test_a_killed_sweep_leaves_no_worker_and_resumes(tmp_path, monkeypatch, name
     assert json.loads((sweep_dir / "summary.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
+def test_sigterm_to_a_parallel_sweeps_whole_group_keeps_each_running_trials_epochs(tmp_path):
+    """A scheduler's preemption or a supervisor sends SIGTERM to every process of the group: each
+    pool worker's running trial then finishes its epoch and ends interrupted with its checkpoints,
+    as on Ctrl-C (it used to die at once, its summary left at "running", best.pt never written)."""
+    process = start(["sweep", "grid", "data=wine", "optim.lr=0.1,0.01,0.001", "trainer.epochs=2000", "trainer.plots=false",
+                     "trainer.checkpoint_every=0", "--jobs", "2", "-q"], tmp_path)
+    wait_for_rows("runs/sweeps/sweep/*/trials/*/metrics.csv", tmp_path, 2)
+    assert len(list(tmp_path.glob("runs/sweeps/sweep/*/trials/*/metrics.csv"))) == 2
+    os.killpg(process.pid, signal.SIGTERM)  # the sweep and both workers (start() gave it a session, so a group, of its own)
+    process.wait(timeout=120)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert not gone_within(process.pid, 10), "a sweep worker outlived the sweep"
+    for metrics in tmp_path.glob("runs/sweeps/sweep/*/trials/*/metrics.csv"):
+        summary = json.loads((metrics.parent / "summary.json").read_text())
+        rows = len(metrics.read_text().splitlines()) - 1
+        assert summary["status"] == "interrupted" and summary["epochs_completed"] == rows >= 2, (metrics, summary, err)
+        assert (metrics.parent / "checkpoints" / "best.pt").is_file()
+
+
 def test_a_run_lock_is_not_held_by_the_children_a_process_forks(tmp_path):
     """A lock belongs to the open file, which a forked child shares: a child that outlived its
     killed parent kept the lock, and a resume was refused in the dead parent's name. The child's

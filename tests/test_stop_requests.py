@@ -7,6 +7,7 @@ test_distributed.py and test_hardening.py."""
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,31 @@ def test_a_forked_child_never_runs_its_parent_s_handlers_and_a_pool_worker_recor
             ok = not interrupts._scopes and signal.getsignal(signal.SIGINT) is signal.default_int_handler
             stops = interrupts.pool_worker_stance()
             press()
-            ok = ok and stops.requested and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+            ok = ok and stops.requested and callable(signal.getsignal(signal.SIGTERM))
             os._exit(0 if ok else 1)
         _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_pool_worker_ends_on_sigterm_between_trials_and_stops_gracefully_during_one():
+    """Between trials there is nothing to keep (the pool ending a broken worker): SIGTERM ends the
+    worker at once. During a trial (its run's GracefulStop) it is a stop request, as Ctrl-C is: a
+    supervisor's SIGTERM to the whole group keeps the trial's finished epochs, and the worker takes
+    no more trials."""
+    idle = os.fork()
+    if idle == 0:
+        interrupts.pool_worker_stance()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        os._exit(3)  # (not reached: the signal ended it)
+    _, status = os.waitpid(idle, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    busy = os.fork()
+    if busy == 0:
+        stops = interrupts.pool_worker_stance()
+        with GracefulStop(None) as trial:
+            os.kill(os.getpid(), signal.SIGTERM)
+            ok = trial.requested and stops.requested
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(busy, 0)
     assert os.waitstatus_to_exitcode(status) == 0

@@ -99,11 +99,26 @@ def pool_worker_stance() -> StopRecord:
     """A sweep's pool worker's stance, for its whole life: Ctrl-C is recorded (the worker then
     starts no more trials; a trial running stops as its run's `GracefulStop` says), even where
     the sweep itself ignores Ctrl-C, since the sweep stops its workers with it. SIGTERM or SIGHUP
-    (the pool ending a broken worker, a supervisor ending every process) ends it at once: a worker
-    that took it as a Ctrl-C would go on waiting for trials that never come."""
+    while a trial runs is a stop request as Ctrl-C is (a supervisor or a scheduler's preemption
+    sends it to every process of the group: the trial keeps its finished epochs and ends as
+    interrupted, and the worker starts no more trials); while the worker waits between trials it
+    ends the worker at once (the pool ending a broken worker: a worker that took it as a Ctrl-C
+    would go on waiting for trials that never come)."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-    return StopRecord().begin()
+    record = StopRecord().begin()  # (takes Ctrl-C only: the others are at their default here)
+
+    def stop_or_end(signum: int, frame) -> None:
+        if any(isinstance(scope, GracefulStop) for scope in _scopes):  # heard first by the trial's own stop
+            record.count += 1
+            return
+        signal.signal(signum, signal.SIG_DFL)  # waiting between trials: nothing to keep, end now
+        os.kill(os.getpid(), signum)
+
+    for signum in STOP_SIGNALS:
+        if signum != signal.SIGINT:
+            signal.signal(signum, stop_or_end)
+    return record
 
 
 def signal_name(signum: int) -> str:
