@@ -105,6 +105,42 @@ def test_refusals_say_one_line_and_create_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "study.db").exists()
 
 
+def test_a_password_with_an_unescaped_at_sign_is_refused_without_showing_any_of_it(tmp_path, monkeypatch):
+    """SQLAlchemy splits user:pass@word@host at the first '@' and takes the rest of the password
+    for the user name, which the error then printed: such a URL is refused, its credentials hidden."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(PASSWORD_VARIABLE, "")
+    url = "postgresql://dl:p@ssSECRETw0rd@127.0.0.1:9/x"
+    assert masked(url) == "postgresql://***@127.0.0.1:9/x"
+    for command in (("sweep", "grid", *IRIS, "optim.lr=0.1,0.01", "--storage", url), ("runs", url, "--study", "s"),
+                    ("sweep", "join", url, "--study", "s")):
+        result = run_cli(*command)
+        assert result.exit_code == 2 and "%40" in result.output and "SECRET" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow  # trains a sweep to resume
+def test_commands_that_read_a_study_create_no_database_and_a_resume_keeps_its_storage(tmp_path, monkeypatch):
+    """join, report and dl runs --study only read: pointed at a database without the study (a
+    relative sqlite:/// path from another folder), they create no file. A journal sweep resumed
+    with --storage is refused: it was copied into the database and its finished trials ran again."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(PASSWORD_VARIABLE, "")
+    for command in (("sweep", "join", "sqlite:///study.db", "--study", "s"), ("sweep", "report", "sqlite:///study.db", "--study", "s"),
+                    ("runs", "sqlite:///study.db", "--study", "s")):
+        result = run_cli(*command)
+        assert result.exit_code == 2 and "no such study in sqlite:///study.db" in result.output, (command, result.output)
+    assert list(tmp_path.iterdir()) == []
+    done = run_cli("sweep", "grid", *IRIS, "optim.lr=0.1,0.01", "trainer.plots=false", "-q")
+    assert done.exit_code == 0, done.output
+    sweep_dir, = (tmp_path / "runs" / "sweeps" / "sweep").iterdir()
+    before = {path: path.stat().st_mtime_ns for path in sweep_dir.rglob("*")}
+    resumed = run_cli("sweep", "grid", "--resume", str(sweep_dir), "--storage", f"sqlite:///{tmp_path}/moved.db")
+    assert resumed.exit_code == 2 and "keeps its study in" in resumed.output and "resume without --storage" in resumed.output
+    assert {path: path.stat().st_mtime_ns for path in sweep_dir.rglob("*")} == before and not (tmp_path / "moved.db").exists()
+
+
 @pytest.mark.slow
 def test_three_workers_share_a_grid_and_a_killed_workers_trial_runs_once_more(database, tmp_path):
     planned = _start(database, "grid", "grid", [*IRIS, "optim.lr=0.3,0.1,0.03", "model.hidden=[8],[16]"])
@@ -158,7 +194,9 @@ def test_three_workers_share_a_grid_and_a_killed_workers_trial_runs_once_more(da
 
 @pytest.mark.slow
 def test_tpe_workers_learn_from_each_others_trials_and_prune_across_them(database, tmp_path):
-    _start(database, "tpe", "tpe", [*IRIS, "optim.lr=tag(log,interval(1e-3,1))"], trials=4, prune="median", prune_startup=1)
+    # trials of 30 epochs: the other worker must not have run the whole budget before this one starts
+    _start(database, "tpe", "tpe", ["data=iris", "trainer.epochs=30", "optim.lr=tag(log,interval(1e-3,1))"], trials=4,
+           prune="median", prune_startup=1)
     other = _join(database, "tpe", tmp_path)
     try:  # this process's worker starts once the other has finished a trial: it must draw from a study that holds it
         _wait_for(lambda: any(_pid(t) == other.pid and t.state.name == "COMPLETE" for t in _trials(database, "tpe")))

@@ -10,6 +10,7 @@ stopped instead of drawing trial 0's values again.
 from __future__ import annotations
 
 import itertools
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -45,6 +46,9 @@ def quiet_optuna():
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # dl gives each grid trial its point itself (enqueued, run once each): the grid sampler's own
+    # bookkeeping then warns of "re-evaluating a configuration" where nothing runs twice (a retried trial)
+    logging.getLogger("optuna.samplers._grid").setLevel(logging.ERROR)
     return optuna
 
 

@@ -33,7 +33,7 @@ from dlcli.sweep.results import results_frame, write_results
 from dlcli.sweep.saved import read_saved_sweep
 from dlcli.sweep.space import SearchSpace, parse_space
 from dlcli.sweep.shared import SharedTaker, prepare_shared, read_study, start_study, study_records
-from dlcli.sweep.storage import is_database_url, masked
+from dlcli.sweep.storage import is_database_url, masked, without_password
 from dlcli.sweep.study import STUDY_FILE, STUDY_NAME, Pruning, open_study, repair_journal
 from dlcli.tracking import close_parent_runs, open_parent_runs
 from dlcli.trust.received import never_write_where_it_names
@@ -51,6 +51,20 @@ def run_sweep(settings: SweepSettings, jobs: int | None = None, threads: int | N
                                      name, runs_dir, list(config_dirs), list(trust)), log)
 
 
+def _check_same_storage(given: str | None, saved: str | None, sweep_dir: Path) -> None:
+    """A resumed sweep keeps the storage it started with: --storage may only name it again. (A
+    journal sweep resumed with --storage was copied into the database and its finished trials run
+    again; a database sweep's own URL silently won over another.)"""
+    if given is None:
+        return
+    if saved is None:
+        raise UserError(f"--storage {masked(given)} with --resume: this sweep keeps its study in {sweep_dir / STUDY_FILE} "
+                        "and resumes from it; resume without --storage, or start a new sweep with --storage")
+    if without_password(given) != saved:
+        raise UserError(f"--storage {masked(given)} with --resume: this sweep's study is in {masked(saved)}: "
+                        "resume without --storage")
+
+
 def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] = print) -> SweepResult:
     """Every trial's values are checked before the first trial starts; a resumed sweep's saved
     overrides may only build trusted classes."""
@@ -61,6 +75,7 @@ def sweep(settings: SweepSettings, plan: SweepPlan, log: Callable[[str], None] =
         # the sweep's overrides typed again after --resume are the user's word again (they must match the saved ones)
         plan = dataclasses.replace(plan, trust=[*plan.trust, *targets_typed(settings.overrides)])
         sweep_dir, settings, saved = read_saved_sweep(Path(plan.resume).expanduser(), settings, plan.trust)
+        _check_same_storage(plan.storage, saved.get("storage"), sweep_dir)
         trials_per_gpu = plan.trials_per_gpu or saved.get("trials_per_gpu")
         plan = dataclasses.replace(
             plan, config_dirs=plan.config_dirs or saved_config_dirs(saved, sweep_dir), trials_per_gpu=trials_per_gpu,

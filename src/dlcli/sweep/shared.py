@@ -36,7 +36,7 @@ from dlcli.system.interrupts import ctrl_c_deferred
 from dlcli.sweep.kinds import KINDS, grid_combinations, quiet_optuna, sampler_for
 from dlcli.sweep.plan import OpenSweep, SweepPlan, SweepSettings, declared
 from dlcli.sweep.space import SearchSpace
-from dlcli.sweep.storage import MOST_RETRIES, STALE_AFTER, check_workers, connection_errors, masked, open_storage, without_password
+from dlcli.sweep.storage import MOST_RETRIES, STALE_AFTER, check_workers, connection_errors, holds_studies, masked, open_storage, without_password
 from dlcli.sweep.study import NUMBER_ATTR, distributions, optuna_values, outcome, trial_id_of, trial_params
 from dlcli.sweep.trial import TrialSpec
 
@@ -116,6 +116,9 @@ def start_study(url: str, name: str, settings: SweepSettings, space: SearchSpace
 def read_study(url: str, name: str, heartbeat: int | None = None):
     """(the study, its saved settings, checked like a sweep.yaml read back: a database may be shared)."""
     optuna = quiet_optuna()
+    if not holds_studies(url):  # asked first: opening the storage would create its tables (and a SQLite file)
+        raise UserError(f"--study {name}: no such study in {masked(url)} (it holds none); start one with "
+                        f"dl sweep KIND ... --storage URL --name {name}")
     storage = open_storage(url, heartbeat)  # (None: any this process has open)
     with connection_errors(url):
         names = optuna.get_all_study_names(storage)

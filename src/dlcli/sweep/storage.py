@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 from dlcli.errors import UserError, first_line
 from dlcli.sweep.kinds import quiet_optuna
@@ -38,9 +39,25 @@ def make_url(url: str):
     return parse(url)
 
 
+def _ambiguous_credentials(url: str) -> bool:
+    """More than one '@' before the host: a password's own '@' left unescaped. SQLAlchemy would
+    split it at the first, taking the rest of the password for the user name (and print it)."""
+    _, sep, rest = str(url).partition("://")
+    return bool(sep) and rest.split("?", 1)[0].count("@") > 1
+
+
+def _hidden_credentials(url: str) -> str:
+    """The URL with everything between :// and the last '@' (where a user and password would be) hidden."""
+    head, sep, rest = str(url).partition("://")
+    return f"{head}{sep}***@{rest.rsplit('@', 1)[1]}" if sep and "@" in rest else str(url)
+
+
 def _parsed(url: str):
     from sqlalchemy.exc import ArgumentError  # noqa: PLC0415  (dl --help runs without sqlalchemy)
 
+    if _ambiguous_credentials(url):
+        raise UserError(f"{_hidden_credentials(url)}: more than one '@' before the host: write a password's '@' as %40, "
+                        f"or give the password in {PASSWORD_VARIABLE}")
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -54,12 +71,12 @@ def _parsed(url: str):
 
 def masked(url: str) -> str:
     """The URL as dl shows it: its password replaced by ***."""
+    if _ambiguous_credentials(url):  # where the password ends cannot be told: hide user and password
+        return _hidden_credentials(url)
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL at all: hide everything between :// and @, where a password would be
-        text = str(url)
-        head, sep, rest = text.partition("://")
-        return f"{head}{sep}***@{rest.rsplit('@', 1)[1]}" if sep and "@" in rest else text
+        return _hidden_credentials(url)
 
 
 def without_password(url: str) -> str:
@@ -100,17 +117,43 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, checked: b
     return _opened[key]
 
 
-def _open(url: str, heartbeat: int | None, checked: bool = False):
-    optuna = quiet_optuna()
+def _with_password(url: str):
+    """The parsed URL, with the environment's password where it gives none."""
     parsed = _parsed(url)
     password = os.environ.get(PASSWORD_VARIABLE)
     if password and not parsed.password and parsed.get_backend_name() != "sqlite":
         parsed = parsed.set(password=password)
-    engine = {"pool_pre_ping": True}  # a connection the server dropped is replaced, not used
-    if parsed.get_backend_name() == "postgresql":
+    return parsed
+
+
+def _engine_options(parsed) -> dict:
+    engine: dict = {"pool_pre_ping": True}  # a connection the server dropped is replaced, not used
+    if parsed.get_backend_name() in ("postgresql", "mysql"):
         engine["connect_args"] = {"connect_timeout": CONNECT_SECONDS}
-    elif parsed.get_backend_name() == "mysql":
-        engine["connect_args"] = {"connect_timeout": CONNECT_SECONDS}
+    return engine
+
+
+def holds_studies(url: str) -> bool:
+    """Whether the database holds Optuna's tables, asked without creating anything (opening the
+    storage creates them, and SQLite creates its file): a command that only reads a study (join,
+    report, dl runs) leaves a database it was pointed at by mistake as it was."""
+    from sqlalchemy import create_engine, inspect  # noqa: PLC0415  (dl --help runs without sqlalchemy)
+
+    parsed = _with_password(url)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+        return False
+    with connection_errors(url):
+        engine = create_engine(parsed, **_engine_options(parsed))
+        try:
+            return inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+
+
+def _open(url: str, heartbeat: int | None, checked: bool = False):
+    optuna = quiet_optuna()
+    parsed = _with_password(url)
+    engine = _engine_options(parsed)
     with connection_errors(url):
         beats = {} if heartbeat is None else {"heartbeat_interval": heartbeat, "grace_period": STALE_AFTER * heartbeat,
                                               **_retry_once(optuna)}

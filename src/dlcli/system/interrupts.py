@@ -24,7 +24,7 @@ Each scope puts its handler in place when it begins and puts back what was there
 (restored), so a library caller's own handlers come back untouched. Only the main thread receives
 signals: elsewhere a scope does nothing. A signal this process ignores (a background job's Ctrl-C,
 `nohup`'s SIGHUP) stays ignored, and one at the system's default keeps it (a sweep's pool worker
-ends at once on SIGTERM). A forked child (a DataLoader worker, a sweep's pool worker) starts with
+between trials ends at once on SIGTERM). A forked child (a DataLoader worker, a sweep's pool worker) starts with
 the handlers that were there before any scope: it never runs its parent's, and takes its own
 stance (`ignore_ctrl_c`, `pool_worker_stance`).
 
