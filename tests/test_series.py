@@ -156,6 +156,9 @@ def test_a_series_run_reports_persistence_beside_the_model_and_predicts_the_step
     assert np.allclose(five.x[2:4], fed.x, atol=1e-5)
     out = run_cli("predict", str(result.run_dir), "tail.csv", "--horizon", "0")
     assert out.exit_code == 2 and "--horizon" in out.output
+    for flag, value in (("--tokens", "5"), ("--temperature", "0.5"), ("--top-k", "3"), ("--seed", "1")):  # a language model's: not ignored
+        out = run_cli("predict", str(result.run_dir), "tail.csv", flag, value)
+        assert out.exit_code == 2 and f"{flag} applies with --prompt" in out.output, out.output
 
 
 def _predict_from(workdir: Path, run_dir: Path, values: np.ndarray, steps: int) -> Path:

@@ -282,9 +282,14 @@ def test_dl_predict_continues_a_prompt_reproducibly(text_file):
     unknown = continue_text(run, "ZZ the", 5, seed=1, trust=["user_code"])
     assert "lacks 'Z'" in unknown["notes"][0]
     for flags, words in ((["--tokens", "0"], "--tokens 0 must be"), (["--temperature", "0"], "--temperature 0.0 must be"),
-                         (["--top-k", "0"], "--top-k 0 must be")):
+                         (["--top-k", "0"], "--top-k 0 must be"), (["--seed", "99999999999999999999"], "--seed 99999999999999999999 must be"),
+                         (["--seed", "-1"], "--seed -1 must be"),
+                         # options of predicting an INPUT, which a text continued from a prompt would silently ignore
+                         (["--output", "gen.txt"], "--output applies to predicting an INPUT"), (["--fold", "1"], "--fold applies"),
+                         (["--horizon", "3"], "--horizon applies"), (["--proba"], "--proba applies"), (["--id", "x"], "--id applies")):
         refused = run_cli("predict", run, "--prompt", "the", *flags)
-        assert refused.exit_code == 2 and words in refused.output, refused.output
+        lines = refused.output.strip().splitlines()
+        assert refused.exit_code == 2 and len(lines) == 1 and words in lines[0], refused.output
     both = run_cli("predict", run, str(text_file), "--prompt", "the")
     assert both.exit_code == 2 and "reads no INPUT" in both.output
     assert run_cli("predict", run, str(text_file)).exit_code == 2  # a file to a language model: use --prompt

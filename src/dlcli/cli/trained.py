@@ -40,7 +40,10 @@ def _eval_options():
 def _predict_options():
     from dlcli.config.constraints import Interval
 
-    return {**_checkpoint(), **_device(), "fold": Interval(1, 10_000, integer=True), "horizon": Interval(1, 100_000, integer=True)}
+    from dlcli.config.schema import CONSTRAINTS
+
+    return {**_checkpoint(), **_device(), "fold": Interval(1, 10_000, integer=True), "horizon": Interval(1, 100_000, integer=True),
+            "seed": CONSTRAINTS["seed"]}  # (the seeds a run takes: torch's generator refuses a number past 64 bits)
 
 
 def _export_options():
@@ -126,15 +129,22 @@ def predict_command(
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
     horizon: Optional[int] = typer.Option(None, "--horizon", help="A series run (data=sine, data=timeseries): forecast the N steps after the end of INPUT, one row per step (default: the trained data.horizon). Past the trained horizon each forecast is fed back as the newest steps, one trained horizon at a time (a model that forecasts every column it reads)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="A language model (data=text, data=timemachine): continue this text; no INPUT."),
-    tokens: int = typer.Option(200, "--tokens", help="With --prompt: how many tokens to add."),
-    temperature: float = typer.Option(1.0, "--temperature", help="With --prompt: divides the logits before sampling (lower: more conservative)."),
+    tokens: Optional[int] = typer.Option(None, "--tokens", help="With --prompt: how many tokens to add (default 200)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="With --prompt: divides the logits before sampling (lower: more conservative; default 1)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="With --prompt: sample only among the K likeliest tokens."),
     seed: Optional[int] = typer.Option(None, "--seed", help="With --prompt: the sampling seed (the same seed, the same text; default: drawn and shown)."),
 ):
     """Predict new data with a trained run: one row per input, in the target's own terms (a series: one row per step forecast; a language model: the text continued from --prompt)."""
+    # an option of the other kind of prediction would be silently ignored: refused, naming it
+    for_input = {"--output": output, "--fold": fold, "--horizon": horizon, "--proba": proba or None, "--id": id_column}
+    for_text = {"--tokens": tokens, "--temperature": temperature, "--top-k": top_k, "--seed": seed}
     if prompt is not None or input_path is None:
-        _continue_text(run_dir, input_path, prompt, tokens, temperature, top_k, seed, checkpoint, device, trust, as_json)
+        if prompt is not None:
+            _refuse_given(for_input, "applies to predicting an INPUT, not to --prompt (the text is printed: redirect it to keep it)")
+        _continue_text(run_dir, input_path, prompt, 200 if tokens is None else tokens, 1.0 if temperature is None else temperature,
+                       top_k, seed, checkpoint, device, trust, as_json)
         return
+    _refuse_given(for_text, "applies with --prompt (a language model's text), not to predicting an INPUT")
     from dlcli.trained.predict import predict_file
 
     result = predict_file(run_dir, input_path, output, checkpoint, proba, id_column, device, trust or [], fold, horizon=horizon)
@@ -147,6 +157,14 @@ def predict_command(
     model = result.get("ensemble") or f"{result['checkpoint']} checkpoint, epoch {result['epoch']}"
     console.print(f"wrote {result['rows']} predictions ({', '.join(result['columns'])}) to {result['output']} "
                   f"[{model}, {result['device']}{rate}]", markup=False, highlight=False, soft_wrap=True)
+
+
+def _refuse_given(options: dict, why: str) -> None:
+    from dlcli.errors import UserError
+
+    given = next((flag for flag, value in options.items() if value is not None), None)
+    if given is not None:
+        raise UserError(f"{given} {why}: drop {given}")
 
 
 def _continue_text(run_dir, input_path, prompt, tokens, temperature, top_k, seed, checkpoint, device, trust, as_json) -> None:
