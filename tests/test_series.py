@@ -192,6 +192,7 @@ BAD_SERIES = {
                                       "longer than the training span (8 steps"),
     "horizon 0": (lambda p: p.write_text("a\n" + "1\n" * 40), ["data.horizon=0"], "data.horizon=0"),
     "missing time": (lambda p: p.write_text("t,a\n" + "1,1\n" * 5 + ",2\n" + "3,3\n" * 30), ["data.time=t", "data.window=2"], "line 7"),
+    "a column twice": (lambda p: p.write_text("a,b\n" + "1,2\n" * 40), ["data.columns=[a,a]"], "data.columns lists a twice"),
 }
 
 

@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import math
 import random
 import re
@@ -177,9 +178,20 @@ def test_a_bad_text_is_one_line_and_writes_nothing(workdir, content, overrides, 
     assert not (workdir / "runs").exists()
 
 
+def test_the_same_text_saved_with_a_byte_order_mark_or_windows_line_ends_gives_the_same_tokens(workdir):
+    text = "the time traveller\nsaid that\n" * 20
+    (workdir / "plain.txt").write_text(text, encoding="utf-8", newline="\n")
+    (workdir / "windows.txt").write_text(text, encoding="utf-8-sig", newline="\r\n")
+    (workdir / "old_mac.txt").write_text(text, encoding="utf-8", newline="\r")
+    plain = load_text(str(workdir / "plain.txt"), seq_len=5).tokens
+    assert load_text(str(workdir / "windows.txt"), seq_len=5).tokens == plain == load_text(str(workdir / "old_mac.txt"), seq_len=5).tokens
+
+
 def test_a_missing_path_and_an_empty_folder_are_one_line(workdir):
     (workdir / "empty").mkdir()
-    for path, words in ((workdir / "nope.txt", "no such file or folder"), (workdir / "empty", "a folder with no .txt files")):
+    os.mkfifo(workdir / "pipe.txt")
+    for path, words in ((workdir / "nope.txt", "no such file or folder"), (workdir / "empty", "a folder with no .txt files"),
+                        (workdir / "pipe.txt", "is not a regular file"), ("/dev/zero", "is not a regular file")):
         result = run_cli("train", "data=text", f"data.path={path}")
         assert result.exit_code == 2 and words in result.output, result.output
 

@@ -88,6 +88,9 @@ def load_timeseries(path: str, columns: list[str] | None = None, time: str | Non
             raise UserError(f"{key} names {listed(missing)}, not a column of {file.name}: columns are {listed(table.columns, 12)}")
         if time is not None and time in names:
             raise UserError(f"{key} lists the time column {time}: it orders the rows, and is never a value to read or forecast")
+        repeated = next((c for i, c in enumerate(names) if c in names[:i]), None)
+        if repeated is not None:  # read twice, it would be forecast twice, two forecasts of one column
+            raise UserError(f"{key} lists {repeated} twice: name each column once")
     if not inputs:
         raise UserError(f"{file.name} has no column but data.time={time}: a series needs a column of values")
     values = {c: numeric_column(table[c], c, file.name, lines, columns is None) for c in dict.fromkeys(inputs + targets)}

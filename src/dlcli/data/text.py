@@ -97,15 +97,19 @@ def text_files(path: str) -> list[Path]:
             raise UserError(f"data.path={show(path)} is a folder with no .txt files: give a text file, or a folder of .txt files")
         return files
     if not given.is_file():
+        if given.exists():  # /dev/zero, a FIFO: reading it would never end
+            raise UserError(f"data.path={show(path)} is not a regular file (a device, a FIFO): give a text file, or a folder of .txt files")
         raise UserError(f"data.path={show(path)}: no such file or folder")
     return [given]
 
 
 def read_utf8(file: Path, given: str) -> str:
-    """The file's text; a file that is not UTF-8 (a binary file, a Latin-1 text) is one line."""
+    """The file's text, its lines ending in \\n whatever wrote it, without a byte-order mark (the same
+    text saved by Windows' Notepad gave other tokens: a '\\ufeff' and a '\\r' on every line); a file
+    that is not UTF-8 (a binary file, a Latin-1 text) is one line."""
     data = file.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError as exc:
         raise UserError(f"data.path={show(given)}: {file.name} is not UTF-8 text (byte {exc.start:,} is 0x{data[exc.start]:02x}): "
                         "give a UTF-8 text file (convert it with iconv -t UTF-8)") from None
