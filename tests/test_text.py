@@ -259,6 +259,10 @@ def test_the_diagnosis_names_a_model_stuck_at_the_unigram_level():
             for e in range(1, 6)]
     found = [f for f in analyze(rows, summary, config={"trainer": {"epochs": 5}}) if f.code == "unigram_level"]
     assert found and "unigram level" in found[0].message and "trainer.epochs=20" in found[0].suggestion
+    assert "model=lstm, gru or transformer" in found[0].suggestion
+    transformer = OmegaConf.to_container(compose(["data=text", "model=transformer"]), resolve=False)
+    found = [f for f in analyze(rows, summary, config=transformer) if f.code == "unigram_level"]
+    assert "(model=lstm or gru)" in found[0].suggestion  # never the model the run already has
     summary["best_val_perplexity"] = 6.0
     assert "unigram_level" not in [f.code for f in analyze(rows, summary)]
 

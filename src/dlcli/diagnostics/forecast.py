@@ -26,4 +26,4 @@ def no_better_than_persistence(f: Facts, t: dict) -> Finding | None:
                    f"observed value scores {fmt(naive)}, so the model is no better than the naive forecast",
                    f.advise(*([("data.window", window * 2)] if isinstance(window, int) else []),
                             *([("trainer.epochs", epochs * 2)] if isinstance(epochs, int) else []),
-                            then="a model that reads the sequence (model=lstm, gru or cnn1d), or a higher optim.lr"))
+                            then=f"a model that reads the sequence ({f.other_models('lstm', 'gru', 'cnn1d')}), or a higher optim.lr"))

@@ -29,4 +29,4 @@ def unigram_level(f: Facts, t: dict) -> Finding | None:
                    f"every token from its frequency alone scores {fmt(unigram)}, so it has not learnt to use the context",
                    f.advise(*([("trainer.epochs", epochs * 4)] if isinstance(epochs, int) else []),
                             *([("optim.lr", lr * 3)] if isinstance(lr, (int, float)) else []),
-                            then="a model that reads the sequence (model=lstm, gru or transformer)"))
+                            then=f"a model that reads the sequence ({f.other_models('lstm', 'gru', 'transformer')})"))
