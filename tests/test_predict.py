@@ -227,8 +227,12 @@ def test_text_columns_stay_text_whatever_the_new_rows_hold(house_flow, tmp_path)
 @pytest.mark.slow  # trains and exports: 3.7 CPU seconds
 def test_export_from_another_directory_checks_on_random_inputs(house_flow, tmp_path, monkeypatch):
     root, _, refit = house_flow
-    monkeypatch.chdir(tmp_path)  # data.path=train.csv is not here
-    result = json.loads(ok("export", str(refit), "--output", "m.onnx", "--json").stdout)
+    monkeypatch.chdir(tmp_path)
+    (root / "train.csv").rename(root / "train.csv.away")  # the run's data (recorded as an absolute path) is not here
+    try:
+        result = json.loads(ok("export", str(refit), "--output", "m.onnx", "--json").stdout)
+    finally:
+        (root / "train.csv.away").rename(root / "train.csv")
     assert result["verified"]["inputs"].startswith("random inputs (the run's data could not be loaded here")
     assert result["run"] == str(refit.resolve()) and Path("m.onnx").is_file()
 

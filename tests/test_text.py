@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from omegaconf import OmegaConf
 
@@ -328,6 +329,27 @@ class InterruptAt(Callback):
 
 
 @pytest.mark.slow  # trains an LSTM three times
+@pytest.mark.slow  # trains, then evaluates and resumes from elsewhere
+def test_a_relative_data_path_is_recorded_so_the_run_is_used_from_any_directory(text_file, workdir, monkeypatch):
+    """data.path=book.txt typed in the project folder: dl eval from another folder, from inside the
+    run (cd RUN && dl eval .) and a resume from elsewhere all read the same file (config.yaml
+    records it absolute; it said data.path=book.txt: no such file)."""
+    result = run_cli("train", "data=text", "data.path=book.txt", *TINY_MODEL, "trainer.epochs=1", "trainer.progress=false",
+                     "--trust", "user_code", "-q")
+    assert result.exit_code == 0, result.output
+    run = next((workdir / "runs" / "train").iterdir())
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["path"] == str(text_file.resolve())
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    for where, target in ((elsewhere, str(run)), (run, ".")):
+        monkeypatch.chdir(where)
+        evaluated = run_cli("eval", target, "--trust", "user_code")
+        assert evaluated.exit_code == 0, (where, evaluated.output)
+    monkeypatch.chdir(elsewhere)
+    longer = run_cli("train", f"resume={run}", "trainer.epochs=2", "--trust", "user_code", "-q")
+    assert longer.exit_code == 0, longer.output
+
+
 def test_an_lstm_language_model_resumes_exactly(text_file):
     overrides = lm(f"data.path={text_file}", "model=lstm", "model.hidden=16", "model.embedding_dim=8", "trainer.epochs=3",
                    "data.seq_len=16")

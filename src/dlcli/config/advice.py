@@ -10,6 +10,8 @@ imported here, so advising about a run someone sent runs none of its code.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 
 from dlcli.config.build import constraints_for, resolve_target
@@ -24,6 +26,8 @@ def suggest(config: Mapping | None, *candidates: tuple[str, object]) -> list[str
     against the declared constraints only, when the config is not known."""
     kept = []
     for key, value in candidates:
+        if isinstance(value, float) and math.isfinite(value):
+            value = float(f"{value:.4g}")  # a rate times 3 is 0.009, not 0.009000000000000001
         group, _, leaf = key.partition(".")
         if group == "data" and data_setting_of_the_other_kind((_node(config or {}, "data") or {}).get("_target_"), leaf):
             continue  # data.normalize for a table, data.standardize for images: refused there

@@ -7,6 +7,12 @@ anything else is one new run (dlcli.run.single). Nothing in dlcli imports this m
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
 from dlcli.engine.distributed import launched_by_torchrun
 from dlcli.errors import UserError
 from dlcli.run.kfold import resume_kfold, train_kfold
@@ -16,6 +22,21 @@ from dlcli.run.request import RunRequest
 from dlcli.run.resume import resume
 from dlcli.run.single import TrainResult, new_run
 from dlcli.rundir.directory import is_kfold_parent
+
+
+def with_data_path_resolved(request: RunRequest) -> RunRequest:
+    """A new run records its data.path absolute when it was given relative and names a file or
+    folder here: config.yaml is what `dl eval`, `dl predict`, resume and refit read it from, and
+    they may run in any directory (cd RUN && dl eval . read book.txt from inside the run). A path
+    that does not exist here stays as typed, so the error names what was typed."""
+    path = OmegaConf.select(request.config, "data.path", default=None)
+    if not isinstance(path, str) or not path or "://" in path or Path(path).expanduser().is_absolute():
+        return request
+    if not Path(path).expanduser().exists():
+        return request
+    config = copy.deepcopy(request.config)
+    config.data.path = str(Path(path).expanduser().resolve())
+    return replace(request, config=config)
 
 
 def train(request: RunRequest) -> TrainResult:
@@ -36,7 +57,8 @@ def train(request: RunRequest) -> TrainResult:
         return resume(request)
     if cfg.get("refit"):
         request = refit_request(request)
-        cfg = request.config
+    request = with_data_path_resolved(request)
+    cfg = request.config
 
     several = devices_of(cfg) > 1 or launched_by_torchrun()
     if cfg.split.get("kfold") is not None and cfg.split.get("fold") is None:

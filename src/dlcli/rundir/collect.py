@@ -269,7 +269,16 @@ def group_runs(runs: RunRows) -> list[RunGroup]:
 def _data_label(data, source) -> str | None:
     if data is None:
         return None
-    return f"data={data} ({source})" if source else f"data={data}"
+    return f"data={data} ({_shown_path(source)})" if source else f"data={data}"
+
+
+def _shown_path(source: str) -> str:
+    """A data path as short as it is unambiguous here: relative to this directory when inside it (a
+    run records its data.path absolute)."""
+    try:
+        return str(Path(source).relative_to(Path.cwd()))
+    except ValueError:
+        return source
 
 
 def best_first(group: RunGroup) -> None:
