@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 from dlcli.config.advice import suggest
-from dlcli.config.compose import option_name
 from dlcli.diagnostics.evidence import Evidence
 from dlcli.diagnostics.report import Finding, fmt, read_findings
 from dlcli.diagnostics.through_time import recurrent_cell
@@ -45,14 +44,6 @@ class Facts:
     def advise(self, *candidates: tuple[str, object], then: str = "") -> str:
         """The candidate overrides that fit this run (dlcli.config.advice), then any advice in words."""
         return ", ".join([*suggest(self.config, *candidates), *([then] if then else [])]) or "see the finding above"
-
-    def other_models(self, *names: str) -> str:
-        """`model=a, b or c` of `names`, without the model this run already has (a suggestion to try
-        the model in use is no suggestion)."""
-        node = (self.config or {}).get("model")
-        current = option_name("model", node) if isinstance(node, dict) else None
-        left = [name for name in names if name != current]
-        return "model=" + (", ".join(left[:-1]) + " or " + left[-1] if len(left) > 1 else left[0])
 
 
 @dataclass

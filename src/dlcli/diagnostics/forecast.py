@@ -6,6 +6,7 @@ error is set beside them. Registered with the other checks (dlcli.diagnostics.ch
 from __future__ import annotations
 
 from dlcli.diagnostics.checks import Facts, check
+from dlcli.diagnostics.other_models import other_models
 from dlcli.diagnostics.report import Finding, fmt
 
 
@@ -26,4 +27,4 @@ def no_better_than_persistence(f: Facts, t: dict) -> Finding | None:
                    f"observed value scores {fmt(naive)}, so the model is no better than the naive forecast",
                    f.advise(*([("data.window", window * 2)] if isinstance(window, int) else []),
                             *([("trainer.epochs", epochs * 2)] if isinstance(epochs, int) else []),
-                            then=f"a model that reads the sequence ({f.other_models('lstm', 'gru', 'cnn1d')}), or a higher optim.lr"))
+                            then=f"a model that reads the sequence ({other_models(f.config, 'lstm', 'gru', 'cnn1d')}), or a higher optim.lr"))

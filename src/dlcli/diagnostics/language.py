@@ -7,6 +7,7 @@ model's best validation perplexity is set beside it. Registered with the other c
 from __future__ import annotations
 
 from dlcli.diagnostics.checks import Facts, check
+from dlcli.diagnostics.other_models import other_models
 from dlcli.diagnostics.report import Finding, fmt
 
 
@@ -29,4 +30,4 @@ def unigram_level(f: Facts, t: dict) -> Finding | None:
                    f"every token from its frequency alone scores {fmt(unigram)}, so it has not learnt to use the context",
                    f.advise(*([("trainer.epochs", epochs * 4)] if isinstance(epochs, int) else []),
                             *([("optim.lr", lr * 3)] if isinstance(lr, (int, float)) else []),
-                            then=f"a model that reads the sequence ({f.other_models('lstm', 'gru', 'transformer')})"))
+                            then=f"a model that reads the sequence ({other_models(f.config, 'lstm', 'gru', 'transformer')})"))
