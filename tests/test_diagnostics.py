@@ -29,6 +29,15 @@ def codes(findings):
     return [f["code"] for f in findings]
 
 
+def test_a_run_that_finished_no_epoch_says_nothing_was_checked():
+    """Stopped before its first epoch ended, a run had nothing to diagnose: the line says so rather
+    than list the checks as if they had found nothing."""
+    from dlcli.diagnostics.report import diagnosis_lines
+
+    assert diagnosis_lines([], epochs=0) == ["diagnosis: no epoch finished, so nothing was checked"]
+    assert diagnosis_lines([], epochs=3)[0].startswith("diagnosis: nothing wrong found")
+
+
 @pytest.mark.slow  # trains six runs
 def test_the_default_run_and_healthy_runs_find_nothing(workdir):
     result = run_cli("train")

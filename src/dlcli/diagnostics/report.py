@@ -42,7 +42,11 @@ def read_findings(run_dir: Path) -> list[Finding] | None:
     return [Finding(**f) for f in findings]
 
 
-def diagnosis_lines(findings: list[Finding], skipped: str | None = None) -> list[str]:
+def diagnosis_lines(findings: list[Finding], skipped: str | None = None, epochs: int | None = None) -> list[str]:
+    """The diagnosis as printed; `epochs`: how many the run finished, where known (none finished:
+    nothing was checked, and saying so beats listing checks that had nothing to read)."""
+    if epochs == 0 and not findings:
+        return ["diagnosis: no epoch finished, so nothing was checked"]
     if skipped:
         head = f"diagnosis (the live checks stopped early: {skipped}):"
         return [head, *(line for f in findings for line in f.lines())] if findings else [head + " nothing else found"]

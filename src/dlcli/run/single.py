@@ -284,12 +284,13 @@ def _diagnose(run_dir: Path, summary: dict, watch: Diagnostics, reporter: Report
     """The run's diagnosis: diagnostics.json, its codes in summary.json, its lines in the log.
     A diagnosis that cannot be made costs the run nothing (the traceback goes to train.log)."""
     try:
-        findings = analyze(read_metrics(run_dir / "metrics.csv"), summary, watch.evidence, config)
+        rows = read_metrics(run_dir / "metrics.csv")
+        findings = analyze(rows, summary, watch.evidence, config)
         write_findings(run_dir, findings)
     except Exception:
         reporter.log_only("could not diagnose the run:\n" + traceback.format_exc())
         return summary
-    for line in diagnosis_lines(findings, watch.failed):
+    for line in diagnosis_lines(findings, watch.failed, epochs=len(rows)):
         reporter.log(line)
     extra = {"diagnostics_skipped": watch.failed} if watch.failed else {}
     if watch.evidence.initial_loss is not None:
