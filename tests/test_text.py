@@ -188,6 +188,18 @@ def test_the_same_text_saved_with_a_byte_order_mark_or_windows_line_ends_gives_t
     assert load_text(str(workdir / "windows.txt"), seq_len=5).tokens == plain == load_text(str(workdir / "old_mac.txt"), seq_len=5).tokens
 
 
+def test_the_seq_len_a_refusal_suggests_fits_every_span(workdir):
+    """The longest window is the shortest span's (less its next token): suggesting the train span's
+    length led to a second refusal, by the val span."""
+    path = workdir / "short.txt"
+    path.write_text("a b c d e f g. " * 20)
+    for asked in (5000, 100):
+        with pytest.raises(UserError) as refused:
+            prepared(path, seq_len=asked)
+        suggested = int(re.search(r"use data\.seq_len=(\d+) or less", str(refused.value)).group(1))
+        prepared(path, seq_len=suggested)  # fits: no second refusal
+
+
 def test_a_missing_path_and_an_empty_folder_are_one_line(workdir):
     (workdir / "empty").mkdir()
     os.mkfifo(workdir / "pipe.txt")

@@ -140,7 +140,9 @@ class TextModality(Modality):
                 parts[part] = np.zeros(0, dtype=np.int64)
                 continue
             if stop - start < raw.seq_len + 1:
-                raise UserError(too_short(raw, part, stop - start, split_cfg))
+                # the advice fits every span, not only this one (the next check would refuse it otherwise)
+                fits = min(b - a for name, (a, b) in spans.items() if b > a or name == "train") - 1
+                raise UserError(too_short(raw, part, stop - start, split_cfg, fits))
             parts[part] = window_starts(start, stop, raw.seq_len, part == "train")[0]
         return SpanSplit(train=parts["train"], val=parts["val"], test=parts["test"], spans=spans)
 
@@ -205,11 +207,13 @@ class TextModality(Modality):
                 "position; unknown tokens 1); it returns the next token's logits at every position (batch, window, vocabulary)")
 
 
-def too_short(raw: TextSource, part: str, tokens: int, split_cfg) -> str:
-    """Why a span cannot hold one window of data.seq_len tokens and its target, and what would."""
+def too_short(raw: TextSource, part: str, tokens: int, split_cfg, fits: int | None = None) -> str:
+    """Why a span cannot hold one window of data.seq_len tokens and its target, and what would:
+    `fits`, the longest window every span holds."""
     share = {"train": "what split.val and split.test leave", "val": f"split.val={split_cfg.val}",
              "test": f"split.test={split_cfg.test}"}[part]
-    fix = f"data.seq_len={tokens - 1} or less" if tokens > 1 else "a longer text"
+    fits = tokens - 1 if fits is None else fits
     more = {"train": "smaller split.val and split.test", "val": "a larger split.val", "test": "a larger split.test"}[part]
+    fix = f"data.seq_len={fits} or less, {more}, or a longer text" if fits >= 1 else f"a longer text, or {more}"
     return (f"data.seq_len={raw.seq_len} is longer than the {part} span of {raw.name} ({tokens:,} of its {len(raw.tokens):,} "
-            f"{raw.tokenizer} tokens, {share}), which must hold a window and its next token: use {fix}, {more}, or a longer text")
+            f"{raw.tokenizer} tokens, {share}), which must hold a window and its next token: use {fix}")
