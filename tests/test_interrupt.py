@@ -211,8 +211,14 @@ def test_sigterm_to_a_parallel_sweeps_whole_group_keeps_each_running_trials_epoc
     as on Ctrl-C (it used to die at once, its summary left at "running", best.pt never written)."""
     process = start(["sweep", "grid", "data=wine", "optim.lr=0.1,0.01,0.001", "trainer.epochs=2000", "trainer.plots=false",
                      "trainer.checkpoint_every=0", "--jobs", "2", "-q"], tmp_path)
-    wait_for_rows("runs/sweeps/sweep/*/trials/*/metrics.csv", tmp_path, 2)
-    assert len(list(tmp_path.glob("runs/sweeps/sweep/*/trials/*/metrics.csv"))) == 2
+    deadline = time.time() + 180
+    while time.time() < deadline:  # both trials training, each past its second epoch
+        found = list(tmp_path.glob("runs/sweeps/sweep/*/trials/*/metrics.csv"))
+        if len(found) == 2 and all(len(f.read_text().splitlines()) > 2 for f in found):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"two trials never trained two epochs: {(tmp_path / 'stderr.txt').read_text()}")
     os.killpg(process.pid, signal.SIGTERM)  # the sweep and both workers (start() gave it a session, so a group, of its own)
     process.wait(timeout=120)
     err = (tmp_path / "stderr.txt").read_text()
