@@ -72,6 +72,13 @@ def declares(declare):
     return mark
 
 
+def device_option() -> dict:
+    """A command's --device, declared as trainer.device is (completion offers its usual names)."""
+    from dlcli.config.schema import CONSTRAINTS  # noqa: PLC0415  (called on first use: dl --help loads no schema)
+
+    return {"device": CONSTRAINTS["trainer.device"]}
+
+
 def first_words(**words: str):
     """Mark a command whose first argument may be a word that changes what it does (`dl runs diff`),
     each with a line about it: completion offers them as it offers subcommands."""

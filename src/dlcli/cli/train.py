@@ -11,14 +11,8 @@ import typer
 from rich.console import Console
 
 from dlcli.cli import CONFIG_DIR, OVERRIDES_HELP, QUIET_HELP, TRUST, app, console, err_console, handle_errors
-from dlcli.cli.completion import declares
+from dlcli.cli.completion import declares, device_option
 from dlcli.cli.render import headline, kfold_table, summary_table
-
-
-def _device_names():
-    from dlcli.config.schema import CONSTRAINTS  # noqa: PLC0415  (dl --help imports no config module)
-
-    return {"device": CONSTRAINTS["trainer.device"]}  # (completion offers its usual names)
 
 
 @app.command(
@@ -36,7 +30,7 @@ def _device_names():
     )
 )
 @handle_errors
-@declares(_device_names)
+@declares(device_option)
 def train(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     cfg: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),

@@ -11,6 +11,7 @@ import typer
 
 from dlcli.cli import CHECKPOINT, RUN_DIR, TRUST, app, checked_options, console, err_console, examples, handle_errors
 from dlcli.errors import printable, printable_lines
+from dlcli.cli.completion import device_option
 from dlcli.cli.render import confusion_table, fmt, metrics_table, per_class_table
 
 MAX_CLASSES_IN_TERMINAL = 12  # a larger confusion matrix is only readable as the picture
@@ -23,18 +24,12 @@ def _checkpoint():
     return {"checkpoint": Options(CHECKPOINTS)}
 
 
-def _device():
-    from dlcli.config.schema import CONSTRAINTS
-
-    return {"device": CONSTRAINTS["trainer.device"]}  # (completion offers its usual names)
-
-
 def _eval_options():
     from dlcli.config.constraints import ListOf, Options
     from dlcli.engine.tta import VIEWS
     from dlcli.trained.evaluate import SPLITS
 
-    return {**_checkpoint(), **_device(), "split": Options(SPLITS), "tta": ListOf(Options(("none", *VIEWS)))}
+    return {**_checkpoint(), **device_option(), "split": Options(SPLITS), "tta": ListOf(Options(("none", *VIEWS)))}
 
 
 def _predict_options():
@@ -42,7 +37,7 @@ def _predict_options():
 
     from dlcli.config.schema import CONSTRAINTS
 
-    return {**_checkpoint(), **_device(), "fold": Interval(1, 10_000, integer=True), "horizon": Interval(1, 100_000, integer=True),
+    return {**_checkpoint(), **device_option(), "fold": Interval(1, 10_000, integer=True), "horizon": Interval(1, 100_000, integer=True),
             "seed": CONSTRAINTS["seed"]}  # (the seeds a run takes: torch's generator refuses a number past 64 bits)
 
 
