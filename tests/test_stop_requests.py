@@ -133,3 +133,49 @@ def test_a_pool_worker_ends_on_sigterm_between_trials_and_stops_gracefully_durin
         os._exit(0 if ok else 1)
     _, status = os.waitpid(busy, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+class CtrlCAtOnePoint:
+    """A sweep's slots (dlcli.sweep.backends.Slots) whose trials finish at once, with a Ctrl-C sent
+    to this process at one point of the sweep's loop: just after a trial is handed over, or while
+    a finished trial's record is reported. Wherever it lands, every trial handed over is reported,
+    once."""
+
+    def __init__(self, at: str):
+        self.at, self.sent, self.handed = at, False, []
+
+    def ctrl_c(self, point: str) -> None:
+        if point == self.at and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)  # Python's handler runs at the next bytecode, here
+
+    def submit(self, spec):
+        self.handed.append(spec)
+        if len(self.handed) == 2:
+            self.ctrl_c("handed over")
+        return spec
+
+    def wait_any(self, pending):
+        return min(pending)
+
+    def record(self, handle):
+        return {"number": handle}
+
+    def stop(self, pending):
+        return [{"number": handle} for handle in sorted(pending)]
+
+
+@pytest.mark.parametrize("at", ["handed over", "reported"])
+def test_a_ctrl_c_anywhere_in_a_sweeps_loop_reports_every_trial_it_handed_over_once(at):
+    from dlcli.sweep.backends import fill_wait_drain
+
+    slots, reported = CtrlCAtOnePoint(at), []
+
+    def on_result(record):
+        reported.append(record["number"])
+        slots.ctrl_c("reported")
+        return True
+
+    with pytest.raises(KeyboardInterrupt):
+        fill_wait_drain(iter(range(10)), 2, slots, on_result)
+    assert slots.sent and sorted(reported) == slots.handed  # none lost, none twice

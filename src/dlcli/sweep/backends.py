@@ -18,15 +18,16 @@ import torch
 
 from dlcli.errors import UserError, first_line
 from dlcli.system import fork_server
-from dlcli.system.interrupts import StopRecord, pool_worker_stance, signal_children
+from dlcli.system.interrupts import StopRecord, ctrl_c_deferred, pool_worker_stance, signal_children
 from dlcli.system.machine import usable_cores
 from dlcli.system.processes import die_with_parent
 from dlcli.sweep.trial import TrialSpec, run_trial
 
 OnResult = Callable[[dict], bool]  # returns False to stop the sweep (fail-fast)
 # what the fork server imports once for all the pool's workers (dlcli.system.fork_server): a trial
-# and all it imports
-TRIAL_IMPORTS = ("dlcli.sweep.backends",)
+# and all it imports, and torch._dynamo, which every torch.optim optimizer imports as it is built
+# (~1.3 s of CPU per worker otherwise)
+TRIAL_IMPORTS = ("dlcli.sweep.backends", "torch._dynamo")
 
 
 def run_in_process(specs: Iterable[TrialSpec], on_result: OnResult) -> None:
@@ -142,9 +143,23 @@ def fill_wait_drain(specs: Iterable[TrialSpec], jobs: int, slots: Slots, on_resu
     queue: Iterator[TrialSpec] = iter(specs)
     pending: set = set()
 
+    # A Ctrl-C lands between two bytecodes; the bookkeeping below is held whole (ctrl_c_deferred), so
+    # that one arriving there still finds every trial it took in `pending` and none reported twice:
+    # a trial submitted but not yet added would run, be interrupted, and be missing from the files.
     def fill() -> None:
-        while len(pending) < jobs and (spec := next(queue, None)) is not None:
-            pending.add(slots.submit(spec))
+        while len(pending) < jobs:
+            with ctrl_c_deferred():
+                spec = next(queue, None)
+                if spec is None:
+                    return
+                pending.add(slots.submit(spec))
+
+    def report(handle) -> bool:
+        with ctrl_c_deferred():
+            record = slots.record(handle)
+            go_on = record is None or on_result(record)
+            pending.discard(handle)  # reported: a Ctrl-C from here on does not report it twice
+            return go_on
 
     def drain() -> None:
         for record in slots.stop(pending):
@@ -153,11 +168,7 @@ def fill_wait_drain(specs: Iterable[TrialSpec], jobs: int, slots: Slots, on_resu
     try:
         fill()
         while pending:
-            handle = slots.wait_any(pending)
-            record = slots.record(handle)
-            go_on = record is None or on_result(record)
-            pending.discard(handle)  # reported: a Ctrl-C from here on does not report it twice
-            if not go_on:
+            if not report(slots.wait_any(pending)):
                 drain()
                 return
             fill()
