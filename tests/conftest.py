@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+import dlcli.tracking.plots
 from dlcli.cli import app
 from dlcli.cli.completion import with_shell_named
 from dlcli.config.compose import compose
@@ -119,14 +120,16 @@ def environment_as_it_was():
         os.environ.update(before)
 
 
-@pytest.fixture(autouse=True)
-def no_background_pictures(request, monkeypatch):
-    """Each run's pictures are drawn by a process of their own; only the tests that look at
-    pictures (the `pictures` marker) pay for that on these 2-core machines."""
-    import dlcli.tracking.plots
+# Each run's pictures are drawn by a process of its own (~1 s of CPU each); only the tests that look at
+# pictures (the `pictures` marker) pay for that on these 2-core machines. Off from the start, so
+# that the runs a module's fixture trains before any test (the examples' finished runs) draw none either.
+dlcli.tracking.plots.drawing_enabled = False
 
-    if request.node.get_closest_marker("pictures") is None:
-        monkeypatch.setattr(dlcli.tracking.plots, "drawing_enabled", False)
+
+@pytest.fixture(autouse=True)
+def background_pictures_where_looked_at(request, monkeypatch):
+    if request.node.get_closest_marker("pictures") is not None:
+        monkeypatch.setattr(dlcli.tracking.plots, "drawing_enabled", True)
 
 
 @pytest.fixture

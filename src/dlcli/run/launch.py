@@ -56,9 +56,10 @@ from dlcli.trust.targets import targets_in
 HOW_IT_RUNS = ("trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
 # what the fork server imports once for all the workers it forks (dlcli.system.fork_server): this
 # module with all it imports, and what a worker of a run on the bundled datasets imported besides
-# (measured: ~0.5 s of CPU each). Not torchvision: a table's run never loads it.
+# (measured: ~0.5 s of CPU each), and torch._dynamo, which every torch.optim optimizer imports as it
+# is built (~1.3 s of CPU per worker otherwise). Not torchvision: a table's run never loads it.
 WORKER_IMPORTS = ("dlcli.run.launch", "dlcli.data.images", "sklearn.datasets", "sklearn.model_selection",
-                  "torch.utils.serialization")
+                  "torch.utils.serialization", "torch._dynamo")
 
 
 def devices_of(cfg: DictConfig) -> int:

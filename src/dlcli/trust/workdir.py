@@ -85,10 +85,8 @@ def received_here() -> str | None:
                                  if (kind := made_by_dl(folder)) is not None), None)
     if _MADE_ABOVE[cwd] is not None:
         return _MADE_ABOVE[cwd]
-    for folder in _OPENED:
-        if cwd == folder or folder in cwd.parents:
-            return f"{_shown(folder, cwd)} is opened by this command"
-    return None
+    around = {cwd, *cwd.parents}  # a set: a process that runs many commands (a test suite) has opened many folders
+    return next((f"{_shown(folder, cwd)} is opened by this command" for folder in _OPENED if folder in around), None)
 
 
 def own_conf() -> Path | None:
