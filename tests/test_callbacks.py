@@ -3,14 +3,13 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import only_run, quiet_reporter, read, run_cli
+from forked_dl import run_dl
 from dlcli.config.compose import compose
 from dlcli.engine.callbacks import Callback
 from dlcli.engine.checkpoint import Checkpointer, load_checkpoint, save_checkpoint
@@ -110,8 +109,7 @@ def test_sigkill_between_two_checkpoint_writes_resumes_to_the_uninterrupted_resu
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     # a 3 s interval: epochs 4-6 fit in it even on a loaded machine, so last.pt stays behind
     common = ["trainer.epochs=8", "model.dropout=0.2", "sched=cosine", "trainer.checkpoint_every=3", "--quiet"]
-    dl = lambda *args: subprocess.run([sys.executable, "-m", "dlcli", "train", *args], cwd=tmp_path, env=env,
-                                      capture_output=True, text=True, timeout=300)
+    dl = lambda *args: run_dl(["train", *args], tmp_path, env=env, timeout=300)
     monkeypatch.chdir(tmp_path)  # the uninterrupted reference, trained here (the same engine, no process start-up)
     reference = train(RunRequest(compose([*common[:-1], "name=reference", "trainer.progress=false"]), [], quiet_reporter()))
     assert reference.status == "completed"

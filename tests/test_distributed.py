@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from conftest import read, run_cli
+from forked_dl import run_dl, start_dl
 from dlcli.engine.distributed import World, part_of_batch, shard
 
 TWO = ["trainer.devices=2", "trainer.device=cpu", "trainer.progress=false", "trainer.plots=false"]
@@ -44,8 +45,8 @@ def weights(run: Path) -> dict:
 
 def children_alive() -> list[int]:
     """Processes this one started for a run and left behind: its children, or those of the fork
-    server it started. Multiprocessing's resource tracker and dl's fork server, which both stay
-    for the life of this process, are not."""
+    server it started. Multiprocessing's resource tracker, dl's fork server and the tests' own
+    (forked_dl), which stay for the life of this process, are not."""
     processes = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -55,7 +56,7 @@ def children_alive() -> list[int]:
             except OSError:
                 continue
     helpers = {pid for pid, (parent, _, command) in processes.items() if parent == os.getpid()
-               and (b"resource_tracker" in command or b"multiprocessing.forkserver" in command)}
+               and any(name in command for name in (b"resource_tracker", b"multiprocessing.forkserver", b"forked_dl"))}
     return [pid for pid, (parent, state, _) in processes.items()
             if state != "Z" and pid not in helpers and (parent == os.getpid() or parent in helpers)]
 
@@ -270,11 +271,9 @@ def test_ctrl_c_stops_every_worker_and_leaves_a_resumable_run(tmp_path):
     in, the run says interrupted, nothing is left running, and resume finishes it."""
     import signal
     import subprocess
-    import sys
 
-    command = [sys.executable, "-m", "dlcli", "train", "trainer.epochs=200", "trainer.devices=2", "trainer.device=cpu", "-q"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = ["train", "trainer.epochs=200", "trainer.devices=2", "trainer.device=cpu", "-q"]
+    process = start_dl(command, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics = metrics_after_two_epochs(tmp_path)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
     _, err = process.communicate(timeout=90)
@@ -307,10 +306,9 @@ def test_a_killed_launcher_leaves_no_worker_training_on(tmp_path):
     run was killed."""
     import signal
     import subprocess
-    import sys
 
-    command = [sys.executable, "-m", "dlcli", "train", "data=wine", "trainer.epochs=2000", "trainer.plots=false", *TWO, "-q"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = ["train", "data=wine", "trainer.epochs=2000", "trainer.plots=false", *TWO, "-q"]
+    process = start_dl(command, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     metrics_after_two_epochs(tmp_path)  # the workers are training: the kill lands mid-run
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -318,8 +316,7 @@ def test_a_killed_launcher_leaves_no_worker_training_on(tmp_path):
     while time.time() < deadline and session_alive(process.pid):
         time.sleep(0.1)
     assert not session_alive(process.pid)  # no worker, no fork server
-    listed = subprocess.run([sys.executable, "-m", "dlcli", "runs", "runs/train", "--json"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)
+    listed = run_dl(["runs", "runs/train", "--json"], tmp_path, timeout=60)
     assert json.loads(listed.stdout)[0]["status"] == "killed", listed.stdout
 
 

@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import only_run, quiet_reporter, read, run_cli
+from forked_dl import start_dl
 from dlcli.config.compose import compose
 from dlcli.errors import UserError
 from dlcli.experiment import build_experiment
@@ -24,7 +24,7 @@ USER_CODE_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.envi
 
 
 def dl(*args, cwd, **options):
-    return subprocess.Popen([sys.executable, "-m", "dlcli", *args], cwd=cwd, env=USER_CODE_ENV, stdout=subprocess.PIPE,
+    return start_dl(args, cwd, env=USER_CODE_ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **options)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, wait_for_file
+from forked_dl import start_dl
 
-DL = [sys.executable, "-m", "dlcli"]
 TWO = ["trainer.devices=2", "trainer.device=cpu"]
 
 
@@ -67,11 +67,11 @@ def gone_within(session: int, seconds: float) -> list[int]:
     return session_processes(session)
 
 
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
+def start(args: list[str], cwd: Path):
     """`dl ARGS` as a program would start it: SIGINT left at its default, in a session of its own
     (so that every process it starts can be found, and a signal to it is not a terminal's)."""
     err = open(cwd / "stderr.txt", "w")  # a file, not a pipe: a process left behind would hold a pipe open
-    return subprocess.Popen([*DL, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    return start_dl(args, cwd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
 
 
 def wait_for_rows(pattern: str, cwd: Path, rows: int, timeout: float = 180) -> Path:
@@ -86,8 +86,7 @@ def wait_for_rows(pattern: str, cwd: Path, rows: int, timeout: float = 180) -> P
 
 @pytest.mark.slow
 def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path, monkeypatch):
-    command = [*DL, "train", "trainer.epochs=60", "--quiet"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_dl(["train", "trainer.epochs=60", "--quiet"], tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     metrics = None
     while time.time() < deadline:  # wait until a few epochs are on disk

@@ -3,13 +3,12 @@
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import only_run, read, run_cli
+from forked_dl import run_dl
 from dlcli.rundir.directory import read_metrics
 
 TESTS = Path(__file__).resolve().parent
@@ -83,11 +82,11 @@ def test_mlflow_run_holds_the_config_every_epoch_and_the_final_status(workdir):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_into_the_same_logs_without_repeating_an_epoch(tmp_path, monkeypatch):
-    common = [sys.executable, "-m", "dlcli", "train", "data=iris", "trainer.epochs=6", "trainer.checkpoint_every=3600",
+    common = ["train", "data=iris", "trainer.epochs=6", "trainer.checkpoint_every=3600",
               "logger=[tensorboard,mlflow]", "--quiet"]
     # last.pt is written at the start only; the process dies after epoch 4, with 4 epochs logged beyond it
-    killed = subprocess.run([*common, "+callbacks.kill._target_=user_code.KillAt", "+callbacks.kill.epoch=4",
-                             f"+callbacks.kill.marker={tmp_path / 'killed'}"], cwd=tmp_path, env=USER_CODE_ENV, capture_output=True)
+    killed = run_dl([*common, "+callbacks.kill._target_=user_code.KillAt", "+callbacks.kill.epoch=4",
+                     f"+callbacks.kill.marker={tmp_path / 'killed'}"], tmp_path, env=USER_CODE_ENV)
     assert killed.returncode == -9
     run = only_run(tmp_path)
     monkeypatch.chdir(tmp_path)  # the resume runs here, in this process (only the kill needs a process of its own)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import read, run_cli
+from forked_dl import start_dl
 from dlcli.errors import UserError
 from dlcli.sweep import SweepSettings, run_sweep
 from dlcli.sweep.space import parse_space
@@ -424,8 +425,8 @@ def test_parallel_tpe_trials_share_one_study(workdir):
 @pytest.mark.slow
 def test_a_killed_tpe_sweep_resumes_in_the_same_study(tmp_path, monkeypatch):
     """SIGKILL (no clean-up at all) after two trials; --resume finishes the same study."""
-    command = [sys.executable, "-m", "dlcli", "sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "--trials", "4", "trainer.epochs=8"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = ["sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "--trials", "4", "trainer.epochs=8"]
+    process = start_dl(command, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, results = time.time() + 120, None
     while time.time() < deadline:
         found = list(tmp_path.glob("runs/sweeps/sweep/*/results.csv"))
@@ -463,8 +464,7 @@ def test_a_killed_kfold_tpe_sweep_resumes_to_the_numbers_of_an_uninterrupted_one
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     killed_dir.mkdir()
     whole_dir.mkdir()
-    process = subprocess.Popen([sys.executable, "-m", "dlcli", *args], cwd=killed_dir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = start_dl(args, killed_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, directory = time.time() + 120, None
     while time.time() < deadline:  # kill once trial 002 has begun its folds
         found = list(killed_dir.glob("runs/sweeps/sweep/*/trials/002/fold-1/metrics.csv"))

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import new_database, run_cli
+from forked_dl import start_dl
 from dlcli.errors import UserError
 from dlcli.sweep import SweepPlan, SweepSettings, sweep
 from dlcli.sweep.run import plan_space
@@ -46,8 +46,8 @@ def _start(url: str, name: str, kind: str, overrides: list[str], trials=None, he
 
 def _join(url: str, name: str, cwd: Path) -> subprocess.Popen:
     """The worker command of the cluster recipe (a SLURM array task, an ssh loop)."""
-    return subprocess.Popen([sys.executable, "-m", "dlcli", "sweep", "join", url, "--study", name, "--quiet"], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_dl(["sweep", "join", url, "--study", name, "--quiet"], cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    text=True)
 
 
 def _worker_here(url: str, name: str):

@@ -218,3 +218,22 @@ class NextTokenTable(__import__("torch").nn.Module):
 
     def forward(self, x):
         return self.table(x)
+
+
+class DescribeProcess(Callback):
+    """Writes what a process is as it starts training (its arguments, import path, main module,
+    signal handlers, environment) to a JSON file: tests/forked_dl.py's forked `dl` against a real one."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_fit_start(self, session, state):
+        import sys
+
+        main = sys.modules["__main__"]
+        handlers = {name: getattr(handler, "__qualname__", repr(handler))
+                    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE", "SIGCHLD") if (handler := signal.getsignal(getattr(signal, name)))}
+        Path(self.path).write_text(json.dumps({
+            "argv": sys.argv, "path": sys.path, "main": [getattr(main, "__file__", None), main.__spec__.name if main.__spec__ else None],
+            "handlers": handlers, "mask": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
+            "cwd": os.getcwd(), "session": os.getsid(0) == os.getpid(), "marker": os.environ.get("DL_TEST_MARKER")}))
