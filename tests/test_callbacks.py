@@ -108,7 +108,7 @@ def test_ctrl_c_stops_at_once_when_the_last_epoch_is_already_saved(workdir):
 def test_sigkill_between_two_checkpoint_writes_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     # a 3 s interval: epochs 4-6 fit in it even on a loaded machine, so last.pt stays behind
-    common = ["trainer.epochs=8", "model.dropout=0.2", "sched=cosine", "trainer.checkpoint_every=3", "--quiet"]
+    common = ["trainer.epochs=8", "model.dropout=0.2", "sched=cosine", "trainer.checkpoint_every=3", "trainer.plots=false", "--quiet"]
     dl = lambda *args: run_dl(["train", *args], tmp_path, env=env, timeout=300)
     monkeypatch.chdir(tmp_path)  # the uninterrupted reference, trained here (the same engine, no process start-up)
     reference = train(RunRequest(compose([*common[:-1], "name=reference", "trainer.progress=false"]), [], quiet_reporter()))

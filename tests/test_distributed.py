@@ -272,7 +272,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_a_resumable_run(tmp_path):
     import signal
     import subprocess
 
-    command = ["train", "trainer.epochs=200", "trainer.devices=2", "trainer.device=cpu", "-q"]
+    command = ["train", "trainer.epochs=200", "trainer.devices=2", "trainer.device=cpu", "trainer.plots=false", "-q"]
     process = start_dl(command, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics = metrics_after_two_epochs(tmp_path)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group

@@ -41,7 +41,7 @@ def wait_until(condition, timeout=120.0):
 @pytest.mark.parametrize("whom", ["the terminal's process group", "the sweep process only"])
 def test_ctrl_c_on_a_parallel_sweep_starts_nothing_new_and_its_files_match_its_trials(tmp_path, whom):
     sweep = dl("sweep", "grid", "optim.lr=0.3,0.1,0.03,0.01", "model.hidden=[64],[128]", "--jobs", "2", "trainer.epochs=40",
-               cwd=tmp_path, start_new_session=True)
+               "trainer.plots=false", cwd=tmp_path, start_new_session=True)
     results = lambda: list(tmp_path.glob("runs/sweeps/sweep/*/results.csv"))
     wait_until(lambda: results() and len(results()[0].read_text().strip().splitlines()) >= 3)  # two trials done
     finished_before = len(results()[0].read_text().strip().splitlines()) - 1
@@ -72,7 +72,7 @@ def test_ctrl_c_from_the_terminal_with_dataloader_workers_keeps_the_epoch_and_no
     folder = write_image_folder(tmp_path / "photos", per_class=300, sizes=((48, 48),))  # epochs long enough to be cut
     run = dl("train", "data=imagefolder", f"data.root={folder}", "data.cache=none", "data.num_workers=2",
              "data.augment.color_jitter=0.3", "model=lenet", "trainer.epochs=200", "trainer.checkpoint_every=3600",
-             cwd=tmp_path, start_new_session=True)
+             "trainer.plots=false", cwd=tmp_path, start_new_session=True)
     metrics = lambda: list(tmp_path.glob("runs/train/*/metrics.csv"))  # noqa: E731
     wait_until(lambda: metrics() and len(metrics()[0].read_text().strip().splitlines()) >= 2)  # an epoch done
     time.sleep(0.2)  # into the next one
@@ -134,7 +134,7 @@ def test_an_interrupt_while_the_run_directory_is_made_leaves_nothing(workdir, mo
 def test_a_killed_run_shows_as_killed_and_a_live_one_cannot_be_resumed_twice(tmp_path, monkeypatch):
     # the run holds still for a minute after epoch 4 (alive, its lock held) until it is killed
     marker = tmp_path / "paused-once"
-    training = dl("train", "data=iris", "trainer.epochs=20", "+callbacks.hold._target_=user_code.KillAt", "+callbacks.hold.epoch=999",
+    training = dl("train", "data=iris", "trainer.epochs=20", "trainer.plots=false", "+callbacks.hold._target_=user_code.KillAt", "+callbacks.hold.epoch=999",
                   f"+callbacks.hold.marker={marker}", "+callbacks.hold.pause_at=4", "+callbacks.hold.pause=60", "--quiet", cwd=tmp_path)
     metrics = lambda: list(tmp_path.glob("runs/train/*/metrics.csv"))
     wait_until(lambda: metrics() and len(metrics()[0].read_text().splitlines()) > 3)

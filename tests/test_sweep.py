@@ -425,7 +425,7 @@ def test_parallel_tpe_trials_share_one_study(workdir):
 @pytest.mark.slow
 def test_a_killed_tpe_sweep_resumes_in_the_same_study(tmp_path, monkeypatch):
     """SIGKILL (no clean-up at all) after two trials; --resume finishes the same study."""
-    command = ["sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "--trials", "4", "trainer.epochs=8"]
+    command = ["sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "--trials", "4", "trainer.epochs=8", "trainer.plots=false"]
     process = start_dl(command, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, results = time.time() + 120, None
     while time.time() < deadline:
@@ -460,7 +460,7 @@ def test_a_killed_kfold_tpe_sweep_resumes_to_the_numbers_of_an_uninterrupted_one
     """SIGKILL in the middle of a cross-validated trial; --resume reruns that trial from its first
     fold and ends with exactly the table a sweep never killed ends with."""
     args = ["sweep", "tpe", "optim.lr=tag(log,interval(1e-3,0.5))", "split.kfold=3", "--trials", "4", "--seed", "3",
-            "trainer.epochs=3", *IRIS, "--threads", "1"]  # a trial: 3 folds of 3 epochs, which the kill lands inside
+            "trainer.epochs=3", "trainer.plots=false", *IRIS, "--threads", "1"]  # a trial: 3 folds of 3 epochs, which the kill lands inside
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     killed_dir.mkdir()
     whole_dir.mkdir()
