@@ -5,7 +5,6 @@ process that started it. The runs themselves are in test_distributed.py and test
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import signal
@@ -196,13 +195,3 @@ def command_of(pid: int) -> bytes:
         return open(f"/proc/{pid}/cmdline", "rb").read()
     except OSError:
         return b""
-
-
-@pytest.mark.slow  # starts processes
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server runs on Linux")
-def test_what_the_server_imported_is_frozen_so_workers_share_it_rather_than_copy_it():
-    """A worker's collections skip what the server imported (gc.freeze as its last import): the
-    pages stay the server's, not copied into each worker as a collection walks them."""
-    fork_server.ready_server(LIGHT)
-    with multiprocessing.get_context("forkserver").Pool(1) as pool:
-        assert pool.apply(gc.get_freeze_count) > 1000  # the server's imports: this module's, json's, dl's guard

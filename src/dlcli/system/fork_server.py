@@ -39,7 +39,6 @@ from dlcli.system.sockets import make_worker_sockets_fit
 
 START_METHOD_VARIABLE = "DL_START_METHOD"
 GUARD = "dlcli.system.fork_server_guard"  # imported first: the server takes its stance before the long imports
-FROZEN = "dlcli.system.fork_server_frozen"  # imported last: the imports' objects stay shared with the workers
 # variables that say what the calling process is doing, not how a worker should run: pytest names
 # the test running in one, a new value each test, and a suite's launches should share one server
 NOT_SETTINGS = ("PYTEST_CURRENT_TEST",)
@@ -69,7 +68,7 @@ def ready_server(preload: Sequence[str]) -> None:
     if _started_for != wanted:
         _retire()
         # (the main module too: each worker would import it again, `dl`'s command line and all)
-        set_forkserver_preload([GUARD, "__main__", *preload, FROZEN])
+        set_forkserver_preload([GUARD, "__main__", *preload])
     make_worker_sockets_fit()  # the server listens on a Unix socket under TMPDIR, as DataLoader workers do
     forkserver.ensure_running()  # (starts it again if it died meanwhile)
     _started_for = wanted
