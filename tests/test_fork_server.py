@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import run_cli
+from forked_dl import start_dl
 from dlcli.system import fork_server, interrupts
 
 LIGHT = ("json",)  # a server that imports next to nothing: these tests are about the server, not dl's imports
@@ -150,9 +151,9 @@ def test_the_server_ignores_stop_signals_and_ends_with_the_process_that_started_
 def test_a_sweep_with_several_threads_per_trial_forks_its_workers_from_the_server_and_they_die_with_it(tmp_path):
     """--threads 2: forking the sweep itself is not safe (OpenMP), so the pool's workers fork from
     the fork server. SIGKILL to the sweep: the server and every worker end with it."""
-    command = [sys.executable, "-m", "dlcli", "sweep", "grid", "data=wine", "optim.lr=0.1,0.01,0.001", "trainer.epochs=400",
-               "trainer.plots=false", "--jobs", "2", "--threads", "2", "-q"]
-    sweep = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = ["sweep", "grid", "data=wine", "optim.lr=0.1,0.01,0.001", "trainer.epochs=400", "trainer.plots=false", "--jobs", "2",
+               "--threads", "2", "-q"]
+    sweep = start_dl(command, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while len(list(tmp_path.glob("runs/sweeps/sweep/*/trials/*/metrics.csv"))) < 2 and time.monotonic() < deadline:
