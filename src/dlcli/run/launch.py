@@ -62,6 +62,14 @@ WORKER_IMPORTS = ("dlcli.run.launch", "dlcli.data.images", "sklearn.datasets", "
                   "torch.utils.serialization", "torch._dynamo")
 
 
+MONITOR_SECONDS = 0.1  # how often the launcher looks at its workers
+# A worker that fails waits this long before it ends. The launcher names the first worker it finds
+# ended (torch's process context reports one); a rank that fails because another ended first (the
+# connection that rank broke: "Connection reset by peer") would otherwise often end within the
+# same look, and be named instead of the rank that was killed.
+FAILED_WORKER_WAITS = 5 * MONITOR_SECONDS
+
+
 def devices_of(cfg: DictConfig) -> int:
     return int(cfg.trainer.get("devices", 1) or 1)
 
@@ -154,7 +162,7 @@ def launch_workers(request: RunRequest, quiet: bool | None = None, rank_zero_cal
         options["signals_to_handle"] = "SIGQUIT"
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=int(cfg.trainer.get("max_restarts", 0)),
-                          monitor_interval=0.1, start_method=start_method, **options)
+                          monitor_interval=MONITOR_SECONDS, start_method=start_method, **options)
     backend = backend_for(cfg.trainer.device)
     reporter.log(f"training on {devices} processes (DistributedDataParallel, {backend} on {'CUDA' if backend == 'nccl' else 'CPU'}); "
                  f"batch {int(cfg.trainer.batch_size)} = {devices} x {int(cfg.trainer.batch_size) // devices} per process")
@@ -264,6 +272,9 @@ def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
     try:
         train_as_rank(Path(run_dir), how, trust, evaluate_test)
         trained = True
+    except Exception:
+        time.sleep(FAILED_WORKER_WAITS)  # (see FAILED_WORKER_WAITS)
+        raise
     finally:
         leave_group(together=trained)
 
