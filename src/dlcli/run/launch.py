@@ -54,20 +54,13 @@ from dlcli.trust.targets import targets_in
 
 # how a run runs, not what it computes: the command's values reach the workers
 HOW_IT_RUNS = ("trainer.device", "trainer.progress", "trainer.checkpoint_every", "trainer.plots")
-# what the fork server imports once for all the workers it forks (dlcli.system.fork_server): this
-# module with all it imports, and what a worker of a run on the bundled datasets imported besides
-# (measured: ~0.5 s of CPU each), and torch._dynamo, which every torch.optim optimizer imports as it
-# is built (~1.3 s of CPU per worker otherwise). Not torchvision: a table's run never loads it.
+# what the fork server imports once for all the workers it forks (dlcli.system.fork_server): this module and
+# what a worker of a run on the bundled datasets imported besides (~0.5 s of CPU each; torch._dynamo, which every
+# optimizer imports as it is built, ~1.3 s). Not torchvision: a table's run never loads it.
 WORKER_IMPORTS = ("dlcli.run.launch", "dlcli.data.images", "sklearn.datasets", "sklearn.model_selection",
                   "torch.utils.serialization", "torch._dynamo")
-
-
-MONITOR_SECONDS = 0.1  # how often the launcher looks at its workers
-# A worker that fails waits this long before it ends. The launcher names the first worker it finds
-# ended (torch's process context reports one); a rank that fails because another ended first (the
-# connection that rank broke: "Connection reset by peer") would otherwise often end within the
-# same look, and be named instead of the rank that was killed.
-FAILED_WORKER_WAITS = 5 * MONITOR_SECONDS
+MONITOR_SECONDS = 0.1  # how often the launcher looks at its workers: it names the first it finds ended, so a
+FAILED_WORKER_WAITS = 5 * MONITOR_SECONDS  # rank failing on the connection a killed one broke waits to be found second
 
 
 def devices_of(cfg: DictConfig) -> int:
@@ -273,7 +266,7 @@ def worker(run_dir: str, how: dict, trust: list, evaluate_test: bool) -> None:
         train_as_rank(Path(run_dir), how, trust, evaluate_test)
         trained = True
     except Exception:
-        time.sleep(FAILED_WORKER_WAITS)  # (see FAILED_WORKER_WAITS)
+        time.sleep(FAILED_WORKER_WAITS)
         raise
     finally:
         leave_group(together=trained)
