@@ -38,7 +38,8 @@ def test_a_forked_dl_is_the_process_python_m_dlcli_would_be(tmp_path):
             process = subprocess.Popen([sys.executable, "-m", "dlcli", *command], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, start_new_session=True)
         seen[way] = described(process, out)
-    assert type(start_dl(["--version"], tmp_path)).__name__ == "ForkedDl"  # the server served these
+    served = start_dl(["--version"], tmp_path, stdout=subprocess.DEVNULL)
+    assert type(served).__name__ == "ForkedDl" and served.wait(timeout=60) == 0  # the server served these
     real, forked = seen["real"], seen["forked"]
     assert forked["argv"][1:] == real["argv"][1:] and forked["argv"][0] == real["argv"][0]
     assert forked == real, (forked, real)
