@@ -59,8 +59,11 @@ def serve(address: str, parent: int) -> dict | None:
         importlib.import_module(name)
     gc.freeze()  # what was imported stays shared with the children: their collections skip it (no copy on write)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(address)
+    # bound under another name and renamed once listening: the tests wait for `address` to appear,
+    # and a connect between bind (which makes the file) and listen was refused
+    listener.bind(address + ".binding")
     listener.listen(64)
+    os.rename(address + ".binding", address)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
