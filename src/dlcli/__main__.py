@@ -9,6 +9,7 @@ import os
 
 from dlcli.completion import COMPLETE_VAR
 from dlcli.completion.complete import main as complete
+from dlcli.system.collector import collect_less_often
 
 
 def main() -> None:
@@ -16,6 +17,7 @@ def main() -> None:
     if shell is not None:
         complete(shell)
         return
+    collect_less_often()  # before the imports, which allocate millions of objects (dlcli.system.collector)
     from dlcli.cli import main as run  # noqa: PLC0415  (a TAB never imports the CLI: typer, click, rich)
 
     run()

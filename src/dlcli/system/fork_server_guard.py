@@ -13,8 +13,10 @@ stance.
 
 import os
 
+from dlcli.system.collector import collect_less_often
 from dlcli.system.interrupts import fork_server_stance
 from dlcli.system.processes import die_with_parent
 
 die_with_parent(os.getppid())
 fork_server_stance()
+collect_less_often()  # as `dl` does (dlcli.system.collector), for the server's imports and every worker it forks
