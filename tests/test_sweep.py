@@ -93,6 +93,7 @@ def test_bad_spaces_are_explained(workdir, overrides, kind, message):
 
 
 @pytest.mark.slow  # trains a sweep of several trials
+@pytest.mark.pictures  # sweep.png among the files
 def test_grid_sweep_writes_everything_and_tests_only_the_best(workdir, monkeypatch):
     import dlcli.run.single
     import dlcli.sweep.best

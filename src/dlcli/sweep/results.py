@@ -9,6 +9,7 @@ import pandas as pd
 from dlcli.system.numbers import short
 from dlcli.rundir.directory import write_text
 from dlcli.sweep.space import SearchSpace
+from dlcli.tracking import plots
 from dlcli.tracking.plots import new_figure, save_figure
 
 
@@ -83,7 +84,7 @@ def close_call(best: pd.DataFrame, metric: str, resolution: float | None, spread
 def plot_sweep(frame: pd.DataFrame, space: SearchSpace, metric: str, path: Path) -> None:
     """The metric against each swept parameter; log axes where the parameter is log-scaled."""
     done = frame[frame[metric].notna()]
-    if done.empty or not space.names:
+    if done.empty or not space.names or not plots.drawing_enabled:  # (off: the test suite, except where it looks)
         return
     columns = len(space.names)
     figure = new_figure(figsize=(4.5 * columns, 4), layout="tight")
