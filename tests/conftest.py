@@ -1,5 +1,8 @@
 import atexit
+import contextlib
 import csv
+import functools
+import gc
 import importlib
 import io
 import json
@@ -11,6 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+import typer.main
+import typer.testing
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -42,6 +47,13 @@ if os.environ.get("DL_TEST_TORCH_THREADS") or os.environ.get("PYTEST_XDIST_WORKE
     # other worker, a child with two threads spins for a core it does not have (an LSTM epoch took
     # 16.7 s with two threads and 0.42 s with one while 20 processes shared the 2 cores)
     os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("DL_TEST_TORCH_THREADS") or "1")
+
+# A test process holds millions of objects (torch, its compiler stack, scikit-learn, the runs of
+# module fixtures), and Python's default thresholds ran a full collection over all of them every few
+# hundred thousand allocations: 18 of them, 5.4 CPU seconds, in test_received_runs.py and
+# test_config.py (59 CPU s). Collecting far less often: 2 full ones, 1.2 s. (Only the tests' own
+# processes: the dl processes they start, forked_dl.py's too, keep Python's defaults.)
+gc.set_threshold(50_000, 20, 20)
 
 # Tests press Ctrl-C (a real SIGINT) in this process and in the dl processes they start. A shell
 # that starts pytest in the background sets SIGINT to "ignored", which dl rightly respects and
@@ -81,6 +93,23 @@ def pytest_xdist_auto_num_workers(config):
 # each test's time, and would otherwise charge these imports to whichever test trains first.
 WARM_IMPORTS = ("dlcli.run.dispatch", "dlcli.experiment", "dlcli.trained.evaluate", "dlcli.diagnostics", "sklearn.datasets",
                 "pandas", "torch._dynamo")
+
+
+# The files that take longest on 2 cores (wall seconds in a whole run, measured: `pytest --durations`
+# summed per file), started first: pytest-xdist hands whole files to whichever worker is free
+# (--dist loadfile, --no-loadscope-reorder in pyproject), and a long file handed out last kept one
+# core busy alone for the last ~15 s of the run. The rest keep the order they were collected in.
+LONGEST_FIRST = ("test_distributed.py", "test_sweep.py", "test_examples.py", "test_received_runs.py", "test_interrupt.py",
+                 "test_fuzz_config.py", "test_sweep_storage.py", "test_hardening.py", "test_sequence_models.py",
+                 "test_gpu_benchmark.py", "test_predict.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # (stable: each file's tests keep their order)
 
 
 def pytest_collection_finish(session):
@@ -160,10 +189,36 @@ def assert_resumes_exactly(overrides: list[str], columns: tuple[str, ...] = ("ep
     assert resumed.summary["test"] == reference.summary["test"]
 
 
+class DlRunner(CliRunner):
+    """Typer's CliRunner, with dl's Click command built once per test process: Typer's own builds
+    the whole command tree again (every command's signature read) at each invoke, ~15 ms of CPU,
+    and the suite runs dl in this process a few thousand times. A Click command is made to be
+    invoked many times (a long-lived program's is)."""
+
+    def invoke(self, typer_app, args=None, **extra):
+        with _built_once():
+            return super().invoke(typer_app, args, **extra)
+
+
+@functools.cache
+def _command_of(typer_app):
+    return typer.main.get_command(typer_app)
+
+
+@contextlib.contextmanager
+def _built_once():
+    building = typer.testing._get_command  # what Typer's CliRunner.invoke calls to build the command
+    typer.testing._get_command = _command_of
+    try:
+        yield
+    finally:
+        typer.testing._get_command = building
+
+
 def run_cli(*args: str):
     """`dl ARGS` in this process, its arguments read as `dl`'s entry point reads them (a bare
     --install-completion means $SHELL's)."""
-    return CliRunner().invoke(app, with_shell_named(args))
+    return DlRunner().invoke(app, with_shell_named(args))
 
 
 def assert_cli_runs_without_torch(*args: str, exit_code: int = 0) -> None:
