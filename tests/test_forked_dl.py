@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dlcli.system.collector import THRESHOLDS
 from forked_dl import start_dl
 
 TESTS = Path(__file__).parent
@@ -43,6 +44,7 @@ def test_a_forked_dl_is_the_process_python_m_dlcli_would_be(tmp_path):
     real, forked = seen["real"], seen["forked"]
     assert forked["argv"][1:] == real["argv"][1:] and forked["argv"][0] == real["argv"][0]
     assert forked == real, (forked, real)
+    assert tuple(real["gc_threshold"]) == THRESHOLDS  # dl collects garbage less often from its start (dlcli.system.collector)
 
 
 @pytest.mark.slow  # starts processes

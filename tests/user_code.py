@@ -1,6 +1,7 @@
 """Classes a user might plug in from config (+callbacks.NAME._target_=user_code.X, model._target_=...),
 used by the tests as a user's own module would be."""
 
+import gc
 import json
 import os
 import signal
@@ -236,4 +237,5 @@ class DescribeProcess(Callback):
         Path(self.path).write_text(json.dumps({
             "argv": sys.argv, "path": sys.path, "main": [getattr(main, "__file__", None), main.__spec__.name if main.__spec__ else None],
             "handlers": handlers, "mask": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
-            "cwd": os.getcwd(), "session": os.getsid(0) == os.getpid(), "marker": os.environ.get("DL_TEST_MARKER")}))
+            "cwd": os.getcwd(), "session": os.getsid(0) == os.getpid(), "marker": os.environ.get("DL_TEST_MARKER"),
+            "gc_threshold": gc.get_threshold()}))
