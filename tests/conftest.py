@@ -123,6 +123,19 @@ def module_cache_directory(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("xdg-cache-module"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_cache_for_module_fixtures(request):
+    """A `module_cache` module's own module fixtures (the runs they train) see its cache directory
+    too (a module-scoped autouse fixture comes before them): the fork server one of them starts then
+    serves the module's tests, where it was started again at the first test."""
+    if request.node.get_closest_marker("module_cache") is None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", request.getfixturevalue("module_cache_directory"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def own_cache_directory(request, tmp_path_factory, monkeypatch):
     """Each test its own cache directory (the dl processes it starts inherit it): a folder decoded
