@@ -11,6 +11,7 @@ import shutil
 import signal
 import tempfile
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,7 @@ import dlcli.tracking.plots
 from dlcli.cli import app
 from dlcli.cli.completion import with_shell_named
 from dlcli.config.compose import compose
-from dlcli.engine.progress import Reporter
 from dlcli.errors import first_line
-from dlcli.run.dispatch import train
-from dlcli.run.request import RunRequest
 
 # slow_guard: a test without the slow marker fails past a few seconds (the fast lane stays fast);
 # pytester: the guard's own test runs pytest on a generated file
@@ -98,16 +96,18 @@ WARM_IMPORTS = ("dlcli.run.dispatch", "dlcli.experiment", "dlcli.trained.evaluat
 # The files that take longest on 2 cores (wall seconds in a whole run, measured: `pytest --durations`
 # summed per file), started first: pytest-xdist hands whole files to whichever worker is free
 # (--dist loadfile, --no-loadscope-reorder in pyproject), and a long file handed out last kept one
-# core busy alone for the last ~15 s of the run. The rest keep the order they were collected in.
+# core busy alone for the last ~15 s of the run. The rest follow, those with more tests first.
 LONGEST_FIRST = ("test_distributed.py", "test_sweep.py", "test_examples.py", "test_received_runs.py", "test_interrupt.py",
                  "test_fuzz_config.py", "test_sweep_storage.py", "test_hardening.py", "test_sequence_models.py",
                  "test_gpu_benchmark.py", "test_predict.py")
 
 
 def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
+    tests_in = Counter(item.path.name for item in items)
+
+    def rank(item) -> tuple[int, int]:  # the rest by their number of tests, as pytest-xdist's own reordering would
         name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        return (LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST), -tests_in[name])
 
     items.sort(key=rank)  # (stable: each file's tests keep their order)
 
@@ -181,7 +181,9 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def quiet_reporter() -> Reporter:
+def quiet_reporter():
+    from dlcli.engine.progress import Reporter  # (here: the pytest that hands files to xdist's workers never imports torch)
+
     return Reporter(Console(file=io.StringIO()), show_progress=False)
 
 
@@ -189,6 +191,9 @@ def assert_resumes_exactly(overrides: list[str], columns: tuple[str, ...] = ("ep
     """A run stopped by Ctrl-C after epoch 2 and resumed ends with the metrics.csv `columns` and the
     test numbers of the same run trained without a stop."""
     from user_code import CtrlCAt  # a test module of callbacks, importable once tests/ is on the path
+
+    from dlcli.run.dispatch import train  # (here: the pytest that hands files to xdist's workers never imports torch)
+    from dlcli.run.request import RunRequest
 
     def rows(run_dir: Path) -> list[list[str]]:
         return [[row[k] for k in columns] for row in csv.DictReader((run_dir / "metrics.csv").open())]
