@@ -2,7 +2,6 @@ import atexit
 import contextlib
 import csv
 import functools
-import gc
 import importlib
 import io
 import json
@@ -25,6 +24,7 @@ from dlcli.cli import app
 from dlcli.cli.completion import with_shell_named
 from dlcli.config.compose import compose
 from dlcli.errors import first_line
+from dlcli.system.collector import collect_less_often
 
 # slow_guard: a test without the slow marker fails past a few seconds (the fast lane stays fast);
 # pytester: the guard's own test runs pytest on a generated file
@@ -49,9 +49,9 @@ if os.environ.get("DL_TEST_TORCH_THREADS") or os.environ.get("PYTEST_XDIST_WORKE
 # A test process holds millions of objects (torch, its compiler stack, scikit-learn, the runs of
 # module fixtures), and Python's default thresholds ran a full collection over all of them every few
 # hundred thousand allocations: 18 of them, 5.4 CPU seconds, in test_received_runs.py and
-# test_config.py (59 CPU s). Collecting far less often: 2 full ones, 1.2 s. (Only the tests' own
-# processes: the dl processes they start, forked_dl.py's too, keep Python's defaults.)
-gc.set_threshold(50_000, 20, 20)
+# test_config.py (59 CPU s). With dl's own thresholds (the dl processes the tests start set them
+# themselves): 2 full ones, 1.2 s.
+collect_less_often()
 
 # Tests press Ctrl-C (a real SIGINT) in this process and in the dl processes they start. A shell
 # that starts pytest in the background sets SIGINT to "ignored", which dl rightly respects and
@@ -209,7 +209,7 @@ def assert_resumes_exactly(overrides: list[str], columns: tuple[str, ...] = ("ep
 
 class DlRunner(CliRunner):
     """Typer's CliRunner, with dl's Click command built once per test process: Typer's own builds
-    the whole command tree again (every command's signature read) at each invoke, ~15 ms of CPU,
+    the whole command tree again (every command's signature read) at each invoke, ~8 ms of CPU,
     and the suite runs dl in this process a few thousand times. A Click command is made to be
     invoked many times (a long-lived program's is)."""
 
